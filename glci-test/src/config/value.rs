@@ -1,0 +1,130 @@
+//! The YAML tree every later stage works on: plain data plus the place it came from, so that
+//! any error, however late, can say `file:line:col`.
+
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+
+/// Where a node was written: file (as the user would name it), 1-based line and column.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Span {
+    pub file: Arc<str>,
+    pub line: u32,
+    pub col: u32,
+}
+
+impl fmt::Display for Span {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file, self.line, self.col)
+    }
+}
+
+/// A mapping key. Keys compare by name only; the span is carried for error messages.
+#[derive(Debug, Clone, Default)]
+pub struct Key {
+    pub name: String,
+    pub span: Span,
+}
+
+impl Key {
+    pub fn new(name: impl Into<String>, span: Span) -> Self {
+        Key {
+            name: name.into(),
+            span,
+        }
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+impl Eq for Key {}
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.name.hash(state)
+    }
+}
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        &self.name
+    }
+}
+
+/// An ordered mapping, as GitLab keeps hashes in insertion order.
+pub type Mapping = IndexMap<Key, Node>;
+
+/// A YAML value after tag and scalar resolution (YAML 1.1 booleans, as Psych reads them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    String(String),
+    Seq(Vec<Node>),
+    Map(Mapping),
+    /// `!reference [a, b]` before resolution; resolution replaces every one of these.
+    Reference(Vec<String>),
+}
+
+/// A value and where it was written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    pub value: Value,
+    pub span: Span,
+}
+
+impl Node {
+    pub fn new(value: Value, span: Span) -> Self {
+        Node { value, span }
+    }
+
+    pub fn as_str(&self) -> Option<&str> {
+        match &self.value {
+            Value::String(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_map(&self) -> Option<&Mapping> {
+        match &self.value {
+            Value::Map(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    pub fn as_seq(&self) -> Option<&[Node]> {
+        match &self.value {
+            Value::Seq(s) => Some(s),
+            _ => None,
+        }
+    }
+
+    pub fn as_bool(&self) -> Option<bool> {
+        match &self.value {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
+    /// Looks a key up when this node is a mapping.
+    pub fn get(&self, key: &str) -> Option<&Node> {
+        self.as_map().and_then(|m| m.get(key))
+    }
+
+    /// The scalar as GitLab would turn it into a string (for variables, script lines).
+    pub fn scalar_string(&self) -> Option<String> {
+        match &self.value {
+            Value::String(s) => Some(s.clone()),
+            Value::Bool(b) => Some(b.to_string()),
+            Value::Int(i) => Some(i.to_string()),
+            Value::Float(x) => Some(x.to_string()),
+            Value::Null => Some(String::new()),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,1 @@
+//! The Docker engine connection, labels on everything glci creates, and cleanup.

@@ -1,0 +1,1 @@
+//! Jobs as libtest trials: plan → trials, DAG-aware scheduling, snapshot assertions.

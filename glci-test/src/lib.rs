@@ -1,0 +1,22 @@
+//! glci-test: run a project's GitLab CI pipeline on this machine, for real, and report every
+//! CI job as a Rust test.
+//!
+//! The crate follows the data flow of one pipeline (see `ARCHITECTURE.md` in the repository):
+//!
+//! - [`config`] loads `.gitlab-ci.yml` (anchors, `!reference`, `include`, `extends`,
+//!   `default`/`inherit`) into one resolved tree with source spans;
+//! - [`expr`] is the `rules:if` expression language, [`vars`] GitLab's variable expansion;
+//! - [`plan`] turns the resolved configuration and an [`plan::Event`] into the jobs that run;
+//! - [`git`] reads repository facts and snapshots the working tree;
+//! - [`server`] is the local stand-in for GitLab, [`runner`] the built-in runner,
+//!   [`docker`] the engine connection and cleanup, [`harness`] jobs as libtest trials.
+
+pub mod config;
+pub mod docker;
+pub mod expr;
+pub mod git;
+pub mod harness;
+pub mod plan;
+pub mod runner;
+pub mod server;
+pub mod vars;

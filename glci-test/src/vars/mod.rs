@@ -1,0 +1,1 @@
+//! GitLab's variable expansion: `$X`, `${X}`, `%X%`, `$$`, no nested expansion, cycles.
