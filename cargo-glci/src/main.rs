@@ -1,1 +1,28 @@
-fn main() {}
+//! `cargo glci`: the command line of glci. Only argument parsing and printing live here; the
+//! engine is the `glci-test` library.
+
+mod args;
+mod commands;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use args::Cli;
+
+fn main() -> ExitCode {
+    // Cargo runs a subcommand as `cargo-glci glci ARGS`; run directly it is `cargo-glci ARGS`.
+    // Drop the repeated name so both behave the same.
+    let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if argv.get(1).is_some_and(|a| a == "glci") {
+        argv.remove(1);
+    }
+    let cli = Cli::parse_from(argv);
+    match commands::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The command-line surface: subcommands and the event flags they share.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use glci_test::plan::{Event, PipelineSource};
+
+/// Run your GitLab CI pipeline on this machine, in Docker, each job as a Rust test.
+#[derive(Debug, Parser)]
+#[command(name = "cargo-glci", bin_name = "cargo glci", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check that a Docker engine answers and say which one.
+    Doctor,
+    /// Remove Docker objects left behind by glci runs whose process is gone.
+    Clean {
+        /// Also remove objects of glci runs that are still alive.
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+/// The event a pipeline is planned for (shared by `plan`, `run` and `test`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct EventArgs {
+    /// The CI configuration file, relative to the repository root.
+    #[arg(long, value_name = "PATH", default_value = ".gitlab-ci.yml")]
+    pub file: PathBuf,
+    /// Why the pipeline runs (CI_PIPELINE_SOURCE).
+    #[arg(long, value_name = "SOURCE", default_value = "push", value_parser = parse_source)]
+    pub source: PipelineSource,
+    /// Branch pushed to, or the merge request's source branch (default: the current branch).
+    #[arg(long, value_name = "NAME", conflicts_with = "tag")]
+    pub branch: Option<String>,
+    /// Tag pushed (a tag pipeline).
+    #[arg(long, value_name = "NAME")]
+    pub tag: Option<String>,
+    /// Target branch of the merge request (with --source merge_request_event).
+    #[arg(long, value_name = "NAME")]
+    pub target_branch: Option<String>,
+    /// The project's default branch (default: from origin/HEAD, else main or master).
+    #[arg(long, value_name = "NAME")]
+    pub default_branch: Option<String>,
+    /// A changed path for rules:changes (repeatable; default: computed from git).
+    #[arg(long = "changed", value_name = "PATH")]
+    pub changed: Vec<String>,
+    /// A pipeline variable, highest precedence (repeatable).
+    #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub vars: Vec<(String, String)>,
+}
+
+#[expect(
+    dead_code,
+    reason = "used by plan, run and test, which are being built"
+)]
+impl EventArgs {
+    pub fn to_event(&self) -> Event {
+        Event {
+            source: self.source,
+            branch: self.branch.clone(),
+            tag: self.tag.clone(),
+            target_branch: self.target_branch.clone(),
+            default_branch: self.default_branch.clone(),
+            changed_files: (!self.changed.is_empty()).then(|| self.changed.clone()),
+            variables: self.vars.clone(),
+        }
+    }
+}
+
+fn parse_source(s: &str) -> Result<PipelineSource, String> {
+    s.parse()
+}
+
+fn parse_var(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not KEY=VALUE"))?;
+    if k.is_empty() {
+        return Err(format!("`{s}` has an empty variable name"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}

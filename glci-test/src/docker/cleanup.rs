@@ -1,0 +1,131 @@
+//! Removing glci's objects: those of one owner when its run ends, and those of dead owners
+//! when the next run starts. Only objects carrying glci's labels are ever listed.
+
+use std::collections::HashMap;
+
+use bollard::query_parameters::{
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptionsBuilder,
+};
+
+use super::labels::{owner_is_dead, LABEL_OWNER, LABEL_PIPELINE};
+use super::{DockerError, Engine};
+
+/// What a cleanup removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub containers: usize,
+    pub networks: usize,
+    pub volumes: usize,
+}
+
+impl CleanupReport {
+    pub fn is_empty(&self) -> bool {
+        self.containers + self.networks + self.volumes == 0
+    }
+}
+
+/// Removes every container, network and volume of the owner `owner_id`.
+pub async fn remove_owned(engine: &Engine, owner_id: &str) -> Result<CleanupReport, DockerError> {
+    let label = format!("{LABEL_OWNER}={owner_id}");
+    remove_matching(engine, &label, |_| true).await
+}
+
+/// Removes every glci object, whoever owns it (`cargo glci clean --all`).
+pub async fn remove_all(engine: &Engine) -> Result<CleanupReport, DockerError> {
+    remove_matching(engine, LABEL_PIPELINE, |_| true).await
+}
+
+/// Removes every glci object whose owning process is gone (killed, crashed) on this host.
+pub async fn remove_orphans(engine: &Engine) -> Result<CleanupReport, DockerError> {
+    remove_matching(engine, LABEL_PIPELINE, owner_is_dead).await
+}
+
+/// Lists objects having `label` (`key` or `key=value`), keeps those `select` accepts, and
+/// removes them: containers first (they hold networks and volumes), then networks, volumes.
+async fn remove_matching(
+    engine: &Engine,
+    label: &str,
+    select: impl Fn(&HashMap<String, String>) -> bool,
+) -> Result<CleanupReport, DockerError> {
+    let docker = engine.client();
+    let filters = HashMap::from([("label", vec![label])]);
+    let mut report = CleanupReport::default();
+
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| DockerError::api("list glci containers", e))?;
+    for c in containers {
+        let (Some(id), Some(labels)) = (c.id, c.labels) else {
+            continue;
+        };
+        if !select(&labels) {
+            continue;
+        }
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        match docker.remove_container(&id, Some(opts)).await {
+            Ok(()) => report.containers += 1,
+            Err(e) if is_gone(&e) => {}
+            Err(e) => return Err(DockerError::api(format!("remove container {id}"), e)),
+        }
+    }
+
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .map_err(|e| DockerError::api("list glci networks", e))?;
+    for n in networks {
+        let (Some(id), Some(labels)) = (n.id, n.labels) else {
+            continue;
+        };
+        if !select(&labels) {
+            continue;
+        }
+        match docker.remove_network(&id).await {
+            Ok(()) => report.networks += 1,
+            Err(e) if is_gone(&e) => {}
+            Err(e) => return Err(DockerError::api(format!("remove network {id}"), e)),
+        }
+    }
+
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .map_err(|e| DockerError::api("list glci volumes", e))?;
+    for v in volumes.volumes.unwrap_or_default() {
+        if !select(&v.labels) {
+            continue;
+        }
+        let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
+        match docker.remove_volume(&v.name, Some(opts)).await {
+            Ok(()) => report.volumes += 1,
+            Err(e) if is_gone(&e) => {}
+            Err(e) => return Err(DockerError::api(format!("remove volume {}", v.name), e)),
+        }
+    }
+    Ok(report)
+}
+
+/// 404: removed meanwhile (by a concurrent cleanup, or `--rm`); that is what we wanted.
+fn is_gone(e: &bollard::errors::Error) -> bool {
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError {
+            status_code: 404,
+            ..
+        }
+    )
+}
