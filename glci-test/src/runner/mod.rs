@@ -1,1 +1,7 @@
-//! The built-in runner: takes jobs over the runner API and runs them with the Docker engine.
+//! The built-in runner: takes jobs over the runner API and runs them with the Docker engine,
+//! reproducing the official runner's Docker executor (stages, sections, script wrapper,
+//! variables, masking, messages and failure reasons).
+
+pub mod payload;
+pub mod shell;
+pub mod trace;
