@@ -2,6 +2,8 @@
 //! reproducing the official runner's Docker executor (stages, sections, script wrapper,
 //! variables, masking, messages and failure reasons).
 
+pub mod archive;
 pub mod payload;
 pub mod shell;
+pub mod sources;
 pub mod trace;
