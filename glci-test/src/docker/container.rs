@@ -137,3 +137,16 @@ async fn start_and_collect(
         stderr: String::from_utf8_lossy(&stderr).into_owned(),
     })
 }
+
+/// Everything a container printed so far (stdout and stderr interleaved), for diagnostics.
+pub async fn container_logs(engine: &Engine, id: &str) -> Result<String, DockerError> {
+    let opts = LogsOptionsBuilder::new().stdout(true).stderr(true).build();
+    let mut logs = engine.client().logs(id, Some(opts));
+    let mut out = Vec::new();
+    while let Some(chunk) = logs.next().await {
+        let chunk =
+            chunk.map_err(|e| DockerError::api(format!("read logs of container {id}"), e))?;
+        out.extend_from_slice(&chunk.into_bytes());
+    }
+    Ok(String::from_utf8_lossy(&out).into_owned())
+}

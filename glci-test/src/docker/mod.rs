@@ -12,7 +12,9 @@ mod engine;
 mod labels;
 
 pub use cleanup::{remove_all, remove_orphans, remove_owned, CleanupReport};
-pub use container::{create_network, run_container, ContainerOutput, ContainerSpec};
+pub use container::{
+    container_logs, create_network, run_container, ContainerOutput, ContainerSpec,
+};
 pub use engine::{DockerError, Engine};
 pub use labels::{
     Owner, LABEL_OWNER, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_PIPELINE,

@@ -3,7 +3,11 @@
 //! variables, masking, messages and failure reasons).
 
 pub mod archive;
+pub mod container;
+pub mod executor;
 pub mod payload;
+pub mod services;
 pub mod shell;
 pub mod sources;
 pub mod trace;
+pub mod variables;

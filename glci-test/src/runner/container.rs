@@ -1,0 +1,246 @@
+//! One container of a job driven the way the official Docker executor drives its build
+//! container: created once, then for each stage attached, started, fed the stage script on
+//! stdin, and waited for; its output goes to the trace as it arrives.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bollard::container::LogOutput;
+use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptions,
+};
+use futures_util::StreamExt;
+use tokio::io::AsyncWriteExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::docker::{DockerError, Engine, Owner};
+
+use super::trace::Trace;
+
+/// How a stage ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StageEnd {
+    Exited(i64),
+    TimedOut,
+    Canceled,
+}
+
+/// What a job container is made from.
+#[derive(Debug, Clone, Default)]
+pub struct ContainerConfig {
+    pub name: String,
+    pub image: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Vec<String>,
+    pub env: Vec<String>,
+    pub network: Option<String>,
+    pub aliases: Vec<String>,
+    pub labels: HashMap<String, String>,
+    pub user: Option<String>,
+    /// Fed a script on stdin (build container) or left to run its own command (service).
+    pub stdin: bool,
+}
+
+/// A created container of a job.
+#[derive(Debug, Clone)]
+pub struct JobContainer {
+    pub id: String,
+    pub name: String,
+}
+
+impl JobContainer {
+    pub async fn create(
+        engine: &Engine,
+        owner: &Owner,
+        config: &ContainerConfig,
+    ) -> Result<JobContainer, DockerError> {
+        let mut labels = owner.labels();
+        labels.extend(config.labels.clone());
+        let networking_config = config.network.as_ref().map(|net| NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                net.clone(),
+                EndpointSettings {
+                    aliases: (!config.aliases.is_empty()).then(|| config.aliases.clone()),
+                    ..Default::default()
+                },
+            )])),
+        });
+        let body = ContainerCreateBody {
+            image: Some(config.image.clone()),
+            entrypoint: config.entrypoint.clone(),
+            cmd: (!config.cmd.is_empty()).then(|| config.cmd.clone()),
+            env: Some(config.env.clone()),
+            labels: Some(labels),
+            user: config.user.clone(),
+            tty: Some(false),
+            open_stdin: Some(config.stdin),
+            stdin_once: Some(config.stdin),
+            attach_stdin: Some(config.stdin),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            host_config: Some(HostConfig {
+                network_mode: config.network.clone(),
+                // Job containers reach the host (the mock GitLab) by this name too.
+                extra_hosts: Some(vec!["host.docker.internal:host-gateway".to_string()]),
+                ..Default::default()
+            }),
+            networking_config,
+            ..Default::default()
+        };
+        let opts = CreateContainerOptionsBuilder::new()
+            .name(&config.name)
+            .build();
+        let id = engine
+            .client()
+            .create_container(Some(opts), body)
+            .await
+            .map_err(|e| DockerError::api(format!("create container `{}`", config.name), e))?
+            .id;
+        Ok(JobContainer {
+            id,
+            name: config.name.clone(),
+        })
+    }
+
+    /// Unpacks a tar into the container's filesystem at `/` (works before the first start).
+    pub async fn upload_tar(&self, engine: &Engine, tar: Vec<u8>) -> Result<(), DockerError> {
+        let opts = UploadToContainerOptionsBuilder::new().path("/").build();
+        engine
+            .client()
+            .upload_to_container(&self.id, Some(opts), bollard::body_full(tar.into()))
+            .await
+            .map_err(|e| DockerError::api(format!("copy files into container `{}`", self.name), e))
+    }
+
+    /// A tar of `path` inside the container (top-level entry: the directory's name).
+    pub async fn download_tar(&self, engine: &Engine, path: &str) -> Result<Vec<u8>, DockerError> {
+        let opts = DownloadFromContainerOptionsBuilder::new()
+            .path(path)
+            .build();
+        let mut stream = engine
+            .client()
+            .download_from_container(&self.id, Some(opts));
+        let mut out = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|e| {
+                DockerError::api(format!("copy {path} out of container `{}`", self.name), e)
+            })?;
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    }
+
+    /// Starts the container without attaching (services).
+    pub async fn start(&self, engine: &Engine) -> Result<(), DockerError> {
+        engine
+            .client()
+            .start_container(&self.id, None)
+            .await
+            .map_err(|e| DockerError::api(format!("start container `{}`", self.name), e))
+    }
+
+    /// Runs one stage: attach, start, write `script` to stdin, stream output into `trace`,
+    /// wait for the exit. `timeout` kills it; `cancel` stops it (SIGTERM, then SIGKILL).
+    pub async fn run_stage(
+        &self,
+        engine: &Engine,
+        script: &str,
+        trace: &Trace,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<StageEnd, DockerError> {
+        let docker = engine.client();
+        let attach = AttachContainerOptionsBuilder::new()
+            .stdin(true)
+            .stdout(true)
+            .stderr(true)
+            .stream(true)
+            .build();
+        let mut attached = docker
+            .attach_container(&self.id, Some(attach))
+            .await
+            .map_err(|e| DockerError::api(format!("attach to container `{}`", self.name), e))?;
+        docker
+            .start_container(&self.id, None)
+            .await
+            .map_err(|e| DockerError::api(format!("start container `{}`", self.name), e))?;
+        // Write the script and close stdin so the shell reads to the end and exits.
+        let script = script.to_string();
+        let mut input = attached.input;
+        let writer = tokio::spawn(async move {
+            let _ = input.write_all(script.as_bytes()).await;
+            let _ = input.shutdown().await;
+        });
+        let pump = async {
+            while let Some(chunk) = attached.output.next().await {
+                match chunk {
+                    Ok(
+                        LogOutput::StdOut { message }
+                        | LogOutput::StdErr { message }
+                        | LogOutput::Console { message },
+                    ) => trace.output(&message),
+                    Ok(LogOutput::StdIn { .. }) => {}
+                    Err(_) => break,
+                }
+            }
+        };
+        let end = tokio::select! {
+            _ = pump => None,
+            _ = tokio::time::sleep(timeout) => Some(StageEnd::TimedOut),
+            _ = cancel.cancelled() => Some(StageEnd::Canceled),
+        };
+        writer.abort();
+        if let Some(end) = end {
+            self.stop(engine).await;
+            trace.flush();
+            return Ok(end);
+        }
+        trace.flush();
+        let code = match docker
+            .wait_container(&self.id, None::<WaitContainerOptions>)
+            .next()
+            .await
+        {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => {
+                return Err(DockerError::api(
+                    format!("wait for container `{}`", self.name),
+                    e,
+                ))
+            }
+            None => -1,
+        };
+        Ok(StageEnd::Exited(code))
+    }
+
+    /// SIGTERM, a grace period, then SIGKILL; errors mean it already stopped.
+    pub async fn stop(&self, engine: &Engine) {
+        let docker = engine.client();
+        let term = KillContainerOptionsBuilder::new().signal("SIGTERM").build();
+        if docker.kill_container(&self.id, Some(term)).await.is_ok() {
+            let waited = tokio::time::timeout(
+                Duration::from_secs(5),
+                docker
+                    .wait_container(&self.id, None::<WaitContainerOptions>)
+                    .next(),
+            )
+            .await;
+            if waited.is_err() {
+                let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+                let _ = docker.kill_container(&self.id, Some(kill)).await;
+            }
+        }
+    }
+
+    pub async fn remove(&self, engine: &Engine) {
+        let opts = RemoveContainerOptionsBuilder::new()
+            .force(true)
+            .v(true)
+            .build();
+        let _ = engine.client().remove_container(&self.id, Some(opts)).await;
+    }
+}

@@ -1,0 +1,689 @@
+//! One job, start to end, as the official Docker executor runs it: the stages and section
+//! names of runner-contract.md §5.4, its messages, its failure reasons; and cleanup of every
+//! container and network of the job on every path.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use bollard::query_parameters::InspectContainerOptions;
+use tokio_util::sync::CancellationToken;
+
+use crate::docker::{create_network, DockerError, Engine, Owner};
+
+use super::archive::{self, Selection};
+use super::container::{ContainerConfig, JobContainer, StageEnd};
+use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
+use super::services::{service_aliases, service_slug, wait_for_ports};
+use super::shell::{ScriptVariable, StageScript, SHELL_DETECTOR};
+use super::sources;
+use super::trace::Trace;
+use super::variables::{job_variables, service_variables, RunnerIdentity};
+
+/// What the executor needs from GitLab besides the payload: artifacts of dependencies, and a
+/// place to upload the job's own. The runner API client implements it.
+pub trait JobIo: Sync {
+    /// The artifacts archive (zip) of a dependency.
+    fn download_artifacts(
+        &self,
+        dependency: &Dependency,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    /// Uploads one artifact archive of this job.
+    fn upload_artifacts(
+        &self,
+        artifact: &Artifact,
+        zip: Vec<u8>,
+    ) -> impl Future<Output = Result<(), String>> + Send;
+}
+
+/// Executor settings a user can change.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    /// Image for jobs that name none.
+    pub default_image: String,
+    /// How long to wait for services to accept connections.
+    pub services_timeout: Duration,
+    /// Leave the containers of a failed job for inspection.
+    pub keep_failed: bool,
+    pub identity: RunnerIdentity,
+}
+
+impl Default for ExecutorOptions {
+    fn default() -> Self {
+        ExecutorOptions {
+            default_image: "glci-fixture/debian:bookworm".to_string(),
+            services_timeout: Duration::from_secs(30),
+            keep_failed: false,
+            identity: RunnerIdentity::default(),
+        }
+    }
+}
+
+/// How a job ended, as the final `PUT /jobs/:id` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobOutcome {
+    pub success: bool,
+    /// GitLab failure reason (`script_failure`, `job_execution_timeout`, …).
+    pub failure_reason: Option<String>,
+    pub exit_code: Option<i64>,
+    /// The build container kept for inspection (`keep_failed`).
+    pub kept_container: Option<String>,
+}
+
+impl JobOutcome {
+    fn success() -> JobOutcome {
+        JobOutcome {
+            success: true,
+            failure_reason: None,
+            exit_code: None,
+            kept_container: None,
+        }
+    }
+    fn failed(reason: &str, exit_code: Option<i64>) -> JobOutcome {
+        JobOutcome {
+            success: false,
+            failure_reason: Some(reason.to_string()),
+            exit_code,
+            kept_container: None,
+        }
+    }
+}
+
+/// A failure that ends the job before or outside the script.
+struct Failure {
+    reason: &'static str,
+    message: String,
+}
+
+impl Failure {
+    fn system(e: impl std::fmt::Display) -> Failure {
+        Failure {
+            reason: "runner_system_failure",
+            message: e.to_string(),
+        }
+    }
+}
+
+/// Everything created for one job, removed at the end.
+struct JobResources {
+    network: Option<String>,
+    containers: Vec<JobContainer>,
+}
+
+/// Runs the job. Never panics on bad input; every Docker object it made is removed before it
+/// returns (unless kept for inspection after a failure).
+pub async fn execute(
+    engine: &Engine,
+    owner: &Owner,
+    payload: &JobPayload,
+    io: &impl JobIo,
+    trace: &Trace,
+    options: &ExecutorOptions,
+    cancel: &CancellationToken,
+) -> JobOutcome {
+    let started = Instant::now();
+    let identity = &options.identity;
+    trace.line(&format!(
+        "Running with {} {} ({})",
+        identity.name, identity.version, identity.revision
+    ));
+    trace.line(&format!("  on {} {}", identity.name, identity.short_token));
+    let mut resources = JobResources {
+        network: None,
+        containers: Vec::new(),
+    };
+    let result = run_stages(
+        engine,
+        owner,
+        payload,
+        io,
+        trace,
+        options,
+        cancel,
+        started,
+        &mut resources,
+    )
+    .await;
+    let mut outcome = match result {
+        Ok(outcome) => outcome,
+        Err(f) => {
+            trace.error(&format!("Job failed (system failure): {}", f.message));
+            JobOutcome::failed(f.reason, None)
+        }
+    };
+    if !outcome.success && options.keep_failed {
+        outcome.kept_container = resources.containers.first().map(|c| c.name.clone());
+    } else {
+        for c in &resources.containers {
+            c.remove(engine).await;
+        }
+        if let Some(net) = &resources.network {
+            let _ = engine.client().remove_network(net).await;
+        }
+    }
+    outcome
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_stages(
+    engine: &Engine,
+    owner: &Owner,
+    payload: &JobPayload,
+    io: &impl JobIo,
+    trace: &Trace,
+    options: &ExecutorOptions,
+    cancel: &CancellationToken,
+    started: Instant,
+    resources: &mut JobResources,
+) -> Result<JobOutcome, Failure> {
+    let job_timeout = Duration::from_secs(payload.timeout_secs());
+    let image = payload
+        .image
+        .as_ref()
+        .map(|i| i.name.clone())
+        .filter(|n| !n.is_empty())
+        .unwrap_or_else(|| options.default_image.clone());
+    let project_dir = payload.project_dir();
+    let prefix = format!("{}-job-{}", owner.name_prefix(), payload.id);
+
+    // prepare_executor
+    trace.section_start("prepare_executor", "Preparing the \"docker\" executor");
+    trace.line(&format!("Using Docker executor with image {image} ..."));
+    let pull_policy = payload
+        .image
+        .as_ref()
+        .map(|i| i.pull_policy.clone())
+        .unwrap_or_default();
+    ensure_image(engine, &image, &pull_policy, trace).await?;
+    let network = format!("{prefix}-network");
+    create_network(engine, owner, &network)
+        .await
+        .map_err(Failure::system)?;
+    resources.network = Some(network.clone());
+    let variables = job_variables(payload, &options.identity, &image, Some(&network));
+    start_services(
+        engine, owner, payload, &variables, &network, &prefix, trace, options, resources,
+    )
+    .await?;
+    trace.section_end("prepare_executor");
+
+    // The build container exists from here on; sources and artifacts are copied into it.
+    let entrypoint = payload
+        .image
+        .as_ref()
+        .filter(|i| !i.entrypoint.is_empty())
+        .map(|i| i.entrypoint.clone());
+    let build = JobContainer::create(
+        engine,
+        owner,
+        &ContainerConfig {
+            name: format!("{prefix}-build"),
+            image: image.clone(),
+            entrypoint,
+            cmd: vec!["sh".into(), "-c".into(), SHELL_DETECTOR.into()],
+            env: variables
+                .iter()
+                .map(|v| format!("{}={}", v.key, v.value))
+                .collect(),
+            network: Some(network.clone()),
+            stdin: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .map_err(Failure::system)?;
+    resources.containers.insert(0, build.clone());
+
+    trace.section_start("prepare_script", "Preparing environment");
+    trace.line(&format!("Running on {} via {}...", build.name, host_name()));
+    trace.section_end("prepare_script");
+
+    // get_sources
+    trace.section_start("get_sources", "Getting source from Git repository");
+    let checkout_dir = tempfile::tempdir().map_err(Failure::system)?;
+    let checkout = match sources::get_sources(payload, checkout_dir.path(), trace).await {
+        Ok(c) => c,
+        Err(e) => {
+            trace.section_end("get_sources");
+            trace.error(&format!("Job failed: {e}"));
+            return Ok(JobOutcome::failed("script_failure", None));
+        }
+    };
+    let tar = archive::tar_dir_at(checkout_dir.path(), &project_dir).map_err(Failure::system)?;
+    build
+        .upload_tar(engine, tar)
+        .await
+        .map_err(Failure::system)?;
+    drop(checkout_dir);
+    trace.section_end("get_sources");
+
+    // download_artifacts
+    let deps: Vec<&Dependency> = payload
+        .dependencies
+        .iter()
+        .filter(|d| {
+            d.artifacts_file
+                .as_ref()
+                .is_some_and(|f| !f.filename.is_empty())
+        })
+        .collect();
+    if !deps.is_empty() {
+        trace.section_start("download_artifacts", "Downloading artifacts");
+        for dep in deps {
+            trace.line(&format!(
+                "Downloading artifacts for {} ({})...",
+                dep.name, dep.id
+            ));
+            let result = match io.download_artifacts(dep).await {
+                Ok(zip) => archive::zip_to_tar_at(&zip, &project_dir).map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(tar) => {
+                    build
+                        .upload_tar(engine, tar)
+                        .await
+                        .map_err(Failure::system)?;
+                    trace.line(&format!("Downloading artifacts from coordinator... ok        id={} responseStatus=200 OK", dep.id));
+                }
+                Err(e) => {
+                    trace.section_end("download_artifacts");
+                    trace.error(&format!(
+                        "Downloading artifacts from coordinator... error: {e}"
+                    ));
+                    trace.error("Job failed: exit code 1");
+                    return Ok(JobOutcome::failed("script_failure", Some(1)));
+                }
+            }
+        }
+        trace.section_end("download_artifacts");
+    }
+
+    // step_script (and any other non-after_script steps, in order)
+    let script_vars: Vec<ScriptVariable> = variables
+        .iter()
+        .map(|v| ScriptVariable {
+            key: v.key.clone(),
+            value: v.value.clone(),
+            file: v.file,
+        })
+        .collect();
+    let debug_trace = payload.variable("CI_DEBUG_TRACE") == Some("true");
+    let mut script_end = StageEnd::Exited(0);
+    for step in payload.steps.iter().filter(|s| s.name != "after_script") {
+        let stage = format!("step_{}", step.name);
+        trace.section_start(
+            &stage,
+            &format!("Executing \"{stage}\" stage of the job script"),
+        );
+        let script = StageScript {
+            project_dir: &project_dir,
+            variables: &script_vars,
+            commands: &step.script,
+            debug_trace,
+        };
+        let remaining = job_timeout.saturating_sub(started.elapsed());
+        script_end = build
+            .run_stage(engine, &script.render(), trace, remaining, cancel)
+            .await
+            .map_err(Failure::system)?;
+        trace.section_end(&stage);
+        if script_end != StageEnd::Exited(0) {
+            break;
+        }
+    }
+    if script_end == StageEnd::Canceled {
+        trace.warning("script canceled externally (UI, API)");
+    }
+    let job_status = match script_end {
+        StageEnd::Exited(0) => "success",
+        StageEnd::Exited(_) => "failed",
+        StageEnd::TimedOut => "timedout",
+        StageEnd::Canceled => "canceled",
+    };
+
+    // after_script runs whatever happened to the script (a hard abort skips it: see runner).
+    if let Some(after) = payload
+        .steps
+        .iter()
+        .find(|s| s.name == "after_script" && !s.script.is_empty())
+    {
+        trace.section_start("after_script", "Running after_script");
+        let mut after_vars = script_vars.clone();
+        after_vars.retain(|v| v.key != "CI_JOB_STATUS");
+        after_vars.push(ScriptVariable {
+            key: "CI_JOB_STATUS".into(),
+            value: job_status.into(),
+            file: false,
+        });
+        let script = StageScript {
+            project_dir: &project_dir,
+            variables: &after_vars,
+            commands: &after.script,
+            debug_trace,
+        };
+        // after_script has its own 5-minute budget and is not cancelled by a graceful cancel.
+        let end = build
+            .run_stage(
+                engine,
+                &script.render(),
+                trace,
+                Duration::from_secs(300),
+                &CancellationToken::new(),
+            )
+            .await
+            .map_err(Failure::system)?;
+        match end {
+            StageEnd::Exited(0) => {}
+            StageEnd::Exited(code) => trace.warning(&format!("after_script failed, but job will continue unaffected: exit code {code}")),
+            StageEnd::TimedOut => trace.warning("after_script failed, but job will continue unaffected: execution took longer than 5m0s seconds"),
+            StageEnd::Canceled => {}
+        }
+        trace.section_end("after_script");
+    }
+
+    // upload_artifacts_on_success / _on_failure
+    let succeeded = job_status == "success";
+    let artifacts: Vec<&Artifact> = payload
+        .artifacts
+        .iter()
+        .filter(|a| match a.when.as_str() {
+            "always" => true,
+            "on_failure" => !succeeded,
+            _ => succeeded,
+        })
+        .collect();
+    let mut upload_failed = false;
+    if !artifacts.is_empty() {
+        let (stage, title) = if succeeded {
+            (
+                "upload_artifacts_on_success",
+                "Uploading artifacts for successful job",
+            )
+        } else {
+            (
+                "upload_artifacts_on_failure",
+                "Uploading artifacts for failed job",
+            )
+        };
+        trace.section_start(stage, title);
+        let project_tar = build
+            .download_tar(engine, &project_dir)
+            .await
+            .map_err(Failure::system)?;
+        for artifact in artifacts {
+            if let Err(e) =
+                upload_artifact(io, artifact, &project_tar, &checkout.tracked, trace).await
+            {
+                trace.error(&format!(
+                    "Uploading artifacts as \"{}\" to coordinator... error: {e}",
+                    artifact_type(artifact)
+                ));
+                upload_failed = true;
+            }
+        }
+        trace.section_end(stage);
+    }
+
+    trace.section_start(
+        "cleanup_file_variables",
+        "Cleaning up project directory and file based variables",
+    );
+    trace.section_end("cleanup_file_variables");
+
+    Ok(match script_end {
+        StageEnd::Exited(0) if upload_failed => {
+            trace.error("Job failed: exit code 1");
+            JobOutcome::failed("script_failure", Some(1))
+        }
+        StageEnd::Exited(0) => {
+            trace.info("Job succeeded");
+            JobOutcome::success()
+        }
+        StageEnd::Exited(code) => {
+            trace.error(&format!("Job failed: exit code {code}"));
+            JobOutcome::failed("script_failure", Some(code))
+        }
+        StageEnd::TimedOut => {
+            trace.error(&format!(
+                "Job failed: execution took longer than {} seconds",
+                go_duration(job_timeout)
+            ));
+            JobOutcome::failed("job_execution_timeout", None)
+        }
+        StageEnd::Canceled => {
+            trace.error("Job failed: canceled");
+            JobOutcome::failed("job_canceled", None)
+        }
+    })
+}
+
+fn artifact_type(a: &Artifact) -> &str {
+    if a.artifact_type.is_empty() {
+        "archive"
+    } else {
+        &a.artifact_type
+    }
+}
+
+async fn upload_artifact(
+    io: &impl JobIo,
+    artifact: &Artifact,
+    project_tar: &[u8],
+    tracked: &BTreeSet<String>,
+    trace: &Trace,
+) -> Result<(), String> {
+    trace.line("Uploading artifacts...");
+    let selection = Selection::new(
+        &artifact.paths,
+        &artifact.exclude,
+        artifact.untracked,
+        tracked.clone(),
+    )
+    .map_err(|e| e.to_string())?;
+    let (zip, count) = archive::tar_to_zip(project_tar, &selection).map_err(|e| e.to_string())?;
+    for path in &artifact.paths {
+        trace.line(&format!(
+            "{path}: found matching artifact files and directories"
+        ));
+    }
+    if count == 0 {
+        trace.warning("No files to upload");
+        return Ok(());
+    }
+    io.upload_artifacts(artifact, zip).await?;
+    trace.line(&format!(
+        "Uploading artifacts as \"{}\" to coordinator... 201 Created",
+        artifact_type(artifact)
+    ));
+    Ok(())
+}
+
+/// Makes sure `image` is present, per the job's pull policy (default `if-not-present`).
+/// No registry is assumed reachable: a missing image is one clear error naming it.
+async fn ensure_image(
+    engine: &Engine,
+    image: &str,
+    pull_policy: &[String],
+    trace: &Trace,
+) -> Result<(), Failure> {
+    let policy = pull_policy
+        .first()
+        .map(String::as_str)
+        .unwrap_or("if-not-present");
+    trace.line(&format!(
+        "Using effective pull policy of [{policy}] for container {image}"
+    ));
+    match engine.require_image(image).await {
+        Ok(()) => {
+            trace.line(&format!("Using locally found image version due to \"{policy}\" pull policy"));
+            Ok(())
+        }
+        Err(DockerError::MissingImage { .. }) if policy == "never" => Err(Failure {
+            reason: "runner_system_failure",
+            message: format!("failed to pull image \"{image}\": image is not present locally and the pull policy is \"never\""),
+        }),
+        Err(DockerError::MissingImage { .. }) => {
+            trace.line(&format!("Pulling docker image {image} ..."));
+            pull_image(engine, image).await.map_err(|e| Failure {
+                reason: "runner_system_failure",
+                message: format!("failed to pull image \"{image}\": {e}"),
+            })
+        }
+        Err(e) => Err(Failure::system(e)),
+    }
+}
+
+async fn pull_image(engine: &Engine, image: &str) -> Result<(), String> {
+    use futures_util::StreamExt;
+    let opts = bollard::query_parameters::CreateImageOptionsBuilder::new()
+        .from_image(image)
+        .build();
+    let mut stream = engine.client().create_image(Some(opts), None, None);
+    while let Some(item) = stream.next().await {
+        item.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn start_services(
+    engine: &Engine,
+    owner: &Owner,
+    payload: &JobPayload,
+    variables: &[JobVariable],
+    network: &str,
+    prefix: &str,
+    trace: &Trace,
+    options: &ExecutorOptions,
+    resources: &mut JobResources,
+) -> Result<(), Failure> {
+    let mut started = Vec::new();
+    for (index, service) in payload.services.iter().enumerate() {
+        trace.line(&format!("Starting service {} ...", service.name));
+        ensure_image(engine, &service.name, &service.pull_policy, trace).await?;
+        let env = service_variables(variables, &service.variables)
+            .into_iter()
+            .map(|v| format!("{}={}", v.key, v.value))
+            .collect();
+        let container = JobContainer::create(
+            engine,
+            owner,
+            &ContainerConfig {
+                name: format!("{prefix}-{}-{index}", service_slug(&service.name)),
+                image: service.name.clone(),
+                entrypoint: (!service.entrypoint.is_empty()).then(|| service.entrypoint.clone()),
+                cmd: service.command.clone(),
+                env,
+                network: Some(network.to_string()),
+                aliases: service_aliases(&service.name, &service.alias),
+                stdin: false,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(Failure::system)?;
+        resources.containers.push(container.clone());
+        container.start(engine).await.map_err(Failure::system)?;
+        started.push((service, container));
+    }
+    if started.is_empty() {
+        return Ok(());
+    }
+    trace.line(&format!(
+        "Waiting for services to be up and running (timeout {} seconds)...",
+        options.services_timeout.as_secs()
+    ));
+    let waits = started.iter().map(|(service, container)| async move {
+        let (ip, ports) = service_endpoint(engine, container, network).await;
+        let dead = match ip {
+            Some(ip) if !ports.is_empty() => {
+                wait_for_ports(ip, &ports, options.services_timeout).await
+            }
+            _ => Vec::new(),
+        };
+        (service, container, ports, dead)
+    });
+    for (service, container, ports, dead) in futures_util::future::join_all(waits).await {
+        if ports.is_empty() || dead.is_empty() {
+            continue;
+        }
+        trace.warning(&format!(
+            "Service {} probably didn't start properly.\n\nHealth check error:\nservice \"{}\" timeout: no answer on port(s) {:?}",
+            service.name, container.name, dead
+        ));
+        let logs = crate::docker::container_logs(engine, &container.id)
+            .await
+            .unwrap_or_default();
+        trace.line("Service container logs:");
+        trace.output(logs.as_bytes());
+        trace.flush();
+    }
+    Ok(())
+}
+
+/// The service's address on the job network and its exposed TCP ports (from the image).
+async fn service_endpoint(
+    engine: &Engine,
+    container: &JobContainer,
+    network: &str,
+) -> (Option<std::net::IpAddr>, Vec<u16>) {
+    let Ok(info) = engine
+        .client()
+        .inspect_container(&container.id, None::<InspectContainerOptions>)
+        .await
+    else {
+        return (None, Vec::new());
+    };
+    let ip = info
+        .network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .and_then(|n| n.get(network))
+        .and_then(|e| e.ip_address.as_ref())
+        .and_then(|ip| ip.parse().ok());
+    let mut ports: Vec<u16> = info
+        .config
+        .as_ref()
+        .and_then(|c| c.exposed_ports.as_ref())
+        .map(|p| {
+            p.iter()
+                .filter_map(|port| port.strip_suffix("/tcp").and_then(|n| n.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    ports.sort_unstable();
+    ports.truncate(20);
+    (ip, ports)
+}
+
+/// Go's `time.Duration` string (`1h0m0s`, `30s`), which the runner's messages print.
+fn go_duration(d: Duration) -> String {
+    let secs = d.as_secs();
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_durations_read_like_the_runners_messages() {
+        assert_eq!(go_duration(Duration::from_secs(3600)), "1h0m0s");
+        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s");
+        assert_eq!(go_duration(Duration::from_secs(2)), "2s");
+    }
+}
