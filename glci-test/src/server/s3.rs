@@ -380,6 +380,13 @@ async fn put(
         .filter(|(k, _)| k.as_str().starts_with("x-amz-meta-"))
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
+    // Presigners may hoist `x-amz-meta-*` into the query string; S3 treats those as headers.
+    for (k, v) in h::query_pairs(req.uri().query()) {
+        let lower = k.to_ascii_lowercase();
+        if lower.starts_with("x-amz-meta-") && !meta.iter().any(|(m, _)| *m == lower) {
+            meta.push((lower, v));
+        }
+    }
     meta.sort();
     if meta.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>() > MAX_META_BYTES {
         return xml_error(
