@@ -1,2 +1,426 @@
-//! The local stand-in for GitLab: runner API, git over HTTP, S3 cache and OCI registry on
-//! one port.
+//! The local stand-in for GitLab: runner API, git over HTTP and S3 cache on one port.
+//!
+//! [`Server::start`] binds one HTTP/1.1 listener and routes by path: `/api/v4/...` is the
+//! runner API ([`runner_api`]), `/<namespace>/<project>.git/...` is git smart HTTP
+//! ([`git_http`]), `/<bucket>[/<key>]` is the S3 cache ([`s3`]). The caller fills the job
+//! queue with [`JobSpec`]s ([`RunningServer::enqueue`]) and watches jobs through
+//! [`RunningServer::subscribe`] / [`RunningServer::wait_job`]; the server never decides
+//! what a job means.
+
+mod git_http;
+mod http;
+pub mod runner_api;
+mod s3;
+mod sigv4;
+mod storage;
+mod time;
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use rand::distr::{Alphanumeric, SampleString};
+use tokio::net::TcpListener;
+use tokio::sync::{broadcast, watch};
+use tokio::task::{JoinHandle, JoinSet};
+
+pub use runner_api::spec::{
+    ArtifactSpec, CacheSpec, DependencySpec, GitSpec, HookSpec, ImageSpec, JobSpec, JobVariable,
+    PortSpec, ProjectSpec, RefType, ServiceSpec, StepSpec, StepWhen,
+};
+pub use runner_api::state::{JobEvent, JobId, JobState, RunnerCredentials, StoredArtifact};
+
+/// Everything [`Server::start`] needs; [`ServerConfig::new`] gives safe defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on: the Docker bridge gateway or loopback, never all interfaces by
+    /// default, since every job's secrets pass through this server.
+    pub bind: IpAddr,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// Host name put into URLs handed to jobs (`repo_url`, `CI_SERVER_URL`); defaults to the
+    /// bound address. Set it when containers reach the server under another name.
+    pub public_host: Option<String>,
+    /// Root of everything the server stores (artifacts, traces, cache objects).
+    pub data_dir: PathBuf,
+    pub s3: S3Config,
+    pub api: ApiConfig,
+}
+
+/// The S3 cache endpoint.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// Path-style bucket name, the first path segment of every S3 request.
+    pub bucket: String,
+    /// Region signed into SigV4 credentials scopes; `us-east-1` like the runner's default.
+    pub region: String,
+    /// Largest single object (S3's `EntityTooLarge` above it).
+    pub max_entry_bytes: u64,
+    /// Total size of all objects; older objects are evicted to make room.
+    pub max_total_bytes: u64,
+    /// Objects older than this are treated as gone.
+    pub ttl: Duration,
+}
+
+/// The runner API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// How long `POST /jobs/request` is held while no job is ready (GitLab/Workhorse
+    /// long-polling), so a queued job is picked up at once.
+    pub long_poll: Duration,
+    /// Sent as `X-GitLab-Trace-Update-Interval` (seconds).
+    pub trace_update_interval_secs: u32,
+    /// Largest artifact upload; 413 above it, as GitLab.
+    pub max_artifact_bytes: u64,
+    /// Largest stored trace; further PATCHes get 403, as GitLab's instance limit.
+    pub max_trace_bytes: u64,
+    /// GitLab's plan limits for `artifacts:reports:dotenv`.
+    pub dotenv_max_bytes: u64,
+    pub dotenv_max_variables: usize,
+}
+
+impl ServerConfig {
+    /// Loopback, ephemeral port, the default bucket `glci-cache` and GitLab's limits.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            public_host: None,
+            data_dir: data_dir.into(),
+            s3: S3Config {
+                bucket: "glci-cache".to_string(),
+                region: "us-east-1".to_string(),
+                max_entry_bytes: 5 * 1024 * 1024 * 1024,
+                max_total_bytes: 20 * 1024 * 1024 * 1024,
+                ttl: Duration::from_secs(14 * 24 * 3600),
+            },
+            api: ApiConfig {
+                long_poll: Duration::from_secs(10),
+                trace_update_interval_secs: 3,
+                max_artifact_bytes: 1024 * 1024 * 1024,
+                max_trace_bytes: 100 * 1024 * 1024,
+                dotenv_max_bytes: 5 * 1024,
+                dotenv_max_variables: 20,
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid server configuration: {0}")]
+    Config(String),
+}
+
+/// Credentials the runner's `[runners.cache.s3]` section needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Credentials {
+    /// `host:port`, the runner's `ServerAddress`.
+    pub server_address: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+/// State every handler shares.
+pub(crate) struct Shared {
+    pub(crate) config: ServerConfig,
+    /// `http://host:port` as jobs see it.
+    pub(crate) url: String,
+    /// `host:port` as jobs see it.
+    pub(crate) host_port: String,
+    pub(crate) repos: RwLock<HashMap<String, PathBuf>>,
+    pub(crate) api: runner_api::ApiState,
+    pub(crate) s3: s3::Store,
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// Random token material; every server instance gets fresh secrets.
+pub(crate) fn random_string(len: usize) -> String {
+    Alphanumeric.sample_string(&mut rand::rng(), len)
+}
+
+pub struct Server;
+
+impl Server {
+    /// Binds the listener and starts serving; returns once connections are accepted, so a
+    /// runner started afterwards never meets a refused connection (runner-contract §7.1).
+    pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
+        if config.s3.bucket.is_empty() || config.s3.bucket.contains('/') {
+            return Err(ServerError::Config(format!(
+                "S3 bucket name {:?} must be one non-empty path segment",
+                config.s3.bucket
+            )));
+        }
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let addr = SocketAddr::new(config.bind, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Bind { addr, source })?;
+        let host = match &config.public_host {
+            Some(h) => h.clone(),
+            None => match local.ip() {
+                IpAddr::V6(ip) => format!("[{ip}]"),
+                IpAddr::V4(ip) => ip.to_string(),
+            },
+        };
+        let host_port = format!("{host}:{}", local.port());
+        let url = format!("http://{host_port}");
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let s3 = s3::Store::open(&config.data_dir.join("s3"), &config.s3).map_err(|source| {
+            ServerError::DataDir {
+                path: config.data_dir.join("s3"),
+                source,
+            }
+        })?;
+        let api = runner_api::ApiState::new(&config.data_dir);
+        let shared = Arc::new(Shared {
+            config,
+            url,
+            host_port,
+            repos: RwLock::new(HashMap::new()),
+            api,
+            s3,
+            shutdown: stop_rx.clone(),
+        });
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+        Ok(RunningServer {
+            shared,
+            addr: local,
+            stop: stop_tx,
+            task: Some(task),
+        })
+    }
+}
+
+async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let mut conns = JoinSet::new();
+    let mut stop_outer = stop.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let shared = shared.clone();
+                    let mut stop = stop.clone();
+                    conns.spawn(async move {
+                        let svc = service_fn(move |req| {
+                            let shared = shared.clone();
+                            async move { Ok::<_, Infallible>(route(shared, req).await) }
+                        });
+                        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                        tokio::pin!(conn);
+                        tokio::select! {
+                            res = conn.as_mut() => {
+                                if let Err(e) = res {
+                                    tracing::debug!("connection from {peer}: {e}");
+                                }
+                            }
+                            _ = stop.changed() => {
+                                conn.as_mut().graceful_shutdown();
+                                let _ = conn.await;
+                            }
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Running out of file descriptors must not end the server; back off.
+                    tracing::warn!("accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            },
+            _ = stop_outer.changed() => break,
+        }
+        while conns.try_join_next().is_some() {}
+    }
+    drop(listener);
+    // In-flight requests get a moment to finish; long polls end on the same signal.
+    let drained = tokio::time::timeout(Duration::from_secs(10), async {
+        while conns.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        conns.abort_all();
+    }
+}
+
+async fn route(shared: Arc<Shared>, req: http::Request) -> http::Response {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let resp = if path == "/api/v4" || path.starts_with("/api/v4/") {
+        runner_api::handle(&shared, req).await
+    } else if let Some((repo, rest)) = git_http::split_path(&path) {
+        git_http::handle(&shared, req, &repo, &rest).await
+    } else if s3::owns_path(&shared.config.s3.bucket, &path) {
+        s3::handle(&shared, req).await
+    } else {
+        http::text(
+            hyper::StatusCode::NOT_FOUND,
+            &format!("no such endpoint: {path}"),
+        )
+    };
+    if resp.status().is_server_error() {
+        // The runner silently retries 5xx for seconds (runner-contract §1): make them visible.
+        tracing::warn!("{method} {path} -> {}", resp.status());
+    } else {
+        tracing::debug!("{method} {path} -> {}", resp.status());
+    }
+    resp
+}
+
+/// A server that is accepting connections. Dropping it stops the listener too.
+pub struct RunningServer {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl RunningServer {
+    /// `http://host:port`, the runner's `url` and the base of every URL jobs get.
+    pub fn url(&self) -> &str {
+        &self.shared.url
+    }
+
+    /// The socket actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The legacy registration token for `POST /api/v4/runners`.
+    pub fn registration_token(&self) -> &str {
+        self.shared.api.registration_token()
+    }
+
+    /// Creates a runner the way GitLab's UI does and returns its `glrt-` token.
+    pub fn create_runner(&self, tags: &[String], run_untagged: bool) -> RunnerCredentials {
+        self.shared.api.create_runner(tags, run_untagged, "glci")
+    }
+
+    /// Settings for the runner's `[runners.cache.s3]`.
+    pub fn s3_credentials(&self) -> S3Credentials {
+        S3Credentials {
+            server_address: self.shared.host_port.clone(),
+            bucket: self.shared.config.s3.bucket.clone(),
+            region: self.shared.config.s3.region.clone(),
+            access_key: self.shared.s3.access_key().to_string(),
+            secret_key: self.shared.s3.secret_key().to_string(),
+        }
+    }
+
+    /// Serves the bare repository at `bare_path` as `<url>/<project_path>.git`.
+    pub fn add_repository(&self, project_path: &str, bare_path: &Path) -> Result<(), ServerError> {
+        let clean = project_path.trim_matches('/');
+        let valid = !clean.is_empty()
+            && clean.contains('/')
+            && clean
+                .split('/')
+                .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.ends_with(".git"));
+        if !valid {
+            return Err(ServerError::Config(format!(
+                "project path {project_path:?} must look like `group/project`"
+            )));
+        }
+        if !bare_path.is_dir() {
+            return Err(ServerError::Config(format!(
+                "repository for {clean}: {} is not a directory",
+                bare_path.display()
+            )));
+        }
+        let mut repos = self
+            .shared
+            .repos
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        repos.insert(clean.to_string(), bare_path.to_path_buf());
+        Ok(())
+    }
+
+    /// Queues a job; a runner whose tags fit picks it up on its next request.
+    pub fn enqueue(&self, spec: JobSpec) -> Result<JobId, ServerError> {
+        self.shared.api.enqueue(spec).map_err(ServerError::Config)
+    }
+
+    /// Every state change and trace append of every job, from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.shared.api.subscribe()
+    }
+
+    /// The current state of a job.
+    pub fn job_state(&self, id: JobId) -> Option<JobState> {
+        self.shared.api.job_state(id)
+    }
+
+    /// Waits until the job is finished (success, failed or canceled).
+    pub async fn wait_job(&self, id: JobId) -> Option<JobState> {
+        self.shared.api.wait_job(id).await
+    }
+
+    /// The trace received so far, byte for byte.
+    pub fn trace(&self, id: JobId) -> Option<Vec<u8>> {
+        self.shared.api.trace(id)
+    }
+
+    /// The job's token while it can be used (assigned or running).
+    pub fn job_token(&self, id: JobId) -> Option<String> {
+        self.shared.api.job_token(id)
+    }
+
+    /// Artifacts the job uploaded so far.
+    pub fn artifacts(&self, id: JobId) -> Vec<StoredArtifact> {
+        self.shared.api.artifacts(id)
+    }
+
+    /// Variables parsed from the job's `dotenv` report.
+    pub fn dotenv(&self, id: JobId) -> Vec<(String, String)> {
+        self.shared.api.dotenv(id)
+    }
+
+    /// Cancels a job: a pending one at once, a running one gracefully (`Job-Status:
+    /// canceling`, after_script still runs) when its runner supports that, else by abort.
+    pub fn cancel(&self, id: JobId) -> bool {
+        self.shared.api.cancel(id, false)
+    }
+
+    /// Aborts a job at once (`Job-Status: canceled`): no after_script.
+    pub fn abort(&self, id: JobId) -> bool {
+        self.shared.api.cancel(id, true)
+    }
+
+    /// Stops accepting, lets in-flight requests finish (held long polls end with 204) and
+    /// waits for the listener task.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for RunningServer {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}

@@ -1,0 +1,178 @@
+//! `POST /jobs/request` (long-polled job assignment) and `PUT /jobs/:id` (job state).
+
+use std::time::Duration;
+
+use http::StatusCode;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::payload::{self, ServerUrls, FAILURE_REASONS};
+use super::state::{ApiState, Inner, JobId, JobState};
+use super::{forbidden, json_body, not_found, str_field};
+use crate::server::http::{self as h, Request, Response};
+use crate::server::Shared;
+
+fn with_last_update(mut resp: Response, version: u64) -> Response {
+    h::set_header(&mut resp, "x-gitlab-last-update", &version.to_string());
+    resp
+}
+
+/// Picks the oldest pending job this runner may take and marks it assigned.
+fn try_assign(
+    api: &ApiState,
+    inner: &mut Inner,
+    runner_token: &str,
+    urls: &ServerUrls<'_>,
+) -> Option<Value> {
+    let runner = inner.runners.get(runner_token)?;
+    let (tags, run_untagged, runner_id, graceful) = (
+        runner.tags.clone(),
+        runner.run_untagged,
+        runner.id,
+        runner.cancel_gracefully,
+    );
+    let pos = inner.pending.iter().position(|id| {
+        inner.jobs.get(id).is_some_and(|job| {
+            if job.spec.tags.is_empty() {
+                run_untagged
+            } else {
+                job.spec.tags.iter().all(|t| tags.contains(t))
+            }
+        })
+    })?;
+    let id = inner.pending.remove(pos)?;
+    inner.queue_version += 1;
+    let job = inner.jobs.get(&id)?;
+    let body = payload::build(inner, job, urls);
+    if let Some(job) = inner.jobs.get_mut(&id) {
+        job.runner_id = Some(runner_id);
+        job.runner_cancels_gracefully = graceful;
+    }
+    api.set_state(inner, JobId(id), JobState::Assigned);
+    Some(body)
+}
+
+pub(super) async fn request(shared: &Shared, req: Request) -> Response {
+    let header = h::header_str(req.headers(), "runner-token").map(str::to_string);
+    let body = match json_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let token = str_field(&body, "token")
+        .map(str::to_string)
+        .or(header)
+        .unwrap_or_default();
+    let graceful = body
+        .pointer("/info/features/cancel_gracefully")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    {
+        let mut inner = shared.api.lock();
+        match inner.runners.get_mut(&token) {
+            Some(r) => r.cancel_gracefully = graceful,
+            None => return forbidden(),
+        }
+    }
+    let urls = ServerUrls {
+        url: &shared.url,
+        host_port: &shared.host_port,
+    };
+    let deadline = Instant::now() + shared.config.api.long_poll;
+    let mut shutdown = shared.shutdown.clone();
+    loop {
+        // Register for wake-ups before looking, so an enqueue in between is not missed.
+        let notified = shared.api.queue_changed.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (assigned, version) = {
+            let mut inner = shared.api.lock();
+            if !inner.runners.contains_key(&token) {
+                return forbidden();
+            }
+            let assigned = try_assign(&shared.api, &mut inner, &token, &urls);
+            (assigned, inner.queue_version)
+        };
+        if let Some(job) = assigned {
+            return with_last_update(h::json(StatusCode::CREATED, &job), version);
+        }
+        if Instant::now() >= deadline || *shutdown.borrow() {
+            return with_last_update(h::response(StatusCode::NO_CONTENT, h::empty()), version);
+        }
+        tokio::select! {
+            _ = notified => {}
+            _ = tokio::time::sleep_until(deadline) => {}
+            _ = shutdown.changed() => {}
+        }
+        // Let a burst of enqueues settle into one assignment pass.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// Headers GitLab puts on every job update answer.
+pub(super) fn job_headers(shared: &Shared, mut resp: Response, state: &JobState) -> Response {
+    h::set_header(&mut resp, "job-status", state.gitlab_status());
+    h::set_header(
+        &mut resp,
+        "x-gitlab-trace-update-interval",
+        &shared.config.api.trace_update_interval_secs.to_string(),
+    );
+    resp
+}
+
+pub(super) async fn update(shared: &Shared, req: Request, id: JobId) -> Response {
+    let header = h::header_str(req.headers(), "job-token").map(str::to_string);
+    let body = match json_body(req).await {
+        Ok(b) => b,
+        Err(r) => return r,
+    };
+    let token = str_field(&body, "token")
+        .map(str::to_string)
+        .or(header)
+        .unwrap_or_default();
+    let mut inner = shared.api.lock();
+    let Some(job) = inner.jobs.get(&id.0) else {
+        return not_found();
+    };
+    if !crate::server::sigv4::constant_time_eq(job.token.as_bytes(), token.as_bytes()) {
+        return forbidden();
+    }
+    let current = job.state.clone();
+    if current == JobState::Pending {
+        // Never handed out: the token cannot have come from a runner.
+        return forbidden();
+    }
+    let next = match str_field(&body, "state") {
+        Some("running") => match current {
+            JobState::Assigned => JobState::Running,
+            other => other,
+        },
+        Some(s @ ("success" | "failed")) => match current {
+            JobState::Canceling => JobState::Canceled,
+            ref c if c.is_finished() => c.clone(),
+            _ if s == "success" => JobState::Success,
+            _ => {
+                let reason = str_field(&body, "failure_reason").unwrap_or("unknown_failure");
+                let reason = if FAILURE_REASONS.contains(&reason) {
+                    reason
+                } else {
+                    "unknown_failure"
+                };
+                JobState::Failed {
+                    reason: reason.to_string(),
+                    exit_code: body.get("exit_code").and_then(Value::as_i64),
+                }
+            }
+        },
+        other => {
+            return h::json_message(
+                http::StatusCode::BAD_REQUEST,
+                &format!("400 Bad request - state {other:?} is invalid"),
+            )
+        }
+    };
+    shared.api.set_state(&mut inner, id, next.clone());
+    drop(inner);
+    // Final updates of finished jobs still get 200 (runner-contract §7.6); the runner
+    // learns of a cancel from `Job-Status`.
+    job_headers(shared, h::response(StatusCode::OK, h::empty()), &next)
+}

@@ -1,0 +1,112 @@
+//! GitLab's runner API (`/api/v4/...`) as the official runner and glci's built-in runner use
+//! it: registration, job requests, state updates, trace patches, artifacts. Status codes and
+//! headers follow `runner-contract.md` §2; unknown JSON fields are ignored like GitLab does.
+
+mod artifacts;
+mod dotenv;
+mod jobs;
+mod payload;
+mod runners;
+pub mod spec;
+pub mod state;
+mod trace;
+
+use http::{Method, StatusCode};
+use serde_json::Value;
+
+use super::http::{self as h, BodyError, Request, Response};
+use super::Shared;
+
+pub(crate) use state::ApiState;
+
+/// Largest JSON body accepted: requests carry runner info and job state, never data.
+const MAX_JSON_BODY: u64 = 1024 * 1024;
+
+pub(crate) async fn handle(shared: &Shared, req: Request) -> Response {
+    let path = req.uri().path().trim_end_matches('/').to_string();
+    let rest = path.strip_prefix("/api/v4").unwrap_or("");
+    let segs: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    let method = req.method().clone();
+    match (&method, segs.as_slice()) {
+        (&Method::POST, ["runners"]) => runners::register(shared, req).await,
+        (&Method::DELETE, ["runners"]) => runners::unregister(shared, req).await,
+        (&Method::POST, ["runners", "verify"]) => runners::verify(shared, req).await,
+        (&Method::DELETE, ["runners", "managers"]) => {
+            runners::unregister_manager(shared, req).await
+        }
+        (&Method::POST, ["runners", "reset_authentication_token"]) => {
+            runners::reset_token(shared, req).await
+        }
+        (&Method::POST, ["jobs", "request"]) => jobs::request(shared, req).await,
+        (&Method::PUT, ["jobs", id]) => match parse_id(id) {
+            Some(id) => jobs::update(shared, req, id).await,
+            None => not_found(),
+        },
+        (&Method::PATCH, ["jobs", id, "trace"]) => match parse_id(id) {
+            Some(id) => trace::patch(shared, req, id).await,
+            None => not_found(),
+        },
+        (&Method::POST, ["jobs", id, "artifacts"]) => match parse_id(id) {
+            Some(id) => artifacts::upload(shared, req, id).await,
+            None => not_found(),
+        },
+        (&Method::GET, ["jobs", id, "artifacts"]) => match parse_id(id) {
+            Some(id) => artifacts::download(shared, req, id).await,
+            None => not_found(),
+        },
+        _ => not_found(),
+    }
+}
+
+fn parse_id(s: &str) -> Option<state::JobId> {
+    s.parse().ok().map(state::JobId)
+}
+
+fn not_found() -> Response {
+    h::json_message(StatusCode::NOT_FOUND, "404 Not Found")
+}
+
+fn forbidden() -> Response {
+    h::json_message(StatusCode::FORBIDDEN, "403 Forbidden")
+}
+
+/// Reads a JSON object body; GitLab answers 400 to anything else.
+async fn json_body(req: Request) -> Result<Value, Response> {
+    let body = match h::collect_limited(req.into_body(), MAX_JSON_BODY).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge(n)) => {
+            return Err(h::json_message(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                &format!("413 Request body larger than {n} bytes"),
+            ))
+        }
+        Err(e) => return Err(h::json_message(StatusCode::BAD_REQUEST, &e.to_string())),
+    };
+    if body.is_empty() {
+        return Ok(Value::Object(Default::default()));
+    }
+    match serde_json::from_slice::<Value>(&body) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(h::json_message(
+            StatusCode::BAD_REQUEST,
+            "400 Bad request - body must be a JSON object",
+        )),
+        Err(e) => Err(h::json_message(
+            StatusCode::BAD_REQUEST,
+            &format!("400 Bad request - invalid JSON: {e}"),
+        )),
+    }
+}
+
+fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
+    v.get(key).and_then(Value::as_str)
+}
+
+/// The job token from the `Job-Token` header, else the `token` query parameter.
+fn job_token_from(req: &Request) -> Option<String> {
+    if let Some(t) = h::header_str(req.headers(), "job-token") {
+        return Some(t.to_string());
+    }
+    let pairs = h::query_pairs(req.uri().query());
+    h::query_get(&pairs, "token").map(str::to_string)
+}

@@ -1,0 +1,362 @@
+//! Runners, the job queue and every job's state, trace and artifacts. One mutex guards it
+//! all and is never held across an await; waiting happens on `Notify`/`watch` channels.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Instant;
+
+use bytes::Bytes;
+use tokio::sync::{broadcast, watch, Notify};
+
+use super::spec::JobSpec;
+use crate::server::random_string;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct JobId(pub u64);
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Where a job is in its life, with GitLab's meaning.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobState {
+    /// Queued, not yet handed to a runner.
+    Pending,
+    /// Sent to a runner that has not acknowledged it yet (two-phase commit): GitLab keeps such
+    /// a job pending until the runner's first `PUT {state: running}`.
+    Assigned,
+    Running,
+    /// Graceful cancel requested; the runner still runs after_script and reports back.
+    Canceling,
+    Success,
+    Failed {
+        reason: String,
+        exit_code: Option<i64>,
+    },
+    Canceled,
+}
+
+impl JobState {
+    /// The job may still use its token.
+    pub fn is_active(&self) -> bool {
+        matches!(
+            self,
+            JobState::Assigned | JobState::Running | JobState::Canceling
+        )
+    }
+
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self,
+            JobState::Success | JobState::Failed { .. } | JobState::Canceled
+        )
+    }
+
+    /// The value of GitLab's `Job-Status` header.
+    pub fn gitlab_status(&self) -> &'static str {
+        match self {
+            JobState::Pending | JobState::Assigned => "pending",
+            JobState::Running => "running",
+            JobState::Canceling => "canceling",
+            JobState::Success => "success",
+            JobState::Failed { .. } => "failed",
+            JobState::Canceled => "canceled",
+        }
+    }
+}
+
+/// What the caller can observe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobEvent {
+    State {
+        job: JobId,
+        state: JobState,
+    },
+    Trace {
+        job: JobId,
+        offset: u64,
+        data: Bytes,
+    },
+}
+
+/// A runner's identity as registration returns it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerCredentials {
+    pub id: u64,
+    pub token: String,
+}
+
+/// One uploaded artifact file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredArtifact {
+    pub artifact_type: String,
+    pub format: String,
+    /// The name the uploader gave (`artifacts.zip`, `junit.xml.gz`, ...).
+    pub filename: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub expire_in: Option<String>,
+}
+
+pub(crate) struct Runner {
+    pub(crate) id: u64,
+    pub(crate) tags: Vec<String>,
+    pub(crate) run_untagged: bool,
+    /// From the runner's last request: whether it understands `Job-Status: canceling`.
+    pub(crate) cancel_gracefully: bool,
+}
+
+pub(crate) struct Job {
+    pub(crate) id: JobId,
+    pub(crate) spec: JobSpec,
+    pub(crate) token: String,
+    pub(crate) state: JobState,
+    pub(crate) trace: Vec<u8>,
+    pub(crate) artifacts: Vec<StoredArtifact>,
+    pub(crate) dotenv: Vec<(String, String)>,
+    pub(crate) runner_id: Option<u64>,
+    pub(crate) runner_cancels_gracefully: bool,
+    pub(crate) queued_at: Instant,
+    pub(crate) watch: watch::Sender<JobState>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) next_job: u64,
+    pub(crate) next_runner: u64,
+    /// Opaque queue version sent as `X-GitLab-Last-Update`; bumped whenever the queue
+    /// changes so a runner can tell "nothing new" from "look again".
+    pub(crate) queue_version: u64,
+    pub(crate) runners: HashMap<String, Runner>,
+    pub(crate) jobs: BTreeMap<u64, Job>,
+    pub(crate) pending: VecDeque<u64>,
+}
+
+pub(crate) struct ApiState {
+    inner: Mutex<Inner>,
+    pub(crate) queue_changed: Notify,
+    events: broadcast::Sender<JobEvent>,
+    registration_token: String,
+    pub(crate) data_dir: PathBuf,
+}
+
+impl ApiState {
+    pub(crate) fn new(data_dir: &Path) -> ApiState {
+        let (events, _) = broadcast::channel(4096);
+        ApiState {
+            inner: Mutex::new(Inner {
+                next_job: 1,
+                next_runner: 1,
+                queue_version: 1,
+                runners: HashMap::new(),
+                jobs: BTreeMap::new(),
+                pending: VecDeque::new(),
+            }),
+            queue_changed: Notify::new(),
+            events,
+            // GitLab's legacy registration tokens carry the `GR1348941` prefix.
+            registration_token: format!("GR1348941{}", random_string(20)),
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A panic elsewhere must not take the whole server down with poisoned state.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) fn registration_token(&self) -> &str {
+        &self.registration_token
+    }
+
+    pub(crate) fn create_runner(
+        &self,
+        tags: &[String],
+        run_untagged: bool,
+        _description: &str,
+    ) -> RunnerCredentials {
+        let mut inner = self.lock();
+        let id = inner.next_runner;
+        inner.next_runner += 1;
+        let token = format!("glrt-{}", random_string(24));
+        inner.runners.insert(
+            token.clone(),
+            Runner {
+                id,
+                tags: tags.to_vec(),
+                run_untagged,
+                cancel_gracefully: false,
+            },
+        );
+        // A new runner may fit a job nobody could take before.
+        inner.queue_version += 1;
+        drop(inner);
+        self.queue_changed.notify_waiters();
+        RunnerCredentials { id, token }
+    }
+
+    pub(crate) fn emit(&self, event: JobEvent) {
+        // No subscriber is fine: the caller may only use wait_job.
+        let _ = self.events.send(event);
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<JobEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn enqueue(&self, spec: JobSpec) -> Result<JobId, String> {
+        validate_spec(&spec)?;
+        let mut inner = self.lock();
+        for dep in &spec.dependencies {
+            if !inner.jobs.contains_key(&dep.job.0) {
+                return Err(format!(
+                    "job {:?}: dependency {:?} is job {}, which was never queued",
+                    spec.name, dep.name, dep.job
+                ));
+            }
+        }
+        let id = JobId(inner.next_job);
+        inner.next_job += 1;
+        let (watch, _) = watch::channel(JobState::Pending);
+        inner.jobs.insert(
+            id.0,
+            Job {
+                id,
+                spec,
+                token: format!("glcbt-64_{}", random_string(20)),
+                state: JobState::Pending,
+                trace: Vec::new(),
+                artifacts: Vec::new(),
+                dotenv: Vec::new(),
+                runner_id: None,
+                runner_cancels_gracefully: false,
+                queued_at: Instant::now(),
+                watch,
+            },
+        );
+        inner.pending.push_back(id.0);
+        inner.queue_version += 1;
+        drop(inner);
+        self.emit(JobEvent::State {
+            job: id,
+            state: JobState::Pending,
+        });
+        self.queue_changed.notify_waiters();
+        Ok(id)
+    }
+
+    /// Moves a job to `state`, tells watchers, and persists the trace once it is final.
+    pub(crate) fn set_state(&self, inner: &mut Inner, id: JobId, state: JobState) {
+        let Some(job) = inner.jobs.get_mut(&id.0) else {
+            return;
+        };
+        if job.state == state {
+            return;
+        }
+        job.state = state.clone();
+        job.watch.send_replace(state.clone());
+        if state.is_finished() {
+            let path = self.data_dir.join("traces").join(format!("{}.log", id.0));
+            if let Err(e) = crate::server::storage::write_atomic(&path, &job.trace) {
+                tracing::warn!("saving the trace of job {id} to {}: {e}", path.display());
+            }
+        }
+        self.emit(JobEvent::State { job: id, state });
+    }
+
+    pub(crate) fn job_state(&self, id: JobId) -> Option<JobState> {
+        self.lock().jobs.get(&id.0).map(|j| j.state.clone())
+    }
+
+    pub(crate) async fn wait_job(&self, id: JobId) -> Option<JobState> {
+        let mut rx = self.lock().jobs.get(&id.0)?.watch.subscribe();
+        let state = rx.wait_for(JobState::is_finished).await.ok()?.clone();
+        Some(state)
+    }
+
+    pub(crate) fn trace(&self, id: JobId) -> Option<Vec<u8>> {
+        self.lock().jobs.get(&id.0).map(|j| j.trace.clone())
+    }
+
+    pub(crate) fn job_token(&self, id: JobId) -> Option<String> {
+        let inner = self.lock();
+        let job = inner.jobs.get(&id.0)?;
+        job.state.is_active().then(|| job.token.clone())
+    }
+
+    pub(crate) fn artifacts(&self, id: JobId) -> Vec<StoredArtifact> {
+        self.lock()
+            .jobs
+            .get(&id.0)
+            .map(|j| j.artifacts.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn dotenv(&self, id: JobId) -> Vec<(String, String)> {
+        self.lock()
+            .jobs
+            .get(&id.0)
+            .map(|j| j.dotenv.clone())
+            .unwrap_or_default()
+    }
+
+    pub(crate) fn cancel(&self, id: JobId, abort: bool) -> bool {
+        let mut inner = self.lock();
+        let Some(job) = inner.jobs.get(&id.0) else {
+            return false;
+        };
+        let next = match job.state {
+            JobState::Pending | JobState::Assigned => JobState::Canceled,
+            JobState::Running if !abort && job.runner_cancels_gracefully => JobState::Canceling,
+            JobState::Running | JobState::Canceling => JobState::Canceled,
+            _ => return false,
+        };
+        inner.pending.retain(|j| *j != id.0);
+        inner.queue_version += 1;
+        self.set_state(&mut inner, id, next);
+        drop(inner);
+        self.queue_changed.notify_waiters();
+        true
+    }
+
+    /// Active job owning `token`, if any.
+    pub(crate) fn job_by_token<'a>(inner: &'a Inner, token: &str) -> Option<&'a Job> {
+        if token.is_empty() {
+            return None;
+        }
+        inner
+            .jobs
+            .values()
+            .find(|j| crate::server::sigv4::constant_time_eq(j.token.as_bytes(), token.as_bytes()))
+    }
+}
+
+/// Refuses specs the runner would choke on after the job is already assigned.
+fn validate_spec(spec: &JobSpec) -> Result<(), String> {
+    let name = &spec.name;
+    if name.is_empty() {
+        return Err("job spec without a name".to_string());
+    }
+    // The runner prints `sha[0:8]`; a shorter value panics the build (runner-contract §3.3).
+    if spec.git.sha.len() < 8 || !spec.git.sha.bytes().all(|c| c.is_ascii_hexdigit()) {
+        return Err(format!(
+            "job {name:?}: git sha {:?} is not a full commit id",
+            spec.git.sha
+        ));
+    }
+    let path = &spec.project.path;
+    if path.is_empty() || !path.contains('/') || path.starts_with('/') || path.ends_with('/') {
+        return Err(format!(
+            "job {name:?}: project path {path:?} must look like `group/project`"
+        ));
+    }
+    for v in spec.variables.iter().chain(&spec.override_variables) {
+        if v.key.is_empty() {
+            return Err(format!("job {name:?}: a variable has an empty name"));
+        }
+    }
+    Ok(())
+}
