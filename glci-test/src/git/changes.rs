@@ -1,0 +1,173 @@
+//! The file sets `rules:changes` and `rules:exists` look at, computed against the working
+//! tree (glci runs the working tree, so uncommitted and untracked files count).
+
+use super::command::{git, split_nul};
+use super::worktree::{capture_tree, with_objects};
+use super::{GitError, Repo, RepoFacts};
+use crate::plan::predefined::{pipeline_ref, PipelineRef};
+use crate::plan::{Event, PipelineSource};
+
+impl Repo {
+    /// Every file of the working tree as the snapshot will hold it, for `rules:exists`:
+    /// tracked and untracked non-ignored files (`git ls-files --cached --others
+    /// --exclude-standard`), minus tracked files deleted from disk. Sorted, `/`-separated,
+    /// relative to the top level.
+    pub fn files(&self) -> Result<Vec<String>, GitError> {
+        let list = |args: &[&str]| -> Result<Vec<String>, GitError> {
+            Ok(split_nul(
+                &git(self.top_level())
+                    .args(["ls-files", "-z"])
+                    .args(args)
+                    .run()?,
+            ))
+        };
+        let deleted: std::collections::BTreeSet<String> =
+            list(&["--deleted"])?.into_iter().collect();
+        let mut files: Vec<String> = list(&["--cached", "--others", "--exclude-standard"])?
+            .into_iter()
+            .filter(|f| !deleted.contains(f))
+            .collect();
+        files.sort();
+        files.dedup();
+        Ok(files)
+    }
+
+    /// Paths that differ between commit `base` and the working tree: added, modified and
+    /// deleted, committed or not, untracked non-ignored files included. Renames count as a
+    /// deletion plus an addition, so both paths are listed (as in GitLab's diff stats).
+    pub fn changed_since(&self, base: &str) -> Result<Vec<String>, GitError> {
+        let base = self
+            .resolve_commit(base)?
+            .ok_or_else(|| GitError::UnknownRef {
+                name: base.to_string(),
+                repo: self.top_level().to_path_buf(),
+            })?;
+        // New objects of the capture go to a scratch store that disappears afterwards.
+        let scratch = tempfile::Builder::new()
+            .prefix("glci-objects-")
+            .tempdir()
+            .map_err(|e| {
+                GitError::io(
+                    "cannot create a scratch directory in",
+                    std::env::temp_dir(),
+                    e,
+                )
+            })?;
+        let tree = capture_tree(self, scratch.path())?;
+        let out = with_objects(git(self.top_level()), self, scratch.path())
+            .args([
+                "diff-tree",
+                "-r",
+                "-z",
+                "--no-renames",
+                "--name-only",
+                &base,
+                &tree,
+            ])
+            .run()?;
+        let mut paths = split_nul(&out);
+        paths.sort();
+        Ok(paths)
+    }
+
+    /// A branch as GitLab knows it: the remote-tracking ref `<remote>/<name>` when there is
+    /// one (GitLab has what was pushed, not the local branch), else whatever `name` resolves
+    /// to locally (branch, tag or SHA).
+    pub fn resolve_server_ref(&self, name: &str, remote: Option<&str>) -> Result<String, GitError> {
+        if let Some(remote) = remote {
+            if let Some(sha) = self.resolve_commit(&format!("refs/remotes/{remote}/{name}"))? {
+                return Ok(sha);
+            }
+        }
+        self.resolve_commit(name)?
+            .ok_or_else(|| GitError::UnknownRef {
+                name: name.to_string(),
+                repo: self.top_level().to_path_buf(),
+            })
+    }
+
+    /// `rules:changes:compare_to`: paths changed between `merge_base(compare_to, HEAD)` and
+    /// the working tree. An unknown ref is [`GitError::UnknownRef`] (GitLab fails the rule).
+    pub fn changed_since_merge_base(
+        &self,
+        other: &str,
+        remote: Option<&str>,
+    ) -> Result<Vec<String>, GitError> {
+        match self.merge_base(other, remote)? {
+            Some(base) => self.changed_since(&base),
+            // Nothing committed yet, or unrelated histories: every file is new.
+            None => self.files(),
+        }
+    }
+
+    /// `merge_base(other, HEAD)` with `other` resolved by [`Repo::resolve_server_ref`]
+    /// (`CI_MERGE_REQUEST_DIFF_BASE_SHA` for target branch `other`). `None` before the first
+    /// commit or for unrelated histories.
+    pub fn merge_base(
+        &self,
+        other: &str,
+        remote: Option<&str>,
+    ) -> Result<Option<String>, GitError> {
+        let other_sha = self.resolve_server_ref(other, remote)?;
+        let Some(head) = self.head_sha()? else {
+            return Ok(None);
+        };
+        git(self.top_level())
+            .args(["merge-base", &other_sha, &head])
+            .text_opt()
+    }
+}
+
+/// The changed-file set of `rules:changes` for `event`, as GitLab computes it for the
+/// pipeline of the working tree. `Some(paths)`:
+/// - merge request: the diff between the merge base of the target branch and the source;
+/// - push to a branch the remote already has: the diff against the before-SHA
+///   ([`RepoFacts::before_sha`]).
+///
+/// `None` means GitLab has no changed-file set, and every `changes:` clause is true: a new
+/// branch, a tag, and every non-push source (web, schedule, API, trigger, ...).
+/// `event.changed_files` (given by the user) is returned as is.
+pub fn changed_files(
+    repo: &Repo,
+    facts: &RepoFacts,
+    event: &Event,
+) -> Result<Option<Vec<String>>, GitError> {
+    if let Some(given) = &event.changed_files {
+        return Ok(Some(given.clone()));
+    }
+    let remote = facts.remote.as_deref();
+    match (event.source, pipeline_ref(facts, event)) {
+        (PipelineSource::MergeRequestEvent, _) => {
+            let target = event
+                .target_branch
+                .clone()
+                .or_else(|| event.default_branch.clone())
+                .unwrap_or_else(|| facts.default_branch.clone());
+            repo.changed_since_merge_base(&target, remote).map(Some)
+        }
+        (PipelineSource::Push, PipelineRef::Branch(branch)) => {
+            let Some(head) = facts.head.as_ref() else {
+                return Ok(None);
+            };
+            // The pipeline commit is HEAD when the tree is clean, else a new snapshot commit
+            // (which no remote tip can equal).
+            let scratch = tempfile::Builder::new()
+                .prefix("glci-objects-")
+                .tempdir()
+                .map_err(|e| {
+                    GitError::io(
+                        "cannot create a scratch directory in",
+                        std::env::temp_dir(),
+                        e,
+                    )
+                })?;
+            let clean = capture_tree(repo, scratch.path())? == head.tree;
+            let pipeline_sha = if clean { head.sha.as_str() } else { "" };
+            match facts.before_sha(&branch, pipeline_sha) {
+                Some(before) => repo.changed_since(&before).map(Some),
+                None => Ok(None),
+            }
+        }
+        _ => Ok(None),
+    }
+}
