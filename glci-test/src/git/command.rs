@@ -5,6 +5,8 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+/// Exit code (None: killed by a signal), stdout, stderr.
+type RawOutput = (Option<i32>, Vec<u8>, Vec<u8>);
 use super::GitError;
 
 /// Variables that make git act on some other repository, index or object store. glci may be
@@ -76,7 +78,7 @@ impl GitCmd {
 
     /// Runs the command; `Ok((code, stdout))` whatever the exit code, so callers can treat
     /// "exit 1 = not found" (`rev-parse --verify -q`, `symbolic-ref -q`) as an answer.
-    fn raw(&self) -> Result<(Option<i32>, Vec<u8>, Vec<u8>), GitError> {
+    fn raw(&self) -> Result<RawOutput, GitError> {
         let mut cmd = Command::new("git");
         cmd.arg("-C").arg(&self.dir).args(&self.args);
         for var in LOCATION_VARS {

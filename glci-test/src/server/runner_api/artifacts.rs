@@ -128,18 +128,19 @@ fn format_matches(format: &str, magic: &[u8]) -> bool {
     }
 }
 
-fn check_upload_token(api: &ApiState, id: JobId, token: &str) -> Result<(), Response> {
+// The error is the finished HTTP answer; boxed, as a Response is large.
+fn check_upload_token(api: &ApiState, id: JobId, token: &str) -> Result<(), Box<Response>> {
     let inner = api.lock();
     let Some(job) = inner.jobs.get(&id.0) else {
-        return Err(not_found());
+        return Err(Box::new(not_found()));
     };
     if !crate::server::sigv4::constant_time_eq(job.token.as_bytes(), token.as_bytes()) {
-        return Err(forbidden());
+        return Err(Box::new(forbidden()));
     }
     if !job.state.is_active() {
         let mut resp = forbidden();
         h::set_header(&mut resp, "job-status", job.state.gitlab_status());
-        return Err(resp);
+        return Err(Box::new(resp));
     }
     Ok(())
 }
@@ -147,7 +148,7 @@ fn check_upload_token(api: &ApiState, id: JobId, token: &str) -> Result<(), Resp
 pub(super) async fn upload(shared: &Shared, req: Request, id: JobId) -> Response {
     let token = job_token_from(&req).unwrap_or_default();
     if let Err(resp) = check_upload_token(&shared.api, id, &token) {
-        return resp;
+        return *resp;
     }
     let query = h::query_pairs(req.uri().query());
     let artifact_type = h::query_get(&query, "artifact_type")
