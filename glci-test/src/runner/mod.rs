@@ -2,6 +2,7 @@
 //! reproducing the official runner's Docker executor (stages, sections, script wrapper,
 //! variables, masking, messages and failure reasons).
 
+pub mod api;
 pub mod archive;
 pub mod container;
 pub mod executor;
@@ -11,3 +12,4 @@ pub mod shell;
 pub mod sources;
 pub mod trace;
 pub mod variables;
+pub mod worker;
