@@ -328,3 +328,50 @@ fn invalid_ref_names_are_refused_before_anything_is_written() {
     assert!(err.to_string().contains("bad..name"), "{err}");
     assert!(!data.exists());
 }
+
+#[test]
+fn linked_work_tree_uses_its_own_index_and_the_shared_objects() {
+    let (tmp, dir) = repo_with_history();
+    let wt = tmp.path().join("linked");
+    git(
+        &dir,
+        &[
+            "worktree",
+            "add",
+            "-q",
+            "-b",
+            "side",
+            wt.to_str().expect("utf-8 path"),
+        ],
+    );
+    write(&wt, "side.txt", "only in the linked work tree\n");
+    write(
+        &dir,
+        "main-dirty.txt",
+        "must not leak into the linked snapshot\n",
+    );
+    let before = tree_hashes(&dir.join(".git"));
+
+    let repo = Repo::discover(&wt).expect("discover linked work tree");
+    assert_eq!(
+        repo.objects_dir(),
+        dir.join(".git/objects").canonicalize().expect("canonical")
+    );
+    let snap = snapshot(
+        &repo,
+        &tmp.path().join("data"),
+        &SnapshotRequest {
+            pipeline_id: 2,
+            branch: Some("side".into()),
+            ..Default::default()
+        },
+    )
+    .expect("snapshot");
+    assert_eq!(tree_hashes(&dir.join(".git")), before, ".git changed");
+    let files = git(
+        &snap.bare_repo,
+        &["ls-tree", "-r", "--name-only", &snap.sha],
+    );
+    assert!(files.lines().any(|f| f == "side.txt"), "{files}");
+    assert!(!files.lines().any(|f| f == "main-dirty.txt"), "{files}");
+}

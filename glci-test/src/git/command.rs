@@ -28,6 +28,9 @@ const LOCATION_VARS: &[&str] = &[
     "GIT_COMMITTER_DATE",
 ];
 
+/// Exit code (`None` when killed by a signal), stdout, stderr.
+type RawOutput = (Option<i32>, Vec<u8>, Vec<u8>);
+
 /// One git invocation, built up and then run with [`GitCmd::run`] or a variant.
 pub(crate) struct GitCmd {
     dir: PathBuf,
@@ -76,7 +79,7 @@ impl GitCmd {
 
     /// Runs the command; `Ok((code, stdout))` whatever the exit code, so callers can treat
     /// "exit 1 = not found" (`rev-parse --verify -q`, `symbolic-ref -q`) as an answer.
-    fn raw(&self) -> Result<(Option<i32>, Vec<u8>, Vec<u8>), GitError> {
+    fn raw(&self) -> Result<RawOutput, GitError> {
         let mut cmd = Command::new("git");
         cmd.arg("-C").arg(&self.dir).args(&self.args);
         for var in LOCATION_VARS {
