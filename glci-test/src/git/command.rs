@@ -30,6 +30,9 @@ const LOCATION_VARS: &[&str] = &[
     "GIT_COMMITTER_DATE",
 ];
 
+/// Exit code (`None` when killed by a signal), stdout, stderr.
+type RawOutput = (Option<i32>, Vec<u8>, Vec<u8>);
+
 /// One git invocation, built up and then run with [`GitCmd::run`] or a variant.
 pub(crate) struct GitCmd {
     dir: PathBuf,

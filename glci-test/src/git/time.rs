@@ -6,7 +6,8 @@
 /// `CI_COMMIT_TIMESTAMP` (`Time.strptime("<s> <tz>", "%s %z").xmlschema`; a `+0000` commit
 /// prints `+00:00`, not `Z`, because Ruby only treats `-0000`/`UTC`/`Z` as UTC).
 pub fn xmlschema(secs: i64, offset_minutes: i32) -> String {
-    let local = secs + i64::from(offset_minutes) * 60;
+    // Saturating: a forged commit may carry any 64-bit time; it must not panic.
+    let local = secs.saturating_add(i64::from(offset_minutes) * 60);
     let sign = if offset_minutes < 0 { '-' } else { '+' };
     let off = offset_minutes.unsigned_abs();
     format!(
@@ -77,6 +78,9 @@ mod tests {
         assert_eq!(xmlschema(0, -330), "1969-12-31T18:30:00-05:30");
         // Leap day.
         assert_eq!(xmlschema_utc(951_782_400), "2000-02-29T00:00:00Z");
+        // Absurd times from forged commits format without panicking.
+        assert!(xmlschema(i64::MAX, 120).ends_with("+02:00"));
+        assert!(xmlschema(i64::MIN, -120).ends_with("-02:00"));
     }
 
     #[test]
