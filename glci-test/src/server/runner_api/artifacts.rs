@@ -128,27 +128,27 @@ fn format_matches(format: &str, magic: &[u8]) -> bool {
     }
 }
 
-// The error is the finished HTTP answer; boxed, as a Response is large.
-fn check_upload_token(api: &ApiState, id: JobId, token: &str) -> Result<(), Box<Response>> {
+/// Why the upload must be refused, if it must: the token has to be the running job's own.
+fn upload_refusal(api: &ApiState, id: JobId, token: &str) -> Option<Response> {
     let inner = api.lock();
     let Some(job) = inner.jobs.get(&id.0) else {
-        return Err(Box::new(not_found()));
+        return Some(not_found());
     };
     if !crate::server::sigv4::constant_time_eq(job.token.as_bytes(), token.as_bytes()) {
-        return Err(Box::new(forbidden()));
+        return Some(forbidden());
     }
     if !job.state.is_active() {
         let mut resp = forbidden();
         h::set_header(&mut resp, "job-status", job.state.gitlab_status());
-        return Err(Box::new(resp));
+        return Some(resp);
     }
-    Ok(())
+    None
 }
 
 pub(super) async fn upload(shared: &Shared, req: Request, id: JobId) -> Response {
     let token = job_token_from(&req).unwrap_or_default();
-    if let Err(resp) = check_upload_token(&shared.api, id, &token) {
-        return *resp;
+    if let Some(resp) = upload_refusal(&shared.api, id, &token) {
+        return resp;
     }
     let query = h::query_pairs(req.uri().query());
     let artifact_type = h::query_get(&query, "artifact_type")
