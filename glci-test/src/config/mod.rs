@@ -1,6 +1,14 @@
 //! Loading `.gitlab-ci.yml` as GitLab reads it, composing includes, and resolving
 //! `extends`, `default:` and `inherit:` into one tree whose every node keeps its source span.
 
+mod error;
+mod reference;
+mod scalar;
 mod value;
+mod yaml;
 
+pub use error::ConfigError;
+pub use reference::resolve_references;
+pub use scalar::ruby_float;
 pub use value::{Key, Mapping, Node, Span, Value};
+pub use yaml::{parse_documents, parse_yaml, Documents};

@@ -122,7 +122,8 @@ impl Node {
             Value::String(s) => Some(s.clone()),
             Value::Bool(b) => Some(b.to_string()),
             Value::Int(i) => Some(i.to_string()),
-            Value::Float(x) => Some(x.to_string()),
+            // Ruby's `to_s`, as GitLab turns `1.0` into "1.0", not "1".
+            Value::Float(x) => Some(super::scalar::ruby_float(*x)),
             Value::Null => Some(String::new()),
             _ => None,
         }

@@ -1,0 +1,424 @@
+//! YAML text → [`Node`] tree, read the way GitLab's Psych `safe_load` reads it: YAML 1.1 plain
+//! scalars, aliases expanded (with a budget against "billion laughs"), `<<` merge keys applied
+//! in position like `Psych::Visitors::ToRuby#revive_hash`, `!reference` kept for later, keys
+//! turned into strings, and every node carrying the 1-based line:col it was written at.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
+
+use super::error::ConfigError;
+use super::scalar::{resolve_plain, ruby_float, Resolved};
+use super::value::{Key, Mapping, Node, Span, Value};
+
+/// GitLab's `max_yaml_depth` default.
+pub const MAX_DEPTH: usize = 100;
+/// Nodes one file may expand to, aliases included. Psych shares aliased objects, we copy
+/// them; this bound keeps a hostile file from exhausting memory while leaving real
+/// configurations (a 2 MB file holds far fewer nodes) untouched.
+pub const MAX_NODES: usize = 500_000;
+/// GitLab's message when `DeepSize` refuses a parsed file.
+pub const TOO_BIG: &str = "The parsed YAML is too big";
+
+/// The documents of one file: an optional `spec:` header and the configuration itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Documents {
+    pub header: Option<Node>,
+    pub content: Node,
+}
+
+/// Parses one YAML text into the configuration document (the last one, after an optional
+/// `spec:` header). An empty text gives a `Null` node.
+pub fn parse_yaml(text: &str, file: &str) -> Result<Node, ConfigError> {
+    Ok(parse_documents(text, file)?.content)
+}
+
+/// Parses one YAML text and splits off the `spec:` header as GitLab does: a header exists only
+/// when there are two documents and the first is a mapping with a `spec` key.
+pub fn parse_documents(text: &str, file: &str) -> Result<Documents, ConfigError> {
+    let file: Arc<str> = Arc::from(file);
+    let mut docs = parse_all(text, &file)?;
+    let start = Span {
+        file: file.clone(),
+        line: 1,
+        col: 1,
+    };
+    if docs.len() > 2 {
+        let span = docs[2].span.clone();
+        return Err(ConfigError::at(
+            &span,
+            "too many YAML documents: at most 2 are allowed (a `spec:` header, then the configuration)",
+        ));
+    }
+    let content = docs.pop().unwrap_or_else(|| Node::new(Value::Null, start));
+    let header = docs.pop().filter(|first| first.get("spec").is_some());
+    Ok(Documents { header, content })
+}
+
+fn parse_all(text: &str, file: &Arc<str>) -> Result<Vec<Node>, ConfigError> {
+    let mut builder = Builder {
+        stack: Vec::new(),
+        anchors: HashMap::new(),
+        nodes: 0,
+        docs: Vec::new(),
+    };
+    for item in Parser::new_from_str(text) {
+        let (event, span) = item.map_err(|e| {
+            let m = e.marker();
+            ConfigError::at(
+                &Span {
+                    file: file.clone(),
+                    line: u32::try_from(m.line()).unwrap_or(u32::MAX),
+                    col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
+                },
+                e.info().to_string(),
+            )
+        })?;
+        let at = Span {
+            file: file.clone(),
+            line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
+            col: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
+        };
+        builder.event(event, at)?;
+    }
+    Ok(builder.docs)
+}
+
+enum Frame {
+    Seq {
+        items: Vec<Node>,
+        span: Span,
+        anchor: usize,
+        reference: bool,
+    },
+    Map {
+        map: Mapping,
+        key: Option<(Node, bool)>,
+        span: Span,
+        anchor: usize,
+    },
+}
+
+struct Builder {
+    stack: Vec<Frame>,
+    /// Anchor id → (node, its node count), for alias expansion.
+    anchors: HashMap<usize, (Node, usize)>,
+    nodes: usize,
+    docs: Vec<Node>,
+}
+
+fn is_core(tag: &Tag, suffix: &str) -> bool {
+    tag.is_yaml_core_schema() && tag.suffix == suffix
+}
+
+fn is_reference(tag: &Tag) -> bool {
+    tag.handle == "!" && tag.suffix == "reference"
+}
+
+impl Builder {
+    fn event(&mut self, event: Event<'_>, at: Span) -> Result<(), ConfigError> {
+        match event {
+            Event::Nothing
+            | Event::StreamStart
+            | Event::StreamEnd
+            | Event::DocumentStart(_)
+            | Event::DocumentEnd => Ok(()),
+            Event::Alias(id) => {
+                let (node, size) = match self.anchors.get(&id) {
+                    Some(found) => found.clone(),
+                    // saphyr registers an anchor before its node is complete, so an alias
+                    // inside its own anchor's node lands here.
+                    None => {
+                        return Err(ConfigError::at(
+                            &at,
+                            "alias refers to a node that contains it (recursive alias)",
+                        ))
+                    }
+                };
+                self.count(size, &at)?;
+                self.complete(node, false, 0, size)
+            }
+            Event::Scalar(text, style, anchor, tag) => {
+                self.count(1, &at)?;
+                let tag = tag.as_deref();
+                let str_tagged = tag.is_some_and(|t| is_core(t, "str"));
+                let value = self.scalar(&text, style, tag, &at)?;
+                self.complete(Node::new(value, at), str_tagged, anchor, 1)
+            }
+            Event::SequenceStart(anchor, tag) => {
+                self.count(1, &at)?;
+                self.push(
+                    Frame::Seq {
+                        items: Vec::new(),
+                        span: at.clone(),
+                        anchor,
+                        reference: tag.as_deref().is_some_and(is_reference),
+                    },
+                    &at,
+                )
+            }
+            Event::MappingStart(anchor, tag) => {
+                self.count(1, &at)?;
+                if tag.as_deref().is_some_and(is_reference) {
+                    return Err(ConfigError::at(
+                        &at,
+                        "!reference is not valid: it takes a sequence of keys, e.g. !reference [.job, script]",
+                    ));
+                }
+                self.push(
+                    Frame::Map {
+                        map: Mapping::new(),
+                        key: None,
+                        span: at.clone(),
+                        anchor,
+                    },
+                    &at,
+                )
+            }
+            Event::SequenceEnd => match self.stack.pop() {
+                Some(Frame::Seq {
+                    items,
+                    span,
+                    anchor,
+                    reference,
+                }) => {
+                    let size = 1 + items.iter().map(node_count).sum::<usize>();
+                    let value = if reference {
+                        reference_value(&items, &span)?
+                    } else {
+                        Value::Seq(items)
+                    };
+                    self.complete(Node::new(value, span), false, anchor, size)
+                }
+                _ => Err(ConfigError::at(&at, "unbalanced YAML sequence end")),
+            },
+            Event::MappingEnd => match self.stack.pop() {
+                Some(Frame::Map {
+                    map,
+                    key,
+                    span,
+                    anchor,
+                }) => {
+                    if let Some((k, _)) = key {
+                        return Err(ConfigError::at(&k.span, "mapping key without a value"));
+                    }
+                    let node = Node::new(Value::Map(map), span);
+                    let size = node_count(&node);
+                    self.complete(node, false, anchor, size)
+                }
+                _ => Err(ConfigError::at(&at, "unbalanced YAML mapping end")),
+            },
+        }
+    }
+
+    fn count(&mut self, n: usize, at: &Span) -> Result<(), ConfigError> {
+        self.nodes = self.nodes.saturating_add(n);
+        if self.nodes > MAX_NODES {
+            return Err(ConfigError::at(at, TOO_BIG));
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, frame: Frame, at: &Span) -> Result<(), ConfigError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(ConfigError::at(at, TOO_BIG));
+        }
+        self.stack.push(frame);
+        Ok(())
+    }
+
+    fn scalar(
+        &self,
+        text: &str,
+        style: ScalarStyle,
+        tag: Option<&Tag>,
+        at: &Span,
+    ) -> Result<Value, ConfigError> {
+        if let Some(tag) = tag {
+            if is_reference(tag) {
+                return Err(ConfigError::at(
+                    at,
+                    format!("!reference {text} is not valid: it takes a sequence of keys, e.g. !reference [.job, script]"),
+                ));
+            }
+            if tag.suffix.starts_with("ruby/") {
+                return Err(ConfigError::at(
+                    at,
+                    format!("Tried to load unspecified class: {tag}"),
+                ));
+            }
+            if tag.is_yaml_core_schema() {
+                return core_tagged(text, &tag.suffix, at);
+            }
+            // Psych ignores other tags on scalars and resolves the text as if untagged.
+        }
+        if style != ScalarStyle::Plain {
+            return Ok(Value::String(text.to_string()));
+        }
+        match resolve_plain(text) {
+            Resolved::Value(v) => Ok(v),
+            Resolved::Disallowed(class) => Err(ConfigError::at(
+                at,
+                format!("Tried to load unspecified class: {class}"),
+            )),
+        }
+    }
+
+    fn complete(
+        &mut self,
+        node: Node,
+        str_tagged: bool,
+        anchor: usize,
+        size: usize,
+    ) -> Result<(), ConfigError> {
+        if anchor != 0 {
+            self.anchors.insert(anchor, (node.clone(), size));
+        }
+        match self.stack.last_mut() {
+            None => {
+                self.docs.push(node);
+                Ok(())
+            }
+            Some(Frame::Seq { items, .. }) => {
+                items.push(node);
+                Ok(())
+            }
+            Some(Frame::Map { map, key, .. }) => match key.take() {
+                None => {
+                    *key = Some((node, str_tagged));
+                    Ok(())
+                }
+                Some((k, k_str_tagged)) => insert_pair(map, k, k_str_tagged, node),
+            },
+        }
+    }
+}
+
+/// `!!str`, `!!int`, … on a scalar, as Psych's `deserialize` handles the core tags.
+fn core_tagged(text: &str, suffix: &str, at: &Span) -> Result<Value, ConfigError> {
+    let resolved = match resolve_plain(text) {
+        Resolved::Value(v) => v,
+        Resolved::Disallowed(_) => Value::String(text.to_string()),
+    };
+    Ok(match suffix {
+        "str" | "binary" => Value::String(text.to_string()),
+        "int" => match resolved {
+            Value::Int(i) => Value::Int(i),
+            _ => {
+                return Err(ConfigError::at(
+                    at,
+                    format!("invalid value for Integer(): {text:?}"),
+                ))
+            }
+        },
+        "float" => match resolved {
+            Value::Float(x) => Value::Float(x),
+            Value::Int(i) => Value::Float(i as f64),
+            _ => {
+                return Err(ConfigError::at(
+                    at,
+                    format!("invalid value for Float(): {text:?}"),
+                ))
+            }
+        },
+        _ => resolved,
+    })
+}
+
+fn reference_value(items: &[Node], span: &Span) -> Result<Value, ConfigError> {
+    let mut path = Vec::with_capacity(items.len());
+    for item in items {
+        match &item.value {
+            Value::String(s) => path.push(s.clone()),
+            _ => {
+                return Err(ConfigError::at(
+                    span,
+                    format!("!reference {} is not valid", inspect_seq(items)),
+                ))
+            }
+        }
+    }
+    if path.is_empty() {
+        return Err(ConfigError::at(span, "!reference [] is not valid"));
+    }
+    Ok(Value::Reference(path))
+}
+
+/// Renders a short sequence the way Ruby's `inspect` would, for messages.
+fn inspect_seq(items: &[Node]) -> String {
+    let parts: Vec<String> = items
+        .iter()
+        .map(|n| match &n.value {
+            Value::String(s) => format!("{s:?}"),
+            Value::Null => "nil".into(),
+            other => key_text(other).unwrap_or_else(|| "...".into()),
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+/// A scalar key as GitLab ends up naming it: Ruby's `to_s` of whatever Psych resolved.
+fn key_text(value: &Value) -> Option<String> {
+    match value {
+        Value::String(s) => Some(s.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Float(x) => Some(ruby_float(*x)),
+        Value::Null => Some(String::new()),
+        Value::Seq(_) | Value::Map(_) | Value::Reference(_) => None,
+    }
+}
+
+/// One `key: value` pair into a mapping, as `revive_hash` does: `<<` (unless written `!!str`)
+/// merges a mapping, or a sequence of mappings with earlier ones winning, over what is already
+/// there; later keys override; a repeated key keeps its first position and takes the last value.
+fn insert_pair(map: &mut Mapping, k: Node, k_str_tagged: bool, v: Node) -> Result<(), ConfigError> {
+    let Some(name) = key_text(&k.value) else {
+        return Err(ConfigError::at(
+            &k.span,
+            "mapping keys must be scalars (strings, numbers, booleans)",
+        ));
+    };
+    let key = Key::new(name, k.span);
+    if key.name == "<<" && !k_str_tagged {
+        match &v.value {
+            Value::Map(merged) => {
+                for (mk, mv) in merged {
+                    map.insert(mk.clone(), mv.clone());
+                }
+                return Ok(());
+            }
+            Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Map(_))) => {
+                let mut combined = Mapping::new();
+                for item in items.iter().rev() {
+                    if let Value::Map(m) = &item.value {
+                        for (mk, mv) in m {
+                            combined.insert(mk.clone(), mv.clone());
+                        }
+                    }
+                }
+                for (mk, mv) in combined {
+                    map.insert(mk, mv);
+                }
+                return Ok(());
+            }
+            // Psych's `merge!` raises TypeError on anything else and keeps `<<` as a plain key.
+            _ => {}
+        }
+    }
+    map.insert(key, v);
+    Ok(())
+}
+
+/// Nodes in a tree (for the alias budget).
+pub(crate) fn node_count(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Seq(items) => items.iter().map(node_count).sum(),
+        Value::Map(m) => m.values().map(|v| 1 + node_count(v)).sum(),
+        _ => 0,
+    }
+}
+
+#[cfg(test)]
+mod tests;
