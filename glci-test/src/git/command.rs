@@ -5,8 +5,6 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Exit code (None: killed by a signal), stdout, stderr.
-type RawOutput = (Option<i32>, Vec<u8>, Vec<u8>);
 use super::GitError;
 
 /// Variables that make git act on some other repository, index or object store. glci may be
