@@ -2,10 +2,10 @@
 
 use std::process::{Command, Output};
 
-use glci_e2e::{glci, glci_bin, repo_root, stdout};
+use glci_e2e::{glci_bin, repo_root, stdout};
 
 fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
-    glci(repo_root(), args, env)
+    glci_e2e::run(glci_bin!(), repo_root(), args, env)
 }
 
 #[test]
@@ -29,7 +29,7 @@ fn version_and_help_work_directly_and_as_cargo_subcommand() {
 #[test]
 fn cargo_finds_the_subcommand_on_path() {
     // `cargo glci` resolves `cargo-glci` from PATH, as after `cargo install --path cargo-glci`.
-    let dir = glci_bin().parent().unwrap();
+    let dir = glci_bin!().parent().unwrap();
     let path = format!(
         "{}:{}",
         dir.display(),

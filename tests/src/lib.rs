@@ -2,7 +2,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::OnceLock;
 
 /// The repository root (where `fixtures/` lives).
 pub fn repo_root() -> &'static Path {
@@ -16,45 +15,18 @@ pub fn fixture(rel: &str) -> PathBuf {
     repo_root().join("fixtures").join(rel)
 }
 
-/// The `cargo-glci` binary, built once per test process from the current sources.
-///
-/// Integration tests of this package do not get `CARGO_BIN_EXE_cargo-glci` (the binary lives in
-/// another package), so we ask cargo to build it, which is a no-op when it is up to date, and
-/// read the executable's path from cargo's JSON messages.
-pub fn glci_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-        let out = Command::new(cargo)
-            .args([
-                "build",
-                "--quiet",
-                "-p",
-                "cargo-glci",
-                "--bin",
-                "cargo-glci",
-                "--message-format=json",
-            ])
-            .current_dir(repo_root())
-            .output()
-            .expect("run cargo build for cargo-glci");
-        assert!(
-            out.status.success(),
-            "building cargo-glci failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "cargo-glci")
-            .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-            .expect("cargo reported no cargo-glci executable")
-    })
+/// The `cargo-glci` binary under test. Expands in the test crate, where cargo provides the
+/// path of the freshly built binary.
+#[macro_export]
+macro_rules! glci_bin {
+    () => {
+        ::std::path::Path::new(env!("CARGO_BIN_EXE_cargo-glci"))
+    };
 }
 
-/// Runs `cargo-glci ARGS` in `dir` with extra environment.
-pub fn glci(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(glci_bin());
+/// Runs the binary `bin` (see [`glci_bin!`]) with `args` in `dir`, with extra environment.
+pub fn run(bin: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(bin);
     cmd.args(args).current_dir(dir);
     for (k, v) in env {
         cmd.env(k, v);
