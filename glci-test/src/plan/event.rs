@@ -59,7 +59,10 @@ impl FromStr for PipelineSource {
             .find(|p| p.as_str() == s)
             .ok_or_else(|| {
                 let names: Vec<_> = PipelineSource::ALL.iter().map(|p| p.as_str()).collect();
-                format!("unknown pipeline source `{s}` (expected one of: {})", names.join(", "))
+                format!(
+                    "unknown pipeline source `{s}` (expected one of: {})",
+                    names.join(", ")
+                )
             })
     }
 }
