@@ -507,3 +507,20 @@ fn dag_job_starts_before_its_stage() {
     let after = propagate(&p, &outcomes(&[("a", Status::Success), ("slow", Status::Running)]));
     assert_eq!(after.ready, ["d"]);
 }
+
+#[test]
+fn child_pipeline_context_forwards_yaml_variables() {
+    let yaml = "variables: {TOP: t}\nchild:\n  variables: {OWN: o}\n  trigger:\n    include: child.yml\nb:\n  script: x\n";
+    let mut ctx = push("main");
+    ctx.event.variables = vec![("PIPE".into(), "p".into())];
+    let p = run(yaml, &ctx);
+    let child = glci_test::plan::child_context(&ctx, p.job("child").unwrap()).unwrap();
+    assert_eq!(child.event.source, PipelineSource::ParentPipeline);
+    assert_eq!(
+        child.event.variables,
+        [("TOP".to_string(), "t".to_string()), ("OWN".to_string(), "o".to_string())]
+    );
+    assert!(glci_test::plan::child_context(&ctx, p.job("b").unwrap()).is_none());
+    let child_plan = run("c:\n  script: x\n  only: [parent_pipelines]\n", &child);
+    assert_eq!(names(&child_plan), ["c"]);
+}

@@ -7,6 +7,7 @@
 //! job statuses through the planned DAG.
 
 mod changes;
+mod child;
 mod condition;
 mod environment;
 mod event;
@@ -24,6 +25,7 @@ mod validate;
 
 use indexmap::IndexMap;
 
+pub use child::child_context;
 pub use environment::{guess_tier, slug as environment_slug};
 pub use event::{Event, PipelineSource};
 pub use lint::LintError;

@@ -298,6 +298,10 @@ pub enum Trigger {
     Child {
         include: Vec<Node>,
         strategy: Option<String>,
+        /// `forward:yaml_variables` (default true).
+        forward_yaml_variables: bool,
+        /// `forward:pipeline_variables` (default false).
+        forward_pipeline_variables: bool,
     },
 }
 

@@ -453,9 +453,18 @@ pub fn trigger(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<Tr
                     Value::Seq(items) => items.clone(),
                     _ => vec![include.clone()],
                 };
+                let forward = m.get("forward");
+                let flag = |key: &str, default: bool| {
+                    forward
+                        .and_then(|f| f.get(key))
+                        .and_then(Node::as_bool)
+                        .unwrap_or(default)
+                };
                 Some(Trigger::Child {
                     include: items,
                     strategy,
+                    forward_yaml_variables: flag("yaml_variables", true),
+                    forward_pipeline_variables: flag("pipeline_variables", false),
                 })
             } else if let Some(project) = m.get("project").and_then(Node::scalar_string) {
                 Some(Trigger::Project {
