@@ -1,7 +1,152 @@
 //! From a resolved configuration and an event to the pipeline GitLab would create: which
 //! jobs, in which stages, with which `when`, `needs` and variables.
+//!
+//! [`model::validate`] reads the resolved tree into a [`PipelineConfig`] (entry and logical
+//! validation, GitLab's messages); [`plan`] evaluates `workflow`, `rules`/`only`/`except`,
+//! expands `parallel`, and checks needs against the jobs that remain; [`status`] propagates
+//! job statuses through the planned DAG.
 
+mod changes;
+mod child;
+mod condition;
+mod environment;
 mod event;
+mod json;
+pub mod lint;
+pub mod model;
+mod only_except;
+pub mod parallel;
+mod planner;
 pub mod predefined;
+mod rules;
+mod scope;
+pub mod status;
+mod validate;
 
+use indexmap::IndexMap;
+
+pub use child::child_context;
+pub use environment::{guess_tier, slug as environment_slug};
 pub use event::{Event, PipelineSource};
+pub use lint::LintError;
+pub use model::{
+    validate, AllowFailure, Artifacts, Cache, Environment, Image, JobConfig, PipelineConfig, Retry,
+    Service, Trigger, Variable, When,
+};
+pub use planner::plan;
+
+/// Everything planning needs besides the configuration.
+#[derive(Debug, Clone, Default)]
+pub struct PlanContext {
+    pub event: Event,
+    /// Predefined variables usable in rules (`predefined::rules_variables`), in GitLab's
+    /// order; YAML variables override them.
+    pub predefined: Vec<(String, String)>,
+    /// Variables GitLab appends after the YAML ones (`GITLAB_USER_*`), which YAML can not
+    /// override.
+    pub late_variables: Vec<(String, String)>,
+    /// Files changed by the push or MR; `None` when there is no diff (tags, new branches,
+    /// schedules...), which makes every `changes` clause true.
+    pub changed_files: Option<Vec<String>>,
+    /// `rules:changes:compare_to` ref → files changed between its merge base and the commit.
+    pub compare_to: IndexMap<String, Vec<String>>,
+    /// Every file of the commit, for `rules:exists`.
+    pub files: Vec<String>,
+}
+
+/// Why planning failed where GitLab would refuse to create the pipeline with an error.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct PlanError(pub LintError);
+
+/// One `needs` entry of a planned job, with parallel names expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedNeed {
+    pub name: String,
+    pub artifacts: bool,
+    pub optional: bool,
+}
+
+/// The environment of a planned job with variables expanded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedEnvironment {
+    pub name: String,
+    pub slug: String,
+    pub url: Option<String>,
+    pub action: String,
+    pub tier: String,
+}
+
+/// A job of the created pipeline.
+#[derive(Debug, Clone)]
+pub struct PlannedJob {
+    pub name: String,
+    /// The configured job this one comes from (differs for parallel jobs).
+    pub group: String,
+    pub stage: String,
+    pub stage_index: usize,
+    pub when: When,
+    pub start_in: Option<String>,
+    pub allow_failure: AllowFailure,
+    /// `None`: ordered by stage; `Some` (even empty): DAG-scheduled.
+    pub needs: Option<Vec<PlannedNeed>>,
+    pub image: Option<Image>,
+    pub services: Vec<Service>,
+    /// YAML variables for this job: inherited top-level (after `workflow:rules:variables`),
+    /// then job variables, matrix values and the matched rule's variables.
+    pub variables: IndexMap<String, Variable>,
+    /// Job-level predefined variables (`CI_JOB_NAME`, `CI_NODE_*`, `CI_ENVIRONMENT_*`...).
+    pub job_variables: IndexMap<String, String>,
+    pub before_script: Vec<String>,
+    pub script: Vec<String>,
+    pub after_script: Vec<String>,
+    pub artifacts: Option<Artifacts>,
+    pub cache: Vec<Cache>,
+    /// Jobs whose artifacts (and dotenv variables) this job downloads (§8.2).
+    pub dependencies: Vec<String>,
+    pub retry: Option<Retry>,
+    pub timeout: Option<String>,
+    pub environment: Option<PlannedEnvironment>,
+    /// `(CI_NODE_INDEX, CI_NODE_TOTAL)` for parallel jobs.
+    pub parallel: Option<(u32, u32)>,
+    pub trigger: Option<Trigger>,
+    pub tags: Vec<String>,
+    pub interruptible: Option<bool>,
+    pub coverage: Option<String>,
+    pub resource_group: Option<String>,
+}
+
+impl PlannedJob {
+    /// Whether a failure of this job leaves the pipeline passing (exit codes are decided at
+    /// run time by [`status`]).
+    pub fn allows_failure(&self) -> bool {
+        matches!(self.allow_failure, AllowFailure::Bool(true))
+    }
+}
+
+/// The pipeline GitLab would create for an event.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    pub created: bool,
+    /// Why no pipeline is created (GitLab's message).
+    pub reason: Option<String>,
+    /// `workflow:name`, expanded (`CI_PIPELINE_NAME`).
+    pub name: Option<String>,
+    /// Top-level YAML variables after `workflow:rules:variables`.
+    pub variables: IndexMap<String, Variable>,
+    /// Stages that have jobs, in order.
+    pub stages: Vec<String>,
+    /// Jobs in stage order, then file order.
+    pub jobs: Vec<PlannedJob>,
+}
+
+impl Plan {
+    pub fn job(&self, name: &str) -> Option<&PlannedJob> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+
+    /// The JSON shape `cargo glci plan --json` prints (see `json.rs`).
+    pub fn to_json(&self) -> serde_json::Value {
+        json::plan_json(self)
+    }
+}

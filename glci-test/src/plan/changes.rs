@@ -1,0 +1,154 @@
+//! `rules:changes`, `rules:exists`, `only:changes`: Ruby's
+//! `File.fnmatch?(glob, path, FNM_PATHNAME | FNM_DOTMATCH | FNM_EXTGLOB)` over path lists,
+//! with each glob compiled once per planning run.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+
+use globset::{GlobBuilder, GlobMatcher};
+
+/// Above this many path × glob comparisons GitLab gives up and answers true.
+const MAX_COMPARISONS: usize = 50_000;
+
+/// Compiled globs by pattern text (`None`: the pattern does not compile and matches nothing).
+#[derive(Default)]
+pub struct GlobCache {
+    globs: RefCell<HashMap<String, Option<GlobMatcher>>>,
+}
+
+impl GlobCache {
+    /// Whether `pattern` matches `path` as Ruby's fnmatch with the flags above would.
+    pub fn matches(&self, pattern: &str, path: &str) -> bool {
+        let mut globs = self.globs.borrow_mut();
+        let matcher = globs
+            .entry(pattern.to_string())
+            .or_insert_with(|| compile(pattern));
+        matcher.as_ref().is_some_and(|m| m.is_match(path))
+    }
+
+    /// Any pattern matches any path. `None` (no changed-file set known) is true, as GitLab
+    /// treats pipelines without a diff; too many comparisons is true as well.
+    pub fn any_changed(&self, patterns: &[String], paths: Option<&[String]>) -> bool {
+        let Some(paths) = paths else {
+            return true;
+        };
+        if patterns.len().saturating_mul(paths.len()) > MAX_COMPARISONS {
+            return true;
+        }
+        patterns
+            .iter()
+            .any(|p| paths.iter().any(|path| self.matches(p, path)))
+    }
+
+    /// `rules:exists`: any pattern matches a file of the tree; a pattern ending in `/`
+    /// names a directory, which exists when some file lies beneath a matching directory.
+    pub fn any_exists(&self, patterns: &[String], files: &[String]) -> bool {
+        if patterns.len().saturating_mul(files.len()) > MAX_COMPARISONS {
+            return true;
+        }
+        patterns.iter().any(|p| {
+            let p = p.strip_prefix("./").unwrap_or(p);
+            match p.strip_suffix('/') {
+                Some(dir) => files.iter().any(|f| {
+                    f.match_indices('/')
+                        .any(|(i, _)| self.matches(dir, &f[..i]))
+                }),
+                None => files.iter().any(|f| self.matches(p, f)),
+            }
+        })
+    }
+}
+
+/// Ruby's `**` is recursive only as a whole path component followed by `/` (`**/`);
+/// elsewhere it is a plain `*`. globset treats a trailing `/**` as recursive, so rewrite.
+fn to_globset(pattern: &str) -> String {
+    let bytes = pattern.as_bytes();
+    let mut out = String::with_capacity(pattern.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\' && i + 1 < bytes.len() {
+            out.push_str(&pattern[i..i + 2]);
+            i += 2;
+            continue;
+        }
+        if pattern[i..].starts_with("**") {
+            let mut end = i;
+            while end < bytes.len() && bytes[end] == b'*' {
+                end += 1;
+            }
+            let at_start = i == 0 || bytes[i - 1] == b'/';
+            let then_slash = bytes.get(end) == Some(&b'/');
+            if at_start && then_slash {
+                out.push_str("**");
+            } else {
+                out.push('*');
+            }
+            i = end;
+            continue;
+        }
+        let ch_len = pattern[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&pattern[i..i + ch_len]);
+        i += ch_len;
+    }
+    out
+}
+
+fn compile(pattern: &str) -> Option<GlobMatcher> {
+    GlobBuilder::new(&to_globset(pattern))
+        .literal_separator(true)
+        .backslash_escape(true)
+        .empty_alternates(true)
+        .build()
+        .ok()
+        .map(|g| g.compile_matcher())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(p: &str, path: &str) -> bool {
+        GlobCache::default().matches(p, path)
+    }
+
+    #[test]
+    fn double_star_without_slash_is_single_star() {
+        assert!(!m("docs/**", "docs/a/b.md"));
+        assert!(m("docs/**", "docs/a.md"));
+        assert!(m("docs/**/*", "docs/a/b.md"));
+        assert!(m("docs/**/*", "docs/b.md"));
+    }
+
+    #[test]
+    fn star_does_not_cross_slash_but_matches_dotfiles() {
+        assert!(!m("*.md", "docs/a.md"));
+        assert!(m("*.md", "README.md"));
+        assert!(m("*", ".gitignore"));
+        assert!(m("**/*.rb", "a/.hidden/x.rb"));
+    }
+
+    #[test]
+    fn braces_expand() {
+        assert!(m("src/*.{rs,toml}", "src/a.toml"));
+        assert!(!m("src/*.{rs,toml}", "src/a.md"));
+    }
+
+    #[test]
+    fn no_diff_is_true_empty_diff_is_false() {
+        let c = GlobCache::default();
+        let pats = vec!["src/**/*".to_string()];
+        assert!(c.any_changed(&pats, None));
+        assert!(!c.any_changed(&pats, Some(&[])));
+        assert!(c.any_changed(&pats, Some(&["src/x/y.rs".to_string()])));
+    }
+
+    #[test]
+    fn exists_files_and_directories() {
+        let c = GlobCache::default();
+        let files = vec!["Dockerfile".to_string(), "docs/guide/a.md".to_string()];
+        assert!(c.any_exists(&["Dockerfile".into()], &files));
+        assert!(c.any_exists(&["docs/guide/".into()], &files));
+        assert!(!c.any_exists(&["src/".into()], &files));
+        assert!(c.any_exists(&["**/*.md".into()], &files));
+    }
+}

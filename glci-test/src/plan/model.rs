@@ -1,0 +1,594 @@
+//! The typed pipeline model: the resolved YAML tree read into Rust types, with GitLab's entry
+//! validation messages (`Gitlab::Ci::Config::Entry::*`). Logical checks that need the whole
+//! pipeline (stages, needs, dependencies) live in `validate.rs`.
+
+use indexmap::IndexMap;
+
+use super::lint::LintError;
+use crate::config::{Mapping, Node, Span, Value};
+
+mod fields;
+mod job;
+mod parse;
+
+pub use job::parse_job;
+
+/// `Root::ALLOWED_KEYS`: top-level keys that are configuration, not jobs.
+pub const GLOBAL_KEYS: [&str; 10] = [
+    "default",
+    "include",
+    "before_script",
+    "image",
+    "services",
+    "after_script",
+    "variables",
+    "stages",
+    "cache",
+    "workflow",
+];
+
+/// Names that can never be jobs (`reserved: true`); `default`/`workflow` can.
+const RESERVED: [&str; 8] = [
+    "include",
+    "before_script",
+    "image",
+    "services",
+    "after_script",
+    "variables",
+    "stages",
+    "cache",
+];
+
+/// `Default::ALLOWED_KEYS`.
+pub const DEFAULT_KEYS: [&str; 12] = [
+    "before_script",
+    "after_script",
+    "hooks",
+    "cache",
+    "image",
+    "services",
+    "interruptible",
+    "timeout",
+    "retry",
+    "tags",
+    "artifacts",
+    "id_tokens",
+];
+
+/// Stages GitLab uses when `stages:` is absent.
+pub const DEFAULT_STAGES: [&str; 5] = [".pre", "build", "test", "deploy", ".post"];
+
+/// The whole pipeline configuration after entry validation.
+#[derive(Debug, Clone, Default)]
+pub struct PipelineConfig {
+    /// With `.pre` first and `.post` last.
+    pub stages: Vec<String>,
+    pub variables: IndexMap<String, Variable>,
+    pub workflow: Option<Workflow>,
+    /// Visible jobs in file order, before `parallel` expansion.
+    pub jobs: IndexMap<String, JobConfig>,
+}
+
+impl PipelineConfig {
+    /// Whether `workflow:rules` exists (which drops the implicit `only: [branches, tags]`).
+    pub fn has_workflow_rules(&self) -> bool {
+        self.workflow.as_ref().is_some_and(|w| w.rules.is_some())
+    }
+
+    /// Position of a stage (first occurrence, as `stages.index`).
+    pub fn stage_index(&self, stage: &str) -> Option<usize> {
+        self.stages.iter().position(|s| s == stage)
+    }
+}
+
+/// A YAML variable: its value and whether GitLab expands references in it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Variable {
+    pub value: String,
+    /// `expand: false` marks the variable raw.
+    pub expand: bool,
+}
+
+impl Variable {
+    pub fn plain(value: impl Into<String>) -> Self {
+        Variable {
+            value: value.into(),
+            expand: true,
+        }
+    }
+}
+
+/// `workflow:`.
+#[derive(Debug, Clone, Default)]
+pub struct Workflow {
+    pub name: Option<String>,
+    pub rules: Option<Vec<Rule>>,
+}
+
+/// `when:` values (`never` only inside rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum When {
+    #[default]
+    OnSuccess,
+    OnFailure,
+    Always,
+    Manual,
+    Delayed,
+    Never,
+}
+
+impl When {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            When::OnSuccess => "on_success",
+            When::OnFailure => "on_failure",
+            When::Always => "always",
+            When::Manual => "manual",
+            When::Delayed => "delayed",
+            When::Never => "never",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<When> {
+        Some(match s {
+            "on_success" => When::OnSuccess,
+            "on_failure" => When::OnFailure,
+            "always" => When::Always,
+            "manual" => When::Manual,
+            "delayed" => When::Delayed,
+            "never" => When::Never,
+            _ => return None,
+        })
+    }
+}
+
+/// `allow_failure: true|false` or `allow_failure: {exit_codes: [...]}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowFailure {
+    Bool(bool),
+    ExitCodes(Vec<i64>),
+}
+
+/// `rules:changes`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Changes {
+    pub paths: Vec<String>,
+    pub compare_to: Option<String>,
+}
+
+/// One entry of `rules:` (job, workflow).
+#[derive(Debug, Clone, Default)]
+pub struct Rule {
+    pub if_: Option<String>,
+    pub changes: Option<Changes>,
+    pub exists: Option<Vec<String>>,
+    pub when: Option<When>,
+    pub start_in: Option<String>,
+    pub allow_failure: Option<bool>,
+    pub variables: IndexMap<String, String>,
+    pub needs: Option<Vec<Need>>,
+    pub interruptible: Option<bool>,
+    pub span: Span,
+}
+
+/// One `parallel:matrix` entry: variable → values, in the order written.
+pub type MatrixEntry = IndexMap<String, Vec<String>>;
+
+/// One `needs:` item.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Need {
+    pub job: String,
+    pub artifacts: bool,
+    pub optional: bool,
+    /// `needs:parallel:matrix`: selects instances of a matrix job.
+    pub matrix: Option<Vec<MatrixEntry>>,
+    /// Cross-project or parent-pipeline needs (`project:`/`pipeline:`): not planned locally.
+    pub external: bool,
+    pub span: Span,
+}
+
+/// `parallel:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parallel {
+    Count(u32),
+    Matrix(Vec<MatrixEntry>),
+}
+
+/// `only:` / `except:` after normalization to the hash form.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    pub refs: Option<Vec<String>>,
+    pub variables: Option<Vec<String>>,
+    pub changes: Option<Vec<String>>,
+    pub kubernetes: Option<String>,
+}
+
+/// `image:` (or a service's image part).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Image {
+    pub name: String,
+    pub entrypoint: Option<Vec<String>>,
+    pub pull_policy: Vec<String>,
+    pub platform: Option<String>,
+    pub user: Option<String>,
+}
+
+/// One `services:` item.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Service {
+    pub name: String,
+    pub alias: Option<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub command: Option<Vec<String>>,
+    pub variables: IndexMap<String, String>,
+    pub pull_policy: Vec<String>,
+}
+
+/// `cache:key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheKey {
+    Literal(String),
+    Files {
+        files: Vec<String>,
+        prefix: Option<String>,
+    },
+    FilesCommits {
+        files: Vec<String>,
+        prefix: Option<String>,
+    },
+}
+
+/// One cache entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cache {
+    pub key: CacheKey,
+    pub paths: Vec<String>,
+    pub untracked: bool,
+    pub when: When,
+    pub policy: String,
+    pub unprotect: bool,
+    pub fallback_keys: Vec<String>,
+}
+
+/// `artifacts:`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Artifacts {
+    pub paths: Vec<String>,
+    pub exclude: Vec<String>,
+    pub untracked: bool,
+    pub when: Option<When>,
+    pub expire_in: Option<String>,
+    pub name: Option<String>,
+    pub expose_as: Option<String>,
+    pub public: Option<bool>,
+    pub access: Option<String>,
+    /// Report type → paths (`coverage_report` keeps its `path`).
+    pub reports: IndexMap<String, Vec<String>>,
+}
+
+/// `environment:`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Environment {
+    pub name: String,
+    pub url: Option<String>,
+    pub action: Option<String>,
+    pub deployment_tier: Option<String>,
+    pub on_stop: Option<String>,
+    pub auto_stop_in: Option<String>,
+}
+
+/// `retry:`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Retry {
+    pub max: u8,
+    pub when: Vec<String>,
+    pub exit_codes: Vec<i64>,
+}
+
+/// `trigger:` of a bridge job.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Trigger {
+    /// Multi-project pipeline.
+    Project {
+        project: String,
+        branch: Option<String>,
+        strategy: Option<String>,
+    },
+    /// Child pipeline: the include locations (local paths or include hashes, as written).
+    Child {
+        include: Vec<Node>,
+        strategy: Option<String>,
+        /// `forward:yaml_variables` (default true).
+        forward_yaml_variables: bool,
+        /// `forward:pipeline_variables` (default false).
+        forward_pipeline_variables: bool,
+    },
+}
+
+/// `inherit:`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InheritList {
+    All,
+    None,
+    Only(Vec<String>),
+}
+
+impl InheritList {
+    pub fn allows(&self, name: &str) -> bool {
+        match self {
+            InheritList::All => true,
+            InheritList::None => false,
+            InheritList::Only(names) => names.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// `inherit:default` and `inherit:variables`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inherit {
+    pub default: InheritList,
+    pub variables: InheritList,
+}
+
+impl Default for Inherit {
+    fn default() -> Self {
+        Inherit {
+            default: InheritList::All,
+            variables: InheritList::All,
+        }
+    }
+}
+
+/// One visible job (script job or trigger job).
+#[derive(Debug, Clone, Default)]
+pub struct JobConfig {
+    pub name: String,
+    pub stage: String,
+    pub image: Option<Image>,
+    pub services: Vec<Service>,
+    pub before_script: Vec<String>,
+    pub script: Vec<String>,
+    pub after_script: Vec<String>,
+    pub variables: IndexMap<String, Variable>,
+    pub rules: Option<Vec<Rule>>,
+    pub only: Option<Policy>,
+    pub except: Option<Policy>,
+    /// `None` when not written (defaults to `on_success`).
+    pub when: Option<When>,
+    pub start_in: Option<String>,
+    pub allow_failure: Option<AllowFailure>,
+    pub needs: Option<Vec<Need>>,
+    pub dependencies: Option<Vec<String>>,
+    pub parallel: Option<Parallel>,
+    pub artifacts: Option<Artifacts>,
+    /// `cache: []` gives `Some(vec![])`: caching disabled.
+    pub cache: Option<Vec<Cache>>,
+    pub environment: Option<Environment>,
+    pub retry: Option<Retry>,
+    pub timeout: Option<String>,
+    pub tags: Vec<String>,
+    pub trigger: Option<Trigger>,
+    pub inherit: Inherit,
+    pub interruptible: Option<bool>,
+    pub coverage: Option<String>,
+    pub resource_group: Option<String>,
+    pub span: Span,
+}
+
+impl JobConfig {
+    pub fn is_trigger(&self) -> bool {
+        self.trigger.is_some()
+    }
+}
+
+/// Reads and validates a resolved configuration tree. Entry errors are all collected (as
+/// GitLab reports several at once); logical errors (stages, needs, dependencies, cycles) stop
+/// at the first one, after entry errors.
+pub fn validate(tree: &Node) -> Result<PipelineConfig, Vec<LintError>> {
+    let mut errors = Vec::new();
+    let config = read_root(tree, &mut errors);
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    let Some(config) = config else {
+        return Err(errors);
+    };
+    if let Err(e) = super::validate::logical(&config) {
+        return Err(vec![e]);
+    }
+    Ok(config)
+}
+
+/// The global keys that act as job defaults when no `default:` overrides them.
+const DEPRECATED_GLOBALS: [&str; 5] = [
+    "image",
+    "services",
+    "cache",
+    "before_script",
+    "after_script",
+];
+
+fn read_root(tree: &Node, errors: &mut Vec<LintError>) -> Option<PipelineConfig> {
+    let Some(root) = tree.as_map() else {
+        errors.push(LintError::new(
+            Some(&tree.span),
+            "Invalid configuration format",
+        ));
+        return None;
+    };
+    if root.is_empty() {
+        errors.push(LintError::new(
+            Some(&tree.span),
+            "Please provide content of .gitlab-ci.yml",
+        ));
+        return None;
+    }
+
+    let stages = read_stages(root.get("stages"), errors);
+    let variables = match root.get("variables") {
+        Some(node) => parse::variables(node, "variables", true, errors),
+        None => IndexMap::new(),
+    };
+    let mut workflow = None;
+
+    let defaults = collect_defaults(root, errors);
+
+    let mut jobs = IndexMap::new();
+    let mut visible = 0usize;
+    for (key, node) in root {
+        let name = key.name.as_str();
+        if RESERVED.contains(&name) {
+            continue;
+        }
+        let looks_like_job = node.as_map().is_some_and(|m| {
+            ["script", "run", "trigger", "needs"]
+                .iter()
+                .any(|k| m.contains_key(*k))
+        });
+        if (name == "default" || name == "workflow") && !looks_like_job {
+            if name == "workflow" {
+                workflow = Some(parse::workflow(node, errors));
+            }
+            continue;
+        }
+        if name.starts_with('.') {
+            if is_blank(node) {
+                errors.push(LintError::entry(
+                    &key.span,
+                    &format!("jobs:{name}"),
+                    "config can't be blank",
+                ));
+            }
+            continue;
+        }
+        let Some(map) = node.as_map().filter(|_| looks_like_job) else {
+            errors.push(LintError::entry(
+                &key.span,
+                &format!("jobs {}", name.replace(' ', "_")),
+                "config should implement the script:, run:, or trigger: keyword",
+            ));
+            continue;
+        };
+        visible += 1;
+        let job_defaults = defaults_for(map, &defaults);
+        if let Some(job) = parse_job(name, node, &job_defaults, errors) {
+            jobs.insert(name.to_string(), job);
+        }
+    }
+    if visible == 0 && errors.is_empty() {
+        errors.push(LintError::new(
+            Some(&tree.span),
+            "jobs config should contain at least one visible job",
+        ));
+    }
+    Some(PipelineConfig {
+        stages,
+        variables,
+        workflow,
+        jobs,
+    })
+}
+
+fn is_blank(node: &Node) -> bool {
+    match &node.value {
+        Value::Null => true,
+        Value::Map(m) => m.is_empty(),
+        Value::Seq(s) => s.is_empty(),
+        Value::String(s) => s.trim().is_empty(),
+        _ => false,
+    }
+}
+
+/// `default:` merged with the deprecated top-level globals; both defining one key is an error.
+fn collect_defaults(root: &Mapping, errors: &mut Vec<LintError>) -> Mapping {
+    let mut defaults = Mapping::new();
+    let default_node = root.get("default").filter(|n| {
+        !n.as_map().is_some_and(|m| {
+            ["script", "run", "trigger", "needs"]
+                .iter()
+                .any(|k| m.contains_key(*k))
+        })
+    });
+    if let Some(node) = default_node {
+        match node.as_map() {
+            Some(map) => {
+                let unknown: Vec<&str> = map
+                    .keys()
+                    .map(|k| k.name.as_str())
+                    .filter(|k| !DEFAULT_KEYS.contains(k))
+                    .collect();
+                if !unknown.is_empty() {
+                    errors.push(LintError::entry(
+                        &node.span,
+                        "default",
+                        &format!("config contains unknown keys: {}", unknown.join(", ")),
+                    ));
+                }
+                for (k, v) in map {
+                    defaults.insert(k.clone(), v.clone());
+                }
+            }
+            None if matches!(node.value, Value::Null) => {}
+            None => errors.push(LintError::entry(
+                &node.span,
+                "default",
+                "config should be a hash",
+            )),
+        }
+    }
+    for key in DEPRECATED_GLOBALS {
+        if let Some((k, v)) = root.get_key_value(key) {
+            if defaults.contains_key(key) {
+                errors.push(LintError::new(
+                    Some(&k.span),
+                    format!("{key} is defined in top-level and `default:` entry"),
+                ));
+            } else {
+                defaults.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    defaults
+}
+
+/// The defaults a job receives: `inherit:default` filters them, and trigger jobs only take
+/// `interruptible`.
+fn defaults_for(job: &Mapping, defaults: &Mapping) -> Mapping {
+    let inherit = job
+        .get("inherit")
+        .and_then(|i| i.get("default"))
+        .map(|d| match &d.value {
+            Value::Bool(false) => InheritList::None,
+            Value::Seq(items) => {
+                InheritList::Only(items.iter().filter_map(Node::scalar_string).collect())
+            }
+            _ => InheritList::All,
+        })
+        .unwrap_or(InheritList::All);
+    let is_trigger = job.contains_key("trigger");
+    defaults
+        .iter()
+        .filter(|(k, _)| inherit.allows(&k.name))
+        .filter(|(k, _)| !is_trigger || k.name == "interruptible")
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+/// `stages:` flattened (nested arrays up to 10 levels), `.pre`/`.post` moved to the edges.
+fn read_stages(node: Option<&Node>, errors: &mut Vec<LintError>) -> Vec<String> {
+    let Some(node) = node else {
+        return DEFAULT_STAGES.iter().map(|s| s.to_string()).collect();
+    };
+    let mut flat = Vec::new();
+    if !parse::flatten_strings(node, 0, &mut flat) {
+        errors.push(LintError::entry(
+            &node.span,
+            "stages",
+            "config should be an array of strings",
+        ));
+    }
+    let mut stages = vec![".pre".to_string()];
+    stages.extend(flat.into_iter().filter(|s| s != ".pre" && s != ".post"));
+    stages.push(".post".to_string());
+    stages
+}

@@ -1,0 +1,358 @@
+//! One job entry (`Entry::Job` / `Entry::Bridge`): allowed keys, exclusive keys, defaults.
+
+use super::fields;
+use super::parse;
+use super::{AllowFailure, Inherit, InheritList, JobConfig, When};
+use crate::config::{Mapping, Node, Value};
+use crate::plan::lint::LintError;
+
+/// `Processable::PROCESSABLE_ALLOWED_KEYS`.
+const PROCESSABLE_KEYS: [&str; 13] = [
+    "extends",
+    "stage",
+    "only",
+    "except",
+    "rules",
+    "variables",
+    "inherit",
+    "allow_failure",
+    "when",
+    "needs",
+    "resource_group",
+    "environment",
+    "interruptible",
+];
+
+/// `Job::ALLOWED_KEYS` (plus EE keys, accepted so EE pipelines still lint).
+const JOB_KEYS: [&str; 24] = [
+    "tags",
+    "script",
+    "image",
+    "services",
+    "start_in",
+    "artifacts",
+    "cache",
+    "dependencies",
+    "before_script",
+    "after_script",
+    "hooks",
+    "coverage",
+    "retry",
+    "parallel",
+    "timeout",
+    "inputs",
+    "release",
+    "id_tokens",
+    "publish",
+    "pages",
+    "manual_confirmation",
+    "run",
+    "secrets",
+    "identity",
+];
+
+const JOB_WHEN: [When; 5] = [
+    When::OnSuccess,
+    When::OnFailure,
+    When::Always,
+    When::Manual,
+    When::Delayed,
+];
+
+/// Reads one visible job. `defaults` are the `default:` keys this job inherits; each applies
+/// only when the job does not set that key itself (no merging).
+pub fn parse_job(
+    name: &str,
+    node: &Node,
+    defaults: &Mapping,
+    errors: &mut Vec<LintError>,
+) -> Option<JobConfig> {
+    let map = node.as_map()?;
+    let loc = format!("jobs:{name}");
+    let before = errors.len();
+    let is_bridge = !map.contains_key("script") && !map.contains_key("run");
+
+    let unknown: Vec<&str> = map
+        .keys()
+        .map(|k| k.name.as_str())
+        .filter(|k| {
+            !PROCESSABLE_KEYS.contains(k)
+                && !(if is_bridge {
+                    *k == "trigger" || *k == "parallel"
+                } else {
+                    JOB_KEYS.contains(k)
+                })
+        })
+        .collect();
+    if !unknown.is_empty() {
+        errors.push(LintError::entry(
+            &node.span,
+            &loc,
+            &format!("config contains unknown keys: {}", unknown.join(", ")),
+        ));
+    }
+    if is_bridge && !map.contains_key("trigger") {
+        errors.push(LintError::entry(
+            &node.span,
+            &loc,
+            "config should contain either a trigger or a needs:pipeline",
+        ));
+    }
+    for pair in [
+        ["script", "run"],
+        ["before_script", "run"],
+        ["after_script", "run"],
+    ] {
+        if pair.iter().all(|k| map.contains_key(*k)) {
+            errors.push(LintError::entry(
+                &node.span,
+                &loc,
+                &format!("these keys cannot be used together: {}", pair.join(", ")),
+            ));
+        }
+    }
+    if map.contains_key("rules") {
+        for key in ["only", "except", "start_in"] {
+            if map.contains_key(key) {
+                errors.push(LintError::entry(
+                    &node.span,
+                    &loc,
+                    &format!("config key may not be used with `rules`: {key}"),
+                ));
+            }
+        }
+    }
+
+    // The job's own key wins over the default one (`Entry::Default#compose!`).
+    let get = |key: &str| map.get(key).or_else(|| defaults.get(key));
+    let mut job = JobConfig {
+        name: name.to_string(),
+        stage: "test".to_string(),
+        span: node.span.clone(),
+        ..JobConfig::default()
+    };
+
+    if let Some(n) = map.get("stage") {
+        match n.as_str() {
+            Some(s) => job.stage = s.to_string(),
+            None => errors.push(LintError::entry(
+                &n.span,
+                &format!("{loc} stage"),
+                "should be a string",
+            )),
+        }
+    }
+    if let Some(n) = map.get("script") {
+        job.script = parse::commands(n, &format!("{loc}:script"), errors);
+        if job.script.is_empty() && matches!(n.value, Value::Seq(_) | Value::Null) {
+            errors.push(LintError::entry(&n.span, &loc, "script can't be blank"));
+        }
+    }
+    if let Some(n) = get("before_script").filter(|n| !matches!(n.value, Value::Null)) {
+        job.before_script = parse::commands(n, &format!("{loc}:before_script"), errors);
+    }
+    if let Some(n) = get("after_script").filter(|n| !matches!(n.value, Value::Null)) {
+        job.after_script = parse::commands(n, &format!("{loc}:after_script"), errors);
+    }
+    if let Some(n) = get("image").filter(|n| !matches!(n.value, Value::Null)) {
+        job.image = fields::image(n, &format!("{loc}:image"), errors);
+    }
+    if let Some(n) = get("services").filter(|n| !matches!(n.value, Value::Null)) {
+        job.services = fields::services(n, &format!("{loc}:services"), errors);
+    }
+    if let Some(n) = map.get("variables") {
+        job.variables = parse::variables(n, &format!("{loc}:variables"), false, errors);
+    }
+    if let Some(n) = map.get("rules") {
+        job.rules = Some(parse::rules(n, &loc, false, errors));
+    }
+    if let Some(n) = map.get("only") {
+        job.only = parse::policy(n, &format!("{loc}:only"), errors);
+    }
+    if let Some(n) = map.get("except") {
+        job.except = parse::policy(n, &format!("{loc}:except"), errors);
+    }
+    if let Some(n) = map.get("when") {
+        let allowed: &[When] = if is_bridge { &JOB_WHEN[..4] } else { &JOB_WHEN };
+        job.when = parse::when(n, &loc, allowed, errors);
+    }
+    if let Some(n) = map.get("start_in") {
+        job.start_in = parse::scalar(n, &format!("{loc} start_in"), errors);
+    }
+    if job.when == Some(When::Delayed) && job.start_in.is_none() && job.rules.is_none() {
+        errors.push(LintError::entry(
+            &node.span,
+            &loc,
+            "start_in should be a duration",
+        ));
+    }
+    if job.start_in.is_some() && job.when != Some(When::Delayed) && job.rules.is_none() {
+        errors.push(LintError::entry(&node.span, &loc, "start_in must be blank"));
+    }
+    if let Some(n) = map.get("allow_failure") {
+        job.allow_failure = allow_failure(n, &format!("{loc}:allow_failure"), errors);
+    }
+    if let Some(n) = map.get("needs") {
+        job.needs = Some(parse::needs(n, &format!("{loc}:needs"), errors));
+    }
+    if let Some(n) = map.get("dependencies") {
+        job.dependencies = Some(parse::string_list(
+            n,
+            &format!("{loc} dependencies"),
+            "should be an array of strings",
+            errors,
+        ));
+    }
+    if let Some(n) = map.get("parallel") {
+        job.parallel = parse::parallel(n, &format!("{loc}:parallel"), errors);
+        if is_bridge && matches!(job.parallel, Some(super::Parallel::Count(_))) {
+            errors.push(LintError::entry(
+                &n.span,
+                &format!("{loc}:parallel"),
+                "config should be a hash",
+            ));
+        }
+    }
+    if let Some(n) = get("artifacts").filter(|n| !matches!(n.value, Value::Null)) {
+        job.artifacts = fields::artifacts(n, &format!("{loc}:artifacts"), errors);
+    }
+    if let Some(n) = get("cache").filter(|n| !matches!(n.value, Value::Null)) {
+        job.cache = Some(fields::caches(n, &format!("{loc}:cache"), errors));
+    }
+    if let Some(n) = map
+        .get("environment")
+        .filter(|n| !matches!(n.value, Value::Null))
+    {
+        job.environment = fields::environment(n, &format!("{loc}:environment"), errors);
+    }
+    if let Some(n) = get("retry").filter(|n| !matches!(n.value, Value::Null)) {
+        job.retry = fields::retry(n, &format!("{loc}:retry"), errors);
+    }
+    // `default:timeout` is accepted but has no effect (Appendix A.2): only the job's own.
+    if let Some(n) = map.get("timeout") {
+        job.timeout = parse::scalar(n, &format!("{loc} timeout"), errors);
+    }
+    if let Some(n) = get("tags").filter(|n| !matches!(n.value, Value::Null)) {
+        job.tags = parse::string_list(
+            n,
+            &format!("{loc} tags"),
+            "should be an array of strings",
+            errors,
+        );
+    }
+    if let Some(n) = map.get("trigger") {
+        job.trigger = fields::trigger(n, &format!("{loc}:trigger"), errors);
+    }
+    if let Some(n) = map.get("inherit") {
+        job.inherit = inherit(n, &format!("{loc}:inherit"), errors);
+    }
+    if let Some(n) = get("interruptible").filter(|n| !matches!(n.value, Value::Null)) {
+        job.interruptible = parse::bool_value(n, &format!("{loc} interruptible"), errors);
+    }
+    if let Some(n) = map.get("coverage") {
+        job.coverage = parse::scalar(n, &format!("{loc} coverage"), errors);
+    }
+    if let Some(n) = map.get("resource_group") {
+        job.resource_group = parse::scalar(n, &format!("{loc} resource_group"), errors);
+    }
+    (errors.len() == before).then_some(job)
+}
+
+fn allow_failure(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<AllowFailure> {
+    match &node.value {
+        Value::Bool(b) => Some(AllowFailure::Bool(*b)),
+        Value::Map(m) => match m.get("exit_codes") {
+            Some(codes) => {
+                let list: Vec<&Node> = match &codes.value {
+                    Value::Seq(items) => items.iter().collect(),
+                    _ => vec![codes],
+                };
+                let mut out = Vec::with_capacity(list.len());
+                for c in list {
+                    match c.value {
+                        Value::Int(i) => out.push(i),
+                        _ => {
+                            errors.push(LintError::entry(
+                                &c.span,
+                                loc,
+                                "exit codes should be an array of integers or an integer",
+                            ));
+                            return None;
+                        }
+                    }
+                }
+                Some(AllowFailure::ExitCodes(out))
+            }
+            None => {
+                errors.push(LintError::entry(
+                    &node.span,
+                    loc,
+                    "config missing required keys: exit_codes",
+                ));
+                None
+            }
+        },
+        _ => {
+            errors.push(LintError::entry(
+                &node.span,
+                loc,
+                "config should be a hash or a boolean value",
+            ));
+            None
+        }
+    }
+}
+
+fn inherit(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Inherit {
+    let mut out = Inherit::default();
+    let Some(map) = node.as_map() else {
+        errors.push(LintError::entry(&node.span, loc, "config should be a hash"));
+        return out;
+    };
+    for (k, v) in map {
+        let list = match &v.value {
+            Value::Bool(true) => InheritList::All,
+            Value::Bool(false) => InheritList::None,
+            Value::Seq(_) => InheritList::Only(parse::string_list(
+                v,
+                &format!("{loc}:{}", k.name),
+                "config should be a boolean value or an array of strings",
+                errors,
+            )),
+            _ => {
+                errors.push(LintError::entry(
+                    &v.span,
+                    &format!("{loc}:{}", k.name),
+                    "config should be a boolean value or an array of strings",
+                ));
+                continue;
+            }
+        };
+        match k.name.as_str() {
+            "default" => {
+                if let InheritList::Only(names) = &list {
+                    let bad: Vec<&str> = names
+                        .iter()
+                        .map(String::as_str)
+                        .filter(|n| !super::DEFAULT_KEYS.contains(n))
+                        .collect();
+                    if !bad.is_empty() {
+                        errors.push(LintError::entry(
+                            &v.span,
+                            &format!("{loc}:default"),
+                            &format!("config contains unknown values: {}", bad.join(", ")),
+                        ));
+                    }
+                }
+                out.default = list;
+            }
+            "variables" => out.variables = list,
+            other => errors.push(LintError::entry(
+                &k.span,
+                loc,
+                &format!("config contains unknown keys: {other}"),
+            )),
+        }
+    }
+    out
+}

@@ -1,0 +1,415 @@
+//! Pipeline creation (`Gitlab::Ci::Pipeline::Chain`): workflow rules, then per job
+//! `rules` or `only`/`except`, rule attributes, seed checks on `needs`, stage pruning.
+
+use std::collections::{HashMap, HashSet};
+
+use indexmap::IndexMap;
+
+use super::changes::GlobCache;
+use super::condition;
+use super::environment;
+use super::lint::LintError;
+use super::model::{AllowFailure, JobConfig, PipelineConfig, Policy, Variable, When};
+use super::only_except::{self, PolicyEnv, RegexCache};
+use super::parallel::{self, Instance};
+use super::rules::{self, RuleEnv};
+use super::scope::{last_wins, Scope};
+use super::validate::{self, resolve_need};
+use super::{Plan, PlanContext, PlanError, PlannedEnvironment, PlannedJob, PlannedNeed};
+
+const FILTERED: &str = "Pipeline filtered out by workflow rules.";
+const NO_JOBS: &str = "Pipeline will not run for the selected trigger. The rules configuration prevented any jobs from being added to the pipeline.";
+/// `ci_needs_size_limit`.
+const MAX_NEEDS: usize = 50;
+
+fn values(vars: &IndexMap<String, Variable>) -> IndexMap<String, String> {
+    vars.iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect()
+}
+
+/// Plans the pipeline for `ctx.event`. `Ok` with `created: false` when workflow rules filter
+/// the pipeline or no job remains; `Err` where GitLab fails pipeline creation with an error.
+pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanError> {
+    let predefined = last_wins(&ctx.predefined);
+    let late = last_wins(&ctx.late_variables);
+    let pipeline_vars = last_wins(&ctx.event.variables);
+    let globs = GlobCache::default();
+    let regexes = RegexCache::default();
+    let project_path = predefined
+        .get("CI_PROJECT_PATH")
+        .map(String::as_str)
+        .unwrap_or("");
+
+    // Workflow: top-level variables are visible, job ones are not.
+    let mut top = config.variables.clone();
+    let mut name_source = None;
+    if let Some(workflow) = &config.workflow {
+        name_source = workflow.name.as_deref();
+        if let Some(wf_rules) = &workflow.rules {
+            let top_values = values(&top);
+            let mut scope = Scope::new();
+            scope
+                .push(&predefined)
+                .push(&top_values)
+                .push(&late)
+                .push(&pipeline_vars);
+            let env = RuleEnv {
+                scope: &scope,
+                changed_files: ctx.changed_files.as_deref(),
+                compare_to: &ctx.compare_to,
+                files: &ctx.files,
+                globs: &globs,
+            };
+            let matched = rules::first_match(wf_rules, &env).map_err(|e| {
+                PlanError(LintError::new(
+                    None,
+                    format!("Failed to parse rule for workflow: {e}"),
+                ))
+            })?;
+            match matched {
+                Some(rule) if rule.when != Some(When::Never) => {
+                    for (k, v) in &rule.variables {
+                        top.insert(k.clone(), Variable::plain(v.clone()));
+                    }
+                }
+                _ => {
+                    return Ok(Plan {
+                        created: false,
+                        reason: Some(FILTERED.to_string()),
+                        ..Plan::default()
+                    })
+                }
+            }
+        }
+    }
+    let top_values = values(&top);
+    let name = name_source.and_then(|n| {
+        let mut scope = Scope::new();
+        scope
+            .push(&predefined)
+            .push(&top_values)
+            .push(&pipeline_vars);
+        let expanded = condition::expand(n, &scope).trim().to_string();
+        (!expanded.is_empty()).then_some(expanded)
+    });
+
+    let default_only = Policy {
+        refs: Some(vec!["branches".to_string(), "tags".to_string()]),
+        ..Policy::default()
+    };
+    let has_workflow_rules = config.has_workflow_rules();
+    let expanded = validate::expand(config);
+    let mut jobs = Vec::new();
+    for (inst, job) in &expanded.jobs {
+        let Some(stage_index) = config.stage_index(&job.stage) else {
+            continue;
+        };
+        let mut yaml: IndexMap<String, Variable> = top
+            .iter()
+            .filter(|(k, _)| job.inherit.variables.allows(k))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in &job.variables {
+            yaml.insert(k.clone(), v.clone());
+        }
+        for (k, v) in &inst.matrix {
+            yaml.insert(k.clone(), Variable::plain(v.clone()));
+        }
+        let yaml_values = values(&yaml);
+        let mut job_vars = job_predefined(inst, job);
+        let env_planned = job.environment.as_ref().map(|e| {
+            let mut scope = Scope::new();
+            scope
+                .push(&predefined)
+                .push(&job_vars)
+                .push(&yaml_values)
+                .push(&pipeline_vars);
+            let name = condition::expand(&e.name, &scope);
+            let url = e.url.as_ref().map(|u| condition::expand(u, &scope));
+            let tier = e
+                .deployment_tier
+                .clone()
+                .unwrap_or_else(|| environment::guess_tier(&name).to_string());
+            PlannedEnvironment {
+                slug: environment::slug(&name),
+                name,
+                url,
+                action: e.action.clone().unwrap_or_else(|| "start".to_string()),
+                tier,
+            }
+        });
+        if let Some(env) = &env_planned {
+            job_vars.insert("CI_ENVIRONMENT_NAME".into(), env.name.clone());
+            job_vars.insert("CI_ENVIRONMENT_SLUG".into(), env.slug.clone());
+            job_vars.insert("CI_ENVIRONMENT_ACTION".into(), env.action.clone());
+            job_vars.insert("CI_ENVIRONMENT_TIER".into(), env.tier.clone());
+            if let Some(url) = &env.url {
+                job_vars.insert("CI_ENVIRONMENT_URL".into(), url.clone());
+            }
+        }
+        let mut scope = Scope::new();
+        scope
+            .push(&predefined)
+            .push(&job_vars)
+            .push(&yaml_values)
+            .push(&late)
+            .push(&pipeline_vars);
+
+        let mut when = job.when.unwrap_or_default();
+        let mut allow_failure = job
+            .allow_failure
+            .clone()
+            .unwrap_or(AllowFailure::Bool(job.when == Some(When::Manual)));
+        let mut start_in = job.start_in.clone();
+        let mut interruptible = job.interruptible;
+        let mut needs = job.needs.clone();
+        if let Some(job_rules) = &job.rules {
+            let env = RuleEnv {
+                scope: &scope,
+                changed_files: ctx.changed_files.as_deref(),
+                compare_to: &ctx.compare_to,
+                files: &ctx.files,
+                globs: &globs,
+            };
+            let matched = rules::first_match(job_rules, &env).map_err(|e| {
+                PlanError(LintError::new(
+                    Some(&job.span),
+                    format!("Failed to parse rule for {}: {e}", inst.name),
+                ))
+            })?;
+            let Some(rule) = matched else { continue };
+            if rule.when == Some(When::Never) {
+                continue;
+            }
+            if let Some(w) = rule.when {
+                when = w;
+            }
+            if let Some(af) = rule.allow_failure {
+                allow_failure = AllowFailure::Bool(af);
+            }
+            if rule.start_in.is_some() {
+                start_in = rule.start_in.clone();
+            }
+            if rule.interruptible.is_some() {
+                interruptible = rule.interruptible;
+            }
+            // Only a non-empty rule `needs` replaces the job's (Appendix A.7).
+            if let Some(rn) = rule.needs.as_ref().filter(|n| !n.is_empty()) {
+                needs = Some(rn.clone());
+            }
+            for (k, v) in &rule.variables {
+                yaml.insert(k.clone(), Variable::plain(v.clone()));
+            }
+        } else {
+            let penv = PolicyEnv {
+                event: &ctx.event,
+                project_path,
+                scope: &scope,
+                changed_files: ctx.changed_files.as_deref(),
+                globs: &globs,
+                regexes: &regexes,
+            };
+            // The implicit `only: {refs: [branches, tags]}` is deep-merged under the user's
+            // `only`, unless `workflow:rules` exists.
+            let only = match (&job.only, has_workflow_rules) {
+                (None, false) => Some(default_only.clone()),
+                (Some(o), false) if o.refs.is_none() => Some(Policy {
+                    refs: default_only.refs.clone(),
+                    ..o.clone()
+                }),
+                (o, _) => o.clone(),
+            };
+            if only
+                .as_ref()
+                .is_some_and(|o| !only_except::all_satisfied(o, &penv))
+            {
+                continue;
+            }
+            if job
+                .except
+                .as_ref()
+                .is_some_and(|e| only_except::any_satisfied(e, &penv))
+            {
+                continue;
+            }
+        }
+        if when == When::Delayed && start_in.is_none() {
+            start_in = Some(String::new());
+        }
+
+        let planned_needs = match needs {
+            None => None,
+            Some(list) => {
+                let mut out = Vec::with_capacity(list.len());
+                for need in list.iter().filter(|n| !n.external) {
+                    let need = resolve_need(need, inst, &inst.name).map_err(PlanError)?;
+                    for n in parallel::need_names(&need, &expanded.parallel_names) {
+                        out.push(PlannedNeed {
+                            name: n,
+                            artifacts: need.artifacts,
+                            optional: need.optional,
+                        });
+                    }
+                }
+                Some(out)
+            }
+        };
+
+        jobs.push(PlannedJob {
+            name: inst.name.clone(),
+            group: job.name.clone(),
+            stage: job.stage.clone(),
+            stage_index,
+            when,
+            start_in,
+            allow_failure,
+            needs: planned_needs,
+            image: job.image.clone(),
+            services: job.services.clone(),
+            variables: yaml,
+            job_variables: job_vars.clone(),
+            before_script: job.before_script.clone(),
+            script: job.script.clone(),
+            after_script: job.after_script.clone(),
+            artifacts: job.artifacts.clone(),
+            cache: job.cache.clone().unwrap_or_default(),
+            dependencies: Vec::new(),
+            retry: job.retry.clone(),
+            timeout: job.timeout.clone(),
+            environment: env_planned,
+            parallel: inst.node,
+            trigger: job.trigger.clone(),
+            tags: job
+                .tags
+                .iter()
+                .map(|t| condition::expand_existing(t, &scope))
+                .collect(),
+            interruptible,
+            coverage: job.coverage.clone(),
+            resource_group: job.resource_group.clone(),
+        });
+    }
+
+    seed_needs(&mut jobs)?;
+
+    if jobs.iter().all(|j| j.stage == ".pre" || j.stage == ".post") {
+        return Ok(Plan {
+            created: false,
+            reason: Some(NO_JOBS.to_string()),
+            name,
+            variables: top,
+            ..Plan::default()
+        });
+    }
+    jobs.sort_by_key(|j| j.stage_index);
+    let present: HashSet<usize> = jobs.iter().map(|j| j.stage_index).collect();
+    let stages = config
+        .stages
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| present.contains(i))
+        .map(|(_, s)| s.clone())
+        .collect();
+    fill_dependencies(&mut jobs, config, &expanded.parallel_names);
+    Ok(Plan {
+        created: true,
+        reason: None,
+        name,
+        variables: top,
+        stages,
+        jobs,
+    })
+}
+
+/// Per-job predefined variables rules can see.
+fn job_predefined(inst: &Instance, job: &JobConfig) -> IndexMap<String, String> {
+    let mut vars = IndexMap::with_capacity(6);
+    vars.insert("CI_JOB_NAME".to_string(), inst.name.clone());
+    vars.insert("CI_JOB_STAGE".to_string(), job.stage.clone());
+    let (index, total) = inst.node.unwrap_or((0, 1));
+    if inst.node.is_some() {
+        vars.insert("CI_NODE_INDEX".to_string(), index.to_string());
+    }
+    vars.insert("CI_NODE_TOTAL".to_string(), total.to_string());
+    vars
+}
+
+/// Seed checks after rules: too many needs, needs on jobs that are not in the pipeline
+/// (optional ones are dropped).
+fn seed_needs(jobs: &mut [PlannedJob]) -> Result<(), PlanError> {
+    let names: HashSet<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    for job in jobs.iter_mut() {
+        let Some(needs) = &mut job.needs else {
+            continue;
+        };
+        if needs.len() > MAX_NEEDS {
+            return Err(PlanError(LintError::new(
+                None,
+                format!(
+                    "{}: one job can only need {MAX_NEEDS} others, but you have listed {}. See needs keyword documentation for more details",
+                    job.name,
+                    needs.len()
+                ),
+            )));
+        }
+        if let Some(missing) = needs
+            .iter()
+            .find(|n| !n.optional && !names.contains(&n.name))
+        {
+            return Err(PlanError(LintError::new(
+                None,
+                format!(
+                    "'{job}' job needs '{n}' job, but '{n}' does not exist in the pipeline. This might be because of the only, except, or rules keywords. To need a job that sometimes does not exist in the pipeline, use needs:optional.",
+                    job = job.name,
+                    n = missing.name
+                ),
+            )));
+        }
+        needs.retain(|n| names.contains(&n.name));
+    }
+    Ok(())
+}
+
+/// The artifact download set (§8.2): earlier-stage jobs or `needs` with artifacts,
+/// intersected with `dependencies` when given.
+fn fill_dependencies(
+    jobs: &mut [PlannedJob],
+    config: &PipelineConfig,
+    parallel_names: &IndexMap<String, Vec<String>>,
+) {
+    let stage_of: HashMap<String, usize> = jobs
+        .iter()
+        .map(|j| (j.name.clone(), j.stage_index))
+        .collect();
+    let order: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
+    for job in jobs.iter_mut() {
+        let mut set: Vec<String> = match &job.needs {
+            Some(needs) => needs
+                .iter()
+                .filter(|n| n.artifacts)
+                .map(|n| n.name.clone())
+                .collect(),
+            None => order
+                .iter()
+                .filter(|n| stage_of.get(*n).is_some_and(|&s| s < job.stage_index))
+                .cloned()
+                .collect(),
+        };
+        let listed = config
+            .jobs
+            .get(&job.group)
+            .and_then(|j| j.dependencies.as_ref());
+        if let Some(deps) = listed {
+            let allowed: HashSet<&str> = deps
+                .iter()
+                .flat_map(|d| match parallel_names.get(d) {
+                    Some(names) => names.iter().map(String::as_str).collect::<Vec<_>>(),
+                    None => vec![d.as_str()],
+                })
+                .collect();
+            set.retain(|n| allowed.contains(n.as_str()));
+        }
+        job.dependencies = set;
+    }
+}

@@ -1,0 +1,75 @@
+//! `rules:` evaluation (`Gitlab::Ci::Build::Rules`): the first rule whose clauses (`if`,
+//! `changes`, `exists`) all hold decides.
+
+use indexmap::IndexMap;
+
+use super::changes::GlobCache;
+use super::condition;
+use super::model::{Changes, Rule};
+use super::scope::Scope;
+
+/// What rule clauses are evaluated against.
+pub struct RuleEnv<'a> {
+    pub scope: &'a Scope<'a>,
+    /// `None`: no changed-file set (every `changes` clause holds).
+    pub changed_files: Option<&'a [String]>,
+    /// `compare_to` ref → files changed since its merge base.
+    pub compare_to: &'a IndexMap<String, Vec<String>>,
+    pub files: &'a [String],
+    pub globs: &'a GlobCache,
+}
+
+/// The first matching rule, `Ok(None)` when none matches, `Err` for a rule that can not be
+/// evaluated (GitLab: "Failed to parse rule for <job>: <msg>").
+pub fn first_match<'r>(rules: &'r [Rule], env: &RuleEnv<'_>) -> Result<Option<&'r Rule>, String> {
+    for rule in rules {
+        if matches(rule, env)? {
+            return Ok(Some(rule));
+        }
+    }
+    Ok(None)
+}
+
+fn matches(rule: &Rule, env: &RuleEnv<'_>) -> Result<bool, String> {
+    if let Some(src) = &rule.if_ {
+        // An expression error counts as false at evaluation time.
+        if !condition::evaluate(src, env.scope).unwrap_or(false) {
+            return Ok(false);
+        }
+    }
+    if let Some(changes) = &rule.changes {
+        if !changed(changes, env)? {
+            return Ok(false);
+        }
+    }
+    if let Some(exists) = &rule.exists {
+        let paths: Vec<String> = exists
+            .iter()
+            .map(|p| condition::expand_existing(p, env.scope))
+            .collect();
+        if !env.globs.any_exists(&paths, env.files) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn changed(changes: &Changes, env: &RuleEnv<'_>) -> Result<bool, String> {
+    let paths: Vec<String> = changes
+        .paths
+        .iter()
+        .map(|p| condition::expand_existing(p, env.scope))
+        .collect();
+    match &changes.compare_to {
+        Some(reference) => {
+            let reference = condition::expand_existing(reference, env.scope);
+            match env.compare_to.get(&reference) {
+                Some(files) => Ok(env.globs.any_changed(&paths, Some(files))),
+                None => Err(format!(
+                    "rules:changes:compare_to is not a valid ref: {reference}"
+                )),
+            }
+        }
+        None => Ok(env.globs.any_changed(&paths, env.changed_files)),
+    }
+}
