@@ -1,13 +1,17 @@
 //! Loading `.gitlab-ci.yml` as GitLab reads it, composing includes, and resolving
 //! `extends`, `default:` and `inherit:` into one tree whose every node keeps its source span.
 
+mod emit;
 mod error;
+mod merge;
 mod reference;
 mod scalar;
 mod value;
 mod yaml;
 
+pub use emit::to_yaml;
 pub use error::ConfigError;
+pub use merge::deep_merge;
 pub use reference::resolve_references;
 pub use scalar::ruby_float;
 pub use value::{Key, Mapping, Node, Span, Value};
