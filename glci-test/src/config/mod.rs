@@ -3,6 +3,7 @@
 
 mod emit;
 mod error;
+mod extends;
 mod merge;
 mod reference;
 mod scalar;
@@ -11,6 +12,7 @@ mod yaml;
 
 pub use emit::to_yaml;
 pub use error::ConfigError;
+pub use extends::apply_extends;
 pub use merge::deep_merge;
 pub use reference::resolve_references;
 pub use scalar::ruby_float;
