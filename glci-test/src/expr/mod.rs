@@ -1,1 +1,120 @@
 //! The `rules:if` expression language: lexer, parser and evaluator, with RE2 regexes.
+//!
+//! Used for `rules:if`, `workflow:rules:if`, `include:rules:if` and `only/except:variables`.
+//! Values are looked up raw (never expanded); see `ci-yaml-semantics.md` §6.2.
+
+mod error;
+mod eval;
+pub mod lexer;
+pub mod parser;
+mod re2;
+
+pub use error::{ExprError, ExprErrorKind};
+pub use eval::Value;
+pub use parser::{BinaryOp, Node, Operand};
+
+use crate::vars::VariableLookup;
+use eval::Context;
+
+/// A parsed, valid expression.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expression {
+    source: String,
+    root: Node,
+}
+
+impl Expression {
+    /// Lexes and parses `src`. Every error here is what GitLab reports as
+    /// "invalid expression syntax" at validation time. Regex literals are compiled once here
+    /// too, so an invalid RE2 pattern is rejected at parse time, as GitLab's lexer does.
+    pub fn parse(src: &str) -> Result<Expression, ExprError> {
+        let root = parser::parse(lexer::tokenize(src)?)?;
+        check_patterns(&root)?;
+        Ok(Expression {
+            source: src.to_string(),
+            root,
+        })
+    }
+
+    /// The text this expression was parsed from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The syntax tree.
+    pub fn root(&self) -> &Node {
+        &self.root
+    }
+
+    /// The value of the expression (GitLab's `Statement#evaluate`): `&&`/`||` return operand
+    /// values, so this can be a string or nil, not only a boolean.
+    pub fn value(&self, vars: &dyn VariableLookup) -> Result<Value, ExprError> {
+        eval::evaluate(&self.root, &Context { vars, inputs: None })
+    }
+
+    /// Like [`Expression::value`], with `$[[ inputs.NAME ]]` read from `inputs`.
+    pub fn value_with_inputs(
+        &self,
+        vars: &dyn VariableLookup,
+        inputs: &dyn VariableLookup,
+    ) -> Result<Value, ExprError> {
+        eval::evaluate(
+            &self.root,
+            &Context {
+                vars,
+                inputs: Some(inputs),
+            },
+        )
+    }
+
+    /// Whether a rule with this `if:` matches (GitLab's `Statement#truthful?`): the value is
+    /// "present" (not nil, false, or a blank string). A runtime error is returned as `Err`;
+    /// GitLab counts it as "does not match".
+    pub fn evaluate(&self, vars: &dyn VariableLookup) -> Result<bool, ExprError> {
+        self.value(vars).map(|v| v.is_present())
+    }
+
+    /// [`Expression::evaluate`] with `$[[ inputs.NAME ]]` read from `inputs`.
+    pub fn evaluate_with_inputs(
+        &self,
+        vars: &dyn VariableLookup,
+        inputs: &dyn VariableLookup,
+    ) -> Result<bool, ExprError> {
+        self.value_with_inputs(vars, inputs).map(|v| v.is_present())
+    }
+}
+
+impl std::str::FromStr for Expression {
+    type Err = ExprError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Expression::parse(s)
+    }
+}
+
+/// Parses and evaluates `src` in one step: `Ok(true)` iff a rule with `if: src` matches.
+pub fn evaluate(src: &str, vars: &dyn VariableLookup) -> Result<bool, ExprError> {
+    Expression::parse(src)?.evaluate(vars)
+}
+
+/// GitLab's `Pattern` lexeme compiles its regex when it is built, so an invalid one is a
+/// syntax error of the whole statement, not a runtime one.
+fn check_patterns(node: &Node) -> Result<(), ExprError> {
+    match node {
+        Node::Operand {
+            operand: Operand::Pattern { body, flags },
+            column,
+        } => re2::compile(body, flags).map(drop).map_err(|e| {
+            ExprError::syntax(
+                format!("Invalid regular expression! /{body}/{flags}: {e}"),
+                *column,
+            )
+        }),
+        Node::Operand { .. } => Ok(()),
+        Node::Not { operand, .. } => check_patterns(operand),
+        Node::Binary { left, right, .. } => {
+            check_patterns(left)?;
+            check_patterns(right)
+        }
+    }
+}
