@@ -722,3 +722,66 @@ async fn bad_specs_and_bad_bodies_are_refused_without_panicking() {
     assert_eq!(r.status, 404);
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_held_polls_and_closes_the_port() {
+    let (_tmp, server) = start(Duration::from_secs(30)).await;
+    let url = server.url().to_string();
+    let runner = server.create_runner(&[], true);
+    let addr = server.local_addr();
+    assert!(
+        addr.ip().is_loopback(),
+        "default bind is loopback, not {addr}"
+    );
+    let held = {
+        let url = url.clone();
+        let token = runner.token.clone();
+        tokio::spawn(async move { request(&url, &token).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let began = Instant::now();
+    server.shutdown().await;
+    let reply = held.await.expect("poll task");
+    assert_eq!(reply.status, 204);
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "shutdown waited for the long poll"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still listening after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_echoed_and_ssh_variables_point_at_the_server() {
+    let (_tmp, server) = start(Duration::from_millis(100)).await;
+    let url = server.url().to_string();
+    let runner = server.create_runner(&[], true);
+    server
+        .enqueue(job_spec("x", 1, "g/p", SHA))
+        .expect("queued");
+    let reply = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "X-Request-Id: 0123456789abcdef0123456789abcdef",
+        "--data-binary",
+        &json!({ "token": runner.token, "info": runner_info(false) }).to_string(),
+        &format!("{url}/api/v4/jobs/request"),
+    ])
+    .await;
+    assert_eq!(reply.status, 201);
+    assert_eq!(
+        reply.header("x-request-id"),
+        Some("0123456789abcdef0123456789abcdef")
+    );
+    let job = reply.json();
+    assert_eq!(
+        var(&job, "CI_SERVER_SHELL_SSH_HOST").expect("ssh host")["value"],
+        "127.0.0.1"
+    );
+    server.shutdown().await;
+}

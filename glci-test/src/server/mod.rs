@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
@@ -230,7 +230,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Re
                             let shared = shared.clone();
                             async move { Ok::<_, Infallible>(route(shared, req).await) }
                         });
-                        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                        // A client that never finishes its headers must not hold a task forever.
+                        let conn = http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(30))
+                            .serve_connection(TokioIo::new(stream), svc);
                         tokio::pin!(conn);
                         tokio::select! {
                             res = conn.as_mut() => {
@@ -269,7 +273,8 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Re
 async fn route(shared: Arc<Shared>, req: http::Request) -> http::Response {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let resp = if path == "/api/v4" || path.starts_with("/api/v4/") {
+    let request_id = req.headers().get("x-request-id").cloned();
+    let mut resp = if path == "/api/v4" || path.starts_with("/api/v4/") {
         runner_api::handle(&shared, req).await
     } else if let Some((repo, rest)) = git_http::split_path(&path) {
         git_http::handle(&shared, req, &repo, &rest).await
@@ -281,6 +286,10 @@ async fn route(shared: Arc<Shared>, req: http::Request) -> http::Response {
             &format!("no such endpoint: {path}"),
         )
     };
+    // GitLab echoes the runner's correlation id; the runner logs it.
+    if let Some(id) = request_id {
+        resp.headers_mut().insert("x-request-id", id);
+    }
     if resp.status().is_server_error() {
         // The runner silently retries 5xx for seconds (runner-contract §1): make them visible.
         tracing::warn!("{method} {path} -> {}", resp.status());
