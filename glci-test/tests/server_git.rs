@@ -243,6 +243,8 @@ async fn unknown_repository_is_404_and_dumb_http_is_refused() {
     let dumb = curl(&["-u", &auth, &format!("{url}/group/missing.git/HEAD")]).await;
     assert_eq!(dumb.status, 403);
     assert!(server.add_repository("no-slash", tmp.path()).is_err());
+    // The bucket's namespace belongs to S3.
+    assert!(server.add_repository("glci-cache/x", tmp.path()).is_err());
     assert!(server
         .add_repository("group/project", &tmp.path().join("nope"))
         .is_err());

@@ -276,10 +276,11 @@ async fn route(shared: Arc<Shared>, req: http::Request) -> http::Response {
     let request_id = req.headers().get("x-request-id").cloned();
     let mut resp = if path == "/api/v4" || path.starts_with("/api/v4/") {
         runner_api::handle(&shared, req).await
+    } else if s3::owns_path(&shared.config.s3.bucket, &path) {
+        // Before git: a cache key may well end in `.git`; the bucket name is reserved.
+        s3::handle(&shared, req).await
     } else if let Some((repo, rest)) = git_http::split_path(&path) {
         git_http::handle(&shared, req, &repo, &rest).await
-    } else if s3::owns_path(&shared.config.s3.bucket, &path) {
-        s3::handle(&shared, req).await
     } else {
         http::text(
             hyper::StatusCode::NOT_FOUND,
@@ -342,14 +343,17 @@ impl RunningServer {
     /// Serves the bare repository at `bare_path` as `<url>/<project_path>.git`.
     pub fn add_repository(&self, project_path: &str, bare_path: &Path) -> Result<(), ServerError> {
         let clean = project_path.trim_matches('/');
+        let bucket = &self.shared.config.s3.bucket;
         let valid = !clean.is_empty()
+            && clean.split('/').next() != Some(bucket.as_str())
             && clean.contains('/')
             && clean
                 .split('/')
                 .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.ends_with(".git"));
         if !valid {
             return Err(ServerError::Config(format!(
-                "project path {project_path:?} must look like `group/project`"
+                "project path {project_path:?} must look like `group/project` and not start \
+                 with the S3 bucket name {bucket:?}"
             )));
         }
         if !bare_path.is_dir() {
