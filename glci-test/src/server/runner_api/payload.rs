@@ -274,10 +274,10 @@ pub(crate) fn build(inner: &Inner, job: &Job, urls: &ServerUrls<'_>) -> Value {
                 m.insert("exclude".into(), a.exclude.clone().into());
             }
             m.insert("when".into(), a.when.clone().into());
-            m.insert(
-                "expire_in".into(),
-                a.expire_in.clone().map(Value::from).unwrap_or(Value::Null),
-            );
+            // A string on the runner's side: omitted rather than `null` when unset.
+            if let Some(e) = &a.expire_in {
+                m.insert("expire_in".into(), e.clone().into());
+            }
             m.insert("artifact_type".into(), a.artifact_type.clone().into());
             m.insert("artifact_format".into(), a.artifact_format.clone().into());
             Value::Object(m)
