@@ -785,3 +785,47 @@ async fn request_ids_are_echoed_and_ssh_variables_point_at_the_server() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_artifacts_get_413_and_dotenv_limits_apply() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut config = ServerConfig::new(tmp.path().join("data"));
+    config.api.long_poll = Duration::from_millis(100);
+    config.api.max_artifact_bytes = 4096;
+    config.api.dotenv_max_variables = 2;
+    let server = Server::start(config).await.expect("server starts");
+    let url = server.url().to_string();
+    let runner = server.create_runner(&[], true);
+    let id = server
+        .enqueue(job_spec("x", 1, "g/p", SHA))
+        .expect("queued");
+    let job = take_job(&url, &runner.token).await;
+    let token = job["token"].as_str().expect("token").to_string();
+
+    let mut big = b"PK\x03\x04".to_vec();
+    big.resize(10_000, 0);
+    let path = tmp.path().join("big.zip");
+    std::fs::write(&path, &big).expect("write");
+    let r = upload(&url, id.0, &token, &path, "big.zip", "artifact_format=zip").await;
+    assert_eq!(r.status, 413);
+
+    let env = tmp.path().join("env.gz");
+    std::fs::write(&env, gzip_bytes(b"A=1\nB=2\nC=3\n")).expect("write");
+    let r = upload(
+        &url,
+        id.0,
+        &token,
+        &env,
+        "gl-dotenv.env.gz",
+        "artifact_format=gzip&artifact_type=dotenv",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("cannot have more than 2 variables"),
+        "{}",
+        r.text()
+    );
+    assert!(server.artifacts(id).is_empty(), "nothing stored on refusal");
+    server.shutdown().await;
+}

@@ -76,7 +76,7 @@ pub struct ApiConfig {
     pub long_poll: Duration,
     /// Sent as `X-GitLab-Trace-Update-Interval` (seconds).
     pub trace_update_interval_secs: u32,
-    /// Largest artifact upload; 413 above it, as GitLab.
+    /// Largest artifact upload; 413 above it, as GitLab (default 100 MiB, GitLab's default).
     pub max_artifact_bytes: u64,
     /// Largest stored trace; further PATCHes get 403, as GitLab's instance limit.
     pub max_trace_bytes: u64,
@@ -103,7 +103,7 @@ impl ServerConfig {
             api: ApiConfig {
                 long_poll: Duration::from_secs(10),
                 trace_update_interval_secs: 3,
-                max_artifact_bytes: 1024 * 1024 * 1024,
+                max_artifact_bytes: 100 * 1024 * 1024,
                 max_trace_bytes: 100 * 1024 * 1024,
                 dotenv_max_bytes: 5 * 1024,
                 dotenv_max_variables: 20,
