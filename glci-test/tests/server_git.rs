@@ -69,6 +69,24 @@ async fn real_git_clients_clone_and_fetch_with_the_job_token() {
         "2"
     );
 
+    // Protocol v2 is really negotiated (the `Git-Protocol` header reaches upload-pack) and
+    // the pipeline ref is advertised.
+    let traced = std::process::Command::new("git")
+        .args(["-c", "protocol.version=2", "ls-remote", repo_url])
+        .env("GIT_TRACE_PACKET", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("NO_PROXY", "*")
+        .output()
+        .expect("git runs");
+    assert!(traced.status.success());
+    let packets = String::from_utf8_lossy(&traced.stderr);
+    assert!(
+        packets.contains("< version 2"),
+        "v2 not negotiated: {packets}"
+    );
+    let refs = String::from_utf8_lossy(&traced.stdout);
+    assert!(refs.contains(&format!("{sha}\trefs/pipelines/1")), "{refs}");
+
     // Protocol v0 too.
     git(
         tmp.path(),
