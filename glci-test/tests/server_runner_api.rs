@@ -450,6 +450,15 @@ async fn one_job_end_to_end_with_traces_artifacts_and_dependencies() {
     let again = put_state(&url, id, &token, json!({ "state": "success" })).await;
     assert_eq!(again.status, 200);
     assert_eq!(server.wait_job(build).await, Some(JobState::Success));
+    // The finished trace is kept under the data directory.
+    let saved = tmp.path().join("data/traces").join(format!("{id}.log"));
+    for _ in 0..50 {
+        if saved.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read(&saved).expect("trace saved"), b"hello world");
     assert_eq!(
         patch(&url, id, &token, "11-11", "!").await.status,
         403,
