@@ -69,6 +69,24 @@ async fn real_git_clients_clone_and_fetch_with_the_job_token() {
         "2"
     );
 
+    // Protocol v2 is really negotiated (the `Git-Protocol` header reaches upload-pack) and
+    // the pipeline ref is advertised.
+    let traced = std::process::Command::new("git")
+        .args(["-c", "protocol.version=2", "ls-remote", repo_url])
+        .env("GIT_TRACE_PACKET", "1")
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env("NO_PROXY", "*")
+        .output()
+        .expect("git runs");
+    assert!(traced.status.success());
+    let packets = String::from_utf8_lossy(&traced.stderr);
+    assert!(
+        packets.contains("< version 2"),
+        "v2 not negotiated: {packets}"
+    );
+    let refs = String::from_utf8_lossy(&traced.stdout);
+    assert!(refs.contains(&format!("{sha}\trefs/pipelines/1")), "{refs}");
+
     // Protocol v0 too.
     git(
         tmp.path(),
@@ -243,6 +261,8 @@ async fn unknown_repository_is_404_and_dumb_http_is_refused() {
     let dumb = curl(&["-u", &auth, &format!("{url}/group/missing.git/HEAD")]).await;
     assert_eq!(dumb.status, 403);
     assert!(server.add_repository("no-slash", tmp.path()).is_err());
+    // The bucket's namespace belongs to S3.
+    assert!(server.add_repository("glci-cache/x", tmp.path()).is_err());
     assert!(server
         .add_repository("group/project", &tmp.path().join("nope"))
         .is_err());

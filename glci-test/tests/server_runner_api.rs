@@ -450,6 +450,15 @@ async fn one_job_end_to_end_with_traces_artifacts_and_dependencies() {
     let again = put_state(&url, id, &token, json!({ "state": "success" })).await;
     assert_eq!(again.status, 200);
     assert_eq!(server.wait_job(build).await, Some(JobState::Success));
+    // The finished trace is kept under the data directory.
+    let saved = tmp.path().join("data/traces").join(format!("{id}.log"));
+    for _ in 0..50 {
+        if saved.exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(std::fs::read(&saved).expect("trace saved"), b"hello world");
     assert_eq!(
         patch(&url, id, &token, "11-11", "!").await.status,
         403,
@@ -720,5 +729,112 @@ async fn bad_specs_and_bad_bodies_are_refused_without_panicking() {
     assert_eq!(r.status, 404);
     let r = curl(&[&format!("{url}/elsewhere")]).await;
     assert_eq!(r.status, 404);
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_ends_held_polls_and_closes_the_port() {
+    let (_tmp, server) = start(Duration::from_secs(30)).await;
+    let url = server.url().to_string();
+    let runner = server.create_runner(&[], true);
+    let addr = server.local_addr();
+    assert!(
+        addr.ip().is_loopback(),
+        "default bind is loopback, not {addr}"
+    );
+    let held = {
+        let url = url.clone();
+        let token = runner.token.clone();
+        tokio::spawn(async move { request(&url, &token).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let began = Instant::now();
+    server.shutdown().await;
+    let reply = held.await.expect("poll task");
+    assert_eq!(reply.status, 204);
+    assert!(
+        began.elapsed() < Duration::from_secs(5),
+        "shutdown waited for the long poll"
+    );
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still listening after shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_are_echoed_and_ssh_variables_point_at_the_server() {
+    let (_tmp, server) = start(Duration::from_millis(100)).await;
+    let url = server.url().to_string();
+    let runner = server.create_runner(&[], true);
+    server
+        .enqueue(job_spec("x", 1, "g/p", SHA))
+        .expect("queued");
+    let reply = curl(&[
+        "-X",
+        "POST",
+        "-H",
+        "Content-Type: application/json",
+        "-H",
+        "X-Request-Id: 0123456789abcdef0123456789abcdef",
+        "--data-binary",
+        &json!({ "token": runner.token, "info": runner_info(false) }).to_string(),
+        &format!("{url}/api/v4/jobs/request"),
+    ])
+    .await;
+    assert_eq!(reply.status, 201);
+    assert_eq!(
+        reply.header("x-request-id"),
+        Some("0123456789abcdef0123456789abcdef")
+    );
+    let job = reply.json();
+    assert_eq!(
+        var(&job, "CI_SERVER_SHELL_SSH_HOST").expect("ssh host")["value"],
+        "127.0.0.1"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_artifacts_get_413_and_dotenv_limits_apply() {
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let mut config = ServerConfig::new(tmp.path().join("data"));
+    config.api.long_poll = Duration::from_millis(100);
+    config.api.max_artifact_bytes = 4096;
+    config.api.dotenv_max_variables = 2;
+    let server = Server::start(config).await.expect("server starts");
+    let url = server.url().to_string();
+    let runner = server.create_runner(&[], true);
+    let id = server
+        .enqueue(job_spec("x", 1, "g/p", SHA))
+        .expect("queued");
+    let job = take_job(&url, &runner.token).await;
+    let token = job["token"].as_str().expect("token").to_string();
+
+    let mut big = b"PK\x03\x04".to_vec();
+    big.resize(10_000, 0);
+    let path = tmp.path().join("big.zip");
+    std::fs::write(&path, &big).expect("write");
+    let r = upload(&url, id.0, &token, &path, "big.zip", "artifact_format=zip").await;
+    assert_eq!(r.status, 413);
+
+    let env = tmp.path().join("env.gz");
+    std::fs::write(&env, gzip_bytes(b"A=1\nB=2\nC=3\n")).expect("write");
+    let r = upload(
+        &url,
+        id.0,
+        &token,
+        &env,
+        "gl-dotenv.env.gz",
+        "artifact_format=gzip&artifact_type=dotenv",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+    assert!(
+        r.text().contains("cannot have more than 2 variables"),
+        "{}",
+        r.text()
+    );
+    assert!(server.artifacts(id).is_empty(), "nothing stored on refusal");
     server.shutdown().await;
 }

@@ -42,7 +42,17 @@ pub async fn curl(args: &[&str]) -> Reply {
     let headers_path = dir.path().join("headers");
     let body_path = dir.path().join("body");
     let out = tokio::process::Command::new("curl")
-        .args(["-sS", "--max-time", "60", "-H", "Expect:", "-D"])
+        // Loopback only: a proxy from the environment must not divert test traffic.
+        .args([
+            "-sS",
+            "--noproxy",
+            "*",
+            "--max-time",
+            "60",
+            "-H",
+            "Expect:",
+            "-D",
+        ])
         .arg(&headers_path)
         .arg("-o")
         .arg(&body_path)
@@ -171,8 +181,8 @@ pub fn git_output(dir: &Path, args: &[&str]) -> std::process::Output {
         .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
         .env("GIT_COMMITTER_NAME", "t")
         .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
-        .env_remove("HTTP_PROXY")
-        .env_remove("http_proxy")
+        .env("NO_PROXY", "*")
+        .env("no_proxy", "*")
         .output()
         .expect("git runs")
 }

@@ -7,6 +7,7 @@
 //! [`RunningServer::subscribe`] / [`RunningServer::wait_job`]; the server never decides
 //! what a job means.
 
+mod config;
 mod git_http;
 mod http;
 pub mod runner_api;
@@ -17,127 +18,25 @@ mod time;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use rand::distr::{Alphanumeric, SampleString};
 use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use config::{ApiConfig, S3Config, S3Credentials, ServerConfig, ServerError};
 pub use runner_api::spec::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, HookSpec, ImageSpec, JobSpec, JobVariable,
     PortSpec, ProjectSpec, RefType, ServiceSpec, StepSpec, StepWhen,
 };
 pub use runner_api::state::{JobEvent, JobId, JobState, RunnerCredentials, StoredArtifact};
-
-/// Everything [`Server::start`] needs; [`ServerConfig::new`] gives safe defaults.
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    /// Address to listen on: the Docker bridge gateway or loopback, never all interfaces by
-    /// default, since every job's secrets pass through this server.
-    pub bind: IpAddr,
-    /// 0 picks a free port.
-    pub port: u16,
-    /// Host name put into URLs handed to jobs (`repo_url`, `CI_SERVER_URL`); defaults to the
-    /// bound address. Set it when containers reach the server under another name.
-    pub public_host: Option<String>,
-    /// Root of everything the server stores (artifacts, traces, cache objects).
-    pub data_dir: PathBuf,
-    pub s3: S3Config,
-    pub api: ApiConfig,
-}
-
-/// The S3 cache endpoint.
-#[derive(Debug, Clone)]
-pub struct S3Config {
-    /// Path-style bucket name, the first path segment of every S3 request.
-    pub bucket: String,
-    /// Region signed into SigV4 credentials scopes; `us-east-1` like the runner's default.
-    pub region: String,
-    /// Largest single object (S3's `EntityTooLarge` above it).
-    pub max_entry_bytes: u64,
-    /// Total size of all objects; older objects are evicted to make room.
-    pub max_total_bytes: u64,
-    /// Objects older than this are treated as gone.
-    pub ttl: Duration,
-}
-
-/// The runner API.
-#[derive(Debug, Clone)]
-pub struct ApiConfig {
-    /// How long `POST /jobs/request` is held while no job is ready (GitLab/Workhorse
-    /// long-polling), so a queued job is picked up at once.
-    pub long_poll: Duration,
-    /// Sent as `X-GitLab-Trace-Update-Interval` (seconds).
-    pub trace_update_interval_secs: u32,
-    /// Largest artifact upload; 413 above it, as GitLab.
-    pub max_artifact_bytes: u64,
-    /// Largest stored trace; further PATCHes get 403, as GitLab's instance limit.
-    pub max_trace_bytes: u64,
-    /// GitLab's plan limits for `artifacts:reports:dotenv`.
-    pub dotenv_max_bytes: u64,
-    pub dotenv_max_variables: usize,
-}
-
-impl ServerConfig {
-    /// Loopback, ephemeral port, the default bucket `glci-cache` and GitLab's limits.
-    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
-        ServerConfig {
-            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
-            port: 0,
-            public_host: None,
-            data_dir: data_dir.into(),
-            s3: S3Config {
-                bucket: "glci-cache".to_string(),
-                region: "us-east-1".to_string(),
-                max_entry_bytes: 5 * 1024 * 1024 * 1024,
-                max_total_bytes: 20 * 1024 * 1024 * 1024,
-                ttl: Duration::from_secs(14 * 24 * 3600),
-            },
-            api: ApiConfig {
-                long_poll: Duration::from_secs(10),
-                trace_update_interval_secs: 3,
-                max_artifact_bytes: 1024 * 1024 * 1024,
-                max_trace_bytes: 100 * 1024 * 1024,
-                dotenv_max_bytes: 5 * 1024,
-                dotenv_max_variables: 20,
-            },
-        }
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ServerError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("cannot use data directory {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("invalid server configuration: {0}")]
-    Config(String),
-}
-
-/// Credentials the runner's `[runners.cache.s3]` section needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct S3Credentials {
-    /// `host:port`, the runner's `ServerAddress`.
-    pub server_address: String,
-    pub bucket: String,
-    pub region: String,
-    pub access_key: String,
-    pub secret_key: String,
-}
 
 /// State every handler shares.
 pub(crate) struct Shared {
@@ -230,7 +129,11 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Re
                             let shared = shared.clone();
                             async move { Ok::<_, Infallible>(route(shared, req).await) }
                         });
-                        let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                        // A client that never finishes its headers must not hold a task forever.
+                        let conn = http1::Builder::new()
+                            .timer(TokioTimer::new())
+                            .header_read_timeout(Duration::from_secs(30))
+                            .serve_connection(TokioIo::new(stream), svc);
                         tokio::pin!(conn);
                         tokio::select! {
                             res = conn.as_mut() => {
@@ -269,18 +172,24 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Re
 async fn route(shared: Arc<Shared>, req: http::Request) -> http::Response {
     let path = req.uri().path().to_string();
     let method = req.method().clone();
-    let resp = if path == "/api/v4" || path.starts_with("/api/v4/") {
+    let request_id = req.headers().get("x-request-id").cloned();
+    let mut resp = if path == "/api/v4" || path.starts_with("/api/v4/") {
         runner_api::handle(&shared, req).await
+    } else if s3::owns_path(&shared.config.s3.bucket, &path) {
+        // Before git: a cache key may well end in `.git`; the bucket name is reserved.
+        s3::handle(&shared, req).await
     } else if let Some((repo, rest)) = git_http::split_path(&path) {
         git_http::handle(&shared, req, &repo, &rest).await
-    } else if s3::owns_path(&shared.config.s3.bucket, &path) {
-        s3::handle(&shared, req).await
     } else {
         http::text(
             hyper::StatusCode::NOT_FOUND,
             &format!("no such endpoint: {path}"),
         )
     };
+    // GitLab echoes the runner's correlation id; the runner logs it.
+    if let Some(id) = request_id {
+        resp.headers_mut().insert("x-request-id", id);
+    }
     if resp.status().is_server_error() {
         // The runner silently retries 5xx for seconds (runner-contract §1): make them visible.
         tracing::warn!("{method} {path} -> {}", resp.status());
@@ -333,14 +242,17 @@ impl RunningServer {
     /// Serves the bare repository at `bare_path` as `<url>/<project_path>.git`.
     pub fn add_repository(&self, project_path: &str, bare_path: &Path) -> Result<(), ServerError> {
         let clean = project_path.trim_matches('/');
+        let bucket = &self.shared.config.s3.bucket;
         let valid = !clean.is_empty()
+            && clean.split('/').next() != Some(bucket.as_str())
             && clean.contains('/')
             && clean
                 .split('/')
                 .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.ends_with(".git"));
         if !valid {
             return Err(ServerError::Config(format!(
-                "project path {project_path:?} must look like `group/project`"
+                "project path {project_path:?} must look like `group/project` and not start \
+                 with the S3 bucket name {bucket:?}"
             )));
         }
         if !bare_path.is_dir() {

@@ -162,10 +162,17 @@ impl Store {
             Err(e) => return Err(e),
         };
         let mut head = vec![0u8; HEADER_LEN as usize];
-        file.read_exact(&mut head).await?;
-        let end = head.iter().position(|b| *b == 0).unwrap_or(head.len());
-        let header: ObjectHeader = serde_json::from_slice(&head[..end])
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+        let end = match file.read_exact(&mut head).await {
+            Ok(_) => head.iter().position(|b| *b == 0).unwrap_or(head.len()),
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            Err(e) => return Err(e),
+        };
+        let Ok(header) = serde_json::from_slice::<ObjectHeader>(&head[..end]) else {
+            // Not written by us (or damaged on disk): a cache miss, and the space is freed.
+            tracing::warn!("S3 object file {} is damaged; removing it", path.display());
+            let _ = tokio::fs::remove_file(&path).await;
+            return Ok(None);
+        };
         // Two keys with one hash are impossible in practice; still never serve the wrong one.
         if header.key != key {
             return Ok(None);

@@ -261,8 +261,10 @@ pub(crate) fn verify(
                 "the host header must be signed",
             ));
         }
+        // Presigned URLs normally leave the payload unsigned; a signer may say so explicitly.
+        let payload = get("X-Amz-Content-Sha256").unwrap_or("UNSIGNED-PAYLOAD");
         let canonical = format!(
-            "{method}\n{}\n{}\n{}\n{signed}\nUNSIGNED-PAYLOAD",
+            "{method}\n{}\n{}\n{}\n{signed}\n{payload}",
             canonical_uri(raw_path),
             canonical_query(&pairs),
             canonical_headers(headers, &signed_list)?

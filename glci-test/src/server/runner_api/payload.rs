@@ -67,6 +67,8 @@ const SERVER_OWNED: &[&str] = &[
     "CI_SERVER_PORT",
     "CI_SERVER_PROTOCOL",
     "CI_SERVER_FQDN",
+    "CI_SERVER_SHELL_SSH_HOST",
+    "CI_SERVER_SHELL_SSH_PORT",
     "CI_API_V4_URL",
     "CI_API_GRAPHQL_URL",
     "CI_PROJECT_URL",
@@ -204,6 +206,9 @@ pub(crate) fn build(inner: &Inner, job: &Job, urls: &ServerUrls<'_>) -> Value {
         ("CI_SERVER_PORT", port.to_string()),
         ("CI_SERVER_PROTOCOL", "http".to_string()),
         ("CI_SERVER_FQDN", urls.host_port.to_string()),
+        // The runner rewrites submodule SSH URLs of this host to HTTP with these.
+        ("CI_SERVER_SHELL_SSH_HOST", host.to_string()),
+        ("CI_SERVER_SHELL_SSH_PORT", "22".to_string()),
         ("CI_API_V4_URL", format!("{}/api/v4", urls.url)),
         ("CI_API_GRAPHQL_URL", format!("{}/api/graphql", urls.url)),
         ("CI_PROJECT_URL", project_url.clone()),
@@ -269,10 +274,10 @@ pub(crate) fn build(inner: &Inner, job: &Job, urls: &ServerUrls<'_>) -> Value {
                 m.insert("exclude".into(), a.exclude.clone().into());
             }
             m.insert("when".into(), a.when.clone().into());
-            m.insert(
-                "expire_in".into(),
-                a.expire_in.clone().map(Value::from).unwrap_or(Value::Null),
-            );
+            // A string on the runner's side: omitted rather than `null` when unset.
+            if let Some(e) = &a.expire_in {
+                m.insert("expire_in".into(), e.clone().into());
+            }
             m.insert("artifact_type".into(), a.artifact_type.clone().into());
             m.insert("artifact_format".into(), a.artifact_format.clone().into());
             Value::Object(m)

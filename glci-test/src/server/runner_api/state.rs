@@ -260,8 +260,18 @@ impl ApiState {
         job.watch.send_replace(state.clone());
         if state.is_finished() {
             let path = self.data_dir.join("traces").join(format!("{}.log", id.0));
-            if let Err(e) = crate::server::storage::write_atomic(&path, &job.trace) {
-                tracing::warn!("saving the trace of job {id} to {}: {e}", path.display());
+            let trace = job.trace.clone();
+            let save = move || {
+                if let Err(e) = crate::server::storage::write_atomic(&path, &trace) {
+                    tracing::warn!("saving the trace of job {id} to {}: {e}", path.display());
+                }
+            };
+            // Off the lock's thread when a runtime is there; callers outside one write inline.
+            match tokio::runtime::Handle::try_current() {
+                Ok(rt) => {
+                    rt.spawn_blocking(save);
+                }
+                Err(_) => save(),
             }
         }
         self.emit(JobEvent::State { job: id, state });

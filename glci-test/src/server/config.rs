@@ -1,0 +1,108 @@
+//! What a server is started with, and what it hands back for the runner's configuration.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything [`Server::start`] needs; [`ServerConfig::new`] gives safe defaults.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Address to listen on: the Docker bridge gateway or loopback, never all interfaces by
+    /// default, since every job's secrets pass through this server.
+    pub bind: IpAddr,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// Host name put into URLs handed to jobs (`repo_url`, `CI_SERVER_URL`); defaults to the
+    /// bound address. Set it when containers reach the server under another name.
+    pub public_host: Option<String>,
+    /// Root of everything the server stores (artifacts, traces, cache objects).
+    pub data_dir: PathBuf,
+    pub s3: S3Config,
+    pub api: ApiConfig,
+}
+
+/// The S3 cache endpoint.
+#[derive(Debug, Clone)]
+pub struct S3Config {
+    /// Path-style bucket name, the first path segment of every S3 request.
+    pub bucket: String,
+    /// Region signed into SigV4 credentials scopes; `us-east-1` like the runner's default.
+    pub region: String,
+    /// Largest single object (S3's `EntityTooLarge` above it).
+    pub max_entry_bytes: u64,
+    /// Total size of all objects; older objects are evicted to make room.
+    pub max_total_bytes: u64,
+    /// Objects older than this are treated as gone.
+    pub ttl: Duration,
+}
+
+/// The runner API.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// How long `POST /jobs/request` is held while no job is ready (GitLab/Workhorse
+    /// long-polling), so a queued job is picked up at once.
+    pub long_poll: Duration,
+    /// Sent as `X-GitLab-Trace-Update-Interval` (seconds).
+    pub trace_update_interval_secs: u32,
+    /// Largest artifact upload; 413 above it, as GitLab (default 100 MiB, GitLab's default).
+    pub max_artifact_bytes: u64,
+    /// Largest stored trace; further PATCHes get 403, as GitLab's instance limit.
+    pub max_trace_bytes: u64,
+    /// GitLab's plan limits for `artifacts:reports:dotenv`.
+    pub dotenv_max_bytes: u64,
+    pub dotenv_max_variables: usize,
+}
+
+impl ServerConfig {
+    /// Loopback, ephemeral port, the default bucket `glci-cache` and GitLab's limits.
+    pub fn new(data_dir: impl Into<PathBuf>) -> ServerConfig {
+        ServerConfig {
+            bind: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 0,
+            public_host: None,
+            data_dir: data_dir.into(),
+            s3: S3Config {
+                bucket: "glci-cache".to_string(),
+                region: "us-east-1".to_string(),
+                max_entry_bytes: 5 * 1024 * 1024 * 1024,
+                max_total_bytes: 20 * 1024 * 1024 * 1024,
+                ttl: Duration::from_secs(14 * 24 * 3600),
+            },
+            api: ApiConfig {
+                long_poll: Duration::from_secs(10),
+                trace_update_interval_secs: 3,
+                max_artifact_bytes: 100 * 1024 * 1024,
+                max_trace_bytes: 100 * 1024 * 1024,
+                dotenv_max_bytes: 5 * 1024,
+                dotenv_max_variables: 20,
+            },
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("cannot use data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid server configuration: {0}")]
+    Config(String),
+}
+
+/// Credentials the runner's `[runners.cache.s3]` section needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct S3Credentials {
+    /// `host:port`, the runner's `ServerAddress`.
+    pub server_address: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
