@@ -124,7 +124,10 @@ fn implicit_only_branches_and_tags() {
     // Derived: job without rules, MR pipeline, no workflow:rules → excluded.
     let p = run(yaml, &mr("feat", "main"));
     assert!(!p.created);
-    assert!(p.reason.unwrap().starts_with("Pipeline will not run for the selected trigger."));
+    assert!(p
+        .reason
+        .unwrap()
+        .starts_with("Pipeline will not run for the selected trigger."));
 }
 
 #[test]
@@ -147,8 +150,17 @@ fn only_changes_without_diff_is_true_and_with_diff_filters() {
 #[test]
 fn web_and_schedule_sources() {
     let yaml = "a:\n  script: x\n  only: [schedules]\nb:\n  script: x\n  only: [web]\nc:\n  script: x\n  except: [schedules]\n";
-    assert_eq!(names(&run(yaml, &with_source(push("main"), PipelineSource::Schedule))), ["a"]);
-    assert_eq!(names(&run(yaml, &with_source(push("main"), PipelineSource::Web))), ["b", "c"]);
+    assert_eq!(
+        names(&run(
+            yaml,
+            &with_source(push("main"), PipelineSource::Schedule)
+        )),
+        ["a"]
+    );
+    assert_eq!(
+        names(&run(yaml, &with_source(push("main"), PipelineSource::Web))),
+        ["b", "c"]
+    );
 }
 
 // ---- rules without expressions (§6.1)
@@ -184,9 +196,15 @@ d:
     assert_eq!(a.when, When::Manual);
     assert!(!a.allows_failure(), "manual from a rule is blocking");
     let b = p.job("b").unwrap();
-    assert!(b.allows_failure(), "job-level manual allows failure (§12 #58)");
+    assert!(
+        b.allows_failure(),
+        "job-level manual allows failure (§12 #58)"
+    );
     let d = p.job("d").unwrap();
-    assert_eq!((d.when, d.start_in.as_deref()), (When::Delayed, Some("5 minutes")));
+    assert_eq!(
+        (d.when, d.start_in.as_deref()),
+        (When::Delayed, Some("5 minutes"))
+    );
     assert!(d.allows_failure());
 }
 
@@ -205,16 +223,21 @@ fn rules_changes_tag_pipeline_is_true_and_compare_to() {
     let yaml = "a:\n  script: x\n  rules:\n    - changes: ['docs/**']\nb:\n  script: x\n  rules:\n    - changes:\n        paths: ['src/*']\n        compare_to: refs/heads/main\n";
     // Tags have no diff: `changes` holds; `compare_to` needs a known ref.
     let mut ctx = tag("v1");
-    ctx.compare_to.insert("refs/heads/main".into(), vec!["src/a.rs".into()]);
+    ctx.compare_to
+        .insert("refs/heads/main".into(), vec!["src/a.rs".into()]);
     assert_eq!(names(&run(yaml, &ctx)), ["a", "b"]);
     // Derived: `docs/**` does not match `docs/a/b.md`.
     let mut ctx = push("f");
     ctx.changed_files = Some(vec!["docs/a/b.md".into()]);
-    ctx.compare_to.insert("refs/heads/main".into(), vec!["lib/x".into()]);
+    ctx.compare_to
+        .insert("refs/heads/main".into(), vec!["lib/x".into()]);
     let p = plan(&config(yaml), &ctx).unwrap();
     assert!(!p.created);
     let err = plan(&config(yaml), &push("f")).unwrap_err();
-    assert!(err.0.message.starts_with("Failed to parse rule for b:"), "{err}");
+    assert!(
+        err.0.message.starts_with("Failed to parse rule for b:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -237,7 +260,11 @@ test:
 "#;
     let p = run(yaml, &push("main"));
     let t = p.job("test").unwrap();
-    let vars: Vec<(&str, &str)> = t.variables.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect();
+    let vars: Vec<(&str, &str)> = t
+        .variables
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.value.as_str()))
+        .collect();
     assert_eq!(vars, [("G", "top"), ("J", "job"), ("K", "rule")]);
     assert_eq!(t.needs.as_ref().unwrap()[0].name, "other");
 }
@@ -246,7 +273,10 @@ test:
 fn inherit_variables_filters_top_level() {
     let yaml = "variables: {A: a, B: b}\nj:\n  script: x\n  inherit:\n    variables: [B]\nk:\n  script: x\n  inherit:\n    variables: false\n";
     let p = run(yaml, &push("main"));
-    assert_eq!(p.job("j").unwrap().variables.keys().collect::<Vec<_>>(), ["B"]);
+    assert_eq!(
+        p.job("j").unwrap().variables.keys().collect::<Vec<_>>(),
+        ["B"]
+    );
     assert!(p.job("k").unwrap().variables.is_empty());
     assert_eq!(p.variables.len(), 2);
 }
@@ -276,7 +306,15 @@ fn parallel_count_names() {
     let p = run(yaml, &push("main"));
     assert_eq!(
         names(&p),
-        ["rspec 1/5", "rspec 2/5", "rspec 3/5", "rspec 4/5", "rspec 5/5", "rspec 35/2 1/2", "rspec 35/2 2/2"]
+        [
+            "rspec 1/5",
+            "rspec 2/5",
+            "rspec 3/5",
+            "rspec 4/5",
+            "rspec 5/5",
+            "rspec 35/2 1/2",
+            "rspec 35/2 2/2"
+        ]
     );
     let j = p.job("rspec 3/5").unwrap();
     assert_eq!(j.parallel, Some((3, 5)));
@@ -290,8 +328,15 @@ fn simple_matrix_merges_values_over_job_variables() {
     let p = run(yaml, &push("main"));
     assert_eq!(names(&p), ["rspec: [A, B]", "rspec: [A, C]"]);
     let j = p.job("rspec: [A, C]").unwrap();
-    let vars: Vec<(&str, &str)> = j.variables.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect();
-    assert_eq!(vars, [("USER_VARIABLE", "u"), ("VAR_1", "A"), ("VAR_2", "C")]);
+    let vars: Vec<(&str, &str)> = j
+        .variables
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.value.as_str()))
+        .collect();
+    assert_eq!(
+        vars,
+        [("USER_VARIABLE", "u"), ("VAR_1", "A"), ("VAR_2", "C")]
+    );
     assert_eq!(j.parallel, Some((2, 2)));
 }
 
@@ -339,8 +384,19 @@ dag:
   needs: [rspec]
 "#;
     let p = run(yaml, &push("main"));
-    assert_eq!(p.job("report").unwrap().dependencies, ["rspec 1/2", "rspec 2/2"]);
-    let needs: Vec<&str> = p.job("dag").unwrap().needs.as_ref().unwrap().iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        p.job("report").unwrap().dependencies,
+        ["rspec 1/2", "rspec 2/2"]
+    );
+    let needs: Vec<&str> = p
+        .job("dag")
+        .unwrap()
+        .needs
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
     assert_eq!(needs, ["rspec 1/2", "rspec 2/2"]);
 }
 
@@ -369,7 +425,13 @@ test:
 "#;
     let p = run(yaml, &push("main"));
     let t = p.job("test: [linux, amd64]").unwrap();
-    let needs: Vec<&str> = t.needs.as_ref().unwrap().iter().map(|n| n.name.as_str()).collect();
+    let needs: Vec<&str> = t
+        .needs
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
     assert_eq!(needs, ["build: [linux, amd64]"]);
 }
 
@@ -424,7 +486,10 @@ fn environment_variables() {
     assert_eq!(env.name, "review/feat");
     assert_eq!(env.tier, "development");
     assert_eq!(env.action, "start");
-    assert_eq!(j.job_variables["CI_ENVIRONMENT_URL"], "https://feat.example.com");
+    assert_eq!(
+        j.job_variables["CI_ENVIRONMENT_URL"],
+        "https://feat.example.com"
+    );
     assert_eq!(j.job_variables["CI_ENVIRONMENT_SLUG"], env.slug);
 }
 
@@ -432,7 +497,8 @@ fn environment_variables() {
 
 #[test]
 fn trigger_child_pipeline_is_planned_as_a_job() {
-    let yaml = "child:\n  trigger:\n    include: child.yml\n    strategy: depend\nb:\n  script: x\n";
+    let yaml =
+        "child:\n  trigger:\n    include: child.yml\n    strategy: depend\nb:\n  script: x\n";
     let p = run(yaml, &push("main"));
     let c = p.job("child").unwrap();
     assert!(c.trigger.is_some());
@@ -442,7 +508,10 @@ fn trigger_child_pipeline_is_planned_as_a_job() {
 // ---- status propagation (§8.3)
 
 fn outcomes(pairs: &[(&str, Status)]) -> HashMap<String, Outcome> {
-    pairs.iter().map(|(n, s)| (n.to_string(), Outcome::new(*s))).collect()
+    pairs
+        .iter()
+        .map(|(n, s)| (n.to_string(), Outcome::new(*s)))
+        .collect()
 }
 
 #[test]
@@ -455,7 +524,14 @@ fn stage_order_and_failure_skips_later_jobs() {
     let after = propagate(&p, &outcomes(&[("a", Status::Failed)]));
     assert_eq!(after.skipped, ["b"]);
     assert_eq!(after.ready, ["c", "d"]);
-    let done = propagate(&p, &outcomes(&[("a", Status::Failed), ("c", Status::Success), ("d", Status::Success)]));
+    let done = propagate(
+        &p,
+        &outcomes(&[
+            ("a", Status::Failed),
+            ("c", Status::Success),
+            ("d", Status::Success),
+        ]),
+    );
     assert_eq!(done.pipeline, Status::Failed);
 }
 
@@ -465,18 +541,34 @@ fn allowed_failure_counts_as_success() {
     let p = run(yaml, &push("main"));
     let after = propagate(&p, &outcomes(&[("a", Status::Failed)]));
     assert_eq!(after.ready, ["b"]);
-    let done = propagate(&p, &outcomes(&[("a", Status::Failed), ("b", Status::Success)]));
+    let done = propagate(
+        &p,
+        &outcomes(&[("a", Status::Failed), ("b", Status::Success)]),
+    );
     assert_eq!(done.pipeline, Status::SuccessWithWarnings);
 }
 
 #[test]
 fn exit_codes_decide_allowed_failure() {
-    let yaml = "a:\n  stage: build\n  script: x\n  allow_failure:\n    exit_codes: [3]\nb:\n  script: x\n";
+    let yaml =
+        "a:\n  stage: build\n  script: x\n  allow_failure:\n    exit_codes: [3]\nb:\n  script: x\n";
     let p = run(yaml, &push("main"));
     let mut fin = HashMap::new();
-    fin.insert("a".to_string(), Outcome { status: Status::Failed, exit_code: Some(3) });
+    fin.insert(
+        "a".to_string(),
+        Outcome {
+            status: Status::Failed,
+            exit_code: Some(3),
+        },
+    );
     assert_eq!(propagate(&p, &fin).ready, ["b"]);
-    fin.insert("a".to_string(), Outcome { status: Status::Failed, exit_code: Some(1) });
+    fin.insert(
+        "a".to_string(),
+        Outcome {
+            status: Status::Failed,
+            exit_code: Some(1),
+        },
+    );
     assert_eq!(propagate(&p, &fin).skipped, ["b"]);
 }
 
@@ -504,7 +596,10 @@ fn blocking_manual_job_holds_later_stages() {
 fn dag_job_starts_before_its_stage() {
     let yaml = "a:\n  stage: build\n  script: x\nslow:\n  stage: build\n  script: x\nd:\n  stage: deploy\n  script: x\n  needs: [a]\n";
     let p = run(yaml, &push("main"));
-    let after = propagate(&p, &outcomes(&[("a", Status::Success), ("slow", Status::Running)]));
+    let after = propagate(
+        &p,
+        &outcomes(&[("a", Status::Success), ("slow", Status::Running)]),
+    );
     assert_eq!(after.ready, ["d"]);
 }
 
@@ -518,7 +613,10 @@ fn child_pipeline_context_forwards_yaml_variables() {
     assert_eq!(child.event.source, PipelineSource::ParentPipeline);
     assert_eq!(
         child.event.variables,
-        [("TOP".to_string(), "t".to_string()), ("OWN".to_string(), "o".to_string())]
+        [
+            ("TOP".to_string(), "t".to_string()),
+            ("OWN".to_string(), "o".to_string())
+        ]
     );
     assert!(glci_test::plan::child_context(&ctx, p.job("b").unwrap()).is_none());
     let child_plan = run("c:\n  script: x\n  only: [parent_pipelines]\n", &child);
