@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
+use glci_test::pipeline::PipelineOptions;
 use glci_test::plan::{Event, PipelineSource};
 
 /// Run your GitLab CI pipeline on this machine, in Docker, each job as a Rust test.
@@ -15,6 +16,24 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Show the pipeline GitLab would create for an event: stages, jobs, when, needs.
+    Plan {
+        #[command(flatten)]
+        event: EventArgs,
+        /// Print the plan as JSON (a stable shape; see the README).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the CI configuration; one `FILE:LINE:COL: MESSAGE` line per error.
+    Lint {
+        #[command(flatten)]
+        event: EventArgs,
+    },
+    /// Print the fully merged configuration (includes, extends, default, !reference) as YAML.
+    Config {
+        #[command(flatten)]
+        event: EventArgs,
+    },
     /// Check that a Docker engine answers and say which one.
     Doctor,
     /// Remove Docker objects left behind by glci runs whose process is gone.
@@ -52,13 +71,25 @@ pub struct EventArgs {
     /// A pipeline variable, highest precedence (repeatable).
     #[arg(long = "var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub vars: Vec<(String, String)>,
+    /// A pipeline input for `spec:inputs` (repeatable).
+    #[arg(long = "input", value_name = "NAME=VALUE", value_parser = parse_var)]
+    pub inputs: Vec<(String, String)>,
+    /// Where `include:project`/`component` finds a project: `group/project=PATH` (repeatable).
+    #[arg(long = "project", value_name = "GROUP/PROJECT=PATH", value_parser = parse_project)]
+    pub project_map: Vec<(String, PathBuf)>,
 }
 
-#[expect(
-    dead_code,
-    reason = "used by plan, run and test, which are being built"
-)]
 impl EventArgs {
+    /// The pipeline these flags describe, for the repository containing the current directory.
+    pub fn to_options(&self) -> PipelineOptions {
+        let mut opts = PipelineOptions::new(".");
+        opts.file = self.file.to_string_lossy().into_owned();
+        opts.event = self.to_event();
+        opts.project_map = self.project_map.iter().cloned().collect();
+        opts.inputs = self.inputs.clone();
+        opts
+    }
+
     pub fn to_event(&self) -> Event {
         Event {
             source: self.source,
@@ -74,6 +105,11 @@ impl EventArgs {
 
 fn parse_source(s: &str) -> Result<PipelineSource, String> {
     s.parse()
+}
+
+fn parse_project(s: &str) -> Result<(String, PathBuf), String> {
+    let (k, v) = parse_var(s)?;
+    Ok((k, PathBuf::from(v)))
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

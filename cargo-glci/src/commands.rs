@@ -4,11 +4,17 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use glci_test::docker::{self, Engine};
+use glci_test::pipeline::{self, PipelineError};
+use serde_json::json;
 
-use crate::args::{Cli, Command};
+use crate::args::{Cli, Command, EventArgs};
+use crate::output;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Command::Plan { event, json } => Ok(plan(&event, json)),
+        Command::Lint { event } => Ok(lint(&event)),
+        Command::Config { event } => Ok(config(&event)),
         Command::Doctor => block_on(doctor()),
         Command::Clean { all } => block_on(clean(all)),
     }
@@ -19,6 +25,62 @@ fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(f: F) -> Result<E
         .enable_all()
         .build()?;
     rt.block_on(f)
+}
+
+/// Exit 1 with GitLab's message(s) on stderr (and in `errors` with --json).
+fn config_failure(e: &PipelineError, json: bool) -> ExitCode {
+    for line in e.messages() {
+        eprintln!("{line}");
+    }
+    if json {
+        println!("{}", json!({"created": false, "errors": e.messages()}));
+    }
+    ExitCode::from(1)
+}
+
+fn plan(event: &EventArgs, as_json: bool) -> ExitCode {
+    let planned = match pipeline::plan(&event.to_options()) {
+        Ok(p) => p,
+        Err(e) => return config_failure(&e, as_json),
+    };
+    if as_json {
+        println!("{}", output::plan_json(&planned));
+    } else {
+        print!("{}", output::plan_text(&planned, &event.to_event()));
+    }
+    ExitCode::SUCCESS
+}
+
+fn lint(event: &EventArgs) -> ExitCode {
+    match pipeline::load(&event.to_options()) {
+        Ok(loaded) => {
+            println!(
+                "{}: valid",
+                loaded
+                    .files
+                    .first()
+                    .map(String::as_str)
+                    .unwrap_or(".gitlab-ci.yml")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            for line in e.messages() {
+                println!("{line}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn config(event: &EventArgs) -> ExitCode {
+    match pipeline::load(&event.to_options()) {
+        Ok(loaded) => {
+            print!("{}", glci_test::config::to_yaml(&loaded.tree));
+            ExitCode::SUCCESS
+        }
+        Err(e) => config_failure(&e, false),
+    }
 }
 
 async fn doctor() -> Result<ExitCode> {

@@ -16,6 +16,7 @@ pub mod docker;
 pub mod expr;
 pub mod git;
 pub mod harness;
+pub mod pipeline;
 pub mod plan;
 pub mod runner;
 pub mod server;

@@ -1,0 +1,188 @@
+//! One pipeline of a repository, from the outside: the file, the event and the variables go
+//! in; the plan (no Docker) or the run (see `run`) comes out. This is the API the `cargo glci`
+//! commands and users' own tests call; every step is delegated to its module (`config`,
+//! `plan`, `git`, `server`, `runner`).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+
+use crate::config::{self, ConfigError, LoadOptions};
+use crate::git::{self, GitError, Repo, RepoFacts};
+use crate::plan::predefined::{self, PipelineContext};
+use crate::plan::{self, Event, LintError, PipelineConfig, Plan, PlanContext, PlanError};
+
+/// What a pipeline is made from.
+#[derive(Debug, Clone)]
+pub struct PipelineOptions {
+    /// Any directory inside the repository.
+    pub project_dir: PathBuf,
+    /// The CI configuration, relative to the repository root.
+    pub file: String,
+    pub event: Event,
+    /// `group/project` → local checkout, for `include:project` / `include:component`.
+    pub project_map: BTreeMap<String, PathBuf>,
+    /// Pipeline inputs for `spec:inputs`.
+    pub inputs: Vec<(String, String)>,
+    /// The server URL jobs see (`CI_SERVER_URL`); planning alone uses a placeholder.
+    pub server_url: String,
+}
+
+impl PipelineOptions {
+    /// A push to the current branch of the repository at `project_dir`.
+    pub fn new(project_dir: impl Into<PathBuf>) -> PipelineOptions {
+        PipelineOptions {
+            project_dir: project_dir.into(),
+            file: ".gitlab-ci.yml".to_string(),
+            event: Event::default(),
+            project_map: BTreeMap::new(),
+            inputs: Vec::new(),
+            server_url: "http://gitlab.glci.invalid".to_string(),
+        }
+    }
+}
+
+/// Why a pipeline could not be planned. Each variant prints as one or more lines the user
+/// can act on, naming the file and position where there is one.
+#[derive(Debug)]
+pub enum PipelineError {
+    Git(GitError),
+    Config(ConfigError),
+    /// Validation errors, as GitLab's CI Lint lists them.
+    Lint(Vec<LintError>),
+    Plan(PlanError),
+}
+
+impl fmt::Display for PipelineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PipelineError::Git(e) => write!(f, "{e}"),
+            PipelineError::Config(e) => write!(f, "{e}"),
+            PipelineError::Lint(errors) => write!(f, "{}", plan::lint::join(errors)),
+            PipelineError::Plan(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for PipelineError {}
+
+impl PipelineError {
+    /// One message per line, for `cargo glci lint` and `--json` output.
+    pub fn messages(&self) -> Vec<String> {
+        match self {
+            PipelineError::Lint(errors) => errors.iter().map(|e| e.to_string()).collect(),
+            other => other.to_string().lines().map(str::to_string).collect(),
+        }
+    }
+}
+
+/// A configuration read and validated, with the repository facts it was read against.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub repo: Repo,
+    pub facts: RepoFacts,
+    pub tree: config::Node,
+    pub config: PipelineConfig,
+    /// The files the configuration was read from, main file first.
+    pub files: Vec<String>,
+}
+
+/// Reads, resolves and validates the configuration (no planning).
+pub fn load(opts: &PipelineOptions) -> Result<Loaded, PipelineError> {
+    let repo = Repo::discover(&opts.project_dir).map_err(PipelineError::Git)?;
+    let facts = repo.facts().map_err(PipelineError::Git)?;
+    let ctx = pipeline_context(opts);
+    // Include paths and include:rules see predefined and pipeline variables, never YAML ones.
+    let mut variables = predefined::rules_variables(&facts, &opts.event, &ctx);
+    variables.extend(opts.event.variables.iter().cloned());
+    let resolved = config::load(&LoadOptions {
+        project_dir: facts.top_level.clone(),
+        file: opts.file.clone(),
+        project_map: opts.project_map.clone(),
+        variables,
+        inputs: opts.inputs.clone(),
+        ..LoadOptions::default()
+    })
+    .map_err(PipelineError::Config)?;
+    let config = plan::validate(&resolved.tree).map_err(PipelineError::Lint)?;
+    Ok(Loaded {
+        repo,
+        facts,
+        tree: resolved.tree,
+        config,
+        files: resolved.files.into_iter().map(|f| f.name).collect(),
+    })
+}
+
+fn pipeline_context(opts: &PipelineOptions) -> PipelineContext {
+    let mut ctx = PipelineContext::new(opts.server_url.clone());
+    ctx.config_path = opts.file.clone();
+    ctx
+}
+
+/// A planned pipeline with what it was planned from.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    pub plan: Plan,
+    pub loaded: Loaded,
+    /// The predefined variables of the pipeline, in GitLab's order.
+    pub predefined: Vec<(String, String)>,
+}
+
+/// Plans the pipeline GitLab would create for the event: which jobs, in which stages, with
+/// which `when`, `needs` and variables. Needs git and the files; never Docker.
+pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
+    let loaded = load(opts)?;
+    let ctx = pipeline_context(opts);
+    let event = &opts.event;
+    let predefined = predefined::predefined_variables(&loaded.facts, event, &ctx);
+    let changed_files =
+        git::changed_files(&loaded.repo, &loaded.facts, event).map_err(PipelineError::Git)?;
+    let files = loaded.repo.files().map_err(PipelineError::Git)?;
+    let compare_to = compare_to_sets(&loaded);
+    let plan_ctx = PlanContext {
+        event: event.clone(),
+        predefined: predefined::rules_variables(&loaded.facts, event, &ctx),
+        late_variables: predefined::user_variables(&loaded.facts, &ctx),
+        changed_files,
+        compare_to,
+        files,
+    };
+    let plan = plan::plan(&loaded.config, &plan_ctx).map_err(PipelineError::Plan)?;
+    Ok(Planned {
+        plan,
+        loaded,
+        predefined,
+    })
+}
+
+/// Changed files for every `rules:changes:compare_to` ref the configuration names. A ref
+/// git does not know is left out; the planner reports it as GitLab does.
+fn compare_to_sets(loaded: &Loaded) -> indexmap::IndexMap<String, Vec<String>> {
+    let mut sets = indexmap::IndexMap::new();
+    let workflow_rules = loaded
+        .config
+        .workflow
+        .iter()
+        .flat_map(|w| w.rules.iter().flatten());
+    let job_rules = loaded
+        .config
+        .jobs
+        .values()
+        .flat_map(|j| j.rules.iter().flatten());
+    for r in workflow_rules.chain(job_rules) {
+        let Some(compare_to) = r.changes.as_ref().and_then(|c| c.compare_to.clone()) else {
+            continue;
+        };
+        if sets.contains_key(&compare_to) {
+            continue;
+        }
+        if let Ok(files) = loaded
+            .repo
+            .changed_since_merge_base(&compare_to, loaded.facts.remote.as_deref())
+        {
+            sets.insert(compare_to, files);
+        }
+    }
+    sets
+}
