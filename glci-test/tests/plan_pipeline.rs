@@ -124,7 +124,10 @@ fn implicit_only_branches_and_tags() {
     // Derived: job without rules, MR pipeline, no workflow:rules → excluded.
     let p = run(yaml, &mr("feat", "main"));
     assert!(!p.created);
-    assert!(p.reason.unwrap().starts_with("Pipeline will not run for the selected trigger."));
+    assert!(p
+        .reason
+        .unwrap()
+        .starts_with("Pipeline will not run for the selected trigger."));
 }
 
 #[test]
@@ -147,8 +150,17 @@ fn only_changes_without_diff_is_true_and_with_diff_filters() {
 #[test]
 fn web_and_schedule_sources() {
     let yaml = "a:\n  script: x\n  only: [schedules]\nb:\n  script: x\n  only: [web]\nc:\n  script: x\n  except: [schedules]\n";
-    assert_eq!(names(&run(yaml, &with_source(push("main"), PipelineSource::Schedule))), ["a"]);
-    assert_eq!(names(&run(yaml, &with_source(push("main"), PipelineSource::Web))), ["b", "c"]);
+    assert_eq!(
+        names(&run(
+            yaml,
+            &with_source(push("main"), PipelineSource::Schedule)
+        )),
+        ["a"]
+    );
+    assert_eq!(
+        names(&run(yaml, &with_source(push("main"), PipelineSource::Web))),
+        ["b", "c"]
+    );
 }
 
 // ---- rules without expressions (§6.1)
@@ -184,9 +196,15 @@ d:
     assert_eq!(a.when, When::Manual);
     assert!(!a.allows_failure(), "manual from a rule is blocking");
     let b = p.job("b").unwrap();
-    assert!(b.allows_failure(), "job-level manual allows failure (§12 #58)");
+    assert!(
+        b.allows_failure(),
+        "job-level manual allows failure (§12 #58)"
+    );
     let d = p.job("d").unwrap();
-    assert_eq!((d.when, d.start_in.as_deref()), (When::Delayed, Some("5 minutes")));
+    assert_eq!(
+        (d.when, d.start_in.as_deref()),
+        (When::Delayed, Some("5 minutes"))
+    );
     assert!(d.allows_failure());
 }
 
@@ -205,16 +223,21 @@ fn rules_changes_tag_pipeline_is_true_and_compare_to() {
     let yaml = "a:\n  script: x\n  rules:\n    - changes: ['docs/**']\nb:\n  script: x\n  rules:\n    - changes:\n        paths: ['src/*']\n        compare_to: refs/heads/main\n";
     // Tags have no diff: `changes` holds; `compare_to` needs a known ref.
     let mut ctx = tag("v1");
-    ctx.compare_to.insert("refs/heads/main".into(), vec!["src/a.rs".into()]);
+    ctx.compare_to
+        .insert("refs/heads/main".into(), vec!["src/a.rs".into()]);
     assert_eq!(names(&run(yaml, &ctx)), ["a", "b"]);
     // Derived: `docs/**` does not match `docs/a/b.md`.
     let mut ctx = push("f");
     ctx.changed_files = Some(vec!["docs/a/b.md".into()]);
-    ctx.compare_to.insert("refs/heads/main".into(), vec!["lib/x".into()]);
+    ctx.compare_to
+        .insert("refs/heads/main".into(), vec!["lib/x".into()]);
     let p = plan(&config(yaml), &ctx).unwrap();
     assert!(!p.created);
     let err = plan(&config(yaml), &push("f")).unwrap_err();
-    assert!(err.0.message.starts_with("Failed to parse rule for b:"), "{err}");
+    assert!(
+        err.0.message.starts_with("Failed to parse rule for b:"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -237,7 +260,11 @@ test:
 "#;
     let p = run(yaml, &push("main"));
     let t = p.job("test").unwrap();
-    let vars: Vec<(&str, &str)> = t.variables.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect();
+    let vars: Vec<(&str, &str)> = t
+        .variables
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.value.as_str()))
+        .collect();
     assert_eq!(vars, [("G", "top"), ("J", "job"), ("K", "rule")]);
     assert_eq!(t.needs.as_ref().unwrap()[0].name, "other");
 }
@@ -246,7 +273,10 @@ test:
 fn inherit_variables_filters_top_level() {
     let yaml = "variables: {A: a, B: b}\nj:\n  script: x\n  inherit:\n    variables: [B]\nk:\n  script: x\n  inherit:\n    variables: false\n";
     let p = run(yaml, &push("main"));
-    assert_eq!(p.job("j").unwrap().variables.keys().collect::<Vec<_>>(), ["B"]);
+    assert_eq!(
+        p.job("j").unwrap().variables.keys().collect::<Vec<_>>(),
+        ["B"]
+    );
     assert!(p.job("k").unwrap().variables.is_empty());
     assert_eq!(p.variables.len(), 2);
 }
@@ -276,7 +306,15 @@ fn parallel_count_names() {
     let p = run(yaml, &push("main"));
     assert_eq!(
         names(&p),
-        ["rspec 1/5", "rspec 2/5", "rspec 3/5", "rspec 4/5", "rspec 5/5", "rspec 35/2 1/2", "rspec 35/2 2/2"]
+        [
+            "rspec 1/5",
+            "rspec 2/5",
+            "rspec 3/5",
+            "rspec 4/5",
+            "rspec 5/5",
+            "rspec 35/2 1/2",
+            "rspec 35/2 2/2"
+        ]
     );
     let j = p.job("rspec 3/5").unwrap();
     assert_eq!(j.parallel, Some((3, 5)));
@@ -290,8 +328,15 @@ fn simple_matrix_merges_values_over_job_variables() {
     let p = run(yaml, &push("main"));
     assert_eq!(names(&p), ["rspec: [A, B]", "rspec: [A, C]"]);
     let j = p.job("rspec: [A, C]").unwrap();
-    let vars: Vec<(&str, &str)> = j.variables.iter().map(|(k, v)| (k.as_str(), v.value.as_str())).collect();
-    assert_eq!(vars, [("USER_VARIABLE", "u"), ("VAR_1", "A"), ("VAR_2", "C")]);
+    let vars: Vec<(&str, &str)> = j
+        .variables
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.value.as_str()))
+        .collect();
+    assert_eq!(
+        vars,
+        [("USER_VARIABLE", "u"), ("VAR_1", "A"), ("VAR_2", "C")]
+    );
     assert_eq!(j.parallel, Some((2, 2)));
 }
 
@@ -339,8 +384,19 @@ dag:
   needs: [rspec]
 "#;
     let p = run(yaml, &push("main"));
-    assert_eq!(p.job("report").unwrap().dependencies, ["rspec 1/2", "rspec 2/2"]);
-    let needs: Vec<&str> = p.job("dag").unwrap().needs.as_ref().unwrap().iter().map(|n| n.name.as_str()).collect();
+    assert_eq!(
+        p.job("report").unwrap().dependencies,
+        ["rspec 1/2", "rspec 2/2"]
+    );
+    let needs: Vec<&str> = p
+        .job("dag")
+        .unwrap()
+        .needs
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
     assert_eq!(needs, ["rspec 1/2", "rspec 2/2"]);
 }
 
@@ -369,7 +425,13 @@ test:
 "#;
     let p = run(yaml, &push("main"));
     let t = p.job("test: [linux, amd64]").unwrap();
-    let needs: Vec<&str> = t.needs.as_ref().unwrap().iter().map(|n| n.name.as_str()).collect();
+    let needs: Vec<&str> = t
+        .needs
+        .as_ref()
+        .unwrap()
+        .iter()
+        .map(|n| n.name.as_str())
+        .collect();
     assert_eq!(needs, ["build: [linux, amd64]"]);
 }
 
@@ -424,7 +486,10 @@ fn environment_variables() {
     assert_eq!(env.name, "review/feat");
     assert_eq!(env.tier, "development");
     assert_eq!(env.action, "start");
-    assert_eq!(j.job_variables["CI_ENVIRONMENT_URL"], "https://feat.example.com");
+    assert_eq!(
+        j.job_variables["CI_ENVIRONMENT_URL"],
+        "https://feat.example.com"
+    );
     assert_eq!(j.job_variables["CI_ENVIRONMENT_SLUG"], env.slug);
 }
 
@@ -432,7 +497,8 @@ fn environment_variables() {
 
 #[test]
 fn trigger_child_pipeline_is_planned_as_a_job() {
-    let yaml = "child:\n  trigger:\n    include: child.yml\n    strategy: depend\nb:\n  script: x\n";
+    let yaml =
+        "child:\n  trigger:\n    include: child.yml\n    strategy: depend\nb:\n  script: x\n";
     let p = run(yaml, &push("main"));
     let c = p.job("child").unwrap();
     assert!(c.trigger.is_some());
@@ -442,7 +508,10 @@ fn trigger_child_pipeline_is_planned_as_a_job() {
 // ---- status propagation (§8.3)
 
 fn outcomes(pairs: &[(&str, Status)]) -> HashMap<String, Outcome> {
-    pairs.iter().map(|(n, s)| (n.to_string(), Outcome::new(*s))).collect()
+    pairs
+        .iter()
+        .map(|(n, s)| (n.to_string(), Outcome::new(*s)))
+        .collect()
 }
 
 #[test]
@@ -455,7 +524,14 @@ fn stage_order_and_failure_skips_later_jobs() {
     let after = propagate(&p, &outcomes(&[("a", Status::Failed)]));
     assert_eq!(after.skipped, ["b"]);
     assert_eq!(after.ready, ["c", "d"]);
-    let done = propagate(&p, &outcomes(&[("a", Status::Failed), ("c", Status::Success), ("d", Status::Success)]));
+    let done = propagate(
+        &p,
+        &outcomes(&[
+            ("a", Status::Failed),
+            ("c", Status::Success),
+            ("d", Status::Success),
+        ]),
+    );
     assert_eq!(done.pipeline, Status::Failed);
 }
 
@@ -465,18 +541,34 @@ fn allowed_failure_counts_as_success() {
     let p = run(yaml, &push("main"));
     let after = propagate(&p, &outcomes(&[("a", Status::Failed)]));
     assert_eq!(after.ready, ["b"]);
-    let done = propagate(&p, &outcomes(&[("a", Status::Failed), ("b", Status::Success)]));
+    let done = propagate(
+        &p,
+        &outcomes(&[("a", Status::Failed), ("b", Status::Success)]),
+    );
     assert_eq!(done.pipeline, Status::SuccessWithWarnings);
 }
 
 #[test]
 fn exit_codes_decide_allowed_failure() {
-    let yaml = "a:\n  stage: build\n  script: x\n  allow_failure:\n    exit_codes: [3]\nb:\n  script: x\n";
+    let yaml =
+        "a:\n  stage: build\n  script: x\n  allow_failure:\n    exit_codes: [3]\nb:\n  script: x\n";
     let p = run(yaml, &push("main"));
     let mut fin = HashMap::new();
-    fin.insert("a".to_string(), Outcome { status: Status::Failed, exit_code: Some(3) });
+    fin.insert(
+        "a".to_string(),
+        Outcome {
+            status: Status::Failed,
+            exit_code: Some(3),
+        },
+    );
     assert_eq!(propagate(&p, &fin).ready, ["b"]);
-    fin.insert("a".to_string(), Outcome { status: Status::Failed, exit_code: Some(1) });
+    fin.insert(
+        "a".to_string(),
+        Outcome {
+            status: Status::Failed,
+            exit_code: Some(1),
+        },
+    );
     assert_eq!(propagate(&p, &fin).skipped, ["b"]);
 }
 
@@ -504,7 +596,10 @@ fn blocking_manual_job_holds_later_stages() {
 fn dag_job_starts_before_its_stage() {
     let yaml = "a:\n  stage: build\n  script: x\nslow:\n  stage: build\n  script: x\nd:\n  stage: deploy\n  script: x\n  needs: [a]\n";
     let p = run(yaml, &push("main"));
-    let after = propagate(&p, &outcomes(&[("a", Status::Success), ("slow", Status::Running)]));
+    let after = propagate(
+        &p,
+        &outcomes(&[("a", Status::Success), ("slow", Status::Running)]),
+    );
     assert_eq!(after.ready, ["d"]);
 }
 
@@ -518,9 +613,130 @@ fn child_pipeline_context_forwards_yaml_variables() {
     assert_eq!(child.event.source, PipelineSource::ParentPipeline);
     assert_eq!(
         child.event.variables,
-        [("TOP".to_string(), "t".to_string()), ("OWN".to_string(), "o".to_string())]
+        [
+            ("TOP".to_string(), "t".to_string()),
+            ("OWN".to_string(), "o".to_string())
+        ]
     );
     assert!(glci_test::plan::child_context(&ctx, p.job("b").unwrap()).is_none());
     let child_plan = run("c:\n  script: x\n  only: [parent_pipelines]\n", &child);
     assert_eq!(names(&child_plan), ["c"]);
+}
+
+// ---- rules:if and workflow (§6.1, §7)
+
+#[test]
+fn rules_if_on_branch_tag_and_mr() {
+    let yaml = r#"
+build:
+  script: x
+  rules:
+    - if: $CI_COMMIT_TAG
+      when: never
+    - if: $CI_PIPELINE_SOURCE == "merge_request_event"
+    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH
+      when: manual
+"#;
+    assert!(!run(yaml, &tag("v1")).created);
+    assert_eq!(run(yaml, &mr("f", "main")).jobs[0].when, When::OnSuccess);
+    assert_eq!(run(yaml, &push("main")).jobs[0].when, When::Manual);
+    assert!(!run(yaml, &push("feature")).created);
+}
+
+#[test]
+fn invalid_if_is_a_lint_error() {
+    let tree = parse_yaml("a:\n  script: x\n  rules:\n    - if: $VAR == 1\n", "ci.yml").unwrap();
+    let errs = validate(&tree).unwrap_err();
+    assert_eq!(
+        errs[0].message,
+        "jobs:a:rules:rule if invalid expression syntax"
+    );
+    let tree = parse_yaml("a:\n  script: x\n  rules:\n    - if: ${VAR}\n", "ci.yml").unwrap();
+    assert!(validate(&tree).is_err());
+}
+
+#[test]
+fn empty_string_or_trap_does_not_match() {
+    // Derived: `$a || $b == '1'` with a="" evaluates to "" → no match.
+    let yaml = "variables: {a: '', b: '1'}\nx:\n  script: x\n  rules:\n    - if: $a || $b == '1'\ny:\n  script: x\n  rules:\n    - if: $b == '1' || $a\n";
+    assert_eq!(names(&run(yaml, &push("main"))), ["y"]);
+}
+
+#[test]
+fn yaml_variables_shadow_predefined_in_rules() {
+    let yaml = "variables: {CI_COMMIT_BRANCH: foo}\na:\n  script: x\n  rules:\n    - if: $CI_COMMIT_BRANCH == \"foo\"\n";
+    assert_eq!(names(&run(yaml, &push("main"))), ["a"]);
+}
+
+#[test]
+fn pipeline_variables_win_and_values_are_raw() {
+    let yaml = "variables: {MODE: fast, REF: $MODE}\na:\n  script: x\n  rules:\n    - if: $MODE == \"slow\"\nb:\n  script: x\n  rules:\n    - if: $REF == '$MODE'\n";
+    let mut ctx = push("main");
+    ctx.event.variables = vec![("MODE".into(), "slow".into())];
+    assert_eq!(names(&run(yaml, &ctx)), ["a", "b"]);
+}
+
+#[test]
+fn job_name_and_matrix_values_are_visible_to_rules() {
+    let yaml = "t:\n  script: x\n  parallel:\n    matrix:\n      - OS: [linux, mac]\n  rules:\n    - if: $OS == \"mac\" && $CI_JOB_NAME =~ /mac/\n";
+    assert_eq!(names(&run(yaml, &push("main"))), ["t: [mac]"]);
+}
+
+#[test]
+fn only_variables_keeps_implicit_refs() {
+    // Derived: `only: {variables: [$X]}` with X set, MR pipeline → excluded.
+    let yaml = "variables: {X: '1'}\na:\n  script: x\n  only:\n    variables: [$X]\nb:\n  script: x\n  only:\n    variables: [$X]\n    refs: [merge_requests]\n";
+    assert_eq!(names(&run(yaml, &mr("f", "main"))), ["b"]);
+    assert_eq!(names(&run(yaml, &push("main"))), ["a"]);
+}
+
+const WORKFLOW: &str = r#"
+workflow:
+  name: 'Pipeline for $CI_COMMIT_REF_NAME ($DEPLOY)'
+  rules:
+    - if: $CI_PIPELINE_SOURCE == "merge_request_event"
+      variables: {DEPLOY: "no"}
+    - if: $CI_COMMIT_BRANCH && $CI_OPEN_MERGE_REQUESTS
+      when: never
+    - if: $CI_COMMIT_BRANCH
+variables:
+  DEPLOY: "yes"
+test:
+  script: x
+deploy:
+  stage: deploy
+  script: x
+  rules:
+    - if: $DEPLOY == "yes"
+"#;
+
+#[test]
+fn workflow_rules_filter_and_set_variables() {
+    let p = run(WORKFLOW, &push("main"));
+    assert_eq!(p.name.as_deref(), Some("Pipeline for main (yes)"));
+    assert_eq!(names(&p), ["test", "deploy"]);
+    // With workflow:rules, jobs without rules run in MR pipelines too.
+    let p = run(WORKFLOW, &mr("f", "main"));
+    assert_eq!(names(&p), ["test"]);
+    assert_eq!(p.variables["DEPLOY"].value, "no");
+    assert_eq!(p.job("test").unwrap().variables["DEPLOY"].value, "no");
+    let mut ctx = push("f");
+    ctx.predefined
+        .push(("CI_OPEN_MERGE_REQUESTS".into(), "group/project!1".into()));
+    let p = run(WORKFLOW, &ctx);
+    assert!(!p.created);
+    assert_eq!(
+        p.reason.as_deref(),
+        Some("Pipeline filtered out by workflow rules.")
+    );
+    assert!(!run(WORKFLOW, &tag("v1")).created);
+}
+
+#[test]
+fn blank_workflow_name_is_no_name() {
+    let p = run(
+        "workflow:\n  name: '  $NOPE '\na:\n  script: x\n",
+        &push("main"),
+    );
+    assert_eq!(p.name, None);
 }

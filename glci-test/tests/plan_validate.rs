@@ -51,7 +51,10 @@ fn job_without_script_or_trigger() {
 
 #[test]
 fn blank_script_and_hash_in_script() {
-    assert_eq!(first_error("a:\n  script: []\n"), "jobs:a script can't be blank");
+    assert_eq!(
+        first_error("a:\n  script: []\n"),
+        "jobs:a script can't be blank"
+    );
     assert_eq!(
         first_error("a:\n  script:\n    - echo a: b\n"),
         "jobs:a:script config should be a string or a nested array of strings up to 10 levels deep"
@@ -64,7 +67,10 @@ fn only_hidden_jobs() {
         first_error(".a:\n  script: x\n"),
         "jobs config should contain at least one visible job"
     );
-    assert_eq!(first_error(".a: {}\nb:\n  script: x\n"), "jobs:.a config can't be blank");
+    assert_eq!(
+        first_error(".a: {}\nb:\n  script: x\n"),
+        "jobs:.a config can't be blank"
+    );
 }
 
 #[test]
@@ -139,7 +145,9 @@ fn need_in_later_stage() {
         "build job: need test is not defined in current or prior stages"
     );
     assert_eq!(
-        first_error("build:\n  stage: build\n  script: x\n  dependencies: [test]\ntest:\n  script: y\n"),
+        first_error(
+            "build:\n  stage: build\n  script: x\n  dependencies: [test]\ntest:\n  script: y\n"
+        ),
         "build job: dependency test is not defined in current or prior stages"
     );
 }
@@ -193,7 +201,9 @@ fn global_and_default_duplicate() {
 #[test]
 fn job_variables_reject_description() {
     assert_eq!(
-        first_error("j:\n  script: x\n  variables:\n    A:\n      value: x\n      description: d\n"),
+        first_error(
+            "j:\n  script: x\n  variables:\n    A:\n      value: x\n      description: d\n"
+        ),
         "jobs:j:variables config uses invalid data keys: description"
     );
 }
@@ -250,18 +260,31 @@ t:
     assert!(j.before_script.is_empty());
     assert!(j.retry.is_none());
     assert_eq!(j.services[1].alias.as_deref(), Some("cache"));
-    assert_eq!(j.allow_failure, Some(AllowFailure::ExitCodes(vec![137, 255])));
+    assert_eq!(
+        j.allow_failure,
+        Some(AllowFailure::ExitCodes(vec![137, 255]))
+    );
     assert_eq!(j.parallel, Some(Parallel::Count(3)));
-    assert_eq!(j.inherit.variables, InheritList::Only(vec!["GLOBAL".into()]));
-    assert_eq!(j.artifacts.as_ref().unwrap().reports["junit"], ["report.xml"]);
+    assert_eq!(
+        j.inherit.variables,
+        InheritList::Only(vec!["GLOBAL".into()])
+    );
+    assert_eq!(
+        j.artifacts.as_ref().unwrap().reports["junit"],
+        ["report.xml"]
+    );
     assert_eq!(j.cache.as_ref().unwrap()[0].paths, ["vendor"]);
     assert!(c.jobs["t"].is_trigger());
-    assert!(c.jobs["t"].image.is_none(), "trigger jobs take no default image");
+    assert!(
+        c.jobs["t"].image.is_none(),
+        "trigger jobs take no default image"
+    );
 }
 
 #[test]
 fn default_keys_apply_only_when_job_lacks_them() {
-    let c = config("default:\n  image: a\n  tags: [x]\nj:\n  script: s\n  image: b\nk:\n  script: s\n");
+    let c =
+        config("default:\n  image: a\n  tags: [x]\nj:\n  script: s\n  image: b\nk:\n  script: s\n");
     assert_eq!(c.jobs["j"].image.as_ref().unwrap().name, "b");
     assert_eq!(c.jobs["j"].tags, ["x"]);
     assert_eq!(c.jobs["k"].image.as_ref().unwrap().name, "a");

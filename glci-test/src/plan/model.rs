@@ -6,6 +6,7 @@ use indexmap::IndexMap;
 
 use super::lint::LintError;
 use crate::config::{Mapping, Node, Span, Value};
+use crate::expr::Expression;
 
 mod fields;
 mod job;
@@ -159,7 +160,8 @@ pub struct Changes {
 /// One entry of `rules:` (job, workflow).
 #[derive(Debug, Clone, Default)]
 pub struct Rule {
-    pub if_: Option<String>,
+    /// `if:`, parsed once at validation.
+    pub if_: Option<Expression>,
     pub changes: Option<Changes>,
     pub exists: Option<Vec<String>>,
     pub when: Option<When>,
@@ -198,7 +200,8 @@ pub enum Parallel {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     pub refs: Option<Vec<String>>,
-    pub variables: Option<Vec<String>>,
+    /// Expressions, parsed once at validation.
+    pub variables: Option<Vec<Expression>>,
     pub changes: Option<Vec<String>>,
     pub kubernetes: Option<String>,
 }
