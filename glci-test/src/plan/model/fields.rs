@@ -218,7 +218,7 @@ fn cache(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<Cache> {
         },
     };
     let when = match m.get("when") {
-        Some(w) => parse::when(w, &format!("{loc}"), &CACHE_WHEN, errors)?,
+        Some(w) => parse::when(w, loc, &CACHE_WHEN, errors)?,
         None => When::OnSuccess,
     };
     Some(Cache {
