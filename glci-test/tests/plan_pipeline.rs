@@ -520,7 +520,7 @@ fn stage_order_and_failure_skips_later_jobs() {
     let p = run(yaml, &push("main"));
     let start = propagate(&p, &HashMap::new());
     assert_eq!(start.ready, ["a"]);
-    assert_eq!(start.pipeline, Status::Running);
+    assert_eq!(start.pipeline, Status::Pending);
     let after = propagate(&p, &outcomes(&[("a", Status::Failed)]));
     assert_eq!(after.skipped, ["b"]);
     assert_eq!(after.ready, ["c", "d"]);
@@ -739,4 +739,22 @@ fn blank_workflow_name_is_no_name() {
         &push("main"),
     );
     assert_eq!(p.name, None);
+}
+
+#[test]
+fn pipeline_status_composites() {
+    let yaml = "m:\n  stage: build\n  script: x\n  when: manual\na:\n  script: x\nb:\n  stage: deploy\n  script: x\n";
+    let p = run(yaml, &push("main"));
+    // Only an unplayed optional manual job and successes: success.
+    let done = propagate(
+        &p,
+        &outcomes(&[("a", Status::Success), ("b", Status::Success)]),
+    );
+    assert_eq!(done.pipeline, Status::Success);
+    let canceled = propagate(&p, &outcomes(&[("a", Status::Canceled)]));
+    assert_eq!(canceled.statuses["b"], Status::Skipped);
+    assert_eq!(canceled.pipeline, Status::Canceled);
+    let running = propagate(&p, &outcomes(&[("a", Status::Running)]));
+    assert_eq!(running.pipeline, Status::Running);
+    assert_eq!(running.statuses["b"], Status::Created);
 }
