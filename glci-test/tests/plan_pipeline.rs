@@ -758,3 +758,13 @@ fn pipeline_status_composites() {
     assert_eq!(running.pipeline, Status::Running);
     assert_eq!(running.statuses["b"], Status::Created);
 }
+
+#[test]
+fn circular_variables_fail_pipeline_creation() {
+    let yaml = "variables: {A: $B}\nj:\n  script: x\n  variables: {B: $A}\n";
+    let err = plan(&config(yaml), &push("main")).unwrap_err();
+    assert_eq!(
+        err.0.message,
+        "j: circular variable reference detected: [\"A\", \"B\"]"
+    );
+}

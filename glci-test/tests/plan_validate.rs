@@ -289,3 +289,21 @@ fn default_keys_apply_only_when_job_lacks_them() {
     assert_eq!(c.jobs["j"].tags, ["x"]);
     assert_eq!(c.jobs["k"].image.as_ref().unwrap().name, "a");
 }
+
+#[test]
+fn script_and_trigger_are_exclusive() {
+    let errs = errors("a:\n  script: x\n  trigger: other/project\n");
+    assert!(
+        errs.iter()
+            .any(|e| e == "jobs:a these keys cannot be used together: script, trigger"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn needs_only_job_is_a_bridge_without_trigger() {
+    assert_eq!(
+        first_error("a:\n  script: x\nb:\n  needs: [a]\n"),
+        "jobs:b config should contain either a trigger or a needs:pipeline"
+    );
+}
