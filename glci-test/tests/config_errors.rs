@@ -89,7 +89,10 @@ fn include_rules_pick_files() {
 #[test]
 fn deep_merge_order_last_inclusion_wins() {
     let tree = load_files(&[
-        (".gitlab-ci.yml", "include: [a.yml, b.yml, a.yml]\nj:\n  variables: {MAIN: '1'}\n"),
+        (
+            ".gitlab-ci.yml",
+            "include: [a.yml, b.yml, a.yml]\nj:\n  variables: {MAIN: '1'}\n",
+        ),
         ("a.yml", "j:\n  script: [a]\n  variables: {A: a, WHO: a}\n"),
         ("b.yml", "j:\n  script: [b]\n  variables: {B: b, WHO: b}\n"),
     ])
@@ -167,10 +170,25 @@ fn nasty_inputs_never_panic() {
 #[test]
 fn include_count_is_per_file_not_per_distinct_file() {
     // 150 inclusions of the same file are fine; the 151st is not.
-    let list = |n: usize| format!("include: [{}]\nj: {{script: x}}\n", vec!["a.yml"; n].join(", "));
-    assert!(load_files(&[(".gitlab-ci.yml", &list(150)), ("a.yml", "a: {script: x}\n")]).is_ok());
-    let err = error_of(&[(".gitlab-ci.yml", &list(151)), ("a.yml", "a: {script: x}\n")]);
-    assert!(err.ends_with("Maximum of 150 nested includes are allowed!"), "{err}");
+    let list = |n: usize| {
+        format!(
+            "include: [{}]\nj: {{script: x}}\n",
+            vec!["a.yml"; n].join(", ")
+        )
+    };
+    assert!(load_files(&[
+        (".gitlab-ci.yml", &list(150)),
+        ("a.yml", "a: {script: x}\n")
+    ])
+    .is_ok());
+    let err = error_of(&[
+        (".gitlab-ci.yml", &list(151)),
+        ("a.yml", "a: {script: x}\n"),
+    ]);
+    assert!(
+        err.ends_with("Maximum of 150 nested includes are allowed!"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -58,10 +58,18 @@ fn includes_of_every_kind() {
             "other/project:templates/lint/template.yml",
         ]
     );
-    assert!(matches!(&resolved.files[1].location, SourceLocation::Path(p) if p.ends_with("ci/base.yml")));
+    assert!(
+        matches!(&resolved.files[1].location, SourceLocation::Path(p) if p.ends_with("ci/base.yml"))
+    );
     let tree = &resolved.tree;
-    assert!(tree.get("skipped").is_none(), "include:rules must exclude ci/skipped.yml");
-    assert!(tree.get("ignored").is_none(), "ci/jobs/*.yml must not reach deeper folders");
+    assert!(
+        tree.get("skipped").is_none(),
+        "include:rules must exclude ci/skipped.yml"
+    );
+    assert!(
+        tree.get("ignored").is_none(),
+        "ci/jobs/*.yml must not reach deeper folders"
+    );
     // Spans name the file each node came from.
     let span = tree.get("job-b").map(|j| j.span.to_string());
     assert_eq!(span.as_deref(), Some("ci/jobs/b.yml:2:3"));
@@ -90,8 +98,16 @@ fn pipeline_inputs_and_templates() {
 
 #[test]
 fn template_without_directory_names_what_to_configure() {
-    let err = load(&opts("inputs")).err().map(|e| e.to_string()).unwrap_or_default();
-    assert!(err.starts_with(".gitlab-ci.yml:14:5: template `Bash.gitlab-ci.yml` is not available locally"), "{err}");
+    let err = load(&opts("inputs"))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.starts_with(
+            ".gitlab-ci.yml:14:5: template `Bash.gitlab-ci.yml` is not available locally"
+        ),
+        "{err}"
+    );
 }
 
 #[test]

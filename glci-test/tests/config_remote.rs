@@ -56,7 +56,8 @@ fn load_main(text: &str) -> Result<glci_test::config::Resolved, String> {
 #[test]
 fn remote_include_string_and_hash_forms() {
     let base = serve();
-    let digest = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(REMOTE.as_bytes()));
+    let digest =
+        base64::engine::general_purpose::STANDARD.encode(Sha256::digest(REMOTE.as_bytes()));
     let resolved = load_main(&format!(
         "include:\n  - {base}/ci.yml\n  - remote: {base}/ci.yml\n    integrity: sha256-{digest}\nlocal-job: {{script: x}}\n"
     ))

@@ -25,8 +25,13 @@ pub const DEFAULT_KEYS: &[&str] = &[
 ];
 
 /// Top-level keywords that still act as defaults.
-pub const DEPRECATED_GLOBALS: &[&str] =
-    &["image", "services", "cache", "before_script", "after_script"];
+pub const DEPRECATED_GLOBALS: &[&str] = &[
+    "image",
+    "services",
+    "cache",
+    "before_script",
+    "after_script",
+];
 
 /// Moves deprecated globals into `default:` (error if both set one) and copies the defaults
 /// into every job. `default:` stays in the tree for whoever wants to show it.
@@ -131,23 +136,38 @@ mod tests {
     fn copies_only_missing_keys_without_merging() {
         let out = run("default:\n  image: ruby\n  cache: {key: a, paths: [x]}\n  timeout: 1h\njob:\n  script: x\n  cache: {key: b}\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(out.contains("job:\n  script: x\n  cache:\n    key: b\n  image: ruby\n"), "{out}");
-        assert!(!out.contains("job:\n  script: x\n  cache:\n    key: b\n  image: ruby\n  timeout"), "{out}");
+        assert!(
+            out.contains("job:\n  script: x\n  cache:\n    key: b\n  image: ruby\n"),
+            "{out}"
+        );
+        assert!(
+            !out.contains("job:\n  script: x\n  cache:\n    key: b\n  image: ruby\n  timeout"),
+            "{out}"
+        );
     }
 
     #[test]
     fn inherit_default_false_and_list() {
         let out = run("default: {image: ruby, tags: [t]}\na: {script: x, inherit: {default: false}}\nb: {script: x, inherit: {default: [tags]}}\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(out.contains("a:\n  script: x\n  inherit:\n    default: false\nb:"), "{out}");
-        assert!(out.contains("b:\n  script: x\n  inherit:\n    default:\n    - tags\n  tags:\n  - t\n"), "{out}");
+        assert!(
+            out.contains("a:\n  script: x\n  inherit:\n    default: false\nb:"),
+            "{out}"
+        );
+        assert!(
+            out.contains("b:\n  script: x\n  inherit:\n    default:\n    - tags\n  tags:\n  - t\n"),
+            "{out}"
+        );
     }
 
     #[test]
     fn trigger_jobs_take_only_interruptible() {
         let out = run("default: {image: ruby, interruptible: true}\nt: {trigger: other/project}\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(out.ends_with("t:\n  trigger: other/project\n  interruptible: true\n"), "{out}");
+        assert!(
+            out.ends_with("t:\n  trigger: other/project\n  interruptible: true\n"),
+            "{out}"
+        );
     }
 
     #[test]

@@ -196,8 +196,11 @@ mod tests {
 
     #[test]
     fn nested_collections() {
-        let n = parse_yaml("job:\n  script: [a, b]\n  rules:\n    - if: $X\n      when: never\n", "e.yml")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let n = parse_yaml(
+            "job:\n  script: [a, b]\n  rules:\n    - if: $X\n      when: never\n",
+            "e.yml",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             to_yaml(&n),
             "job:\n  script:\n  - a\n  - b\n  rules:\n  - if: $X\n    when: never\n"

@@ -128,7 +128,8 @@ fn extend(
     }
     ancestors.pop();
     if let Some(job) = map.get_mut(here.name.as_str()) {
-        let mut result = merged.unwrap_or_else(|| Node::new(Value::Map(Mapping::new()), job.span.clone()));
+        let mut result =
+            merged.unwrap_or_else(|| Node::new(Value::Map(Mapping::new()), job.span.clone()));
         let job_node = job.clone();
         result.span = job_node.span.clone();
         deep_merge(&mut result, job_node);
@@ -165,16 +166,23 @@ mod tests {
 
     #[test]
     fn chains_resolve_regardless_of_order() {
-        let out = run("job: {extends: .b}\n.b: {extends: .a, image: b}\n.a: {script: [x], image: a}\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-        assert!(out.starts_with("job:\n  script:\n  - x\n  image: b\n"), "{out}");
+        let out =
+            run("job: {extends: .b}\n.b: {extends: .a, image: b}\n.a: {script: [x], image: a}\n")
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.starts_with("job:\n  script:\n  - x\n  image: b\n"),
+            "{out}"
+        );
     }
 
     #[test]
     fn null_deletes_empty_hash_keeps() {
         let out = run(".p: {only: {variables: [$X]}, when: manual}\na: {extends: .p, only: {}}\nb: {extends: .p, only: null}\n")
             .unwrap_or_else(|e| panic!("{e}"));
-        assert!(out.contains("a:\n  only:\n    variables:\n    - $X\n"), "{out}");
+        assert!(
+            out.contains("a:\n  only:\n    variables:\n    - $X\n"),
+            "{out}"
+        );
         assert!(out.contains("b:\n  only: null\n"), "{out}");
     }
 
@@ -192,8 +200,9 @@ mod tests {
         );
         assert!(run("something: 'some text'\njob: {extends: something}\n")
             .is_err_and(|e| e.ends_with("job: invalid base hashes in `extends` (something)")));
-        assert!(run("job: {extends: 1}\n")
-            .is_err_and(|e| e.ends_with("jobs:job extends should be an array of strings or a string")));
+        assert!(run("job: {extends: 1}\n").is_err_and(
+            |e| e.ends_with("jobs:job extends should be an array of strings or a string")
+        ));
     }
 
     #[test]

@@ -88,7 +88,12 @@ fn flatten_rules(location: &str, list: &mut Node) -> Result<(), ConfigError> {
 }
 
 /// Pushes the leaves of `node` (an array at `level`) into `out`; false on a bad leaf or depth.
-fn collect(node: &Node, level: usize, out: &mut Vec<Node>, leaf_ok: &dyn Fn(&Node) -> bool) -> bool {
+fn collect(
+    node: &Node,
+    level: usize,
+    out: &mut Vec<Node>,
+    leaf_ok: &dyn Fn(&Node) -> bool,
+) -> bool {
     let Value::Seq(items) = &node.value else {
         return false;
     };

@@ -173,15 +173,16 @@ fn resolve_input(
             return Err(input_error(
                 &at,
                 name,
-                &format!("`{shown}` cannot be used because it is not in the list of allowed options"),
+                &format!(
+                    "`{shown}` cannot be used because it is not in the list of allowed options"
+                ),
             ));
         }
     }
     if let (Some(pattern), Value::String(s)) = (def.get("regex"), &value.value) {
         let pattern = pattern.scalar_string().unwrap_or_default();
-        let re = Regex::new(&pattern).map_err(|_| {
-            input_error(&def.span, name, "invalid regular expression")
-        })?;
+        let re = Regex::new(&pattern)
+            .map_err(|_| input_error(&def.span, name, "invalid regular expression"))?;
         if !re.is_match(s) {
             return Err(input_error(
                 &at,
@@ -224,7 +225,9 @@ fn json_to_node(v: &serde_json::Value, span: &Span) -> Node {
             None => Value::Float(n.as_f64().unwrap_or(f64::NAN)),
         },
         serde_json::Value::String(s) => Value::String(s.clone()),
-        serde_json::Value::Array(a) => Value::Seq(a.iter().map(|x| json_to_node(x, span)).collect()),
+        serde_json::Value::Array(a) => {
+            Value::Seq(a.iter().map(|x| json_to_node(x, span)).collect())
+        }
         serde_json::Value::Object(o) => Value::Map(
             o.iter()
                 .map(|(k, x)| (Key::new(k.clone(), span.clone()), json_to_node(x, span)))
@@ -317,12 +320,20 @@ impl Interpolator<'_> {
     }
 
     fn string(&mut self, s: &str, span: &Span, in_seq: bool) -> Result<Out, ConfigError> {
-        let keep = || Ok(Out::One(Node::new(Value::String(s.to_string()), span.clone())));
+        let keep = || {
+            Ok(Out::One(Node::new(
+                Value::String(s.to_string()),
+                span.clone(),
+            )))
+        };
         if !s.contains("$[[") {
             return keep();
         }
         if s.len() > MAX_NODE_BYTES {
-            return Err(ConfigError::at(span, "config node too large for interpolation"));
+            return Err(ConfigError::at(
+                span,
+                "config node too large for interpolation",
+            ));
         }
         let blocks: Vec<_> = BLOCK.captures_iter(s).collect();
         if blocks.is_empty() {
@@ -330,7 +341,10 @@ impl Interpolator<'_> {
         }
         // A string that is exactly one block takes the value's own type.
         if let [only] = blocks.as_slice() {
-            if only.get(0).is_some_and(|m| m.start() == 0 && m.end() == s.len()) {
+            if only
+                .get(0)
+                .is_some_and(|m| m.start() == 0 && m.end() == s.len())
+            {
                 let inner = only.get(1).map_or("", |m| m.as_str());
                 return Ok(match self.block(inner, span)? {
                     None => Out::One(Node::new(Value::String(s.to_string()), span.clone())),
@@ -387,12 +401,8 @@ impl Interpolator<'_> {
     }
 
     fn access(&self, access: &str, span: &Span) -> Result<Node, ConfigError> {
-        let unknown = || {
-            ConfigError::at(
-                span,
-                format!("unknown interpolation provided: `{access}`"),
-            )
-        };
+        let unknown =
+            || ConfigError::at(span, format!("unknown interpolation provided: `{access}`"));
         let caps = ACCESS.captures(access).ok_or_else(unknown)?;
         let (scope, name) = (
             caps.get(1).map_or("", |m| m.as_str()),
@@ -400,7 +410,10 @@ impl Interpolator<'_> {
         );
         let indices = caps.get(3).map_or("", |m| m.as_str());
         let mut value = if scope == "component" {
-            let info = self.ctx.component.filter(|_| self.allowed_component.iter().any(|c| c == name));
+            let info = self
+                .ctx
+                .component
+                .filter(|_| self.allowed_component.iter().any(|c| c == name));
             let field = info.and_then(|c| match name {
                 "name" => Some(c.name.clone()),
                 "sha" => Some(c.sha.clone()),
@@ -430,7 +443,10 @@ impl Interpolator<'_> {
             .filter(|p| !p.is_empty())
             .collect();
         if index_list.len() > 5 {
-            return Err(ConfigError::at(span, "too many array indices in interpolation: at most 5"));
+            return Err(ConfigError::at(
+                span,
+                "too many array indices in interpolation: at most 5",
+            ));
         }
         for idx in index_list {
             let i: usize = idx.parse().map_err(|_| unknown())?;
@@ -451,7 +467,10 @@ impl Interpolator<'_> {
             expand_existing(&text, self.ctx.variables)
         } else if f == "posix_escape" {
             posix_escape(&text)
-        } else if let Some(args) = f.strip_prefix("truncate(").and_then(|r| r.strip_suffix(')')) {
+        } else if let Some(args) = f
+            .strip_prefix("truncate(")
+            .and_then(|r| r.strip_suffix(')'))
+        {
             let nums: Vec<Option<usize>> = args.split(',').map(|a| a.trim().parse().ok()).collect();
             match nums.as_slice() {
                 [Some(offset), Some(length)] => text.chars().skip(*offset).take(*length).collect(),

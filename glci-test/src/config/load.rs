@@ -86,17 +86,32 @@ pub fn load(opts: &LoadOptions) -> Result<Resolved, ConfigError> {
         col: 1,
     };
     if text.trim().is_empty() {
-        return Err(ConfigError::at(&start, "Please provide content of .gitlab-ci.yml"));
+        return Err(ConfigError::at(
+            &start,
+            "Please provide content of .gitlab-ci.yml",
+        ));
     }
     let mut includer = Includer::new(opts);
-    includer.record(&name, super::load::SourceLocation::Path(path.clone()), &text, &start)?;
+    includer.record(
+        &name,
+        super::load::SourceLocation::Path(path.clone()),
+        &text,
+        &start,
+    )?;
     let ctx = FileCtx {
         root: opts.project_dir.clone(),
         project: None,
         component: None,
     };
     let provided = string_inputs(&opts.inputs, &start);
-    let tree = includer.process(&text, &name, &ctx, &provided, &start, "Invalid configuration format")?;
+    let tree = includer.process(
+        &text,
+        &name,
+        &ctx,
+        &provided,
+        &start,
+        "Invalid configuration format",
+    )?;
     let tree = resolve_tree(tree)?;
     Ok(Resolved {
         tree,

@@ -115,7 +115,9 @@ mod tests {
         .unwrap_or_else(|e| panic!("{e}"));
         let job = n.get("job").unwrap_or(&n);
         assert_eq!(
-            job.get("variables").and_then(|v| v.get("X")).and_then(Node::as_str),
+            job.get("variables")
+                .and_then(|v| v.get("X"))
+                .and_then(Node::as_str),
             Some("1")
         );
         let script = job.get("script").and_then(Node::as_seq).unwrap_or_default();
@@ -161,7 +163,9 @@ mod tests {
         .err()
         .unwrap_or_default();
         assert!(e.ends_with("is part of a circular chain"), "{e}");
-        let e = resolved(".a:\n  x: !reference [.a]\n").err().unwrap_or_default();
+        let e = resolved(".a:\n  x: !reference [.a]\n")
+            .err()
+            .unwrap_or_default();
         assert!(e.ends_with("is part of a circular chain"), "{e}");
     }
 

@@ -26,7 +26,14 @@ pub const MAX_FILE_BYTES: usize = 2 * 1024 * 1024;
 /// GitLab's `ci_max_total_yaml_size_bytes` default.
 pub const MAX_TOTAL_BYTES: usize = MAX_INCLUDES * MAX_FILE_BYTES;
 
-const TYPES: &[&str] = &["local", "project", "remote", "template", "artifact", "component"];
+const TYPES: &[&str] = &[
+    "local",
+    "project",
+    "remote",
+    "template",
+    "artifact",
+    "component",
+];
 const VALID_SUBKEYS: &str = "`local`, `project`, `remote`, `template`, `artifact`, `component`";
 
 /// The project a file belongs to: `local` includes inside it are read from `root`.
@@ -65,13 +72,22 @@ impl<'a> Includer<'a> {
     }
 
     /// Records a file that was read and checks the size limits.
-    pub fn record(&mut self, name: &str, location: SourceLocation, text: &str, at: &Span) -> Result<(), ConfigError> {
+    pub fn record(
+        &mut self,
+        name: &str,
+        location: SourceLocation,
+        text: &str,
+        at: &Span,
+    ) -> Result<(), ConfigError> {
         if text.len() > MAX_FILE_BYTES {
             return Err(ConfigError::at(at, format!("`{name}`: {TOO_BIG}")));
         }
         self.bytes = self.bytes.saturating_add(text.len());
         if self.bytes > MAX_TOTAL_BYTES {
-            return Err(ConfigError::at(at, "Total size of combined CI/CD configuration is too big"));
+            return Err(ConfigError::at(
+                at,
+                "Total size of combined CI/CD configuration is too big",
+            ));
         }
         self.files.push(SourceFile {
             name: name.to_string(),
@@ -121,7 +137,10 @@ impl<'a> Includer<'a> {
                     &found.ctx,
                     &provided,
                     &item.span,
-                    &format!("Included file `{}` does not have valid YAML syntax!", found.name),
+                    &format!(
+                        "Included file `{}` does not have valid YAML syntax!",
+                        found.name
+                    ),
                 )?;
                 deep_merge(&mut merged, node);
             }
@@ -134,24 +153,27 @@ impl<'a> Includer<'a> {
     fn resolve(&self, item: &Node, ctx: &FileCtx) -> Result<Vec<Found>, ConfigError> {
         let vars = &self.opts.variables;
         let at = &item.span;
-        let map = match &item.value {
-            Value::String(s) => {
-                let location = expand(s, vars);
-                return if is_url(&location) {
-                    self.remote(&location, None, ctx, at).map(|f| vec![f])
-                } else {
-                    self.local(&location, ctx, at)
-                };
-            }
-            Value::Map(m) => m,
-            _ => {
-                return Err(ConfigError::at(
+        let map =
+            match &item.value {
+                Value::String(s) => {
+                    let location = expand(s, vars);
+                    return if is_url(&location) {
+                        self.remote(&location, None, ctx, at).map(|f| vec![f])
+                    } else {
+                        self.local(&location, ctx, at)
+                    };
+                }
+                Value::Map(m) => m,
+                _ => return Err(ConfigError::at(
                     at,
                     "include config should be a string, a hash, or an array of strings and hashes",
-                ))
-            }
-        };
-        let types: Vec<&str> = TYPES.iter().copied().filter(|t| map.contains_key(*t)).collect();
+                )),
+            };
+        let types: Vec<&str> = TYPES
+            .iter()
+            .copied()
+            .filter(|t| map.contains_key(*t))
+            .collect();
         let kind = match types.as_slice() {
             [one] => *one,
             [] => {
@@ -171,25 +193,31 @@ impl<'a> Includer<'a> {
             }
         };
         if let Some(rules) = item.get("rules") {
-            let roots = Roots { includer: self, ctx };
+            let roots = Roots {
+                includer: self,
+                ctx,
+            };
             if !rules::included(rules, vars, &roots)? {
                 return Ok(Vec::new());
             }
         }
         let string = |key: &str| -> Result<String, ConfigError> {
             let node = item.get(key).unwrap_or(item);
-            node.as_str()
-                .map(|s| expand(s, vars))
-                .ok_or_else(|| ConfigError::at(&node.span, format!("include `{key}` should be a string")))
+            node.as_str().map(|s| expand(s, vars)).ok_or_else(|| {
+                ConfigError::at(&node.span, format!("include `{key}` should be a string"))
+            })
         };
         match kind {
             "local" => self.local(&string("local")?, ctx, at),
             "remote" => {
                 let integrity = item.get("integrity").and_then(Node::as_str);
-                self.remote(&string("remote")?, integrity, ctx, at).map(|f| vec![f])
+                self.remote(&string("remote")?, integrity, ctx, at)
+                    .map(|f| vec![f])
             }
             "project" => self.project(&string("project")?, item, at),
-            "template" => self.template(&string("template")?, ctx, at).map(|f| vec![f]),
+            "template" => self
+                .template(&string("template")?, ctx, at)
+                .map(|f| vec![f]),
             "component" => self.component(&string("component")?, at).map(|f| vec![f]),
             _ => Err(ConfigError::at(
                 at,
@@ -202,7 +230,10 @@ impl<'a> Includer<'a> {
         let path = path.trim_start_matches('/');
         if path.contains('*') {
             let Some(re) = files::wildcard_regex(path) else {
-                return Err(ConfigError::at(at, format!("Local file `{path}` is not a valid wildcard path")));
+                return Err(ConfigError::at(
+                    at,
+                    format!("Local file `{path}` is not a valid wildcard path"),
+                ));
             };
             return files::list(&ctx.root)
                 .into_iter()
@@ -224,10 +255,13 @@ impl<'a> Includer<'a> {
             .ok_or_else(|| ConfigError::at(at, missing()))?;
         let text = read(&full, at)?;
         if text.trim().is_empty() {
-            return Err(ConfigError::at(at, match &ctx.project {
-                None => format!("Local file `{path}` is empty!"),
-                Some(p) => format!("Project `{p}` file `{path}` is empty!"),
-            }));
+            return Err(ConfigError::at(
+                at,
+                match &ctx.project {
+                    None => format!("Local file `{path}` is empty!"),
+                    Some(p) => format!("Project `{p}` file `{path}` is empty!"),
+                },
+            ));
         }
         Ok(Found {
             name: display_name(ctx.project.as_deref(), path),
@@ -276,14 +310,24 @@ impl<'a> Includer<'a> {
         })
     }
 
-    fn remote(&self, url: &str, integrity: Option<&str>, ctx: &FileCtx, at: &Span) -> Result<Found, ConfigError> {
+    fn remote(
+        &self,
+        url: &str,
+        integrity: Option<&str>,
+        ctx: &FileCtx,
+        at: &Span,
+    ) -> Result<Found, ConfigError> {
         check_extension(url, at)?;
-        let text = remote::fetch(url, self.opts.remote_timeout).map_err(|e| ConfigError::at(at, e))?;
+        let text =
+            remote::fetch(url, self.opts.remote_timeout).map_err(|e| ConfigError::at(at, e))?;
         if let Some(integrity) = integrity {
             remote::check_integrity(url, &text, integrity).map_err(|e| ConfigError::at(at, e))?;
         }
         if text.trim().is_empty() {
-            return Err(ConfigError::at(at, format!("Remote file `{url}` is empty!")));
+            return Err(ConfigError::at(
+                at,
+                format!("Remote file `{url}` is empty!"),
+            ));
         }
         Ok(Found {
             name: url.to_string(),
@@ -306,10 +350,18 @@ impl<'a> Includer<'a> {
         };
         let full = files::inside(dir, name)
             .filter(|p| p.is_file())
-            .ok_or_else(|| ConfigError::at(at, format!("Template file `{name}` is not a valid location!")))?;
+            .ok_or_else(|| {
+                ConfigError::at(
+                    at,
+                    format!("Template file `{name}` is not a valid location!"),
+                )
+            })?;
         let text = read(&full, at)?;
         if text.trim().is_empty() {
-            return Err(ConfigError::at(at, format!("Template file `{name}` is empty!")));
+            return Err(ConfigError::at(
+                at,
+                format!("Template file `{name}` is empty!"),
+            ));
         }
         Ok(Found {
             name: format!("template:{name}"),
@@ -335,11 +387,18 @@ impl<'a> Includer<'a> {
         if project.is_empty() || name.is_empty() || version.is_empty() {
             return Err(bad());
         }
-        let root = match self.opts.project_map.get(path.rsplit_once('/').map_or(path, |(p, _)| p)) {
+        let root = match self
+            .opts
+            .project_map
+            .get(path.rsplit_once('/').map_or(path, |(p, _)| p))
+        {
             Some(r) => r.clone(),
             None => self.project_root(project, at)?,
         };
-        let candidates = [format!("templates/{name}.yml"), format!("templates/{name}/template.yml")];
+        let candidates = [
+            format!("templates/{name}.yml"),
+            format!("templates/{name}/template.yml"),
+        ];
         let (rel, full) = candidates
             .iter()
             .find_map(|c| files::inside(&root, c).filter(|p| p.is_file()).map(|p| (c.clone(), p)))
@@ -354,7 +413,10 @@ impl<'a> Includer<'a> {
             })?;
         let text = read(&full, at)?;
         if text.trim().is_empty() {
-            return Err(ConfigError::at(at, format!("Component file `{rel}` of `{address}` is empty!")));
+            return Err(ConfigError::at(
+                at,
+                format!("Component file `{rel}` of `{address}` is empty!"),
+            ));
         }
         let info = ComponentInfo {
             name: name.to_string(),
@@ -465,6 +527,11 @@ fn head_sha(root: &Path) -> String {
 pub fn string_inputs(inputs: &[(String, String)], at: &Span) -> Mapping {
     inputs
         .iter()
-        .map(|(k, v)| (Key::new(k.clone(), at.clone()), Node::new(Value::String(v.clone()), at.clone())))
+        .map(|(k, v)| {
+            (
+                Key::new(k.clone(), at.clone()),
+                Node::new(Value::String(v.clone()), at.clone()),
+            )
+        })
         .collect()
 }

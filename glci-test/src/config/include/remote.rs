@@ -22,9 +22,9 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<String, String> {
         ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => {
             format!("Remote file `{url}` could not be fetched because of a redirect error!")
         }
-        other => format!(
-            "Remote file `{url}` could not be fetched because of a socket error! ({other})"
-        ),
+        other => {
+            format!("Remote file `{url}` could not be fetched because of a socket error! ({other})")
+        }
     })?;
     let status = response.status().as_u16();
     if status != 200 {

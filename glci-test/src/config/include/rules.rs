@@ -12,7 +12,8 @@ const RULE_KEYS: &[&str] = &["if", "exists", "changes", "when"];
 
 /// Where `exists` looks: the project of the file holding the `include`, or another mapped one.
 pub trait ExistsRoot {
-    fn root_for(&self, project: Option<&str>, at: &Node) -> Result<std::path::PathBuf, ConfigError>;
+    fn root_for(&self, project: Option<&str>, at: &Node)
+        -> Result<std::path::PathBuf, ConfigError>;
 }
 
 /// Whether an include with these `rules` is included.
@@ -29,10 +30,7 @@ pub fn included(
     };
     for rule in list {
         let Some(map) = rule.as_map() else {
-            return Err(ConfigError::at(
-                &rule.span,
-                "include rule should be a hash",
-            ));
+            return Err(ConfigError::at(&rule.span, "include rule should be a hash"));
         };
         let unknown: Vec<&str> = map
             .keys()
@@ -42,7 +40,10 @@ pub fn included(
         if !unknown.is_empty() {
             return Err(ConfigError::at(
                 &rule.span,
-                format!("include rule config contains unknown keys: {}", unknown.join(", ")),
+                format!(
+                    "include rule config contains unknown keys: {}",
+                    unknown.join(", ")
+                ),
             ));
         }
         let when = match rule.get("when") {
@@ -75,7 +76,10 @@ fn matches(
 ) -> Result<bool, ConfigError> {
     if let Some(cond) = rule.get("if") {
         let Some(src) = cond.as_str() else {
-            return Err(ConfigError::at(&cond.span, "include rule if should be a string"));
+            return Err(ConfigError::at(
+                &cond.span,
+                "include rule if should be a string",
+            ));
         };
         let ok = super::condition::evaluate_if(src, vars)
             .map_err(|e| ConfigError::at(&cond.span, format!("include rule if {e}")))?;
@@ -107,7 +111,11 @@ fn exists_matches(
     };
     let patterns: Vec<String> = match paths.as_ref().map(|p| &p.value) {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Seq(items)) => items.iter().filter_map(Node::as_str).map(str::to_string).collect(),
+        Some(Value::Seq(items)) => items
+            .iter()
+            .filter_map(Node::as_str)
+            .map(str::to_string)
+            .collect(),
         _ => {
             return Err(ConfigError::at(
                 &exists.span,
@@ -129,7 +137,12 @@ fn exists_matches(
         let glob = GlobBuilder::new(pattern)
             .literal_separator(true)
             .build()
-            .map_err(|e| ConfigError::at(&exists.span, format!("include rule exists: invalid pattern `{pattern}`: {e}")))?
+            .map_err(|e| {
+                ConfigError::at(
+                    &exists.span,
+                    format!("include rule exists: invalid pattern `{pattern}`: {e}"),
+                )
+            })?
             .compile_matcher();
         let all = listing.get_or_insert_with(|| files::list(&root));
         if all.iter().any(|f| glob.is_match(f)) {

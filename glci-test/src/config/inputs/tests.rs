@@ -38,8 +38,11 @@ fn typed_values_and_string_rendering() {
 
 #[test]
 fn given_values_are_coerced_and_checked() {
-    let out = run(&format!("{HEADER}job:\n  parallel: $[[ inputs.n ]]\n  x: $[[ inputs.flag ]]\n"), &[("n", "'5'"), ("flag", "'true'")])
-        .unwrap_or_else(|e| panic!("{e}"));
+    let out = run(
+        &format!("{HEADER}job:\n  parallel: $[[ inputs.n ]]\n  x: $[[ inputs.flag ]]\n"),
+        &[("n", "'5'"), ("flag", "'true'")],
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(out, "job:\n  parallel: 5\n  x: true\n");
     assert_eq!(
         run(&format!("{HEADER}a: 1\n"), &[("n", "abc")]).err(),
@@ -67,12 +70,19 @@ fn required_and_unknown() {
         Some("`must` input: required value has not been provided".into())
     );
     assert_eq!(
-        run(&format!("{header}a: $[[ inputs.other ]]\n"), &[("must", "x")]).err(),
+        run(
+            &format!("{header}a: $[[ inputs.other ]]\n"),
+            &[("must", "x")]
+        )
+        .err(),
         Some("unknown interpolation provided: `other` in `inputs.other`".into())
     );
     assert_eq!(
         run("a: 1\n", &[("x", "1")]).err(),
-        Some("Given inputs not defined in the `spec` section of the included configuration file".into())
+        Some(
+            "Given inputs not defined in the `spec` section of the included configuration file"
+                .into()
+        )
     );
 }
 
