@@ -1,0 +1,133 @@
+//! Finding files in a project directory the way GitLab finds them in a repository: plain
+//! paths must stay inside the project; wildcards (`*`, `**`) are matched, with GitLab's own
+//! regex translation, against the project's file list (`git ls-files` when it is a git
+//! checkout, so ignored build output is not searched; a directory walk otherwise).
+
+use std::path::{Component, Path, PathBuf};
+use std::process::Command;
+
+use regex::Regex;
+
+/// Resolves a repository-relative path inside `root`, or `None` when it would leave it.
+pub fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
+    let mut out = root.to_path_buf();
+    let mut depth = 0usize;
+    for comp in Path::new(rel.trim_start_matches('/')).components() {
+        match comp {
+            Component::Normal(c) => {
+                out.push(c);
+                depth += 1;
+            }
+            Component::CurDir => {}
+            Component::ParentDir => {
+                depth = depth.checked_sub(1)?;
+                out.pop();
+            }
+            Component::RootDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// GitLab's `search_files_by_wildcard_path` translation: `**/` → `(.*?/)?`, `**` → `.*?`,
+/// `*` → `[^/]*?`, everything else literal, anchored.
+pub fn wildcard_regex(pattern: &str) -> Option<Regex> {
+    let escaped = regex::escape(pattern);
+    let translated = escaped
+        .replace(r"\*\*/", "(.*?/)?")
+        .replace(r"\*\*", ".*?")
+        .replace(r"\*", "[^/]*?");
+    Regex::new(&format!("^{translated}$")).ok()
+}
+
+/// Repository-relative paths (with `/`) of the files in `root`, sorted like `git ls-files`.
+pub fn list(root: &Path) -> Vec<String> {
+    let mut files = git_ls_files(root).unwrap_or_else(|| {
+        let mut out = Vec::new();
+        walk(root, "", &mut out, 0);
+        out
+    });
+    files.sort();
+    files
+}
+
+fn git_ls_files(root: &Path) -> Option<Vec<String>> {
+    // Tracked and untracked-but-not-ignored files: what a snapshot of the working tree holds.
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&output.stdout);
+    Some(
+        text.split('\0')
+            .filter(|p| !p.is_empty())
+            .filter(|p| root.join(p).is_file())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>, depth: usize) {
+    // Symlink loops and absurd trees end here rather than in a stack overflow.
+    if depth > 64 {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name == ".git" {
+            continue;
+        }
+        let rel = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}/{name}")
+        };
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            walk(&entry.path(), &rel, out, depth + 1);
+        } else {
+            out.push(rel);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcards_follow_gitlab_code() {
+        let m = |p: &str, f: &str| wildcard_regex(p).is_some_and(|r| r.is_match(f));
+        assert!(m("configs/*.yml", "configs/a.yml"));
+        assert!(!m("configs/*.yml", "configs/sub/a.yml"));
+        assert!(m("configs/**.yml", "configs/sub/deep/a.yml"));
+        // The code's `**/` group is optional: direct children match too (docs disagree).
+        assert!(m("configs/**/*.yml", "configs/a.yml"));
+        assert!(m("configs/**/*.yml", "configs/x/a.yml"));
+        assert!(!m("configs/*.yml", "configsXa.yml"));
+    }
+
+    #[test]
+    fn paths_stay_inside() {
+        let root = Path::new("/p");
+        assert_eq!(inside(root, "/a/b.yml"), Some(PathBuf::from("/p/a/b.yml")));
+        assert_eq!(inside(root, "a/../b.yml"), Some(PathBuf::from("/p/b.yml")));
+        assert_eq!(inside(root, "../x.yml"), None);
+    }
+}

@@ -1,0 +1,130 @@
+//! The public entry point: read `.gitlab-ci.yml` from a project directory and run every step
+//! GitLab runs before it validates entries, in GitLab's order: includes (each file
+//! interpolated first), `extends`, `!reference`, `default:`/`inherit:`, hidden jobs dropped,
+//! command lists and rules flattened.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::defaults::apply_defaults;
+use super::error::ConfigError;
+use super::extends::apply_extends;
+use super::flatten::flatten_lists;
+use super::include::{string_inputs, FileCtx, Includer};
+use super::jobs::drop_hidden;
+use super::reference::resolve_references;
+use super::value::{Node, Span};
+
+/// What to load and how to reach what it includes.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// The project's root directory (local includes are relative to it).
+    pub project_dir: PathBuf,
+    /// The configuration file, relative to `project_dir`.
+    pub file: String,
+    /// `group/project` → local checkout, for `include:project` and `include:component`.
+    pub project_map: BTreeMap<String, PathBuf>,
+    /// A directory holding GitLab's CI templates, for `include:template`.
+    pub template_dir: Option<PathBuf>,
+    /// Variables for include paths, `include:rules` and `| expand_vars` (predefined and
+    /// CI/CD variables; YAML `variables:` never apply there).
+    pub variables: Vec<(String, String)>,
+    /// Pipeline inputs for the main file's `spec:inputs`, as strings (typed inputs are read
+    /// as JSON, as GitLab does).
+    pub inputs: Vec<(String, String)>,
+    /// Deadline for one `include:remote` fetch (GitLab: 30 s).
+    pub remote_timeout: Duration,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            project_dir: PathBuf::from("."),
+            file: ".gitlab-ci.yml".into(),
+            project_map: BTreeMap::new(),
+            template_dir: None,
+            variables: Vec::new(),
+            inputs: Vec::new(),
+            remote_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Where a file that was read came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceLocation {
+    Path(PathBuf),
+    Url(String),
+}
+
+/// A file that went into the configuration, under the name its spans use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    pub name: String,
+    pub location: SourceLocation,
+}
+
+/// The resolved configuration and the files it was made from (main file first).
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    pub tree: Node,
+    pub files: Vec<SourceFile>,
+}
+
+/// Loads and resolves the pipeline configuration of `opts.project_dir`.
+pub fn load(opts: &LoadOptions) -> Result<Resolved, ConfigError> {
+    let name = opts.file.trim_start_matches('/').to_string();
+    let path = opts.project_dir.join(&name);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        ConfigError::bare(format!("{name}: could not read {}: {e}", path.display()))
+    })?;
+    let start = Span {
+        file: Arc::from(name.as_str()),
+        line: 1,
+        col: 1,
+    };
+    if text.trim().is_empty() {
+        return Err(ConfigError::at(
+            &start,
+            "Please provide content of .gitlab-ci.yml",
+        ));
+    }
+    let mut includer = Includer::new(opts);
+    includer.record(
+        &name,
+        super::load::SourceLocation::Path(path.clone()),
+        &text,
+        &start,
+    )?;
+    let ctx = FileCtx {
+        root: opts.project_dir.clone(),
+        project: None,
+        component: None,
+    };
+    let provided = string_inputs(&opts.inputs, &start);
+    let tree = includer.process(
+        &text,
+        &name,
+        &ctx,
+        &provided,
+        &start,
+        "Invalid configuration format",
+    )?;
+    let tree = resolve_tree(tree)?;
+    Ok(Resolved {
+        tree,
+        files: includer.files,
+    })
+}
+
+/// The steps after include merging, for a tree already in memory.
+pub fn resolve_tree(mut tree: Node) -> Result<Node, ConfigError> {
+    apply_extends(&mut tree)?;
+    resolve_references(&mut tree)?;
+    apply_defaults(&mut tree)?;
+    drop_hidden(&mut tree)?;
+    flatten_lists(&mut tree)?;
+    Ok(tree)
+}

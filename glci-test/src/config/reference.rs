@@ -1,0 +1,188 @@
+//! `!reference [key, subkey, …]` resolution, as GitLab's `Yaml::Tags::Resolver` does it: after
+//! includes and `extends`, every tag is replaced by a copy of the value it names in the merged
+//! configuration, itself resolved (nested references), with GitLab's messages for a missing
+//! path and a circular chain.
+
+use super::error::ConfigError;
+use super::value::{Node, Span, Value};
+use super::yaml::{node_count, TOO_BIG};
+
+/// How many `!reference` may be resolved inside one another (GitLab documents 10 levels).
+pub const MAX_NESTING: usize = 10;
+/// Copies made by resolution, in nodes: references can fan out, so they get a budget too.
+const MAX_COPIED_NODES: usize = 2_000_000;
+
+/// Replaces every `!reference` in `root` by the value it names in `root` as it was before
+/// resolution started.
+pub fn resolve_references(root: &mut Node) -> Result<(), ConfigError> {
+    let config = root.clone();
+    let mut state = State {
+        config: &config,
+        chain: Vec::new(),
+        copied: 0,
+    };
+    state.resolve_in(root)
+}
+
+/// The `!reference [".a", "b"]` text GitLab uses in its messages (Ruby's `Array#inspect`).
+pub fn describe(path: &[String]) -> String {
+    let parts: Vec<String> = path.iter().map(|p| format!("{p:?}")).collect();
+    format!("!reference [{}]", parts.join(", "))
+}
+
+struct State<'a> {
+    config: &'a Node,
+    /// Where each reference being resolved right now was written: Ruby marks the tag object
+    /// itself as "resolving", and a tag is identified here by its place in the source.
+    chain: Vec<Span>,
+    copied: usize,
+}
+
+impl State<'_> {
+    fn resolve_in(&mut self, node: &mut Node) -> Result<(), ConfigError> {
+        match &mut node.value {
+            Value::Seq(items) => items.iter_mut().try_for_each(|i| self.resolve_in(i)),
+            Value::Map(map) => map.values_mut().try_for_each(|v| self.resolve_in(v)),
+            Value::Reference(path) => {
+                let path = path.clone();
+                *node = self.resolve_one(&path, &node.span)?;
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn resolve_one(&mut self, path: &[String], span: &Span) -> Result<Node, ConfigError> {
+        if self.chain.contains(span) {
+            return Err(ConfigError::at(
+                span,
+                format!("{} is part of a circular chain", describe(path)),
+            ));
+        }
+        if self.chain.len() >= MAX_NESTING {
+            return Err(ConfigError::at(
+                span,
+                format!(
+                    "{} is nested too deeply: at most {MAX_NESTING} levels of !reference are allowed",
+                    describe(path)
+                ),
+            ));
+        }
+        let found = dig(self.config, path).ok_or_else(|| {
+            ConfigError::at(span, format!("{} could not be found", describe(path)))
+        })?;
+        self.copied = self.copied.saturating_add(node_count(found));
+        if self.copied > MAX_COPIED_NODES {
+            return Err(ConfigError::at(span, TOO_BIG));
+        }
+        let mut copy = found.clone();
+        self.chain.push(span.clone());
+        let result = self.resolve_in(&mut copy);
+        self.chain.pop();
+        result.map(|()| copy)
+    }
+}
+
+/// `config.dig(*path)`, then Ruby's `unless object`: a missing key, a path through something
+/// that is not a mapping, `null` and `false` all count as "could not be found".
+fn dig<'a>(config: &'a Node, path: &[String]) -> Option<&'a Node> {
+    let mut here = config;
+    for key in path {
+        here = here.get(key)?;
+    }
+    match here.value {
+        Value::Null | Value::Bool(false) => None,
+        _ => Some(here),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse_yaml;
+
+    fn resolved(text: &str) -> Result<Node, String> {
+        let mut n = parse_yaml(text, "r.yml").map_err(|e| e.to_string())?;
+        resolve_references(&mut n).map_err(|e| e.to_string())?;
+        Ok(n)
+    }
+
+    #[test]
+    fn replaces_values_and_nests_arrays() {
+        let n = resolved(
+            ".setup:\n  script: [a, b]\n  variables: {X: '1'}\njob:\n  variables: !reference [.setup, variables]\n  script:\n    - !reference [.setup, script]\n    - c\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let job = n.get("job").unwrap_or(&n);
+        assert_eq!(
+            job.get("variables")
+                .and_then(|v| v.get("X"))
+                .and_then(Node::as_str),
+            Some("1")
+        );
+        let script = job.get("script").and_then(Node::as_seq).unwrap_or_default();
+        assert_eq!(script.len(), 2);
+        assert_eq!(script[0].as_seq().map(<[Node]>::len), Some(2));
+    }
+
+    #[test]
+    fn nested_references_resolve() {
+        let n = resolved(
+            ".a:\n  script: [a]\n.b:\n  script:\n    - !reference [.a, script]\n    - b\njob:\n  script: !reference [.b, script]\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let script = n.get("job").and_then(|j| j.get("script")).cloned();
+        let inner = script
+            .as_ref()
+            .and_then(Node::as_seq)
+            .and_then(|s| s.first())
+            .and_then(Node::as_seq)
+            .and_then(|s| s.first())
+            .and_then(Node::as_str);
+        assert_eq!(inner, Some("a"));
+    }
+
+    #[test]
+    fn missing_reference_message() {
+        assert_eq!(
+            resolved("job:\n  script: !reference [.setup, script]\n").err(),
+            Some("r.yml:2:11: !reference [\".setup\", \"script\"] could not be found".into())
+        );
+        // Digging through a scalar, and a `false` value, are "not found" in GitLab too.
+        assert!(resolved(".a: x\njob:\n  script: !reference [.a, b]\n")
+            .is_err_and(|e| e.ends_with("could not be found")));
+        assert!(resolved(".a: {f: false}\njob:\n  x: !reference [.a, f]\n")
+            .is_err_and(|e| e.ends_with("could not be found")));
+    }
+
+    #[test]
+    fn circular_chain_message() {
+        let e = resolved(
+            ".a:\n  script: [!reference [.b, script]]\n.b:\n  script: [!reference [.a, script]]\n",
+        )
+        .err()
+        .unwrap_or_default();
+        assert!(e.ends_with("is part of a circular chain"), "{e}");
+        let e = resolved(".a:\n  x: !reference [.a]\n")
+            .err()
+            .unwrap_or_default();
+        assert!(e.ends_with("is part of a circular chain"), "{e}");
+    }
+
+    #[test]
+    fn nesting_limit() {
+        let mut text = String::from(".l0: {v: [x]}\n");
+        for i in 1..=12 {
+            text.push_str(&format!(".l{i}: {{v: [!reference [.l{}, v]]}}\n", i - 1));
+        }
+        text.push_str("job: {v: !reference [.l12, v]}\n");
+        let e = resolved(&text).err().unwrap_or_default();
+        assert!(e.contains("nested too deeply"), "{e}");
+        let mut ok = String::from(".l0: {v: [x]}\n");
+        for i in 1..=8 {
+            ok.push_str(&format!(".l{i}: {{v: [!reference [.l{}, v]]}}\n", i - 1));
+        }
+        ok.push_str("job: {v: !reference [.l8, v]}\n");
+        assert!(resolved(&ok).is_ok());
+    }
+}
