@@ -3,14 +3,20 @@
 
 use std::collections::HashMap;
 
-use glci_test::config::parse_yaml;
+use glci_test::config::{parse_yaml, resolve_tree, Node};
+
+/// The tree as `config::load` would hand it over (extends, !reference, default applied).
+fn resolved(yaml: &str, file: &str) -> Node {
+    let parsed = parse_yaml(yaml, file).expect("test YAML parses");
+    resolve_tree(parsed).unwrap_or_else(|e| panic!("config resolution failed: {e}"))
+}
 use glci_test::plan::status::{propagate, Outcome, Status};
 use glci_test::plan::{
     plan, validate, Event, PipelineConfig, PipelineSource, Plan, PlanContext, When,
 };
 
 fn config(yaml: &str) -> PipelineConfig {
-    let tree = parse_yaml(yaml, ".gitlab-ci.yml").expect("test YAML parses");
+    let tree = resolved(yaml, ".gitlab-ci.yml");
     match validate(&tree) {
         Ok(c) => c,
         Err(e) => panic!("unexpected lint errors: {e:?}"),
@@ -645,14 +651,14 @@ build:
 
 #[test]
 fn invalid_if_is_a_lint_error() {
-    let tree = parse_yaml("a:\n  script: x\n  rules:\n    - if: $VAR == 1\n", "ci.yml").unwrap();
+    let tree = resolved("a:\n  script: x\n  rules:\n    - if: $VAR == 1\n", "ci.yml");
     let errs = validate(&tree).unwrap_err();
     assert_eq!(
         errs[0].message,
         "jobs:a:rules:rule if invalid expression syntax"
     );
-    let tree = parse_yaml("a:\n  script: x\n  rules:\n    - if: ${VAR}\n", "ci.yml").unwrap();
-    assert!(validate(&tree).is_err());
+    let tree2 = resolved("a:\n  script: x\n  rules:\n    - if: ${VAR}\n", "ci.yml");
+    assert!(validate(&tree2).is_err());
 }
 
 #[test]
@@ -767,4 +773,16 @@ fn circular_variables_fail_pipeline_creation() {
         err.0.message,
         "j: circular variable reference detected: [\"A\", \"B\"]"
     );
+}
+
+#[test]
+fn extends_merges_only_policies() {
+    // §12 #45: test `only: {refs: [master], variables: [$SOMETHING]}`, `script: ls`.
+    let yaml = "something:\n  script: deploy\n  only:\n    variables: [$SOMETHING]\ntest:\n  extends: something\n  script: ls\n  only:\n    refs: [master]\n";
+    let mut ctx = push("master");
+    assert!(!run(yaml, &ctx).created);
+    ctx.event.variables = vec![("SOMETHING".into(), "1".into())];
+    let p = run(yaml, &ctx);
+    assert_eq!(names(&p), ["something", "test"]);
+    assert_eq!(p.job("test").unwrap().script, ["ls"]);
 }

@@ -3,15 +3,19 @@
 
 use std::path::PathBuf;
 
-use glci_test::config::parse_yaml;
+use glci_test::config::{load, LoadOptions};
 use glci_test::plan::{plan, validate, Event, PipelineSource, PlanContext};
 
-fn fixture(name: &str) -> String {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/plan")
-        .join(name)
-        .join(".gitlab-ci.yml");
-    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+fn fixture(name: &str) -> glci_test::config::Node {
+    let opts = LoadOptions {
+        project_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../fixtures/plan")
+            .join(name),
+        ..LoadOptions::default()
+    };
+    load(&opts)
+        .unwrap_or_else(|e| panic!("fixture {name}: {e}"))
+        .tree
 }
 
 struct Ev {
@@ -97,7 +101,7 @@ fn events() -> Vec<Ev> {
 }
 
 fn snapshot_fixture(name: &str) {
-    let tree = parse_yaml(&fixture(name), ".gitlab-ci.yml").expect("fixture parses");
+    let tree = fixture(name);
     let config = validate(&tree).unwrap_or_else(|e| panic!("{name}: {e:?}"));
     for ev in events() {
         let json = match plan(&config, &ev.ctx) {

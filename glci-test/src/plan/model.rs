@@ -419,10 +419,12 @@ fn read_root(tree: &Node, errors: &mut Vec<LintError>) -> Option<PipelineConfig>
         ));
         return None;
     };
+    // Empty content is reported by `config` on the text; an empty mapping here means
+    // every job was hidden (and dropped after `extends`/`!reference` used them).
     if root.is_empty() {
         errors.push(LintError::new(
             Some(&tree.span),
-            "Please provide content of .gitlab-ci.yml",
+            "jobs config should contain at least one visible job",
         ));
         return None;
     }
