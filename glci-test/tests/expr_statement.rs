@@ -168,8 +168,20 @@ fn inputs() {
     // #24
     let e = Expression::parse(r#"$[[ inputs.cloud_provider ]] == "aws""#);
     let inputs = vars(&[("cloud_provider", "aws")]);
-    let r = e.and_then(|e| e.evaluate_with_inputs(&HashMap::<String, String>::new(), &inputs));
+    let none = HashMap::<String, String>::new();
+    let r = e
+        .as_ref()
+        .map_err(Clone::clone)
+        .and_then(|e| e.evaluate_with_inputs(&none, &inputs));
     assert_eq!(r, Ok(true));
+    // An input that is not given is nil, like an undefined variable.
+    let r = e.and_then(|e| e.evaluate_with_inputs(&none, &none));
+    assert_eq!(r, Ok(false));
+    assert_eq!(
+        evaluate("$[[ inputs.x ]] == null", &none),
+        Ok(true),
+        "no inputs at all"
+    );
 }
 
 #[test]
@@ -195,7 +207,12 @@ fn derived_cases() {
     check_value(r#"("a" || "b") && null"#, &p, V::Nil);
     check_value(r#"null || "" || "c""#, &p, V::S(""));
     check_value(r#"$A == "x" == true"#, &p, V::B(true)); // ($A == "x") == true
-                                                         // Unicode values and regexes.
+                                                         // Regexps compare by RE2 source, flags included.
+    check_value("/ab/ == /ab/", &p, V::B(true));
+    check_value("/ab/i == /(?i)ab/", &p, V::B(true));
+    check_value("/ab/ == /ab/i", &p, V::B(false));
+    check_value(r#""ab" == /ab/"#, &p, V::B(false));
+    // Unicode values and regexes.
     let u = vars(&[("U", "Ünïcødé ブランチ")]);
     assert!(truthful("$U =~ /ブランチ$/", &u));
     assert!(truthful("$U =~ /^ünï/i", &u));
@@ -235,22 +252,10 @@ fn invalid_expressions() {
             Some(1),
         ),
         ("$A $B", "Unreachable nodes in parse tree", Some(1)),
-        (
-            "$A ==",
-            "Invalid left operand in binary operator `==`",
-            Some(4),
-        ),
-        (
-            "== $A",
-            "Invalid left operand in binary operator `==`",
-            Some(1),
-        ),
-        (
-            "==",
-            "Invalid right operand in binary operator `==`",
-            Some(1),
-        ),
-        ("!", "Invalid operand in unary operator `!`", Some(1)),
+        ("$A ==", "Invalid left operand", Some(4)),
+        ("== $A", "Invalid left operand", Some(1)),
+        ("==", "Invalid left operand", Some(1)),
+        ("!", "Invalid operand", Some(1)),
         ("", "Empty statement", None),
         ("   ", "Empty statement", None),
         ("/pattern/x", "Unknown lexeme found!", Some(10)),
@@ -272,6 +277,7 @@ fn invalid_expressions() {
         "$A =~ /a{2000}/",
         "$A =~ /(?x) a /",
         "$A =~ /[a-/",
+        "$A =~ /a\nb/",
     ] {
         let e = Expression::parse(src).err();
         assert_eq!(

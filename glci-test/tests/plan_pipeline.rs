@@ -3,14 +3,20 @@
 
 use std::collections::HashMap;
 
-use glci_test::config::parse_yaml;
+use glci_test::config::{parse_yaml, resolve_tree, Node};
+
+/// The tree as `config::load` would hand it over (extends, !reference, default applied).
+fn resolved(yaml: &str, file: &str) -> Node {
+    let parsed = parse_yaml(yaml, file).expect("test YAML parses");
+    resolve_tree(parsed).unwrap_or_else(|e| panic!("config resolution failed: {e}"))
+}
 use glci_test::plan::status::{propagate, Outcome, Status};
 use glci_test::plan::{
     plan, validate, Event, PipelineConfig, PipelineSource, Plan, PlanContext, When,
 };
 
 fn config(yaml: &str) -> PipelineConfig {
-    let tree = parse_yaml(yaml, ".gitlab-ci.yml").expect("test YAML parses");
+    let tree = resolved(yaml, ".gitlab-ci.yml");
     match validate(&tree) {
         Ok(c) => c,
         Err(e) => panic!("unexpected lint errors: {e:?}"),
@@ -520,7 +526,7 @@ fn stage_order_and_failure_skips_later_jobs() {
     let p = run(yaml, &push("main"));
     let start = propagate(&p, &HashMap::new());
     assert_eq!(start.ready, ["a"]);
-    assert_eq!(start.pipeline, Status::Running);
+    assert_eq!(start.pipeline, Status::Pending);
     let after = propagate(&p, &outcomes(&[("a", Status::Failed)]));
     assert_eq!(after.skipped, ["b"]);
     assert_eq!(after.ready, ["c", "d"]);
@@ -621,4 +627,162 @@ fn child_pipeline_context_forwards_yaml_variables() {
     assert!(glci_test::plan::child_context(&ctx, p.job("b").unwrap()).is_none());
     let child_plan = run("c:\n  script: x\n  only: [parent_pipelines]\n", &child);
     assert_eq!(names(&child_plan), ["c"]);
+}
+
+// ---- rules:if and workflow (§6.1, §7)
+
+#[test]
+fn rules_if_on_branch_tag_and_mr() {
+    let yaml = r#"
+build:
+  script: x
+  rules:
+    - if: $CI_COMMIT_TAG
+      when: never
+    - if: $CI_PIPELINE_SOURCE == "merge_request_event"
+    - if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH
+      when: manual
+"#;
+    assert!(!run(yaml, &tag("v1")).created);
+    assert_eq!(run(yaml, &mr("f", "main")).jobs[0].when, When::OnSuccess);
+    assert_eq!(run(yaml, &push("main")).jobs[0].when, When::Manual);
+    assert!(!run(yaml, &push("feature")).created);
+}
+
+#[test]
+fn invalid_if_is_a_lint_error() {
+    let tree = resolved("a:\n  script: x\n  rules:\n    - if: $VAR == 1\n", "ci.yml");
+    let errs = validate(&tree).unwrap_err();
+    assert_eq!(
+        errs[0].message,
+        "jobs:a:rules:rule if invalid expression syntax"
+    );
+    let tree2 = resolved("a:\n  script: x\n  rules:\n    - if: ${VAR}\n", "ci.yml");
+    assert!(validate(&tree2).is_err());
+}
+
+#[test]
+fn empty_string_or_trap_does_not_match() {
+    // Derived: `$a || $b == '1'` with a="" evaluates to "" → no match.
+    let yaml = "variables: {a: '', b: '1'}\nx:\n  script: x\n  rules:\n    - if: $a || $b == '1'\ny:\n  script: x\n  rules:\n    - if: $b == '1' || $a\n";
+    assert_eq!(names(&run(yaml, &push("main"))), ["y"]);
+}
+
+#[test]
+fn yaml_variables_shadow_predefined_in_rules() {
+    let yaml = "variables: {CI_COMMIT_BRANCH: foo}\na:\n  script: x\n  rules:\n    - if: $CI_COMMIT_BRANCH == \"foo\"\n";
+    assert_eq!(names(&run(yaml, &push("main"))), ["a"]);
+}
+
+#[test]
+fn pipeline_variables_win_and_values_are_raw() {
+    let yaml = "variables: {MODE: fast, REF: $MODE}\na:\n  script: x\n  rules:\n    - if: $MODE == \"slow\"\nb:\n  script: x\n  rules:\n    - if: $REF == '$MODE'\n";
+    let mut ctx = push("main");
+    ctx.event.variables = vec![("MODE".into(), "slow".into())];
+    assert_eq!(names(&run(yaml, &ctx)), ["a", "b"]);
+}
+
+#[test]
+fn job_name_and_matrix_values_are_visible_to_rules() {
+    let yaml = "t:\n  script: x\n  parallel:\n    matrix:\n      - OS: [linux, mac]\n  rules:\n    - if: $OS == \"mac\" && $CI_JOB_NAME =~ /mac/\n";
+    assert_eq!(names(&run(yaml, &push("main"))), ["t: [mac]"]);
+}
+
+#[test]
+fn only_variables_keeps_implicit_refs() {
+    // Derived: `only: {variables: [$X]}` with X set, MR pipeline → excluded.
+    let yaml = "variables: {X: '1'}\na:\n  script: x\n  only:\n    variables: [$X]\nb:\n  script: x\n  only:\n    variables: [$X]\n    refs: [merge_requests]\n";
+    assert_eq!(names(&run(yaml, &mr("f", "main"))), ["b"]);
+    assert_eq!(names(&run(yaml, &push("main"))), ["a"]);
+}
+
+const WORKFLOW: &str = r#"
+workflow:
+  name: 'Pipeline for $CI_COMMIT_REF_NAME ($DEPLOY)'
+  rules:
+    - if: $CI_PIPELINE_SOURCE == "merge_request_event"
+      variables: {DEPLOY: "no"}
+    - if: $CI_COMMIT_BRANCH && $CI_OPEN_MERGE_REQUESTS
+      when: never
+    - if: $CI_COMMIT_BRANCH
+variables:
+  DEPLOY: "yes"
+test:
+  script: x
+deploy:
+  stage: deploy
+  script: x
+  rules:
+    - if: $DEPLOY == "yes"
+"#;
+
+#[test]
+fn workflow_rules_filter_and_set_variables() {
+    let p = run(WORKFLOW, &push("main"));
+    assert_eq!(p.name.as_deref(), Some("Pipeline for main (yes)"));
+    assert_eq!(names(&p), ["test", "deploy"]);
+    // With workflow:rules, jobs without rules run in MR pipelines too.
+    let p = run(WORKFLOW, &mr("f", "main"));
+    assert_eq!(names(&p), ["test"]);
+    assert_eq!(p.variables["DEPLOY"].value, "no");
+    assert_eq!(p.job("test").unwrap().variables["DEPLOY"].value, "no");
+    let mut ctx = push("f");
+    ctx.predefined
+        .push(("CI_OPEN_MERGE_REQUESTS".into(), "group/project!1".into()));
+    let p = run(WORKFLOW, &ctx);
+    assert!(!p.created);
+    assert_eq!(
+        p.reason.as_deref(),
+        Some("Pipeline filtered out by workflow rules.")
+    );
+    assert!(!run(WORKFLOW, &tag("v1")).created);
+}
+
+#[test]
+fn blank_workflow_name_is_no_name() {
+    let p = run(
+        "workflow:\n  name: '  $NOPE '\na:\n  script: x\n",
+        &push("main"),
+    );
+    assert_eq!(p.name, None);
+}
+
+#[test]
+fn pipeline_status_composites() {
+    let yaml = "m:\n  stage: build\n  script: x\n  when: manual\na:\n  script: x\nb:\n  stage: deploy\n  script: x\n";
+    let p = run(yaml, &push("main"));
+    // Only an unplayed optional manual job and successes: success.
+    let done = propagate(
+        &p,
+        &outcomes(&[("a", Status::Success), ("b", Status::Success)]),
+    );
+    assert_eq!(done.pipeline, Status::Success);
+    let canceled = propagate(&p, &outcomes(&[("a", Status::Canceled)]));
+    assert_eq!(canceled.statuses["b"], Status::Skipped);
+    assert_eq!(canceled.pipeline, Status::Canceled);
+    let running = propagate(&p, &outcomes(&[("a", Status::Running)]));
+    assert_eq!(running.pipeline, Status::Running);
+    assert_eq!(running.statuses["b"], Status::Created);
+}
+
+#[test]
+fn circular_variables_fail_pipeline_creation() {
+    let yaml = "variables: {A: $B}\nj:\n  script: x\n  variables: {B: $A}\n";
+    let err = plan(&config(yaml), &push("main")).unwrap_err();
+    assert_eq!(
+        err.0.message,
+        "j: circular variable reference detected: [\"A\", \"B\"]"
+    );
+}
+
+#[test]
+fn extends_merges_only_policies() {
+    // §12 #45: test `only: {refs: [master], variables: [$SOMETHING]}`, `script: ls`.
+    let yaml = "something:\n  script: deploy\n  only:\n    variables: [$SOMETHING]\ntest:\n  extends: something\n  script: ls\n  only:\n    refs: [master]\n";
+    let mut ctx = push("master");
+    assert!(!run(yaml, &ctx).created);
+    ctx.event.variables = vec![("SOMETHING".into(), "1".into())];
+    let p = run(yaml, &ctx);
+    assert_eq!(names(&p), ["something", "test"]);
+    assert_eq!(p.job("test").unwrap().script, ["ls"]);
 }

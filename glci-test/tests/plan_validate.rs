@@ -1,11 +1,16 @@
 //! Entry and logical validation of `.gitlab-ci.yml` against GitLab's messages (§11, §12).
 
-use glci_test::config::parse_yaml;
+use glci_test::config::{parse_yaml, Node};
+
+/// The raw tree: the validator must hold on its own, whatever `config` already checked.
+fn resolved(yaml: &str, file: &str) -> Node {
+    parse_yaml(yaml, file).expect("test YAML parses")
+}
 use glci_test::plan::model::{InheritList, Parallel};
 use glci_test::plan::{validate, AllowFailure, PipelineConfig, When};
 
 fn config(yaml: &str) -> PipelineConfig {
-    let tree = parse_yaml(yaml, ".gitlab-ci.yml").expect("test YAML parses");
+    let tree = resolved(yaml, ".gitlab-ci.yml");
     match validate(&tree) {
         Ok(c) => c,
         Err(e) => panic!("unexpected lint errors: {e:?}"),
@@ -13,7 +18,7 @@ fn config(yaml: &str) -> PipelineConfig {
 }
 
 fn errors(yaml: &str) -> Vec<String> {
-    let tree = parse_yaml(yaml, ".gitlab-ci.yml").expect("test YAML parses");
+    let tree = resolved(yaml, ".gitlab-ci.yml");
     match validate(&tree) {
         Ok(_) => panic!("expected lint errors for:\n{yaml}"),
         Err(e) => e.into_iter().map(|e| e.message).collect(),
@@ -34,7 +39,7 @@ fn unknown_job_keys_are_listed() {
 
 #[test]
 fn errors_carry_file_line_col() {
-    let tree = parse_yaml("a:\n  script: x\nb:\n  script: y\n  bogus: 1\n", "ci.yml").unwrap();
+    let tree = resolved("a:\n  script: x\nb:\n  script: y\n  bogus: 1\n", "ci.yml");
     let err = validate(&tree).unwrap_err().remove(0);
     let span = err.span.clone().expect("span");
     assert_eq!((&*span.file, span.line), ("ci.yml", 4));
@@ -288,4 +293,22 @@ fn default_keys_apply_only_when_job_lacks_them() {
     assert_eq!(c.jobs["j"].image.as_ref().unwrap().name, "b");
     assert_eq!(c.jobs["j"].tags, ["x"]);
     assert_eq!(c.jobs["k"].image.as_ref().unwrap().name, "a");
+}
+
+#[test]
+fn script_and_trigger_are_exclusive() {
+    let errs = errors("a:\n  script: x\n  trigger: other/project\n");
+    assert!(
+        errs.iter()
+            .any(|e| e == "jobs:a these keys cannot be used together: script, trigger"),
+        "{errs:?}"
+    );
+}
+
+#[test]
+fn needs_only_job_is_a_bridge_without_trigger() {
+    assert_eq!(
+        first_error("a:\n  script: x\nb:\n  needs: [a]\n"),
+        "jobs:b config should contain either a trigger or a needs:pipeline"
+    );
 }

@@ -15,7 +15,7 @@ pub enum Value {
     Nil,
     String(String),
     Bool(bool),
-    /// A compiled pattern and the `/body/flags` text it came from.
+    /// A compiled pattern and its RE2 source (`(?flags)body`, as `UntrustedRegexp#source`).
     Regex(Regex, String),
 }
 
@@ -53,8 +53,8 @@ impl Value {
 
 impl PartialEq for Value {
     /// `==` of GitLab's `Equals` lexeme: plain equality, except that a Boolean and a String
-    /// compare as text (`$F == true` holds for `F="true"`). Two regexps are distinct objects
-    /// in Ruby, so never equal.
+    /// compare as text (`$F == true` holds for `F="true"`). Two regexps are equal when their
+    /// sources are (`UntrustedRegexp#==`).
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {
             (Value::Nil, Value::Nil) => true,
@@ -63,6 +63,7 @@ impl PartialEq for Value {
             (Value::Bool(b), Value::String(s)) | (Value::String(s), Value::Bool(b)) => {
                 s == if *b { "true" } else { "false" }
             }
+            (Value::Regex(_, a), Value::Regex(_, b)) => a == b,
             _ => false,
         }
     }
@@ -133,27 +134,17 @@ fn operand_value(operand: &Operand, column: usize, ctx: &Context<'_>) -> Result<
             .vars
             .get(name)
             .map_or(Value::Nil, |v| Value::String(v.to_string())),
-        Operand::Input(name) => match ctx.inputs.and_then(|i| i.get(name)) {
-            Some(v) => Value::String(v.to_string()),
-            None => {
-                return Err(ExprError::runtime(
-                    format!("unknown input name provided: `{name}`"),
-                    Some(column),
-                ))
-            }
-        },
+        Operand::Input(name) => ctx
+            .inputs
+            .and_then(|i| i.get(name))
+            .map_or(Value::Nil, |v| Value::String(v.to_string())),
         Operand::String(s) => Value::String(s.clone()),
         Operand::Null => Value::Nil,
         Operand::Bool(b) => Value::Bool(*b),
-        Operand::Pattern { body, flags } => {
-            let re = re2::compile(body, flags).map_err(|e| {
-                ExprError::syntax(
-                    format!("Invalid regular expression! /{body}/{flags}: {e}"),
-                    column,
-                )
-            })?;
-            Value::Regex(re, format!("/{body}/{flags}"))
-        }
+        Operand::Pattern { body, flags } => Value::Regex(
+            compile_literal(body, flags, column)?,
+            regex_source(body, flags),
+        ),
     })
 }
 
@@ -178,6 +169,31 @@ fn matches(text: &Value, pattern: Value, column: usize) -> Result<bool, ExprErro
 /// `Gitlab::UntrustedRegexp::RubySyntax`: a string of the form `/body/flags` (any body
 /// length, flags `ismU`) that RE2 accepts. Ruby's `^…$` are line anchors and `.` stops at a
 /// newline, hence `(?m)` and a newline-free body.
+/// Compiles a `/body/flags` literal of the expression. GitLab re-reads the literal with
+/// `RubySyntax` (`^/(.*)/([ismU]*)$`, where `.` stops at a newline), so a body spanning lines
+/// is invalid even though the lexer accepted it.
+pub(crate) fn compile_literal(body: &str, flags: &str, column: usize) -> Result<Regex, ExprError> {
+    let invalid = |why: &str| {
+        ExprError::syntax(
+            format!("Invalid regular expression! /{body}/{flags}: {why}"),
+            column,
+        )
+    };
+    if body.contains('\n') {
+        return Err(invalid("a pattern literal cannot span lines"));
+    }
+    re2::compile(body, flags).map_err(|e| invalid(&e))
+}
+
+/// The source RE2 sees: flags prepended as a group, like `RubySyntax.create_untrusted_regexp`.
+pub(crate) fn regex_source(body: &str, flags: &str) -> String {
+    if flags.is_empty() {
+        body.to_string()
+    } else {
+        format!("(?{flags}){body}")
+    }
+}
+
 fn string_as_regex(s: &str) -> Option<Regex> {
     use std::sync::LazyLock;
     static RUBY_SYNTAX: LazyLock<Option<Regex>> =

@@ -51,7 +51,7 @@ pub struct Token {
 // Ruby's `\w`, `\s` and `.` are ASCII / newline-excluding here, hence `(?-u)`-free explicit sets.
 static WHITESPACE: LazyLock<Regex> = LazyLock::new(|| re(r"\A[ \t\r\n\x0B\x0C]+"));
 static INPUT: LazyLock<Regex> = LazyLock::new(|| {
-    re(r"\A\$\[\[[ \t\r\n\x0B\x0C]*inputs\.([0-9A-Za-z_-]+)[ \t\r\n\x0B\x0C]*\]\]")
+    re(r"\A\$\[\[[ \t\r\n\x0B\x0C]*inputs\.([0-9A-Za-z_]+)[ \t\r\n\x0B\x0C]*\]\]")
 });
 static VARIABLE: LazyLock<Regex> = LazyLock::new(|| re(r"\A\$([0-9A-Za-z_]+)"));
 static STRING: LazyLock<Regex> = LazyLock::new(|| re(r#"\A(?:"([^\n]*?)"|'([^\n]*?)')"#));

@@ -104,12 +104,7 @@ fn check_patterns(node: &Node) -> Result<(), ExprError> {
         Node::Operand {
             operand: Operand::Pattern { body, flags },
             column,
-        } => re2::compile(body, flags).map(drop).map_err(|e| {
-            ExprError::syntax(
-                format!("Invalid regular expression! /{body}/{flags}: {e}"),
-                *column,
-            )
-        }),
+        } => eval::compile_literal(body, flags, *column).map(drop),
         Node::Operand { .. } => Ok(()),
         Node::Not { operand, .. } => check_patterns(operand),
         Node::Binary { left, right, .. } => {

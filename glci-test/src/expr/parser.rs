@@ -149,18 +149,13 @@ pub fn parse(tokens: Vec<Token>) -> Result<Node, ExprError> {
         if let Some(operand) = operand(&tok.kind) {
             stack.push(Node::Operand { operand, column });
         } else if let Some(op) = binary(&tok.kind) {
-            let right = stack.pop().ok_or_else(|| {
-                ExprError::parse(
-                    format!("Invalid right operand in binary operator `{}`", op.as_str()),
-                    Some(column),
-                )
-            })?;
-            let left = stack.pop().ok_or_else(|| {
-                ExprError::parse(
-                    format!("Invalid left operand in binary operator `{}`", op.as_str()),
-                    Some(column),
-                )
-            })?;
+            // GitLab pops right then left and checks the left one first, so a missing
+            // operand on either side (`$A ==`, `== $A`, `==`) reads "Invalid left operand".
+            let right = stack.pop();
+            let left = stack.pop();
+            let (Some(left), Some(right)) = (left, right) else {
+                return Err(ExprError::parse("Invalid left operand", Some(column)));
+            };
             stack.push(Node::Binary {
                 op,
                 left: Box::new(left),
@@ -168,9 +163,9 @@ pub fn parse(tokens: Vec<Token>) -> Result<Node, ExprError> {
                 column,
             });
         } else if tok.kind == TokenKind::Not {
-            let operand = stack.pop().ok_or_else(|| {
-                ExprError::parse("Invalid operand in unary operator `!`", Some(column))
-            })?;
+            let operand = stack
+                .pop()
+                .ok_or_else(|| ExprError::parse("Invalid operand", Some(column)))?;
             stack.push(Node::Not {
                 operand: Box::new(operand),
                 column,

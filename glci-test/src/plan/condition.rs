@@ -3,13 +3,19 @@
 
 use super::scope::Scope;
 
-/// Evaluates a `rules:if` / `only:variables` expression; an invalid expression is an error,
-/// which callers treat as false (as GitLab does at evaluation time).
-pub fn evaluate(src: &str, scope: &Scope<'_>) -> Result<bool, String> {
-    let _ = (src, scope);
-    Err(format!(
-        "expression `{src}` can not be evaluated: expr module missing"
-    ))
+use crate::expr::Expression;
+use crate::vars::VariableLookup;
+
+impl VariableLookup for Scope<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        Scope::get(self, name)
+    }
+}
+
+/// Evaluates a parsed `rules:if` / `only:variables` expression (parsed once, at
+/// validation); an evaluation error counts as false, as it does on GitLab.
+pub fn evaluate(expr: &Expression, scope: &Scope<'_>) -> bool {
+    expr.evaluate(scope).unwrap_or(false)
 }
 
 /// `ExpandVariables.expand_existing`: `$X`, `${X}`, `%X%` replaced when `X` is known,

@@ -22,6 +22,7 @@ mod rules;
 mod scope;
 pub mod status;
 mod validate;
+mod var_cycles;
 
 use indexmap::IndexMap;
 

@@ -6,6 +6,7 @@ use indexmap::IndexMap;
 
 use super::lint::LintError;
 use crate::config::{Mapping, Node, Span, Value};
+use crate::expr::Expression;
 
 mod fields;
 mod job;
@@ -159,7 +160,8 @@ pub struct Changes {
 /// One entry of `rules:` (job, workflow).
 #[derive(Debug, Clone, Default)]
 pub struct Rule {
-    pub if_: Option<String>,
+    /// `if:`, parsed once at validation.
+    pub if_: Option<Expression>,
     pub changes: Option<Changes>,
     pub exists: Option<Vec<String>>,
     pub when: Option<When>,
@@ -198,7 +200,8 @@ pub enum Parallel {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Policy {
     pub refs: Option<Vec<String>>,
-    pub variables: Option<Vec<String>>,
+    /// Expressions, parsed once at validation.
+    pub variables: Option<Vec<Expression>>,
     pub changes: Option<Vec<String>>,
     pub kubernetes: Option<String>,
 }
@@ -416,10 +419,12 @@ fn read_root(tree: &Node, errors: &mut Vec<LintError>) -> Option<PipelineConfig>
         ));
         return None;
     };
+    // Empty content is reported by `config` on the text; an empty mapping here means
+    // every job was hidden (and dropped after `extends`/`!reference` used them).
     if root.is_empty() {
         errors.push(LintError::new(
             Some(&tree.span),
-            "Please provide content of .gitlab-ci.yml",
+            "jobs config should contain at least one visible job",
         ));
         return None;
     }

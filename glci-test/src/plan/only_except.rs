@@ -10,6 +10,7 @@ use super::condition;
 use super::model::Policy;
 use super::scope::Scope;
 use super::{Event, PipelineSource};
+use crate::expr::Expression;
 
 /// `/body/flags` → (body, flags) when the item is written as a regexp.
 pub fn split_regex(item: &str) -> Option<(&str, &str)> {
@@ -76,10 +77,8 @@ pub fn any_satisfied(policy: &Policy, env: &PolicyEnv<'_>) -> bool {
             .is_some_and(|c| env.globs.any_changed(c, env.changed_files))
 }
 
-fn variables(exprs: &[String], env: &PolicyEnv<'_>) -> bool {
-    exprs
-        .iter()
-        .any(|e| condition::evaluate(e, env.scope).unwrap_or(false))
+fn variables(exprs: &[Expression], env: &PolicyEnv<'_>) -> bool {
+    exprs.iter().any(|e| condition::evaluate(e, env.scope))
 }
 
 fn pluralize(word: &str) -> String {

@@ -15,6 +15,7 @@ use super::parallel::{self, Instance};
 use super::rules::{self, RuleEnv};
 use super::scope::{last_wins, Scope};
 use super::validate::{self, resolve_need};
+use super::var_cycles;
 use super::{Plan, PlanContext, PlanError, PlannedEnvironment, PlannedJob, PlannedNeed};
 
 const FILTERED: &str = "Pipeline filtered out by workflow rules.";
@@ -233,6 +234,18 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             {
                 continue;
             }
+        }
+        // The job's variables as GitLab sorts them for the runner: pipeline variables over
+        // YAML ones.
+        let mut sortable = yaml.clone();
+        for (k, v) in &pipeline_vars {
+            sortable.insert(k.clone(), Variable::plain(v.clone()));
+        }
+        if let Some(e) = var_cycles::cycle_error(&sortable) {
+            return Err(PlanError(LintError::new(
+                Some(&job.span),
+                format!("{}: {e}", inst.name),
+            )));
         }
         if when == When::Delayed && start_in.is_none() {
             start_in = Some(String::new());

@@ -31,9 +31,8 @@ pub fn first_match<'r>(rules: &'r [Rule], env: &RuleEnv<'_>) -> Result<Option<&'
 }
 
 fn matches(rule: &Rule, env: &RuleEnv<'_>) -> Result<bool, String> {
-    if let Some(src) = &rule.if_ {
-        // An expression error counts as false at evaluation time.
-        if !condition::evaluate(src, env.scope).unwrap_or(false) {
+    if let Some(expr) = &rule.if_ {
+        if !condition::evaluate(expr, env.scope) {
             return Ok(false);
         }
     }

@@ -90,32 +90,48 @@ fn allowed(job: &PlannedJob, outcome: Outcome) -> bool {
     }
 }
 
-/// `Gitlab::Ci::Status::Composite` over (status, failure allowed) pairs.
+/// A status as the composite counts it: allowed failures are successes with a warning, an
+/// optional manual job is `ignored`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Counted {
+    Plain(Status),
+    Warning,
+    Ignored,
+}
+
+/// `Gitlab::Ci::Status::Composite#status` over (status, failure allowed) pairs, in
+/// GitLab's order of checks.
 fn composite<I: IntoIterator<Item = (Status, bool)>>(items: I, dag: bool) -> Status {
-    let seen: Vec<Status> = items
+    use Counted::{Ignored, Plain, Warning};
+    let seen: Vec<Counted> = items
         .into_iter()
         .map(|(status, allow)| match status {
-            Status::Failed | Status::Canceled if allow => Status::SuccessWithWarnings,
-            s => s,
+            Status::Failed | Status::Canceled if allow => Warning,
+            Status::Manual if allow => Ignored,
+            s => Plain(s),
         })
         .collect();
     if seen.is_empty() {
         return Status::Success;
     }
-    let any = |s: Status| seen.contains(&s);
-    let only = |set: &[Status]| seen.iter().all(|s| set.contains(s));
-    if only(&[Status::Skipped]) {
+    let any = |s: Status| seen.contains(&Plain(s));
+    let only = |set: &[Status]| {
+        seen.iter().all(|c| match c {
+            Plain(s) => set.contains(s),
+            Warning | Ignored => true,
+        })
+    };
+    let only_skipped_or_ignored = seen
+        .iter()
+        .all(|c| matches!(c, Plain(Status::Skipped) | Ignored));
+    if dag && (any(Status::Skipped) || seen.contains(&Ignored)) {
         return Status::Skipped;
     }
-    if dag && any(Status::Skipped) {
+    if only_skipped_or_ignored {
         return Status::Skipped;
     }
-    if only(&[
-        Status::Success,
-        Status::Skipped,
-        Status::SuccessWithWarnings,
-    ]) {
-        return if any(Status::SuccessWithWarnings) {
+    if only(&[Status::Success, Status::Skipped]) {
+        return if seen.contains(&Warning) {
             Status::SuccessWithWarnings
         } else {
             Status::Success
@@ -123,6 +139,12 @@ fn composite<I: IntoIterator<Item = (Status, bool)>>(items: I, dag: bool) -> Sta
     }
     if only(&[Status::Created]) {
         return Status::Created;
+    }
+    if only(&[Status::Canceled, Status::Success, Status::Skipped]) {
+        return Status::Canceled;
+    }
+    if only(&[Status::Pending, Status::Created, Status::Skipped]) {
+        return Status::Pending;
     }
     if any(Status::Running) || any(Status::Pending) {
         return Status::Running;
@@ -136,32 +158,15 @@ fn composite<I: IntoIterator<Item = (Status, bool)>>(items: I, dag: bool) -> Sta
     if any(Status::Created) {
         return Status::Running;
     }
-    if any(Status::Failed) {
-        return Status::Failed;
-    }
-    if any(Status::Canceled) {
-        return Status::Canceled;
-    }
     Status::Failed
 }
 
-/// Statuses as the composite sees them: a manual job with `allow_failure` is `ignored`,
-/// which counts as success for stage order but as skipped for DAG dependents.
-fn view(job: &PlannedJob, status: Status, outcome: Option<Outcome>, dag: bool) -> (Status, bool) {
+/// A job's status and whether its failure (or unplayed manual state) is allowed.
+fn view(job: &PlannedJob, status: Status, outcome: Option<Outcome>) -> (Status, bool) {
     let allow = match outcome {
         Some(o) => allowed(job, o),
         None => job.allows_failure(),
     };
-    if status == Status::Manual && allow {
-        return (
-            if dag {
-                Status::Skipped
-            } else {
-                Status::Success
-            },
-            false,
-        );
-    }
     (status, allow)
 }
 
@@ -194,7 +199,7 @@ pub fn propagate(plan: &Plan, finished: &HashMap<String, Outcome>) -> Progress {
                     needs.iter().filter_map(|n| {
                         let j = by_name.get(n.name.as_str())?;
                         let s = *statuses.get(&n.name)?;
-                        Some(view(j, s, finished.get(&n.name).copied(), true))
+                        Some(view(j, s, finished.get(&n.name).copied()))
                     }),
                     true,
                 ),
@@ -204,7 +209,7 @@ pub fn propagate(plan: &Plan, finished: &HashMap<String, Outcome>) -> Progress {
                         .filter(|j| j.stage_index < job.stage_index)
                         .filter_map(|j| {
                             let s = *statuses.get(&j.name)?;
-                            Some(view(j, s, finished.get(&j.name).copied(), false))
+                            Some(view(j, s, finished.get(&j.name).copied()))
                         }),
                     false,
                 ),
@@ -252,7 +257,7 @@ pub fn propagate(plan: &Plan, finished: &HashMap<String, Outcome>) -> Progress {
     let pipeline = composite(
         plan.jobs.iter().filter_map(|j| {
             let s = *statuses.get(&j.name)?;
-            Some(view(j, s, finished.get(&j.name).copied(), false))
+            Some(view(j, s, finished.get(&j.name).copied()))
         }),
         false,
     );

@@ -214,7 +214,7 @@ fn check_cycles(expanded: &Expanded<'_>) -> Result<(), LintError> {
 }
 
 /// Strongly connected components, iterative (no recursion depth limit on big pipelines).
-fn tarjan(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
+pub(super) fn tarjan(edges: &[Vec<usize>]) -> Vec<Vec<usize>> {
     let n = edges.len();
     let mut index = vec![usize::MAX; n];
     let mut low = vec![0usize; n];

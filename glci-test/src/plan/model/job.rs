@@ -98,7 +98,15 @@ pub fn parse_job(
             "config should contain either a trigger or a needs:pipeline",
         ));
     }
+    if name.chars().count() > 255 {
+        errors.push(LintError::entry(
+            &node.span,
+            &loc,
+            "name is too long (maximum is 255 characters)",
+        ));
+    }
     for pair in [
+        ["script", "trigger"],
         ["script", "run"],
         ["before_script", "run"],
         ["after_script", "run"],

@@ -5,6 +5,7 @@ use indexmap::IndexMap;
 
 use super::{Changes, MatrixEntry, Need, Parallel, Policy, Rule, Variable, When, Workflow};
 use crate::config::{Node, Value};
+use crate::expr::Expression;
 use crate::plan::lint::LintError;
 
 /// How deep `script`-like arrays may nest (`Entry::Commands`).
@@ -262,8 +263,13 @@ pub fn rules(node: &Node, loc: &str, workflow: bool, errors: &mut Vec<LintError>
             ..Rule::default()
         };
         if let Some(n) = map.get("if") {
-            match n.as_str() {
-                Some(s) => rule.if_ = Some(s.to_string()),
+            match n.as_str().map(Expression::parse) {
+                Some(Ok(e)) => rule.if_ = Some(e),
+                Some(Err(_)) => errors.push(LintError::entry(
+                    &n.span,
+                    &rule_loc,
+                    "if invalid expression syntax",
+                )),
                 None => errors.push(LintError::entry(
                     &n.span,
                     &rule_loc,
@@ -571,12 +577,21 @@ pub fn policy(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<Pol
                     .get("refs")
                     .map(|r| refs(r, &format!("{loc}:refs"), errors)),
                 variables: map.get("variables").map(|v| {
-                    string_list(
-                        v,
-                        &format!("{loc}:variables"),
-                        "config should be an array of strings",
-                        errors,
-                    )
+                    let vloc = format!("{loc}:variables");
+                    string_list(v, &vloc, "config should be an array of strings", errors)
+                        .iter()
+                        .filter_map(|src| match Expression::parse(src) {
+                            Ok(e) => Some(e),
+                            Err(_) => {
+                                errors.push(LintError::entry(
+                                    &v.span,
+                                    &vloc,
+                                    "config should be valid expressions",
+                                ));
+                                None
+                            }
+                        })
+                        .collect()
                 }),
                 changes: map.get("changes").map(|c| changes(c, loc, errors).paths),
                 kubernetes: map.get("kubernetes").and_then(Node::scalar_string),
