@@ -34,8 +34,9 @@ pub(super) async fn patch(shared: &Shared, req: Request, id: JobId) -> Response 
     let range = h::header_str(req.headers(), "content-range").map(str::to_string);
     {
         let inner = shared.api.lock();
+        // 403 rather than 404 for unknown jobs, as GitLab's `authenticate_job!`.
         let Some(job) = inner.jobs.get(&id.0) else {
-            return not_found();
+            return forbidden();
         };
         if !crate::server::sigv4::constant_time_eq(job.token.as_bytes(), token.as_bytes()) {
             return forbidden();
