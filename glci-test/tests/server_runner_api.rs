@@ -808,6 +808,7 @@ async fn oversized_artifacts_get_413_and_dotenv_limits_apply() {
     config.api.long_poll = Duration::from_millis(100);
     config.api.max_artifact_bytes = 4096;
     config.api.dotenv_max_variables = 2;
+    config.api.max_trace_bytes = 16;
     let server = Server::start(config).await.expect("server starts");
     let url = server.url().to_string();
     let runner = server.create_runner(&[], true);
@@ -842,5 +843,22 @@ async fn oversized_artifacts_get_413_and_dotenv_limits_apply() {
         r.text()
     );
     assert!(server.artifacts(id).is_empty(), "nothing stored on refusal");
+
+    // The body length, not the Content-Range end, decides what is appended (as GitLab).
+    let r = patch(&url, id.0, &token, "0-0", "abcdef").await;
+    assert_eq!(r.status, 202);
+    assert_eq!(r.header("range"), Some("0-6"));
+    // Past the trace limit the job is dropped as `trace_size_exceeded`.
+    let r = patch(&url, id.0, &token, "6-20", "0123456789abcde").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("job-status"), Some("failed"));
+    assert_eq!(
+        server.wait_job(id).await,
+        Some(JobState::Failed {
+            reason: "trace_size_exceeded".into(),
+            exit_code: None
+        })
+    );
+    assert_eq!(server.trace(id).as_deref(), Some(&b"abcdef"[..]));
     server.shutdown().await;
 }
