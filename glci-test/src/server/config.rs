@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Everything [`Server::start`] needs; [`ServerConfig::new`] gives safe defaults.
+/// Everything [`Server::start`](super::Server::start) needs; [`ServerConfig::new`] gives safe defaults.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on: the Docker bridge gateway or loopback, never all interfaces by
