@@ -245,6 +245,25 @@ async fn size_limits_eviction_and_ttl() {
     }
     server.shutdown().await;
 
+    // An object under the entry cap but over the total cap: nothing can be evicted for it.
+    let (tmp3, server) = start(|c| {
+        c.s3.max_entry_bytes = 40_000;
+        c.s3.max_total_bytes = 20_000;
+    })
+    .await;
+    let creds = server.s3_credentials();
+    let r = curl(&[
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", mid.display()),
+        &botocore(&creds, "m", "PUT", 600, ""),
+    ])
+    .await;
+    assert_eq!(r.status, 507, "{}", r.text());
+    drop(tmp3);
+    server.shutdown().await;
+
     let (_tmp2, server) = start(|c| c.s3.ttl = Duration::from_secs(1)).await;
     let creds = server.s3_credentials();
     let r = curl(&[
