@@ -223,6 +223,24 @@ async fn real_git_clients_clone_and_fetch_with_the_job_token() {
         "no pack in the response"
     );
 
+    // The same request chunked, without Content-Length (git streams big negotiations).
+    let chunked = curl(&[
+        "-u",
+        &format!("gitlab-ci-token:{token}"),
+        "-H",
+        "Content-Type: application/x-git-upload-pack-request",
+        "-H",
+        "Content-Encoding: gzip",
+        "-H",
+        "Transfer-Encoding: chunked",
+        "--data-binary",
+        &format!("@{}", gz_path.display()),
+        &format!("{url}/group/project.git/git-upload-pack"),
+    ])
+    .await;
+    assert_eq!(chunked.status, 200);
+    assert!(chunked.body.windows(4).any(|w| w == b"PACK"));
+
     // Once the job is finished its token opens nothing.
     let id = job["id"].as_u64().expect("id");
     let done = support::send_json(

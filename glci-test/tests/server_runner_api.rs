@@ -294,7 +294,13 @@ async fn request_long_polls_and_payload_matches_the_contract() {
     assert_eq!(file["file"], true);
     assert_eq!(file["masked"], true);
 
-    // The two-phase commit: running only after the runner's acknowledgement.
+    // The two-phase commit: running only after the runner's acknowledgement; before it,
+    // `pending` is a keep-alive and a final state is refused, as GitLab does.
+    let early = put_state(&url, id.0, token, json!({ "state": "success" })).await;
+    assert_eq!(early.status, 400);
+    let keep_alive = put_state(&url, id.0, token, json!({ "state": "pending" })).await;
+    assert_eq!(keep_alive.status, 200);
+    assert_eq!(server.job_state(id), Some(JobState::Assigned));
     let ack = put_state(&url, id.0, token, json!({ "state": "running" })).await;
     assert_eq!(ack.status, 200);
     assert_eq!(ack.header("job-status"), Some("running"));
@@ -352,7 +358,7 @@ async fn one_job_end_to_end_with_traces_artifacts_and_dependencies() {
     .await;
     assert_eq!(r.status, 400, "missing Content-Range");
     assert_eq!(patch(&url, id, "wrong", "11-11", "!").await.status, 403);
-    assert_eq!(patch(&url, 999, &token, "0-0", "!").await.status, 404);
+    assert_eq!(patch(&url, 999, &token, "0-0", "!").await.status, 403);
     assert_eq!(server.trace(build).as_deref(), Some(&b"hello world"[..]));
 
     // Artifacts: the archive, a junit report, a dotenv report — separate uploads.
@@ -545,7 +551,7 @@ async fn one_job_end_to_end_with_traces_artifacts_and_dependencies() {
         put_state(&url, 999, &token2, json!({ "state": "success" }))
             .await
             .status,
-        404
+        403
     );
 
     // The observer saw every state of the first job and its trace bytes.
@@ -802,6 +808,7 @@ async fn oversized_artifacts_get_413_and_dotenv_limits_apply() {
     config.api.long_poll = Duration::from_millis(100);
     config.api.max_artifact_bytes = 4096;
     config.api.dotenv_max_variables = 2;
+    config.api.max_trace_bytes = 16;
     let server = Server::start(config).await.expect("server starts");
     let url = server.url().to_string();
     let runner = server.create_runner(&[], true);
@@ -836,5 +843,22 @@ async fn oversized_artifacts_get_413_and_dotenv_limits_apply() {
         r.text()
     );
     assert!(server.artifacts(id).is_empty(), "nothing stored on refusal");
+
+    // The body length, not the Content-Range end, decides what is appended (as GitLab).
+    let r = patch(&url, id.0, &token, "0-0", "abcdef").await;
+    assert_eq!(r.status, 202);
+    assert_eq!(r.header("range"), Some("0-6"));
+    // Past the trace limit the job is dropped as `trace_size_exceeded`.
+    let r = patch(&url, id.0, &token, "6-20", "0123456789abcde").await;
+    assert_eq!(r.status, 403);
+    assert_eq!(r.header("job-status"), Some("failed"));
+    assert_eq!(
+        server.wait_job(id).await,
+        Some(JobState::Failed {
+            reason: "trace_size_exceeded".into(),
+            exit_code: None
+        })
+    );
+    assert_eq!(server.trace(id).as_deref(), Some(&b"abcdef"[..]));
     server.shutdown().await;
 }

@@ -21,6 +21,26 @@ client = session.create_client('s3', region_name=region, endpoint_url=endpoint,
 if method == 'LOCATION':
     print(repr(client.get_bucket_location(Bucket=bucket).get('LocationConstraint')))
     sys.exit(0)
+if method == 'PUTOBJ':
+    client.put_object(Bucket=bucket, Key=key, Body=meta.encode())
+    print(client.get_object(Bucket=bucket, Key=key)['Body'].read().decode())
+    sys.exit(0)
+if method == 'TAMPER':
+    # Sign one body, send another: the signed payload hash must catch it.
+    import urllib.request, urllib.error
+    from botocore.auth import S3SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+    url = endpoint + '/' + bucket + '/' + key
+    req = AWSRequest(method='PUT', url=url, data=b'signed body')
+    S3SigV4Auth(Credentials(ak, sk), 's3', region).add_auth(req)
+    headers = dict(req.headers.items())
+    try:
+        urllib.request.urlopen(urllib.request.Request(url, data=b'other body', headers=headers, method='PUT'))
+        print('200')
+    except urllib.error.HTTPError as e:
+        print(e.code, e.read().decode())
+    sys.exit(0)
 op = {'GET': 'get_object', 'PUT': 'put_object', 'HEAD': 'head_object'}[method]
 params = {'Bucket': bucket, 'Key': key}
 if meta:
@@ -130,6 +150,22 @@ async fn presigned_put_get_head_round_trip() {
     assert_eq!(probe.body, vec![data[0]]);
     let tail = curl(&["-r", "99990-", &get_url]).await;
     assert_eq!(tail.body, data[99_990..]);
+
+    // Header-signed requests with a signed payload hash (botocore over plain http).
+    let echoed = botocore(
+        &creds,
+        "header/signed",
+        "PUTOBJ",
+        0,
+        "payload via header auth",
+    );
+    assert_eq!(echoed, "payload via header auth");
+
+    let tampered = botocore(&creds, "header/tampered", "TAMPER", 0, "");
+    assert!(
+        tampered.starts_with("400") && tampered.contains("XAmzContentSHA256Mismatch"),
+        "{tampered}"
+    );
 
     // The runner's header-signed GetBucketLocation.
     let location = botocore(&creds, "", "LOCATION", 0, "");
@@ -243,6 +279,25 @@ async fn size_limits_eviction_and_ttl() {
         assert_eq!(r.status, 200);
         assert_eq!(r.body.len(), 30_000);
     }
+    server.shutdown().await;
+
+    // An object under the entry cap but over the total cap: nothing can be evicted for it.
+    let (tmp3, server) = start(|c| {
+        c.s3.max_entry_bytes = 40_000;
+        c.s3.max_total_bytes = 20_000;
+    })
+    .await;
+    let creds = server.s3_credentials();
+    let r = curl(&[
+        "-X",
+        "PUT",
+        "--data-binary",
+        &format!("@{}", mid.display()),
+        &botocore(&creds, "m", "PUT", 600, ""),
+    ])
+    .await;
+    assert_eq!(r.status, 507, "{}", r.text());
+    drop(tmp3);
     server.shutdown().await;
 
     let (_tmp2, server) = start(|c| c.s3.ttl = Duration::from_secs(1)).await;

@@ -4,7 +4,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// Everything [`Server::start`] needs; [`ServerConfig::new`] gives safe defaults.
+/// Everything [`Server::start`](super::Server::start) needs; [`ServerConfig::new`] gives safe defaults.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Address to listen on: the Docker bridge gateway or loopback, never all interfaces by
@@ -30,7 +30,8 @@ pub struct S3Config {
     pub region: String,
     /// Largest single object (S3's `EntityTooLarge` above it).
     pub max_entry_bytes: u64,
-    /// Total size of all objects; older objects are evicted to make room.
+    /// Total size of all objects; the oldest are evicted to make room (a cache stays useful
+    /// when full), 507 only when one object alone exceeds it.
     pub max_total_bytes: u64,
     /// Objects older than this are treated as gone.
     pub ttl: Duration,

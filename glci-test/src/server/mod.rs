@@ -1,11 +1,25 @@
 //! The local stand-in for GitLab: runner API, git over HTTP and S3 cache on one port.
 //!
 //! [`Server::start`] binds one HTTP/1.1 listener and routes by path: `/api/v4/...` is the
-//! runner API ([`runner_api`]), `/<namespace>/<project>.git/...` is git smart HTTP
-//! ([`git_http`]), `/<bucket>[/<key>]` is the S3 cache ([`s3`]). The caller fills the job
-//! queue with [`JobSpec`]s ([`RunningServer::enqueue`]) and watches jobs through
-//! [`RunningServer::subscribe`] / [`RunningServer::wait_job`]; the server never decides
-//! what a job means.
+//! runner API ([`runner_api`]), `/<bucket>[/<key>]` the S3 cache (`s3.rs`, bucket
+//! `glci-cache` unless configured), `/<namespace>/<project>.git/...` git smart HTTP
+//! (`git_http.rs`). The caller fills the job queue with [`JobSpec`]s
+//! ([`RunningServer::enqueue`]) and watches jobs through [`RunningServer::subscribe`] /
+//! [`RunningServer::wait_job`]; the server never decides what a job means.
+//!
+//! For the official runner, a generated `config.toml` uses (runner-contract §6.1):
+//!
+//! ```text
+//! url   = server.url()                       # also the git remote and artifact endpoint
+//! token = server.create_runner(&tags, run_untagged).token
+//! [runners.cache.s3]                         # from server.s3_credentials()
+//!   ServerAddress = server_address, BucketName = bucket, BucketLocation = region,
+//!   AccessKey = access_key, SecretKey = secret_key, Insecure = true,
+//!   AuthenticationType = "access-key"
+//! ```
+//!
+//! Storage lives under `ServerConfig::data_dir`: `artifacts/<job id>/`, `traces/<job id>.log`
+//! and `s3/` (which persists across servers; job ids restart at 1 with every server).
 
 mod config;
 mod git_http;

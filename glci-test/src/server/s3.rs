@@ -492,9 +492,11 @@ async fn put(
     // The object being replaced frees its space first.
     let _ = std::fs::remove_file(&dest);
     if !store.make_room(len + HEADER_LEN) {
+        // Only when the object alone exceeds the total: evicting cannot help. S3-compatible
+        // stores answer a full disk with 507.
         return xml_error(
-            StatusCode::BAD_REQUEST,
-            "EntityTooLarge",
+            StatusCode::INSUFFICIENT_STORAGE,
+            "InsufficientStorage",
             &format!(
                 "the object does not fit in the cache's {} bytes",
                 store.config.max_total_bytes

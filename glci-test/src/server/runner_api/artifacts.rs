@@ -132,7 +132,7 @@ fn format_matches(format: &str, magic: &[u8]) -> bool {
 fn upload_refusal(api: &ApiState, id: JobId, token: &str) -> Option<Response> {
     let inner = api.lock();
     let Some(job) = inner.jobs.get(&id.0) else {
-        return Some(not_found());
+        return Some(forbidden());
     };
     if !crate::server::sigv4::constant_time_eq(job.token.as_bytes(), token.as_bytes()) {
         return Some(forbidden());

@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::payload::{self, ServerUrls, FAILURE_REASONS};
 use super::state::{ApiState, Inner, JobId, JobState};
-use super::{forbidden, json_body, not_found, str_field};
+use super::{forbidden, json_body, str_field};
 use crate::server::http::{self as h, Request, Response};
 use crate::server::Shared;
 
@@ -130,8 +130,9 @@ pub(super) async fn update(shared: &Shared, req: Request, id: JobId) -> Response
         .or(header)
         .unwrap_or_default();
     let mut inner = shared.api.lock();
+    // GitLab answers 403, not 404, for an unknown job, so a runner reliably stops it.
     let Some(job) = inner.jobs.get(&id.0) else {
-        return not_found();
+        return forbidden();
     };
     if !crate::server::sigv4::constant_time_eq(job.token.as_bytes(), token.as_bytes()) {
         return forbidden();
@@ -141,7 +142,17 @@ pub(super) async fn update(shared: &Shared, req: Request, id: JobId) -> Response
         // Never handed out: the token cannot have come from a runner.
         return forbidden();
     }
-    let next = match str_field(&body, "state") {
+    let state = str_field(&body, "state");
+    // GitLab's two-phase commit: until the runner's `running` acknowledgement only `pending`
+    // (a keep-alive while preparing) and `running` are accepted (`handle_runner_ack_workflow`).
+    if current == JobState::Assigned && !matches!(state, Some("pending" | "running")) {
+        return h::json_message(
+            StatusCode::BAD_REQUEST,
+            &format!("400 Bad request - state {state:?} before the job was acknowledged"),
+        );
+    }
+    let next = match state {
+        Some("pending") if current == JobState::Assigned => current,
         Some("running") => match current {
             JobState::Assigned => JobState::Running,
             other => other,
