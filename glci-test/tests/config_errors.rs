@@ -205,7 +205,10 @@ fn wildcards_outside_git_walk_the_directory() {
         ("c/sub/more/deeper.yml", "deeper: {script: x}\n"),
     ];
     let with = |pattern: &str| {
-        let mut all = vec![(".gitlab-ci.yml", format!("include: '{pattern}'\nmain: {{script: x}}\n"))];
+        let mut all = vec![(
+            ".gitlab-ci.yml",
+            format!("include: '{pattern}'\nmain: {{script: x}}\n"),
+        )];
         all.extend(files.iter().map(|(a, b)| (*a, b.to_string())));
         let refs: Vec<(&str, &str)> = all.iter().map(|(a, b)| (*a, b.as_str())).collect();
         let tree = load_files(&refs).unwrap_or_else(|e| panic!("{e}"));

@@ -8,10 +8,10 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use super::error::ConfigError;
-use crate::expr::Expression;
 use super::expand::expand_existing;
 use super::scalar::ruby_float;
 use super::value::{Key, Mapping, Node, Span, Value};
+use crate::expr::Expression;
 
 /// GitLab's limits on interpolation.
 pub const MAX_BLOCKS: usize = 10_000;
@@ -64,6 +64,13 @@ pub fn interpolate(
         return Ok(content);
     };
     let spec = header.get("spec");
+    if let Some(include) = spec.and_then(|s| s.get("include")) {
+        // Failing loudly beats reporting the inputs it would define as missing.
+        return Err(ConfigError::at(
+            &include.span,
+            "`spec:include` (inputs from external files) is not supported by glci yet",
+        ));
+    }
     let inputs = resolve_inputs(spec, provided, ctx)?;
     let allowed_component: Vec<String> = spec
         .and_then(|s| s.get("component"))
@@ -129,7 +136,11 @@ fn apply_rules(
         return Ok(def.clone());
     };
     let Some(list) = rules.as_seq() else {
-        return Err(input_error(&rules.span, name, "rules should be an array of hashes"));
+        return Err(input_error(
+            &rules.span,
+            name,
+            "rules should be an array of hashes",
+        ));
     };
     let mut chosen: Option<&Node> = None;
     for rule in list {
@@ -140,7 +151,9 @@ fn apply_rules(
                 let expr = Expression::parse(src).map_err(|_| {
                     ConfigError::at(
                         &cond.span,
-                        format!("header:spec:inputs:{name}:rules:rule if invalid expression syntax"),
+                        format!(
+                            "header:spec:inputs:{name}:rules:rule if invalid expression syntax"
+                        ),
                     )
                 })?;
                 expr.evaluate_with_inputs(&ctx.variables, known)
@@ -157,7 +170,10 @@ fn apply_rules(
         m.shift_remove("rules");
         for key in ["options", "default"] {
             m.shift_remove(key);
-            if let Some((k, v)) = chosen.and_then(|r| r.as_map()).and_then(|r| r.get_key_value(key)) {
+            if let Some((k, v)) = chosen
+                .and_then(|r| r.as_map())
+                .and_then(|r| r.get_key_value(key))
+            {
                 m.insert(k.clone(), v.clone());
             }
         }
