@@ -195,3 +195,33 @@ fn include_count_is_per_file_not_per_distinct_file() {
 fn main_file_errors() {
     assert!(main_only("a: [1\n").starts_with(".gitlab-ci.yml:2:1: "));
 }
+
+#[test]
+fn wildcards_outside_git_walk_the_directory() {
+    // A temp dir is not a git checkout: the directory walk stands in for `git ls-files`.
+    let files: &[(&str, &str)] = &[
+        ("c/top.yml", "top: {script: x}\n"),
+        ("c/sub/deep.yml", "deep: {script: x}\n"),
+        ("c/sub/more/deeper.yml", "deeper: {script: x}\n"),
+    ];
+    let with = |pattern: &str| {
+        let mut all = vec![(
+            ".gitlab-ci.yml",
+            format!("include: '{pattern}'\nmain: {{script: x}}\n"),
+        )];
+        all.extend(files.iter().map(|(a, b)| (*a, b.to_string())));
+        let refs: Vec<(&str, &str)> = all.iter().map(|(a, b)| (*a, b.as_str())).collect();
+        let tree = load_files(&refs).unwrap_or_else(|e| panic!("{e}"));
+        let mut jobs: Vec<String> = tree
+            .lines()
+            .filter(|l| !l.starts_with(' ') && !l.starts_with('-'))
+            .map(|l| l.trim_end_matches(':').to_string())
+            .collect();
+        jobs.sort();
+        jobs.join(",")
+    };
+    assert_eq!(with("c/*.yml"), "main,top");
+    assert_eq!(with("c/**/*.yml"), "deep,deeper,main,top");
+    assert_eq!(with("c/sub/**.yml"), "deep,deeper,main");
+    assert_eq!(with("nothing/*.yml"), "main");
+}

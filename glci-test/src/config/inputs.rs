@@ -2,6 +2,7 @@
 //! to one file before includes are merged: inputs are checked against the header (type,
 //! default, options, regex), then every string and every key of the content is interpolated.
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -10,6 +11,7 @@ use super::error::ConfigError;
 use super::expand::expand_existing;
 use super::scalar::ruby_float;
 use super::value::{Key, Mapping, Node, Span, Value};
+use crate::expr::Expression;
 
 /// GitLab's limits on interpolation.
 pub const MAX_BLOCKS: usize = 10_000;
@@ -62,6 +64,13 @@ pub fn interpolate(
         return Ok(content);
     };
     let spec = header.get("spec");
+    if let Some(include) = spec.and_then(|s| s.get("include")) {
+        // Failing loudly beats reporting the inputs it would define as missing.
+        return Err(ConfigError::at(
+            &include.span,
+            "`spec:include` (inputs from external files) is not supported by glci yet",
+        ));
+    }
     let inputs = resolve_inputs(spec, provided, ctx)?;
     let allowed_component: Vec<String> = spec
         .and_then(|s| s.get("component"))
@@ -99,10 +108,75 @@ fn resolve_inputs(
             format!("unknown input arguments: {}", unknown.join(", ")),
         ));
     }
+    // What `$[[ inputs.x ]]` reads inside `spec:inputs:rules:if`: given values, replaced by
+    // checked ones as they are resolved in declaration order.
+    let mut known: BTreeMap<String, String> = provided
+        .iter()
+        .map(|(k, v)| (k.name.clone(), to_s(v)))
+        .collect();
     let mut out = Mapping::new();
     for (name, def) in specs {
-        let value = resolve_input(&name.name, def, provided.get(name.name.as_str()), ctx)?;
+        let def = apply_rules(&name.name, def, &known, ctx)?;
+        let value = resolve_input(&name.name, &def, provided.get(name.name.as_str()), ctx)?;
+        known.insert(name.name.clone(), to_s(&value));
         out.insert(name.clone(), value);
+    }
+    Ok(out)
+}
+
+/// `spec:inputs:<name>:rules`: the first rule whose `if` matches (or that has no `if`)
+/// supplies `options` and `default`; with no match the input has neither.
+fn apply_rules(
+    name: &str,
+    def: &Node,
+    known: &BTreeMap<String, String>,
+    ctx: &Context<'_>,
+) -> Result<Node, ConfigError> {
+    let Some(rules) = def.get("rules") else {
+        return Ok(def.clone());
+    };
+    let Some(list) = rules.as_seq() else {
+        return Err(input_error(
+            &rules.span,
+            name,
+            "rules should be an array of hashes",
+        ));
+    };
+    let mut chosen: Option<&Node> = None;
+    for rule in list {
+        let matched = match rule.get("if") {
+            None => true,
+            Some(cond) => {
+                let src = cond.as_str().unwrap_or_default();
+                let expr = Expression::parse(src).map_err(|_| {
+                    ConfigError::at(
+                        &cond.span,
+                        format!(
+                            "header:spec:inputs:{name}:rules:rule if invalid expression syntax"
+                        ),
+                    )
+                })?;
+                expr.evaluate_with_inputs(&ctx.variables, known)
+                    .unwrap_or(false)
+            }
+        };
+        if matched {
+            chosen = Some(rule);
+            break;
+        }
+    }
+    let mut out = def.clone();
+    if let Value::Map(m) = &mut out.value {
+        m.shift_remove("rules");
+        for key in ["options", "default"] {
+            m.shift_remove(key);
+            if let Some((k, v)) = chosen
+                .and_then(|r| r.as_map())
+                .and_then(|r| r.get_key_value(key))
+            {
+                m.insert(k.clone(), v.clone());
+            }
+        }
     }
     Ok(out)
 }
@@ -117,12 +191,6 @@ fn resolve_input(
     given: Option<&Node>,
     ctx: &Context<'_>,
 ) -> Result<Node, ConfigError> {
-    if def.get("rules").is_some() {
-        return Err(ConfigError::at(
-            &def.span,
-            format!("`{name}` input: `spec:inputs:rules` is not supported by glci yet"),
-        ));
-    }
     let ty = match def.get("type") {
         None => "string".to_string(),
         Some(t) => t.scalar_string().unwrap_or_default(),
@@ -500,7 +568,7 @@ fn posix_escape(s: &str) -> String {
     for c in s.chars() {
         if c == '\n' {
             out.push_str("'\n'");
-        } else if c.is_ascii_alphanumeric() || "_-.,:+/@".contains(c) || !c.is_ascii() {
+        } else if c.is_ascii_alphanumeric() || "_-.,:+/@".contains(c) {
             out.push(c);
         } else {
             out.push('\\');

@@ -92,12 +92,7 @@ pub fn load(opts: &LoadOptions) -> Result<Resolved, ConfigError> {
         ));
     }
     let mut includer = Includer::new(opts);
-    includer.record(
-        &name,
-        super::load::SourceLocation::Path(path.clone()),
-        &text,
-        &start,
-    )?;
+    includer.record(&name, SourceLocation::Path(path.clone()), &text, &start)?;
     let ctx = FileCtx {
         root: opts.project_dir.clone(),
         project: None,

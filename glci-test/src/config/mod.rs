@@ -1,5 +1,19 @@
 //! Loading `.gitlab-ci.yml` as GitLab reads it, composing includes, and resolving
 //! `extends`, `default:` and `inherit:` into one tree whose every node keeps its source span.
+//!
+//! [`load`] runs GitLab's steps in GitLab's order (`ci-yaml-semantics.md` §0):
+//!
+//! 1. [`parse_yaml`] / [`parse_documents`]: Psych-compatible YAML 1.1 (`yaml.rs`, `scalar.rs`);
+//! 2. per file, `spec:inputs` checked and `$[[ … ]]` interpolated (`inputs.rs`), then its
+//!    `include:` entries resolved and deep-merged beneath it (`include/`, `merge.rs`);
+//! 3. [`apply_extends`], then [`resolve_references`];
+//! 4. [`apply_defaults`] (deprecated globals folded into `default:`), [`drop_hidden`],
+//!    [`flatten_lists`] (nested `script`/`rules` arrays).
+//!
+//! [`resolve_tree`] runs steps 3–4 on a tree already in memory (tests, `parse_yaml` output).
+//! The result is what GitLab's entry validation sees: top-level keywords plus one mapping per
+//! job, with `extends`, `inherit` and everything else still in it; `.pre`/`.post` and job
+//! defaults such as `stage: test` are left to the planner.
 
 mod defaults;
 mod emit;

@@ -21,10 +21,10 @@ fn re(pattern: &str) -> Regex {
     Regex::new(pattern).unwrap_or_else(|e| panic!("invalid built-in regex {pattern}: {e}"))
 }
 
-// Psych's "looks like a word" test; `^` there is a line anchor but strings with `\n` were
-// already returned as strings, so `\A` is equivalent.
+// Psych's "looks like a word" test (Ruby's `[[:alpha:]]` is Unicode-aware, hence
+// `\p{Alphabetic}`); `^` there is a line anchor, but strings with `\n` are strings anyway.
 static WORDISH: LazyLock<Regex> =
-    LazyLock::new(|| re(r"^[^\d.:\-]?[[:alpha:]_\s!@#$%\^&*(){}<>|/\\~;=]+"));
+    LazyLock::new(|| re(r"^[^\d.:\-]?[\p{Alphabetic}_\s!@#$%\^&*(){}<>|/\\~;=]+"));
 static TIME: LazyLock<Regex> = LazyLock::new(|| {
     re(
         r"^-?\d{4}-\d{1,2}-\d{1,2}(?:[Tt]|\s+)\d{1,2}:\d\d:\d\d(?:\.\d*)?(?:\s*(?:Z|[-+]\d{1,2}:?(?:\d\d)?))?$",

@@ -120,3 +120,18 @@ fn functions() {
     )
     .is_err_and(|e| e.starts_with("too many functions")));
 }
+
+#[test]
+fn input_rules_choose_options_and_default() {
+    let header = "spec:\n  inputs:\n    cloud:\n      default: aws\n    region:\n      rules:\n        - if: $[[ inputs.cloud ]] == \"aws\"\n          options: [us-east-1, eu-west-1]\n          default: us-east-1\n        - options: [europe-west1]\n          default: europe-west1\n---\n";
+    let text = format!("{header}r: $[[ inputs.region ]]\n");
+    assert_eq!(run(&text, &[]).as_deref(), Ok("r: us-east-1\n"));
+    assert_eq!(
+        run(&text, &[("cloud", "gcp")]).as_deref(),
+        Ok("r: europe-west1\n")
+    );
+    assert_eq!(
+        run(&text, &[("cloud", "gcp"), ("region", "us-east-1")]).err(),
+        Some("`region` input: `us-east-1` cannot be used because it is not in the list of allowed options".into())
+    );
+}
