@@ -191,7 +191,7 @@ pub(crate) fn regex_source(body: &str, flags: &str) -> String {
     }
 }
 
-fn string_as_regex(s: &str) -> Option<Regex> {
+pub(crate) fn string_as_regex(s: &str) -> Option<Regex> {
     use std::sync::LazyLock;
     static RUBY_SYNTAX: LazyLock<Option<Regex>> =
         LazyLock::new(|| Regex::new(r"(?m)^/(.*)/([ismU]*)$").ok());

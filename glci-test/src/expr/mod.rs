@@ -91,6 +91,19 @@ impl std::str::FromStr for Expression {
     }
 }
 
+/// Compiles an RE2 pattern (with optional `i m s U` flags) with RE2's semantics; the error
+/// says what RE2 would reject. For other users of GitLab's untrusted regexes.
+pub fn re2_regex(pattern: &str, flags: &str) -> Result<regex::Regex, String> {
+    re2::compile(pattern, flags)
+}
+
+/// `Gitlab::UntrustedRegexp::RubySyntax.fabricate`: a `/body/flags` string as a regex, or
+/// `None` when it is not of that form or RE2 rejects it. This is how `only/except: refs`
+/// items and variables on the right of `=~` are read.
+pub fn ruby_syntax_regex(s: &str) -> Option<regex::Regex> {
+    eval::string_as_regex(s)
+}
+
 /// Parses and evaluates `src` in one step: `Ok(true)` iff a rule with `if: src` matches.
 pub fn evaluate(src: &str, vars: &dyn VariableLookup) -> Result<bool, ExprError> {
     Expression::parse(src)?.evaluate(vars)
