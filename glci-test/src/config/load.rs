@@ -52,6 +52,16 @@ impl Default for LoadOptions {
     }
 }
 
+impl LoadOptions {
+    /// Options for the project in `project_dir`, everything else at its default.
+    pub fn new(project_dir: impl Into<PathBuf>) -> Self {
+        LoadOptions {
+            project_dir: project_dir.into(),
+            ..LoadOptions::default()
+        }
+    }
+}
+
 /// Where a file that was read came from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SourceLocation {
