@@ -34,6 +34,9 @@ pub struct LoadOptions {
     /// Pipeline inputs for the main file's `spec:inputs`, as strings (typed inputs are read
     /// as JSON, as GitLab does).
     pub inputs: Vec<(String, String)>,
+    /// Files the pipeline's push changed, for `include:rules:changes`; `None` (no diff
+    /// known) makes `changes` match, as GitLab does when it has no diff.
+    pub changed_files: Option<Vec<String>>,
     /// Deadline for one `include:remote` fetch (GitLab: 30 s).
     pub remote_timeout: Duration,
 }
@@ -47,6 +50,7 @@ impl Default for LoadOptions {
             template_dir: None,
             variables: Vec::new(),
             inputs: Vec::new(),
+            changed_files: None,
             remote_timeout: Duration::from_secs(30),
         }
     }
