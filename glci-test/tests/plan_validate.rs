@@ -312,3 +312,15 @@ fn needs_only_job_is_a_bridge_without_trigger() {
         "jobs:b config should contain either a trigger or a needs:pipeline"
     );
 }
+
+#[test]
+fn catch_all_rule_without_workflow_rules_warns() {
+    let c = config("a:\n  script: x\n  rules:\n    - if: $X\n    - when: always\nb:\n  script: x\n  rules:\n    - when: never\n");
+    let w = glci_test::plan::warnings(&c);
+    assert_eq!(w.len(), 1);
+    assert!(w[0].message.starts_with("jobs:a may allow multiple pipelines to run for a single action due to `rules:when` clause with no `workflow:rules`"));
+    let c = config(
+        "workflow:\n  rules:\n    - when: always\na:\n  script: x\n  rules:\n    - when: always\n",
+    );
+    assert!(glci_test::plan::warnings(&c).is_empty());
+}

@@ -16,7 +16,7 @@ use super::rules::{self, RuleEnv};
 use super::scope::{last_wins, Scope};
 use super::validate::{self, resolve_need};
 use super::var_cycles;
-use super::{Plan, PlanContext, PlanError, PlannedEnvironment, PlannedJob, PlannedNeed};
+use super::{Excluded, Plan, PlanContext, PlanError, PlannedEnvironment, PlannedJob, PlannedNeed};
 
 const FILTERED: &str = "Pipeline filtered out by workflow rules.";
 const NO_JOBS: &str = "Pipeline will not run for the selected trigger. The rules configuration prevented any jobs from being added to the pipeline.";
@@ -102,6 +102,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
     let has_workflow_rules = config.has_workflow_rules();
     let expanded = validate::expand(config);
     let mut jobs = Vec::new();
+    let mut excluded = Vec::new();
     for (inst, job) in &expanded.jobs {
         let Some(stage_index) = config.stage_index(&job.stage) else {
             continue;
@@ -179,8 +180,15 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                     format!("Failed to parse rule for {}: {e}", inst.name),
                 ))
             })?;
-            let Some(rule) = matched else { continue };
+            let Some(rule) = matched else {
+                excluded.push(Excluded::new(&inst.name, "no rule in `rules` matched"));
+                continue;
+            };
             if rule.when == Some(When::Never) {
+                excluded.push(Excluded::new(
+                    &inst.name,
+                    format!("the rule at {} has `when: never`", rule.span),
+                ));
                 continue;
             }
             if let Some(w) = rule.when {
@@ -225,6 +233,12 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 .as_ref()
                 .is_some_and(|o| !only_except::all_satisfied(o, &penv))
             {
+                let why = if job.only.is_none() {
+                    "the implicit `only: [branches, tags]` does not match this pipeline"
+                } else {
+                    "`only` does not match this pipeline"
+                };
+                excluded.push(Excluded::new(&inst.name, why));
                 continue;
             }
             if job
@@ -232,6 +246,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 .as_ref()
                 .is_some_and(|e| only_except::any_satisfied(e, &penv))
             {
+                excluded.push(Excluded::new(&inst.name, "`except` matches this pipeline"));
                 continue;
             }
         }
@@ -312,6 +327,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             reason: Some(NO_JOBS.to_string()),
             name,
             variables: top,
+            excluded,
             ..Plan::default()
         });
     }
@@ -332,6 +348,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
         variables: top,
         stages,
         jobs,
+        excluded,
     })
 }
 
