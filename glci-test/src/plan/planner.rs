@@ -5,12 +5,11 @@ use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;
 
-use super::changes::GlobCache;
 use super::condition;
 use super::environment;
 use super::lint::LintError;
 use super::model::{AllowFailure, JobConfig, PipelineConfig, Policy, Variable, When};
-use super::only_except::{self, PolicyEnv, RegexCache};
+use super::only_except::{self, PolicyEnv};
 use super::parallel::{self, Instance};
 use super::rules::{self, RuleEnv};
 use super::scope::{last_wins, Scope};
@@ -35,8 +34,8 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
     let predefined = last_wins(&ctx.predefined);
     let late = last_wins(&ctx.late_variables);
     let pipeline_vars = last_wins(&ctx.event.variables);
-    let globs = GlobCache::default();
-    let regexes = RegexCache::default();
+    let globs = &config.matchers.globs;
+    let regexes = &config.matchers.regexes;
     let project_path = predefined
         .get("CI_PROJECT_PATH")
         .map(String::as_str)
@@ -60,7 +59,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 changed_files: ctx.changed_files.as_deref(),
                 compare_to: &ctx.compare_to,
                 files: &ctx.files,
-                globs: &globs,
+                globs,
             };
             let matched = rules::first_match(wf_rules, &env).map_err(|e| {
                 PlanError(LintError::new(
@@ -172,7 +171,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 changed_files: ctx.changed_files.as_deref(),
                 compare_to: &ctx.compare_to,
                 files: &ctx.files,
-                globs: &globs,
+                globs,
             };
             let matched = rules::first_match(job_rules, &env).map_err(|e| {
                 PlanError(LintError::new(
@@ -216,8 +215,8 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 project_path,
                 scope: &scope,
                 changed_files: ctx.changed_files.as_deref(),
-                globs: &globs,
-                regexes: &regexes,
+                globs,
+                regexes,
             };
             // The implicit `only: {refs: [branches, tags]}` is deep-merged under the user's
             // `only`, unless `workflow:rules` exists.
