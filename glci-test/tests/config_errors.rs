@@ -225,3 +225,31 @@ fn wildcards_outside_git_walk_the_directory() {
     assert_eq!(with("c/sub/**.yml"), "deep,deeper,main");
     assert_eq!(with("nothing/*.yml"), "main");
 }
+
+#[test]
+fn include_rules_changes_use_the_diff_when_known() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    write_all(
+        dir.path(),
+        &[
+            (
+                ".gitlab-ci.yml",
+                "include:\n  - local: docs.yml\n    rules: [{changes: ['docs/**/*']}]\n  - local: src.yml\n    rules: [{changes: {paths: ['src/*.rs']}}]\nmain: {script: x}\n",
+            ),
+            ("docs.yml", "docs-job: {script: d}\n"),
+            ("src.yml", "src-job: {script: s}\n"),
+        ],
+    );
+    let run = |changed: Option<Vec<String>>| {
+        let mut o = LoadOptions::new(dir.path());
+        o.changed_files = changed;
+        let tree = load(&o)
+            .map(|r| glci_test::config::to_yaml(&r.tree))
+            .unwrap_or_else(|e| panic!("{e}"));
+        (tree.contains("docs-job:"), tree.contains("src-job:"))
+    };
+    assert_eq!(run(None), (true, true), "no diff known: changes match");
+    assert_eq!(run(Some(vec!["docs/a/b.md".into()])), (true, false));
+    assert_eq!(run(Some(vec!["src/main.rs".into()])), (false, true));
+    assert_eq!(run(Some(vec!["src/deep/x.rs".into()])), (false, false));
+}

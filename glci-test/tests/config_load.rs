@@ -11,10 +11,7 @@ fn fixtures() -> PathBuf {
 }
 
 fn opts(case: &str) -> LoadOptions {
-    LoadOptions {
-        project_dir: fixtures().join(case),
-        ..LoadOptions::default()
-    }
+    LoadOptions::new(fixtures().join(case))
 }
 
 fn snapshot(name: &str, text: &str) {
@@ -119,4 +116,10 @@ fn unmapped_project_names_what_to_map() {
         err,
         ".gitlab-ci.yml:11:5: project `other/project` is not available locally: map it to a checkout with `other/project=PATH`"
     );
+}
+
+#[test]
+fn references_after_includes_and_extends() {
+    let resolved = load(&opts("references")).unwrap_or_else(|e| panic!("{e}"));
+    snapshot("references", &to_yaml(&resolved.tree));
 }

@@ -296,10 +296,54 @@ fn invalid_expressions() {
 }
 
 #[test]
+fn error_precedence_follows_gitlab_phases() {
+    // GitLab lexes everything, then builds lexemes (compiling patterns), then parses.
+    let msg = |src: &str| Expression::parse(src).err().map(|e| e.message);
+    assert_eq!(
+        msg("$A =~ /(?!x)/ 123").as_deref(),
+        Some("Unknown lexeme found!")
+    );
+    assert!(msg("$A =~ /(?!x)/ )").is_some_and(|m| m.starts_with("Invalid regular expression!")));
+    assert_eq!(
+        msg("$A =~ /x+/ )").as_deref(),
+        Some("Unmatched parenthesis")
+    );
+}
+
+#[test]
+fn columns_count_characters() {
+    let e = Expression::parse("\"ü\" == é").err();
+    assert_eq!(e.and_then(|e| e.column), Some(8));
+    let e = Expression::parse("$ブ").err();
+    assert_eq!(
+        e.map(|e| e.to_string()).as_deref(),
+        Some("Unknown lexeme found! (at column 1)")
+    );
+}
+
+#[test]
 fn accepted_like_gitlab() {
     // Shunting-yard quirks GitLab shares: a trailing `!` applies to the operand before it.
     assert!(Expression::parse("$A !").is_ok());
     assert!(Expression::parse("(($A))").is_ok());
     assert!(Expression::parse("$A==$B&&$C!=null").is_ok());
     assert!(Expression::parse("\t$A\n==\r\n'x'").is_ok());
+}
+
+#[test]
+fn ruby_syntax_regexes_for_refs() {
+    use glci_test::expr::{re2_regex, ruby_syntax_regex};
+    // §12 #33: `only: ['/DOCS-.*/i']` matches ref `docs-something`.
+    assert!(ruby_syntax_regex("/DOCS-.*/i").is_some_and(|r| r.is_match("docs-something")));
+    // §12 #35: RE2 rejects lookahead, so the item is no regex (GitLab compares it literally).
+    assert!(ruby_syntax_regex("/^(?!master).+/").is_none());
+    // §12 #37: `/*invalid/` is not valid RE2.
+    assert!(ruby_syntax_regex("/*invalid/").is_none());
+    assert!(ruby_syntax_regex("master").is_none());
+    assert!(
+        ruby_syntax_regex("//").is_some(),
+        "an empty body is fine outside the lexer"
+    );
+    assert!(re2_regex("a(?=b)", "").is_err());
+    assert!(re2_regex("a.b", "s").is_ok_and(|r| r.is_match("a\nb")));
 }

@@ -351,6 +351,7 @@ fn predefined_variables_for_a_branch_push() {
         ),
         ("CI", "true"),
         ("GITLAB_CI", "true"),
+        ("CI_SERVER_FQDN", "172.17.0.1:8080"),
         ("CI_SERVER_URL", "http://172.17.0.1:8080"),
         ("CI_SERVER_HOST", "172.17.0.1"),
         ("CI_SERVER_PORT", "8080"),
@@ -476,6 +477,7 @@ fn predefined_variables_for_a_tag() {
     assert_eq!(get(&vars, "CI_COMMIT_BEFORE_SHA"), Some(BLANK_SHA));
     assert_eq!(get(&vars, "CI_COMMIT_REF_PROTECTED"), Some("false"));
     assert_eq!(get(&vars, "CI_SERVER_PORT"), Some("443"));
+    assert_eq!(get(&vars, "CI_SERVER_FQDN"), Some("h"));
     let names = keys(&vars);
     let pos = |k: &str| names.iter().position(|n| *n == k).expect(k);
     assert!(pos("CI_COMMIT_AUTHOR") < pos("CI_COMMIT_TAG"));

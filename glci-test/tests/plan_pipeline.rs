@@ -786,3 +786,28 @@ fn extends_merges_only_policies() {
     assert_eq!(names(&p), ["something", "test"]);
     assert_eq!(p.job("test").unwrap().script, ["ls"]);
 }
+
+#[test]
+fn excluded_jobs_say_why() {
+    let yaml = "a:\n  script: x\n  rules:\n    - if: $NOPE\nb:\n  script: x\n  rules:\n    - when: never\nc:\n  script: x\n  except: [main]\nd:\n  script: x\n  only: [tags]\ne:\n  script: x\n";
+    let p = run(yaml, &push("main"));
+    let why: Vec<(&str, &str)> = p
+        .excluded
+        .iter()
+        .map(|e| (e.name.as_str(), e.reason.as_str()))
+        .collect();
+    assert_eq!(why[0], ("a", "no rule in `rules` matched"));
+    assert_eq!(why[1].0, "b");
+    assert!(
+        why[1].1.starts_with("the rule at .gitlab-ci.yml:8:"),
+        "{}",
+        why[1].1
+    );
+    assert_eq!(why[2], ("c", "`except` matches this pipeline"));
+    assert_eq!(why[3], ("d", "`only` does not match this pipeline"));
+    let mr = run(yaml, &mr("f", "main"));
+    assert!(mr
+        .excluded
+        .iter()
+        .any(|e| e.name == "e" && e.reason.contains("implicit")));
+}

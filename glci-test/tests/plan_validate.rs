@@ -312,3 +312,52 @@ fn needs_only_job_is_a_bridge_without_trigger() {
         "jobs:b config should contain either a trigger or a needs:pipeline"
     );
 }
+
+#[test]
+fn catch_all_rule_without_workflow_rules_warns() {
+    let c = config("a:\n  script: x\n  rules:\n    - if: $X\n    - when: always\nb:\n  script: x\n  rules:\n    - when: never\n");
+    let w = glci_test::plan::warnings(&c);
+    assert_eq!(w.len(), 1);
+    assert!(w[0].message.starts_with("jobs:a may allow multiple pipelines to run for a single action due to `rules:when` clause with no `workflow:rules`"));
+    let c = config(
+        "workflow:\n  rules:\n    - when: always\na:\n  script: x\n  rules:\n    - when: always\n",
+    );
+    assert!(glci_test::plan::warnings(&c).is_empty());
+}
+
+#[test]
+fn environment_on_stop_must_stop_the_same_environment() {
+    let base = "deploy:\n  script: x\n  environment:\n    name: review\n    on_stop: stop\n";
+    assert_eq!(
+        first_error(base),
+        "deploy job: on_stop job stop is not defined"
+    );
+    assert_eq!(
+        first_error(&format!("{base}stop:\n  script: x\n")),
+        "deploy job: on_stop job stop does not have environment defined"
+    );
+    assert_eq!(
+        first_error(&format!(
+            "{base}stop:\n  script: x\n  environment: {{name: other, action: stop}}\n"
+        )),
+        "deploy job: on_stop job stop have different environment name"
+    );
+    assert_eq!(
+        first_error(&format!(
+            "{base}stop:\n  script: x\n  environment: review\n"
+        )),
+        "deploy job: on_stop job stop needs to have action stop defined"
+    );
+    config(&format!(
+        "{base}stop:\n  script: x\n  when: manual\n  environment: {{name: review, action: stop}}\n"
+    ));
+}
+
+#[test]
+fn lookahead_regex_in_only_is_rejected() {
+    // §12 #35: RE2 has no lookahead.
+    assert_eq!(
+        first_error("a:\n  script: x\n  only: ['/^(?!master).+/']\n"),
+        "jobs:a:only config should be an array of strings or regular expressions using re2 syntax"
+    );
+}

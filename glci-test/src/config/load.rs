@@ -34,6 +34,9 @@ pub struct LoadOptions {
     /// Pipeline inputs for the main file's `spec:inputs`, as strings (typed inputs are read
     /// as JSON, as GitLab does).
     pub inputs: Vec<(String, String)>,
+    /// Files the pipeline's push changed, for `include:rules:changes`; `None` (no diff
+    /// known) makes `changes` match, as GitLab does when it has no diff.
+    pub changed_files: Option<Vec<String>>,
     /// Deadline for one `include:remote` fetch (GitLab: 30 s).
     pub remote_timeout: Duration,
 }
@@ -47,7 +50,18 @@ impl Default for LoadOptions {
             template_dir: None,
             variables: Vec::new(),
             inputs: Vec::new(),
+            changed_files: None,
             remote_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Options for the project in `project_dir`, everything else at its default.
+    pub fn new(project_dir: impl Into<PathBuf>) -> Self {
+        LoadOptions {
+            project_dir: project_dir.into(),
+            ..LoadOptions::default()
         }
     }
 }

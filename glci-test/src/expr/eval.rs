@@ -88,7 +88,7 @@ pub(crate) struct Context<'a> {
 
 pub(crate) fn evaluate(node: &Node, ctx: &Context<'_>) -> Result<Value, ExprError> {
     match node {
-        Node::Operand { operand, column } => operand_value(operand, *column, ctx),
+        Node::Operand { operand, .. } => Ok(operand_value(operand, ctx)),
         Node::Not { operand, .. } => Ok(Value::Bool(evaluate(operand, ctx)?.is_blank())),
         Node::Binary {
             op,
@@ -128,8 +128,8 @@ pub(crate) fn evaluate(node: &Node, ctx: &Context<'_>) -> Result<Value, ExprErro
     }
 }
 
-fn operand_value(operand: &Operand, column: usize, ctx: &Context<'_>) -> Result<Value, ExprError> {
-    Ok(match operand {
+fn operand_value(operand: &Operand, ctx: &Context<'_>) -> Value {
+    match operand {
         Operand::Variable(name) => ctx
             .vars
             .get(name)
@@ -141,11 +141,8 @@ fn operand_value(operand: &Operand, column: usize, ctx: &Context<'_>) -> Result<
         Operand::String(s) => Value::String(s.clone()),
         Operand::Null => Value::Nil,
         Operand::Bool(b) => Value::Bool(*b),
-        Operand::Pattern { body, flags } => Value::Regex(
-            compile_literal(body, flags, column)?,
-            regex_source(body, flags),
-        ),
-    })
+        Operand::Pattern(p) => Value::Regex(p.regex().clone(), p.source()),
+    }
 }
 
 /// `=~` of GitLab's `Matches` lexeme, for a non-nil right side.
@@ -194,7 +191,7 @@ pub(crate) fn regex_source(body: &str, flags: &str) -> String {
     }
 }
 
-fn string_as_regex(s: &str) -> Option<Regex> {
+pub(crate) fn string_as_regex(s: &str) -> Option<Regex> {
     use std::sync::LazyLock;
     static RUBY_SYNTAX: LazyLock<Option<Regex>> =
         LazyLock::new(|| Regex::new(r"(?m)^/(.*)/([ismU]*)$").ok());

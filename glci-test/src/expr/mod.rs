@@ -11,7 +11,7 @@ mod re2;
 
 pub use error::{ExprError, ExprErrorKind};
 pub use eval::Value;
-pub use parser::{BinaryOp, Node, Operand};
+pub use parser::{BinaryOp, Node, Operand, Pattern};
 
 use crate::vars::VariableLookup;
 use eval::Context;
@@ -29,7 +29,6 @@ impl Expression {
     /// too, so an invalid RE2 pattern is rejected at parse time, as GitLab's lexer does.
     pub fn parse(src: &str) -> Result<Expression, ExprError> {
         let root = parser::parse(lexer::tokenize(src)?)?;
-        check_patterns(&root)?;
         Ok(Expression {
             source: src.to_string(),
             root,
@@ -92,24 +91,20 @@ impl std::str::FromStr for Expression {
     }
 }
 
+/// Compiles an RE2 pattern (with optional `i m s U` flags) with RE2's semantics; the error
+/// says what RE2 would reject. For other users of GitLab's untrusted regexes.
+pub fn re2_regex(pattern: &str, flags: &str) -> Result<regex::Regex, String> {
+    re2::compile(pattern, flags)
+}
+
+/// `Gitlab::UntrustedRegexp::RubySyntax.fabricate`: a `/body/flags` string as a regex, or
+/// `None` when it is not of that form or RE2 rejects it. This is how `only/except: refs`
+/// items and variables on the right of `=~` are read.
+pub fn ruby_syntax_regex(s: &str) -> Option<regex::Regex> {
+    eval::string_as_regex(s)
+}
+
 /// Parses and evaluates `src` in one step: `Ok(true)` iff a rule with `if: src` matches.
 pub fn evaluate(src: &str, vars: &dyn VariableLookup) -> Result<bool, ExprError> {
     Expression::parse(src)?.evaluate(vars)
-}
-
-/// GitLab's `Pattern` lexeme compiles its regex when it is built, so an invalid one is a
-/// syntax error of the whole statement, not a runtime one.
-fn check_patterns(node: &Node) -> Result<(), ExprError> {
-    match node {
-        Node::Operand {
-            operand: Operand::Pattern { body, flags },
-            column,
-        } => eval::compile_literal(body, flags, *column).map(drop),
-        Node::Operand { .. } => Ok(()),
-        Node::Not { operand, .. } => check_patterns(operand),
-        Node::Binary { left, right, .. } => {
-            check_patterns(left)?;
-            check_patterns(right)
-        }
-    }
 }

@@ -2,8 +2,49 @@
 //! `Expression::Parser#tokens_rpn` / `#tree`, so that the same inputs are accepted and the
 //! same ones rejected (e.g. `$A !` is accepted there as `!$A`).
 
+use std::fmt;
+
+use regex::Regex;
+
 use super::error::ExprError;
+use super::eval::{compile_literal, regex_source};
 use super::lexer::{Token, TokenKind};
+
+/// A `/body/flags` literal, compiled once when the expression is parsed.
+#[derive(Clone)]
+pub struct Pattern {
+    /// The body with `\/` already unescaped.
+    pub body: String,
+    /// Any of `i m s U`.
+    pub flags: String,
+    regex: Regex,
+}
+
+impl Pattern {
+    /// The compiled RE2-semantics regex.
+    pub fn regex(&self) -> &Regex {
+        &self.regex
+    }
+
+    /// What RE2 is given: `(?flags)body`.
+    pub fn source(&self) -> String {
+        regex_source(&self.body, &self.flags)
+    }
+}
+
+impl PartialEq for Pattern {
+    fn eq(&self, other: &Self) -> bool {
+        self.body == other.body && self.flags == other.flags
+    }
+}
+
+impl Eq for Pattern {}
+
+impl fmt::Debug for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "/{}/{}", self.body, self.flags)
+    }
+}
 
 /// A leaf of the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -11,7 +52,7 @@ pub enum Operand {
     Variable(String),
     Input(String),
     String(String),
-    Pattern { body: String, flags: String },
+    Pattern(Pattern),
     Null,
     Bool(bool),
 }
@@ -73,15 +114,14 @@ fn precedence(kind: &TokenKind) -> u32 {
     }
 }
 
-fn operand(kind: &TokenKind) -> Option<Operand> {
+/// The operand a value token stands for; `patterns` holds the compiled pattern literals in
+/// token order.
+fn operand(kind: &TokenKind, patterns: &mut std::vec::IntoIter<Pattern>) -> Option<Operand> {
     Some(match kind {
         TokenKind::Variable(n) => Operand::Variable(n.clone()),
         TokenKind::Input(n) => Operand::Input(n.clone()),
         TokenKind::String(s) => Operand::String(s.clone()),
-        TokenKind::Pattern { body, flags } => Operand::Pattern {
-            body: body.clone(),
-            flags: flags.clone(),
-        },
+        TokenKind::Pattern { .. } => Operand::Pattern(patterns.next()?),
         TokenKind::Null => Operand::Null,
         TokenKind::Bool(b) => Operand::Bool(*b),
         _ => return None,
@@ -139,14 +179,30 @@ fn to_rpn(tokens: Vec<Token>) -> Result<Vec<Token>, ExprError> {
 }
 
 /// Builds the tree (GitLab's `Parser#tree`).
+///
+/// As in GitLab, where every lexeme is built (and a pattern compiled) before the tree, an
+/// invalid regex is reported before any grammar error.
 pub fn parse(tokens: Vec<Token>) -> Result<Node, ExprError> {
     if tokens.is_empty() {
         return Err(ExprError::parse("Empty statement", None));
     }
+    let mut compiled = Vec::new();
+    for tok in &tokens {
+        if let TokenKind::Pattern { body, flags } = &tok.kind {
+            compiled.push(Pattern {
+                body: body.clone(),
+                flags: flags.clone(),
+                regex: compile_literal(body, flags, tok.column)?,
+            });
+        }
+    }
+    let rpn = to_rpn(tokens)?;
+    // RPN keeps value tokens in source order, so patterns come out in the order compiled.
+    let mut patterns = compiled.into_iter();
     let mut stack: Vec<Node> = Vec::new();
-    for tok in to_rpn(tokens)? {
+    for tok in rpn {
         let column = tok.column;
-        if let Some(operand) = operand(&tok.kind) {
+        if let Some(operand) = operand(&tok.kind, &mut patterns) {
             stack.push(Node::Operand { operand, column });
         } else if let Some(op) = binary(&tok.kind) {
             // GitLab pops right then left and checks the left one first, so a missing

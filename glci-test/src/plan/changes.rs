@@ -2,28 +2,49 @@
 //! `File.fnmatch?(glob, path, FNM_PATHNAME | FNM_DOTMATCH | FNM_EXTGLOB)` over path lists,
 //! with each glob compiled once per planning run.
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Mutex, MutexGuard};
 
 use globset::{GlobBuilder, GlobMatcher};
 
 /// Above this many path × glob comparisons GitLab gives up and answers true.
 const MAX_COMPARISONS: usize = 50_000;
 
-/// Compiled globs by pattern text (`None`: the pattern does not compile and matches nothing).
+type Globs = HashMap<String, Option<GlobMatcher>>;
+
+/// Compiled globs by pattern text (`None`: the pattern does not compile and matches
+/// nothing). Kept with the configuration, so planning the same pipeline for many events
+/// compiles each glob once.
 #[derive(Default)]
 pub struct GlobCache {
-    globs: RefCell<HashMap<String, Option<GlobMatcher>>>,
+    globs: Mutex<Globs>,
+}
+
+impl fmt::Debug for GlobCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("GlobCache")
+    }
 }
 
 impl GlobCache {
+    fn lock(&self) -> MutexGuard<'_, Globs> {
+        // A poisoned cache only means another thread panicked mid-insert; the map is fine.
+        self.globs.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn with_matcher<R>(&self, pattern: &str, f: impl FnOnce(Option<&GlobMatcher>) -> R) -> R {
+        let mut globs = self.lock();
+        if !globs.contains_key(pattern) {
+            globs.insert(pattern.to_string(), compile(pattern));
+        }
+        f(globs.get(pattern).and_then(Option::as_ref))
+    }
+
     /// Whether `pattern` matches `path` as Ruby's fnmatch with the flags above would.
+    #[cfg(test)]
     pub fn matches(&self, pattern: &str, path: &str) -> bool {
-        let mut globs = self.globs.borrow_mut();
-        let matcher = globs
-            .entry(pattern.to_string())
-            .or_insert_with(|| compile(pattern));
-        matcher.as_ref().is_some_and(|m| m.is_match(path))
+        self.with_matcher(pattern, |m| m.is_some_and(|m| m.is_match(path)))
     }
 
     /// Any pattern matches any path. `None` (no changed-file set known) is true, as GitLab
@@ -35,9 +56,11 @@ impl GlobCache {
         if patterns.len().saturating_mul(paths.len()) > MAX_COMPARISONS {
             return true;
         }
-        patterns
-            .iter()
-            .any(|p| paths.iter().any(|path| self.matches(p, path)))
+        patterns.iter().any(|p| {
+            self.with_matcher(p, |m| {
+                m.is_some_and(|m| paths.iter().any(|x| m.is_match(x)))
+            })
+        })
     }
 
     /// `rules:exists`: any pattern matches a file of the tree; a pattern ending in `/`
@@ -49,11 +72,16 @@ impl GlobCache {
         patterns.iter().any(|p| {
             let p = p.strip_prefix("./").unwrap_or(p);
             match p.strip_suffix('/') {
-                Some(dir) => files.iter().any(|f| {
-                    f.match_indices('/')
-                        .any(|(i, _)| self.matches(dir, &f[..i]))
+                Some(dir) => self.with_matcher(dir, |m| {
+                    m.is_some_and(|m| {
+                        files
+                            .iter()
+                            .any(|f| f.match_indices('/').any(|(i, _)| m.is_match(&f[..i])))
+                    })
                 }),
-                None => files.iter().any(|f| self.matches(p, f)),
+                None => self.with_matcher(p, |m| {
+                    m.is_some_and(|m| files.iter().any(|f| m.is_match(f)))
+                }),
             }
         })
     }

@@ -23,6 +23,7 @@ mod scope;
 pub mod status;
 mod validate;
 mod var_cycles;
+mod warnings;
 
 use indexmap::IndexMap;
 
@@ -35,6 +36,7 @@ pub use model::{
     Service, Trigger, Variable, When,
 };
 pub use planner::plan;
+pub use warnings::warnings;
 
 /// Everything planning needs besides the configuration.
 #[derive(Debug, Clone, Default)]
@@ -139,6 +141,24 @@ pub struct Plan {
     pub stages: Vec<String>,
     /// Jobs in stage order, then file order.
     pub jobs: Vec<PlannedJob>,
+    /// Jobs left out of this pipeline and why, in file order (not part of the JSON).
+    pub excluded: Vec<Excluded>,
+}
+
+/// A job that is not in the pipeline, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Excluded {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Excluded {
+    pub fn new(name: &str, reason: impl Into<String>) -> Self {
+        Excluded {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
+    }
 }
 
 impl Plan {

@@ -2,6 +2,8 @@
 //! validation messages (`Gitlab::Ci::Config::Entry::*`). Logical checks that need the whole
 //! pipeline (stages, needs, dependencies) live in `validate.rs`.
 
+use std::sync::Arc;
+
 use indexmap::IndexMap;
 
 use super::lint::LintError;
@@ -68,6 +70,15 @@ pub struct PipelineConfig {
     pub workflow: Option<Workflow>,
     /// Visible jobs in file order, before `parallel` expansion.
     pub jobs: IndexMap<String, JobConfig>,
+    /// Globs and regexps compiled while planning, shared by every plan of this config.
+    pub(crate) matchers: Arc<Matchers>,
+}
+
+/// Compiled matchers, filled lazily by planning.
+#[derive(Debug, Default)]
+pub(crate) struct Matchers {
+    pub globs: super::changes::GlobCache,
+    pub regexes: super::only_except::RegexCache,
 }
 
 impl PipelineConfig {
@@ -491,6 +502,7 @@ fn read_root(tree: &Node, errors: &mut Vec<LintError>) -> Option<PipelineConfig>
         variables,
         workflow,
         jobs,
+        matchers: Arc::default(),
     })
 }
 

@@ -1,7 +1,8 @@
 //! `only:` / `except:` (`Gitlab::Ci::Build::Policy::{Refs, Variables, Changes, Kubernetes}`).
 
-use std::cell::RefCell;
 use std::collections::HashMap;
+use std::fmt;
+use std::sync::Mutex;
 
 use regex::Regex;
 
@@ -41,14 +42,21 @@ pub struct PolicyEnv<'a> {
     pub regexes: &'a RegexCache,
 }
 
+/// Compiled `only`/`except` ref regexps by `flags/body`, kept with the configuration.
 #[derive(Default)]
 pub struct RegexCache {
-    compiled: RefCell<HashMap<String, Option<Regex>>>,
+    compiled: Mutex<HashMap<String, Option<Regex>>>,
+}
+
+impl fmt::Debug for RegexCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RegexCache")
+    }
 }
 
 impl RegexCache {
     fn is_match(&self, body: &str, flags: &str, text: &str) -> Option<bool> {
-        let mut map = self.compiled.borrow_mut();
+        let mut map = self.compiled.lock().unwrap_or_else(|e| e.into_inner());
         let key = format!("{flags}/{body}");
         let re = map.entry(key).or_insert_with(|| compile(body, flags));
         re.as_ref().map(|r| r.is_match(text))

@@ -5,18 +5,17 @@ use std::collections::{HashMap, HashSet};
 
 use indexmap::IndexMap;
 
-use super::changes::GlobCache;
 use super::condition;
 use super::environment;
 use super::lint::LintError;
 use super::model::{AllowFailure, JobConfig, PipelineConfig, Policy, Variable, When};
-use super::only_except::{self, PolicyEnv, RegexCache};
+use super::only_except::{self, PolicyEnv};
 use super::parallel::{self, Instance};
 use super::rules::{self, RuleEnv};
 use super::scope::{last_wins, Scope};
 use super::validate::{self, resolve_need};
 use super::var_cycles;
-use super::{Plan, PlanContext, PlanError, PlannedEnvironment, PlannedJob, PlannedNeed};
+use super::{Excluded, Plan, PlanContext, PlanError, PlannedEnvironment, PlannedJob, PlannedNeed};
 
 const FILTERED: &str = "Pipeline filtered out by workflow rules.";
 const NO_JOBS: &str = "Pipeline will not run for the selected trigger. The rules configuration prevented any jobs from being added to the pipeline.";
@@ -35,8 +34,8 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
     let predefined = last_wins(&ctx.predefined);
     let late = last_wins(&ctx.late_variables);
     let pipeline_vars = last_wins(&ctx.event.variables);
-    let globs = GlobCache::default();
-    let regexes = RegexCache::default();
+    let globs = &config.matchers.globs;
+    let regexes = &config.matchers.regexes;
     let project_path = predefined
         .get("CI_PROJECT_PATH")
         .map(String::as_str)
@@ -60,7 +59,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 changed_files: ctx.changed_files.as_deref(),
                 compare_to: &ctx.compare_to,
                 files: &ctx.files,
-                globs: &globs,
+                globs,
             };
             let matched = rules::first_match(wf_rules, &env).map_err(|e| {
                 PlanError(LintError::new(
@@ -102,6 +101,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
     let has_workflow_rules = config.has_workflow_rules();
     let expanded = validate::expand(config);
     let mut jobs = Vec::new();
+    let mut excluded = Vec::new();
     for (inst, job) in &expanded.jobs {
         let Some(stage_index) = config.stage_index(&job.stage) else {
             continue;
@@ -171,7 +171,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 changed_files: ctx.changed_files.as_deref(),
                 compare_to: &ctx.compare_to,
                 files: &ctx.files,
-                globs: &globs,
+                globs,
             };
             let matched = rules::first_match(job_rules, &env).map_err(|e| {
                 PlanError(LintError::new(
@@ -179,8 +179,15 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                     format!("Failed to parse rule for {}: {e}", inst.name),
                 ))
             })?;
-            let Some(rule) = matched else { continue };
+            let Some(rule) = matched else {
+                excluded.push(Excluded::new(&inst.name, "no rule in `rules` matched"));
+                continue;
+            };
             if rule.when == Some(When::Never) {
+                excluded.push(Excluded::new(
+                    &inst.name,
+                    format!("the rule at {} has `when: never`", rule.span),
+                ));
                 continue;
             }
             if let Some(w) = rule.when {
@@ -208,8 +215,8 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 project_path,
                 scope: &scope,
                 changed_files: ctx.changed_files.as_deref(),
-                globs: &globs,
-                regexes: &regexes,
+                globs,
+                regexes,
             };
             // The implicit `only: {refs: [branches, tags]}` is deep-merged under the user's
             // `only`, unless `workflow:rules` exists.
@@ -225,6 +232,12 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 .as_ref()
                 .is_some_and(|o| !only_except::all_satisfied(o, &penv))
             {
+                let why = if job.only.is_none() {
+                    "the implicit `only: [branches, tags]` does not match this pipeline"
+                } else {
+                    "`only` does not match this pipeline"
+                };
+                excluded.push(Excluded::new(&inst.name, why));
                 continue;
             }
             if job
@@ -232,6 +245,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 .as_ref()
                 .is_some_and(|e| only_except::any_satisfied(e, &penv))
             {
+                excluded.push(Excluded::new(&inst.name, "`except` matches this pipeline"));
                 continue;
             }
         }
@@ -312,6 +326,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             reason: Some(NO_JOBS.to_string()),
             name,
             variables: top,
+            excluded,
             ..Plan::default()
         });
     }
@@ -332,6 +347,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
         variables: top,
         stages,
         jobs,
+        excluded,
     })
 }
 

@@ -319,10 +319,20 @@ fn project_variables(
     let project = &facts.project;
     let path = project.path();
     let default_branch = default_branch(facts, event);
+    // GitLab documents the FQDN with the port when it is not the protocol's default
+    // (`gitlab.example.com:8080`).
+    let default_port = if protocol == "https" { 443 } else { 80 };
+    let fqdn = if port == default_port {
+        host.clone()
+    } else if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
     let mut vars = vec![
         kv("CI", "true"),
         kv("GITLAB_CI", "true"),
-        kv("CI_SERVER_FQDN", &host),
+        kv("CI_SERVER_FQDN", fqdn),
         kv("CI_SERVER_URL", &ctx.server_url),
         kv("CI_SERVER_HOST", &host),
         kv("CI_SERVER_PORT", port.to_string()),

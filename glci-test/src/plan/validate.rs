@@ -165,8 +165,38 @@ pub fn logical(config: &PipelineConfig) -> Result<(), LintError> {
                 }
             }
         }
+        check_on_stop(config, name, job)?;
     }
     check_cycles(&expanded)
+}
+
+/// `YamlProcessor#validate_on_stop_job!`: the stop job exists and stops the same environment.
+fn check_on_stop(config: &PipelineConfig, name: &str, job: &JobConfig) -> Result<(), LintError> {
+    let Some(env) = &job.environment else {
+        return Ok(());
+    };
+    let Some(on_stop) = &env.on_stop else {
+        return Ok(());
+    };
+    let fail = |what: &str| {
+        Err(LintError::new(
+            Some(&job.span),
+            format!("{name} job: on_stop job {on_stop} {what}"),
+        ))
+    };
+    let Some(stop_job) = config.jobs.get(on_stop) else {
+        return fail("is not defined");
+    };
+    let Some(stop_env) = &stop_job.environment else {
+        return fail("does not have environment defined");
+    };
+    if stop_env.name != env.name {
+        return fail("have different environment name");
+    }
+    if stop_env.action.as_deref() != Some("stop") {
+        return fail("needs to have action stop defined");
+    }
+    Ok(())
 }
 
 /// `Dag.check_circular_dependencies!`: a topological sort over needs (Tarjan's SCCs, as

@@ -6,6 +6,7 @@
 use std::path::{Component, Path, PathBuf};
 use std::process::Command;
 
+use globset::{GlobBuilder, GlobMatcher};
 use regex::Regex;
 
 /// Resolves a repository-relative path inside `root`, or `None` when it would leave it.
@@ -38,6 +39,43 @@ pub fn wildcard_regex(pattern: &str) -> Option<Regex> {
         .replace(r"\*\*", ".*?")
         .replace(r"\*", "[^/]*?");
     Regex::new(&format!("^{translated}$")).ok()
+}
+
+/// A glob matched as Ruby's `File.fnmatch?(p, path, FNM_PATHNAME | FNM_DOTMATCH |
+/// FNM_EXTGLOB)` (`include:rules:exists`/`changes`): `**` is recursive only as a whole
+/// component followed by `/`; anywhere else it is a plain `*` (globset would recurse on a
+/// trailing `/**`, so the pattern is rewritten first). `None` when it does not compile.
+pub fn fnmatch(pattern: &str) -> Option<GlobMatcher> {
+    let mut out = String::with_capacity(pattern.len());
+    let mut rest = pattern;
+    let mut after_slash = true;
+    while let Some(c) = rest.chars().next() {
+        if c == '\\' {
+            let escaped: String = rest.chars().take(2).collect();
+            out.push_str(&escaped);
+            rest = &rest[escaped.len()..];
+            after_slash = false;
+            continue;
+        }
+        if rest.starts_with("**") {
+            let stars = rest.len() - rest.trim_start_matches('*').len();
+            let then_slash = rest[stars..].starts_with('/');
+            out.push_str(if after_slash && then_slash { "**" } else { "*" });
+            rest = &rest[stars..];
+            after_slash = false;
+            continue;
+        }
+        out.push(c);
+        rest = &rest[c.len_utf8()..];
+        after_slash = c == '/';
+    }
+    GlobBuilder::new(&out)
+        .literal_separator(true)
+        .backslash_escape(true)
+        .empty_alternates(true)
+        .build()
+        .ok()
+        .map(|g| g.compile_matcher())
 }
 
 /// Repository-relative paths (with `/`) of the files in `root`, sorted like `git ls-files`.
@@ -121,6 +159,18 @@ mod tests {
         assert!(m("configs/**/*.yml", "configs/a.yml"));
         assert!(m("configs/**/*.yml", "configs/x/a.yml"));
         assert!(!m("configs/*.yml", "configsXa.yml"));
+    }
+
+    #[test]
+    fn fnmatch_double_star_rules() {
+        let m = |p: &str, f: &str| fnmatch(p).is_some_and(|g| g.is_match(f));
+        assert!(!m("docs/**", "docs/a/b.md"));
+        assert!(m("docs/**", "docs/a.md"));
+        assert!(m("docs/**/*", "docs/a/b.md"));
+        assert!(m("docs/**/*", "docs/b.md"));
+        assert!(m("*.{yml,yaml}", "a.yaml"));
+        assert!(m("src/*.rs", "src/.hidden.rs"));
+        assert!(!m("src/*.rs", "src/x/y.rs"));
     }
 
     #[test]

@@ -197,7 +197,7 @@ impl<'a> Includer<'a> {
                 includer: self,
                 ctx,
             };
-            if !rules::included(rules, vars, &roots)? {
+            if !rules::included(rules, vars, &roots, self.opts.changed_files.as_deref())? {
                 return Ok(Vec::new());
             }
         }

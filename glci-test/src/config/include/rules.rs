@@ -1,8 +1,6 @@
 //! `include:rules`: `if`, `exists`, `changes`, `when` (`always`/`never`); the first rule that
 //! matches decides, none matching leaves the file out, no rules includes it.
 
-use globset::GlobBuilder;
-
 use super::super::error::ConfigError;
 use super::super::expand::expand;
 use super::super::value::{Node, Value};
@@ -21,6 +19,7 @@ pub fn included(
     rules: &Node,
     vars: &[(String, String)],
     roots: &dyn ExistsRoot,
+    changed: Option<&[String]>,
 ) -> Result<bool, ConfigError> {
     let Some(list) = rules.as_seq() else {
         return Err(ConfigError::at(
@@ -62,7 +61,7 @@ pub fn included(
                 }
             },
         };
-        if matches(rule, vars, roots)? {
+        if matches(rule, vars, roots, changed)? {
             return Ok(when != Some("never"));
         }
     }
@@ -73,6 +72,7 @@ fn matches(
     rule: &Node,
     vars: &[(String, String)],
     roots: &dyn ExistsRoot,
+    changed: Option<&[String]>,
 ) -> Result<bool, ConfigError> {
     if let Some(cond) = rule.get("if") {
         let Some(src) = cond.as_str() else {
@@ -92,9 +92,53 @@ fn matches(
             return Ok(false);
         }
     }
-    // `changes` needs the push's diff, which GitLab itself lacks for many pipeline kinds and
-    // then treats as matching; glci has no diff at load time, so it does the same.
+    // Without a diff (GitLab: new branches, web/schedule pipelines…) `changes` matches.
+    if let (Some(changes), Some(changed)) = (rule.get("changes"), changed) {
+        if !changes_match(changes, vars, changed)? {
+            return Ok(false);
+        }
+    }
     Ok(true)
+}
+
+/// `changes: [globs]` or `changes: {paths: [globs]}` against the changed files, matched like
+/// GitLab's `File.fnmatch?` with `FNM_PATHNAME | FNM_DOTMATCH | FNM_EXTGLOB`.
+fn changes_match(
+    changes: &Node,
+    vars: &[(String, String)],
+    changed: &[String],
+) -> Result<bool, ConfigError> {
+    let paths = match &changes.value {
+        Value::Map(_) => changes.get("paths"),
+        _ => Some(changes),
+    };
+    let patterns: Vec<String> = match paths.map(|p| &p.value) {
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Seq(items)) => items
+            .iter()
+            .filter_map(Node::as_str)
+            .map(str::to_string)
+            .collect(),
+        _ => {
+            return Err(ConfigError::at(
+                &changes.span,
+                "include rule changes should be an array of strings or a hash with `paths`",
+            ))
+        }
+    };
+    for pattern in patterns {
+        let pattern = expand(&pattern, vars);
+        let glob = files::fnmatch(pattern.trim_start_matches('/')).ok_or_else(|| {
+            ConfigError::at(
+                &changes.span,
+                format!("include rule changes: invalid pattern `{pattern}`"),
+            )
+        })?;
+        if changed.iter().any(|f| glob.is_match(f)) {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 fn exists_matches(
@@ -134,16 +178,12 @@ fn exists_matches(
             }
             continue;
         }
-        let glob = GlobBuilder::new(pattern)
-            .literal_separator(true)
-            .build()
-            .map_err(|e| {
-                ConfigError::at(
-                    &exists.span,
-                    format!("include rule exists: invalid pattern `{pattern}`: {e}"),
-                )
-            })?
-            .compile_matcher();
+        let glob = files::fnmatch(pattern).ok_or_else(|| {
+            ConfigError::at(
+                &exists.span,
+                format!("include rule exists: invalid pattern `{pattern}`"),
+            )
+        })?;
         let all = listing.get_or_insert_with(|| files::list(&root));
         if all.iter().any(|f| glob.is_match(f)) {
             return Ok(true);

@@ -236,3 +236,19 @@ fn nasty_inputs_never_panic() {
         }
     }
 }
+
+#[test]
+fn repeated_merge_keys_apply_in_order() {
+    // The shape of GitLab's own Auto DevOps "timed rollout 100%" job: two `<<` in one mapping.
+    let n = parse(
+        ".t: &t\n  script: [rollout]\n  when: delayed\n  start_in: 5 minutes\n.p: &p\n  stage: production\n  script: [deploy]\njob:\n  <<: *t\n  <<: *p\n  stage: incremental rollout 100%\n",
+    );
+    let job = n.get("job").cloned().unwrap_or_else(|| panic!("no job"));
+    assert_eq!(keys(&job), vec!["script", "when", "start_in", "stage"]);
+    let script = job.get("script").and_then(Node::as_seq).unwrap_or_default();
+    assert_eq!(script.first().and_then(Node::as_str), Some("deploy"));
+    assert_eq!(
+        job.get("stage").and_then(Node::as_str),
+        Some("incremental rollout 100%")
+    );
+}
