@@ -105,6 +105,25 @@ impl Engine {
         format!("{}.{}", v.major_version, v.minor_version)
     }
 
+    /// The gateway address of the default bridge network (`docker0`, usually 172.17.0.1):
+    /// reachable from every container and from the host, not from other machines. `None` for
+    /// engines without one (remote engines, rootless setups).
+    pub async fn bridge_gateway(&self) -> Option<std::net::IpAddr> {
+        let net = self
+            .docker
+            .inspect_network(
+                "bridge",
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+            .ok()?;
+        let gateway = net.ipam?.config?.into_iter().find_map(|c| c.gateway)?;
+        let ip: std::net::IpAddr = gateway.parse().ok()?;
+        // Only a local engine's bridge is an address of this host.
+        (self.endpoint.starts_with("unix://") && std::net::UdpSocket::bind((ip, 0)).is_ok())
+            .then_some(ip)
+    }
+
     /// Fails with [`DockerError::MissingImage`] unless `image` is present locally.
     pub async fn require_image(&self, image: &str) -> Result<(), DockerError> {
         match self.docker.inspect_image(image).await {

@@ -3,6 +3,9 @@
 //! commands and users' own tests call; every step is delegated to its module (`config`,
 //! `plan`, `git`, `server`, `runner`).
 
+pub mod duration;
+pub mod home;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::PathBuf;

@@ -1,0 +1,43 @@
+//! glci's data directory: `GLCI_HOME`, else `~/.glci`.
+//!
+//! Layout (also in the README):
+//! - `repos/<key>.git` — bare snapshot repositories, one per user repository;
+//! - `server/` — the mock GitLab's artifacts, traces and S3 cache objects;
+//! - `pipelines/last-id` — the last pipeline id handed out.
+
+use std::path::PathBuf;
+
+/// The data directory (created if missing).
+pub fn glci_home() -> std::io::Result<PathBuf> {
+    let dir = match std::env::var_os("GLCI_HOME") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => {
+            let home = std::env::var_os("HOME").ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "neither GLCI_HOME nor HOME is set",
+                )
+            })?;
+            PathBuf::from(home).join(".glci")
+        }
+    };
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The next pipeline id: one more than the last one handed out in this data directory, so
+/// refs (`refs/pipelines/<id>`) of runs that overlap do not collide. Written atomically.
+pub fn next_pipeline_id(home: &std::path::Path) -> std::io::Result<u64> {
+    let dir = home.join("pipelines");
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join("last-id");
+    let last = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    let next = last + 1;
+    let tmp = tempfile::NamedTempFile::new_in(&dir)?;
+    std::fs::write(tmp.path(), format!("{next}\n"))?;
+    tmp.persist(&path).map_err(|e| e.error)?;
+    Ok(next)
+}
