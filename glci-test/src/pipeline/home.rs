@@ -41,3 +41,18 @@ pub fn next_pipeline_id(home: &std::path::Path) -> std::io::Result<u64> {
     tmp.persist(&path).map_err(|e| e.error)?;
     Ok(next)
 }
+
+/// Removes the oldest pipeline directories (`pipelines/<id>/`) beyond the newest `keep`.
+pub fn prune_pipelines(home: &std::path::Path, keep: usize) -> std::io::Result<()> {
+    let mut ids: Vec<u64> = std::fs::read_dir(home.join("pipelines"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    let excess = ids.len().saturating_sub(keep);
+    for id in &ids[..excess] {
+        std::fs::remove_dir_all(home.join("pipelines").join(id.to_string()))?;
+    }
+    Ok(())
+}
