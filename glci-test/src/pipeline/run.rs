@@ -55,6 +55,8 @@ pub struct RunOptions {
     pub external_runner: bool,
     /// Address the server listens on; default the Docker bridge gateway, else loopback.
     pub bind: Option<IpAddr>,
+    /// glci's data directory; default `GLCI_HOME`, else `~/.glci`.
+    pub home: Option<PathBuf>,
 }
 
 impl Default for RunOptions {
@@ -71,6 +73,7 @@ impl Default for RunOptions {
             wait_delayed: true,
             external_runner: false,
             bind: None,
+            home: None,
         }
     }
 }
@@ -269,7 +272,11 @@ impl Session {
             let _ = docker::remove_orphans(engine).await;
         }
 
-        let home = home::glci_home().map_err(RunError::Home)?;
+        let home = match &options.home {
+            Some(dir) => std::fs::create_dir_all(dir).map(|_| dir.clone()),
+            None => home::glci_home(),
+        }
+        .map_err(RunError::Home)?;
         let pipeline_id = home::next_pipeline_id(&home).map_err(RunError::Home)?;
         let dir = home.join("pipelines").join(pipeline_id.to_string());
         let _ = home::prune_pipelines(&home, 20);
