@@ -36,6 +36,9 @@ pub enum Command {
         #[command(flatten)]
         event: EventArgs,
     },
+    /// glci's runner on its own, against any GitLab-compatible server (e.g. `cargo glci run
+    /// --runner external` in another terminal): register, take jobs, run them in Docker.
+    Runner(RunnerArgs),
     /// Check that a Docker engine answers and say which one.
     Doctor,
     /// Remove Docker objects left behind by glci runs whose process is gone.
@@ -86,6 +89,27 @@ pub struct EventArgs {
     /// A file-type variable: the job sees the path of a file holding VALUE (repeatable).
     #[arg(long = "file-var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub file_vars: Vec<(String, String)>,
+}
+
+/// `cargo glci runner`.
+#[derive(Debug, Args, Clone)]
+pub struct RunnerArgs {
+    /// The server's URL (what `cargo glci run --runner external` prints as `url:`).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// A registration token (legacy registration).
+    #[arg(long, value_name = "TOKEN")]
+    pub registration_token: String,
+    /// Jobs running at once.
+    #[arg(long = "jobs", short = 'j', value_name = "N", default_value_t = 1)]
+    pub concurrency: usize,
+    /// Image for jobs without `image:` (default: glci-fixture/debian:bookworm, or
+    /// GLCI_DEFAULT_IMAGE).
+    #[arg(long, value_name = "IMAGE")]
+    pub default_image: Option<String>,
+    /// Exit after this many jobs (default: run until Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub max_jobs: Option<usize>,
 }
 
 /// `cargo glci run`.

@@ -14,6 +14,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Plan { event, json } => Ok(plan(&event, json)),
         Command::Run(args) => block_on(crate::run_cmd::run(args)),
+        Command::Runner(args) => block_on(crate::run_cmd::runner(args)),
         Command::Lint { event } => Ok(lint(&event)),
         Command::Config { event } => Ok(config(&event)),
         Command::Doctor => block_on(doctor()),

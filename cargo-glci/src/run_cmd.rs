@@ -13,7 +13,7 @@ use glci_test::pipeline::{JobReport, RunError, RunObserver, RunOptions, RunRepor
 use glci_test::plan::status::Status;
 use regex::bytes::Regex;
 
-use crate::args::RunArgs;
+use crate::args::{RunArgs, RunnerArgs};
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let opts = args.event.to_options();
@@ -286,4 +286,108 @@ fn print_summary(report: &RunReport) {
         report.pipeline_id,
         report.dir.display()
     );
+}
+
+/// `cargo glci runner`: registers with the server and runs its jobs until Ctrl-C (or
+/// `--max-jobs`), then removes every Docker object it created.
+pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
+    use glci_test::docker::{self, Engine, Owner};
+    use glci_test::runner::api::RunnerApi;
+    use glci_test::runner::executor::ExecutorOptions;
+    use glci_test::runner::worker::run_job;
+    use tokio_util::sync::CancellationToken;
+
+    let engine = Arc::new(Engine::connect().await?);
+    let _ = docker::remove_orphans(&engine).await;
+    let api = RunnerApi::new(&args.url);
+    let token = api
+        .register(&args.registration_token, "glci runner", &[], true)
+        .await?;
+    eprintln!("registered with {}; waiting for jobs (Ctrl-C to stop)", args.url);
+    let mut executor = ExecutorOptions::default();
+    if let Some(image) = args.default_image.clone().or_else(|| {
+        std::env::var("GLCI_DEFAULT_IMAGE")
+            .ok()
+            .filter(|i| !i.is_empty())
+    }) {
+        executor.default_image = image;
+    }
+    let owner = Arc::new(Owner::for_this_process("runner"));
+    let stop = CancellationToken::new();
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (api, token, engine, owner, executor, stop, taken, failed) = (
+            api.clone(),
+            token.clone(),
+            engine.clone(),
+            owner.clone(),
+            executor.clone(),
+            stop.clone(),
+            taken.clone(),
+            failed.clone(),
+        );
+        let max = args.max_jobs;
+        workers.push(tokio::spawn(async move {
+            let mut last_update: Option<String> = None;
+            loop {
+                if max.is_some_and(|m| taken.load(std::sync::atomic::Ordering::SeqCst) >= m) {
+                    stop.cancel();
+                    return;
+                }
+                let request = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = api.request_job(&token, last_update.as_deref()) => r,
+                };
+                match request {
+                    Ok((Some(job), _)) => {
+                        taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let name = job.job_info.name.clone();
+                        eprintln!("▶ job {} ({name})", job.id);
+                        let outcome =
+                            run_job(&api, &engine, &owner, job, &executor, &stop.child_token(), None)
+                                .await;
+                        if !outcome.success {
+                            failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        eprintln!(
+                            "■ {name} {}",
+                            if outcome.success { "passed" } else { "failed" }
+                        );
+                    }
+                    Ok((None, update)) => last_update = update.or(last_update),
+                    Err(e) => {
+                        eprintln!("request job: {e}");
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let all = futures_join(workers);
+    tokio::pin!(all);
+    tokio::select! {
+        _ = &mut all => {}
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("stopping: running jobs are canceled");
+            stop.cancel();
+            all.await;
+        }
+    }
+    let _ = docker::remove_owned(&engine, &owner.id).await;
+    Ok(if failed.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
 }
