@@ -59,6 +59,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         // Machine-readable, on stdout: a script can read these two lines.
         println!("url: {}", session.server_url());
         println!("registration-token: {}", session.registration_token());
+        let s3 = session.s3_credentials();
+        println!("cache-s3-server: {}", s3.server_address);
+        println!("cache-s3-bucket: {}", s3.bucket);
+        println!("cache-s3-access-key: {}", s3.access_key);
+        println!("cache-s3-secret-key: {}", s3.secret_key);
         let _ = std::io::stdout().flush();
         eprintln!("waiting for a runner to register and take the jobs (Ctrl-C to stop)");
     } else {
@@ -303,7 +308,10 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
     let token = api
         .register(&args.registration_token, "glci runner", &[], true)
         .await?;
-    eprintln!("registered with {}; waiting for jobs (Ctrl-C to stop)", args.url);
+    eprintln!(
+        "registered with {}; waiting for jobs (Ctrl-C to stop)",
+        args.url
+    );
     let mut executor = ExecutorOptions::default();
     if let Some(image) = args.default_image.clone().or_else(|| {
         std::env::var("GLCI_DEFAULT_IMAGE")
@@ -345,9 +353,16 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
                         taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         let name = job.job_info.name.clone();
                         eprintln!("▶ job {} ({name})", job.id);
-                        let outcome =
-                            run_job(&api, &engine, &owner, job, &executor, &stop.child_token(), None)
-                                .await;
+                        let outcome = run_job(
+                            &api,
+                            &engine,
+                            &owner,
+                            job,
+                            &executor,
+                            &stop.child_token(),
+                            None,
+                        )
+                        .await;
                         if !outcome.success {
                             failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         }

@@ -2,8 +2,11 @@
 //!
 //! Layout (also in the README):
 //! - `repos/<key>.git` — bare snapshot repositories, one per user repository;
-//! - `server/` — the mock GitLab's artifacts, traces and S3 cache objects;
-//! - `pipelines/last-id` — the last pipeline id handed out.
+//! - `cache/` — the S3 cache objects, shared by all pipelines;
+//! - `pipelines/last-id` — the last pipeline id handed out;
+//! - `pipelines/<id>/` — one pipeline (the newest 20 are kept): `jobs/<job>/job.log`,
+//!   `jobs/<job>/artifacts/` (extracted), and the server's own `artifacts/<job id>/` and
+//!   `traces/<job id>.log`.
 
 use std::path::PathBuf;
 

@@ -26,12 +26,13 @@ pub fn file_name(job: &str) -> String {
         .collect()
 }
 
-/// Copies the job's log to `logs/<job>.log` and extracts its `archive` artifact into
-/// `artifacts/<job>/`. Failures leave the field empty; the run goes on.
+/// Copies the job's log to `jobs/<job>/job.log` and extracts its `archive` artifact into
+/// `jobs/<job>/artifacts/` (next to the server's own `artifacts/<id>/` and `traces/`). Failures leave the field empty; the run goes on.
 pub fn store(server: &RunningServer, id: JobId, dir: &Path, job: &str) -> Stored {
     let bytes = server.trace(id).unwrap_or_default();
     let log = String::from_utf8_lossy(&bytes).into_owned();
-    let log_path = dir.join("logs").join(format!("{}.log", file_name(job)));
+    let job_dir = dir.join("jobs").join(file_name(job));
+    let log_path = job_dir.join("job.log");
     let log_path = write_atomic(&log_path, &bytes).ok().map(|_| log_path);
 
     let artifacts_dir = server
@@ -39,7 +40,7 @@ pub fn store(server: &RunningServer, id: JobId, dir: &Path, job: &str) -> Stored
         .into_iter()
         .find(|a| a.artifact_type == "archive")
         .and_then(|archive| {
-            let dest = dir.join("artifacts").join(file_name(job));
+            let dest = job_dir.join("artifacts");
             extract_zip(&archive.path, &dest).ok().map(|_| dest)
         });
     Stored {

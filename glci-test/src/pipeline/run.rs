@@ -460,6 +460,11 @@ impl Session {
         self.shared.server.url()
     }
 
+    /// The S3 cache endpoint and keys, for an external runner's `[runners.cache.s3]`.
+    pub fn s3_credentials(&self) -> crate::server::S3Credentials {
+        self.shared.server.s3_credentials()
+    }
+
     /// The legacy registration token external runners register with.
     pub fn registration_token(&self) -> &str {
         self.shared.server.registration_token()
