@@ -24,7 +24,7 @@ use crate::plan::predefined::{self, PipelineContext};
 use crate::plan::status::{self, Outcome, Status};
 use crate::plan::{Event, PipelineSource, Plan, PlannedJob};
 use crate::runner::api::RunnerApi;
-use crate::runner::executor::ExecutorOptions;
+use crate::runner::executor::{CleanupTasks, ExecutorOptions};
 use crate::runner::worker::run_job;
 use crate::server::{
     JobEvent, JobId, JobState, ProjectSpec, RefType, RunningServer, Server, ServerConfig,
@@ -186,6 +186,8 @@ pub struct Session {
     shared: Arc<Shared>,
     /// The scheduler first, then the built-in runners.
     tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Removals of finished jobs' containers, off the jobs' critical path.
+    cleanup: CleanupTasks,
     guard: CleanupGuard,
 }
 
@@ -400,6 +402,7 @@ impl Session {
         });
 
         let mut tasks = vec![tokio::spawn(schedule(shared.clone()))];
+        let cleanup = CleanupTasks::default();
         let owner = Owner::for_this_process(pipeline_id.to_string());
         let guard = CleanupGuard {
             owner_id: engine.as_ref().map(|_| owner.id.clone()),
@@ -424,6 +427,7 @@ impl Session {
                 default_image: options.default_image.clone(),
                 services_timeout: options.services_timeout,
                 keep_failed: options.keep_failed,
+                deferred_cleanup: Some(cleanup.clone()),
                 ..ExecutorOptions::default()
             };
             let engine = Arc::new(engine);
@@ -442,6 +446,7 @@ impl Session {
         Ok(Session {
             shared,
             tasks: Mutex::new(tasks),
+            cleanup,
             guard,
         })
     }
@@ -611,6 +616,7 @@ impl Session {
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
+        self.cleanup.wait().await;
         if let Some(owner) = self.guard.owner_id.take() {
             let kept: Vec<String> = self
                 .shared
