@@ -428,6 +428,7 @@ impl Session {
                 services_timeout: options.services_timeout,
                 keep_failed: options.keep_failed,
                 deferred_cleanup: Some(cleanup.clone()),
+                source_cache: Some(crate::runner::sources::SourceCache::default()),
                 ..ExecutorOptions::default()
             };
             let engine = Arc::new(engine);

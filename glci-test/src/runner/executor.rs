@@ -51,6 +51,8 @@ pub struct ExecutorOptions {
     /// the set waits for it before declaring the run clean. `None`: removed before
     /// [`execute`] returns.
     pub deferred_cleanup: Option<CleanupTasks>,
+    /// Checkouts shared by the jobs this executor runs (`None`: every job fetches).
+    pub source_cache: Option<sources::SourceCache>,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -86,6 +88,7 @@ impl Default for ExecutorOptions {
             keep_failed: false,
             identity: RunnerIdentity::default(),
             deferred_cleanup: None,
+            source_cache: None,
         }
     }
 }
@@ -290,21 +293,19 @@ async fn run_stages(
 
     // get_sources
     trace.section_start("get_sources", "Getting source from Git repository");
-    let checkout_dir = tempfile::tempdir().map_err(Failure::system)?;
-    let checkout = match sources::get_sources(payload, checkout_dir.path(), trace).await {
-        Ok(c) => c,
-        Err(e) => {
-            trace.section_end("get_sources");
-            trace.error(&format!("Job failed: {e}"));
-            return Ok(JobOutcome::failed("script_failure", None));
-        }
-    };
-    let tar = archive::tar_dir_at(checkout_dir.path(), &project_dir).map_err(Failure::system)?;
+    let (tar, checkout) =
+        match sources::sources_tar(payload, trace, options.source_cache.as_ref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                trace.section_end("get_sources");
+                trace.error(&format!("Job failed: {e}"));
+                return Ok(JobOutcome::failed("script_failure", None));
+            }
+        };
     build
         .upload_tar(engine, tar)
         .await
         .map_err(Failure::system)?;
-    drop(checkout_dir);
     trace.section_end("get_sources");
 
     // download_artifacts
