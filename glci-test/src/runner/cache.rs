@@ -683,6 +683,257 @@ mod tests {
         assert_eq!(c.object_key("x", 7, "../../8/k"), None);
     }
 
+    /// The build container's project directory, in memory: a tar of files, and what the
+    /// cache extracted into it.
+    #[derive(Default)]
+    struct MemoryProject {
+        files: Vec<(&'static str, &'static str)>,
+        extracted: std::sync::Mutex<Vec<(String, String)>>,
+    }
+
+    impl ProjectFiles for MemoryProject {
+        async fn upload_tar(&self, tar: Vec<u8>) -> Result<(), String> {
+            let mut archive = tar::Archive::new(tar.as_slice());
+            let mut out = self.extracted.lock().unwrap();
+            for e in archive.entries().map_err(|e| e.to_string())? {
+                let mut e = e.map_err(|e| e.to_string())?;
+                if e.header().entry_type().is_file() {
+                    let mut body = String::new();
+                    std::io::Read::read_to_string(&mut e, &mut body).map_err(|e| e.to_string())?;
+                    out.push((e.path().unwrap().to_string_lossy().into_owned(), body));
+                }
+            }
+            Ok(())
+        }
+
+        async fn project_tar(&self) -> Result<Vec<u8>, String> {
+            let mut b = tar::Builder::new(Vec::new());
+            for (path, content) in &self.files {
+                let mut h = tar::Header::new_gnu();
+                h.set_size(content.len() as u64);
+                h.set_mode(0o644);
+                h.set_entry_type(tar::EntryType::Regular);
+                b.append_data(&mut h, format!("demo/{path}"), content.as_bytes())
+                    .unwrap();
+            }
+            Ok(b.into_inner().unwrap())
+        }
+    }
+
+    fn payload(cache: Vec<Cache>) -> JobPayload {
+        let mut p = JobPayload::default();
+        p.job_info.name = "build".into();
+        p.job_info.project_id = 3;
+        p.git_info.git_ref = "main".into();
+        p.git_info.repo_url = "http://127.0.0.1/acme/demo.git".into();
+        p.cache = cache;
+        p
+    }
+
+    fn text(trace: &Trace) -> String {
+        String::from_utf8_lossy(&trace.bytes()).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_saved_cache_is_restored_through_a_real_s3_endpoint() {
+        let tmp = tempfile::tempdir().unwrap();
+        let server = crate::server::Server::start(crate::server::ServerConfig::new(tmp.path()))
+            .await
+            .unwrap();
+        let config = CacheConfig::from_server(&server.s3_credentials());
+        let entry = Cache {
+            key: "deps-$CI_COMMIT_REF_SLUG".into(),
+            paths: vec!["vendor/".into()],
+            ..Default::default()
+        };
+        let vars = vec![JobVariable {
+            key: "CI_COMMIT_REF_SLUG".into(),
+            value: "main".into(),
+            ..Default::default()
+        }];
+        let job = payload(vec![entry.clone()]);
+        let trace = Trace::new(super::super::trace::Masker::new([]), false);
+        let cache = JobCache {
+            payload: &job,
+            variables: &vars,
+            config: Some(&config),
+            short_token: "AbCdEfGhI",
+            trace: &trace,
+        };
+        let project = MemoryProject {
+            files: vec![("vendor/lib.txt", "cached"), ("src/main.rs", "not cached")],
+            ..Default::default()
+        };
+        cache.archive(&project, &BTreeSet::new(), true).await;
+        let log = text(&trace);
+        for expected in [
+            "Saving cache for successful job",
+            "Creating cache deps-main...",
+            "vendor/: found 1 matching artifact files and directories",
+            "Uploading cache.zip to http://",
+            "/glci-cache/runner/AbCdEfGhI/project/3/deps-main",
+            "Created cache",
+        ] {
+            assert!(log.contains(expected), "missing {expected:?}:\n{log}");
+        }
+
+        // A second job (another key first, then the saved one as a fallback).
+        let mut second = entry.clone();
+        second.key = "other".into();
+        second.fallback_keys = vec!["deps-$CI_COMMIT_REF_SLUG".into()];
+        let job2 = payload(vec![second]);
+        let trace2 = Trace::new(super::super::trace::Masker::new([]), false);
+        let cache2 = JobCache {
+            payload: &job2,
+            trace: &trace2,
+            ..cache
+        };
+        let fresh = MemoryProject::default();
+        cache2.restore(&fresh, "/builds/acme/demo").await;
+        let log = text(&trace2);
+        let order = [
+            "Restoring cache",
+            "Checking cache for other...",
+            "WARNING: file does not exist",
+            "WARNING: Failed to extract cache",
+            "Checking cache for deps-main...",
+            "Downloading cache from http://",
+            "Successfully extracted cache",
+        ];
+        let mut at = 0;
+        for expected in order {
+            let found = log[at..].find(expected);
+            assert!(found.is_some(), "missing {expected:?} in order:\n{log}");
+            at += found.unwrap_or(0);
+        }
+        assert_eq!(
+            *fresh.extracted.lock().unwrap(),
+            [(
+                "builds/acme/demo/vendor/lib.txt".to_string(),
+                "cached".to_string()
+            )]
+        );
+        server.shutdown().await;
+    }
+
+    #[tokio::test]
+    async fn without_a_cache_server_nothing_fails_and_the_runner_says_so() {
+        let job = payload(vec![Cache {
+            key: "k".into(),
+            paths: vec!["out".into()],
+            when: "always".into(),
+            ..Default::default()
+        }]);
+        let trace = Trace::new(super::super::trace::Masker::new([]), false);
+        let cache = JobCache {
+            payload: &job,
+            variables: &[],
+            config: None,
+            short_token: "",
+            trace: &trace,
+        };
+        let project = MemoryProject {
+            files: vec![("out/a", "a")],
+            ..Default::default()
+        };
+        cache.restore(&project, "/builds/acme/demo").await;
+        cache.archive(&project, &BTreeSet::new(), false).await;
+        let log = text(&trace);
+        assert!(log.contains("No URL provided, cache will not be downloaded"), "{log}");
+        assert!(log.contains("Cache file does not exist"), "{log}");
+        assert!(log.contains("Saving cache for failed job"), "{log}");
+        assert!(log.contains("Cache will be stored only locally."), "{log}");
+        assert!(project.extracted.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn policy_pull_never_uploads_and_push_never_downloads() {
+        let job = payload(vec![
+            Cache {
+                key: "pulled".into(),
+                paths: vec!["out".into()],
+                policy: "pull".into(),
+                ..Default::default()
+            },
+            Cache {
+                key: "pushed".into(),
+                paths: vec!["out".into()],
+                policy: "push".into(),
+                ..Default::default()
+            },
+            Cache {
+                key: "no-files-no-stage".into(),
+                ..Default::default()
+            },
+        ]);
+        let trace = Trace::new(super::super::trace::Masker::new([]), false);
+        let cache = JobCache {
+            payload: &job,
+            variables: &[],
+            config: None,
+            short_token: "",
+            trace: &trace,
+        };
+        let project = MemoryProject::default();
+        cache.restore(&project, "/builds/acme/demo").await;
+        cache.archive(&project, &BTreeSet::new(), true).await;
+        let log = text(&trace);
+        assert!(log.contains("Not downloading cache pushed due to policy"), "{log}");
+        assert!(log.contains("Checking cache for pulled..."), "{log}");
+        assert!(log.contains("Not uploading cache pulled due to policy"), "{log}");
+        assert!(log.contains("Creating cache pushed..."), "{log}");
+        assert!(!log.contains("no-files-no-stage"), "{log}");
+    }
+
+    #[test]
+    fn fallback_variable_may_not_reach_protected_caches() {
+        let job = payload(vec![Cache {
+            key: "main-key".into(),
+            paths: vec!["out".into()],
+            ..Default::default()
+        }]);
+        let vars = vec![JobVariable {
+            key: "CACHE_FALLBACK_KEY".into(),
+            value: "main-protected".into(),
+            ..Default::default()
+        }];
+        let trace = Trace::new(super::super::trace::Masker::new([]), false);
+        let cache = JobCache {
+            payload: &job,
+            variables: &vars,
+            config: None,
+            short_token: "",
+            trace: &trace,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(cache.restore(&MemoryProject::default(), "/builds/acme/demo"));
+        let log = text(&trace);
+        assert!(
+            log.contains("CACHE_FALLBACK_KEY \"main-protected\" not allowed to end in \"-protected\""),
+            "{log}"
+        );
+        assert!(!log.contains("Checking cache for main-protected"), "{log}");
+    }
+
+    #[test]
+    fn empty_keys_default_to_job_and_ref() {
+        let job = payload(vec![]);
+        let trace = Trace::new(super::super::trace::Masker::new([]), false);
+        let cache = JobCache {
+            payload: &job,
+            variables: &[],
+            config: None,
+            short_token: "",
+            trace: &trace,
+        };
+        assert_eq!(cache.key("", true).map(|k| k.human), Ok("build/main".into()));
+        assert!(cache.key("..", true).is_err());
+        assert!(text(&trace).contains("could not be sanitized"));
+    }
+
     #[test]
     fn policies_and_whens() {
         assert_eq!(policy_allows("", "pull"), Ok(true));
