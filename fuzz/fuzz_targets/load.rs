@@ -12,7 +12,10 @@ fn contexts() -> Vec<PlanContext> {
     let base = |source: PipelineSource, branch: Option<&str>, tag: Option<&str>| {
         let mut predefined = vec![
             ("CI_DEFAULT_BRANCH".to_string(), "main".to_string()),
-            ("CI_PIPELINE_SOURCE".to_string(), source.as_str().to_string()),
+            (
+                "CI_PIPELINE_SOURCE".to_string(),
+                source.as_str().to_string(),
+            ),
             ("CI_PROJECT_PATH".to_string(), "acme/app".to_string()),
         ];
         if let Some(t) = tag {

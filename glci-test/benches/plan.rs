@@ -187,7 +187,8 @@ fn phases(opts: &PipelineOptions) -> Result<[Duration; 5], String> {
     let config = planner::validate(&resolved.tree).map_err(|e| format!("{e:?}"))?;
     let validate = t.elapsed();
     let t = Instant::now();
-    let changed_files = git::changed_files(&repo, &facts, &opts.event).map_err(|e| e.to_string())?;
+    let changed_files =
+        git::changed_files(&repo, &facts, &opts.event).map_err(|e| e.to_string())?;
     let files = repo.files().map_err(|e| e.to_string())?;
     let git_changes = t.elapsed();
     let plan_ctx = PlanContext {
@@ -244,7 +245,13 @@ fn run() -> Result<(), String> {
         if med <= Duration::from_millis(50) { "met" } else { "MISSED" }
     );
 
-    let names = ["git facts", "config::load", "plan::validate", "git changes+files", "plan::plan"];
+    let names = [
+        "git facts",
+        "config::load",
+        "plan::validate",
+        "git changes+files",
+        "plan::plan",
+    ];
     let mut per_phase: Vec<Vec<Duration>> = vec![Vec::with_capacity(iters); names.len()];
     for _ in 0..iters {
         for (slot, d) in per_phase.iter_mut().zip(phases(&opts)?) {

@@ -231,10 +231,17 @@ fn fixture_repo(name: &str, main_paths: &[&str], feature_paths: &[&str]) -> Repo
     let c1 = git(&dir, &["rev-parse", "HEAD"]);
     // What `git clone` + earlier pushes would have left: remote-tracking refs and origin/HEAD.
     git(&dir, &["update-ref", "refs/remotes/origin/main", &c1]);
-    git(&dir, &["update-ref", "refs/remotes/origin/feature/login", &c1]);
     git(
         &dir,
-        &["symbolic-ref", "refs/remotes/origin/HEAD", "refs/remotes/origin/main"],
+        &["update-ref", "refs/remotes/origin/feature/login", &c1],
+    );
+    git(
+        &dir,
+        &[
+            "symbolic-ref",
+            "refs/remotes/origin/HEAD",
+            "refs/remotes/origin/main",
+        ],
     );
 
     git(&dir, &["checkout", "-q", "-b", "feature/login"]);

@@ -520,7 +520,8 @@ job:
         // A raw variable is not expanded inside; a cycle leaves values as written.
         let raw = "variables:\n  N: {value: 'x $Y', expand: false}\n  Y: y\nworkflow:\n  name: $N\njob:\n  script: x\n";
         assert_eq!(name_for(raw, &[]).as_deref(), Some("x $Y"));
-        let cycle = "variables:\n  A: 'a $B'\n  B: 'b $A'\nworkflow:\n  name: $A\njob:\n  script: x\n";
+        let cycle =
+            "variables:\n  A: 'a $B'\n  B: 'b $A'\nworkflow:\n  name: $A\njob:\n  script: x\n";
         assert_eq!(name_for(cycle, &[]).as_deref(), Some("a $B"));
     }
 }
