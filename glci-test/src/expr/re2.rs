@@ -12,6 +12,9 @@ use std::sync::{Mutex, OnceLock};
 
 use regex::{Regex, RegexBuilder};
 
+/// Memoised compilations, keyed by (body, flags).
+type Compiled = HashMap<(String, String), Result<Regex, String>>;
+
 /// RE2's `kMaxRepeat`: counted repetitions above this are a syntax error in RE2.
 const MAX_REPEAT: u32 = 1000;
 
@@ -24,8 +27,7 @@ const MAX_REPEAT: u32 = 1000;
 /// from variable values.
 pub(crate) fn compile(body: &str, flags: &str) -> Result<Regex, String> {
     const MAX_CACHED: usize = 512;
-    static CACHE: OnceLock<Mutex<HashMap<(String, String), Result<Regex, String>>>> =
-        OnceLock::new();
+    static CACHE: OnceLock<Mutex<Compiled>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
     let key = (body.to_string(), flags.to_string());
     // A poisoned lock only means another thread panicked mid-insert; the map is still valid.
