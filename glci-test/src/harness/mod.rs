@@ -1,1 +1,3 @@
 //! Jobs as libtest trials: plan → trials, DAG-aware scheduling, snapshot assertions.
+
+pub mod normalize;
