@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
-use glci_test::pipeline::PipelineOptions;
+use glci_test::pipeline::{PipelineOptions, SettingsVariable};
 use glci_test::plan::{Event, PipelineSource};
 
 /// Run your GitLab CI pipeline on this machine, in Docker, each job as a Rust test.
@@ -24,6 +24,8 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run the pipeline (or the named jobs with what they need) in Docker, for real.
+    Run(RunArgs),
     /// Check the CI configuration; one `FILE:LINE:COL: MESSAGE` line per error.
     Lint {
         #[command(flatten)]
@@ -34,6 +36,9 @@ pub enum Command {
         #[command(flatten)]
         event: EventArgs,
     },
+    /// glci's runner on its own, against any GitLab-compatible server (e.g. `cargo glci run
+    /// --runner external` in another terminal): register, take jobs, run them in Docker.
+    Runner(RunnerArgs),
     /// Check that a Docker engine answers and say which one.
     Doctor,
     /// Remove Docker objects left behind by glci runs whose process is gone.
@@ -77,6 +82,68 @@ pub struct EventArgs {
     /// Where `include:project`/`component` finds a project: `group/project=PATH` (repeatable).
     #[arg(long = "project", value_name = "GROUP/PROJECT=PATH", value_parser = parse_project)]
     pub project_map: Vec<(String, PathBuf)>,
+    /// A masked variable, as in the project's CI/CD settings: `[MASKED]` in every log
+    /// (repeatable).
+    #[arg(long = "masked-var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub masked_vars: Vec<(String, String)>,
+    /// A file-type variable: the job sees the path of a file holding VALUE (repeatable).
+    #[arg(long = "file-var", value_name = "KEY=VALUE", value_parser = parse_var)]
+    pub file_vars: Vec<(String, String)>,
+}
+
+/// `cargo glci runner`.
+#[derive(Debug, Args, Clone)]
+pub struct RunnerArgs {
+    /// The server's URL (what `cargo glci run --runner external` prints as `url:`).
+    #[arg(long, value_name = "URL")]
+    pub url: String,
+    /// A registration token (legacy registration).
+    #[arg(long, value_name = "TOKEN")]
+    pub registration_token: String,
+    /// Jobs running at once.
+    #[arg(long = "jobs", short = 'j', value_name = "N", default_value_t = 1)]
+    pub concurrency: usize,
+    /// Image for jobs without `image:` (default: glci-fixture/debian:bookworm, or
+    /// GLCI_DEFAULT_IMAGE).
+    #[arg(long, value_name = "IMAGE")]
+    pub default_image: Option<String>,
+    /// Exit after this many jobs (default: run until Ctrl-C).
+    #[arg(long, value_name = "N")]
+    pub max_jobs: Option<usize>,
+}
+
+/// `cargo glci run`.
+#[derive(Debug, Args, Clone)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub event: EventArgs,
+    /// Jobs to run, with what they need (default: the whole pipeline). A named manual job is
+    /// played.
+    #[arg(value_name = "JOB")]
+    pub names: Vec<String>,
+    /// Jobs running at once (default: the number of CPUs).
+    #[arg(long = "jobs", short = 'j', value_name = "N")]
+    pub concurrency: Option<usize>,
+    /// Keep the containers of failed jobs and print how to enter them.
+    #[arg(long)]
+    pub keep: bool,
+    /// `builtin`: glci's own runner; `external`: print the server's URL and registration
+    /// token and wait for a runner you start (e.g. the official gitlab-runner).
+    #[arg(long, value_name = "RUNNER", default_value = "builtin", value_parser = ["builtin", "external"])]
+    pub runner: String,
+    /// Start delayed jobs at once instead of waiting their `start_in`.
+    #[arg(long)]
+    pub no_delay: bool,
+    /// Image for jobs without `image:` (default: glci-fixture/debian:bookworm, or
+    /// GLCI_DEFAULT_IMAGE).
+    #[arg(long, value_name = "IMAGE")]
+    pub default_image: Option<String>,
+    /// Seconds services get to accept connections on their exposed ports.
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub services_timeout: u64,
+    /// Don't stream job logs; print only the summary.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
 }
 
 impl EventArgs {
@@ -87,6 +154,19 @@ impl EventArgs {
         opts.event = self.to_event();
         opts.project_map = self.project_map.iter().cloned().collect();
         opts.inputs = self.inputs.clone();
+        let settings = |vars: &[(String, String)], masked: bool, file: bool| {
+            vars.iter()
+                .map(|(key, value)| SettingsVariable {
+                    key: key.clone(),
+                    value: value.clone(),
+                    masked,
+                    file,
+                })
+                .collect::<Vec<_>>()
+        };
+        opts.settings_variables = settings(&self.masked_vars, true, false);
+        opts.settings_variables
+            .extend(settings(&self.file_vars, false, true));
         opts
     }
 

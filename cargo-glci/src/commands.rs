@@ -13,6 +13,8 @@ use crate::output;
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Plan { event, json } => Ok(plan(&event, json)),
+        Command::Run(args) => block_on(crate::run_cmd::run(args)),
+        Command::Runner(args) => block_on(crate::run_cmd::runner(args)),
         Command::Lint { event } => Ok(lint(&event)),
         Command::Config { event } => Ok(config(&event)),
         Command::Doctor => block_on(doctor()),
@@ -20,7 +22,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
     }
 }
 
-fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(f: F) -> Result<ExitCode> {
+pub fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(f: F) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

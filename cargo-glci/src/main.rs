@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod output;
+mod run_cmd;
 
 use std::process::ExitCode;
 

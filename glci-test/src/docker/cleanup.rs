@@ -31,6 +31,21 @@ pub async fn remove_owned(engine: &Engine, owner_id: &str) -> Result<CleanupRepo
     remove_matching(engine, &label, |_| true).await
 }
 
+/// Like [`remove_owned`], but leaves the containers named in `keep` (kept for inspection;
+/// the next run's [`remove_orphans`] or `cargo glci clean` removes them).
+pub async fn remove_owned_except(
+    engine: &Engine,
+    owner_id: &str,
+    keep: &[String],
+) -> Result<CleanupReport, DockerError> {
+    let label = format!("{LABEL_OWNER}={owner_id}");
+    let keep: Vec<String> = keep
+        .iter()
+        .map(|k| k.trim_start_matches('/').to_string())
+        .collect();
+    remove_matching_except(engine, &label, |_| true, &keep).await
+}
+
 /// Removes every glci object, whoever owns it (`cargo glci clean --all`).
 pub async fn remove_all(engine: &Engine) -> Result<CleanupReport, DockerError> {
     remove_matching(engine, LABEL_PIPELINE, |_| true).await
@@ -47,6 +62,15 @@ async fn remove_matching(
     engine: &Engine,
     label: &str,
     select: impl Fn(&HashMap<String, String>) -> bool,
+) -> Result<CleanupReport, DockerError> {
+    remove_matching_except(engine, label, select, &[]).await
+}
+
+async fn remove_matching_except(
+    engine: &Engine,
+    label: &str,
+    select: impl Fn(&HashMap<String, String>) -> bool,
+    keep: &[String],
 ) -> Result<CleanupReport, DockerError> {
     let docker = engine.client();
     let filters = HashMap::from([("label", vec![label])]);
@@ -66,6 +90,14 @@ async fn remove_matching(
             continue;
         };
         if !select(&labels) {
+            continue;
+        }
+        let kept = c
+            .names
+            .iter()
+            .flatten()
+            .any(|n| keep.iter().any(|k| k == n.trim_start_matches('/')));
+        if kept {
             continue;
         }
         let opts = RemoveContainerOptionsBuilder::new()

@@ -2,8 +2,11 @@
 //!
 //! Layout (also in the README):
 //! - `repos/<key>.git` — bare snapshot repositories, one per user repository;
-//! - `server/` — the mock GitLab's artifacts, traces and S3 cache objects;
-//! - `pipelines/last-id` — the last pipeline id handed out.
+//! - `cache/` — the S3 cache objects, shared by all pipelines;
+//! - `pipelines/last-id` — the last pipeline id handed out;
+//! - `pipelines/<id>/` — one pipeline (the newest 20 are kept): `jobs/<job>/job.log`,
+//!   `jobs/<job>/artifacts/` (extracted), and the server's own `artifacts/<job id>/` and
+//!   `traces/<job id>.log`.
 
 use std::path::PathBuf;
 
@@ -40,4 +43,19 @@ pub fn next_pipeline_id(home: &std::path::Path) -> std::io::Result<u64> {
     std::fs::write(tmp.path(), format!("{next}\n"))?;
     tmp.persist(&path).map_err(|e| e.error)?;
     Ok(next)
+}
+
+/// Removes the oldest pipeline directories (`pipelines/<id>/`) beyond the newest `keep`.
+pub fn prune_pipelines(home: &std::path::Path, keep: usize) -> std::io::Result<()> {
+    let mut ids: Vec<u64> = std::fs::read_dir(home.join("pipelines"))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    ids.sort_unstable();
+    let excess = ids.len().saturating_sub(keep);
+    for id in &ids[..excess] {
+        std::fs::remove_dir_all(home.join("pipelines").join(id.to_string()))?;
+    }
+    Ok(())
 }

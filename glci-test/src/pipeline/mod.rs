@@ -5,6 +5,11 @@
 
 pub mod duration;
 pub mod home;
+pub mod job_spec;
+pub mod results;
+pub mod run;
+
+pub use run::{JobReport, Quiet, RunError, RunObserver, RunOptions, RunReport, Session};
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -29,6 +34,25 @@ pub struct PipelineOptions {
     pub inputs: Vec<(String, String)>,
     /// The server URL jobs see (`CI_SERVER_URL`); planning alone uses a placeholder.
     pub server_url: String,
+    /// `CI_PIPELINE_ID` / `CI_PIPELINE_IID`.
+    pub pipeline_id: u64,
+    /// The pipeline's commit when it is not HEAD (the working-tree snapshot of a run).
+    pub commit_sha: Option<String>,
+    /// Variables as a project's CI/CD settings define them (masked, file type): visible to
+    /// rules, winning over YAML variables, below `--var` pipeline variables.
+    pub settings_variables: Vec<SettingsVariable>,
+}
+
+/// A variable from the project's CI/CD settings, the only place GitLab has masked and
+/// file-type variables.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettingsVariable {
+    pub key: String,
+    pub value: String,
+    /// Replaced by `[MASKED]` wherever the job log goes.
+    pub masked: bool,
+    /// The job sees a path to a file holding the value.
+    pub file: bool,
 }
 
 impl PipelineOptions {
@@ -41,6 +65,9 @@ impl PipelineOptions {
             project_map: BTreeMap::new(),
             inputs: Vec::new(),
             server_url: "http://gitlab.glci.invalid".to_string(),
+            pipeline_id: 1,
+            commit_sha: None,
+            settings_variables: Vec::new(),
         }
     }
 }
@@ -96,8 +123,9 @@ pub fn load(opts: &PipelineOptions) -> Result<Loaded, PipelineError> {
     let facts = repo.facts().map_err(PipelineError::Git)?;
     let ctx = pipeline_context(opts);
     // Include paths and include:rules see predefined and pipeline variables, never YAML ones.
-    let mut variables = predefined::rules_variables(&facts, &opts.event, &ctx);
-    variables.extend(opts.event.variables.iter().cloned());
+    let event = event_with_settings(opts);
+    let mut variables = predefined::rules_variables(&facts, &event, &ctx);
+    variables.extend(event.variables.iter().cloned());
     let resolved = config::load(&LoadOptions {
         project_dir: facts.top_level.clone(),
         file: opts.file.clone(),
@@ -120,6 +148,9 @@ pub fn load(opts: &PipelineOptions) -> Result<Loaded, PipelineError> {
 fn pipeline_context(opts: &PipelineOptions) -> PipelineContext {
     let mut ctx = PipelineContext::new(opts.server_url.clone());
     ctx.config_path = opts.file.clone();
+    ctx.pipeline_id = opts.pipeline_id;
+    ctx.pipeline_iid = opts.pipeline_id;
+    ctx.commit_sha = opts.commit_sha.clone();
     ctx
 }
 
@@ -137,7 +168,7 @@ pub struct Planned {
 pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
     let loaded = load(opts)?;
     let ctx = pipeline_context(opts);
-    let event = &opts.event;
+    let event = &event_with_settings(opts);
     let predefined = predefined::predefined_variables(&loaded.facts, event, &ctx);
     let changed_files =
         git::changed_files(&loaded.repo, &loaded.facts, event).map_err(PipelineError::Git)?;
@@ -157,6 +188,20 @@ pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
         loaded,
         predefined,
     })
+}
+
+/// The event with the settings variables in front of the pipeline variables: rules see
+/// both, and `--var` wins (last wins).
+fn event_with_settings(opts: &PipelineOptions) -> Event {
+    let mut event = opts.event.clone();
+    let mut variables: Vec<(String, String)> = opts
+        .settings_variables
+        .iter()
+        .map(|v| (v.key.clone(), v.value.clone()))
+        .collect();
+    variables.append(&mut event.variables);
+    event.variables = variables;
+    event
 }
 
 /// Changed files for every `rules:changes:compare_to` ref the configuration names. A ref

@@ -46,6 +46,36 @@ pub struct ExecutorOptions {
     /// Leave the containers of a failed job for inspection.
     pub keep_failed: bool,
     pub identity: RunnerIdentity,
+    /// When set, a job's containers and network are removed in the background after the
+    /// job reports back (its result does not wait for Docker's slow removals); whoever owns
+    /// the set waits for it before declaring the run clean. `None`: removed before
+    /// [`execute`] returns.
+    pub deferred_cleanup: Option<CleanupTasks>,
+}
+
+/// Background removals of finished jobs' containers and networks.
+#[derive(Debug, Clone, Default)]
+pub struct CleanupTasks(std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+
+impl CleanupTasks {
+    fn push(&self, task: tokio::task::JoinHandle<()>) {
+        let mut tasks = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(task);
+    }
+
+    /// Waits until every removal started so far has finished.
+    pub async fn wait(&self) {
+        let tasks: Vec<_> = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+            .collect();
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
 }
 
 impl Default for ExecutorOptions {
@@ -55,6 +85,7 @@ impl Default for ExecutorOptions {
             services_timeout: Duration::from_secs(30),
             keep_failed: false,
             identity: RunnerIdentity::default(),
+            deferred_cleanup: None,
         }
     }
 }
@@ -153,15 +184,24 @@ pub async fn execute(
     };
     if !outcome.success && options.keep_failed {
         outcome.kept_container = resources.containers.first().map(|c| c.name.clone());
+    } else if let Some(tasks) = &options.deferred_cleanup {
+        let engine = engine.clone();
+        tasks.push(tokio::spawn(async move {
+            remove_resources(&engine, &resources).await;
+        }));
     } else {
-        for c in &resources.containers {
-            c.remove(engine).await;
-        }
-        if let Some(net) = &resources.network {
-            let _ = engine.client().remove_network(net).await;
-        }
+        remove_resources(engine, &resources).await;
     }
     outcome
+}
+
+async fn remove_resources(engine: &Engine, resources: &JobResources) {
+    for c in &resources.containers {
+        c.remove(engine).await;
+    }
+    if let Some(net) = &resources.network {
+        let _ = engine.client().remove_network(net).await;
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -195,16 +235,26 @@ async fn run_stages(
         .map(|i| i.pull_policy.clone())
         .unwrap_or_default();
     ensure_image(engine, &image, &pull_policy, trace).await?;
-    let network = format!("{prefix}-network");
-    create_network(engine, owner, &network)
-        .await
-        .map_err(Failure::system)?;
-    resources.network = Some(network.clone());
-    let variables = job_variables(payload, &options.identity, &image, Some(&network));
-    start_services(
-        engine, owner, payload, &variables, &network, &prefix, trace, options, resources,
-    )
-    .await?;
+    // A network of its own only when services need one to be reached by alias; a job
+    // without services uses the default bridge, as the official runner does (and creating and
+    // removing a network costs a quarter of a second).
+    let network = if payload.services.is_empty() {
+        None
+    } else {
+        let network = format!("{prefix}-network");
+        create_network(engine, owner, &network)
+            .await
+            .map_err(Failure::system)?;
+        resources.network = Some(network.clone());
+        Some(network)
+    };
+    let variables = job_variables(payload, &options.identity, &image, network.as_deref());
+    if let Some(network) = &network {
+        start_services(
+            engine, owner, payload, &variables, network, &prefix, trace, options, resources,
+        )
+        .await?;
+    }
     trace.section_end("prepare_executor");
 
     // The build container exists from here on; sources and artifacts are copied into it.
@@ -225,7 +275,7 @@ async fn run_stages(
                 .iter()
                 .map(|v| format!("{}={}", v.key, v.value))
                 .collect(),
-            network: Some(network.clone()),
+            network: network.clone(),
             stdin: true,
             ..Default::default()
         },

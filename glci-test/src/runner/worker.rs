@@ -53,7 +53,7 @@ pub async fn run_job(
     job: JobPayload,
     options: &ExecutorOptions,
     cancel: &CancellationToken,
-    trace_sink: Option<&dyn Fn(&Trace)>,
+    trace_sink: Option<&(dyn Fn(&Trace) + Sync)>,
 ) -> JobOutcome {
     // Two-phase commit: the server keeps the job pending until this acknowledgement.
     let _ = api.update_job(&job, "running", None, None, None).await;

@@ -35,6 +35,9 @@ pub struct S3Config {
     pub max_total_bytes: u64,
     /// Objects older than this are treated as gone.
     pub ttl: Duration,
+    /// Where the objects live; default `<data_dir>/s3`. Point several servers (one per
+    /// pipeline) at one directory to keep the cache across runs.
+    pub dir: Option<PathBuf>,
 }
 
 /// The runner API.
@@ -68,6 +71,7 @@ impl ServerConfig {
                 max_entry_bytes: 5 * 1024 * 1024 * 1024,
                 max_total_bytes: 20 * 1024 * 1024 * 1024,
                 ttl: Duration::from_secs(14 * 24 * 3600),
+                dir: None,
             },
             api: ApiConfig {
                 long_poll: Duration::from_secs(10),

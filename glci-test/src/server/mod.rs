@@ -103,11 +103,14 @@ impl Server {
         let host_port = format!("{host}:{}", local.port());
         let url = format!("http://{host_port}");
         let (stop_tx, stop_rx) = watch::channel(false);
-        let s3 = s3::Store::open(&config.data_dir.join("s3"), &config.s3).map_err(|source| {
-            ServerError::DataDir {
-                path: config.data_dir.join("s3"),
-                source,
-            }
+        let s3_dir = config
+            .s3
+            .dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("s3"));
+        let s3 = s3::Store::open(&s3_dir, &config.s3).map_err(|source| ServerError::DataDir {
+            path: s3_dir,
+            source,
         })?;
         let api = runner_api::ApiState::new(&config.data_dir);
         let shared = Arc::new(Shared {

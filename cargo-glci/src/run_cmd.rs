@@ -1,0 +1,408 @@
+//! `cargo glci run`: the pipeline in Docker, logs streamed with a job-name prefix, a summary
+//! table, exit 0 exactly when GitLab would call the pipeline passed. First Ctrl-C cancels
+//! (after_script runs), a second aborts; both clean up.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Result;
+use glci_test::pipeline::{JobReport, RunError, RunObserver, RunOptions, RunReport, Session};
+use glci_test::plan::status::Status;
+use regex::bytes::Regex;
+
+use crate::args::{RunArgs, RunnerArgs};
+
+pub async fn run(args: RunArgs) -> Result<ExitCode> {
+    let opts = args.event.to_options();
+    let mut options = RunOptions {
+        keep_failed: args.keep,
+        services_timeout: Duration::from_secs(args.services_timeout),
+        wait_delayed: !args.no_delay,
+        external_runner: args.runner == "external",
+        ..RunOptions::default()
+    };
+    if let Some(n) = args.concurrency {
+        options.concurrency = n.max(1);
+    }
+    if let Some(image) = &args.default_image {
+        options.default_image = image.clone();
+    }
+    let width = 0;
+    let printer = Arc::new(Printer::new(args.quiet, width));
+    let session = match Session::start(&opts, options.clone(), printer.clone()).await {
+        Ok(s) => s,
+        Err(RunError::Pipeline(e)) => {
+            for line in e.messages() {
+                eprintln!("{line}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    printer.set_width(
+        session
+            .planned()
+            .plan
+            .jobs
+            .iter()
+            .map(|j| j.name.len())
+            .max()
+            .unwrap_or(0),
+    );
+    if options.external_runner {
+        // Machine-readable, on stdout: a script can read these two lines.
+        println!("url: {}", session.server_url());
+        println!("registration-token: {}", session.registration_token());
+        let s3 = session.s3_credentials();
+        println!("cache-s3-server: {}", s3.server_address);
+        println!("cache-s3-bucket: {}", s3.bucket);
+        println!("cache-s3-access-key: {}", s3.access_key);
+        println!("cache-s3-secret-key: {}", s3.secret_key);
+        let _ = std::io::stdout().flush();
+        eprintln!("waiting for a runner to register and take the jobs (Ctrl-C to stop)");
+    } else {
+        eprintln!(
+            "pipeline #{} on {} ({} jobs, {} at once)",
+            session.pipeline_id(),
+            session.server_url(),
+            session.planned().plan.jobs.len(),
+            options.concurrency
+        );
+    }
+
+    let report = {
+        let run = session.run(&args.names);
+        tokio::pin!(run);
+        let mut interrupts = 0;
+        loop {
+            tokio::select! {
+                r = &mut run => break r,
+                _ = tokio::signal::ctrl_c() => {
+                    interrupts += 1;
+                    if interrupts == 1 {
+                        eprintln!("\ncanceling: running jobs stop and run their after_script (Ctrl-C again to abort)");
+                        session.cancel();
+                    } else {
+                        eprintln!("\naborting");
+                        session.abort();
+                    }
+                }
+            }
+        }
+    };
+    session.shutdown().await;
+    let report = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    print_summary(&report);
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Streams job logs line by line, each line prefixed with its job's name.
+struct Printer {
+    quiet: bool,
+    /// Colours only for a terminal; a file or pipe gets plain text.
+    plain: Option<Regex>,
+    width: Mutex<usize>,
+    partial: Mutex<HashMap<String, Vec<u8>>>,
+    sections: Regex,
+}
+
+impl Printer {
+    fn new(quiet: bool, width: usize) -> Printer {
+        use std::io::IsTerminal;
+        Printer {
+            quiet,
+            plain: (!std::io::stdout().is_terminal())
+                .then(|| Regex::new(r"\x1b\[[0-9;]*[A-Za-z]").expect("a valid regex")),
+            width: Mutex::new(width),
+            partial: Mutex::new(HashMap::new()),
+            // GitLab section markers: invisible in GitLab's log view, noise in a terminal.
+            sections: Regex::new(r"section_(start|end):[0-9]+:[^\r\n]*\r\x1b\[0K")
+                .expect("a valid regex"),
+        }
+    }
+
+    fn set_width(&self, width: usize) {
+        *self.width.lock().unwrap_or_else(|e| e.into_inner()) = width;
+    }
+
+    fn line(&self, job: &str, line: &[u8]) {
+        let width = *self.width.lock().unwrap_or_else(|e| e.into_inner());
+        let mut clean = self.sections.replace_all(line, &b""[..]).into_owned();
+        if let Some(ansi) = &self.plain {
+            clean = ansi.replace_all(&clean, &b""[..]).into_owned();
+        }
+        let text = String::from_utf8_lossy(&clean);
+        let text = text.trim_end_matches('\r');
+        // A carriage return inside a line redraws it: show what the terminal would.
+        let text = text.rsplit('\r').next().unwrap_or(text);
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{job:>width$} | {text}");
+    }
+}
+
+impl RunObserver for Printer {
+    fn job_started(&self, job: &str) {
+        if !self.quiet {
+            eprintln!("▶ {job} started");
+        }
+    }
+
+    fn job_log(&self, job: &str, chunk: &[u8]) {
+        if self.quiet {
+            return;
+        }
+        let mut partial = self.partial.lock().unwrap_or_else(|e| e.into_inner());
+        let buf = partial.entry(job.to_string()).or_default();
+        buf.extend_from_slice(chunk);
+        while let Some(pos) = buf.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buf.drain(..=pos).collect();
+            self.line(job, &line[..line.len() - 1]);
+        }
+    }
+
+    fn job_retried(&self, job: &str, attempt: u32) {
+        eprintln!("↻ {job} failed; retrying (attempt {attempt})");
+    }
+
+    fn job_finished(&self, report: &JobReport) {
+        let rest = self
+            .partial
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&report.name);
+        if let Some(rest) = rest.filter(|r| !r.is_empty() && !self.quiet) {
+            self.line(&report.name, &rest);
+        }
+        if report.attempts > 0 {
+            eprintln!(
+                "■ {} {} in {}",
+                report.name,
+                status_word(report),
+                seconds(report.duration)
+            );
+        }
+    }
+}
+
+fn status_word(job: &JobReport) -> String {
+    match job.status {
+        Status::Success => "passed".to_string(),
+        Status::Failed if job.allowed_failure => "failed (allowed)".to_string(),
+        Status::Failed => match (&job.failure_reason, job.exit_code) {
+            (Some(reason), Some(code)) => format!("failed ({reason}, exit code {code})"),
+            (Some(reason), None) => format!("failed ({reason})"),
+            _ => "failed".to_string(),
+        },
+        Status::Canceled => "canceled".to_string(),
+        Status::Skipped => "skipped".to_string(),
+        Status::Manual => "manual".to_string(),
+        Status::Created => "not run".to_string(),
+        other => other.as_str().to_string(),
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+fn print_summary(report: &RunReport) {
+    let name_w = report
+        .jobs
+        .iter()
+        .map(|j| j.name.len())
+        .max()
+        .unwrap_or(3)
+        .max(3);
+    let stage_w = report
+        .jobs
+        .iter()
+        .map(|j| j.stage.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out);
+    let _ = writeln!(
+        out,
+        "{:<name_w$}  {:<stage_w$}  {:<8}  STATUS",
+        "JOB", "STAGE", "DURATION"
+    );
+    for job in &report.jobs {
+        let duration = if job.attempts > 0 {
+            seconds(job.duration)
+        } else {
+            "-".to_string()
+        };
+        let mut status = status_word(job);
+        if job.attempts > 1 {
+            status.push_str(&format!(" after {} attempts", job.attempts));
+        }
+        let _ = writeln!(
+            out,
+            "{:<name_w$}  {:<stage_w$}  {:<8}  {status}",
+            job.name, job.stage, duration
+        );
+    }
+    let _ = writeln!(out);
+    for job in &report.jobs {
+        if let Some(why) = &job.not_run_because {
+            if job.status != Status::Skipped || why.starts_with("not run") {
+                let _ = writeln!(out, "{}: {why}", job.name);
+            }
+        }
+        if matches!(job.status, Status::Failed) && !job.allowed_failure {
+            if let Some(path) = &job.log_path {
+                let _ = writeln!(out, "{}: full log: {}", job.name, path.display());
+            }
+        }
+        if let Some(container) = &job.kept_container {
+            let _ = writeln!(
+                out,
+                "{}: container kept: enter it with\n  docker commit {container} glci-kept:{container} && docker run --rm -it --entrypoint sh glci-kept:{container}\n  (removed by the next run or `cargo glci clean`; `docker rmi glci-kept:{container}` afterwards)",
+                job.name
+            );
+        }
+    }
+    let verdict = match report.status {
+        Status::Success => "passed".to_string(),
+        Status::SuccessWithWarnings => "passed with warnings".to_string(),
+        Status::Manual => "blocked: waiting for a manual job".to_string(),
+        other => other.as_str().to_string(),
+    };
+    let _ = writeln!(
+        out,
+        "pipeline #{} {verdict} (logs and artifacts: {})",
+        report.pipeline_id,
+        report.dir.display()
+    );
+}
+
+/// `cargo glci runner`: registers with the server and runs its jobs until Ctrl-C (or
+/// `--max-jobs`), then removes every Docker object it created.
+pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
+    use glci_test::docker::{self, Engine, Owner};
+    use glci_test::runner::api::RunnerApi;
+    use glci_test::runner::executor::ExecutorOptions;
+    use glci_test::runner::worker::run_job;
+    use tokio_util::sync::CancellationToken;
+
+    let engine = Arc::new(Engine::connect().await?);
+    let _ = docker::remove_orphans(&engine).await;
+    let api = RunnerApi::new(&args.url);
+    let token = api
+        .register(&args.registration_token, "glci runner", &[], true)
+        .await?;
+    eprintln!(
+        "registered with {}; waiting for jobs (Ctrl-C to stop)",
+        args.url
+    );
+    let mut executor = ExecutorOptions::default();
+    if let Some(image) = args.default_image.clone().or_else(|| {
+        std::env::var("GLCI_DEFAULT_IMAGE")
+            .ok()
+            .filter(|i| !i.is_empty())
+    }) {
+        executor.default_image = image;
+    }
+    let owner = Arc::new(Owner::for_this_process("runner"));
+    let stop = CancellationToken::new();
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..args.concurrency.max(1) {
+        let (api, token, engine, owner, executor, stop, taken, failed) = (
+            api.clone(),
+            token.clone(),
+            engine.clone(),
+            owner.clone(),
+            executor.clone(),
+            stop.clone(),
+            taken.clone(),
+            failed.clone(),
+        );
+        let max = args.max_jobs;
+        workers.push(tokio::spawn(async move {
+            let mut last_update: Option<String> = None;
+            loop {
+                if max.is_some_and(|m| taken.load(std::sync::atomic::Ordering::SeqCst) >= m) {
+                    stop.cancel();
+                    return;
+                }
+                let request = tokio::select! {
+                    _ = stop.cancelled() => return,
+                    r = api.request_job(&token, last_update.as_deref()) => r,
+                };
+                match request {
+                    Ok((Some(job), _)) => {
+                        taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        let name = job.job_info.name.clone();
+                        eprintln!("▶ job {} ({name})", job.id);
+                        let outcome = run_job(
+                            &api,
+                            &engine,
+                            &owner,
+                            job,
+                            &executor,
+                            &stop.child_token(),
+                            None,
+                        )
+                        .await;
+                        if !outcome.success {
+                            failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        }
+                        eprintln!(
+                            "■ {name} {}",
+                            if outcome.success { "passed" } else { "failed" }
+                        );
+                    }
+                    Ok((None, update)) => last_update = update.or(last_update),
+                    Err(e) => {
+                        eprintln!("request job: {e}");
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                    }
+                }
+            }
+        }));
+    }
+    let all = futures_join(workers);
+    tokio::pin!(all);
+    tokio::select! {
+        _ = &mut all => {}
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!("stopping: running jobs are canceled");
+            stop.cancel();
+            all.await;
+        }
+    }
+    let _ = docker::remove_owned(&engine, &owner.id).await;
+    Ok(if failed.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
+    for h in handles {
+        let _ = h.await;
+    }
+}

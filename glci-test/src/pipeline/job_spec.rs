@@ -1,0 +1,305 @@
+//! A planned job as GitLab hands it to a runner: what `Ci::BuildRunnerPresenter` derives
+//! from the job before the server adds ids, tokens and URLs (runner-contract.md §3).
+
+use crate::plan::model::{Artifacts, Cache, CacheKey, Image, Service, When};
+use crate::plan::{Event, PlannedJob};
+use crate::server::{
+    ArtifactSpec, CacheSpec, DependencySpec, GitSpec, ImageSpec, JobId, JobSpec, JobVariable,
+    ProjectSpec, RefType, ServiceSpec, StepSpec, StepWhen,
+};
+
+use super::duration::parse_duration;
+use super::SettingsVariable;
+
+/// GitLab's default job timeout (a project's "Timeout" setting, 60 minutes).
+pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
+
+/// GitLab's default `GIT_DEPTH` for new projects ("Git shallow clone" setting).
+pub const DEFAULT_GIT_DEPTH: u32 = 20;
+
+/// What every job of one pipeline shares.
+#[derive(Debug, Clone)]
+pub struct PipelineFacts<'a> {
+    pub pipeline_id: u64,
+    pub project: ProjectSpec,
+    pub event: &'a Event,
+    /// The ref the pipeline runs for: branch (also the MR source branch) or tag.
+    pub ref_name: String,
+    pub ref_type: RefType,
+    pub sha: String,
+    pub before_sha: String,
+    /// Protected ref (the default branch; tags count as protected like GitLab's `v*` rules
+    /// commonly make them, so deploy jobs see what they see on GitLab).
+    pub protected: bool,
+    /// Predefined pipeline variables, GitLab's order.
+    pub predefined: &'a [(String, String)],
+    /// `GITLAB_USER_*`, appended after YAML variables.
+    pub user_variables: &'a [(String, String)],
+    pub settings_variables: &'a [SettingsVariable],
+}
+
+/// The runner payload for one planned job. `dependencies` maps the jobs whose artifacts it
+/// downloads to their server ids (latest attempt).
+pub fn job_spec(
+    job: &PlannedJob,
+    facts: &PipelineFacts<'_>,
+    dependencies: Vec<DependencySpec>,
+) -> JobSpec {
+    let mut variables: Vec<JobVariable> = Vec::new();
+    // GitLab's order: job predefined, pipeline predefined, YAML, user; later wins.
+    for (k, v) in &job.job_variables {
+        variables.push(JobVariable::public(k, v));
+    }
+    for (k, v) in facts.predefined {
+        variables.push(JobVariable::public(k, v));
+    }
+    for (k, v) in &job.variables {
+        variables.push(JobVariable {
+            raw: !v.expand,
+            ..JobVariable::public(k, &v.value)
+        });
+    }
+    for (k, v) in facts.user_variables {
+        variables.push(JobVariable::public(k, v));
+    }
+    // Settings and pipeline variables win over dependencies' dotenv variables.
+    let mut override_variables: Vec<JobVariable> = facts
+        .settings_variables
+        .iter()
+        .map(|s| JobVariable {
+            key: s.key.clone(),
+            value: s.value.clone(),
+            public: false,
+            masked: s.masked,
+            file: s.file,
+            raw: false,
+        })
+        .collect();
+    for (k, v) in &facts.event.variables {
+        override_variables.push(JobVariable {
+            public: false,
+            ..JobVariable::public(k, v)
+        });
+    }
+
+    let depth = lookup(&variables, &override_variables, "GIT_DEPTH")
+        .and_then(|d| d.trim().parse::<u32>().ok())
+        .unwrap_or(DEFAULT_GIT_DEPTH);
+
+    JobSpec {
+        name: job.name.clone(),
+        stage: job.stage.clone(),
+        pipeline_id: facts.pipeline_id,
+        project: facts.project.clone(),
+        tags: job.tags.clone(),
+        image: job.image.as_ref().map(image_spec),
+        services: job.services.iter().map(service_spec).collect(),
+        variables,
+        override_variables,
+        steps: steps(job),
+        hooks: Vec::new(),
+        artifacts: job
+            .artifacts
+            .as_ref()
+            .map(artifact_specs)
+            .unwrap_or_default(),
+        cache: job
+            .cache
+            .iter()
+            .map(|c| cache_spec(c, facts.protected))
+            .collect(),
+        dependencies,
+        timeout_secs: job
+            .timeout
+            .as_deref()
+            .and_then(parse_duration)
+            .map(|d| d.as_secs().max(1))
+            .unwrap_or(DEFAULT_TIMEOUT_SECS),
+        git: GitSpec {
+            ref_name: facts.ref_name.clone(),
+            ref_type: facts.ref_type,
+            sha: facts.sha.clone(),
+            before_sha: facts.before_sha.clone(),
+            refspecs: refspecs(facts, depth),
+            depth,
+            protected: Some(facts.protected),
+            object_format: String::new(),
+        },
+        allow_git_fetch: true,
+        registry: None,
+    }
+}
+
+/// The value a job sees for `key` (the last definition wins).
+fn lookup<'a>(vars: &'a [JobVariable], overrides: &'a [JobVariable], key: &str) -> Option<&'a str> {
+    vars.iter()
+        .chain(overrides)
+        .rev()
+        .find(|v| v.key == key)
+        .map(|v| v.value.as_str())
+}
+
+/// `Ci::BuildRunnerPresenter#refspecs`: the persistent pipeline ref, and with a shallow
+/// clone only the pipeline's own branch or tag; with a full clone every branch and tag.
+fn refspecs(facts: &PipelineFacts<'_>, depth: u32) -> Vec<String> {
+    let id = facts.pipeline_id;
+    let mut specs = vec![format!("+refs/pipelines/{id}:refs/pipelines/{id}")];
+    let branch = |name: &str| format!("+refs/heads/{name}:refs/remotes/origin/{name}");
+    let tag = |name: &str| format!("+refs/tags/{name}:refs/tags/{name}");
+    if depth > 0 {
+        specs.push(match facts.ref_type {
+            RefType::Branch => branch(&facts.ref_name),
+            RefType::Tag => tag(&facts.ref_name),
+        });
+    } else {
+        specs.push(branch("*"));
+        specs.push(tag("*"));
+    }
+    specs
+}
+
+fn image_spec(image: &Image) -> ImageSpec {
+    ImageSpec {
+        name: image.name.clone(),
+        entrypoint: image.entrypoint.clone(),
+        ports: Vec::new(),
+        docker_platform: image.platform.clone(),
+        docker_user: image.user.clone(),
+        pull_policy: image.pull_policy.clone(),
+    }
+}
+
+fn service_spec(service: &Service) -> ServiceSpec {
+    ServiceSpec {
+        image: ImageSpec {
+            name: service.name.clone(),
+            entrypoint: service.entrypoint.clone(),
+            pull_policy: service.pull_policy.clone(),
+            ..ImageSpec::default()
+        },
+        alias: service.alias.clone(),
+        command: service.command.clone(),
+        variables: service
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
+}
+
+/// `before_script` + `script` run as one step, `after_script` as another that always runs.
+fn steps(job: &PlannedJob) -> Vec<StepSpec> {
+    let mut script = job.before_script.clone();
+    script.extend(job.script.iter().cloned());
+    let mut steps = vec![StepSpec {
+        name: "script".to_string(),
+        script,
+        when: StepWhen::OnSuccess,
+        allow_failure: false,
+    }];
+    if !job.after_script.is_empty() {
+        steps.push(StepSpec {
+            name: "after_script".to_string(),
+            script: job.after_script.clone(),
+            when: StepWhen::Always,
+            allow_failure: true,
+        });
+    }
+    steps
+}
+
+fn when_str(when: Option<When>) -> String {
+    match when {
+        Some(When::OnFailure) => "on_failure",
+        Some(When::Always) => "always",
+        _ => "on_success",
+    }
+    .to_string()
+}
+
+/// The archive plus one upload per report, as `Ci::Build#artifacts_options` lists them;
+/// reports are uploaded whatever the job's result, as GitLab does.
+fn artifact_specs(artifacts: &Artifacts) -> Vec<ArtifactSpec> {
+    let mut specs = Vec::new();
+    if !artifacts.paths.is_empty() || artifacts.untracked {
+        specs.push(ArtifactSpec {
+            name: artifacts.name.clone(),
+            untracked: artifacts.untracked,
+            paths: artifacts.paths.clone(),
+            exclude: artifacts.exclude.clone(),
+            when: when_str(artifacts.when),
+            expire_in: artifacts.expire_in.clone(),
+            artifact_type: "archive".to_string(),
+            artifact_format: "zip".to_string(),
+        });
+    }
+    for (report, paths) in &artifacts.reports {
+        let artifact_type = if report == "coverage_report" {
+            "cobertura"
+        } else {
+            report.as_str()
+        };
+        specs.push(ArtifactSpec {
+            name: Some(artifact_type.to_string()),
+            untracked: false,
+            paths: paths.clone(),
+            exclude: Vec::new(),
+            when: "always".to_string(),
+            expire_in: artifacts.expire_in.clone(),
+            artifact_type: artifact_type.to_string(),
+            artifact_format: report_format(artifact_type).to_string(),
+        });
+    }
+    specs
+}
+
+/// `Ci::JobArtifact::TYPE_AND_FORMAT_PAIRS`.
+fn report_format(artifact_type: &str) -> &'static str {
+    match artifact_type {
+        "junit" | "dotenv" | "cobertura" | "metrics" | "cyclonedx" | "annotations"
+        | "metrics_referee" | "network_referee" => "gzip",
+        "lsif" => "zip",
+        _ => "raw",
+    }
+}
+
+/// The cache entry with GitLab's key: the literal key (default `default`), then the
+/// protection suffix GitLab appends when protected refs have separate caches (the default).
+fn cache_spec(cache: &Cache, protected: bool) -> CacheSpec {
+    // `unprotect: true` shares the unprotected cache with protected refs.
+    let suffix = if protected && !cache.unprotect {
+        "-protected"
+    } else {
+        "-non_protected"
+    };
+    let base = match &cache.key {
+        CacheKey::Literal(key) => key.clone(),
+        CacheKey::Files { prefix, .. } | CacheKey::FilesCommits { prefix, .. } => {
+            // Computed from the files at the pipeline commit; see plan::cache_key.
+            match prefix {
+                Some(p) => format!("{p}-default"),
+                None => "default".to_string(),
+            }
+        }
+    };
+    CacheSpec {
+        key: format!("{base}{suffix}"),
+        untracked: cache.untracked,
+        paths: cache.paths.clone(),
+        policy: cache.policy.clone(),
+        when: when_str(Some(cache.when)),
+        fallback_keys: cache
+            .fallback_keys
+            .iter()
+            .map(|k| format!("{k}{suffix}"))
+            .collect(),
+    }
+}
+
+/// The id a dependency is known by, for [`job_spec`].
+pub fn dependency(name: &str, id: JobId) -> DependencySpec {
+    DependencySpec {
+        job: id,
+        name: name.to_string(),
+    }
+}

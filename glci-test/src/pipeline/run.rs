@@ -1,0 +1,1108 @@
+//! Running a pipeline for real: the mock GitLab in this process, the working tree's snapshot
+//! served over git HTTP, jobs released as GitLab releases them (status propagation, retry,
+//! manual, delayed) and taken by runners over the runner API — the built-in ones in this
+//! process, or any runner the user points at the server (`external_runner`).
+//!
+//! A [`Session`] is one pipeline. [`Session::job`] runs one job and what it needs, each job at
+//! most once per session, so the test harness can ask for jobs in any order and from any
+//! thread; [`Session::run`] runs the whole pipeline (or a selection).
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::docker::{self, DockerError, Engine, Owner};
+use crate::git::{self, GitError, SnapshotRequest};
+use crate::plan::model::When;
+use crate::plan::predefined::{self, PipelineContext};
+use crate::plan::status::{self, Outcome, Status};
+use crate::plan::{Event, PipelineSource, Plan, PlannedJob};
+use crate::runner::api::RunnerApi;
+use crate::runner::executor::{CleanupTasks, ExecutorOptions};
+use crate::runner::worker::run_job;
+use crate::server::{
+    JobEvent, JobId, JobState, ProjectSpec, RefType, RunningServer, Server, ServerConfig,
+    ServerError,
+};
+
+use super::duration::parse_duration;
+use super::home;
+use super::job_spec::{dependency, job_spec, PipelineFacts};
+use super::results;
+use super::{plan, PipelineError, PipelineOptions, Planned, SettingsVariable};
+
+/// How a pipeline is run.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// Jobs running at once (built-in runners).
+    pub concurrency: usize,
+    /// Leave the containers of failed jobs for inspection.
+    pub keep_failed: bool,
+    /// Image for jobs without `image:`: `GLCI_DEFAULT_IMAGE`, else
+    /// `glci-fixture/debian:bookworm` (built offline by `scripts/fixture-images`).
+    pub default_image: String,
+    /// How long services get to accept connections.
+    pub services_timeout: Duration,
+    /// Wait `start_in` before a delayed job starts (false: start it at once).
+    pub wait_delayed: bool,
+    /// Start no built-in runner: jobs wait for a runner the user registers.
+    pub external_runner: bool,
+    /// Address the server listens on; default the Docker bridge gateway, else loopback.
+    pub bind: Option<IpAddr>,
+    /// glci's data directory; default `GLCI_HOME`, else `~/.glci`.
+    pub home: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        let executor = ExecutorOptions::default();
+        RunOptions {
+            concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            keep_failed: false,
+            default_image: std::env::var("GLCI_DEFAULT_IMAGE")
+                .ok()
+                .filter(|i| !i.is_empty())
+                .unwrap_or(executor.default_image),
+            services_timeout: executor.services_timeout,
+            wait_delayed: true,
+            external_runner: false,
+            bind: None,
+            home: None,
+        }
+    }
+}
+
+/// What a caller hears while a pipeline runs. Every method has an empty default.
+pub trait RunObserver: Send + Sync {
+    /// A runner took the job.
+    fn job_started(&self, _job: &str) {}
+    /// New log output of a running job (masked already).
+    fn job_log(&self, _job: &str, _chunk: &[u8]) {}
+    /// The job has its final status (also for skipped and not-run jobs).
+    fn job_finished(&self, _report: &JobReport) {}
+    /// A job failed and is queued again (`retry`).
+    fn job_retried(&self, _job: &str, _attempt: u32) {}
+}
+
+/// An observer that ignores everything.
+pub struct Quiet;
+impl RunObserver for Quiet {}
+
+/// One job's result.
+#[derive(Debug, Clone)]
+pub struct JobReport {
+    pub name: String,
+    pub stage: String,
+    /// `success`, `failed`, `canceled`, `skipped`; `manual`/`created`/`scheduled` for jobs that
+    /// never ran (see `not_run_because`).
+    pub status: Status,
+    /// Failed, but `allow_failure` lets the pipeline pass.
+    pub allowed_failure: bool,
+    pub exit_code: Option<i64>,
+    /// GitLab's failure reason (`script_failure`, `job_execution_timeout`, ...).
+    pub failure_reason: Option<String>,
+    /// Runs of the job (more than 1 after `retry`).
+    pub attempts: u32,
+    pub duration: Duration,
+    /// The job log as GitLab stores it (masked).
+    pub log: String,
+    /// Where the log is kept after the run.
+    pub log_path: Option<PathBuf>,
+    /// The job's artifacts archive, extracted.
+    pub artifacts_dir: Option<PathBuf>,
+    /// `artifacts:reports:dotenv` variables.
+    pub dotenv: Vec<(String, String)>,
+    /// The container left for inspection (`keep_failed`).
+    pub kept_container: Option<String>,
+    /// Why a job did not run (skipped, manual, blocked, canceled).
+    pub not_run_because: Option<String>,
+}
+
+impl JobReport {
+    /// The job ran and passed, or failed with its failure allowed.
+    pub fn passed(&self) -> bool {
+        self.status == Status::Success || self.allowed_failure
+    }
+}
+
+/// A finished pipeline (or the selected part of it).
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub pipeline_id: u64,
+    /// GitLab's pipeline status.
+    pub status: Status,
+    /// In plan order.
+    pub jobs: Vec<JobReport>,
+    /// Where logs and artifacts of this pipeline are kept.
+    pub dir: PathBuf,
+}
+
+impl RunReport {
+    /// What GitLab calls a passed pipeline (allowed failures are warnings).
+    pub fn passed(&self) -> bool {
+        matches!(self.status, Status::Success | Status::SuccessWithWarnings)
+    }
+
+    pub fn job(&self, name: &str) -> Option<&JobReport> {
+        self.jobs.iter().find(|j| j.name == name)
+    }
+}
+
+/// Why a pipeline could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Pipeline(#[from] PipelineError),
+    #[error("{0}")]
+    Docker(#[from] DockerError),
+    #[error("{0}")]
+    Server(#[from] ServerError),
+    #[error("{0}")]
+    Git(#[from] GitError),
+    #[error("glci data directory: {0}")]
+    Home(std::io::Error),
+    #[error("no job `{name}` in this pipeline{}", hint(.planned))]
+    UnknownJob { name: String, planned: Vec<String> },
+    #[error("the pipeline was not created: {0}")]
+    NotCreated(String),
+}
+
+fn hint(planned: &[String]) -> String {
+    if planned.is_empty() {
+        String::new()
+    } else {
+        format!(" (jobs: {})", planned.join(", "))
+    }
+}
+
+/// One pipeline being run.
+pub struct Session {
+    shared: Arc<Shared>,
+    /// The scheduler first, then the built-in runners.
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+    /// Removals of finished jobs' containers, off the jobs' critical path.
+    cleanup: CleanupTasks,
+    guard: CleanupGuard,
+}
+
+struct Shared {
+    server: RunningServer,
+    planned: Planned,
+    event: Event,
+    settings: Vec<SettingsVariable>,
+    specs: SpecFacts,
+    options: RunOptions,
+    observer: Arc<dyn RunObserver>,
+    dir: PathBuf,
+    state: Mutex<State>,
+    /// Wakes the scheduler (new wanted jobs, timers, cancel).
+    wake: Notify,
+    /// Bumped whenever a report is added.
+    reports_changed: watch::Sender<u64>,
+    /// Kept containers by server job id, from the workers.
+    kept: Mutex<HashMap<u64, String>>,
+    stop: CancellationToken,
+}
+
+/// What every job spec of the pipeline shares (owned form of [`PipelineFacts`]).
+struct SpecFacts {
+    pipeline_id: u64,
+    project: ProjectSpec,
+    ref_name: String,
+    ref_type: RefType,
+    sha: String,
+    before_sha: String,
+    protected: bool,
+    user_variables: Vec<(String, String)>,
+}
+
+#[derive(Default)]
+struct State {
+    wanted: HashSet<String>,
+    played: HashSet<String>,
+    /// Running and finished jobs, as status propagation sees them.
+    outcomes: HashMap<String, Outcome>,
+    in_flight: HashMap<JobId, InFlight>,
+    ids: HashMap<String, JobId>,
+    attempts: HashMap<String, u32>,
+    /// Delayed jobs and when they are due.
+    due: HashMap<String, Instant>,
+    reports: HashMap<String, JobReport>,
+    log_offsets: HashMap<JobId, u64>,
+    canceling: bool,
+}
+
+struct InFlight {
+    name: String,
+    queued: Instant,
+    started: Option<Instant>,
+}
+
+impl Session {
+    /// Plans the pipeline, starts the server and (unless external) the runners. Nothing runs
+    /// until [`Session::job`] or [`Session::run`] asks.
+    pub async fn start(
+        opts: &PipelineOptions,
+        options: RunOptions,
+        observer: Arc<dyn RunObserver>,
+    ) -> Result<Session, RunError> {
+        // Configuration errors first: they need neither Docker nor a server.
+        let draft = plan(opts)?;
+        if !draft.plan.created {
+            return Err(RunError::NotCreated(
+                draft
+                    .plan
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| "no job runs for this event".to_string()),
+            ));
+        }
+
+        let engine = if options.external_runner {
+            None
+        } else {
+            Some(Engine::connect().await?)
+        };
+        if let Some(engine) = &engine {
+            // Leftovers of runs that died (SIGKILL, power loss) go before anything starts.
+            let _ = docker::remove_orphans(engine).await;
+        }
+
+        let home = match &options.home {
+            Some(dir) => std::fs::create_dir_all(dir).map(|_| dir.clone()),
+            None => home::glci_home(),
+        }
+        .map_err(RunError::Home)?;
+        let pipeline_id = home::next_pipeline_id(&home).map_err(RunError::Home)?;
+        let dir = home.join("pipelines").join(pipeline_id.to_string());
+        let _ = home::prune_pipelines(&home, 20);
+
+        let bind = match (options.bind, &engine) {
+            (Some(ip), _) => ip,
+            (None, Some(engine)) => engine
+                .bridge_gateway()
+                .await
+                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+            (None, None) => match Engine::connect().await {
+                Ok(engine) => engine
+                    .bridge_gateway()
+                    .await
+                    .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+                Err(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            },
+        };
+        let mut config = ServerConfig::new(&dir);
+        config.bind = bind;
+        config.s3.dir = Some(home.join("cache"));
+        let server = Server::start(config).await?;
+
+        // The pipeline's commit: the working tree as it is now.
+        let event = &opts.event;
+        let facts = &draft.loaded.facts;
+        let tag = event.tag.clone();
+        let branch = if tag.is_some() {
+            None
+        } else {
+            event.branch.clone().or_else(|| facts.branch.clone())
+        };
+        let snapshot = git::snapshot(
+            &draft.loaded.repo,
+            &home,
+            &SnapshotRequest {
+                pipeline_id,
+                branch: branch.clone(),
+                tag: tag.clone(),
+                merge_request_iid: (event.source == PipelineSource::MergeRequestEvent).then_some(1),
+            },
+        );
+        let snapshot = match snapshot {
+            Ok(s) => s,
+            Err(e) => {
+                server.shutdown().await;
+                return Err(e.into());
+            }
+        };
+
+        let mut real = opts.clone();
+        real.server_url = server.url().to_string();
+        real.pipeline_id = pipeline_id;
+        real.commit_sha = Some(snapshot.sha.clone());
+        let planned = match plan(&real) {
+            Ok(p) => p,
+            Err(e) => {
+                server.shutdown().await;
+                return Err(e.into());
+            }
+        };
+        let project_path = planned.loaded.facts.project.path();
+        server.add_repository(&project_path, &snapshot.bare_repo)?;
+
+        let var = |key: &str| {
+            planned
+                .predefined
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.clone())
+        };
+        let specs = SpecFacts {
+            pipeline_id,
+            project: ProjectSpec {
+                id: var("CI_PROJECT_ID")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+                path: project_path,
+                namespace_id: var("CI_PROJECT_NAMESPACE_ID")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+                root_namespace_id: var("CI_PROJECT_ROOT_NAMESPACE_ID")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(1),
+            },
+            ref_name: tag
+                .clone()
+                .or(branch)
+                .or_else(|| var("CI_COMMIT_REF_NAME"))
+                .unwrap_or_default(),
+            ref_type: if tag.is_some() {
+                RefType::Tag
+            } else {
+                RefType::Branch
+            },
+            sha: snapshot.sha.clone(),
+            before_sha: var("CI_COMMIT_BEFORE_SHA").unwrap_or_else(|| "0".repeat(40)),
+            protected: var("CI_COMMIT_REF_PROTECTED").as_deref() == Some("true"),
+            user_variables: predefined::user_variables(
+                &planned.loaded.facts,
+                &PipelineContext::new(server.url()),
+            ),
+        };
+
+        let (reports_changed, _) = watch::channel(0);
+        let shared = Arc::new(Shared {
+            server,
+            planned,
+            event: opts.event.clone(),
+            settings: opts.settings_variables.clone(),
+            specs,
+            options: options.clone(),
+            observer,
+            dir,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+            reports_changed,
+            kept: Mutex::new(HashMap::new()),
+            stop: CancellationToken::new(),
+        });
+
+        let mut tasks = vec![tokio::spawn(schedule(shared.clone()))];
+        let cleanup = CleanupTasks::default();
+        let owner = Owner::for_this_process(pipeline_id.to_string());
+        let guard = CleanupGuard {
+            owner_id: engine.as_ref().map(|_| owner.id.clone()),
+        };
+        if let Some(engine) = engine {
+            let tags: Vec<String> = {
+                let mut t: Vec<String> = shared
+                    .planned
+                    .plan
+                    .jobs
+                    .iter()
+                    .flat_map(|j| j.tags.iter().cloned())
+                    .collect();
+                t.sort();
+                t.dedup();
+                t
+            };
+            // The built-in runner takes every job, tagged or not: it stands for "the
+            // project's runners".
+            let creds = shared.server.create_runner(&tags, true);
+            let executor = ExecutorOptions {
+                default_image: options.default_image.clone(),
+                services_timeout: options.services_timeout,
+                keep_failed: options.keep_failed,
+                deferred_cleanup: Some(cleanup.clone()),
+                ..ExecutorOptions::default()
+            };
+            let engine = Arc::new(engine);
+            let owner = Arc::new(owner);
+            for _ in 0..options.concurrency.max(1) {
+                tasks.push(tokio::spawn(work(
+                    shared.clone(),
+                    RunnerApi::new(shared.server.url()),
+                    creds.token.clone(),
+                    engine.clone(),
+                    owner.clone(),
+                    executor.clone(),
+                )));
+            }
+        }
+        Ok(Session {
+            shared,
+            tasks: Mutex::new(tasks),
+            cleanup,
+            guard,
+        })
+    }
+
+    /// The pipeline as planned for the run (with the server's URL and the snapshot's SHA).
+    pub fn planned(&self) -> &Planned {
+        &self.shared.planned
+    }
+
+    pub fn pipeline_id(&self) -> u64 {
+        self.shared.specs.pipeline_id
+    }
+
+    /// The server's base URL (for external runners).
+    pub fn server_url(&self) -> &str {
+        self.shared.server.url()
+    }
+
+    /// The S3 cache endpoint and keys, for an external runner's `[runners.cache.s3]`.
+    pub fn s3_credentials(&self) -> crate::server::S3Credentials {
+        self.shared.server.s3_credentials()
+    }
+
+    /// The legacy registration token external runners register with.
+    pub fn registration_token(&self) -> &str {
+        self.shared.server.registration_token()
+    }
+
+    /// Where this pipeline's logs and artifacts are kept.
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Runs `name` and what it needs (its `needs`, or every job of earlier stages), each job
+    /// once per session; a manual `name` is played. Returns when the job has its final status.
+    pub async fn job(&self, name: &str) -> Result<JobReport, RunError> {
+        self.want(std::slice::from_ref(&name.to_string()))?;
+        let mut changed = self.shared.reports_changed.subscribe();
+        loop {
+            if let Some(report) = self.shared.lock().reports.get(name) {
+                return Ok(report.clone());
+            }
+            if changed.changed().await.is_err() {
+                return Err(RunError::NotCreated("the session ended".to_string()));
+            }
+        }
+    }
+
+    /// Runs the named jobs with what they need (all jobs when `names` is empty; manual jobs
+    /// are then not played, as on GitLab) and reports the pipeline.
+    pub async fn run(&self, names: &[String]) -> Result<RunReport, RunError> {
+        let names: Vec<String> = if names.is_empty() {
+            self.shared
+                .planned
+                .plan
+                .jobs
+                .iter()
+                .map(|j| j.name.clone())
+                .collect()
+        } else {
+            names.to_vec()
+        };
+        let play = !names.is_empty() && names.len() < self.shared.planned.plan.jobs.len();
+        if play {
+            self.want(&names)?;
+        } else {
+            self.want_unplayed(&names)?;
+        }
+        let closure = closure(&self.shared.planned.plan, &names);
+        let mut changed = self.shared.reports_changed.subscribe();
+        loop {
+            {
+                let state = self.shared.lock();
+                if closure.iter().all(|n| state.reports.contains_key(n)) {
+                    let sub = sub_plan(&self.shared.planned.plan, &closure);
+                    let mut status = status::propagate(&sub, &state.outcomes).pipeline;
+                    if state.canceling {
+                        status = Status::Canceled;
+                    }
+                    return Ok(RunReport {
+                        pipeline_id: self.pipeline_id(),
+                        status,
+                        jobs: sub
+                            .jobs
+                            .iter()
+                            .filter_map(|j| state.reports.get(&j.name).cloned())
+                            .collect(),
+                        dir: self.shared.dir.clone(),
+                    });
+                }
+            }
+            if changed.changed().await.is_err() {
+                return Err(RunError::NotCreated("the session ended".to_string()));
+            }
+        }
+    }
+
+    fn want(&self, names: &[String]) -> Result<(), RunError> {
+        self.check_names(names)?;
+        {
+            let mut state = self.shared.lock();
+            for n in names {
+                state.wanted.insert(n.clone());
+                state.played.insert(n.clone());
+            }
+        }
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    fn want_unplayed(&self, names: &[String]) -> Result<(), RunError> {
+        self.check_names(names)?;
+        self.shared.lock().wanted.extend(names.iter().cloned());
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    fn check_names(&self, names: &[String]) -> Result<(), RunError> {
+        let plan = &self.shared.planned.plan;
+        for n in names {
+            if plan.job(n).is_none() {
+                return Err(RunError::UnknownJob {
+                    name: n.clone(),
+                    planned: plan.jobs.iter().map(|j| j.name.clone()).collect(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Graceful cancel (first Ctrl-C): no new job starts; running jobs stop their script,
+    /// run `after_script` and report back.
+    pub fn cancel(&self) {
+        let ids: Vec<JobId> = {
+            let mut state = self.shared.lock();
+            state.canceling = true;
+            state.in_flight.keys().copied().collect()
+        };
+        for id in ids {
+            self.shared.server.cancel(id);
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// Immediate stop (second Ctrl-C): running jobs are dropped where they are; their
+    /// containers go with [`Session::shutdown`].
+    pub fn abort(&self) {
+        {
+            let mut state = self.shared.lock();
+            state.canceling = true;
+            let ids: Vec<JobId> = state.in_flight.keys().copied().collect();
+            for id in ids {
+                self.shared.server.abort(id);
+            }
+        }
+        // Workers are dropped mid-job; the scheduler stays to write the reports.
+        for task in self.tasks().iter().skip(1) {
+            task.abort();
+        }
+        self.shared.wake.notify_one();
+    }
+
+    /// Stops runners, scheduler and server, and removes every Docker object of the session.
+    pub async fn shutdown(mut self) {
+        self.shared.stop.cancel();
+        let tasks: Vec<JoinHandle<()>> = self.tasks().drain(..).collect();
+        for task in tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
+        }
+        self.cleanup.wait().await;
+        if let Some(owner) = self.guard.owner_id.take() {
+            let kept: Vec<String> = self
+                .shared
+                .lock()
+                .reports
+                .values()
+                .filter_map(|r| r.kept_container.clone())
+                .collect();
+            if let Ok(engine) = Engine::connect().await {
+                let _ = docker::remove_owned_except(&engine, &owner, &kept).await;
+            }
+        }
+        let shared = self.shared.clone();
+        drop(self);
+        if let Ok(shared) = Arc::try_unwrap(shared) {
+            shared.server.shutdown().await;
+        }
+    }
+}
+
+impl Session {
+    fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
+        self.tasks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.shared.stop.cancel();
+        for task in self.tasks().iter() {
+            task.abort();
+        }
+    }
+}
+
+/// Removes the session's Docker objects if the session ends without
+/// [`Session::shutdown`] (an early return, a panic): on a thread of its own, because a
+/// destructor cannot await.
+struct CleanupGuard {
+    owner_id: Option<String>,
+}
+
+impl Drop for CleanupGuard {
+    fn drop(&mut self) {
+        let Some(owner) = self.owner_id.take() else {
+            return;
+        };
+        let cleanup = std::thread::spawn(move || {
+            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            rt.block_on(async {
+                if let Ok(engine) = Engine::connect().await {
+                    let _ = docker::remove_owned(&engine, &owner).await;
+                }
+            });
+        });
+        let _ = cleanup.join();
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere must not stop the reports: the state stays usable.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn job(&self, name: &str) -> Option<&PlannedJob> {
+        self.planned.plan.job(name)
+    }
+
+    fn add_report(&self, state: &mut State, report: JobReport) {
+        self.observer.job_finished(&report);
+        state.reports.insert(report.name.clone(), report);
+        self.reports_changed.send_modify(|n| *n += 1);
+    }
+}
+
+/// A built-in runner: takes jobs from the server over the runner API and runs them.
+async fn work(
+    shared: Arc<Shared>,
+    api: RunnerApi,
+    token: String,
+    engine: Arc<Engine>,
+    owner: Arc<Owner>,
+    executor: ExecutorOptions,
+) {
+    let mut last_update: Option<String> = None;
+    loop {
+        let request = tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            r = api.request_job(&token, last_update.as_deref()) => r,
+        };
+        match request {
+            Ok((Some(job), _)) => {
+                let id = job.id;
+                let outcome = run_job(
+                    &api,
+                    &engine,
+                    &owner,
+                    job,
+                    &executor,
+                    &CancellationToken::new(),
+                    None,
+                )
+                .await;
+                if let Some(container) = outcome.kept_container {
+                    shared
+                        .kept
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(id, container);
+                }
+                shared.wake.notify_one();
+            }
+            Ok((None, update)) => last_update = update.or(last_update),
+            Err(_) => {
+                tokio::select! {
+                    _ = shared.stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
+    }
+}
+
+/// The scheduler: follows the server's job states, releases jobs as status propagation
+/// says, writes reports, streams logs to the observer.
+async fn schedule(shared: Arc<Shared>) {
+    let mut events = shared.server.subscribe();
+    loop {
+        step(&shared);
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            _ = shared.wake.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            event = events.recv() => {
+                let mut next = event.ok();
+                while let Some(event) = next {
+                    forward_log(&shared, event);
+                    next = events.try_recv().ok();
+                }
+            }
+        }
+    }
+}
+
+fn forward_log(shared: &Shared, event: JobEvent) {
+    let JobEvent::Trace { job, offset, data } = event else {
+        return;
+    };
+    // Only bytes not seen yet: a runner may resend a range after a 416.
+    let (name, skip) = {
+        let mut state = shared.lock();
+        let Some(name) = state.in_flight.get(&job).map(|f| f.name.clone()) else {
+            return;
+        };
+        let seen = state.log_offsets.entry(job).or_insert(0);
+        let end = offset + data.len() as u64;
+        if end <= *seen {
+            return;
+        }
+        let skip = seen.saturating_sub(offset) as usize;
+        *seen = end;
+        (name, skip)
+    };
+    shared.observer.job_log(&name, &data[skip..]);
+}
+
+/// One scheduling round.
+fn step(shared: &Shared) {
+    let mut state = shared.lock();
+    reconcile(shared, &mut state);
+
+    let wanted: Vec<String> = state.wanted.iter().cloned().collect();
+    let closure = closure(&shared.planned.plan, &wanted);
+    let sub = sub_plan(&shared.planned.plan, &closure);
+    let progress = status::propagate(&sub, &state.outcomes);
+    let now = Instant::now();
+    let mut dispatched = false;
+    for job in &sub.jobs {
+        if state.outcomes.contains_key(&job.name) || state.reports.contains_key(&job.name) {
+            continue;
+        }
+        let release = match progress.statuses.get(&job.name) {
+            Some(Status::Pending) => true,
+            Some(Status::Manual) => state.played.contains(&job.name),
+            Some(Status::Scheduled) => {
+                if !shared.options.wait_delayed {
+                    true
+                } else {
+                    let start_in = job
+                        .start_in
+                        .as_deref()
+                        .and_then(parse_duration)
+                        .unwrap_or_default();
+                    let due = *state.due.entry(job.name.clone()).or_insert(now + start_in);
+                    due <= now
+                }
+            }
+            Some(Status::Skipped) => {
+                let report = not_run(job, Status::Skipped, Some(skip_reason(&sub, job, &state)));
+                shared.add_report(&mut state, report);
+                false
+            }
+            _ => false,
+        };
+        if release && !state.canceling {
+            dispatch(shared, &mut state, job);
+            dispatched = true;
+        }
+    }
+
+    // Nothing runs and nothing can start: what is left never runs (blocked by a manual job,
+    // a delayed job nobody waits for, or a cancel).
+    let waiting_on_timer = state
+        .due
+        .keys()
+        .any(|n| !state.outcomes.contains_key(n) && closure.contains(n));
+    if state.in_flight.is_empty() && !dispatched && !waiting_on_timer {
+        let progress = status::propagate(&sub, &state.outcomes);
+        for job in &sub.jobs {
+            if state.reports.contains_key(&job.name) {
+                continue;
+            }
+            let status = progress
+                .statuses
+                .get(&job.name)
+                .copied()
+                .unwrap_or(Status::Created);
+            let why = if state.canceling {
+                "the pipeline was canceled".to_string()
+            } else if status == Status::Manual {
+                format!(
+                    "manual job: run it by name to play it (`cargo glci run {}`)",
+                    job.name
+                )
+            } else {
+                blocked_reason(&sub, job, &progress.statuses)
+            };
+            let status = if state.canceling {
+                Status::Canceled
+            } else {
+                status
+            };
+            let report = not_run(job, status, Some(why));
+            shared.add_report(&mut state, report);
+        }
+    }
+}
+
+/// Picks up state changes of queued and running jobs from the server.
+fn reconcile(shared: &Shared, state: &mut State) {
+    let ids: Vec<JobId> = state.in_flight.keys().copied().collect();
+    for id in ids {
+        let Some(job_state) = shared.server.job_state(id) else {
+            continue;
+        };
+        if let Some(flight) = state.in_flight.get_mut(&id) {
+            if flight.started.is_none()
+                && matches!(job_state, JobState::Running | JobState::Canceling)
+            {
+                flight.started = Some(Instant::now());
+                shared.observer.job_started(&flight.name);
+            }
+        }
+        if !job_state.is_finished() {
+            continue;
+        }
+        let Some(flight) = state.in_flight.remove(&id) else {
+            continue;
+        };
+        finished(shared, state, id, flight, job_state);
+    }
+}
+
+fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job_state: JobState) {
+    let Some(job) = shared.job(&flight.name) else {
+        return;
+    };
+    let (status, exit_code, reason) = match &job_state {
+        JobState::Success => (Status::Success, None, None),
+        JobState::Failed { reason, exit_code } => {
+            (Status::Failed, *exit_code, Some(reason.clone()))
+        }
+        _ => (Status::Canceled, None, None),
+    };
+    let attempts = *state.attempts.get(&job.name).unwrap_or(&1);
+    if status == Status::Failed
+        && !state.canceling
+        && retry_allowed(job, attempts, reason.as_deref(), exit_code)
+    {
+        shared.observer.job_retried(&job.name, attempts + 1);
+        state.attempts.insert(job.name.clone(), attempts + 1);
+        state.outcomes.remove(&job.name);
+        dispatch(shared, state, job);
+        return;
+    }
+    let outcome = Outcome {
+        status,
+        exit_code: exit_code.and_then(|c| i32::try_from(c).ok()),
+    };
+    state.outcomes.insert(job.name.clone(), outcome);
+    let started = flight.started.unwrap_or(flight.queued);
+    let kept = shared
+        .kept
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&id.0);
+    let stored = results::store(&shared.server, id, &shared.dir, &job.name);
+    let allowed_failure =
+        matches!(status, Status::Failed | Status::Canceled) && allows(job, exit_code);
+    let report = JobReport {
+        name: job.name.clone(),
+        stage: job.stage.clone(),
+        status,
+        allowed_failure,
+        exit_code,
+        failure_reason: reason,
+        attempts,
+        duration: started.elapsed(),
+        log: stored.log,
+        log_path: stored.log_path,
+        artifacts_dir: stored.artifacts_dir,
+        dotenv: shared.server.dotenv(id),
+        kept_container: kept,
+        not_run_because: None,
+    };
+    shared.add_report(state, report);
+}
+
+fn allows(job: &PlannedJob, exit_code: Option<i64>) -> bool {
+    use crate::plan::model::AllowFailure;
+    match &job.allow_failure {
+        AllowFailure::Bool(b) => *b,
+        AllowFailure::ExitCodes(codes) => exit_code.is_some_and(|c| codes.contains(&c)),
+    }
+}
+
+/// `retry:max`, `retry:when` (failure reasons, `always`) and `retry:exit_codes`.
+fn retry_allowed(
+    job: &PlannedJob,
+    attempts: u32,
+    reason: Option<&str>,
+    exit_code: Option<i64>,
+) -> bool {
+    let Some(retry) = &job.retry else {
+        return false;
+    };
+    if attempts > u32::from(retry.max) {
+        return false;
+    }
+    let when_ok = retry.when.is_empty()
+        || retry.when.iter().any(|w| w == "always")
+        || reason.is_some_and(|r| retry.when.iter().any(|w| w == r));
+    let code_ok =
+        retry.exit_codes.is_empty() || exit_code.is_some_and(|c| retry.exit_codes.contains(&c));
+    when_ok && code_ok
+}
+
+fn dispatch(shared: &Shared, state: &mut State, job: &PlannedJob) {
+    let dependencies = job
+        .dependencies
+        .iter()
+        .filter_map(|d| state.ids.get(d).map(|id| dependency(d, *id)))
+        .collect();
+    let facts = PipelineFacts {
+        pipeline_id: shared.specs.pipeline_id,
+        project: shared.specs.project.clone(),
+        event: &shared.event,
+        ref_name: shared.specs.ref_name.clone(),
+        ref_type: shared.specs.ref_type,
+        sha: shared.specs.sha.clone(),
+        before_sha: shared.specs.before_sha.clone(),
+        protected: shared.specs.protected,
+        predefined: &shared.planned.predefined,
+        user_variables: &shared.specs.user_variables,
+        settings_variables: &shared.settings,
+    };
+    let spec = job_spec(job, &facts, dependencies);
+    match shared.server.enqueue(spec) {
+        Ok(id) => {
+            state.attempts.entry(job.name.clone()).or_insert(1);
+            state.ids.insert(job.name.clone(), id);
+            state
+                .outcomes
+                .insert(job.name.clone(), Outcome::new(Status::Running));
+            state.in_flight.insert(
+                id,
+                InFlight {
+                    name: job.name.clone(),
+                    queued: Instant::now(),
+                    started: None,
+                },
+            );
+        }
+        Err(e) => {
+            state
+                .outcomes
+                .insert(job.name.clone(), Outcome::new(Status::Failed));
+            let mut report = not_run(job, Status::Failed, Some(format!("could not queue: {e}")));
+            report.failure_reason = Some("runner_system_failure".to_string());
+            shared.add_report(state, report);
+        }
+    }
+}
+
+fn not_run(job: &PlannedJob, status: Status, why: Option<String>) -> JobReport {
+    JobReport {
+        name: job.name.clone(),
+        stage: job.stage.clone(),
+        status,
+        allowed_failure: false,
+        exit_code: None,
+        failure_reason: None,
+        attempts: 0,
+        duration: Duration::ZERO,
+        log: String::new(),
+        log_path: None,
+        artifacts_dir: None,
+        dotenv: Vec::new(),
+        kept_container: None,
+        not_run_because: why,
+    }
+}
+
+/// The jobs a job waits for: its `needs`, or every job of an earlier stage.
+fn upstream<'a>(plan: &'a Plan, job: &'a PlannedJob) -> Vec<&'a PlannedJob> {
+    match &job.needs {
+        Some(needs) => needs.iter().filter_map(|n| plan.job(&n.name)).collect(),
+        None => plan
+            .jobs
+            .iter()
+            .filter(|j| j.stage_index < job.stage_index)
+            .collect(),
+    }
+}
+
+fn skip_reason(plan: &Plan, job: &PlannedJob, state: &State) -> String {
+    let failed = upstream(plan, job).into_iter().find(|u| {
+        state.outcomes.get(&u.name).is_some_and(|o| {
+            matches!(o.status, Status::Failed | Status::Canceled)
+                && !allows(u, o.exit_code.map(i64::from))
+        })
+    });
+    match (failed, job.when) {
+        (_, When::OnFailure) => "when: on_failure, and nothing before it failed".to_string(),
+        (Some(u), _) => format!("not run: needs `{}`, which failed", u.name),
+        (None, _) => "skipped by status propagation".to_string(),
+    }
+}
+
+fn blocked_reason(plan: &Plan, job: &PlannedJob, statuses: &HashMap<String, Status>) -> String {
+    match upstream(plan, job).into_iter().find(|u| {
+        matches!(
+            statuses.get(&u.name),
+            Some(Status::Manual | Status::Created)
+        )
+    }) {
+        Some(u) if statuses.get(&u.name) == Some(&Status::Manual) => {
+            format!("not run: waits for manual job `{}`", u.name)
+        }
+        Some(u) => format!("not run: waits for `{}`, which did not run", u.name),
+        None => "not run".to_string(),
+    }
+}
+
+/// `names` with everything they wait for, transitively.
+fn closure(plan: &Plan, names: &[String]) -> HashSet<String> {
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut todo: Vec<&PlannedJob> = names.iter().filter_map(|n| plan.job(n)).collect();
+    while let Some(job) = todo.pop() {
+        if !seen.insert(job.name.clone()) {
+            continue;
+        }
+        todo.extend(upstream(plan, job));
+    }
+    seen
+}
+
+/// The plan restricted to `names` (order kept), so status propagation ignores the rest.
+fn sub_plan(plan: &Plan, names: &HashSet<String>) -> Plan {
+    let mut sub = plan.clone();
+    sub.jobs.retain(|j| names.contains(&j.name));
+    sub
+}
