@@ -42,7 +42,11 @@ impl Normalizer {
 
     /// Adds a redaction: every match of `pattern` (a `regex` crate pattern) is replaced by
     /// `replacement` (`$1`, `${name}` refer to groups).
-    pub fn redact(mut self, pattern: &str, replacement: &str) -> Result<Normalizer, RedactionError> {
+    pub fn redact(
+        mut self,
+        pattern: &str,
+        replacement: &str,
+    ) -> Result<Normalizer, RedactionError> {
         let re = Regex::new(pattern).map_err(|source| RedactionError {
             pattern: pattern.to_string(),
             source,
@@ -54,7 +58,8 @@ impl Normalizer {
     /// Values that must never appear (masked CI/CD variables); replaced by `[MASKED]` before
     /// anything else looks at the log.
     pub fn mask(mut self, values: impl IntoIterator<Item = String>) -> Normalizer {
-        self.masked.extend(values.into_iter().filter(|v| !v.is_empty()));
+        self.masked
+            .extend(values.into_iter().filter(|v| !v.is_empty()));
         self.masked.sort_by_key(|v| std::cmp::Reverse(v.len()));
         self.masked.dedup();
         self
@@ -88,7 +93,7 @@ fn re(cell: &'static OnceLock<Regex>, pattern: &str) -> &'static Regex {
 
 /// What a terminal shows: no escape sequences, no section markers, `\r` overwriting the
 /// start of the line as it does on screen.
-fn render(log: &str) -> String {
+pub(crate) fn render(log: &str) -> String {
     static ANSI: OnceLock<Regex> = OnceLock::new();
     static SECTION: OnceLock<Regex> = OnceLock::new();
     let section = re(
@@ -259,7 +264,10 @@ mod tests {
 
     #[test]
     fn carriage_return_keeps_what_stays_visible() {
-        assert_eq!(norm("progress 10%\rprogress 100%\r\ndone\n"), "progress 100%\ndone\n");
+        assert_eq!(
+            norm("progress 10%\rprogress 100%\r\ndone\n"),
+            "progress 100%\ndone\n"
+        );
     }
 
     #[test]
@@ -333,9 +341,7 @@ mod tests {
         };
         assert_eq!(n.normalize("build 77 user=bob\n"), "build [N] user=<bob>\n");
         let err = Normalizer::new().redact("(unclosed", "x").err();
-        assert!(
-            err.is_some_and(|e| e.to_string().starts_with("redaction pattern `(unclosed`")),
-        );
+        assert!(err.is_some_and(|e| e.to_string().starts_with("redaction pattern `(unclosed`")),);
     }
 
     #[test]
