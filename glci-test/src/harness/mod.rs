@@ -37,12 +37,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use libtest_mimic::Arguments;
-
 use crate::pipeline::{self, PipelineOptions, RunOptions, SettingsVariable};
 use crate::plan::PipelineSource;
 
-pub use api::{Job, Pipeline, PlanSummary, RunningPipeline};
+pub use api::{Job, Pipeline, PipelineRun, PlanSummary, RunningPipeline};
+/// libtest's command line, as the harness reads it.
+pub use libtest_mimic::Arguments;
 pub use normalize::Normalizer;
 pub use snapshot::Selection;
 

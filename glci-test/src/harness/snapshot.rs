@@ -106,9 +106,11 @@ pub fn assert_job_log(settings: &SnapshotSettings, job: &str, log: &str) -> Resu
     s.set_omit_expression(true);
     s.set_input_file(&settings.ci_file);
     s.set_description(format!("log of CI job `{job}`, normalized by glci"));
+    quiet_panics_on_this_thread(true);
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         s.bind(|| insta::assert_snapshot!(name.as_str(), value.as_str()));
     }));
+    quiet_panics_on_this_thread(false);
     match outcome {
         Ok(()) => Ok(()),
         Err(_) => Err(format!(
@@ -117,6 +119,26 @@ pub fn assert_job_log(settings: &SnapshotSettings, job: &str, log: &str) -> Resu
             snapshot_file(&settings.dir, job).display()
         )),
     }
+}
+
+thread_local! {
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// insta reports a mismatch by panicking after it printed the diff; the panic message (and a
+/// backtrace under `RUST_BACKTRACE`) would only bury the diff. The hook is process-wide, so
+/// it stays quiet only on a thread that is inside a snapshot assertion.
+fn quiet_panics_on_this_thread(quiet: bool) {
+    static HOOK: std::sync::Once = std::sync::Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET.with(std::cell::Cell::get) {
+                previous(info);
+            }
+        }));
+    });
+    QUIET.with(|q| q.set(quiet));
 }
 
 pub fn snapshot_file(dir: &Path, job: &str) -> PathBuf {
