@@ -206,7 +206,10 @@ default:
 stages: [build, test]
 build:
   stage: build
-  script: [echo compiling, echo "error: it broke", "exit 3"]
+  script:
+    - echo compiling
+    - 'echo "error: it broke"'
+    - exit 3
 unit:
   stage: test
   needs: [build]
