@@ -61,3 +61,56 @@ fn run_trial(ctx: &Context, job: &str) -> Result<Completion, Failed> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::normalize::Normalizer;
+    use crate::harness::test_support::plan_yaml;
+    use crate::pipeline::{PipelineOptions, RunOptions};
+
+    #[test]
+    fn one_trial_per_job_kind_is_the_stage_manual_jobs_are_ignored() {
+        let plan = plan_yaml(
+            "stages: [build, deploy]\n\
+             build: {stage: build, script: [x]}\n\
+             'test: [a, 1]': {stage: build, script: [x]}\n\
+             deploy: {stage: deploy, script: [x], when: manual}\n\
+             never: {stage: deploy, script: [x], rules: [{when: never}]}\n",
+        );
+        let plan = match plan {
+            Ok(p) => p,
+            Err(e) => panic!("{e}"),
+        };
+        let session = LazySession::new(PipelineOptions::new("."), RunOptions::default(), false);
+        let session = match session {
+            Ok(s) => Arc::new(s),
+            Err(e) => panic!("{e}"),
+        };
+        let ctx = Arc::new(Context {
+            plan,
+            session,
+            snapshots: Selection::None,
+            snapshot_settings: SnapshotSettings {
+                dir: ".".into(),
+                ci_file: ".gitlab-ci.yml".into(),
+                normalizer: Normalizer::new(),
+            },
+        });
+        let with_kind = trials(&ctx, true);
+        let seen: Vec<(&str, &str, bool)> = with_kind
+            .iter()
+            .map(|t| (t.name(), t.kind(), t.has_ignored_flag()))
+            .collect();
+        assert_eq!(
+            seen,
+            vec![
+                ("build", "build", false),
+                ("test: [a, 1]", "build", false),
+                ("deploy", "deploy", true),
+            ]
+        );
+        // Listing (and nextest) gets bare names: `<name>: test` lines.
+        assert!(trials(&ctx, false).iter().all(|t| t.kind().is_empty()));
+    }
+}
