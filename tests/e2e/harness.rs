@@ -241,6 +241,21 @@ cleanup:
     assert_nothing_left(&format!("io.glci.owner-pid={pid}"));
 }
 
+/// Hand-written tests on the Rust API: the plan of a tag in one line.
+const PLAN_TEST: &str = r#"use glci_test::harness::Pipeline;
+
+#[test]
+fn tag_pipeline() {
+    glci_test::assert_plan_snapshot!(Pipeline::new(env!("CARGO_MANIFEST_DIR")).tag("v1.0.0"));
+}
+
+#[test]
+fn plan_api() {
+    let plan = Pipeline::new(env!("CARGO_MANIFEST_DIR")).plan().unwrap();
+    assert_eq!(plan.jobs(), ["build", "unit", "flaky", "deploy"]);
+}
+"#;
+
 /// A cargo project with a `glci_test::main!()` test target, depending on this checkout's
 /// glci-test and sharing its target directory (so nothing is rebuilt but the tiny crate).
 fn user_crate() -> tempfile::TempDir {
@@ -281,6 +296,7 @@ opt-level = 0
             ("Cargo.lock", &lock),
             ("src/lib.rs", ""),
             ("tests/ci.rs", &test),
+            ("tests/plan.rs", PLAN_TEST),
         ],
     )
 }
@@ -392,6 +408,22 @@ fn main_macro_target_runs_under_cargo_test_and_nextest() {
     );
     assert!(!snaps.join("glci-build.snap.new").exists(), "{text}");
     std::fs::write(dir.join(".gitlab-ci.yml"), CI).unwrap();
+
+    // The plan snapshot of a hand-written test lands in the user's tests/snapshots.
+    let plan = cargo(dir, &["test", "--offline", "--test", "plan"], &[]);
+    let text = both(&plan);
+    assert!(
+        text.contains("test result: FAILED. 1 passed; 1 failed"),
+        "{text}"
+    );
+    let plan_snap = read(&snaps.join("plan__tag_pipeline.snap.new"));
+    assert!(
+        plan_snap.contains("deploy / release  on_success"),
+        "{plan_snap}"
+    );
+    assert_eq!(accept(&snaps), 1);
+    let plan = cargo(dir, &["test", "--offline", "--test", "plan"], &[]);
+    assert!(plan.status.success(), "{}", both(&plan));
 
     // nextest: one process per test; upstream jobs run again in each, and still pass.
     let nextest = cargo(
