@@ -177,6 +177,12 @@ impl Harness {
     /// Runs the suite with libtest arguments `args`. Exit code 101 when a trial failed, as
     /// libtest; 2 when the pipeline could not be read or planned.
     pub fn run_with(mut self, args: &Arguments) -> ExitCode {
+        // insta finds its workspace (tool config, pending snapshots) from this variable
+        // before anything else; glci-test's own manifest directory would be wrong for the
+        // user's snapshots. Set before any thread of ours exists.
+        if std::env::var_os("INSTA_WORKSPACE_ROOT").is_none() {
+            std::env::set_var("INSTA_WORKSPACE_ROOT", absolute(&self.options.project_dir));
+        }
         match self.prepare(args) {
             Ok((trials, session)) => {
                 let conclusion = libtest_mimic::run(args, trials);
@@ -240,12 +246,6 @@ impl Harness {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("tests/snapshots")),
         );
-        // insta finds its workspace (tool config, pending snapshots) from this variable
-        // before anything else; glci-test's own manifest directory would be wrong for the
-        // user's snapshots. Set once, before any thread of ours exists.
-        if std::env::var_os("INSTA_WORKSPACE_ROOT").is_none() {
-            std::env::set_var("INSTA_WORKSPACE_ROOT", &project_dir);
-        }
         let ci_file = planned.loaded.facts.top_level.join(&self.options.file);
         let stream_logs = args.nocapture && !args.list;
         let session = Arc::new(session::LazySession::new(
@@ -276,4 +276,59 @@ fn under_nextest() -> bool {
 
 fn absolute(path: &Path) -> PathBuf {
     std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::test_support::temp_repo;
+
+    const CI: &str = "build: {script: [x]}\ndeploy: {script: [x], when: manual}\n";
+
+    fn list_args() -> Arguments {
+        Arguments::from_iter(["harness", "--list"])
+    }
+
+    #[test]
+    fn trials_come_from_the_plan_without_docker() {
+        let repo = match temp_repo(CI) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let mut h = Harness::new(repo.path()).ignore_env();
+        let names: Vec<(String, bool)> = match h.prepare(&list_args()) {
+            Ok((trials, _)) => trials
+                .iter()
+                .map(|t| (t.name().to_string(), t.has_ignored_flag()))
+                .collect(),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            names,
+            vec![("build".to_string(), false), ("deploy".to_string(), true)]
+        );
+    }
+
+    #[test]
+    fn bad_options_are_reported_naming_the_option() {
+        let repo = match temp_repo(CI) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let err = |mut h: Harness| h.prepare(&list_args()).err().unwrap_or_default();
+        let bad_source = err(Harness::new(repo.path()).ignore_env().source_str("nope"));
+        assert!(
+            bad_source.starts_with("source: unknown pipeline source `nope`"),
+            "{bad_source}"
+        );
+        let bad_redaction = err(Harness::new(repo.path()).ignore_env().redact("(", "x"));
+        assert!(
+            bad_redaction.starts_with("redaction pattern `(`"),
+            "{bad_redaction}"
+        );
+        let missing = err(Harness::new(repo.path())
+            .ignore_env()
+            .file("ci/missing.yml"));
+        assert!(missing.contains("ci/missing.yml"), "{missing}");
+    }
 }
