@@ -1,26 +1,48 @@
 //! Jobs as libtest trials: plan → trials, DAG-aware scheduling, snapshot assertions.
 //!
 //! Three ways in, one engine:
-//! - `cargo glci test [event flags] [-- libtest args]`: no code to write;
-//! - [`main!`](crate::main) in a `[[test]] harness = false` target: `cargo test`,
-//!   `cargo nextest run`, `cargo insta test` run the pipeline;
-//! - [`Pipeline`]: hand-written tests that plan, run, and inspect jobs.
+//! - `cargo glci test [event flags] [--snapshot JOB] [-- libtest args]`: no code to write;
+//! - [`main!`](crate::main) in a `[[test]] name = "ci" harness = false` target:
+//!   `cargo test --test ci`, `cargo nextest run --test ci`, `cargo insta test` run the
+//!   pipeline;
+//! - [`Pipeline`]: hand-written tests that plan, run, and inspect jobs, and
+//!   [`assert_plan_snapshot!`](crate::assert_plan_snapshot) for "which jobs run on a tag?".
+//!
+//! Each job that runs for the event is a trial named after the job, shown with its stage as
+//! kind (`[test] unit`); `when: manual` jobs are ignored trials (`--ignored`,
+//! `--include-ignored` play them); jobs excluded by rules are not trials. Running a trial
+//! runs what it needs first, once per process, on the harness's own async runtime. An
+//! allowed failure passes with the failure printed on stderr; a failure prints the last 40
+//! log lines and the path of the full log; a job kept from running by a failed upstream
+//! fails with "not run: needs `X`, which failed". Filters, `--exact`, `--skip`, `--list`,
+//! `--test-threads`, `--format` are libtest-mimic's; `--nocapture` streams job logs to
+//! stderr, each line prefixed with `[job]`.
+//!
+//! The event and variables can also come from `GLCI_*` environment variables (see [`env`](mod@env)),
+//! which win over the macro's options, so CI can run one target for several events:
+//! `GLCI_TAG=v1.0.0 cargo test --test ci`.
 //!
 //! # Which jobs are snapshotted
 //!
-//! None unless named. Name them in the macro (`snapshots = ["build", "test"]`, `"*"` for
+//! None unless named. Name them in the macro (`snapshots = ["build", "test"]`, `["*"]` for
 //! all), with `cargo glci test --snapshot JOB`, or in `GLCI_SNAPSHOTS=build,test`; the sets
 //! add up. Snapshots live in `tests/snapshots/glci-<job>.snap` of the project (change with
-//! `snapshot_dir = ".."` or `GLCI_SNAPSHOT_DIR`) and are reviewed with `cargo insta review`.
+//! `snapshot_dir = ".."`, `--snapshot-dir` or `GLCI_SNAPSHOT_DIR`) and are reviewed with
+//! `cargo insta review` (outside a cargo project: `cargo insta review --workspace-root .`).
 //! A snapshot holds the job log normalized by [`normalize::Normalizer`]; add redactions with
-//! `redact = [(r"regex", "replacement")]`.
+//! `redact = [(r"regex", "replacement")]` or `--redact REGEX=REPLACEMENT`. Masked variables
+//! are `[MASKED]` in the log already and are replaced again, by value, before a snapshot
+//! is compared. insta's rules apply: locally a mismatch writes `.snap.new` and fails; with
+//! `CI` set nothing is written and it fails; `INSTA_UPDATE=always` accepts.
 //!
 //! # Under nextest
 //!
-//! nextest runs each test in its own process, so each process starts its own pipeline
-//! session and runs the job's upstream jobs again (the `needs`, or every earlier stage):
-//! correct, but a job deep in the DAG costs its whole upstream each time. `cargo test` (one
-//! process) runs every job once.
+//! nextest runs each test in its own process (`<bin> --exact <job> --nocapture`), so each
+//! process starts its own pipeline session and runs the job's upstream jobs again (its
+//! `needs`, or every job of earlier stages): correct, but a job deep in the DAG costs its
+//! whole upstream each time, and the server and runner start once per test (about a
+//! second). `cargo test` (one process) runs every job once. Listing (`--list`) never
+//! touches Docker and prints exactly `<job>: test` lines, as nextest requires.
 
 pub mod api;
 pub mod env;
@@ -163,7 +185,7 @@ impl Harness {
         self
     }
 
-    /// Ignore the `GLCI_*` environment variables (see [`env`]).
+    /// Ignore the `GLCI_*` environment variables (see [`env`](mod@env)).
     pub fn ignore_env(mut self) -> Harness {
         self.use_env = false;
         self
