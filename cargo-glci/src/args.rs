@@ -26,6 +26,8 @@ pub enum Command {
     },
     /// Run the pipeline (or the named jobs with what they need) in Docker, for real.
     Run(RunArgs),
+    /// Run the pipeline as Rust tests: one test per job (`-- --list`, filters, `--ignored`...).
+    Test(crate::test_cmd::TestArgs),
     /// Check the CI configuration; one `FILE:LINE:COL: MESSAGE` line per error.
     Lint {
         #[command(flatten)]

@@ -15,6 +15,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Plan { event, json } => Ok(plan(&event, json)),
         Command::Run(args) => block_on(crate::run_cmd::run(args)),
         Command::Runner(args) => block_on(crate::run_cmd::runner(args)),
+        Command::Test(args) => Ok(crate::test_cmd::run(args)),
         Command::Lint { event } => Ok(lint(&event)),
         Command::Config { event } => Ok(config(&event)),
         Command::Doctor => block_on(doctor()),

@@ -5,6 +5,7 @@ mod args;
 mod commands;
 mod output;
 mod run_cmd;
+mod test_cmd;
 
 use std::process::ExitCode;
 

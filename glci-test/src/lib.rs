@@ -21,3 +21,8 @@ pub mod plan;
 pub mod runner;
 pub mod server;
 pub mod vars;
+
+/// insta, for the snapshot macros that expand in the user's crate (which need not depend on
+/// insta itself).
+#[doc(hidden)]
+pub use insta as __insta;

@@ -1,1 +1,356 @@
 //! Jobs as libtest trials: plan → trials, DAG-aware scheduling, snapshot assertions.
+//!
+//! Three ways in, one engine:
+//! - `cargo glci test [event flags] [--snapshot JOB] [-- libtest args]`: no code to write;
+//! - [`main!`](crate::main) in a `[[test]] name = "ci" harness = false` target:
+//!   `cargo test --test ci`, `cargo nextest run --test ci`, `cargo insta test` run the
+//!   pipeline;
+//! - [`Pipeline`]: hand-written tests that plan, run, and inspect jobs, and
+//!   [`assert_plan_snapshot!`](crate::assert_plan_snapshot) for "which jobs run on a tag?".
+//!
+//! Each job that runs for the event is a trial named after the job, shown with its stage as
+//! kind (`[test] unit`); `when: manual` jobs are ignored trials (`--ignored`,
+//! `--include-ignored` play them); jobs excluded by rules are not trials. Running a trial
+//! runs what it needs first, once per process, on the harness's own async runtime. An
+//! allowed failure passes with the failure printed on stderr; a failure prints the last 40
+//! log lines and the path of the full log; a job kept from running by a failed upstream
+//! fails with "not run: needs `X`, which failed". Filters, `--exact`, `--skip`, `--list`,
+//! `--test-threads`, `--format` are libtest-mimic's; `--nocapture` streams job logs to
+//! stderr, each line prefixed with `[job]`.
+//!
+//! The event and variables can also come from `GLCI_*` environment variables (see [`env`](mod@env)),
+//! which win over the macro's options, so CI can run one target for several events:
+//! `GLCI_TAG=v1.0.0 cargo test --test ci`.
+//!
+//! # Which jobs are snapshotted
+//!
+//! None unless named. Name them in the macro (`snapshots = ["build", "test"]`, `["*"]` for
+//! all), with `cargo glci test --snapshot JOB`, or in `GLCI_SNAPSHOTS=build,test`; the sets
+//! add up. Snapshots live in `tests/snapshots/glci-<job>.snap` of the project (change with
+//! `snapshot_dir = ".."`, `--snapshot-dir` or `GLCI_SNAPSHOT_DIR`) and are reviewed with
+//! `cargo insta review` (outside a cargo project: `cargo insta review --workspace-root .`).
+//! A snapshot holds the job log normalized by [`normalize::Normalizer`]; add redactions with
+//! `redact = [(r"regex", "replacement")]` or `--redact REGEX=REPLACEMENT`. Masked variables
+//! are `[MASKED]` in the log already and are replaced again, by value, before a snapshot
+//! is compared. insta's rules apply: locally a mismatch writes `.snap.new` and fails; with
+//! `CI` set nothing is written and it fails; `INSTA_UPDATE=always` accepts.
+//!
+//! # Under nextest
+//!
+//! nextest runs each test in its own process (`<bin> --exact <job> --nocapture`), so each
+//! process starts its own pipeline session and runs the job's upstream jobs again (its
+//! `needs`, or every job of earlier stages): correct, but a job deep in the DAG costs its
+//! whole upstream each time, and the server and runner start once per test (about a
+//! second). `cargo test` (one process) runs every job once. Listing (`--list`) never
+//! touches Docker and prints exactly `<job>: test` lines, as nextest requires.
+
+pub mod api;
+pub mod env;
+pub mod macros;
+pub mod normalize;
+pub mod outcome;
+mod session;
+pub mod snapshot;
+#[cfg(test)]
+mod test_support;
+mod trials;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use crate::pipeline::{self, PipelineOptions, RunOptions, SettingsVariable};
+use crate::plan::PipelineSource;
+
+pub use api::{Job, Pipeline, PipelineRun, PlanSummary, RunningPipeline};
+/// libtest's command line, as the harness reads it.
+pub use libtest_mimic::Arguments;
+pub use normalize::Normalizer;
+pub use snapshot::Selection;
+
+/// A pipeline as a test suite: what to run, and how to snapshot it.
+#[derive(Debug, Clone)]
+pub struct Harness {
+    options: PipelineOptions,
+    run: RunOptions,
+    snapshots: Selection,
+    snapshot_dir: Option<PathBuf>,
+    redactions: Vec<(String, String)>,
+    use_env: bool,
+    /// Options that could not be applied, reported when the suite starts.
+    errors: Vec<String>,
+}
+
+impl Harness {
+    /// The pipeline of the repository containing `project_dir` (for `main!`, the test
+    /// crate's directory), for a push to its current branch.
+    pub fn new(project_dir: impl Into<PathBuf>) -> Harness {
+        Harness {
+            options: PipelineOptions::new(project_dir),
+            run: RunOptions::default(),
+            snapshots: Selection::None,
+            snapshot_dir: None,
+            redactions: Vec::new(),
+            use_env: true,
+            errors: Vec::new(),
+        }
+    }
+
+    /// The pipeline described by `options` as they are.
+    pub fn from_options(options: PipelineOptions) -> Harness {
+        Harness {
+            options,
+            ..Harness::new(".")
+        }
+    }
+
+    /// The CI file, relative to the repository root (default `.gitlab-ci.yml`).
+    pub fn file(mut self, file: &str) -> Harness {
+        self.options.file = file.to_string();
+        self
+    }
+
+    pub fn branch(mut self, branch: &str) -> Harness {
+        self.options.event.branch = Some(branch.to_string());
+        self.options.event.tag = None;
+        self
+    }
+
+    pub fn tag(mut self, tag: &str) -> Harness {
+        self.options.event.tag = Some(tag.to_string());
+        self.options.event.branch = None;
+        self
+    }
+
+    pub fn source(mut self, source: PipelineSource) -> Harness {
+        self.options.event.source = source;
+        self
+    }
+
+    /// `CI_PIPELINE_SOURCE` by name (`push`, `merge_request_event`...); a bad name is
+    /// reported when the suite starts.
+    pub fn source_str(mut self, source: &str) -> Harness {
+        match source.parse() {
+            Ok(s) => self.options.event.source = s,
+            Err(e) => self.errors.push(format!("source: {e}")),
+        }
+        self
+    }
+
+    /// A pipeline variable (highest precedence, as on GitLab).
+    pub fn var(mut self, key: &str, value: &str) -> Harness {
+        self.options
+            .event
+            .variables
+            .push((key.to_string(), value.to_string()));
+        self
+    }
+
+    /// A masked CI/CD settings variable: `[MASKED]` in logs and snapshots.
+    pub fn masked_var(mut self, key: &str, value: &str) -> Harness {
+        self.options.settings_variables.push(SettingsVariable {
+            key: key.to_string(),
+            value: value.to_string(),
+            masked: true,
+            file: false,
+        });
+        self
+    }
+
+    /// Adds jobs whose log is snapshotted (`"*"`: all).
+    pub fn snapshots<I, S>(mut self, jobs: I) -> Harness
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.snapshots = self.snapshots.union(Selection::from_names(jobs));
+        self
+    }
+
+    /// Where snapshots live, relative to the project directory (default `tests/snapshots`).
+    pub fn snapshot_dir(mut self, dir: impl Into<PathBuf>) -> Harness {
+        self.snapshot_dir = Some(dir.into());
+        self
+    }
+
+    /// A redaction for snapshots: matches of `pattern` become `replacement`.
+    pub fn redact(mut self, pattern: &str, replacement: &str) -> Harness {
+        self.redactions
+            .push((pattern.to_string(), replacement.to_string()));
+        self
+    }
+
+    pub fn run_options(mut self, run: RunOptions) -> Harness {
+        self.run = run;
+        self
+    }
+
+    /// Ignore the `GLCI_*` environment variables (see [`env`](mod@env)).
+    pub fn ignore_env(mut self) -> Harness {
+        self.use_env = false;
+        self
+    }
+
+    /// Runs the suite with the process's own arguments; for `fn main`.
+    pub fn main(self) -> ExitCode {
+        self.run_with(&Arguments::from_args())
+    }
+
+    /// Runs the suite with libtest arguments `args`. Exit code 101 when a trial failed, as
+    /// libtest; 2 when the pipeline could not be read or planned.
+    pub fn run_with(mut self, args: &Arguments) -> ExitCode {
+        // insta finds its workspace (tool config, pending snapshots) from this variable
+        // before anything else; glci-test's own manifest directory would be wrong for the
+        // user's snapshots. Set before any thread of ours exists.
+        if std::env::var_os("INSTA_WORKSPACE_ROOT").is_none() {
+            std::env::set_var("INSTA_WORKSPACE_ROOT", absolute(&self.options.project_dir));
+        }
+        match self.prepare(args) {
+            Ok((trials, session)) => {
+                let conclusion = libtest_mimic::run(args, trials);
+                // The trials (and their handles on the session) are gone: stop it before
+                // returning, never through `process::exit`, which skips the cleanup.
+                if let Ok(session) = Arc::try_unwrap(session) {
+                    session.shutdown();
+                }
+                conclusion.exit_code()
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::from(2)
+            }
+        }
+    }
+
+    fn prepare(
+        &mut self,
+        args: &Arguments,
+    ) -> Result<(Vec<libtest_mimic::Trial>, Arc<session::LazySession>), String> {
+        if let Some(e) = self.errors.first() {
+            return Err(e.clone());
+        }
+        if self.use_env {
+            let env = env::apply(&mut self.options, std::env::vars())?;
+            self.snapshots = std::mem::take(&mut self.snapshots).union(env.snapshots);
+            if env.snapshot_dir.is_some() {
+                self.snapshot_dir = env.snapshot_dir;
+            }
+        }
+        let project_dir = absolute(&self.options.project_dir);
+        self.options.project_dir = project_dir.clone();
+        let planned = pipeline::plan(&self.options).map_err(|e| e.to_string())?;
+        if !planned.plan.created {
+            // No pipeline for this event: no trial, and say why (not an error: GitLab
+            // would simply not create one).
+            eprintln!(
+                "no pipeline for this event: {}",
+                planned
+                    .plan
+                    .reason
+                    .as_deref()
+                    .unwrap_or("no job runs for this event")
+            );
+        }
+        let mut normalizer = Normalizer::new().mask(
+            self.options
+                .settings_variables
+                .iter()
+                .filter(|v| v.masked)
+                .map(|v| v.value.clone()),
+        );
+        for (pattern, replacement) in &self.redactions {
+            normalizer = normalizer
+                .redact(pattern, replacement)
+                .map_err(|e| e.to_string())?;
+        }
+        let snapshot_dir = project_dir.join(
+            self.snapshot_dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("tests/snapshots")),
+        );
+        let ci_file = planned.loaded.facts.top_level.join(&self.options.file);
+        let stream_logs = args.nocapture && !args.list;
+        let session = Arc::new(session::LazySession::new(
+            self.options.clone(),
+            self.run.clone(),
+            stream_logs,
+        )?);
+        let ctx = Arc::new(trials::Context {
+            plan: planned.plan,
+            session: Arc::clone(&session),
+            snapshots: self.snapshots.clone(),
+            snapshot_settings: snapshot::SnapshotSettings {
+                dir: snapshot_dir,
+                ci_file,
+                normalizer,
+            },
+        });
+        let trials = trials::trials(&ctx, !args.list && !under_nextest());
+        drop(ctx);
+        Ok((trials, session))
+    }
+}
+
+/// nextest runs `--exact <name>` per test; the name it knows has no `[kind]`.
+fn under_nextest() -> bool {
+    std::env::var_os("NEXTEST").is_some_and(|v| v == "1")
+}
+
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::test_support::temp_repo;
+
+    const CI: &str = "build: {script: [x]}\ndeploy: {script: [x], when: manual}\n";
+
+    fn list_args() -> Arguments {
+        Arguments::from_iter(["harness", "--list"])
+    }
+
+    #[test]
+    fn trials_come_from_the_plan_without_docker() {
+        let repo = match temp_repo(CI) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let mut h = Harness::new(repo.path()).ignore_env();
+        let names: Vec<(String, bool)> = match h.prepare(&list_args()) {
+            Ok((trials, _)) => trials
+                .iter()
+                .map(|t| (t.name().to_string(), t.has_ignored_flag()))
+                .collect(),
+            Err(e) => panic!("{e}"),
+        };
+        assert_eq!(
+            names,
+            vec![("build".to_string(), false), ("deploy".to_string(), true)]
+        );
+    }
+
+    #[test]
+    fn bad_options_are_reported_naming_the_option() {
+        let repo = match temp_repo(CI) {
+            Ok(r) => r,
+            Err(e) => panic!("{e}"),
+        };
+        let err = |mut h: Harness| h.prepare(&list_args()).err().unwrap_or_default();
+        let bad_source = err(Harness::new(repo.path()).ignore_env().source_str("nope"));
+        assert!(
+            bad_source.starts_with("source: unknown pipeline source `nope`"),
+            "{bad_source}"
+        );
+        let bad_redaction = err(Harness::new(repo.path()).ignore_env().redact("(", "x"));
+        assert!(
+            bad_redaction.starts_with("redaction pattern `(`"),
+            "{bad_redaction}"
+        );
+        let missing = err(Harness::new(repo.path())
+            .ignore_env()
+            .file("ci/missing.yml"));
+        assert!(missing.contains("ci/missing.yml"), "{missing}");
+    }
+}

@@ -1,0 +1,113 @@
+//! The one place the harness touches the run engine (`pipeline::Session`): a session started
+//! lazily by the first trial that runs (so `--list` and filtered-out runs never touch
+//! Docker), on a tokio runtime the harness owns. Trials block their own test thread only;
+//! the jobs they depend on run on the runtime, so no `--test-threads` value can deadlock.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use tokio::sync::OnceCell;
+
+use crate::pipeline::{JobReport, PipelineOptions, RunObserver, RunOptions, Session};
+
+/// Remembers every finished job (to explain skipped ones) and streams logs when asked.
+pub struct Collector {
+    reports: Mutex<HashMap<String, JobReport>>,
+    stream: bool,
+}
+
+impl Collector {
+    pub fn new(stream: bool) -> Collector {
+        Collector {
+            reports: Mutex::new(HashMap::new()),
+            stream,
+        }
+    }
+
+    pub fn reports(&self) -> HashMap<String, JobReport> {
+        self.reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl RunObserver for Collector {
+    fn job_log(&self, job: &str, chunk: &[u8]) {
+        if !self.stream {
+            return;
+        }
+        // stderr: stdout belongs to the harness (nextest reads `--list` from it).
+        let mut err = std::io::stderr().lock();
+        for line in String::from_utf8_lossy(chunk).split_inclusive('\n') {
+            let _ = write!(err, "[{job}] {line}");
+        }
+    }
+
+    fn job_finished(&self, report: &JobReport) {
+        self.reports
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(report.name.clone(), report.clone());
+    }
+}
+
+pub struct LazySession {
+    runtime: tokio::runtime::Runtime,
+    options: PipelineOptions,
+    run: RunOptions,
+    collector: Arc<Collector>,
+    session: OnceCell<Result<Session, String>>,
+}
+
+impl LazySession {
+    pub fn new(
+        options: PipelineOptions,
+        run: RunOptions,
+        stream_logs: bool,
+    ) -> Result<LazySession, String> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .thread_name("glci-harness")
+            .build()
+            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+        Ok(LazySession {
+            runtime,
+            options,
+            run,
+            collector: Arc::new(Collector::new(stream_logs)),
+            session: OnceCell::new(),
+        })
+    }
+
+    /// Runs `job` with what it needs (once per session) and returns its report with every
+    /// report known so far.
+    pub fn job(&self, job: &str) -> Result<(JobReport, HashMap<String, JobReport>), String> {
+        self.runtime.block_on(async {
+            let session = self
+                .session
+                .get_or_init(|| async {
+                    let observer: Arc<dyn RunObserver> = self.collector.clone();
+                    Session::start(&self.options, self.run.clone(), observer)
+                        .await
+                        .map_err(|e| format!("the pipeline could not start: {e}"))
+                })
+                .await
+                .as_ref()
+                .map_err(Clone::clone)?;
+            let report = session.job(job).await.map_err(|e| e.to_string())?;
+            Ok((report, self.collector.reports()))
+        })
+    }
+
+    /// Stops the session (if one started) and removes its Docker objects.
+    pub fn shutdown(self) {
+        let LazySession {
+            runtime, session, ..
+        } = self;
+        if let Some(Ok(session)) = session.into_inner() {
+            runtime.block_on(session.shutdown());
+        }
+    }
+}
