@@ -300,20 +300,16 @@ async fn size_limits_eviction_and_ttl() {
     drop(tmp3);
     server.shutdown().await;
 
-    let (_tmp2, server) = start(|c| c.s3.ttl = Duration::from_secs(1)).await;
+    // Both URLs are signed before the PUT (signing runs Python, slow on a loaded machine), so
+    // only two curl calls sit between the write and the first read.
+    let (_tmp2, server) = start(|c| c.s3.ttl = Duration::from_secs(3)).await;
     let creds = server.s3_credentials();
-    let r = curl(&[
-        "-X",
-        "PUT",
-        "--data-binary",
-        "short-lived",
-        &botocore(&creds, "t", "PUT", 600, ""),
-    ])
-    .await;
-    assert_eq!(r.status, 200);
+    let put = botocore(&creds, "t", "PUT", 600, "");
     let get = botocore(&creds, "t", "GET", 600, "");
+    let r = curl(&["-X", "PUT", "--data-binary", "short-lived", &put]).await;
+    assert_eq!(r.status, 200);
     assert_eq!(curl(&[&get]).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(curl(&[&get]).await.status, 404, "expired by TTL");
     server.shutdown().await;
 }
