@@ -11,7 +11,8 @@ use std::process::Command;
 use std::sync::{Arc, OnceLock};
 
 use glci_test::pipeline::{
-    JobReport, PipelineOptions, Quiet, RunOptions, RunReport, Session, SettingsVariable,
+    JobReport, PipelineOptions, Quiet, RunObserver, RunOptions, RunReport, Session,
+    SettingsVariable,
 };
 use glci_test::plan::status::Status;
 
@@ -486,6 +487,76 @@ async fn a_missing_image_is_one_clear_error_naming_it() {
         );
         assert!(!log.contains("never runs"));
     }
+}
+
+/// Tells when a job's log has shown `needle`.
+struct LogWatch {
+    needle: &'static str,
+    seen: std::sync::Mutex<String>,
+    found: tokio::sync::Notify,
+}
+
+impl RunObserver for LogWatch {
+    fn job_log(&self, _job: &str, chunk: &[u8]) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.push_str(&String::from_utf8_lossy(chunk));
+        if seen.contains(self.needle) {
+            self.found.notify_one();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_stops_a_silent_job_and_after_script_sees_canceled() {
+    let dir = project("uncommitted");
+    std::fs::write(
+        dir.path().join(".gitlab-ci.yml"),
+        "sleeper:\n  image: glci-fixture/busybox:latest\n  script:\n    - echo sleeping now\n    - sleep 60\n  after_script:\n    - echo \"after_script sees $CI_JOB_STATUS\"\n",
+    )
+    .expect("write pipeline");
+    let watch = Arc::new(LogWatch {
+        needle: "\nsleeping now\n",
+        seen: std::sync::Mutex::new(String::new()),
+        found: tokio::sync::Notify::new(),
+    });
+    let session = Session::start(
+        &PipelineOptions::new(dir.path()),
+        run_options(),
+        watch.clone(),
+    )
+    .await
+    .expect("session");
+    let id = session.pipeline_id();
+    let report = {
+        let run = session.run(&[]);
+        tokio::pin!(run);
+        tokio::select! {
+            r = &mut run => panic!("the pipeline ended before the cancel: {r:?}"),
+            _ = watch.found.notified() => {}
+        }
+        let canceled_at = std::time::Instant::now();
+        session.cancel();
+        let report = run.await.expect("report");
+        // The job says nothing during `sleep`: the runner must still hear the cancel.
+        assert!(
+            canceled_at.elapsed().as_secs() < 20,
+            "the cancel took {:?}",
+            canceled_at.elapsed()
+        );
+        report
+    };
+    session.shutdown().await;
+    assert_nothing_left(id);
+    assert_eq!(report.status, Status::Canceled);
+    let sleeper = job(&report, "sleeper");
+    assert_eq!(sleeper.status, Status::Canceled);
+    assert_log_has(sleeper, "after_script sees canceled");
+    // The observer got the whole log, after_script included.
+    let streamed = watch.seen.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    assert!(
+        streamed.contains("after_script sees canceled"),
+        "{streamed}"
+    );
 }
 
 /// Needs the cache (restore/save through the S3 endpoint), which the `cache` branch brings.
