@@ -29,16 +29,25 @@ pub fn glci_home() -> std::io::Result<PathBuf> {
 }
 
 /// The next pipeline id: one more than the last one handed out in this data directory, so
-/// refs (`refs/pipelines/<id>`) of runs that overlap do not collide. Written atomically.
+/// refs (`refs/pipelines/<id>`) of runs that overlap do not collide. The id is claimed by
+/// creating `pipelines/<id>/` (atomic: of two runs starting at once, one gets the next id);
+/// `last-id` is written atomically after.
 pub fn next_pipeline_id(home: &std::path::Path) -> std::io::Result<u64> {
     let dir = home.join("pipelines");
     std::fs::create_dir_all(&dir)?;
     let path = dir.join("last-id");
-    let last = std::fs::read_to_string(&path)
+    let mut last = std::fs::read_to_string(&path)
         .ok()
         .and_then(|s| s.trim().parse::<u64>().ok())
         .unwrap_or(0);
-    let next = last + 1;
+    let next = loop {
+        let next = last + 1;
+        match std::fs::create_dir(dir.join(next.to_string())) {
+            Ok(()) => break next,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = next,
+            Err(e) => return Err(e),
+        }
+    };
     let tmp = tempfile::NamedTempFile::new_in(&dir)?;
     std::fs::write(tmp.path(), format!("{next}\n"))?;
     tmp.persist(&path).map_err(|e| e.error)?;
@@ -58,4 +67,24 @@ pub fn prune_pipelines(home: &std::path::Path, keep: usize) -> std::io::Result<(
         std::fs::remove_dir_all(home.join("pipelines").join(id.to_string()))?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_claimed_concurrently_are_distinct() {
+        let home = tempfile::tempdir().unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let home = home.path().to_path_buf();
+                std::thread::spawn(move || next_pipeline_id(&home).unwrap())
+            })
+            .collect();
+        let mut ids: Vec<u64> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, (1..=8).collect::<Vec<u64>>());
+        assert_eq!(next_pipeline_id(home.path()).unwrap(), 9);
+    }
 }

@@ -763,6 +763,15 @@ async fn work(
 async fn schedule(shared: Arc<Shared>) {
     let mut events = shared.server.subscribe();
     loop {
+        // Log bytes sent before a job's final state must reach the observer before the
+        // reconcile in `step` forgets the job (the tail of a canceled job's log was lost).
+        loop {
+            match events.try_recv() {
+                Ok(event) => forward_log(&shared, event),
+                Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => continue,
+                Err(_) => break,
+            }
+        }
         step(&shared);
         tokio::select! {
             _ = shared.stop.cancelled() => return,

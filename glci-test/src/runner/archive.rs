@@ -278,6 +278,87 @@ pub fn tar_to_zip(
     Ok((bytes, count))
 }
 
+/// The selected regular files of a project tar (see [`tar_to_zip`]), in archive order, as
+/// (relative path, content).
+fn selected_files(
+    tar_bytes: &[u8],
+    selection: &Selection,
+) -> Result<Vec<(String, Vec<u8>)>, ArchiveError> {
+    let mut archive = tar::Archive::new(tar_bytes);
+    let mut files = Vec::new();
+    let entries = archive
+        .entries()
+        .map_err(|e| ArchiveError(format!("cannot read container files: {e}")))?;
+    for entry in entries {
+        let mut entry =
+            entry.map_err(|e| ArchiveError(format!("cannot read container files: {e}")))?;
+        if !matches!(
+            entry.header().entry_type(),
+            tar::EntryType::Regular | tar::EntryType::Continuous
+        ) {
+            continue;
+        }
+        let path = entry
+            .path()
+            .map_err(|e| ArchiveError(format!("bad path in container files: {e}")))?
+            .to_string_lossy()
+            .into_owned();
+        let Some((_, rel)) = path.split_once('/') else {
+            continue;
+        };
+        if rel.is_empty() || !selection.selects(rel) {
+            continue;
+        }
+        let mut content = Vec::new();
+        entry
+            .read_to_end(&mut content)
+            .map_err(|e| ArchiveError(format!("cannot read {rel}: {e}")))?;
+        files.push((rel.to_string(), content));
+    }
+    Ok(files)
+}
+
+/// The `gzip` artifact format of reports (dotenv, junit, ...): as the official runner's gzip
+/// archiver writes it, one gzip member per selected file, named after the file, concatenated.
+/// Returns the stream and the number of files in it.
+pub fn tar_to_gzip(
+    tar_bytes: &[u8],
+    selection: &Selection,
+) -> Result<(Vec<u8>, usize), ArchiveError> {
+    let files = selected_files(tar_bytes, selection)?;
+    let mut out = Vec::new();
+    for (rel, content) in &files {
+        let mut gz = flate2::GzBuilder::new()
+            .filename(rel.as_bytes())
+            .write(&mut out, flate2::Compression::default());
+        gz.write_all(content)
+            .and_then(|_| gz.try_finish())
+            .map_err(|e| ArchiveError(format!("cannot compress {rel}: {e}")))?;
+    }
+    Ok((out, files.len()))
+}
+
+/// The `raw` artifact format: the one selected file as it is. Like the official runner, more
+/// than one file is an error naming them.
+pub fn tar_to_raw(
+    tar_bytes: &[u8],
+    selection: &Selection,
+) -> Result<(Vec<u8>, usize), ArchiveError> {
+    let mut files = selected_files(tar_bytes, selection)?;
+    if files.len() > 1 {
+        let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+        return Err(ArchiveError(format!(
+            "only one file can be sent as raw, found {}: {}",
+            files.len(),
+            names.join(", ")
+        )));
+    }
+    Ok(match files.pop() {
+        Some((_, content)) => (content, 1),
+        None => (Vec::new(), 0),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,5 +448,28 @@ mod tests {
             err.to_string().contains("escapes the project directory"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn gzip_reports_are_one_member_per_file_and_raw_takes_exactly_one() {
+        let tar = project_tar(&[
+            ("build.env", "A=1\n"),
+            ("more.env", "B=2\n"),
+            ("other.txt", "x"),
+        ]);
+        let envs = Selection::new(&["*.env".into()], &[], false, BTreeSet::new()).unwrap();
+        let (gz, count) = tar_to_gzip(&tar, &envs).unwrap();
+        assert_eq!(count, 2);
+        assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+        let mut text = String::new();
+        flate2::read::MultiGzDecoder::new(&gz[..])
+            .read_to_string(&mut text)
+            .unwrap();
+        assert_eq!(text, "A=1\nB=2\n");
+
+        let one = Selection::new(&["build.env".into()], &[], false, BTreeSet::new()).unwrap();
+        assert_eq!(tar_to_raw(&tar, &one).unwrap(), (b"A=1\n".to_vec(), 1));
+        let err = tar_to_raw(&tar, &envs).unwrap_err().to_string();
+        assert!(err.contains("build.env, more.env"), "{err}");
     }
 }

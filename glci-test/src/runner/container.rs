@@ -194,7 +194,13 @@ impl JobContainer {
         };
         writer.abort();
         if let Some(end) = end {
-            self.stop(engine).await;
+            if end == StageEnd::TimedOut {
+                // The time is up: no grace period (a shell as PID 1 ignores SIGTERM, so the
+                // grace would only make the job overrun its timeout by the whole grace).
+                self.kill(engine).await;
+            } else {
+                self.stop(engine).await;
+            }
             trace.flush();
             return Ok(end);
         }
@@ -233,6 +239,21 @@ impl JobContainer {
                 let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
                 let _ = docker.kill_container(&self.id, Some(kill)).await;
             }
+        }
+    }
+
+    /// SIGKILL, and wait until the container has stopped.
+    pub async fn kill(&self, engine: &Engine) {
+        let docker = engine.client();
+        let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+        if docker.kill_container(&self.id, Some(kill)).await.is_ok() {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(5),
+                docker
+                    .wait_container(&self.id, None::<WaitContainerOptions>)
+                    .next(),
+            )
+            .await;
         }
     }
 

@@ -582,7 +582,14 @@ async fn upload_artifact(
         tracked.clone(),
     )
     .map_err(|e| e.to_string())?;
-    let (zip, count) = archive::tar_to_zip(project_tar, &selection).map_err(|e| e.to_string())?;
+    // Reports are uploaded in their own format (`Ci::JobArtifact::TYPE_AND_FORMAT_PAIRS`);
+    // the server refuses a zip sent as `gzip`.
+    let (zip, count) = match artifact.artifact_format.as_str() {
+        "gzip" => archive::tar_to_gzip(project_tar, &selection),
+        "raw" => archive::tar_to_raw(project_tar, &selection),
+        _ => archive::tar_to_zip(project_tar, &selection),
+    }
+    .map_err(|e| e.to_string())?;
     for path in &artifact.paths {
         trace.line(&format!(
             "{path}: found matching artifact files and directories"

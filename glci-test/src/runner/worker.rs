@@ -17,6 +17,11 @@ use super::trace::{Masker, Trace};
 /// server is local, so glci streams closer to real time.
 const TRACE_INTERVAL: Duration = Duration::from_millis(250);
 
+/// How long a job may go without output before the runner touches it (`PUT /jobs/:id`,
+/// state `running`), as the official runner's keep-alive does: a cancel is only heard in the
+/// answer to a trace patch or a touch, so a silent `sleep` must not hide one.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Artifacts through the runner API, as the official helper moves them.
 struct ApiIo<'a> {
     api: &'a RunnerApi,
@@ -125,6 +130,17 @@ async fn stream_trace(
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
             _ = changes.changed() => { tokio::time::sleep(TRACE_INTERVAL).await; false }
+            _ = tokio::time::sleep(KEEPALIVE_INTERVAL), if !gone => {
+                match api.update_job(job, "running", None, None, None).await {
+                    Ok(UpdateResult::Accepted(RemoteJobState::Canceling)) => cancel.cancel(),
+                    Ok(UpdateResult::Abort) => {
+                        cancel.cancel();
+                        gone = true;
+                    }
+                    _ => {}
+                }
+                false
+            }
         };
         // Send until the server has everything (bounded, so a broken server cannot hang us).
         for _ in 0..10 {
