@@ -561,7 +561,6 @@ async fn cancel_stops_a_silent_job_and_after_script_sees_canceled() {
 
 /// Needs the cache (restore/save through the S3 endpoint), which the `cache` branch brings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the runner's cache is not on main yet (branch `cache`)"]
 async fn cache_persists_across_two_runs() {
     let dir = project("cache");
     let first = run(PipelineOptions::new(dir.path()), run_options(), &[]).await;
