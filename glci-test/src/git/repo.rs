@@ -181,9 +181,14 @@ impl Repo {
                 name: rev.to_string(),
                 repo: self.top.clone(),
             })?;
-        let cmd = git(&self.top).args(["cat-file", "commit", &sha]);
+        self.commit_at(&sha)
+    }
+
+    /// Reads the commit whose full SHA is `sha` (already resolved: one git process less).
+    fn commit_at(&self, sha: &str) -> Result<CommitInfo, GitError> {
+        let cmd = git(&self.top).args(["cat-file", "commit", sha]);
         let raw = cmd.run()?;
-        CommitInfo::parse(&sha, &raw).ok_or_else(|| cmd.parse_error("not a commit object"))
+        CommitInfo::parse(sha, &raw).ok_or_else(|| cmd.parse_error("not a commit object"))
     }
 
     /// `origin`, or the only remote when there is exactly one, or `None`.
@@ -248,6 +253,11 @@ impl Repo {
         if self.head_sha()?.is_none() {
             return Ok(Vec::new());
         }
+        self.tags_at_existing_head()
+    }
+
+    /// [`Repo::tags_at_head`] once HEAD is known to exist.
+    fn tags_at_existing_head(&self) -> Result<Vec<String>, GitError> {
         let out = git(&self.top).args(["tag", "--points-at", "HEAD"]).text()?;
         let mut tags: Vec<String> = out
             .lines()
@@ -302,17 +312,38 @@ impl Repo {
 
     /// `user.name` / `user.email`.
     pub fn user(&self) -> Result<GitUser, GitError> {
-        let get = |key: &str| git(&self.top).args(["config", "--get", key]).text_opt();
+        // Both keys in one git process (planning time is mostly process start-up). Like
+        // `config --get`, the last value of a key wins.
+        let out = git(&self.top)
+            .args(["config", "-z", "--get-regexp", r"^user\.(name|email)$"])
+            .run_opt()?
+            .unwrap_or_default();
+        let (mut name, mut email) = (None, None);
+        for entry in out.split(|&b| b == 0) {
+            let entry = String::from_utf8_lossy(entry);
+            // `-z`: the key, a newline, then the value.
+            match entry.split_once('\n') {
+                Some(("user.name", v)) => name = Some(v.trim().to_string()),
+                Some(("user.email", v)) => email = Some(v.trim().to_string()),
+                _ => {}
+            }
+        }
         Ok(GitUser {
-            name: get("user.name")?.unwrap_or_else(|| "glci".to_string()),
-            email: get("user.email")?.unwrap_or_else(|| "glci@localhost".to_string()),
+            // An empty value counts as unset, as with `config --get` before.
+            name: name
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "glci".to_string()),
+            email: email
+                .filter(|e| !e.is_empty())
+                .unwrap_or_else(|| "glci@localhost".to_string()),
         })
     }
 
     /// Reads all [`RepoFacts`].
     pub fn facts(&self) -> Result<RepoFacts, GitError> {
+        // Each question below is a git process; facts resolve HEAD once and reuse it.
         let head = match self.head_sha()? {
-            Some(sha) => Some(self.commit(&sha)?),
+            Some(sha) => Some(self.commit_at(&sha)?),
             None => None,
         };
         let remote = self.remote_name()?;
@@ -324,7 +355,10 @@ impl Repo {
             .as_deref()
             .and_then(ProjectPath::from_remote_url)
             .unwrap_or_else(|| ProjectPath::from_dir_name(&self.top));
-        let tags_at_head = self.tags_at_head()?;
+        let tags_at_head = match head {
+            Some(_) => self.tags_at_existing_head()?,
+            None => Vec::new(),
+        };
         let mut tag_messages = BTreeMap::new();
         for tag in &tags_at_head {
             if let Some(message) = self.tag_message(tag)? {
@@ -368,6 +402,38 @@ fn strip_signature(body: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_reads_both_keys_in_one_process_last_value_wins() {
+        let Ok(tmp) = tempfile::tempdir() else {
+            return;
+        };
+        let dir = tmp.path();
+        let run = |args: &[&str]| {
+            git(dir)
+                .args(args)
+                .run()
+                .map(|_| ())
+                .map_err(|e| e.to_string())
+        };
+        assert_eq!(run(&["init", "-q"]), Ok(()));
+        let repo = Repo::discover(dir).map_err(|e| e.to_string());
+        let Ok(repo) = repo else {
+            panic!("discover: {repo:?}");
+        };
+        assert_eq!(run(&["config", "user.name", "First"]), Ok(()));
+        assert_eq!(
+            run(&["config", "--add", "user.name", "Ada Lovelace"]),
+            Ok(())
+        );
+        assert_eq!(run(&["config", "user.email", ""]), Ok(()));
+        assert_eq!(run(&["config", "user.emailx", "not@this"]), Ok(()));
+        let user = repo.user().map_err(|e| e.to_string());
+        assert_eq!(
+            user.map(|u| (u.name, u.email)),
+            Ok(("Ada Lovelace".to_string(), "glci@localhost".to_string()))
+        );
+    }
 
     #[test]
     fn strips_tag_signatures() {
