@@ -31,27 +31,27 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         options.default_image = image.clone();
     }
     // Unknown job names and configuration errors are reported before anything starts.
-    match glci_test::pipeline::plan(&opts) {
-        Ok(planned) => {
-            let known: Vec<&str> = planned.plan.jobs.iter().map(|j| j.name.as_str()).collect();
-            if let Some(unknown) = args.names.iter().find(|n| !known.contains(&n.as_str())) {
-                eprintln!(
-                    "error: no job `{unknown}` in this pipeline (jobs: {})",
-                    known.join(", ")
-                );
-                return Ok(ExitCode::from(1));
-            }
-        }
+    let draft = match glci_test::pipeline::plan(&opts) {
+        Ok(planned) => planned,
         Err(e) => {
             for line in e.messages() {
                 eprintln!("{line}");
             }
             return Ok(ExitCode::from(1));
         }
+    };
+    let known: Vec<&str> = draft.plan.jobs.iter().map(|j| j.name.as_str()).collect();
+    if let Some(unknown) = args.names.iter().find(|n| !known.contains(&n.as_str())) {
+        eprintln!(
+            "error: no job `{unknown}` in this pipeline (jobs: {})",
+            known.join(", ")
+        );
+        return Ok(ExitCode::from(1));
     }
     let width = 0;
     let printer = Arc::new(Printer::new(args.quiet, width));
-    let session = match Session::start(&opts, options.clone(), printer.clone()).await {
+    let session = match Session::start_planned(&opts, draft, options.clone(), printer.clone()).await
+    {
         Ok(s) => s,
         Err(RunError::Pipeline(e)) => {
             for line in e.messages() {

@@ -163,15 +163,16 @@ pub struct Planned {
     pub loaded: Loaded,
     /// The predefined variables of the pipeline, in GitLab's order.
     pub predefined: Vec<(String, String)>,
+    /// Git's answers the plan was made with (reused by [`replan`]).
+    pub git: GitSets,
 }
 
 /// Plans the pipeline GitLab would create for the event: which jobs, in which stages, with
 /// which `when`, `needs` and variables. Needs git and the files; never Docker.
 pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
     let loaded = load(opts)?;
-    let mut ctx = pipeline_context(opts);
-    let event = &event_with_settings(opts);
-    if event.source == PipelineSource::MergeRequestEvent {
+    let event = event_with_settings(opts);
+    let diff_base_sha = if event.source == PipelineSource::MergeRequestEvent {
         // `CI_MERGE_REQUEST_DIFF_BASE_SHA`: the merge base of the target and the source, the
         // same commit the MR's changed files are computed from.
         let target = event
@@ -179,23 +180,46 @@ pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
             .clone()
             .or_else(|| event.default_branch.clone())
             .unwrap_or_else(|| loaded.facts.default_branch.clone());
-        ctx.merge_request.diff_base_sha = loaded
+        loaded
             .repo
             .merge_base(&target, loaded.facts.remote.as_deref())
             .ok()
-            .flatten();
-    }
-    let changed_files =
-        git::changed_files(&loaded.repo, &loaded.facts, event).map_err(PipelineError::Git)?;
-    let files = loaded.repo.files().map_err(PipelineError::Git)?;
-    let compare_to = compare_to_sets(&loaded);
+            .flatten()
+    } else {
+        None
+    };
+    let git_sets = GitSets {
+        changed_files: git::changed_files(&loaded.repo, &loaded.facts, &event)
+            .map_err(PipelineError::Git)?,
+        files: loaded.repo.files().map_err(PipelineError::Git)?,
+        compare_to: compare_to_sets(&loaded),
+        diff_base_sha,
+    };
+    plan_with(opts, loaded, git_sets)
+}
+
+/// Plans again for other pipeline facts (server URL, pipeline id, commit) with the
+/// configuration and git answers of `previous`, so a run does not ask git twice. The
+/// configuration and the changed files do not depend on those facts.
+pub fn replan(opts: &PipelineOptions, previous: &Planned) -> Result<Planned, PipelineError> {
+    plan_with(opts, previous.loaded.clone(), previous.git.clone())
+}
+
+fn plan_with(
+    opts: &PipelineOptions,
+    loaded: Loaded,
+    git_sets: GitSets,
+) -> Result<Planned, PipelineError> {
+    let mut ctx = pipeline_context(opts);
+    let event = &event_with_settings(opts);
+    ctx.merge_request.diff_base_sha = git_sets.diff_base_sha.clone();
     let plan_ctx = PlanContext {
         event: event.clone(),
         predefined: predefined::rules_variables(&loaded.facts, event, &ctx),
         late_variables: predefined::user_variables(&loaded.facts, &ctx),
-        changed_files,
-        compare_to,
-        files,
+        changed_files: git_sets.changed_files.clone(),
+        compare_to: git_sets.compare_to.clone(),
+        files: git_sets.files.clone(),
     };
     let plan = plan::plan(&loaded.config, &plan_ctx).map_err(PipelineError::Plan)?;
     // `CI_PIPELINE_NAME` is the evaluated `workflow:name`, known only once workflow rules ran.
@@ -205,7 +229,17 @@ pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
         plan,
         loaded,
         predefined,
+        git: git_sets,
     })
+}
+
+/// What planning asked git besides the repository facts.
+#[derive(Debug, Clone)]
+pub struct GitSets {
+    changed_files: Option<Vec<String>>,
+    files: Vec<String>,
+    compare_to: indexmap::IndexMap<String, Vec<String>>,
+    diff_base_sha: Option<String>,
 }
 
 /// The event with the settings variables in front of the pipeline variables: rules see

@@ -37,7 +37,7 @@ use super::duration::parse_duration;
 use super::home;
 use super::job_spec::{dependency, job_spec, PipelineFacts};
 use super::results;
-use super::{plan, PipelineError, PipelineOptions, Planned, SettingsVariable};
+use super::{plan, replan, PipelineError, PipelineOptions, Planned, SettingsVariable};
 
 /// How a pipeline is run.
 #[derive(Debug, Clone)]
@@ -258,6 +258,18 @@ impl Session {
     ) -> Result<Session, RunError> {
         // Configuration errors first: they need neither Docker nor a server.
         let draft = plan(opts)?;
+        Session::start_planned(opts, draft, options, observer).await
+    }
+
+    /// [`Session::start`] for a pipeline already planned from `opts` (by [`plan`]): the run
+    /// plans it again for the real server, pipeline id and snapshot commit without asking
+    /// git again.
+    pub async fn start_planned(
+        opts: &PipelineOptions,
+        draft: Planned,
+        options: RunOptions,
+        observer: Arc<dyn RunObserver>,
+    ) -> Result<Session, RunError> {
         if !draft.plan.created {
             return Err(RunError::NotCreated(
                 draft
@@ -337,7 +349,7 @@ impl Session {
         real.server_url = server.url().to_string();
         real.pipeline_id = pipeline_id;
         real.commit_sha = Some(snapshot.sha.clone());
-        let planned = match plan(&real) {
+        let planned = match replan(&real, &draft) {
             Ok(p) => p,
             Err(e) => {
                 server.shutdown().await;
