@@ -30,6 +30,25 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(image) = &args.default_image {
         options.default_image = image.clone();
     }
+    // Unknown job names and configuration errors are reported before anything starts.
+    match glci_test::pipeline::plan(&opts) {
+        Ok(planned) => {
+            let known: Vec<&str> = planned.plan.jobs.iter().map(|j| j.name.as_str()).collect();
+            if let Some(unknown) = args.names.iter().find(|n| !known.contains(&n.as_str())) {
+                eprintln!(
+                    "error: no job `{unknown}` in this pipeline (jobs: {})",
+                    known.join(", ")
+                );
+                return Ok(ExitCode::from(1));
+            }
+        }
+        Err(e) => {
+            for line in e.messages() {
+                eprintln!("{line}");
+            }
+            return Ok(ExitCode::from(1));
+        }
+    }
     let width = 0;
     let printer = Arc::new(Printer::new(args.quiet, width));
     let session = match Session::start(&opts, options.clone(), printer.clone()).await {
@@ -67,11 +86,12 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         let _ = std::io::stdout().flush();
         eprintln!("waiting for a runner to register and take the jobs (Ctrl-C to stop)");
     } else {
+        let jobs = session.planned().plan.jobs.len();
         eprintln!(
-            "pipeline #{} on {} ({} jobs, {} at once)",
+            "pipeline #{} on {} ({jobs} job{}, {} at once)",
             session.pipeline_id(),
             session.server_url(),
-            session.planned().plan.jobs.len(),
+            if jobs == 1 { "" } else { "s" },
             options.concurrency
         );
     }

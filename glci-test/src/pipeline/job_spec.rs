@@ -1,7 +1,8 @@
 //! A planned job as GitLab hands it to a runner: what `Ci::BuildRunnerPresenter` derives
 //! from the job before the server adds ids, tokens and URLs (runner-contract.md §3).
 
-use crate::plan::model::{Artifacts, Cache, CacheKey, Image, Service, When};
+use crate::plan::cache_key::{cache_keys_at, KeySource};
+use crate::plan::model::{Artifacts, Cache, Image, Service, When};
 use crate::plan::{Event, PlannedJob};
 use crate::server::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, ImageSpec, JobId, JobSpec, JobVariable,
@@ -18,7 +19,7 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
 pub const DEFAULT_GIT_DEPTH: u32 = 20;
 
 /// What every job of one pipeline shares.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct PipelineFacts<'a> {
     pub pipeline_id: u64,
     pub project: ProjectSpec,
@@ -36,6 +37,8 @@ pub struct PipelineFacts<'a> {
     /// `GITLAB_USER_*`, appended after YAML variables.
     pub user_variables: &'a [(String, String)],
     pub settings_variables: &'a [SettingsVariable],
+    /// The pipeline commit's files, for `cache:key:files`.
+    pub key_source: &'a KeySource<'a>,
 }
 
 /// The runner payload for one planned job. `dependencies` maps the jobs whose artifacts it
@@ -106,7 +109,8 @@ pub fn job_spec(
         cache: job
             .cache
             .iter()
-            .map(|c| cache_spec(c, facts.protected))
+            .enumerate()
+            .map(|(i, c)| cache_spec(i, c, facts))
             .collect(),
         dependencies,
         timeout_secs: job
@@ -263,36 +267,17 @@ fn report_format(artifact_type: &str) -> &'static str {
     }
 }
 
-/// The cache entry with GitLab's key: the literal key (default `default`), then the
-/// protection suffix GitLab appends when protected refs have separate caches (the default).
-fn cache_spec(cache: &Cache, protected: bool) -> CacheSpec {
-    // `unprotect: true` shares the unprotected cache with protected refs.
-    let suffix = if protected && !cache.unprotect {
-        "-protected"
-    } else {
-        "-non_protected"
-    };
-    let base = match &cache.key {
-        CacheKey::Literal(key) => key.clone(),
-        CacheKey::Files { prefix, .. } | CacheKey::FilesCommits { prefix, .. } => {
-            // Computed from the files at the pipeline commit; see plan::cache_key.
-            match prefix {
-                Some(p) => format!("{p}-default"),
-                None => "default".to_string(),
-            }
-        }
-    };
+/// The cache entry with the key and fallback keys GitLab computes (see
+/// [`crate::plan::cache_key`]).
+fn cache_spec(index: usize, cache: &Cache, facts: &PipelineFacts<'_>) -> CacheSpec {
+    let (key, fallback_keys) = cache_keys_at(index, cache, facts.key_source, facts.protected);
     CacheSpec {
-        key: format!("{base}{suffix}"),
+        key,
         untracked: cache.untracked,
         paths: cache.paths.clone(),
         policy: cache.policy.clone(),
         when: when_str(Some(cache.when)),
-        fallback_keys: cache
-            .fallback_keys
-            .iter()
-            .map(|k| format!("{k}{suffix}"))
-            .collect(),
+        fallback_keys,
     }
 }
 

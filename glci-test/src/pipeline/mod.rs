@@ -18,7 +18,9 @@ use std::path::PathBuf;
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::git::{self, GitError, Repo, RepoFacts};
 use crate::plan::predefined::{self, PipelineContext};
-use crate::plan::{self, Event, LintError, PipelineConfig, Plan, PlanContext, PlanError};
+use crate::plan::{
+    self, Event, LintError, PipelineConfig, PipelineSource, Plan, PlanContext, PlanError,
+};
 
 /// What a pipeline is made from.
 #[derive(Debug, Clone)]
@@ -167,9 +169,22 @@ pub struct Planned {
 /// which `when`, `needs` and variables. Needs git and the files; never Docker.
 pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
     let loaded = load(opts)?;
-    let ctx = pipeline_context(opts);
+    let mut ctx = pipeline_context(opts);
     let event = &event_with_settings(opts);
-    let predefined = predefined::predefined_variables(&loaded.facts, event, &ctx);
+    if event.source == PipelineSource::MergeRequestEvent {
+        // `CI_MERGE_REQUEST_DIFF_BASE_SHA`: the merge base of the target and the source, the
+        // same commit the MR's changed files are computed from.
+        let target = event
+            .target_branch
+            .clone()
+            .or_else(|| event.default_branch.clone())
+            .unwrap_or_else(|| loaded.facts.default_branch.clone());
+        ctx.merge_request.diff_base_sha = loaded
+            .repo
+            .merge_base(&target, loaded.facts.remote.as_deref())
+            .ok()
+            .flatten();
+    }
     let changed_files =
         git::changed_files(&loaded.repo, &loaded.facts, event).map_err(PipelineError::Git)?;
     let files = loaded.repo.files().map_err(PipelineError::Git)?;
@@ -183,6 +198,9 @@ pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
         files,
     };
     let plan = plan::plan(&loaded.config, &plan_ctx).map_err(PipelineError::Plan)?;
+    // `CI_PIPELINE_NAME` is the evaluated `workflow:name`, known only once workflow rules ran.
+    ctx.pipeline_name = plan.name.clone();
+    let predefined = predefined::predefined_variables(&loaded.facts, event, &ctx);
     Ok(Planned {
         plan,
         loaded,

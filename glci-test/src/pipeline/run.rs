@@ -19,11 +19,13 @@ use tokio_util::sync::CancellationToken;
 
 use crate::docker::{self, DockerError, Engine, Owner};
 use crate::git::{self, GitError, SnapshotRequest};
+use crate::plan::cache_key::KeySource;
 use crate::plan::model::When;
 use crate::plan::predefined::{self, PipelineContext};
 use crate::plan::status::{self, Outcome, Status};
 use crate::plan::{Event, PipelineSource, Plan, PlannedJob};
 use crate::runner::api::RunnerApi;
+use crate::runner::cache::CacheConfig;
 use crate::runner::executor::{CleanupTasks, ExecutorOptions};
 use crate::runner::worker::run_job;
 use crate::server::{
@@ -212,6 +214,8 @@ struct Shared {
 
 /// What every job spec of the pipeline shares (owned form of [`PipelineFacts`]).
 struct SpecFacts {
+    /// The snapshot repository, for `cache:key:files`.
+    bare_repo: PathBuf,
     pipeline_id: u64,
     project: ProjectSpec,
     ref_name: String,
@@ -352,6 +356,7 @@ impl Session {
                 .map(|(_, v)| v.clone())
         };
         let specs = SpecFacts {
+            bare_repo: snapshot.bare_repo.clone(),
             pipeline_id,
             project: ProjectSpec {
                 id: var("CI_PROJECT_ID")
@@ -428,6 +433,13 @@ impl Session {
                 services_timeout: options.services_timeout,
                 keep_failed: options.keep_failed,
                 deferred_cleanup: Some(cleanup.clone()),
+                source_cache: Some(crate::runner::sources::SourceCache::default()),
+                // Shared: the cache outlives the per-pipeline runner tokens, so the next run
+                // finds it.
+                cache: Some(CacheConfig {
+                    shared: true,
+                    ..CacheConfig::from_server(&shared.server.s3_credentials())
+                }),
                 ..ExecutorOptions::default()
             };
             let engine = Arc::new(engine);
@@ -986,7 +998,48 @@ fn dispatch(shared: &Shared, state: &mut State, job: &PlannedJob) {
         .iter()
         .filter_map(|d| state.ids.get(d).map(|id| dependency(d, *id)))
         .collect();
+    let specs = &shared.specs;
+    let git = |args: &[&str]| -> Option<Vec<u8>> {
+        let out = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(&specs.bare_repo)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status.success().then_some(out.stdout)
+    };
+    let file = |path: &str| git(&["cat-file", "blob", &format!("{}:{path}", specs.sha)]);
+    let last_commit = |paths: &[String]| {
+        let mut args = vec!["log", "-1", "--format=%H", specs.sha.as_str(), "--"];
+        args.extend(paths.iter().map(String::as_str));
+        let out = git(&args)?;
+        let sha = String::from_utf8_lossy(&out).trim().to_string();
+        (!sha.is_empty()).then_some(sha)
+    };
+    let uses_files = job
+        .cache
+        .iter()
+        .any(|c| !matches!(c.key, crate::plan::model::CacheKey::Literal(_)));
+    let all_files: Vec<String> = if uses_files {
+        git(&["ls-tree", "-r", "--name-only", "-z", &specs.sha])
+            .map(|out| {
+                String::from_utf8_lossy(&out)
+                    .split('\0')
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
+    } else {
+        Vec::new()
+    };
+    let key_source = KeySource {
+        file: &file,
+        all_files: &all_files,
+        last_commit: &last_commit,
+    };
     let facts = PipelineFacts {
+        key_source: &key_source,
         pipeline_id: shared.specs.pipeline_id,
         project: shared.specs.project.clone(),
         event: &shared.event,

@@ -6,6 +6,7 @@
 //! expands `parallel`, and checks needs against the jobs that remain; [`status`] propagates
 //! job statuses through the planned DAG.
 
+pub mod cache_key;
 mod changes;
 mod child;
 mod condition;

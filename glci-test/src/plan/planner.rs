@@ -28,6 +28,38 @@ fn values(vars: &IndexMap<String, Variable>) -> IndexMap<String, String> {
         .collect()
 }
 
+/// `workflow:name`. GitLab expands it against the pipeline's variables *after*
+/// `sort_and_expand_all` (`Chain::PopulateMetadata`), so a name taken from a variable that
+/// itself references others is fully expanded: GitLab's own example sets a workflow rule
+/// variable to `"MR pipeline: $CI_MERGE_REQUEST_SOURCE_BRANCH_NAME"` and names the pipeline
+/// `$PROJECT1_PIPELINE_NAME`. On a reference cycle the values stay unexpanded, as in GitLab.
+fn pipeline_name(
+    source: &str,
+    predefined: &IndexMap<String, String>,
+    top: &IndexMap<String, Variable>,
+    pipeline_vars: &IndexMap<String, String>,
+) -> Option<String> {
+    let plain = |(k, v): (&String, &String)| crate::vars::Variable::new(k.clone(), v.clone());
+    let mut all: Vec<crate::vars::Variable> = predefined.iter().map(plain).collect();
+    all.extend(top.iter().map(|(k, v)| {
+        let var = crate::vars::Variable::new(k.clone(), v.value.clone());
+        if v.expand {
+            var
+        } else {
+            var.raw()
+        }
+    }));
+    all.extend(pipeline_vars.iter().map(plain));
+    let all = crate::vars::sort_and_expand_all(&all, crate::vars::ExpandOptions::default())
+        .unwrap_or(all);
+    let pairs: Vec<(String, String)> = all.into_iter().map(|v| (v.key, v.value)).collect();
+    let values = last_wins(&pairs);
+    let mut scope = Scope::new();
+    scope.push(&values);
+    let expanded = condition::expand(source, &scope).trim().to_string();
+    (!expanded.is_empty()).then_some(expanded)
+}
+
 /// Plans the pipeline for `ctx.event`. `Ok` with `created: false` when workflow rules filter
 /// the pipeline or no job remains; `Err` where GitLab fails pipeline creation with an error.
 pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanError> {
@@ -83,16 +115,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             }
         }
     }
-    let top_values = values(&top);
-    let name = name_source.and_then(|n| {
-        let mut scope = Scope::new();
-        scope
-            .push(&predefined)
-            .push(&top_values)
-            .push(&pipeline_vars);
-        let expanded = condition::expand(n, &scope).trim().to_string();
-        (!expanded.is_empty()).then_some(expanded)
-    });
+    let name = name_source.and_then(|n| pipeline_name(n, &predefined, &top, &pipeline_vars));
 
     let default_only = Policy {
         refs: Some(vec!["branches".to_string(), "tags".to_string()]),
@@ -440,5 +463,65 @@ fn fill_dependencies(
             set.retain(|n| allowed.contains(n.as_str()));
         }
         job.dependencies = set;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{parse_yaml, resolve_tree};
+    use crate::plan::{validate, Event, PipelineSource};
+
+    fn name_for(yaml: &str, predefined: &[(&str, &str)]) -> Option<String> {
+        let tree = parse_yaml(yaml, ".gitlab-ci.yml")
+            .and_then(resolve_tree)
+            .ok()?;
+        let config = validate(&tree).ok()?;
+        let ctx = PlanContext {
+            event: Event {
+                source: PipelineSource::MergeRequestEvent,
+                ..Event::default()
+            },
+            predefined: predefined
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..PlanContext::default()
+        };
+        plan(&config, &ctx).ok().and_then(|p| p.name)
+    }
+
+    #[test]
+    fn workflow_name_expands_variables_nested_in_rule_variables() {
+        // GitLab's workflow:name documentation example.
+        let yaml = r#"
+variables:
+  PROJECT1_PIPELINE_NAME: 'Default pipeline name'
+workflow:
+  name: '$PROJECT1_PIPELINE_NAME'
+  rules:
+    - if: '$CI_PIPELINE_SOURCE == "merge_request_event"'
+      variables:
+        PROJECT1_PIPELINE_NAME: 'MR pipeline: $CI_MERGE_REQUEST_SOURCE_BRANCH_NAME'
+    - when: always
+job:
+  script: x
+"#;
+        let mr = [
+            ("CI_PIPELINE_SOURCE", "merge_request_event"),
+            ("CI_MERGE_REQUEST_SOURCE_BRANCH_NAME", "feature"),
+        ];
+        assert_eq!(name_for(yaml, &mr).as_deref(), Some("MR pipeline: feature"));
+        let push = [("CI_PIPELINE_SOURCE", "push")];
+        assert_eq!(
+            name_for(yaml, &push).as_deref(),
+            Some("Default pipeline name")
+        );
+        // A raw variable is not expanded inside; a cycle leaves values as written.
+        let raw = "variables:\n  N: {value: 'x $Y', expand: false}\n  Y: y\nworkflow:\n  name: $N\njob:\n  script: x\n";
+        assert_eq!(name_for(raw, &[]).as_deref(), Some("x $Y"));
+        let cycle =
+            "variables:\n  A: 'a $B'\n  B: 'b $A'\nworkflow:\n  name: $A\njob:\n  script: x\n";
+        assert_eq!(name_for(cycle, &[]).as_deref(), Some("a $B"));
     }
 }

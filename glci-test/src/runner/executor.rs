@@ -12,6 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::docker::{create_network, DockerError, Engine, Owner};
 
 use super::archive::{self, Selection};
+use super::cache::{CacheConfig, JobCache, ProjectFiles};
 use super::container::{ContainerConfig, JobContainer, StageEnd};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
 use super::services::{service_aliases, service_slug, wait_for_ports};
@@ -51,6 +52,10 @@ pub struct ExecutorOptions {
     /// the set waits for it before declaring the run clean. `None`: removed before
     /// [`execute`] returns.
     pub deferred_cleanup: Option<CleanupTasks>,
+    /// Checkouts shared by the jobs this executor runs (`None`: every job fetches).
+    pub source_cache: Option<sources::SourceCache>,
+    /// The S3 cache (`[runners.cache]`); `None`: no shared cache, as a runner without one.
+    pub cache: Option<CacheConfig>,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -86,6 +91,8 @@ impl Default for ExecutorOptions {
             keep_failed: false,
             identity: RunnerIdentity::default(),
             deferred_cleanup: None,
+            source_cache: None,
+            cache: None,
         }
     }
 }
@@ -290,22 +297,36 @@ async fn run_stages(
 
     // get_sources
     trace.section_start("get_sources", "Getting source from Git repository");
-    let checkout_dir = tempfile::tempdir().map_err(Failure::system)?;
-    let checkout = match sources::get_sources(payload, checkout_dir.path(), trace).await {
-        Ok(c) => c,
-        Err(e) => {
-            trace.section_end("get_sources");
-            trace.error(&format!("Job failed: {e}"));
-            return Ok(JobOutcome::failed("script_failure", None));
-        }
-    };
-    let tar = archive::tar_dir_at(checkout_dir.path(), &project_dir).map_err(Failure::system)?;
+    let (tar, checkout) =
+        match sources::sources_tar(payload, trace, options.source_cache.as_ref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                trace.section_end("get_sources");
+                trace.error(&format!("Job failed: {e}"));
+                return Ok(JobOutcome::failed("script_failure", None));
+            }
+        };
     build
         .upload_tar(engine, tar)
         .await
         .map_err(Failure::system)?;
-    drop(checkout_dir);
     trace.section_end("get_sources");
+
+    // --- cache: restore_cache (runner/cache.rs) ---
+    let job_cache = JobCache {
+        payload,
+        variables: &variables,
+        config: options.cache.as_ref(),
+        short_token: &options.identity.short_token,
+        trace,
+    };
+    let build_files = BuildFiles {
+        engine,
+        build: &build,
+        project_dir: &project_dir,
+    };
+    job_cache.restore(&build_files, &project_dir).await;
+    // --- end cache ---
 
     // download_artifacts
     let deps: Vec<&Dependency> = payload
@@ -432,8 +453,15 @@ async fn run_stages(
         trace.section_end("after_script");
     }
 
-    // upload_artifacts_on_success / _on_failure
     let succeeded = job_status == "success";
+
+    // --- cache: archive_cache / archive_cache_on_failure (runner/cache.rs) ---
+    job_cache
+        .archive(&build_files, &checkout.tracked, succeeded)
+        .await;
+    // --- end cache ---
+
+    // upload_artifacts_on_success / _on_failure
     let artifacts: Vec<&Artifact> = payload
         .artifacts
         .iter()
@@ -506,6 +534,29 @@ async fn run_stages(
             JobOutcome::failed("job_canceled", None)
         }
     })
+}
+
+/// The build container's project directory, for the cache.
+struct BuildFiles<'a> {
+    engine: &'a Engine,
+    build: &'a JobContainer,
+    project_dir: &'a str,
+}
+
+impl ProjectFiles for BuildFiles<'_> {
+    async fn upload_tar(&self, tar: Vec<u8>) -> Result<(), String> {
+        self.build
+            .upload_tar(self.engine, tar)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn project_tar(&self) -> Result<Vec<u8>, String> {
+        self.build
+            .download_tar(self.engine, self.project_dir)
+            .await
+            .map_err(|e| e.to_string())
+    }
 }
 
 fn artifact_type(a: &Artifact) -> &str {

@@ -4,9 +4,11 @@
 
 pub mod api;
 pub mod archive;
+pub mod cache;
 pub mod container;
 pub mod executor;
 pub mod payload;
+pub mod s3_presign;
 pub mod services;
 pub mod shell;
 pub mod sources;

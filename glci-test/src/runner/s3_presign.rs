@@ -1,0 +1,250 @@
+//! AWS Signature Version 4 *presigning* for the cache's S3 objects: the runner process signs
+//! GET, HEAD and PUT URLs with the S3 credentials, as gitlab-runner's `s3v2` adapter does
+//! (path-style URLs, `UNSIGNED-PAYLOAD`, `x-amz-meta-*` headers signed into the PUT), so any
+//! S3-compatible server — glci's own, or MinIO — accepts them. Follows AWS's
+//! "sigv4-query-string-auth" document.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use sha2::{Digest, Sha256};
+
+/// AWS encodes everything except the unreserved characters.
+const AWS_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The longest validity AWS accepts for a presigned URL: 7 days.
+const MAX_EXPIRES: u64 = 604_800;
+
+/// Where the cache lives and how to sign for it (`[runners.cache.s3]` of config.toml).
+#[derive(Clone, PartialEq, Eq)]
+pub struct S3Target {
+    /// `host:port` (`ServerAddress`), reachable from the runner process.
+    pub server_address: String,
+    pub bucket: String,
+    pub region: String,
+    pub access_key: String,
+    pub secret_key: String,
+    /// `Insecure = true`: plain `http://`.
+    pub insecure: bool,
+}
+
+impl std::fmt::Debug for S3Target {
+    // The secret key never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Target")
+            .field("server_address", &self.server_address)
+            .field("bucket", &self.bucket)
+            .field("region", &self.region)
+            .field("access_key", &self.access_key)
+            .field("insecure", &self.insecure)
+            .finish_non_exhaustive()
+    }
+}
+
+fn encode(s: &str) -> String {
+    utf8_percent_encode(s, AWS_ENCODE).to_string()
+}
+
+fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
+    // HMAC takes keys of any length; should that ever fail, an empty MAC only makes the
+    // server refuse the signature instead of panicking here.
+    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
+        return Vec::new();
+    };
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// `yyyymmddThhmmssZ` (UTC).
+fn amz_date(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs() as i64;
+    // Days to civil date: Howard Hinnant's algorithm.
+    let z = secs.div_euclid(86_400) + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    let rem = secs.rem_euclid(86_400);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// A header value as SigV4 canonicalises it: runs of whitespace become one space.
+fn canonical_value(v: &str) -> String {
+    v.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+impl S3Target {
+    /// The object's URL without any query (what the runner prints: `CleanURL`).
+    pub fn object_url(&self, object_key: &str) -> String {
+        let scheme = if self.insecure { "http" } else { "https" };
+        format!(
+            "{scheme}://{}{}",
+            self.server_address,
+            self.canonical_path(object_key)
+        )
+    }
+
+    /// `/<bucket>/<key>`, each segment encoded once, slashes kept (no bucket segment when the
+    /// bucket is empty: a virtual-hosted address names it).
+    fn canonical_path(&self, object_key: &str) -> String {
+        let mut path = String::new();
+        if !self.bucket.is_empty() {
+            path = format!("/{}", encode(&self.bucket));
+        }
+        for segment in object_key.split('/') {
+            path.push('/');
+            path.push_str(&encode(segment));
+        }
+        path
+    }
+
+    /// A presigned URL for `method` on `object_key`, valid for `expires` from `now`. Every
+    /// header in `headers` (lower-case names, e.g. `x-amz-meta-cachekey`) is signed and must
+    /// be sent with exactly that value.
+    pub fn presign(
+        &self,
+        method: &str,
+        object_key: &str,
+        headers: &[(&str, &str)],
+        expires: Duration,
+        now: SystemTime,
+    ) -> String {
+        let date_time = amz_date(now);
+        let date = &date_time[..8];
+        let scope = format!("{date}/{}/s3/aws4_request", self.region);
+        let mut signed: Vec<(String, String)> = vec![("host".into(), self.server_address.clone())];
+        signed.extend(
+            headers
+                .iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), canonical_value(v))),
+        );
+        signed.sort();
+        let signed_names = signed
+            .iter()
+            .map(|(k, _)| k.as_str())
+            .collect::<Vec<_>>()
+            .join(";");
+        let expires = expires.as_secs().clamp(1, MAX_EXPIRES);
+        let mut query = [
+            ("X-Amz-Algorithm", "AWS4-HMAC-SHA256".to_string()),
+            ("X-Amz-Credential", format!("{}/{scope}", self.access_key)),
+            ("X-Amz-Date", date_time.clone()),
+            ("X-Amz-Expires", expires.to_string()),
+            ("X-Amz-SignedHeaders", signed_names.clone()),
+        ]
+        .iter()
+        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+        .collect::<Vec<_>>();
+        query.sort();
+        let query = query.join("&");
+        let canonical_headers: String = signed.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
+        let path = self.canonical_path(object_key);
+        let canonical_request = format!(
+            "{method}\n{path}\n{query}\n{canonical_headers}\n{signed_names}\nUNSIGNED-PAYLOAD"
+        );
+        let string_to_sign = format!(
+            "AWS4-HMAC-SHA256\n{date_time}\n{scope}\n{}",
+            hex::encode(Sha256::digest(canonical_request.as_bytes()))
+        );
+        let k_date = hmac(
+            format!("AWS4{}", self.secret_key).as_bytes(),
+            date.as_bytes(),
+        );
+        let k_region = hmac(&k_date, self.region.as_bytes());
+        let k_service = hmac(&k_region, b"s3");
+        let k_signing = hmac(&k_service, b"aws4_request");
+        let signature = hex::encode(hmac(&k_signing, string_to_sign.as_bytes()));
+        format!(
+            "{}?{query}&X-Amz-Signature={signature}",
+            self.object_url(object_key)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn aws_example() -> S3Target {
+        S3Target {
+            server_address: "examplebucket.s3.amazonaws.com".into(),
+            bucket: String::new(),
+            region: "us-east-1".into(),
+            access_key: "AKIAIOSFODNN7EXAMPLE".into(),
+            secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
+            insecure: false,
+        }
+    }
+
+    #[test]
+    fn amz_dates_are_utc_calendar_dates() {
+        assert_eq!(amz_date(UNIX_EPOCH), "19700101T000000Z");
+        // 2013-05-24T00:00:00Z, the date of AWS's presigning example.
+        let t = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+        assert_eq!(amz_date(t), "20130524T000000Z");
+        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661);
+        assert_eq!(amz_date(leap), "20000229T010101Z");
+    }
+
+    #[test]
+    fn reproduces_the_aws_presigned_get_example() {
+        // AWS's documented example ("sigv4-query-string-auth"): GET /test.txt on a
+        // virtual-hosted bucket, valid 24 h, and the signature it publishes.
+        let target = aws_example();
+        let t = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
+        let url = target.presign("GET", "test.txt", &[], Duration::from_secs(86_400), t);
+        assert!(url.starts_with("https://examplebucket.s3.amazonaws.com/test.txt?"));
+        assert!(url.ends_with(
+            "X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
+        ));
+        assert!(url.contains(
+            "X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
+        ));
+        assert!(url.contains("X-Amz-Expires=86400"));
+        assert!(url.contains("X-Amz-SignedHeaders=host"));
+    }
+
+    #[test]
+    fn signs_meta_headers_and_encodes_keys_per_segment() {
+        let target = S3Target {
+            server_address: "127.0.0.1:9000".into(),
+            bucket: "glci-cache".into(),
+            region: "us-east-1".into(),
+            access_key: "AK".into(),
+            secret_key: "SK".into(),
+            insecure: true,
+        };
+        let url = target.presign(
+            "PUT",
+            "runner/abc/project/3/my key",
+            &[("x-amz-meta-cachekey", "my key")],
+            Duration::from_secs(3600),
+            SystemTime::now(),
+        );
+        assert!(
+            url.starts_with("http://127.0.0.1:9000/glci-cache/runner/abc/project/3/my%20key?"),
+            "{url}"
+        );
+        assert!(url.contains("X-Amz-SignedHeaders=host%3Bx-amz-meta-cachekey"));
+        let signature = url.rsplit("X-Amz-Signature=").next().unwrap_or("");
+        assert_eq!(signature.len(), 64);
+        assert!(!format!("{target:?}").contains("SK\""));
+    }
+}

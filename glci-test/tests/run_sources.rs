@@ -1,0 +1,78 @@
+//! Jobs of one session share a checkout (the second job copies the first one's instead of
+//! fetching again); the copy must behave exactly like a fresh fetch: same log lines, the job's
+//! own credentials in `origin`, a clean work tree, fetch working from inside the job.
+
+use std::process::Command;
+use std::sync::Arc;
+
+use glci_test::pipeline::{PipelineOptions, Quiet, RunOptions, Session};
+use glci_test::plan::status::Status;
+
+const PIPELINE: &str = r#"
+default:
+  image: glci-fixture/debian:bookworm
+stages: [one, two]
+first:
+  stage: one
+  script:
+    - git status --porcelain
+second:
+  stage: two
+  script:
+    - test -z "$(git status --porcelain)" && echo clean-tree
+    - git remote get-url origin | grep -q "$CI_JOB_TOKEN" && echo own-token
+    - git fetch -q origin "$CI_COMMIT_SHA" && echo fetch-works
+"#;
+
+fn git(dir: &std::path::Path, args: &[&str]) {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_checkout_is_indistinguishable_from_a_fresh_fetch() {
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join(".gitlab-ci.yml"), PIPELINE).unwrap();
+    git(project.path(), &["init", "-q", "-b", "main"]);
+    git(project.path(), &["add", "-A"]);
+    git(project.path(), &["commit", "-q", "-m", "one"]);
+    let home = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        home: Some(home.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let session = Session::start(
+        &PipelineOptions::new(project.path()),
+        options,
+        Arc::new(Quiet),
+    )
+    .await
+    .expect("session");
+    let report = session.run(&[]).await.unwrap();
+    session.shutdown().await;
+    let first = report.job("first").unwrap();
+    let second = report.job("second").unwrap();
+    assert_eq!(first.status, Status::Success, "{}", first.log);
+    assert_eq!(second.status, Status::Success, "{}", second.log);
+    for needle in ["clean-tree", "own-token", "fetch-works"] {
+        assert!(second.log.contains(needle), "{needle}: {}", second.log);
+    }
+    let lines = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter(|l| {
+                l.contains("Fetching changes")
+                    || l.contains("Initialized empty Git")
+                    || l.contains("Checking out")
+            })
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(lines(&first.log), lines(&second.log));
+    assert_eq!(lines(&second.log).len(), 3, "{}", second.log);
+}
