@@ -12,8 +12,8 @@
 //!
 //! // Run `release` and what it needs, in Docker.
 //! let job = pipeline.job("release")?;
-//! assert!(job.passed(), "{}", job.log);
-//! assert_eq!(job.exit_code, None);
+//! assert!(job.passed(), "{}", job.log_text());
+//! assert_eq!(job.status, glci_test::plan::status::Status::Success);
 //! assert_eq!(job.dotenv("VERSION"), Some("1.0.0"));
 //! assert!(job.artifacts().contains(&"dist/app.tar.gz".to_string()));
 //! let notes = job.read_artifact_string("dist/NOTES.md")?;

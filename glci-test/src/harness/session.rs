@@ -58,7 +58,32 @@ pub struct LazySession {
     options: PipelineOptions,
     run: RunOptions,
     collector: Arc<Collector>,
-    session: OnceCell<Result<Session, String>>,
+    session: OnceCell<Result<Started, String>>,
+}
+
+/// A running session and the task that turns Ctrl-C into a cancel (then an abort).
+struct Started {
+    session: Arc<Session>,
+    interrupts: tokio::task::JoinHandle<()>,
+}
+
+/// First Ctrl-C: running jobs stop and run their `after_script`, the trials fail as
+/// canceled, and the harness ends normally (cleaning up). Second: jobs are dropped where
+/// they are; the cleanup still runs.
+async fn on_interrupts(session: Arc<Session>) {
+    let mut count = 0;
+    while tokio::signal::ctrl_c().await.is_ok() {
+        count += 1;
+        if count == 1 {
+            eprintln!(
+                "\ncanceling: running jobs stop and run their after_script (Ctrl-C again to abort)"
+            );
+            session.cancel();
+        } else {
+            eprintln!("\naborting");
+            session.abort();
+        }
+    }
 }
 
 impl LazySession {
@@ -89,14 +114,20 @@ impl LazySession {
                 .session
                 .get_or_init(|| async {
                     let observer: Arc<dyn RunObserver> = self.collector.clone();
-                    Session::start(&self.options, self.run.clone(), observer)
+                    let session = Session::start(&self.options, self.run.clone(), observer)
                         .await
-                        .map_err(|e| format!("the pipeline could not start: {e}"))
+                        .map_err(|e| format!("the pipeline could not start: {e}"))?;
+                    let session = Arc::new(session);
+                    let interrupts = tokio::spawn(on_interrupts(Arc::clone(&session)));
+                    Ok(Started {
+                        session,
+                        interrupts,
+                    })
                 })
                 .await
                 .as_ref()
                 .map_err(Clone::clone)?;
-            let report = session.job(job).await.map_err(|e| e.to_string())?;
+            let report = session.session.job(job).await.map_err(|e| e.to_string())?;
             Ok((report, self.collector.reports()))
         })
     }
@@ -106,8 +137,15 @@ impl LazySession {
         let LazySession {
             runtime, session, ..
         } = self;
-        if let Some(Ok(session)) = session.into_inner() {
-            runtime.block_on(session.shutdown());
+        if let Some(Ok(started)) = session.into_inner() {
+            runtime.block_on(async {
+                started.interrupts.abort();
+                // The task holds a handle on the session until it is gone.
+                let _ = started.interrupts.await;
+                if let Ok(session) = Arc::try_unwrap(started.session) {
+                    session.shutdown().await;
+                }
+            });
         }
     }
 }
