@@ -129,7 +129,12 @@ async fn stream_trace(
     loop {
         let stopping = tokio::select! {
             _ = stop.cancelled() => true,
-            _ = changes.changed() => { tokio::time::sleep(TRACE_INTERVAL).await; false }
+            // Batch output for an interval, but a finished job must not wait it out: its
+            // final update (and the next job) would be a quarter of a second late.
+            _ = changes.changed() => tokio::select! {
+                _ = stop.cancelled() => true,
+                _ = tokio::time::sleep(TRACE_INTERVAL) => false,
+            },
             _ = tokio::time::sleep(KEEPALIVE_INTERVAL), if !gone => {
                 match api.update_job(job, "running", None, None, None).await {
                     Ok(UpdateResult::Accepted(RemoteJobState::Canceling)) => cancel.cancel(),
