@@ -309,7 +309,9 @@ async fn size_limits_eviction_and_ttl() {
     let r = curl(&["-X", "PUT", "--data-binary", "short-lived", &put]).await;
     assert_eq!(r.status, 200);
     assert_eq!(curl(&[&get]).await.status, 200);
-    tokio::time::sleep(Duration::from_millis(3500)).await;
+    // Ages count in whole seconds (`last-modified` precision): expired once more than 3
+    // whole seconds have passed, i.e. surely after 4.
+    tokio::time::sleep(Duration::from_millis(4500)).await;
     assert_eq!(curl(&[&get]).await.status, 404, "expired by TTL");
     server.shutdown().await;
 }
