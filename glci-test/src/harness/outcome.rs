@@ -119,18 +119,14 @@ pub fn failed_upstream(
 }
 
 fn upstream(plan: &Plan, job: &str) -> Vec<String> {
-    let Some(j) = plan.jobs.iter().find(|j| j.name == job) else {
-        return Vec::new();
-    };
-    match &j.needs {
-        Some(needs) => needs.iter().map(|n| n.name.clone()).collect(),
-        None => plan
-            .jobs
-            .iter()
-            .filter(|o| o.stage_index < j.stage_index)
-            .map(|o| o.name.clone())
-            .collect(),
-    }
+    plan.job(job)
+        .map(|j| {
+            plan.upstream(j)
+                .into_iter()
+                .map(|u| u.name.clone())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -964,7 +964,7 @@ fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job
         .remove(&id.0);
     let stored = results::store(&shared.server, id, &shared.dir, &job.name);
     let allowed_failure =
-        matches!(status, Status::Failed | Status::Canceled) && allows(job, exit_code);
+        matches!(status, Status::Failed | Status::Canceled) && status::allowed(job, outcome);
     let report = JobReport {
         name: job.name.clone(),
         stage: job.stage.clone(),
@@ -982,14 +982,6 @@ fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job
         not_run_because: None,
     };
     shared.add_report(state, report);
-}
-
-fn allows(job: &PlannedJob, exit_code: Option<i64>) -> bool {
-    use crate::plan::model::AllowFailure;
-    match &job.allow_failure {
-        AllowFailure::Bool(b) => *b,
-        AllowFailure::ExitCodes(codes) => exit_code.is_some_and(|c| codes.contains(&c)),
-    }
 }
 
 /// `retry:max`, `retry:when` (failure reasons, `always`) and `retry:exit_codes`.
@@ -1120,23 +1112,10 @@ fn not_run(job: &PlannedJob, status: Status, why: Option<String>) -> JobReport {
     }
 }
 
-/// The jobs a job waits for: its `needs`, or every job of an earlier stage.
-fn upstream<'a>(plan: &'a Plan, job: &'a PlannedJob) -> Vec<&'a PlannedJob> {
-    match &job.needs {
-        Some(needs) => needs.iter().filter_map(|n| plan.job(&n.name)).collect(),
-        None => plan
-            .jobs
-            .iter()
-            .filter(|j| j.stage_index < job.stage_index)
-            .collect(),
-    }
-}
-
 fn skip_reason(plan: &Plan, job: &PlannedJob, state: &State) -> String {
-    let failed = upstream(plan, job).into_iter().find(|u| {
+    let failed = plan.upstream(job).into_iter().find(|u| {
         state.outcomes.get(&u.name).is_some_and(|o| {
-            matches!(o.status, Status::Failed | Status::Canceled)
-                && !allows(u, o.exit_code.map(i64::from))
+            matches!(o.status, Status::Failed | Status::Canceled) && !status::allowed(u, *o)
         })
     });
     match (failed, job.when) {
@@ -1147,7 +1126,7 @@ fn skip_reason(plan: &Plan, job: &PlannedJob, state: &State) -> String {
 }
 
 fn blocked_reason(plan: &Plan, job: &PlannedJob, statuses: &HashMap<String, Status>) -> String {
-    match upstream(plan, job).into_iter().find(|u| {
+    match plan.upstream(job).into_iter().find(|u| {
         matches!(
             statuses.get(&u.name),
             Some(Status::Manual | Status::Created)
@@ -1169,7 +1148,7 @@ fn closure(plan: &Plan, names: &[String]) -> HashSet<String> {
         if !seen.insert(job.name.clone()) {
             continue;
         }
-        todo.extend(upstream(plan, job));
+        todo.extend(plan.upstream(job));
     }
     seen
 }

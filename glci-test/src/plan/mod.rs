@@ -167,6 +167,18 @@ impl Plan {
         self.jobs.iter().find(|j| j.name == name)
     }
 
+    /// The jobs `job` waits for: its `needs`, or every job of an earlier stage.
+    pub fn upstream<'a>(&'a self, job: &'a PlannedJob) -> Vec<&'a PlannedJob> {
+        match &job.needs {
+            Some(needs) => needs.iter().filter_map(|n| self.job(&n.name)).collect(),
+            None => self
+                .jobs
+                .iter()
+                .filter(|j| j.stage_index < job.stage_index)
+                .collect(),
+        }
+    }
+
     /// The JSON shape `cargo glci plan --json` prints (see `json.rs`).
     pub fn to_json(&self) -> serde_json::Value {
         json::plan_json(self)

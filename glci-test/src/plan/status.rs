@@ -81,7 +81,8 @@ pub struct Progress {
     pub pipeline: Status,
 }
 
-fn allowed(job: &PlannedJob, outcome: Outcome) -> bool {
+/// Whether a failure with `outcome` is allowed (`allow_failure`, or its `exit_codes`).
+pub fn allowed(job: &PlannedJob, outcome: Outcome) -> bool {
     match &job.allow_failure {
         AllowFailure::Bool(b) => *b,
         AllowFailure::ExitCodes(codes) => outcome
