@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -319,10 +320,10 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
     use glci_test::docker::{self, Engine, Owner};
     use glci_test::runner::api::RunnerApi;
     use glci_test::runner::executor::ExecutorOptions;
-    use glci_test::runner::worker::run_job;
+    use glci_test::runner::worker::serve;
     use tokio_util::sync::CancellationToken;
 
-    let engine = Arc::new(Engine::connect().await?);
+    let engine = Engine::connect().await?;
     let _ = docker::remove_orphans(&engine).await;
     let api = RunnerApi::new(&args.url);
     let token = api
@@ -333,96 +334,69 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
         args.url
     );
     let mut executor = ExecutorOptions::default();
-    if let Some(image) = args.default_image.clone().or_else(|| {
-        std::env::var("GLCI_DEFAULT_IMAGE")
-            .ok()
-            .filter(|i| !i.is_empty())
-    }) {
-        executor.default_image = image;
+    if let Some(image) = &args.default_image {
+        executor.default_image = image.clone();
     }
-    let owner = Arc::new(Owner::for_this_process("runner"));
+    let owner = Owner::for_this_process("runner");
     let stop = CancellationToken::new();
-    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let failed = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..args.concurrency.max(1) {
-        let (api, token, engine, owner, executor, stop, taken, failed) = (
-            api.clone(),
-            token.clone(),
-            engine.clone(),
-            owner.clone(),
-            executor.clone(),
-            stop.clone(),
-            taken.clone(),
-            failed.clone(),
-        );
-        let max = args.max_jobs;
-        workers.push(tokio::spawn(async move {
-            let mut last_update: Option<String> = None;
-            loop {
-                if max.is_some_and(|m| taken.load(std::sync::atomic::Ordering::SeqCst) >= m) {
-                    stop.cancel();
-                    return;
-                }
-                let request = tokio::select! {
-                    _ = stop.cancelled() => return,
-                    r = api.request_job(&token, last_update.as_deref()) => r,
-                };
-                match request {
-                    Ok((Some(job), _)) => {
-                        taken.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        let name = job.job_info.name.clone();
-                        eprintln!("▶ job {} ({name})", job.id);
-                        let outcome = run_job(
-                            &api,
-                            &engine,
-                            &owner,
-                            job,
-                            &executor,
-                            &stop.child_token(),
-                            None,
-                        )
-                        .await;
-                        if !outcome.success {
-                            failed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        }
-                        eprintln!(
-                            "■ {name} {}",
-                            if outcome.success { "passed" } else { "failed" }
-                        );
-                    }
-                    Ok((None, update)) => last_update = update.or(last_update),
-                    Err(e) => {
-                        eprintln!("request job: {e}");
-                        tokio::select! {
-                            _ = stop.cancelled() => return,
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-                        }
-                    }
-                }
-            }
-        }));
-    }
-    let all = futures_join(workers);
-    tokio::pin!(all);
+    let tally = Tally {
+        max_jobs: args.max_jobs,
+        taken: AtomicUsize::new(0),
+        failed: AtomicUsize::new(0),
+    };
+    let workers = futures_util::future::join_all(
+        (0..args.concurrency.max(1))
+            .map(|_| serve(&api, &token, &engine, &owner, &executor, &stop, &tally)),
+    );
+    tokio::pin!(workers);
     tokio::select! {
-        _ = &mut all => {}
+        _ = &mut workers => {}
         _ = tokio::signal::ctrl_c() => {
             eprintln!("stopping: running jobs are canceled");
             stop.cancel();
-            all.await;
+            workers.await;
         }
     }
     let _ = docker::remove_owned(&engine, &owner.id).await;
-    Ok(if failed.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+    Ok(if tally.failed.load(Ordering::SeqCst) == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
     })
 }
 
-async fn futures_join(handles: Vec<tokio::task::JoinHandle<()>>) {
-    for h in handles {
-        let _ = h.await;
+/// The standalone runner's job budget and its results.
+struct Tally {
+    max_jobs: Option<usize>,
+    taken: AtomicUsize,
+    failed: AtomicUsize,
+}
+
+impl glci_test::runner::worker::WorkerHooks for Tally {
+    fn want_more(&self) -> bool {
+        self.max_jobs
+            .is_none_or(|m| self.taken.load(Ordering::SeqCst) < m)
+    }
+
+    fn started(&self, job: &glci_test::runner::payload::JobPayload) {
+        self.taken.fetch_add(1, Ordering::SeqCst);
+        eprintln!("▶ job {} ({})", job.id, job.job_info.name);
+    }
+
+    fn finished(
+        &self,
+        _job_id: u64,
+        name: &str,
+        outcome: &glci_test::runner::executor::JobOutcome,
+    ) {
+        if !outcome.success {
+            self.failed.fetch_add(1, Ordering::SeqCst);
+        }
+        let word = if outcome.success { "passed" } else { "failed" };
+        eprintln!("■ {name} {word}");
+    }
+
+    fn request_failed(&self, error: &glci_test::runner::api::ApiError) {
+        eprintln!("request job: {error}");
     }
 }

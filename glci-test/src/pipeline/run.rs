@@ -26,8 +26,9 @@ use crate::plan::status::{self, Outcome, Status};
 use crate::plan::{Event, PipelineSource, Plan, PlannedJob};
 use crate::runner::api::RunnerApi;
 use crate::runner::cache::CacheConfig;
+use crate::runner::executor::JobOutcome;
 use crate::runner::executor::{CleanupTasks, ExecutorOptions};
-use crate::runner::worker::run_job;
+use crate::runner::worker::{serve, WorkerHooks};
 use crate::server::{
     JobEvent, JobId, JobState, ProjectSpec, RefType, RunningServer, Server, ServerConfig,
     ServerError,
@@ -67,10 +68,7 @@ impl Default for RunOptions {
         RunOptions {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             keep_failed: false,
-            default_image: std::env::var("GLCI_DEFAULT_IMAGE")
-                .ok()
-                .filter(|i| !i.is_empty())
-                .unwrap_or(executor.default_image),
+            default_image: executor.default_image,
             services_timeout: executor.services_timeout,
             wait_delayed: true,
             external_runner: false,
@@ -731,42 +729,19 @@ async fn work(
     owner: Arc<Owner>,
     executor: ExecutorOptions,
 ) {
-    let mut last_update: Option<String> = None;
-    loop {
-        let request = tokio::select! {
-            _ = shared.stop.cancelled() => return,
-            r = api.request_job(&token, last_update.as_deref()) => r,
-        };
-        match request {
-            Ok((Some(job), _)) => {
-                let id = job.id;
-                let outcome = run_job(
-                    &api,
-                    &engine,
-                    &owner,
-                    job,
-                    &executor,
-                    &CancellationToken::new(),
-                    None,
-                )
-                .await;
-                if let Some(container) = outcome.kept_container {
-                    shared
-                        .kept
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .insert(id, container);
-                }
-                shared.wake.notify_one();
-            }
-            Ok((None, update)) => last_update = update.or(last_update),
-            Err(_) => {
-                tokio::select! {
-                    _ = shared.stop.cancelled() => return,
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                }
-            }
+    let stop = shared.stop.clone();
+    serve(&api, &token, &engine, &owner, &executor, &stop, &*shared).await;
+}
+
+impl WorkerHooks for Shared {
+    fn finished(&self, job_id: u64, _name: &str, outcome: &JobOutcome) {
+        if let Some(container) = &outcome.kept_container {
+            self.kept
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(job_id, container.clone());
         }
+        self.wake.notify_one();
     }
 }
 

@@ -86,7 +86,11 @@ impl CleanupTasks {
 impl Default for ExecutorOptions {
     fn default() -> Self {
         ExecutorOptions {
-            default_image: "glci-fixture/debian:bookworm".to_string(),
+            // `GLCI_DEFAULT_IMAGE`, else the offline fixture image with bash and git.
+            default_image: std::env::var("GLCI_DEFAULT_IMAGE")
+                .ok()
+                .filter(|i| !i.is_empty())
+                .unwrap_or_else(|| "glci-fixture/debian:bookworm".to_string()),
             services_timeout: Duration::from_secs(30),
             keep_failed: false,
             identity: RunnerIdentity::default(),

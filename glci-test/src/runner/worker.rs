@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::docker::{Engine, Owner};
 
-use super::api::{PatchResult, RemoteJobState, RunnerApi, UpdateResult};
+use super::api::{ApiError, PatchResult, RemoteJobState, RunnerApi, UpdateResult};
 use super::executor::{execute, ExecutorOptions, JobIo, JobOutcome};
 use super::payload::{Artifact, Dependency, JobPayload};
 use super::trace::{Masker, Trace};
@@ -46,6 +46,58 @@ impl JobIo for ApiIo<'_> {
             .upload_artifacts(self.job, artifact, zip)
             .await
             .map_err(|e| e.to_string())
+    }
+}
+
+/// What the owner of a [`serve`] loop hears. Every method has a default.
+pub trait WorkerHooks: Sync {
+    /// Asked before each job request; `false` ends the loop (e.g. a job budget is spent).
+    fn want_more(&self) -> bool {
+        true
+    }
+    /// A job was taken and is about to run.
+    fn started(&self, _job: &JobPayload) {}
+    /// A job reported its final state.
+    fn finished(&self, _job_id: u64, _name: &str, _outcome: &JobOutcome) {}
+    /// A job request failed; the loop waits a moment and asks again.
+    fn request_failed(&self, _error: &ApiError) {}
+}
+
+/// A runner's job loop, as `gitlab-runner run` has it: ask for a job (the server holds the
+/// request while none is ready), run it, repeat, until `stop` fires. A job still running
+/// when `stop` fires is canceled gracefully (its after_script runs).
+pub async fn serve(
+    api: &RunnerApi,
+    runner_token: &str,
+    engine: &Engine,
+    owner: &Owner,
+    executor: &ExecutorOptions,
+    stop: &CancellationToken,
+    hooks: &impl WorkerHooks,
+) {
+    let mut last_update: Option<String> = None;
+    while hooks.want_more() {
+        let request = tokio::select! {
+            _ = stop.cancelled() => return,
+            r = api.request_job(runner_token, last_update.as_deref()) => r,
+        };
+        match request {
+            Ok((Some(job), _)) => {
+                hooks.started(&job);
+                let (id, name) = (job.id, job.job_info.name.clone());
+                let outcome =
+                    run_job(api, engine, owner, job, executor, &stop.child_token(), None).await;
+                hooks.finished(id, &name, &outcome);
+            }
+            Ok((None, update)) => last_update = update.or(last_update),
+            Err(e) => {
+                hooks.request_failed(&e);
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                }
+            }
+        }
     }
 }
 
