@@ -31,7 +31,7 @@ pub fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(f: F) -> Resu
 }
 
 /// Exit 1 with GitLab's message(s) on stderr (and in `errors` with --json).
-fn config_failure(e: &PipelineError, json: bool) -> ExitCode {
+pub fn config_failure(e: &PipelineError, json: bool) -> ExitCode {
     for line in e.messages() {
         eprintln!("{line}");
     }

@@ -34,12 +34,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     // Unknown job names and configuration errors are reported before anything starts.
     let draft = match glci_test::pipeline::plan(&opts) {
         Ok(planned) => planned,
-        Err(e) => {
-            for line in e.messages() {
-                eprintln!("{line}");
-            }
-            return Ok(ExitCode::from(1));
-        }
+        Err(e) => return Ok(crate::commands::config_failure(&e, false)),
     };
     let known: Vec<&str> = draft.plan.jobs.iter().map(|j| j.name.as_str()).collect();
     if let Some(unknown) = args.names.iter().find(|n| !known.contains(&n.as_str())) {
@@ -54,12 +49,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let session = match Session::start_planned(&opts, draft, options.clone(), printer.clone()).await
     {
         Ok(s) => s,
-        Err(RunError::Pipeline(e)) => {
-            for line in e.messages() {
-                eprintln!("{line}");
-            }
-            return Ok(ExitCode::from(1));
-        }
+        Err(RunError::Pipeline(e)) => return Ok(crate::commands::config_failure(&e, false)),
         Err(e) => {
             eprintln!("error: {e}");
             return Ok(ExitCode::from(1));

@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+use crate::server::storage::write_atomic;
 use crate::server::{JobId, RunningServer};
 
 /// A finished job's log and artifacts as kept on disk.
@@ -48,16 +49,6 @@ pub fn store(server: &RunningServer, id: JobId, dir: &Path, job: &str) -> Stored
         log_path,
         artifacts_dir,
     }
-}
-
-fn write_atomic(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let parent = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
-    let mut temp = tempfile::NamedTempFile::new_in(parent)?;
-    temp.write_all(data)?;
-    temp.persist(path).map_err(|e| e.error)?;
-    Ok(())
 }
 
 /// Extracts a zip into `dest` (replaced as a whole), refusing entries that would land

@@ -214,6 +214,8 @@ struct Shared {
 struct SpecFacts {
     /// The snapshot repository, for `cache:key:files`.
     bare_repo: PathBuf,
+    /// Every file of the pipeline commit, listed at the first `key:files` cache.
+    commit_files: std::sync::OnceLock<Vec<String>>,
     pipeline_id: u64,
     project: ProjectSpec,
     ref_name: String,
@@ -367,6 +369,7 @@ impl Session {
         };
         let specs = SpecFacts {
             bare_repo: snapshot.bare_repo.clone(),
+            commit_files: std::sync::OnceLock::new(),
             pipeline_id,
             project: ProjectSpec {
                 id: var("CI_PROJECT_ID")
@@ -1008,22 +1011,26 @@ fn dispatch(shared: &Shared, state: &mut State, job: &PlannedJob) {
         .cache
         .iter()
         .any(|c| !matches!(c.key, crate::plan::model::CacheKey::Literal(_)));
-    let all_files: Vec<String> = if uses_files {
-        git(&["ls-tree", "-r", "--name-only", "-z", &specs.sha])
-            .map(|out| {
-                String::from_utf8_lossy(&out)
-                    .split('\0')
-                    .filter(|f| !f.is_empty())
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
+    // The commit's file list (for `key:files` wildcards) is listed once per session.
+    let no_files = Vec::new();
+    let all_files: &[String] = if uses_files {
+        specs.commit_files.get_or_init(|| {
+            git(&["ls-tree", "-r", "--name-only", "-z", &specs.sha])
+                .map(|out| {
+                    String::from_utf8_lossy(&out)
+                        .split('\0')
+                        .filter(|f| !f.is_empty())
+                        .map(str::to_string)
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
     } else {
-        Vec::new()
+        &no_files
     };
     let key_source = KeySource {
         file: &file,
-        all_files: &all_files,
+        all_files,
         last_commit: &last_commit,
     };
     let facts = PipelineFacts {

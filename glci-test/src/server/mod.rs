@@ -27,7 +27,7 @@ mod http;
 pub mod runner_api;
 mod s3;
 mod sigv4;
-mod storage;
+pub(crate) mod storage;
 mod time;
 
 use std::collections::HashMap;
