@@ -28,7 +28,7 @@ use std::sync::Arc;
 
 use crate::pipeline::{
     self, JobReport, PipelineError, PipelineOptions, Planned, Quiet, RunError, RunOptions,
-    RunReport, Session, SettingsVariable,
+    RunReport, Session,
 };
 use crate::plan::model::AllowFailure;
 use crate::plan::{PipelineSource, PlannedJob};
@@ -66,14 +66,12 @@ impl Pipeline {
     }
 
     pub fn branch(mut self, branch: &str) -> Pipeline {
-        self.options.event.branch = Some(branch.to_string());
-        self.options.event.tag = None;
+        self.options.set_branch(branch);
         self
     }
 
     pub fn tag(mut self, tag: &str) -> Pipeline {
-        self.options.event.tag = Some(tag.to_string());
-        self.options.event.branch = None;
+        self.options.set_tag(tag);
         self
     }
 
@@ -92,31 +90,19 @@ impl Pipeline {
 
     /// A changed path for `rules:changes` (once called, git is not asked).
     pub fn changed(mut self, path: &str) -> Pipeline {
-        self.options
-            .event
-            .changed_files
-            .get_or_insert_with(Vec::new)
-            .push(path.to_string());
+        self.options.add_changed(path);
         self
     }
 
     /// A pipeline variable (highest precedence).
     pub fn var(mut self, key: &str, value: &str) -> Pipeline {
-        self.options
-            .event
-            .variables
-            .push((key.to_string(), value.to_string()));
+        self.options.add_var(key, value);
         self
     }
 
     /// A masked CI/CD settings variable.
     pub fn masked_var(mut self, key: &str, value: &str) -> Pipeline {
-        self.options.settings_variables.push(SettingsVariable {
-            key: key.to_string(),
-            value: value.to_string(),
-            masked: true,
-            file: false,
-        });
+        self.options.add_masked_var(key, value);
         self
     }
 

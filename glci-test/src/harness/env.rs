@@ -17,7 +17,7 @@
 
 use std::path::PathBuf;
 
-use crate::pipeline::{PipelineOptions, SettingsVariable};
+use crate::pipeline::PipelineOptions;
 
 use super::snapshot::Selection;
 
@@ -72,16 +72,11 @@ where
                 if let Some(name) = key.strip_prefix("GLCI_MASKED_VAR_") {
                     check_name(&key, name)?;
                     opts.settings_variables.retain(|v| v.key != name);
-                    opts.settings_variables.push(SettingsVariable {
-                        key: name.to_string(),
-                        value,
-                        masked: true,
-                        file: false,
-                    });
+                    opts.add_masked_var(name, &value);
                 } else if let Some(name) = key.strip_prefix("GLCI_VAR_") {
                     check_name(&key, name)?;
                     opts.event.variables.retain(|(k, _)| k != name);
-                    opts.event.variables.push((name.to_string(), value));
+                    opts.add_var(name, &value);
                 }
                 // Other GLCI_* (GLCI_HOME, GLCI_DEFAULT_IMAGE...) belong to the engine.
             }

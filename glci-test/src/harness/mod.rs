@@ -59,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use crate::pipeline::{self, PipelineOptions, RunOptions, SettingsVariable};
+use crate::pipeline::{self, PipelineOptions, RunOptions};
 use crate::plan::PipelineSource;
 
 pub use api::{Job, Pipeline, PipelineRun, PlanSummary, RunningPipeline};
@@ -111,14 +111,12 @@ impl Harness {
     }
 
     pub fn branch(mut self, branch: &str) -> Harness {
-        self.options.event.branch = Some(branch.to_string());
-        self.options.event.tag = None;
+        self.options.set_branch(branch);
         self
     }
 
     pub fn tag(mut self, tag: &str) -> Harness {
-        self.options.event.tag = Some(tag.to_string());
-        self.options.event.branch = None;
+        self.options.set_tag(tag);
         self
     }
 
@@ -139,21 +137,13 @@ impl Harness {
 
     /// A pipeline variable (highest precedence, as on GitLab).
     pub fn var(mut self, key: &str, value: &str) -> Harness {
-        self.options
-            .event
-            .variables
-            .push((key.to_string(), value.to_string()));
+        self.options.add_var(key, value);
         self
     }
 
     /// A masked CI/CD settings variable: `[MASKED]` in logs and snapshots.
     pub fn masked_var(mut self, key: &str, value: &str) -> Harness {
-        self.options.settings_variables.push(SettingsVariable {
-            key: key.to_string(),
-            value: value.to_string(),
-            masked: true,
-            file: false,
-        });
+        self.options.add_masked_var(key, value);
         self
     }
 

@@ -45,6 +45,47 @@ pub struct PipelineOptions {
     pub settings_variables: Vec<SettingsVariable>,
 }
 
+/// Event and variable setters shared by every builder over these options (the harness's
+/// `Harness` and `Pipeline`), so the rules between fields live in one place.
+impl PipelineOptions {
+    /// A push to `branch` (replaces a tag).
+    pub fn set_branch(&mut self, branch: &str) {
+        self.event.branch = Some(branch.to_string());
+        self.event.tag = None;
+    }
+
+    /// A push of `tag` (replaces a branch).
+    pub fn set_tag(&mut self, tag: &str) {
+        self.event.tag = Some(tag.to_string());
+        self.event.branch = None;
+    }
+
+    /// A changed path for `rules:changes` (once one is given, git is not asked).
+    pub fn add_changed(&mut self, path: &str) {
+        self.event
+            .changed_files
+            .get_or_insert_with(Vec::new)
+            .push(path.to_string());
+    }
+
+    /// A pipeline variable (highest precedence).
+    pub fn add_var(&mut self, key: &str, value: &str) {
+        self.event
+            .variables
+            .push((key.to_string(), value.to_string()));
+    }
+
+    /// A masked CI/CD settings variable.
+    pub fn add_masked_var(&mut self, key: &str, value: &str) {
+        self.settings_variables.push(SettingsVariable {
+            key: key.to_string(),
+            value: value.to_string(),
+            masked: true,
+            file: false,
+        });
+    }
+}
+
 /// A variable from the project's CI/CD settings, the only place GitLab has masked and
 /// file-type variables.
 #[derive(Debug, Clone, PartialEq, Eq)]
