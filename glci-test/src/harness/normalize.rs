@@ -216,15 +216,21 @@ fn re_owned(pattern: &str) -> Regex {
 
 /// 8-digit hex words that mix digits and letters: GitLab's short SHA (`CI_COMMIT_SHORT_SHA`,
 /// "Checking out 1a2b3c4d"). Words of only digits or only letters are left alone: they are
-/// far more often numbers or words than commits.
+/// far more often numbers or words than commits — except the commit the runner says it
+/// checked out, which is replaced wherever it appears even when it happens to be all digits
+/// (one commit in 40 is), so a snapshot does not depend on the commit's luck.
 fn short_shas(text: &str) -> String {
     static SHORT: OnceLock<Regex> = OnceLock::new();
+    static CHECKED_OUT: OnceLock<Regex> = OnceLock::new();
+    let checked_out = re(&CHECKED_OUT, r"Checking out ([0-9a-f]{8}) as detached HEAD")
+        .captures(text)
+        .map(|c| c[1].to_string());
     re(&SHORT, r"\b[0-9a-f]{8}\b")
         .replace_all(text, |c: &Captures<'_>| {
             let word = &c[0];
             let digits = word.bytes().any(|b| b.is_ascii_digit());
             let letters = word.bytes().any(|b| b.is_ascii_alphabetic());
-            if digits && letters {
+            if (digits && letters) || checked_out.as_deref() == Some(word) {
                 "[SHORT_SHA]".to_string()
             } else {
                 word.to_string()
@@ -236,6 +242,14 @@ fn short_shas(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_all_digit_checked_out_commit_is_still_a_short_sha() {
+        assert_eq!(
+            short_shas("Checking out 65481337 as detached HEAD (ref is main)...\nbuilt 65481337\nyear 20261123\n"),
+            "Checking out [SHORT_SHA] as detached HEAD (ref is main)...\nbuilt [SHORT_SHA]\nyear 20261123\n"
+        );
+    }
 
     const ESC: &str = "\u{1b}";
 
