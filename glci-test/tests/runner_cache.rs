@@ -93,7 +93,13 @@ impl Env {
         }
     }
 
-    fn spec(&self, pipeline_id: u64, name: &str, script: &[&str], cache: Vec<CacheSpec>) -> JobSpec {
+    fn spec(
+        &self,
+        pipeline_id: u64,
+        name: &str,
+        script: &[&str],
+        cache: Vec<CacheSpec>,
+    ) -> JobSpec {
         JobSpec {
             name: name.to_string(),
             stage: "test".to_string(),
@@ -162,9 +168,13 @@ impl Env {
     fn url(&self, method: &str, key: &str) -> String {
         let config = self.cache_config();
         let object = config.object_key(SHORT_TOKEN, 3, key).unwrap();
-        config
-            .s3
-            .presign(method, &object, &[], Duration::from_secs(300), SystemTime::now())
+        config.s3.presign(
+            method,
+            &object,
+            &[],
+            Duration::from_secs(300),
+            SystemTime::now(),
+        )
     }
 
     /// HTTP status of a presigned HEAD on the cache object (200: stored, 404: not).
@@ -187,7 +197,10 @@ async fn curl_status(args: &[&str]) -> u16 {
         .output()
         .await
         .expect("curl");
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
 }
 
 async fn assert_no_leftovers(engine: &Engine, owner: &Owner) {
@@ -269,12 +282,20 @@ async fn a_cache_saved_by_one_pipeline_is_restored_in_the_next() {
             "Job succeeded",
         ],
     );
-    assert!(!log.contains("X-Amz-Signature"), "signed URLs stay out of the log:\n{log}");
+    assert!(
+        !log.contains("X-Amz-Signature"),
+        "signed URLs stay out of the log:\n{log}"
+    );
     assert_eq!(env.object_status(key).await, 200);
 
     let (state, log) = env
         .run(
-            env.spec(2, "test", &["cat vendor/dep.txt"], vec![cache(key, &["vendor/"])]),
+            env.spec(
+                2,
+                "test",
+                &["cat vendor/dep.txt"],
+                vec![cache(key, &["vendor/"])],
+            ),
             Some(env.cache_config()),
         )
         .await;
@@ -299,12 +320,20 @@ async fn policy_pull_restores_but_never_uploads() {
     entry.policy = "pull".into();
     let (state, log) = env
         .run(
-            env.spec(1, "reader", &["mkdir -p out && echo x > out/x"], vec![entry]),
+            env.spec(
+                1,
+                "reader",
+                &["mkdir -p out && echo x > out/x"],
+                vec![entry],
+            ),
             Some(env.cache_config()),
         )
         .await;
     assert_eq!(state, JobState::Success, "{log}");
-    assert!(log.contains("Checking cache for pulled-non_protected..."), "{log}");
+    assert!(
+        log.contains("Checking cache for pulled-non_protected..."),
+        "{log}"
+    );
     assert!(
         log.contains("Not uploading cache pulled-non_protected due to policy"),
         "{log}"
@@ -321,7 +350,12 @@ async fn when_on_failure_saves_only_after_a_failed_script() {
     entry.when = "on_failure".into();
     let (state, log) = env
         .run(
-            env.spec(1, "passes", &["mkdir -p logs && echo ok > logs/a"], vec![entry.clone()]),
+            env.spec(
+                1,
+                "passes",
+                &["mkdir -p logs && echo ok > logs/a"],
+                vec![entry.clone()],
+            ),
             Some(env.cache_config()),
         )
         .await;
@@ -341,7 +375,13 @@ async fn when_on_failure_saves_only_after_a_failed_script() {
         )
         .await;
     assert!(
-        matches!(state, JobState::Failed { exit_code: Some(3), .. }),
+        matches!(
+            state,
+            JobState::Failed {
+                exit_code: Some(3),
+                ..
+            }
+        ),
         "{state:?}: {log}"
     );
     assert_in_order(
@@ -378,7 +418,10 @@ async fn fallback_keys_then_cache_fallback_key_are_tried_when_the_key_misses() {
     entry.policy = "pull".into();
     entry.fallback_keys = vec!["gone-non_protected".into(), "main-non_protected".into()];
     let (state, log) = env
-        .run(env.spec(2, "feature", &["cat deps/d"], vec![entry]), Some(env.cache_config()))
+        .run(
+            env.spec(2, "feature", &["cat deps/d"], vec![entry]),
+            Some(env.cache_config()),
+        )
         .await;
     assert_eq!(state, JobState::Success, "{log}");
     assert_in_order(
@@ -402,8 +445,10 @@ async fn fallback_keys_then_cache_fallback_key_are_tried_when_the_key_misses() {
         &["cat deps/d"],
         vec![cache("other-non_protected", &["deps"])],
     );
-    spec.variables
-        .push(JobVariable::public("CACHE_FALLBACK_KEY", "main-non_protected"));
+    spec.variables.push(JobVariable::public(
+        "CACHE_FALLBACK_KEY",
+        "main-non_protected",
+    ));
     let (state, log) = env.run(spec, Some(env.cache_config())).await;
     assert_eq!(state, JobState::Success, "{log}");
     assert_in_order(
@@ -504,11 +549,19 @@ async fn an_independent_client_needs_a_valid_signature_to_read_the_cache() {
     };
     assert_eq!(curl_status(&[&tampered]).await, 403, "altered signature");
     // A URL signed for HEAD does not allow GET.
-    assert_eq!(curl_status(&[&env.url("HEAD", key)]).await, 403, "signed for HEAD");
+    assert_eq!(
+        curl_status(&[&env.url("HEAD", key)]).await,
+        403,
+        "signed for HEAD"
+    );
     // Signed for another object: the path is part of the signature.
     let other = env.url("GET", "other-non_protected");
     let swapped = other.replace("other-non_protected", key);
-    assert_eq!(curl_status(&[&swapped]).await, 403, "signed for another key");
+    assert_eq!(
+        curl_status(&[&swapped]).await,
+        403,
+        "signed for another key"
+    );
     // The valid URL works for curl too, and serves the zip the job made.
     let out = tokio::process::Command::new("curl")
         .args(["-s", "--fail", &signed])

@@ -141,12 +141,14 @@ fn wildcard_matches(pattern: &str, all_files: &[String]) -> Vec<String> {
     let escaped = regex::escape(pattern);
     let re = format!(
         "^{}$",
-        escaped
-            .replace(r"\*\*", ".*?")
-            .replace(r"\*", "([^/])*?")
+        escaped.replace(r"\*\*", ".*?").replace(r"\*", "([^/])*?")
     );
     match regex::Regex::new(&re) {
-        Ok(re) => all_files.iter().filter(|f| re.is_match(f)).cloned().collect(),
+        Ok(re) => all_files
+            .iter()
+            .filter(|f| re.is_match(f))
+            .cloned()
+            .collect(),
         // An escaped pattern always compiles; should it not, no file matches (the key
         // falls back to `default`, as for a pattern matching nothing).
         Err(_) => Vec::new(),
@@ -208,8 +210,7 @@ fn commits_digest(files: &[String], source: &KeySource<'_>) -> Option<String> {
 /// `x/`, `a//b` or `a/../b` find nothing there even if a filesystem would resolve them.
 fn is_tree_path(p: &str) -> bool {
     !p.is_empty()
-        && p
-            .split('/')
+        && p.split('/')
             .all(|seg| !seg.is_empty() && seg != "." && seg != "..")
 }
 
@@ -308,7 +309,10 @@ mod tests {
             format!("0_package_Gemfile-{expected}-non_protected")
         );
         // Order, duplicates and a missing file do not change the digest.
-        let c = cache(files(&["Gemfile.lock", "missing.txt", "package.json"], Some("deps")));
+        let c = cache(files(
+            &["Gemfile.lock", "missing.txt", "package.json"],
+            Some("deps"),
+        ));
         assert_eq!(
             cache_keys(&c, &repo, &commits, true).0,
             format!("deps-{expected}-protected")

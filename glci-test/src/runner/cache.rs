@@ -288,7 +288,10 @@ impl JobCache<'_> {
                     Err(e) => trace.info(&format!("Skipping cache extraction due to {e}")),
                 }
             }
-            if let Some(global) = self.variable("CACHE_FALLBACK_KEY").filter(|k| !k.is_empty()) {
+            if let Some(global) = self
+                .variable("CACHE_FALLBACK_KEY")
+                .filter(|k| !k.is_empty())
+            {
                 // CACHE_FALLBACK_KEY is taken as is (not expanded), and may not reach into
                 // protected caches.
                 match self.key(global, false) {
@@ -458,13 +461,15 @@ impl JobCache<'_> {
             }
         }
         if entry.untracked {
-            let only = Selection::new(&[], &[], true, tracked.clone()).map_err(|e| e.to_string())?;
+            let only =
+                Selection::new(&[], &[], true, tracked.clone()).map_err(|e| e.to_string())?;
             let found = names.iter().filter(|n| only.selects(n)).count();
             trace.line(&format!("untracked: found {found} files"));
         }
         let selection = Selection::new(&entry.paths, &[], entry.untracked, tracked.clone())
             .map_err(|e| e.to_string())?;
-        let (zip, count) = archive::tar_to_zip(project_tar, &selection).map_err(|e| e.to_string())?;
+        let (zip, count) =
+            archive::tar_to_zip(project_tar, &selection).map_err(|e| e.to_string())?;
         if count == 0 {
             trace.warning("No files to cache.");
             // The archiver exits 0 here, so the script still says "Created cache".
@@ -644,7 +649,16 @@ mod tests {
         assert_eq!(ok("foo/bar/../../../.././blerp"), "blerp");
         assert_eq!(ok(r"job\name/git\ref"), "job/name/git/ref");
         assert_eq!(ok("../foo/bar"), "foo/bar");
-        for bad in ["/", " ", ".", "..", "%2E%2E", "foo/bar/../..", " \t\r\n", r"//\"] {
+        for bad in [
+            "/",
+            " ",
+            ".",
+            "..",
+            "%2E%2E",
+            "foo/bar/../..",
+            " \t\r\n",
+            r"//\",
+        ] {
             let e = sanitize_key(bad).unwrap_err();
             assert!(e.contains("could not be sanitized"), "{bad:?}: {e}");
         }
@@ -669,7 +683,8 @@ mod tests {
     fn object_keys_follow_get_adapter() {
         let c = config("", false);
         assert_eq!(
-            c.object_key("AbCdEfGhI", 3, "deps-non_protected").as_deref(),
+            c.object_key("AbCdEfGhI", 3, "deps-non_protected")
+                .as_deref(),
             Some("runner/AbCdEfGhI/project/3/deps-non_protected")
         );
         assert_eq!(
@@ -677,7 +692,9 @@ mod tests {
             Some("runner/glci/project/3/k")
         );
         assert_eq!(
-            config("ci/cache", true).object_key("x", 7, "a/b").as_deref(),
+            config("ci/cache", true)
+                .object_key("x", 7, "a/b")
+                .as_deref(),
             Some("ci/cache/project/7/a/b")
         );
         assert_eq!(c.object_key("x", 7, "../../8/k"), None);
@@ -839,7 +856,10 @@ mod tests {
         cache.restore(&project, "/builds/acme/demo").await;
         cache.archive(&project, &BTreeSet::new(), false).await;
         let log = text(&trace);
-        assert!(log.contains("No URL provided, cache will not be downloaded"), "{log}");
+        assert!(
+            log.contains("No URL provided, cache will not be downloaded"),
+            "{log}"
+        );
         assert!(log.contains("Cache file does not exist"), "{log}");
         assert!(log.contains("Saving cache for failed job"), "{log}");
         assert!(log.contains("Cache will be stored only locally."), "{log}");
@@ -878,9 +898,15 @@ mod tests {
         cache.restore(&project, "/builds/acme/demo").await;
         cache.archive(&project, &BTreeSet::new(), true).await;
         let log = text(&trace);
-        assert!(log.contains("Not downloading cache pushed due to policy"), "{log}");
+        assert!(
+            log.contains("Not downloading cache pushed due to policy"),
+            "{log}"
+        );
         assert!(log.contains("Checking cache for pulled..."), "{log}");
-        assert!(log.contains("Not uploading cache pulled due to policy"), "{log}");
+        assert!(
+            log.contains("Not uploading cache pulled due to policy"),
+            "{log}"
+        );
         assert!(log.contains("Creating cache pushed..."), "{log}");
         assert!(!log.contains("no-files-no-stage"), "{log}");
     }
@@ -912,7 +938,9 @@ mod tests {
         rt.block_on(cache.restore(&MemoryProject::default(), "/builds/acme/demo"));
         let log = text(&trace);
         assert!(
-            log.contains("CACHE_FALLBACK_KEY \"main-protected\" not allowed to end in \"-protected\""),
+            log.contains(
+                "CACHE_FALLBACK_KEY \"main-protected\" not allowed to end in \"-protected\""
+            ),
             "{log}"
         );
         assert!(!log.contains("Checking cache for main-protected"), "{log}");
@@ -929,7 +957,10 @@ mod tests {
             short_token: "",
             trace: &trace,
         };
-        assert_eq!(cache.key("", true).map(|k| k.human), Ok("build/main".into()));
+        assert_eq!(
+            cache.key("", true).map(|k| k.human),
+            Ok("build/main".into())
+        );
         assert!(cache.key("..", true).is_err());
         assert!(text(&trace).contains("could not be sanitized"));
     }

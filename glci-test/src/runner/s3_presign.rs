@@ -214,7 +214,9 @@ mod tests {
         assert!(url.ends_with(
             "X-Amz-Signature=aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404"
         ));
-        assert!(url.contains("X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"));
+        assert!(url.contains(
+            "X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%2Fus-east-1%2Fs3%2Faws4_request"
+        ));
         assert!(url.contains("X-Amz-Expires=86400"));
         assert!(url.contains("X-Amz-SignedHeaders=host"));
     }
