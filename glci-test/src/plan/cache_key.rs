@@ -60,6 +60,7 @@ pub fn cache_keys_at(
     let base = match &cache.key {
         CacheKey::Literal(key) => key.clone(),
         CacheKey::Files { files, prefix } => {
+            let files = &strip_leading_slashes(files);
             let prefix = prefix
                 .clone()
                 .unwrap_or_else(|| default_files_prefix(index, files));
@@ -67,6 +68,7 @@ pub fn cache_keys_at(
             join_present(&prefix, digest.as_deref().unwrap_or("default"))
         }
         CacheKey::FilesCommits { files, prefix } => {
+            let files = &strip_leading_slashes(files);
             let prefix = prefix.clone().unwrap_or_else(|| index.to_string());
             let digest = commits_digest(files, source);
             join_present(&prefix, digest.as_deref().unwrap_or("default"))
@@ -79,6 +81,15 @@ pub fn cache_keys_at(
         .map(|k| format!("{k}-{suffix}"))
         .collect();
     (format!("{base}-{suffix}"), fallback)
+}
+
+/// `Entry::Files#value`: leading slashes are dropped before anything else sees the paths
+/// (the default prefix too).
+fn strip_leading_slashes(files: &[String]) -> Vec<String> {
+    files
+        .iter()
+        .map(|f| f.trim_start_matches('/').to_string())
+        .collect()
 }
 
 /// `protected` or `non_protected`, as `Ci::Build#cache` picks it.
@@ -354,6 +365,13 @@ mod tests {
             )
             .0,
             "1__Gemfile-default-non_protected"
+        );
+        // Leading slashes are dropped (GitLab's `Entry::Files`), prefix included.
+        let c = cache(files(&["/Gemfile.lock"], None));
+        let gem = hex::encode(Sha1::digest(blob_id(b"gems\n").as_bytes()));
+        assert_eq!(
+            cache_keys(&c, &repo, &commits, false).0,
+            format!("0_Gemfile-{gem}-non_protected")
         );
         // A blank prefix is dropped from the join.
         let c = cache(files(&["missing"], Some(" ")));
