@@ -20,6 +20,7 @@ pub mod pipeline;
 pub mod plan;
 pub mod runner;
 pub mod server;
+mod threads;
 pub mod vars;
 
 /// insta, for the snapshot macros that expand in the user's crate (which need not depend on

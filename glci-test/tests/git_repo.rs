@@ -113,6 +113,52 @@ fn facts_from_a_repository_with_an_ssh_remote() {
 }
 
 #[test]
+fn remote_url_is_the_one_git_remote_get_url_gives() {
+    // `insteadOf` rewrites (the longest prefix wins) and a second URL that does not count.
+    let (_tmp, dir) = new_repo(Some("gl:acme/tools/app.git"));
+    git(
+        &dir,
+        &["config", "url.git@gitlab.example.com:.insteadOf", "gl:"],
+    );
+    git(
+        &dir,
+        &[
+            "config",
+            "url.https://mirror.example.com/.insteadOf",
+            "gl:acme/",
+        ],
+    );
+    git(
+        &dir,
+        &[
+            "config",
+            "--add",
+            "remote.origin.url",
+            "https://other.example.com/x/y.git",
+        ],
+    );
+    let facts = Repo::discover(&dir)
+        .expect("discover")
+        .facts()
+        .expect("facts");
+    let expected = git(&dir, &["remote", "get-url", "origin"]);
+    assert_eq!(expected, "https://mirror.example.com/tools/app.git");
+    assert_eq!(facts.remote_url.as_deref(), Some(expected.as_str()));
+    assert_eq!(facts.project.path(), "tools/app");
+    // An empty repository: no HEAD commit, no tags, the default branch falls back.
+    let empty = tempfile::tempdir().expect("tempdir");
+    git(empty.path(), &["init", "-q", "-b", "trunk"]);
+    let facts = Repo::discover(empty.path())
+        .expect("discover")
+        .facts()
+        .expect("facts");
+    assert!(facts.head.is_none());
+    assert_eq!(facts.branch.as_deref(), Some("trunk"));
+    assert_eq!(facts.default_branch, "trunk");
+    assert!(facts.tags_at_head.is_empty());
+}
+
+#[test]
 fn detached_head_origin_head_and_tags() {
     let (_tmp, dir) = new_repo(Some("https://gitlab.example.com/g/p"));
     let head = git(&dir, &["rev-parse", "HEAD"]);

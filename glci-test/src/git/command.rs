@@ -36,6 +36,8 @@ pub(crate) struct GitCmd {
     dir: PathBuf,
     args: Vec<OsString>,
     envs: Vec<(OsString, OsString)>,
+    /// Bytes written to the command's stdin (`None`: stdin is `/dev/null`).
+    input: Option<Vec<u8>>,
 }
 
 /// `git -C dir ...`.
@@ -44,6 +46,7 @@ pub(crate) fn git(dir: &Path) -> GitCmd {
         dir: dir.to_path_buf(),
         args: Vec::new(),
         envs: Vec::new(),
+        input: None,
     }
 }
 
@@ -66,6 +69,13 @@ impl GitCmd {
     pub(crate) fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Self {
         self.envs
             .push((key.as_ref().to_os_string(), value.as_ref().to_os_string()));
+        self
+    }
+
+    /// Feeds `input` to the command's stdin (`cat-file --batch` questions). Meant for small
+    /// inputs: it is written in full before the output is read.
+    pub(crate) fn input(mut self, input: impl Into<Vec<u8>>) -> Self {
+        self.input = Some(input.into());
         self
     }
 
@@ -94,8 +104,26 @@ impl GitCmd {
         for (k, v) in &self.envs {
             cmd.env(k, v);
         }
-        cmd.stdin(Stdio::null());
-        let out = cmd.output().map_err(|source| GitError::Spawn { source })?;
+        let out = match &self.input {
+            None => cmd
+                .stdin(Stdio::null())
+                .output()
+                .map_err(|source| GitError::Spawn { source })?,
+            Some(input) => {
+                cmd.stdin(Stdio::piped())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped());
+                let mut child = cmd.spawn().map_err(|source| GitError::Spawn { source })?;
+                if let Some(mut stdin) = child.stdin.take() {
+                    // A few lines: they fit the pipe, so writing before reading cannot
+                    // deadlock. A write error means git exited early; its status says why.
+                    let _ = std::io::Write::write_all(&mut stdin, input);
+                }
+                child
+                    .wait_with_output()
+                    .map_err(|source| GitError::Spawn { source })?
+            }
+        };
         Ok((out.status.code(), out.stdout, out.stderr))
     }
 

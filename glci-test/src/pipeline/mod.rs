@@ -21,6 +21,7 @@ use crate::plan::predefined::{self, PipelineContext};
 use crate::plan::{
     self, Event, LintError, PipelineConfig, PipelineSource, Plan, PlanContext, PlanError,
 };
+use crate::threads::join;
 
 /// What a pipeline is made from.
 #[derive(Debug, Clone)]
@@ -164,6 +165,15 @@ pub struct Loaded {
 pub fn load(opts: &PipelineOptions) -> Result<Loaded, PipelineError> {
     let repo = Repo::discover(&opts.project_dir).map_err(PipelineError::Git)?;
     let facts = repo.facts().map_err(PipelineError::Git)?;
+    load_config(opts, repo, facts)
+}
+
+/// [`load`] once the repository facts are known.
+fn load_config(
+    opts: &PipelineOptions,
+    repo: Repo,
+    facts: RepoFacts,
+) -> Result<Loaded, PipelineError> {
     let ctx = pipeline_context(opts);
     // Include paths and include:rules see predefined and pipeline variables, never YAML ones.
     let event = event_with_settings(opts);
@@ -211,32 +221,53 @@ pub struct Planned {
 /// Plans the pipeline GitLab would create for the event: which jobs, in which stages, with
 /// which `when`, `needs` and variables. Needs git and the files; never Docker.
 pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
-    let loaded = load(opts)?;
+    let repo = Repo::discover(&opts.project_dir).map_err(PipelineError::Git)?;
     let event = event_with_settings(opts);
-    let diff_base_sha = if event.source == PipelineSource::MergeRequestEvent {
-        // `CI_MERGE_REQUEST_DIFF_BASE_SHA`: the merge base of the target and the source, the
-        // same commit the MR's changed files are computed from.
-        let target = event
-            .target_branch
-            .clone()
-            .or_else(|| event.default_branch.clone())
-            .unwrap_or_else(|| loaded.facts.default_branch.clone());
-        loaded
-            .repo
-            .merge_base(&target, loaded.facts.remote.as_deref())
-            .ok()
-            .flatten()
-    } else {
-        None
-    };
+    // Planning time is mostly git start-up: the git questions that do not depend on the
+    // configuration (the file list; the changed files and MR diff base, once the facts are
+    // known) are asked on other threads while this one reads the configuration.
+    let (loaded, files, (changed_files, diff_base_sha)) = std::thread::scope(|s| {
+        let files = s.spawn(|| repo.files());
+        let facts = match repo.facts() {
+            Ok(facts) => facts,
+            Err(e) => return Err(PipelineError::Git(e)),
+        };
+        let changes = {
+            let (repo, facts, event) = (&repo, facts.clone(), &event);
+            s.spawn(move || {
+                (
+                    git::changed_files(repo, &facts, event),
+                    merge_request_diff_base(repo, &facts, event),
+                )
+            })
+        };
+        let loaded = load_config(opts, repo.clone(), facts);
+        Ok((loaded, join(files), join(changes)))
+    })?;
+    let loaded = loaded?;
     let git_sets = GitSets {
-        changed_files: git::changed_files(&loaded.repo, &loaded.facts, &event)
-            .map_err(PipelineError::Git)?,
-        files: loaded.repo.files().map_err(PipelineError::Git)?,
+        changed_files: changed_files.map_err(PipelineError::Git)?,
+        files: files.map_err(PipelineError::Git)?,
         compare_to: compare_to_sets(&loaded),
         diff_base_sha,
     };
     plan_with(opts, loaded, git_sets)
+}
+
+/// `CI_MERGE_REQUEST_DIFF_BASE_SHA`: the merge base of the target and the source, the same
+/// commit the MR's changed files are computed from. `None` outside merge requests.
+fn merge_request_diff_base(repo: &Repo, facts: &RepoFacts, event: &Event) -> Option<String> {
+    if event.source != PipelineSource::MergeRequestEvent {
+        return None;
+    }
+    let target = event
+        .target_branch
+        .clone()
+        .or_else(|| event.default_branch.clone())
+        .unwrap_or_else(|| facts.default_branch.clone());
+    repo.merge_base(&target, facts.remote.as_deref())
+        .ok()
+        .flatten()
 }
 
 /// Plans again for other pipeline facts (server URL, pipeline id, commit) with the
