@@ -152,6 +152,17 @@ impl JobContainer {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<StageEnd, DockerError> {
+        self.start_stage(engine)
+            .await?
+            .run(engine, script, trace, timeout, cancel)
+            .await
+    }
+
+    /// Attaches and starts the container for a stage whose script is given later
+    /// ([`StartedStage::run`]). The shell waits for its script on stdin, so starting is
+    /// safe before the job's files are copied in: the executor starts the first stage while
+    /// it gets the sources (a container start costs about a third of a second here).
+    pub async fn start_stage(&self, engine: &Engine) -> Result<StartedStage, DockerError> {
         let docker = engine.client();
         let attach = AttachContainerOptionsBuilder::new()
             .stdin(true)
@@ -159,7 +170,7 @@ impl JobContainer {
             .stderr(true)
             .stream(true)
             .build();
-        let mut attached = docker
+        let attached = docker
             .attach_container(&self.id, Some(attach))
             .await
             .map_err(|e| DockerError::api(format!("attach to container `{}`", self.name), e))?;
@@ -167,62 +178,11 @@ impl JobContainer {
             .start_container(&self.id, None)
             .await
             .map_err(|e| DockerError::api(format!("start container `{}`", self.name), e))?;
-        // Write the script and close stdin so the shell reads to the end and exits.
-        let script = script.to_string();
-        let mut input = attached.input;
-        let writer = tokio::spawn(async move {
-            let _ = input.write_all(script.as_bytes()).await;
-            let _ = input.shutdown().await;
-        });
-        let pump = async {
-            while let Some(chunk) = attached.output.next().await {
-                match chunk {
-                    Ok(
-                        LogOutput::StdOut { message }
-                        | LogOutput::StdErr { message }
-                        | LogOutput::Console { message },
-                    ) => trace.output(&message),
-                    Ok(LogOutput::StdIn { .. }) => {}
-                    Err(_) => break,
-                }
-            }
-        };
-        let end = tokio::select! {
-            _ = pump => None,
-            _ = tokio::time::sleep(timeout) => Some(StageEnd::TimedOut),
-            _ = cancel.cancelled() => Some(StageEnd::Canceled),
-        };
-        writer.abort();
-        if let Some(end) = end {
-            if end == StageEnd::TimedOut {
-                // The time is up: no grace period (a shell as PID 1 ignores SIGTERM, so the
-                // grace would only make the job overrun its timeout by the whole grace).
-                self.kill(engine).await;
-            } else {
-                self.stop(engine).await;
-            }
-            trace.flush();
-            return Ok(end);
-        }
-        trace.flush();
-        let code = match docker
-            .wait_container(&self.id, None::<WaitContainerOptions>)
-            .next()
-            .await
-        {
-            Some(Ok(r)) => r.status_code,
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-            Some(Err(e)) => {
-                return Err(DockerError::api(
-                    format!("wait for container `{}`", self.name),
-                    e,
-                ))
-            }
-            None => -1,
-        };
-        Ok(StageEnd::Exited(code))
+        Ok(StartedStage {
+            container: self.clone(),
+            attached,
+        })
     }
-
     /// SIGTERM, a grace period, then SIGKILL; errors mean it already stopped.
     pub async fn stop(&self, engine: &Engine) {
         let docker = engine.client();
@@ -263,5 +223,84 @@ impl JobContainer {
             .v(true)
             .build();
         let _ = engine.client().remove_container(&self.id, Some(opts)).await;
+    }
+}
+
+/// A stage whose container is attached and started, its shell waiting for the script.
+pub struct StartedStage {
+    container: JobContainer,
+    attached: bollard::container::AttachContainerResults,
+}
+
+impl StartedStage {
+    /// Writes `script` to stdin, streams the output into `trace` and waits for the exit.
+    /// `timeout` kills the container; `cancel` stops it (SIGTERM, then SIGKILL).
+    pub async fn run(
+        self,
+        engine: &Engine,
+        script: &str,
+        trace: &Trace,
+        timeout: Duration,
+        cancel: &CancellationToken,
+    ) -> Result<StageEnd, DockerError> {
+        let StartedStage {
+            container,
+            mut attached,
+        } = self;
+        let docker = engine.client();
+        // Write the script and close stdin so the shell reads to the end and exits.
+        let script = script.to_string();
+        let mut input = attached.input;
+        let writer = tokio::spawn(async move {
+            let _ = input.write_all(script.as_bytes()).await;
+            let _ = input.shutdown().await;
+        });
+        let pump = async {
+            while let Some(chunk) = attached.output.next().await {
+                match chunk {
+                    Ok(
+                        LogOutput::StdOut { message }
+                        | LogOutput::StdErr { message }
+                        | LogOutput::Console { message },
+                    ) => trace.output(&message),
+                    Ok(LogOutput::StdIn { .. }) => {}
+                    Err(_) => break,
+                }
+            }
+        };
+        let end = tokio::select! {
+            _ = pump => None,
+            _ = tokio::time::sleep(timeout) => Some(StageEnd::TimedOut),
+            _ = cancel.cancelled() => Some(StageEnd::Canceled),
+        };
+        writer.abort();
+        if let Some(end) = end {
+            if end == StageEnd::TimedOut {
+                // The time is up: no grace period (a shell as PID 1 ignores SIGTERM, so the
+                // grace would only make the job overrun its timeout by the whole grace).
+                container.kill(engine).await;
+            } else {
+                container.stop(engine).await;
+            }
+            trace.flush();
+            return Ok(end);
+        }
+        trace.flush();
+        let code = match docker
+            .wait_container(&container.id, None::<WaitContainerOptions>)
+            .next()
+            .await
+        {
+            Some(Ok(r)) => r.status_code,
+            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+            Some(Err(e)) => {
+                return Err(DockerError::api(
+                    format!("wait for container `{}`", container.name),
+                    e,
+                ))
+            }
+            None => -1,
+        };
+        Ok(StageEnd::Exited(code))
     }
 }

@@ -206,6 +206,85 @@ pub async fn execute(
     outcome
 }
 
+/// get_sources, restore_cache and download_artifacts: the job's files copied into the build
+/// container. `Ok(Err(outcome))` when the job fails here (as a script failure, like the
+/// official runner); `Ok(Ok(checkout))` when the script can run.
+async fn prepare_files(
+    payload: &JobPayload,
+    io: &impl JobIo,
+    trace: &Trace,
+    options: &ExecutorOptions,
+    job_cache: &JobCache<'_>,
+    build_files: &BuildFiles<'_>,
+) -> Result<Result<sources::Checkout, JobOutcome>, Failure> {
+    let BuildFiles { engine, build, .. } = *build_files;
+    let project_dir = payload.project_dir();
+    // get_sources
+    trace.section_start("get_sources", "Getting source from Git repository");
+    let (tar, checkout) =
+        match sources::sources_tar(payload, trace, options.source_cache.as_ref()).await {
+            Ok(c) => c,
+            Err(e) => {
+                trace.section_end("get_sources");
+                trace.error(&format!("Job failed: {e}"));
+                return Ok(Err(JobOutcome::failed("script_failure", None)));
+            }
+        };
+    build
+        .upload_tar(engine, tar)
+        .await
+        .map_err(Failure::system)?;
+    trace.section_end("get_sources");
+
+    // --- cache: restore_cache (runner/cache.rs) ---
+    job_cache.restore(build_files, &project_dir).await;
+    // --- end cache ---
+
+    // download_artifacts
+    let deps: Vec<&Dependency> = payload
+        .dependencies
+        .iter()
+        .filter(|d| {
+            d.artifacts_file
+                .as_ref()
+                .is_some_and(|f| !f.filename.is_empty())
+        })
+        .collect();
+    if !deps.is_empty() {
+        trace.section_start("download_artifacts", "Downloading artifacts");
+        for dep in deps {
+            trace.line(&format!(
+                "Downloading artifacts for {} ({})...",
+                dep.name, dep.id
+            ));
+            let result = match io.download_artifacts(dep).await {
+                Ok(zip) => archive::zip_to_tar_at(&zip, &project_dir).map_err(|e| e.to_string()),
+                Err(e) => Err(e),
+            };
+            match result {
+                Ok(tar) => {
+                    build
+                        .upload_tar(engine, tar)
+                        .await
+                        .map_err(Failure::system)?;
+                    trace.line(&format!("Downloading artifacts from coordinator... ok        id={} responseStatus=200 OK", dep.id));
+                }
+                Err(e) => {
+                    trace.section_end("download_artifacts");
+                    trace.error(&format!(
+                        "Downloading artifacts from coordinator... error: {e}"
+                    ));
+                    trace.error("Job failed: exit code 1");
+                    return Ok(Err(JobOutcome::failed("script_failure", Some(1))));
+                }
+            }
+        }
+        trace.section_end("download_artifacts");
+    }
+
+    Ok(Ok(checkout))
+}
+
 async fn remove_resources(engine: &Engine, resources: &JobResources) {
     for c in &resources.containers {
         c.remove(engine).await;
@@ -299,24 +378,17 @@ async fn run_stages(
     trace.line(&format!("Running on {} via {}...", build.name, host_name()));
     trace.section_end("prepare_script");
 
-    // get_sources
-    trace.section_start("get_sources", "Getting source from Git repository");
-    let (tar, checkout) =
-        match sources::sources_tar(payload, trace, options.source_cache.as_ref()).await {
-            Ok(c) => c,
-            Err(e) => {
-                trace.section_end("get_sources");
-                trace.error(&format!("Job failed: {e}"));
-                return Ok(JobOutcome::failed("script_failure", None));
-            }
-        };
-    build
-        .upload_tar(engine, tar)
-        .await
-        .map_err(Failure::system)?;
-    trace.section_end("get_sources");
-
-    // --- cache: restore_cache (runner/cache.rs) ---
+    // The script's shell can be started now: it waits for its script on stdin, which is
+    // written only once sources, cache and artifacts are in place. Starting a container is
+    // the slowest step of a short job, so it runs while the files are prepared.
+    let has_script = payload.steps.iter().any(|s| s.name != "after_script");
+    let first_stage = async {
+        if has_script {
+            Some(build.start_stage(engine).await)
+        } else {
+            None
+        }
+    };
     let job_cache = JobCache {
         payload,
         variables: &variables,
@@ -329,50 +401,13 @@ async fn run_stages(
         build: &build,
         project_dir: &project_dir,
     };
-    job_cache.restore(&build_files, &project_dir).await;
-    // --- end cache ---
-
-    // download_artifacts
-    let deps: Vec<&Dependency> = payload
-        .dependencies
-        .iter()
-        .filter(|d| {
-            d.artifacts_file
-                .as_ref()
-                .is_some_and(|f| !f.filename.is_empty())
-        })
-        .collect();
-    if !deps.is_empty() {
-        trace.section_start("download_artifacts", "Downloading artifacts");
-        for dep in deps {
-            trace.line(&format!(
-                "Downloading artifacts for {} ({})...",
-                dep.name, dep.id
-            ));
-            let result = match io.download_artifacts(dep).await {
-                Ok(zip) => archive::zip_to_tar_at(&zip, &project_dir).map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(tar) => {
-                    build
-                        .upload_tar(engine, tar)
-                        .await
-                        .map_err(Failure::system)?;
-                    trace.line(&format!("Downloading artifacts from coordinator... ok        id={} responseStatus=200 OK", dep.id));
-                }
-                Err(e) => {
-                    trace.section_end("download_artifacts");
-                    trace.error(&format!(
-                        "Downloading artifacts from coordinator... error: {e}"
-                    ));
-                    trace.error("Job failed: exit code 1");
-                    return Ok(JobOutcome::failed("script_failure", Some(1)));
-                }
-            }
-        }
-        trace.section_end("download_artifacts");
-    }
+    let files = prepare_files(payload, io, trace, options, &job_cache, &build_files);
+    let (first_stage, files) = tokio::join!(first_stage, files);
+    let checkout = match files? {
+        Ok(checkout) => checkout,
+        Err(failed) => return Ok(failed),
+    };
+    let mut first_stage = first_stage.transpose().map_err(Failure::system)?;
 
     // step_script (and any other non-after_script steps, in order)
     let script_vars: Vec<ScriptVariable> = variables
@@ -398,10 +433,19 @@ async fn run_stages(
             debug_trace,
         };
         let remaining = job_timeout.saturating_sub(started.elapsed());
-        script_end = build
-            .run_stage(engine, &script.render(), trace, remaining, cancel)
-            .await
-            .map_err(Failure::system)?;
+        let stage_run = match first_stage.take() {
+            Some(stage) => {
+                stage
+                    .run(engine, &script.render(), trace, remaining, cancel)
+                    .await
+            }
+            None => {
+                build
+                    .run_stage(engine, &script.render(), trace, remaining, cancel)
+                    .await
+            }
+        };
+        script_end = stage_run.map_err(Failure::system)?;
         trace.section_end(&stage);
         if script_end != StageEnd::Exited(0) {
             break;

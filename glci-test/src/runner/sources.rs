@@ -184,6 +184,9 @@ pub async fn get_sources(
     let mut fetch: Vec<String> = vec![
         "-c".into(),
         "http.userAgent=glci".into(),
+        // A throw-away clone: no `git maintenance` process after the fetch.
+        "-c".into(),
+        "maintenance.auto=false".into(),
         "fetch".into(),
         "origin".into(),
         "--no-recurse-submodules".into(),
