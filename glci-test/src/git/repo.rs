@@ -240,7 +240,7 @@ impl Repo {
 
     /// HEAD's commit, `None` before the first commit: SHA and content from one
     /// `cat-file --batch` process.
-    fn head_commit(&self) -> Result<Option<CommitInfo>, GitError> {
+    pub(crate) fn head_commit(&self) -> Result<Option<CommitInfo>, GitError> {
         let cmd = git(&self.top).args(["cat-file", "--batch"]).input("HEAD\n");
         let out = cmd.run()?;
         match parse_batch(&out).as_slice() {

@@ -93,10 +93,7 @@ pub fn snapshot(repo: &Repo, data_dir: &Path, req: &SnapshotRequest) -> Result<S
     let objects = bare.join("objects");
 
     let tree = capture_tree(repo, &objects)?;
-    let head = match repo.head_sha()? {
-        Some(sha) => Some(repo.commit(&sha)?),
-        None => None,
-    };
+    let head = repo.head_commit()?;
     let (sha, clean) = match &head {
         Some(h) if h.tree == tree => (h.sha.clone(), true),
         _ => (commit_tree(repo, &objects, &tree, head.as_ref())?, false),
@@ -115,11 +112,15 @@ pub fn snapshot(repo: &Repo, data_dir: &Path, req: &SnapshotRequest) -> Result<S
     if let Some(iid) = req.merge_request_iid {
         refs.push((format!("refs/merge-requests/{iid}/head"), sha.clone()));
     }
-    for (name, target) in &refs {
-        git(&bare)
-            .args(["update-ref", "--no-deref", name, target])
-            .run()?;
-    }
+    // All refs in one git process (`update-ref --stdin`, one transaction).
+    let updates: String = refs
+        .iter()
+        .map(|(name, target)| format!("update {name} {target}\n"))
+        .collect();
+    git(&bare)
+        .args(["update-ref", "--no-deref", "--stdin"])
+        .input(updates)
+        .run()?;
     if let Some(branch) = &req.branch {
         git(&bare)
             .args(["symbolic-ref", "HEAD"])
