@@ -139,6 +139,8 @@ impl RunnerApi {
         let url = url.strip_suffix("/ci").unwrap_or(url);
         let mut connector = HttpConnector::new();
         connector.set_connect_timeout(Some(Duration::from_secs(10)));
+        // Requests go out at once, not after the server's delayed ACK (Nagle).
+        connector.set_nodelay(true);
         RunnerApi {
             client: Client::builder(TokioExecutor::new()).build(connector),
             base: format!("{url}/api/v4"),

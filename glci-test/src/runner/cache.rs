@@ -565,6 +565,8 @@ async fn send(
     let clean = url.split('?').next().unwrap_or(url).to_string();
     let mut connector = HttpConnector::new();
     connector.set_connect_timeout(Some(Duration::from_secs(10)));
+    // Requests go out at once, not after the server's delayed ACK (Nagle).
+    connector.set_nodelay(true);
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build(connector);
     let mut req = Request::builder().method(method.clone()).uri(url);
