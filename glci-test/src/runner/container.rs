@@ -9,7 +9,7 @@ use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
-    DownloadFromContainerOptionsBuilder, KillContainerOptionsBuilder,
+    DownloadFromContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
     RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder, WaitContainerOptions,
 };
 use futures_util::StreamExt;
@@ -152,10 +152,13 @@ impl JobContainer {
         timeout: Duration,
         cancel: &CancellationToken,
     ) -> Result<StageEnd, DockerError> {
-        self.start_stage(engine)
-            .await?
-            .run(engine, script, trace, timeout, cancel)
-            .await
+        // A stage after the first: the container must have stopped (the previous stage may
+        // have been taken as ended from its `die` event, before the engine finished it).
+        let _ = docker_wait(engine, &self.id).await;
+        let mut stage = self.start_stage(engine).await?;
+        // Its `die` events may include the previous stage's: wait for the container instead.
+        stage.exit_from_die_event = None;
+        stage.run(engine, script, trace, timeout, cancel).await
     }
 
     /// Attaches and starts the container for a stage whose script is given later
@@ -164,6 +167,12 @@ impl JobContainer {
     /// it gets the sources (a container start costs about a third of a second here).
     pub async fn start_stage(&self, engine: &Engine) -> Result<StartedStage, DockerError> {
         let docker = engine.client();
+        // Events are asked for from a little before the start, so the `die` is not missed
+        // however late the events stream is opened.
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| format!("{}.{:09}", d.as_secs().saturating_sub(1), d.subsec_nanos()))
+            .ok();
         let attach = AttachContainerOptionsBuilder::new()
             .stdin(true)
             .stdout(true)
@@ -181,6 +190,7 @@ impl JobContainer {
         Ok(StartedStage {
             container: self.clone(),
             attached,
+            exit_from_die_event: since,
         })
     }
     /// SIGTERM, a grace period, then SIGKILL; errors mean it already stopped.
@@ -226,10 +236,54 @@ impl JobContainer {
     }
 }
 
+/// Waits until the container is not running; its exit code (`-1` when the engine gives none).
+async fn docker_wait(engine: &Engine, id: &str) -> Result<i64, bollard::errors::Error> {
+    match engine
+        .client()
+        .wait_container(id, None::<WaitContainerOptions>)
+        .next()
+        .await
+    {
+        Some(Ok(r)) => Ok(r.status_code),
+        Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => Ok(code),
+        Some(Err(e)) => Err(e),
+        None => Ok(-1),
+    }
+}
+
+/// The exit code of the container's first `die` event since `since`. Never resolves when
+/// the events stream ends or fails without one: the wait it races against then decides.
+async fn die_exit_code(engine: &Engine, id: &str, since: &str) -> i64 {
+    let filters = HashMap::from([
+        ("type".to_string(), vec!["container".to_string()]),
+        ("container".to_string(), vec![id.to_string()]),
+        ("event".to_string(), vec!["die".to_string()]),
+    ]);
+    let opts = EventsOptionsBuilder::new()
+        .since(since)
+        .filters(&filters)
+        .build();
+    let mut events = engine.client().events(Some(opts));
+    while let Some(Ok(event)) = events.next().await {
+        let code = event
+            .actor
+            .and_then(|a| a.attributes)
+            .and_then(|attrs| attrs.get("exitCode").and_then(|c| c.parse().ok()));
+        if let Some(code) = code {
+            return code;
+        }
+    }
+    std::future::pending().await
+}
+
 /// A stage whose container is attached and started, its shell waiting for the script.
 pub struct StartedStage {
     container: JobContainer,
     attached: bollard::container::AttachContainerResults,
+    /// `since` for the events query that gives the exit code as soon as the engine reports
+    /// the `die`, about 60 ms before a wait returns (the engine first releases the network and
+    /// mounts). `None`: wait for the container (not its first start).
+    exit_from_die_event: Option<String>,
 }
 
 impl StartedStage {
@@ -246,8 +300,8 @@ impl StartedStage {
         let StartedStage {
             container,
             mut attached,
+            exit_from_die_event,
         } = self;
-        let docker = engine.client();
         // Write the script and close stdin so the shell reads to the end and exits.
         let script = script.to_string();
         let mut input = attached.input;
@@ -286,20 +340,21 @@ impl StartedStage {
             return Ok(end);
         }
         trace.flush();
-        let code = match docker
-            .wait_container(&container.id, None::<WaitContainerOptions>)
-            .next()
-            .await
-        {
-            Some(Ok(r)) => r.status_code,
-            Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
-            Some(Err(e)) => {
-                return Err(DockerError::api(
+        let waited = async {
+            match docker_wait(engine, &container.id).await {
+                Ok(code) => Ok(code),
+                Err(e) => Err(DockerError::api(
                     format!("wait for container `{}`", container.name),
                     e,
-                ))
+                )),
             }
-            None => -1,
+        };
+        let code = match exit_from_die_event {
+            Some(since) => tokio::select! {
+                code = die_exit_code(engine, &container.id, &since) => code,
+                code = waited => code?,
+            },
+            None => waited.await?,
         };
         Ok(StageEnd::Exited(code))
     }
