@@ -1,7 +1,7 @@
 //! Pipeline creation (`Gitlab::Ci::Pipeline::Chain`): workflow rules, then per job
 //! `rules` or `only`/`except`, rule attributes, seed checks on `needs`, stage pruning.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use indexmap::IndexMap;
 
@@ -430,11 +430,16 @@ fn fill_dependencies(
     config: &PipelineConfig,
     parallel_names: &IndexMap<String, Vec<String>>,
 ) {
-    let stage_of: HashMap<String, usize> = jobs
+    // `jobs` is sorted by stage here, so the jobs of earlier stages are a prefix of `order`:
+    // taking that prefix instead of testing every job's stage keeps a pipeline of many
+    // `needs`-less jobs linear in lookups (it was a hash lookup per pair of jobs).
+    debug_assert!(jobs
+        .windows(2)
+        .all(|w| w[0].stage_index <= w[1].stage_index));
+    let order: Vec<(usize, String)> = jobs
         .iter()
-        .map(|j| (j.name.clone(), j.stage_index))
+        .map(|j| (j.stage_index, j.name.clone()))
         .collect();
-    let order: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     for job in jobs.iter_mut() {
         let mut set: Vec<String> = match &job.needs {
             Some(needs) => needs
@@ -442,11 +447,10 @@ fn fill_dependencies(
                 .filter(|n| n.artifacts)
                 .map(|n| n.name.clone())
                 .collect(),
-            None => order
-                .iter()
-                .filter(|n| stage_of.get(*n).is_some_and(|&s| s < job.stage_index))
-                .cloned()
-                .collect(),
+            None => {
+                let earlier = order.partition_point(|(s, _)| *s < job.stage_index);
+                order[..earlier].iter().map(|(_, n)| n.clone()).collect()
+            }
         };
         let listed = config
             .jobs
