@@ -274,11 +274,19 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
         }
         // The job's variables as GitLab sorts them for the runner: pipeline variables over
         // YAML ones.
-        let mut sortable = yaml.clone();
-        for (k, v) in &pipeline_vars {
-            sortable.insert(k.clone(), Variable::plain(v.clone()));
-        }
-        if let Some(e) = var_cycles::cycle_error(&sortable) {
+        // Copied only when there are pipeline variables to lay over the YAML ones.
+        let with_pipeline_vars;
+        let sortable = if pipeline_vars.is_empty() {
+            &yaml
+        } else {
+            let mut all = yaml.clone();
+            for (k, v) in &pipeline_vars {
+                all.insert(k.clone(), Variable::plain(v.clone()));
+            }
+            with_pipeline_vars = all;
+            &with_pipeline_vars
+        };
+        if let Some(e) = var_cycles::cycle_error(sortable) {
             return Err(PlanError(LintError::new(
                 Some(&job.span),
                 format!("{}: {e}", inst.name),
