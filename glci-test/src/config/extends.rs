@@ -175,7 +175,7 @@ fn extend(
     ancestors.pop();
     if let Some(job) = map.get_mut(here.name.as_str()) {
         let mut result =
-            merged.unwrap_or_else(|| Node::new(Value::Map(Mapping::new()), job.span.clone()));
+            merged.unwrap_or_else(|| Node::new(Value::Map(Mapping::default()), job.span.clone()));
         // Moved out rather than cloned: it is replaced by `result` just below.
         let job_node = std::mem::replace(job, Node::new(Value::Null, Span::default()));
         result.span = job_node.span.clone();
