@@ -314,6 +314,11 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             }
         };
 
+        let tags = job
+            .tags
+            .iter()
+            .map(|t| condition::expand_existing(t, &scope))
+            .collect();
         jobs.push(PlannedJob {
             name: inst.name.clone(),
             group: job.name.clone(),
@@ -326,7 +331,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             image: job.image.clone(),
             services: job.services.clone(),
             variables: yaml,
-            job_variables: job_vars.clone(),
+            job_variables: job_vars,
             before_script: job.before_script.clone(),
             script: job.script.clone(),
             after_script: job.after_script.clone(),
@@ -338,11 +343,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             environment: env_planned,
             parallel: inst.node,
             trigger: job.trigger.clone(),
-            tags: job
-                .tags
-                .iter()
-                .map(|t| condition::expand_existing(t, &scope))
-                .collect(),
+            tags,
             interruptible,
             coverage: job.coverage.clone(),
             resource_group: job.resource_group.clone(),
@@ -361,7 +362,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             ..Plan::default()
         });
     }
-    jobs.sort_by_key(|j| j.stage_index);
+    let mut jobs = sorted_by_stage(jobs);
     let present: HashSet<usize> = jobs.iter().map(|j| j.stage_index).collect();
     let stages = config
         .stages
@@ -380,6 +381,22 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
         jobs,
         excluded,
     })
+}
+
+/// `jobs` stably sorted by stage. The sort orders indices and then moves each job once:
+/// sorting the jobs themselves moved these large structs at every step of the merge sort.
+fn sorted_by_stage(jobs: Vec<PlannedJob>) -> Vec<PlannedJob> {
+    let mut order: Vec<(usize, usize)> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.stage_index, i))
+        .collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<PlannedJob>> = jobs.into_iter().map(Some).collect();
+    order
+        .iter()
+        .filter_map(|&(_, i)| slots.get_mut(i).and_then(Option::take))
+        .collect()
 }
 
 /// Per-job predefined variables rules can see.
