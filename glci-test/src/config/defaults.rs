@@ -49,7 +49,7 @@ pub fn apply_defaults(root: &mut Node) -> Result<(), ConfigError> {
             .cloned()
             .unwrap_or_default()
     } else {
-        Mapping::new()
+        Mapping::default()
     };
     let mut moved = false;
     for name in DEPRECATED_GLOBALS {

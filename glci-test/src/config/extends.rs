@@ -2,9 +2,11 @@
 //! bases in order, each itself extended first, deep-merged, then the job on top; the result
 //! keeps its `extends` key. Errors use GitLab's wording, named after the entry where found.
 
+use std::collections::HashMap;
+
 use super::error::ConfigError;
 use super::merge::deep_merge;
-use super::value::{Key, Mapping, Node, Value};
+use super::value::{Key, Mapping, Node, Span, Value};
 
 /// More ancestors than this is "nesting too deep" (11 levels in all).
 pub const MAX_NESTING_LEVELS: usize = 10;
@@ -18,11 +20,37 @@ pub fn apply_extends(root: &mut Node) -> Result<(), ConfigError> {
         return Ok(());
     };
     let keys: Vec<Key> = map.keys().cloned().collect();
-    let mut budget = MAX_EXTEND_STEPS;
+    let mut walk = Walk {
+        budget: MAX_EXTEND_STEPS,
+        done: HashMap::new(),
+    };
     for key in keys {
-        extend(map, &key, &mut Vec::new(), &mut budget)?;
+        extend(map, &key, &mut Vec::new(), &mut walk)?;
     }
     Ok(())
+}
+
+/// What re-extending an entry that was already extended once costs, in the two measures
+/// that can make it fail.
+#[derive(Debug, Clone, Copy)]
+struct Cost {
+    /// How many levels of entries with `extends` lie below it (0: its bases have none).
+    height: usize,
+    /// How many `extend` steps a full re-extension takes (itself included).
+    steps: usize,
+}
+
+/// The state of one `apply_extends` pass.
+struct Walk {
+    budget: usize,
+    /// Entries already extended, by name. Re-extending one gives back the very same node:
+    /// its bases are fixed once extended themselves, and `deep_merge(bases, deep_merge(bases,
+    /// job))` equals `deep_merge(bases, job)` (same keys, order, values and spans). So a
+    /// re-extension only matters for its errors, and it can fail only on depth or on the
+    /// step budget (names, bases and cycles were checked the first time and do not change):
+    /// when neither can fail it is skipped. Without this, a base shared by N jobs was
+    /// re-merged (and its whole chain cloned) N times.
+    done: HashMap<String, Cost>,
 }
 
 /// The names in an `extends:` value, or an error when it is neither a string nor strings.
@@ -46,18 +74,29 @@ fn extends_names(job: &Key, value: &Node) -> Result<Vec<String>, ConfigError> {
     }
 }
 
+/// Extends the entry `key` (in place). `None` when it has nothing to extend, else what a
+/// re-extension of it costs.
 fn extend(
     map: &mut Mapping,
     key: &Key,
     ancestors: &mut Vec<String>,
-    budget: &mut usize,
-) -> Result<(), ConfigError> {
+    walk: &mut Walk,
+) -> Result<Option<Cost>, ConfigError> {
     let Some(entry) = map.get(key.name.as_str()) else {
-        return Ok(());
+        return Ok(None);
     };
     let Some(extends) = entry.get("extends") else {
-        return Ok(());
+        return Ok(None);
     };
+    // A repeat that can fail neither on depth nor on the budget is skipped (see `Walk`); one
+    // that could takes the full path below, so the error is the one a full walk reports.
+    if let Some(cost) = walk.done.get(key.name.as_str()).copied() {
+        if ancestors.len() + cost.height <= MAX_NESTING_LEVELS && walk.budget >= cost.steps {
+            walk.budget -= cost.steps;
+            return Ok(Some(cost));
+        }
+    }
+    let budget = &mut walk.budget;
     if *budget == 0 {
         return Err(ConfigError::at(
             &extends.span,
@@ -116,9 +155,16 @@ fn extend(
     }
     ancestors.push(here.name.clone());
     let mut merged: Option<Node> = None;
+    let mut cost = Cost {
+        height: 0,
+        steps: 1,
+    };
     for name in &names {
         let base_key = Key::new(name.clone(), at.clone());
-        extend(map, &base_key, ancestors, budget)?;
+        if let Some(below) = extend(map, &base_key, ancestors, walk)? {
+            cost.height = cost.height.max(below.height + 1);
+            cost.steps += below.steps;
+        }
         if let Some(base) = map.get(name.as_str()) {
             match &mut merged {
                 None => merged = Some(base.clone()),
@@ -129,13 +175,15 @@ fn extend(
     ancestors.pop();
     if let Some(job) = map.get_mut(here.name.as_str()) {
         let mut result =
-            merged.unwrap_or_else(|| Node::new(Value::Map(Mapping::new()), job.span.clone()));
-        let job_node = job.clone();
+            merged.unwrap_or_else(|| Node::new(Value::Map(Mapping::default()), job.span.clone()));
+        // Moved out rather than cloned: it is replaced by `result` just below.
+        let job_node = std::mem::replace(job, Node::new(Value::Null, Span::default()));
         result.span = job_node.span.clone();
         deep_merge(&mut result, job_node);
         *job = result;
     }
-    Ok(())
+    walk.done.insert(here.name.clone(), cost);
+    Ok(Some(cost))
 }
 
 #[cfg(test)]
@@ -217,5 +265,18 @@ mod tests {
         };
         assert!(run(&chain(11)).is_ok());
         assert!(run(&chain(12)).is_err_and(|e| e.contains("nesting too deep in `extends`")));
+        // `job` is extended (and remembered) first; reached again one level deeper, from
+        // `deeper`, the chain is too deep, and that must still be reported.
+        let deeper = format!("{}deeper: {{extends: job}}\n", chain(11));
+        assert!(run(&deeper).is_err_and(|e| e.contains("nesting too deep in `extends`")));
+    }
+
+    #[test]
+    fn shared_bases_extend_every_job_alike() {
+        // Bases named by many jobs, in chains and diamonds, merged once per job.
+        let out = run(".a: {variables: {A: a, X: a}, script: [a]}\n.b: {extends: .a, variables: {X: b}}\n.c: {extends: [.a, .b], image: c}\nj1: {extends: .c, variables: {J: '1'}}\nj2: {extends: [.b, .c], script: [j2]}\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(out.contains("j1:\n  variables:\n    A: a\n    X: b\n    J: \"1\"\n  script:\n  - a\n  extends: .c\n  image: c\n"), "{out}");
+        assert!(out.contains("j2:\n  variables:\n    A: a\n    X: b\n  script:\n  - j2\n  extends:\n  - .b\n  - .c\n  image: c\n"), "{out}");
     }
 }

@@ -22,7 +22,7 @@ pub fn flatten_lists(root: &mut Node) -> Result<(), ConfigError> {
         }
     }
     if let Some(rules) = map.get_mut("workflow").and_then(|w| get_mut(w, "rules")) {
-        flatten_rules("workflow:rules", rules)?;
+        flatten_rules("workflow", "rules", rules)?;
     }
     for (name, kind, job) in jobs_mut(map) {
         let location = format!("jobs:{name}");
@@ -40,48 +40,55 @@ fn get_mut<'a>(node: &'a mut Node, key: &str) -> Option<&'a mut Node> {
     }
 }
 
+// Locations are passed in parts and joined only for an error message: formatting them for
+// every list of every job cost as much as the flattening.
 fn flatten_entry(location: &str, entry: &mut Node) -> Result<(), ConfigError> {
     for key in COMMANDS {
         if let Some(list) = get_mut(entry, key) {
-            flatten_commands(&format!("{location}:{key}"), list)?;
+            flatten_commands(location, key, list)?;
         }
     }
     if let Some(list) = get_mut(entry, "hooks").and_then(|h| get_mut(h, "pre_get_sources_script")) {
-        flatten_commands(&format!("{location}:hooks:pre_get_sources_script"), list)?;
+        flatten_commands(location, "hooks:pre_get_sources_script", list)?;
     }
     if let Some(rules) = get_mut(entry, "rules") {
-        flatten_rules(&format!("{location}:rules"), rules)?;
+        flatten_rules(location, "rules", rules)?;
     }
     Ok(())
 }
 
-fn flatten_commands(location: &str, list: &mut Node) -> Result<(), ConfigError> {
-    if !matches!(list.value, Value::Seq(_)) {
-        return Ok(());
-    }
-    let mut out = Vec::new();
-    let ok = collect(list, 1, &mut out, &|n| matches!(n.value, Value::String(_)));
-    if !ok {
-        return Err(ConfigError::at(
-            &list.span,
-            format!("{location} config should be a string or a nested array of strings up to {MAX_LEVEL} levels deep"),
-        ));
-    }
-    list.value = Value::Seq(out);
-    Ok(())
+fn flatten_commands(location: &str, key: &str, list: &mut Node) -> Result<(), ConfigError> {
+    flatten(list, &|n| matches!(n.value, Value::String(_)), || {
+        format!("{location}:{key} config should be a string or a nested array of strings up to {MAX_LEVEL} levels deep")
+    })
 }
 
-fn flatten_rules(location: &str, list: &mut Node) -> Result<(), ConfigError> {
-    if !matches!(list.value, Value::Seq(_)) {
+fn flatten_rules(location: &str, key: &str, list: &mut Node) -> Result<(), ConfigError> {
+    flatten(list, &|n| matches!(n.value, Value::Map(_)), || {
+        format!("{location}:{key} config should be an array containing hashes and arrays of hashes")
+    })
+}
+
+/// Replaces the array `list` by its leaves; `message` when a leaf is not `leaf_ok` or the
+/// nesting is too deep. Anything but an array is left alone.
+fn flatten(
+    list: &mut Node,
+    leaf_ok: &dyn Fn(&Node) -> bool,
+    message: impl FnOnce() -> String,
+) -> Result<(), ConfigError> {
+    let Value::Seq(items) = &list.value else {
+        return Ok(());
+    };
+    // Already flat and valid (most lists): nothing to rebuild, so nothing to copy.
+    if items
+        .iter()
+        .all(|i| !matches!(i.value, Value::Seq(_)) && leaf_ok(i))
+    {
         return Ok(());
     }
     let mut out = Vec::new();
-    let ok = collect(list, 1, &mut out, &|n| matches!(n.value, Value::Map(_)));
-    if !ok {
-        return Err(ConfigError::at(
-            &list.span,
-            format!("{location} config should be an array containing hashes and arrays of hashes"),
-        ));
+    if !collect(list, 1, &mut out, leaf_ok) {
+        return Err(ConfigError::at(&list.span, message()));
     }
     list.value = Value::Seq(out);
     Ok(())

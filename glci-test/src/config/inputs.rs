@@ -92,7 +92,7 @@ fn resolve_inputs(
     provided: &Mapping,
     ctx: &Context<'_>,
 ) -> Result<Mapping, ConfigError> {
-    let empty = Mapping::new();
+    let empty = Mapping::default();
     let specs = spec
         .and_then(|s| s.get("inputs"))
         .and_then(Node::as_map)
@@ -114,7 +114,7 @@ fn resolve_inputs(
         .iter()
         .map(|(k, v)| (k.name.clone(), to_s(v)))
         .collect();
-    let mut out = Mapping::new();
+    let mut out = Mapping::default();
     for (name, def) in specs {
         let def = apply_rules(&name.name, def, &known, ctx)?;
         let value = resolve_input(&name.name, &def, provided.get(name.name.as_str()), ctx)?;
@@ -372,7 +372,7 @@ impl Interpolator<'_> {
                 Ok(Out::One(Node::new(Value::Seq(out), span)))
             }
             Value::Map(map) => {
-                let mut out = Mapping::new();
+                let mut out = Mapping::default();
                 for (key, value) in map {
                     let name = match self.string(&key.name, &key.span, false)? {
                         Out::One(n) => to_s(&n),

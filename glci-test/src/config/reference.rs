@@ -15,13 +15,35 @@ const MAX_COPIED_NODES: usize = 2_000_000;
 /// Replaces every `!reference` in `root` by the value it names in `root` as it was before
 /// resolution started.
 pub fn resolve_references(root: &mut Node) -> Result<(), ConfigError> {
-    let config = root.clone();
+    // Two passes instead of resolving in place against a copy of the whole tree (a copy, and
+    // its drop, that cost as much as the resolution itself): first every reference's value is
+    // worked out from `root` as it is, in document order, then the tags are replaced in that
+    // same order. The tree's shape does not change between the passes, so the orders match.
+    let mut values = Vec::new();
     let mut state = State {
-        config: &config,
+        config: root,
         chain: Vec::new(),
         copied: 0,
     };
-    state.resolve_in(root)
+    state.collect(root, &mut values)?;
+    if !values.is_empty() {
+        replace(root, &mut values.into_iter());
+    }
+    Ok(())
+}
+
+/// Puts the resolved `values` in place of the tags of `node`, in document order.
+fn replace(node: &mut Node, values: &mut impl Iterator<Item = Node>) {
+    match &mut node.value {
+        Value::Seq(items) => items.iter_mut().for_each(|i| replace(i, values)),
+        Value::Map(map) => map.values_mut().for_each(|v| replace(v, values)),
+        Value::Reference(_) => {
+            if let Some(value) = values.next() {
+                *node = value;
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The `!reference [".a", "b"]` text GitLab uses in its messages (Ruby's `Array#inspect`).
@@ -39,6 +61,20 @@ struct State<'a> {
 }
 
 impl State<'_> {
+    /// The resolved value of every tag in `node`, in document order (`resolve_in`'s order).
+    fn collect(&mut self, node: &Node, out: &mut Vec<Node>) -> Result<(), ConfigError> {
+        match &node.value {
+            Value::Seq(items) => items.iter().try_for_each(|i| self.collect(i, out)),
+            Value::Map(map) => map.values().try_for_each(|v| self.collect(v, out)),
+            Value::Reference(path) => {
+                out.push(self.resolve_one(path, &node.span)?);
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Resolves the tags inside a copied value, in place.
     fn resolve_in(&mut self, node: &mut Node) -> Result<(), ConfigError> {
         match &mut node.value {
             Value::Seq(items) => items.iter_mut().try_for_each(|i| self.resolve_in(i)),

@@ -46,6 +46,19 @@ static INTEGER: LazyLock<Regex> = LazyLock::new(|| {
     )
 });
 
+/// `WORDISH.is_match(s)`, without running the regex for the common case. A string whose
+/// first character is an ASCII letter or `_` always matches: that character either fills the
+/// optional `[^\d.:\-]?` with the next one in the class, or (the `?` left empty) is itself
+/// the first of the `+` class (`\p{Alphabetic}` or `_`). Most keys and values start that way
+/// (`script`, `job-1`, `cargo build`), and the Unicode-class regex was most of the time spent
+/// resolving scalars.
+fn looks_like_word(s: &str) -> bool {
+    match s.as_bytes().first() {
+        Some(b) if b.is_ascii_alphabetic() || *b == b'_' => true,
+        _ => WORDISH.is_match(s),
+    }
+}
+
 /// Resolves a plain (unquoted, untagged) scalar.
 pub fn resolve_plain(s: &str) -> Resolved {
     Resolved::Value(match resolve_inner(s) {
@@ -59,7 +72,7 @@ fn resolve_inner(s: &str) -> Result<Value, &'static str> {
         return Ok(Value::Null);
     }
     let string = || Value::String(s.to_string());
-    if WORDISH.is_match(s) || s.contains('\n') {
+    if looks_like_word(s) || s.contains('\n') {
         if s.chars().count() > 5 {
             return Ok(string());
         }
@@ -205,6 +218,35 @@ mod tests {
         match resolve_plain(s) {
             Resolved::Value(v) => v,
             Resolved::Disallowed(c) => panic!("{s} disallowed as {c}"),
+        }
+    }
+
+    #[test]
+    fn word_fast_path_agrees_with_the_regex() {
+        for s in [
+            "a",
+            "Z",
+            "_",
+            "script",
+            "job-1",
+            "a:b",
+            "x.1",
+            "cargo build",
+            "é",
+            "1a",
+            ".a",
+            "-a",
+            ":a",
+            "~",
+            "!x",
+            " a",
+            "$X",
+            "",
+            "a\nb",
+            "12:30",
+            "0x1F",
+        ] {
+            assert_eq!(looks_like_word(s), WORDISH.is_match(s), "{s:?}");
         }
     }
 

@@ -168,7 +168,7 @@ impl Builder {
                 }
                 self.push(
                     Frame::Map {
-                        map: Mapping::new(),
+                        map: Mapping::default(),
                         key: None,
                         span: at.clone(),
                         anchor,
@@ -390,7 +390,7 @@ fn insert_pair(map: &mut Mapping, k: Node, k_str_tagged: bool, v: Node) -> Resul
                 return Ok(());
             }
             Value::Seq(items) if items.iter().all(|i| matches!(i.value, Value::Map(_))) => {
-                let mut combined = Mapping::new();
+                let mut combined = Mapping::default();
                 for item in items.iter().rev() {
                     if let Value::Map(m) = &item.value {
                         for (mk, mv) in m {

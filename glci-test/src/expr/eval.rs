@@ -1,6 +1,7 @@
 //! Evaluation with Ruby's value semantics, as GitLab's `Expression::Lexeme#evaluate` does it.
 
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -16,7 +17,7 @@ pub enum Value {
     String(String),
     Bool(bool),
     /// A compiled pattern and its RE2 source (`(?flags)body`, as `UntrustedRegexp#source`).
-    Regex(Regex, String),
+    Regex(Arc<Regex>, String),
 }
 
 impl Value {
@@ -141,7 +142,7 @@ fn operand_value(operand: &Operand, ctx: &Context<'_>) -> Value {
         Operand::String(s) => Value::String(s.clone()),
         Operand::Null => Value::Nil,
         Operand::Bool(b) => Value::Bool(*b),
-        Operand::Pattern(p) => Value::Regex(p.regex().clone(), p.source()),
+        Operand::Pattern(p) => Value::Regex(p.shared_regex(), p.source()),
     }
 }
 

@@ -3,6 +3,7 @@
 //! same ones rejected (e.g. `$A !` is accepted there as `!$A`).
 
 use std::fmt;
+use std::sync::Arc;
 
 use regex::Regex;
 
@@ -17,13 +18,20 @@ pub struct Pattern {
     pub body: String,
     /// Any of `i m s U`.
     pub flags: String,
-    regex: Regex,
+    /// Shared, not cloned, by evaluation: a cloned `Regex` starts with an empty cache pool,
+    /// so each `=~ /…/` evaluation would rebuild the matcher's caches from scratch.
+    regex: Arc<Regex>,
 }
 
 impl Pattern {
     /// The compiled RE2-semantics regex.
     pub fn regex(&self) -> &Regex {
         &self.regex
+    }
+
+    /// The compiled regex, shared (see the field).
+    pub(crate) fn shared_regex(&self) -> Arc<Regex> {
+        Arc::clone(&self.regex)
     }
 
     /// What RE2 is given: `(?flags)body`.
@@ -192,7 +200,7 @@ pub fn parse(tokens: Vec<Token>) -> Result<Node, ExprError> {
             compiled.push(Pattern {
                 body: body.clone(),
                 flags: flags.clone(),
-                regex: compile_literal(body, flags, tok.column)?,
+                regex: Arc::new(compile_literal(body, flags, tok.column)?),
             });
         }
     }

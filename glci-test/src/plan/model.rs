@@ -518,7 +518,7 @@ fn is_blank(node: &Node) -> bool {
 
 /// `default:` merged with the deprecated top-level globals; both defining one key is an error.
 fn collect_defaults(root: &Mapping, errors: &mut Vec<LintError>) -> Mapping {
-    let mut defaults = Mapping::new();
+    let mut defaults = Mapping::default();
     let default_node = root.get("default").filter(|n| {
         !n.as_map().is_some_and(|m| {
             ["script", "run", "trigger", "needs"]

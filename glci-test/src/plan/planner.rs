@@ -1,7 +1,7 @@
 //! Pipeline creation (`Gitlab::Ci::Pipeline::Chain`): workflow rules, then per job
 //! `rules` or `only`/`except`, rule attributes, seed checks on `needs`, stage pruning.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use indexmap::IndexMap;
 
@@ -274,11 +274,19 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
         }
         // The job's variables as GitLab sorts them for the runner: pipeline variables over
         // YAML ones.
-        let mut sortable = yaml.clone();
-        for (k, v) in &pipeline_vars {
-            sortable.insert(k.clone(), Variable::plain(v.clone()));
-        }
-        if let Some(e) = var_cycles::cycle_error(&sortable) {
+        // Copied only when there are pipeline variables to lay over the YAML ones.
+        let with_pipeline_vars;
+        let sortable = if pipeline_vars.is_empty() {
+            &yaml
+        } else {
+            let mut all = yaml.clone();
+            for (k, v) in &pipeline_vars {
+                all.insert(k.clone(), Variable::plain(v.clone()));
+            }
+            with_pipeline_vars = all;
+            &with_pipeline_vars
+        };
+        if let Some(e) = var_cycles::cycle_error(sortable) {
             return Err(PlanError(LintError::new(
                 Some(&job.span),
                 format!("{}: {e}", inst.name),
@@ -306,6 +314,11 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             }
         };
 
+        let tags = job
+            .tags
+            .iter()
+            .map(|t| condition::expand_existing(t, &scope))
+            .collect();
         jobs.push(PlannedJob {
             name: inst.name.clone(),
             group: job.name.clone(),
@@ -318,7 +331,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             image: job.image.clone(),
             services: job.services.clone(),
             variables: yaml,
-            job_variables: job_vars.clone(),
+            job_variables: job_vars,
             before_script: job.before_script.clone(),
             script: job.script.clone(),
             after_script: job.after_script.clone(),
@@ -330,11 +343,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             environment: env_planned,
             parallel: inst.node,
             trigger: job.trigger.clone(),
-            tags: job
-                .tags
-                .iter()
-                .map(|t| condition::expand_existing(t, &scope))
-                .collect(),
+            tags,
             interruptible,
             coverage: job.coverage.clone(),
             resource_group: job.resource_group.clone(),
@@ -353,7 +362,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             ..Plan::default()
         });
     }
-    jobs.sort_by_key(|j| j.stage_index);
+    let mut jobs = sorted_by_stage(jobs);
     let present: HashSet<usize> = jobs.iter().map(|j| j.stage_index).collect();
     let stages = config
         .stages
@@ -372,6 +381,22 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
         jobs,
         excluded,
     })
+}
+
+/// `jobs` stably sorted by stage. The sort orders indices and then moves each job once:
+/// sorting the jobs themselves moved these large structs at every step of the merge sort.
+fn sorted_by_stage(jobs: Vec<PlannedJob>) -> Vec<PlannedJob> {
+    let mut order: Vec<(usize, usize)> = jobs
+        .iter()
+        .enumerate()
+        .map(|(i, j)| (j.stage_index, i))
+        .collect();
+    order.sort_unstable();
+    let mut slots: Vec<Option<PlannedJob>> = jobs.into_iter().map(Some).collect();
+    order
+        .iter()
+        .filter_map(|&(_, i)| slots.get_mut(i).and_then(Option::take))
+        .collect()
 }
 
 /// Per-job predefined variables rules can see.
@@ -430,11 +455,16 @@ fn fill_dependencies(
     config: &PipelineConfig,
     parallel_names: &IndexMap<String, Vec<String>>,
 ) {
-    let stage_of: HashMap<String, usize> = jobs
+    // `jobs` is sorted by stage here, so the jobs of earlier stages are a prefix of `order`:
+    // taking that prefix instead of testing every job's stage keeps a pipeline of many
+    // `needs`-less jobs linear in lookups (it was a hash lookup per pair of jobs).
+    debug_assert!(jobs
+        .windows(2)
+        .all(|w| w[0].stage_index <= w[1].stage_index));
+    let order: Vec<(usize, String)> = jobs
         .iter()
-        .map(|j| (j.name.clone(), j.stage_index))
+        .map(|j| (j.stage_index, j.name.clone()))
         .collect();
-    let order: Vec<String> = jobs.iter().map(|j| j.name.clone()).collect();
     for job in jobs.iter_mut() {
         let mut set: Vec<String> = match &job.needs {
             Some(needs) => needs
@@ -442,11 +472,10 @@ fn fill_dependencies(
                 .filter(|n| n.artifacts)
                 .map(|n| n.name.clone())
                 .collect(),
-            None => order
-                .iter()
-                .filter(|n| stage_of.get(*n).is_some_and(|&s| s < job.stage_index))
-                .cloned()
-                .collect(),
+            None => {
+                let earlier = order.partition_point(|(s, _)| *s < job.stage_index);
+                order[..earlier].iter().map(|(_, n)| n.clone()).collect()
+            }
         };
         let listed = config
             .jobs

@@ -119,7 +119,7 @@ impl<'a> Includer<'a> {
         let Some((_, include)) = map.shift_remove_entry("include") else {
             return Ok(content);
         };
-        let mut merged = Node::new(Value::Map(Mapping::new()), content.span.clone());
+        let mut merged = Node::new(Value::Map(Mapping::default()), content.span.clone());
         for item in entries(&include)? {
             for found in self.resolve(item, ctx)? {
                 self.included += 1;
@@ -467,10 +467,10 @@ fn entries(include: &Node) -> Result<Vec<&Node>, ConfigError> {
 
 fn item_inputs(item: &Node) -> Result<Mapping, ConfigError> {
     match item.get("inputs") {
-        None => Ok(Mapping::new()),
+        None => Ok(Mapping::default()),
         Some(n) => match &n.value {
             Value::Map(m) => Ok(m.clone()),
-            Value::Null => Ok(Mapping::new()),
+            Value::Null => Ok(Mapping::default()),
             _ => Err(ConfigError::at(&n.span, "include inputs should be a hash")),
         },
     }

@@ -4,7 +4,7 @@ use crate::config::{parse_documents, to_yaml};
 fn run(text: &str, given: &[(&str, &str)]) -> Result<String, String> {
     let docs = parse_documents(text, "i.yml").map_err(|e| e.to_string())?;
     let at = Span::default();
-    let mut provided = Mapping::new();
+    let mut provided = Mapping::default();
     for (k, v) in given {
         // Given as YAML so that tests can pass typed values.
         let node = crate::config::parse_yaml(v, "given.yml").map_err(|e| e.to_string())?;
