@@ -4,7 +4,7 @@
 //! command lists and rules flattened.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,10 +12,11 @@ use super::defaults::apply_defaults;
 use super::error::ConfigError;
 use super::extends::apply_extends;
 use super::flatten::flatten_lists;
-use super::include::{string_inputs, FileCtx, Includer};
+use super::include::{string_inputs, FileCtx, Includer, MAX_FILE_BYTES};
 use super::jobs::drop_hidden;
 use super::reference::resolve_references;
 use super::value::{Node, Span};
+use super::yaml::{parse_documents, Documents};
 
 /// What to load and how to reach what it includes.
 #[derive(Debug, Clone)]
@@ -87,13 +88,51 @@ pub struct Resolved {
     pub files: Vec<SourceFile>,
 }
 
+/// The main configuration file, read and parsed. Neither needs variables, so a caller can
+/// do it on another thread while it asks git for the repository facts ([`read_main`]).
+#[derive(Debug)]
+pub struct MainFile {
+    name: String,
+    path: PathBuf,
+    text: Result<String, ConfigError>,
+    /// `None` when the file is not parsed ahead (unreadable, empty or over the size limit:
+    /// [`load_main`] reports that first, as GitLab does).
+    docs: Option<Result<Documents, ConfigError>>,
+}
+
+/// Reads and parses `file` of `project_dir` (see [`MainFile`]).
+pub fn read_main(project_dir: &Path, file: &str) -> MainFile {
+    let name = file.trim_start_matches('/').to_string();
+    let path = project_dir.join(&name);
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| ConfigError::bare(format!("{name}: could not read {}: {e}", path.display())));
+    let docs = text
+        .as_ref()
+        .ok()
+        .filter(|t| !t.trim().is_empty() && t.len() <= MAX_FILE_BYTES)
+        .map(|t| parse_documents(t, &name));
+    MainFile {
+        name,
+        path,
+        text,
+        docs,
+    }
+}
+
 /// Loads and resolves the pipeline configuration of `opts.project_dir`.
 pub fn load(opts: &LoadOptions) -> Result<Resolved, ConfigError> {
-    let name = opts.file.trim_start_matches('/').to_string();
-    let path = opts.project_dir.join(&name);
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        ConfigError::bare(format!("{name}: could not read {}: {e}", path.display()))
-    })?;
+    load_main(opts, read_main(&opts.project_dir, &opts.file))
+}
+
+/// [`load`] with the main file already read ([`read_main`] of the same `opts`).
+pub fn load_main(opts: &LoadOptions, main: MainFile) -> Result<Resolved, ConfigError> {
+    let MainFile {
+        name,
+        path,
+        text,
+        docs,
+    } = main;
+    let text = text?;
     let start = Span {
         file: Arc::from(name.as_str()),
         line: 1,
@@ -107,15 +146,18 @@ pub fn load(opts: &LoadOptions) -> Result<Resolved, ConfigError> {
     }
     let mut includer = Includer::new(opts);
     includer.record(&name, SourceLocation::Path(path.clone()), &text, &start)?;
+    let docs = match docs {
+        Some(docs) => docs?,
+        None => parse_documents(&text, &name)?,
+    };
     let ctx = FileCtx {
         root: opts.project_dir.clone(),
         project: None,
         component: None,
     };
     let provided = string_inputs(&opts.inputs, &start);
-    let tree = includer.process(
-        &text,
-        &name,
+    let tree = includer.process_documents(
+        docs,
         &ctx,
         &provided,
         &start,

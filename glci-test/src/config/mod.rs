@@ -39,7 +39,10 @@ pub use extends::apply_extends;
 pub use flatten::flatten_lists;
 pub use inputs::{interpolate, ComponentInfo, Context as InputContext};
 pub use jobs::{drop_hidden, entry_kind, EntryKind};
-pub use load::{load, resolve_tree, LoadOptions, Resolved, SourceFile, SourceLocation};
+pub use load::{
+    load, load_main, read_main, resolve_tree, LoadOptions, MainFile, Resolved, SourceFile,
+    SourceLocation,
+};
 pub use merge::deep_merge;
 pub use reference::resolve_references;
 pub use scalar::ruby_float;

@@ -164,8 +164,13 @@ pub struct Loaded {
 /// Reads, resolves and validates the configuration (no planning).
 pub fn load(opts: &PipelineOptions) -> Result<Loaded, PipelineError> {
     let repo = Repo::discover(&opts.project_dir).map_err(PipelineError::Git)?;
-    let facts = repo.facts().map_err(PipelineError::Git)?;
-    load_config(opts, repo, facts)
+    // The main file is read and parsed while git answers (neither needs the other).
+    let (facts, main) = std::thread::scope(|s| {
+        let main = s.spawn(|| config::read_main(repo.top_level(), &opts.file));
+        (repo.facts(), join(main))
+    });
+    let facts = facts.map_err(PipelineError::Git)?;
+    load_config(opts, repo, facts, main)
 }
 
 /// [`load`] once the repository facts are known.
@@ -173,21 +178,22 @@ fn load_config(
     opts: &PipelineOptions,
     repo: Repo,
     facts: RepoFacts,
+    main: config::MainFile,
 ) -> Result<Loaded, PipelineError> {
     let ctx = pipeline_context(opts);
     // Include paths and include:rules see predefined and pipeline variables, never YAML ones.
     let event = event_with_settings(opts);
     let mut variables = predefined::rules_variables(&facts, &event, &ctx);
     variables.extend(event.variables.iter().cloned());
-    let resolved = config::load(&LoadOptions {
+    let load_options = LoadOptions {
         project_dir: facts.top_level.clone(),
         file: opts.file.clone(),
         project_map: opts.project_map.clone(),
         variables,
         inputs: opts.inputs.clone(),
         ..LoadOptions::default()
-    })
-    .map_err(PipelineError::Config)?;
+    };
+    let resolved = config::load_main(&load_options, main).map_err(PipelineError::Config)?;
     let config = plan::validate(&resolved.tree).map_err(PipelineError::Lint)?;
     Ok(Loaded {
         repo,
@@ -223,11 +229,13 @@ pub struct Planned {
 pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
     let repo = Repo::discover(&opts.project_dir).map_err(PipelineError::Git)?;
     let event = event_with_settings(opts);
-    // Planning time is mostly git start-up: the git questions that do not depend on the
-    // configuration (the file list; the changed files and MR diff base, once the facts are
-    // known) are asked on other threads while this one reads the configuration.
+    // Planning time is mostly git start-up and YAML parsing, which need nothing from each
+    // other: the main file is parsed while git gives the facts, and the git questions that
+    // do not depend on the configuration (the file list; the changed files and MR diff base,
+    // once the facts are known) are asked while this thread resolves the configuration.
     let (loaded, files, (changed_files, diff_base_sha)) = std::thread::scope(|s| {
         let files = s.spawn(|| repo.files());
+        let main = s.spawn(|| config::read_main(repo.top_level(), &opts.file));
         let facts = match repo.facts() {
             Ok(facts) => facts,
             Err(e) => return Err(PipelineError::Git(e)),
@@ -241,7 +249,7 @@ pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
                 )
             })
         };
-        let loaded = load_config(opts, repo.clone(), facts);
+        let loaded = load_config(opts, repo.clone(), facts, join(main));
         Ok((loaded, join(files), join(changes)))
     })?;
     let loaded = loaded?;

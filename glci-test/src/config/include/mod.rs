@@ -17,7 +17,7 @@ use super::inputs::{interpolate, ComponentInfo, Context};
 use super::load::{LoadOptions, SourceFile, SourceLocation};
 use super::merge::deep_merge;
 use super::value::{Key, Mapping, Node, Span, Value};
-use super::yaml::{parse_documents, TOO_BIG};
+use super::yaml::{parse_documents, Documents, TOO_BIG};
 
 /// GitLab's `ci_max_includes` default: every included file counts, repeats too.
 pub const MAX_INCLUDES: usize = 150;
@@ -107,6 +107,18 @@ impl<'a> Includer<'a> {
         not_a_hash: &str,
     ) -> Result<Node, ConfigError> {
         let docs = parse_documents(text, name)?;
+        self.process_documents(docs, ctx, provided, given_at, not_a_hash)
+    }
+
+    /// [`Includer::process`] for a file already parsed.
+    pub fn process_documents(
+        &mut self,
+        docs: Documents,
+        ctx: &FileCtx,
+        provided: &Mapping,
+        given_at: &Span,
+        not_a_hash: &str,
+    ) -> Result<Node, ConfigError> {
         let context = Context {
             variables: &self.opts.variables,
             component: ctx.component.as_ref(),
