@@ -133,6 +133,13 @@ pub fn sanitize_key(raw: &str) -> Result<String, String> {
 }
 
 /// Whether a cache entry with this `policy` downloads (`pull`) or uploads (`push`).
+/// Which way a cache stage moves an entry: restored (`pull`) or saved (`push`).
+#[derive(Clone, Copy)]
+enum Transfer {
+    Pull,
+    Push,
+}
+
 fn policy_allows(policy: &str, wanted: &str) -> Result<bool, String> {
     match policy {
         "" | "pull-push" => Ok(true),
@@ -244,6 +251,39 @@ impl JobCache<'_> {
             .filter(|c| !c.paths.is_empty() || c.untracked)
     }
 
+    /// The key of `entry` when its policy allows `transfer`; otherwise `None`, with the
+    /// reason in the log (a key that cannot be computed, or the policy).
+    fn allowed_key(&self, entry: &Cache, transfer: Transfer) -> Option<Key> {
+        let (skipping, not_doing, wanted) = match transfer {
+            Transfer::Pull => ("extraction", "downloading", "pull"),
+            Transfer::Push => ("archiving", "uploading", "push"),
+        };
+        let key = match self.key(&entry.key, true) {
+            Ok(k) => k,
+            Err(e) => {
+                self.trace
+                    .info(&format!("Skipping cache {skipping} due to {e}"));
+                return None;
+            }
+        };
+        match policy_allows(&self.expand(&entry.policy), wanted) {
+            Ok(true) => Some(key),
+            Ok(false) => {
+                self.trace.info(&format!(
+                    "Not {not_doing} cache {} due to policy",
+                    key.human
+                ));
+                None
+            }
+            // The official runner refuses the stage here; glci keeps cache problems
+            // warnings, so the job still runs.
+            Err(e) => {
+                self.trace.warning(&format!("{e} for {}", key.human));
+                None
+            }
+        }
+    }
+
     /// `restore_cache`: for each entry with files, unless its policy is `push`, the first of
     /// key, `fallback_keys`, `CACHE_FALLBACK_KEY` that exists is extracted into the project.
     /// Skipped (no section) when no entry has `paths` or `untracked`.
@@ -255,29 +295,9 @@ impl JobCache<'_> {
         let trace = self.trace;
         trace.section_start("restore_cache", "Restoring cache");
         for entry in entries {
-            let key = match self.key(&entry.key, true) {
-                Ok(k) => k,
-                Err(e) => {
-                    trace.info(&format!("Skipping cache extraction due to {e}"));
-                    continue;
-                }
+            let Some(key) = self.allowed_key(entry, Transfer::Pull) else {
+                continue;
             };
-            match policy_allows(&self.expand(&entry.policy), "pull") {
-                Ok(true) => {}
-                Ok(false) => {
-                    trace.info(&format!(
-                        "Not downloading cache {} due to policy",
-                        key.human
-                    ));
-                    continue;
-                }
-                // The official runner refuses the stage here; glci keeps cache problems
-                // warnings, so the job still runs.
-                Err(e) => {
-                    trace.warning(&format!("{e} for {}", key.human));
-                    continue;
-                }
-            }
             let mut candidates = vec![key];
             for fallback in &entry.fallback_keys {
                 if fallback.is_empty() {
@@ -394,24 +414,9 @@ impl JobCache<'_> {
         trace.section_start(stage, title);
         let mut project_tar: Option<Vec<u8>> = None;
         for entry in entries {
-            let key = match self.key(&entry.key, true) {
-                Ok(k) => k,
-                Err(e) => {
-                    trace.info(&format!("Skipping cache archiving due to {e}"));
-                    continue;
-                }
+            let Some(key) = self.allowed_key(entry, Transfer::Push) else {
+                continue;
             };
-            match policy_allows(&self.expand(&entry.policy), "push") {
-                Ok(true) => {}
-                Ok(false) => {
-                    trace.info(&format!("Not uploading cache {} due to policy", key.human));
-                    continue;
-                }
-                Err(e) => {
-                    trace.warning(&format!("{e} for {}", key.human));
-                    continue;
-                }
-            }
             trace.info(&format!("Creating cache {}...", key.human));
             if project_tar.is_none() {
                 match files.project_tar().await {
