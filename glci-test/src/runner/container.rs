@@ -155,24 +155,37 @@ impl JobContainer {
         // A stage after the first: the container must have stopped (the previous stage may
         // have been taken as ended from its `die` event, before the engine finished it).
         let _ = docker_wait(engine, &self.id).await;
-        let mut stage = self.start_stage(engine).await?;
         // Its `die` events may include the previous stage's: wait for the container instead.
-        stage.exit_from_die_event = None;
-        stage.run(engine, script, trace, timeout, cancel).await
+        self.attach_and_start(engine, None)
+            .await?
+            .run(engine, script, trace, timeout, cancel)
+            .await
     }
 
     /// Attaches and starts the container for a stage whose script is given later
     /// ([`StartedStage::run`]). The shell waits for its script on stdin, so starting is
     /// safe before the job's files are copied in: the executor starts the first stage while
     /// it gets the sources (a container start costs about a third of a second here).
+    ///
+    /// Only for the container's first start: the stage's exit code is taken from its `die`
+    /// event, which a restarted container has more than one of.
     pub async fn start_stage(&self, engine: &Engine) -> Result<StartedStage, DockerError> {
-        let docker = engine.client();
         // Events are asked for from a little before the start, so the `die` is not missed
         // however late the events stream is opened.
         let since = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| format!("{}.{:09}", d.as_secs().saturating_sub(1), d.subsec_nanos()))
             .ok();
+        self.attach_and_start(engine, since).await
+    }
+
+    /// Attach, then start; `die_events_since` as in [`StartedStage`].
+    async fn attach_and_start(
+        &self,
+        engine: &Engine,
+        die_events_since: Option<String>,
+    ) -> Result<StartedStage, DockerError> {
+        let docker = engine.client();
         let attach = AttachContainerOptionsBuilder::new()
             .stdin(true)
             .stdout(true)
@@ -190,41 +203,37 @@ impl JobContainer {
         Ok(StartedStage {
             container: self.clone(),
             attached,
-            exit_from_die_event: since,
+            exit_from_die_event: die_events_since,
         })
     }
     /// SIGTERM, a grace period, then SIGKILL; errors mean it already stopped.
     pub async fn stop(&self, engine: &Engine) {
-        let docker = engine.client();
-        let term = KillContainerOptionsBuilder::new().signal("SIGTERM").build();
-        if docker.kill_container(&self.id, Some(term)).await.is_ok() {
-            let waited = tokio::time::timeout(
-                Duration::from_secs(5),
-                docker
-                    .wait_container(&self.id, None::<WaitContainerOptions>)
-                    .next(),
-            )
-            .await;
-            if waited.is_err() {
-                let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
-                let _ = docker.kill_container(&self.id, Some(kill)).await;
-            }
+        if !self.signal_and_wait(engine, "SIGTERM").await {
+            let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
+            let _ = engine.client().kill_container(&self.id, Some(kill)).await;
         }
     }
 
     /// SIGKILL, and wait until the container has stopped.
     pub async fn kill(&self, engine: &Engine) {
-        let docker = engine.client();
-        let kill = KillContainerOptionsBuilder::new().signal("SIGKILL").build();
-        if docker.kill_container(&self.id, Some(kill)).await.is_ok() {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(5),
-                docker
-                    .wait_container(&self.id, None::<WaitContainerOptions>)
-                    .next(),
-            )
-            .await;
+        self.signal_and_wait(engine, "SIGKILL").await;
+    }
+
+    /// Sends `signal` and waits up to 5 s for the container to stop. `false` only when it
+    /// is still running then (a failed kill means it had stopped already).
+    async fn signal_and_wait(&self, engine: &Engine, signal: &str) -> bool {
+        let opts = KillContainerOptionsBuilder::new().signal(signal).build();
+        if engine
+            .client()
+            .kill_container(&self.id, Some(opts))
+            .await
+            .is_err()
+        {
+            return true;
         }
+        tokio::time::timeout(Duration::from_secs(5), docker_wait(engine, &self.id))
+            .await
+            .is_ok()
     }
 
     pub async fn remove(&self, engine: &Engine) {
