@@ -4,7 +4,7 @@
 use super::command::{git, split_nul};
 use super::worktree::{capture_tree, with_objects};
 use super::{GitError, Repo, RepoFacts};
-use crate::plan::predefined::{pipeline_ref, PipelineRef};
+use crate::plan::predefined::{merge_request_target, pipeline_ref, PipelineRef};
 use crate::plan::{Event, PipelineSource};
 
 impl Repo {
@@ -148,11 +148,7 @@ pub fn changed_files(
     let remote = facts.remote.as_deref();
     match (event.source, pipeline_ref(facts, event)) {
         (PipelineSource::MergeRequestEvent, _) => {
-            let target = event
-                .target_branch
-                .clone()
-                .or_else(|| event.default_branch.clone())
-                .unwrap_or_else(|| facts.default_branch.clone());
+            let target = merge_request_target(facts, event);
             repo.changed_since_merge_base(&target, remote).map(Some)
         }
         (PipelineSource::Push, PipelineRef::Branch(branch)) => {

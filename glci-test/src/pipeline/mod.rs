@@ -268,11 +268,7 @@ fn merge_request_diff_base(repo: &Repo, facts: &RepoFacts, event: &Event) -> Opt
     if event.source != PipelineSource::MergeRequestEvent {
         return None;
     }
-    let target = event
-        .target_branch
-        .clone()
-        .or_else(|| event.default_branch.clone())
-        .unwrap_or_else(|| facts.default_branch.clone());
+    let target = predefined::merge_request_target(facts, event);
     repo.merge_base(&target, facts.remote.as_deref())
         .ok()
         .flatten()

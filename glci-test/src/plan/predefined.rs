@@ -74,6 +74,14 @@ pub fn default_branch(facts: &RepoFacts, event: &Event) -> String {
         .unwrap_or_else(|| facts.default_branch.clone())
 }
 
+/// The target branch of a merge-request pipeline: the event's, else the default branch.
+pub fn merge_request_target(facts: &RepoFacts, event: &Event) -> String {
+    event
+        .target_branch
+        .clone()
+        .unwrap_or_else(|| default_branch(facts, event))
+}
+
 /// The ref of the pipeline for `event`, filling what the event leaves open from the
 /// repository: an explicit tag (not for merge requests), else an explicit branch, else the
 /// checked-out branch, else (detached HEAD) the default branch. For a merge request this is
@@ -499,10 +507,7 @@ fn merge_request_variables(
 ) -> Vec<(String, String)> {
     let mr = &ctx.merge_request;
     let default_branch = default_branch(facts, event);
-    let target = event
-        .target_branch
-        .clone()
-        .unwrap_or_else(|| default_branch.clone());
+    let target = merge_request_target(facts, event);
     let path = facts.project.path();
     let url = project_url(facts, ctx);
     let title = mr.title.clone().unwrap_or_else(|| {
