@@ -2,14 +2,10 @@
 //! offline busybox fixture, its output and exit code, and cleanup that leaves nothing behind.
 //! These tests fail (never skip) when no engine answers: `scripts/test` starts one.
 
-use std::collections::HashMap;
-
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-};
+use bollard::query_parameters::CreateContainerOptionsBuilder;
 use glci_test::docker::{
-    create_network, remove_orphans, remove_owned, run_container, ContainerSpec, DockerError,
-    Engine, Owner, LABEL_OWNER, LABEL_OWNER_PID,
+    count_labelled, create_network, remove_orphans, remove_owned, run_container, ContainerSpec,
+    DockerError, Engine, Owner, LABEL_OWNER, LABEL_OWNER_PID,
 };
 
 const BUSYBOX: &str = "glci-fixture/busybox:latest";
@@ -22,25 +18,8 @@ async fn engine() -> Engine {
 
 /// Containers and networks carrying `label` (key or key=value).
 async fn labelled(engine: &Engine, label: &str) -> (usize, usize) {
-    let filters = HashMap::from([("label", vec![label])]);
-    let containers = engine
-        .client()
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap();
-    let networks = engine
-        .client()
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .unwrap();
-    (containers.len(), networks.len())
+    let found = count_labelled(engine, label).await.unwrap();
+    (found.containers, found.networks)
 }
 
 #[tokio::test]

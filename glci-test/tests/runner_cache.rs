@@ -4,13 +4,11 @@
 //! server and data directory, so caches never leak between tests, and checks that no Docker
 //! object of its owner is left behind.
 
-use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use bollard::query_parameters::{ListContainersOptionsBuilder, ListNetworksOptionsBuilder};
-use glci_test::docker::{Engine, Owner, LABEL_OWNER};
+use glci_test::docker::{count_labelled, Engine, Owner, LABEL_OWNER};
 use glci_test::git::{snapshot, Repo, SnapshotRequest};
 use glci_test::runner::api::RunnerApi;
 use glci_test::runner::cache::CacheConfig;
@@ -205,27 +203,10 @@ async fn curl_status(args: &[&str]) -> u16 {
 
 async fn assert_no_leftovers(engine: &Engine, owner: &Owner) {
     let label = format!("{LABEL_OWNER}={}", owner.id);
-    let filters = HashMap::from([("label", vec![label.as_str()])]);
-    let containers = engine
-        .client()
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap();
-    let networks = engine
-        .client()
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .unwrap();
+    let left = count_labelled(engine, &label).await.unwrap();
     assert!(
-        containers.is_empty() && networks.is_empty(),
-        "left behind: {containers:?} {networks:?}"
+        left.containers == 0 && left.networks == 0,
+        "left behind: {left:?}"
     );
 }
 

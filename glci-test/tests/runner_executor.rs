@@ -3,10 +3,7 @@
 //! services, a missing image, and cleanup. The server-backed parts are tested end to end with
 //! the mock GitLab.
 
-use std::collections::HashMap;
-
-use bollard::query_parameters::{ListContainersOptionsBuilder, ListNetworksOptionsBuilder};
-use glci_test::docker::{Engine, Owner, LABEL_OWNER};
+use glci_test::docker::{count_labelled, Engine, Owner, LABEL_OWNER};
 use glci_test::runner::executor::{execute, ExecutorOptions, JobIo, JobOutcome};
 use glci_test::runner::payload::{Artifact, Dependency, JobPayload};
 use glci_test::runner::trace::{Masker, Trace};
@@ -81,27 +78,10 @@ async fn run(p: &JobPayload) -> (JobOutcome, String) {
 
 async fn assert_no_leftovers(engine: &Engine, owner: &Owner) {
     let label = format!("{LABEL_OWNER}={}", owner.id);
-    let filters = HashMap::from([("label", vec![label.as_str()])]);
-    let containers = engine
-        .client()
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .unwrap();
-    let networks = engine
-        .client()
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .unwrap();
+    let left = count_labelled(engine, &label).await.unwrap();
     assert!(
-        containers.is_empty() && networks.is_empty(),
-        "left behind: {containers:?} {networks:?}"
+        left.containers == 0 && left.networks == 0,
+        "left behind: {left:?}"
     );
 }
 

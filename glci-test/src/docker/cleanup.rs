@@ -11,7 +11,7 @@ use bollard::query_parameters::{
 use super::labels::{owner_is_dead, LABEL_OWNER, LABEL_PIPELINE};
 use super::{DockerError, Engine};
 
-/// What a cleanup removed.
+/// Numbers of glci's objects: those a cleanup removed, or those [`count_labelled`] found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct CleanupReport {
     pub containers: usize,
@@ -54,6 +54,39 @@ pub async fn remove_all(engine: &Engine) -> Result<CleanupReport, DockerError> {
 /// Removes every glci object whose owning process is gone (killed, crashed) on this host.
 pub async fn remove_orphans(engine: &Engine) -> Result<CleanupReport, DockerError> {
     remove_matching(engine, LABEL_PIPELINE, owner_is_dead).await
+}
+
+/// How many containers, networks and volumes carry `label` (`key` or `key=value`), removing
+/// nothing: what a finished run must not have left behind.
+pub async fn count_labelled(engine: &Engine, label: &str) -> Result<CleanupReport, DockerError> {
+    let docker = engine.client();
+    let filters = HashMap::from([("label", vec![label])]);
+    let containers = docker
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new()
+                .all(true)
+                .filters(&filters)
+                .build(),
+        ))
+        .await
+        .map_err(|e| DockerError::api("list glci containers", e))?;
+    let networks = docker
+        .list_networks(Some(
+            ListNetworksOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .map_err(|e| DockerError::api("list glci networks", e))?;
+    let volumes = docker
+        .list_volumes(Some(
+            ListVolumesOptionsBuilder::new().filters(&filters).build(),
+        ))
+        .await
+        .map_err(|e| DockerError::api("list glci volumes", e))?;
+    Ok(CleanupReport {
+        containers: containers.len(),
+        networks: networks.len(),
+        volumes: volumes.volumes.map_or(0, |v| v.len()),
+    })
 }
 
 /// Lists objects having `label` (`key` or `key=value`), keeps those `select` accepts, and

@@ -11,7 +11,9 @@ mod container;
 mod engine;
 mod labels;
 
-pub use cleanup::{remove_all, remove_orphans, remove_owned, remove_owned_except, CleanupReport};
+pub use cleanup::{
+    count_labelled, remove_all, remove_orphans, remove_owned, remove_owned_except, CleanupReport,
+};
 pub use container::{
     container_logs, create_network, run_container, ContainerOutput, ContainerSpec,
 };
