@@ -135,6 +135,21 @@ impl Env {
         CacheConfig::from_server(&self.server.s3_credentials())
     }
 
+    /// [`Env::run`] of [`Env::spec`] with the server's S3 cache configured.
+    async fn run_cached(
+        &self,
+        pipeline_id: u64,
+        name: &str,
+        script: &[&str],
+        cache: Vec<CacheSpec>,
+    ) -> (JobState, String) {
+        self.run(
+            self.spec(pipeline_id, name, script, cache),
+            Some(self.cache_config()),
+        )
+        .await
+    }
+
     /// Queues the job, lets the runner take and run it; returns its final state and log.
     async fn run(&self, spec: JobSpec, cache: Option<CacheConfig>) -> (JobState, String) {
         let id = self.server.enqueue(spec).unwrap();
@@ -235,14 +250,11 @@ async fn a_cache_saved_by_one_pipeline_is_restored_in_the_next() {
     let env = Env::new("restore").await;
     let key = "deps-non_protected";
     let (state, log) = env
-        .run(
-            env.spec(
-                1,
-                "build",
-                &["mkdir -p vendor && echo from-pipeline-1 > vendor/dep.txt"],
-                vec![cache(key, &["vendor/"])],
-            ),
-            Some(env.cache_config()),
+        .run_cached(
+            1,
+            "build",
+            &["mkdir -p vendor && echo from-pipeline-1 > vendor/dep.txt"],
+            vec![cache(key, &["vendor/"])],
         )
         .await;
     assert_eq!(state, JobState::Success, "{log}");
@@ -270,14 +282,11 @@ async fn a_cache_saved_by_one_pipeline_is_restored_in_the_next() {
     assert_eq!(env.object_status(key).await, 200);
 
     let (state, log) = env
-        .run(
-            env.spec(
-                2,
-                "test",
-                &["cat vendor/dep.txt"],
-                vec![cache(key, &["vendor/"])],
-            ),
-            Some(env.cache_config()),
+        .run_cached(
+            2,
+            "test",
+            &["cat vendor/dep.txt"],
+            vec![cache(key, &["vendor/"])],
         )
         .await;
     assert_eq!(state, JobState::Success, "{log}");
@@ -300,14 +309,11 @@ async fn policy_pull_restores_but_never_uploads() {
     let mut entry = cache("pulled-non_protected", &["out"]);
     entry.policy = "pull".into();
     let (state, log) = env
-        .run(
-            env.spec(
-                1,
-                "reader",
-                &["mkdir -p out && echo x > out/x"],
-                vec![entry],
-            ),
-            Some(env.cache_config()),
+        .run_cached(
+            1,
+            "reader",
+            &["mkdir -p out && echo x > out/x"],
+            vec![entry],
         )
         .await;
     assert_eq!(state, JobState::Success, "{log}");
@@ -330,14 +336,11 @@ async fn when_on_failure_saves_only_after_a_failed_script() {
     let mut entry = cache("debug-non_protected", &["logs"]);
     entry.when = "on_failure".into();
     let (state, log) = env
-        .run(
-            env.spec(
-                1,
-                "passes",
-                &["mkdir -p logs && echo ok > logs/a"],
-                vec![entry.clone()],
-            ),
-            Some(env.cache_config()),
+        .run_cached(
+            1,
+            "passes",
+            &["mkdir -p logs && echo ok > logs/a"],
+            vec![entry.clone()],
         )
         .await;
     assert_eq!(state, JobState::Success, "{log}");
@@ -345,14 +348,11 @@ async fn when_on_failure_saves_only_after_a_failed_script() {
     assert_eq!(env.object_status("debug-non_protected").await, 404);
 
     let (state, log) = env
-        .run(
-            env.spec(
-                2,
-                "fails",
-                &["mkdir -p logs && echo boom > logs/a", "exit 3"],
-                vec![entry],
-            ),
-            Some(env.cache_config()),
+        .run_cached(
+            2,
+            "fails",
+            &["mkdir -p logs && echo boom > logs/a", "exit 3"],
+            vec![entry],
         )
         .await;
     assert!(
@@ -382,14 +382,11 @@ async fn when_on_failure_saves_only_after_a_failed_script() {
 async fn fallback_keys_then_cache_fallback_key_are_tried_when_the_key_misses() {
     let env = Env::new("fallback").await;
     let (state, log) = env
-        .run(
-            env.spec(
-                1,
-                "main",
-                &["mkdir -p deps && echo from-main > deps/d"],
-                vec![cache("main-non_protected", &["deps"])],
-            ),
-            Some(env.cache_config()),
+        .run_cached(
+            1,
+            "main",
+            &["mkdir -p deps && echo from-main > deps/d"],
+            vec![cache("main-non_protected", &["deps"])],
         )
         .await;
     assert_eq!(state, JobState::Success, "{log}");
@@ -399,10 +396,7 @@ async fn fallback_keys_then_cache_fallback_key_are_tried_when_the_key_misses() {
     entry.policy = "pull".into();
     entry.fallback_keys = vec!["gone-non_protected".into(), "main-non_protected".into()];
     let (state, log) = env
-        .run(
-            env.spec(2, "feature", &["cat deps/d"], vec![entry]),
-            Some(env.cache_config()),
-        )
+        .run_cached(2, "feature", &["cat deps/d"], vec![entry])
         .await;
     assert_eq!(state, JobState::Success, "{log}");
     assert_in_order(
@@ -507,14 +501,11 @@ async fn an_independent_client_needs_a_valid_signature_to_read_the_cache() {
     let env = Env::new("curl").await;
     let key = "secret-non_protected";
     let (state, log) = env
-        .run(
-            env.spec(
-                1,
-                "build",
-                &["mkdir -p out && echo s3cr3t-cache > out/s"],
-                vec![cache(key, &["out"])],
-            ),
-            Some(env.cache_config()),
+        .run_cached(
+            1,
+            "build",
+            &["mkdir -p out && echo s3cr3t-cache > out/s"],
+            vec![cache(key, &["out"])],
         )
         .await;
     assert_eq!(state, JobState::Success, "{log}");
