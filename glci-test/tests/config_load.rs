@@ -15,6 +15,10 @@ fn opts(case: &str) -> LoadOptions {
 }
 
 fn snapshot(name: &str, text: &str) {
+    // What `cargo glci config` prints must read back as the same configuration.
+    let back = glci_test::config::parse_yaml(text, "emitted.yml")
+        .unwrap_or_else(|e| panic!("emitted YAML does not parse: {e}\n{text}"));
+    assert_eq!(to_yaml(&back), text, "emitted YAML does not round-trip");
     let mut settings = insta::Settings::clone_current();
     settings.set_snapshot_path(fixtures().join("snapshots"));
     settings.set_prepend_module_to_snapshot(false);

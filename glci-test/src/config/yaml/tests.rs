@@ -252,3 +252,22 @@ fn repeated_merge_keys_apply_in_order() {
         Some("incremental rollout 100%")
     );
 }
+
+#[test]
+fn byte_order_mark_is_not_part_of_the_first_key() {
+    let n = parse("\u{feff}job: {script: x}\n");
+    assert_eq!(keys(&n), vec!["job"]);
+}
+
+#[test]
+fn windows_line_endings() {
+    let n = parse("job:\r\n  script:\r\n    - echo hi\r\n");
+    let script = n
+        .get("job")
+        .and_then(|j| j.get("script"))
+        .and_then(Node::as_seq);
+    assert_eq!(
+        script.and_then(|s| s.first()).and_then(Node::as_str),
+        Some("echo hi")
+    );
+}
