@@ -83,9 +83,26 @@ fn translate(src: &str) -> Result<String, String> {
     // Inside `[...]`: `class_start` is the index of the first member, where `]` is literal.
     let mut in_class = false;
     let mut class_start = 0;
+    // Whether the previous item was a repetition: RE2 (Perl mode) rejects stacked ones such
+    // as `a**`, `a+*` or `a{2}{3}`, which the `regex` crate accepts.
+    let mut last_repeat = false;
     while i < chars.len() {
         let c = chars[i];
+        let was_repeat = std::mem::take(&mut last_repeat);
         match c {
+            '*' | '+' | '?' if !in_class => {
+                if was_repeat {
+                    return Err(format!("bad repetition operator: {c}"));
+                }
+                out.push(c);
+                i += 1;
+                if chars.get(i) == Some(&'?') {
+                    out.push('?');
+                    i += 1;
+                }
+                last_repeat = true;
+                continue;
+            }
             '\\' => {
                 let Some(&next) = chars.get(i + 1) else {
                     return Err("trailing \\".to_string());
@@ -101,17 +118,9 @@ fn translate(src: &str) -> Result<String, String> {
                     'w' => out.push_str(if in_class { "[:word:]" } else { "[[:word:]]" }),
                     'W' => out.push_str(if in_class { "[:^word:]" } else { "[[:^word:]]" }),
                     // RE2's \s is [\t\n\f\r ] (no \v).
-                    's' => out.push_str(if in_class {
-                        "\\t\\n\\x0C\\r\\x20"
-                    } else {
-                        "[\\t\\n\\x0C\\r\\x20]"
-                    }),
-                    'S' => {
-                        if in_class {
-                            return Err("\\S inside a character class is not supported".into());
-                        }
-                        out.push_str("[^\\t\\n\\x0C\\r\\x20]")
-                    }
+                    // Nested classes work inside a class too (as a union).
+                    's' => out.push_str("[\\t\\n\\x0C\\r\\x20]"),
+                    'S' => out.push_str("[^\\t\\n\\x0C\\r\\x20]"),
                     'b' | 'B' if !in_class => out.push_str(if next == 'b' {
                         "(?-u:\\b)"
                     } else {
@@ -208,8 +217,16 @@ fn translate(src: &str) -> Result<String, String> {
                     if max.is_some_and(|m| m < min) {
                         return Err("bad repetition operator: max below min".into());
                     }
+                    if was_repeat {
+                        return Err("bad repetition operator: {".into());
+                    }
                     out.extend(&chars[i..i + len]);
                     i += len;
+                    if chars.get(i) == Some(&'?') {
+                        out.push('?');
+                        i += 1;
+                    }
+                    last_repeat = true;
                     continue;
                 }
                 None => out.push_str("\\{"),
@@ -373,6 +390,10 @@ mod tests {
         assert!(!m(r"\Qa.b\E", "", "axb"));
         assert!(m(r"\101", "", "A"));
         assert!(m(r"[]a]", "", "]"));
+        assert!(m(r"^[\S]+$", "", "ab"));
+        assert!(!m(r"^[\s]+$", "", "ab"));
+        assert!(m(r"^[^\S]$", "", " "));
+        assert!(m(r"^a*?b+?c??d{1,2}?$", "", "bdd"));
     }
 
     #[test]
