@@ -72,23 +72,25 @@ pub fn parse_job(
     let before = errors.len();
     let is_bridge = !map.contains_key("script") && !map.contains_key("run");
 
-    let unknown: Vec<&str> = map
+    let unknown: Vec<&crate::config::Key> = map
         .keys()
-        .map(|k| k.name.as_str())
         .filter(|k| {
-            !PROCESSABLE_KEYS.contains(k)
+            let k = k.name.as_str();
+            !PROCESSABLE_KEYS.contains(&k)
                 && !(if is_bridge {
-                    *k == "trigger" || *k == "parallel"
+                    k == "trigger" || k == "parallel"
                 } else {
-                    JOB_KEYS.contains(k)
+                    JOB_KEYS.contains(&k)
                 })
         })
         .collect();
-    if !unknown.is_empty() {
+    if let Some(first) = unknown.first() {
+        let names: Vec<&str> = unknown.iter().map(|k| k.name.as_str()).collect();
+        // Point at the first unknown key: that is what the user has to fix.
         errors.push(LintError::entry(
-            &node.span,
+            &first.span,
             &loc,
-            &format!("config contains unknown keys: {}", unknown.join(", ")),
+            &format!("config contains unknown keys: {}", names.join(", ")),
         ));
     }
     if is_bridge && !map.contains_key("trigger") {
@@ -151,9 +153,13 @@ pub fn parse_job(
         }
     }
     if let Some(n) = map.get("script") {
-        job.script = parse::commands(n, &format!("{loc}:script"), errors);
-        if job.script.is_empty() && matches!(n.value, Value::Seq(_) | Value::Null) {
+        if matches!(n.value, Value::Null) {
             errors.push(LintError::entry(&n.span, &loc, "script can't be blank"));
+        } else {
+            job.script = parse::commands(n, &format!("{loc}:script"), errors);
+            if job.script.is_empty() && matches!(n.value, Value::Seq(_)) {
+                errors.push(LintError::entry(&n.span, &loc, "script can't be blank"));
+            }
         }
     }
     if let Some(n) = get("before_script").filter(|n| !matches!(n.value, Value::Null)) {
