@@ -52,7 +52,7 @@ fn lint_reports_file_line_col_and_exits_1() {
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stdout(&out),
-        ".gitlab-ci.yml:2:3: jobs:job config contains unknown keys: bogus\n"
+        ".gitlab-ci.yml:3:3: jobs:job config contains unknown keys: bogus\n"
     );
 
     let ok = temp_project(None, &[(".gitlab-ci.yml", "job:\n  script: [x]\n")]);
