@@ -280,6 +280,40 @@ impl Session {
             ));
         }
 
+        let home = match &options.home {
+            Some(dir) => std::fs::create_dir_all(dir).map(|_| dir.clone()),
+            None => home::glci_home(),
+        }
+        .map_err(RunError::Home)?;
+        let pipeline_id = home::next_pipeline_id(&home).map_err(RunError::Home)?;
+        let dir = home.join("pipelines").join(pipeline_id.to_string());
+        let _ = home::prune_pipelines(&home, 20);
+
+        // The pipeline's commit: the working tree as it is now. A handful of git processes,
+        // taken while the engine is asked for leftovers and the server starts (they need
+        // nothing from each other), so they cost no wall time of their own.
+        let event = &opts.event;
+        let tag = event.tag.clone();
+        let branch = if tag.is_some() {
+            None
+        } else {
+            event
+                .branch
+                .clone()
+                .or_else(|| draft.loaded.facts.branch.clone())
+        };
+        let snapshot = {
+            let repo = draft.loaded.repo.clone();
+            let home = home.clone();
+            let request = SnapshotRequest {
+                pipeline_id,
+                branch: branch.clone(),
+                tag: tag.clone(),
+                merge_request_iid: (event.source == PipelineSource::MergeRequestEvent).then_some(1),
+            };
+            tokio::task::spawn_blocking(move || git::snapshot(&repo, &home, &request))
+        };
+
         let engine = if options.external_runner {
             None
         } else {
@@ -289,15 +323,6 @@ impl Session {
             // Leftovers of runs that died (SIGKILL, power loss) go before anything starts.
             let _ = docker::remove_orphans(engine).await;
         }
-
-        let home = match &options.home {
-            Some(dir) => std::fs::create_dir_all(dir).map(|_| dir.clone()),
-            None => home::glci_home(),
-        }
-        .map_err(RunError::Home)?;
-        let pipeline_id = home::next_pipeline_id(&home).map_err(RunError::Home)?;
-        let dir = home.join("pipelines").join(pipeline_id.to_string());
-        let _ = home::prune_pipelines(&home, 20);
 
         let bind = match (options.bind, &engine) {
             (Some(ip), _) => ip,
@@ -318,30 +343,21 @@ impl Session {
         config.s3.dir = Some(home.join("cache"));
         let server = Server::start(config).await?;
 
-        // The pipeline's commit: the working tree as it is now.
-        let event = &opts.event;
-        let facts = &draft.loaded.facts;
-        let tag = event.tag.clone();
-        let branch = if tag.is_some() {
-            None
-        } else {
-            event.branch.clone().or_else(|| facts.branch.clone())
-        };
-        let snapshot = git::snapshot(
-            &draft.loaded.repo,
-            &home,
-            &SnapshotRequest {
-                pipeline_id,
-                branch: branch.clone(),
-                tag: tag.clone(),
-                merge_request_iid: (event.source == PipelineSource::MergeRequestEvent).then_some(1),
-            },
-        );
-        let snapshot = match snapshot {
-            Ok(s) => s,
-            Err(e) => {
+        let snapshot = match snapshot.await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
                 server.shutdown().await;
                 return Err(e.into());
+            }
+            Err(joined) => {
+                server.shutdown().await;
+                if joined.is_panic() {
+                    std::panic::resume_unwind(joined.into_panic());
+                }
+                // Only when the runtime shuts down under us.
+                return Err(RunError::Home(std::io::Error::other(format!(
+                    "taking the pipeline's snapshot: {joined}"
+                ))));
             }
         };
 
