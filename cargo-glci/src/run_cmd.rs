@@ -323,7 +323,11 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
         "registered with {}; waiting for jobs (Ctrl-C to stop)",
         args.url
     );
-    let mut executor = ExecutorOptions::default();
+    let mut executor = ExecutorOptions {
+        // Files through a mount only when the engine shares this host's file system.
+        stage_files_by_mount: engine.bridge_gateway().await.is_some(),
+        ..ExecutorOptions::default()
+    };
     if let Some(image) = &args.default_image {
         executor.default_image = image.clone();
     }

@@ -76,3 +76,73 @@ async fn a_reused_checkout_is_indistinguishable_from_a_fresh_fetch() {
     assert_eq!(lines(&first.log), lines(&second.log));
     assert_eq!(lines(&second.log).len(), 3, "{}", second.log);
 }
+
+/// On an engine on this host the sources come through a read-only mount and the job's shell
+/// copies them in: the copy must keep what a checkout has (executable bits, symbolic links,
+/// uncommitted edits, root as owner), in a busybox image as in a Debian one.
+#[tokio::test(flavor = "multi_thread")]
+async fn staged_sources_keep_modes_links_and_edits_in_any_image() {
+    const STAGED: &str = r#"
+.check:
+  script:
+    - test -d /.glci && echo staged-by-mount
+    - ./tool.sh
+    - test -L link && test "$(readlink link)" = tool.sh && echo link-kept
+    - cat sub/edited.txt
+    - test "$(stat -c %u tool.sh)" = 0 && echo root-owned
+    - test ! -e .glci && echo no-staging-files
+busybox:
+  extends: .check
+  image: glci-fixture/busybox:latest
+debian:
+  extends: .check
+  image: glci-fixture/debian:bookworm
+"#;
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join(".gitlab-ci.yml"), STAGED).unwrap();
+    let tool = project.path().join("tool.sh");
+    std::fs::write(&tool, "#!/bin/sh\necho tool-runs\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::os::unix::fs::symlink("tool.sh", project.path().join("link")).unwrap();
+    std::fs::create_dir(project.path().join("sub")).unwrap();
+    std::fs::write(project.path().join("sub/edited.txt"), "committed\n").unwrap();
+    git(project.path(), &["init", "-q", "-b", "main"]);
+    git(project.path(), &["add", "-A"]);
+    git(project.path(), &["commit", "-q", "-m", "one"]);
+    // Not committed: the pipeline's snapshot still carries it.
+    std::fs::write(
+        project.path().join("sub/edited.txt"),
+        "edited-not-committed\n",
+    )
+    .unwrap();
+
+    let home = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        home: Some(home.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let session = Session::start(
+        &PipelineOptions::new(project.path()),
+        options,
+        Arc::new(Quiet),
+    )
+    .await
+    .expect("session");
+    let report = session.run(&[]).await.unwrap();
+    session.shutdown().await;
+    for name in ["busybox", "debian"] {
+        let job = report.job(name).unwrap();
+        assert_eq!(job.status, Status::Success, "{name}: {}", job.log);
+        for needle in [
+            "staged-by-mount",
+            "tool-runs",
+            "link-kept",
+            "edited-not-committed",
+            "root-owned",
+            "no-staging-files",
+        ] {
+            assert!(job.log.contains(needle), "{name}, {needle}: {}", job.log);
+        }
+    }
+}

@@ -324,12 +324,14 @@ impl Session {
             let _ = docker::remove_orphans(engine).await;
         }
 
+        // The bridge's gateway is an address of this host only when the engine runs here.
+        let engine_gateway = match &engine {
+            Some(engine) => engine.bridge_gateway().await,
+            None => None,
+        };
         let bind = match (options.bind, &engine) {
             (Some(ip), _) => ip,
-            (None, Some(engine)) => engine
-                .bridge_gateway()
-                .await
-                .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+            (None, Some(_)) => engine_gateway.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
             (None, None) => match Engine::connect().await {
                 Ok(engine) => engine
                     .bridge_gateway()
@@ -463,6 +465,7 @@ impl Session {
                 keep_failed: options.keep_failed,
                 deferred_cleanup: Some(cleanup.clone()),
                 source_cache: Some(crate::runner::sources::SourceCache::default()),
+                stage_files_by_mount: engine_gateway.is_some(),
                 // Shared: the cache outlives the per-pipeline runner tokens, so the next run
                 // finds it.
                 cache: Some(CacheConfig {

@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bollard::container::LogOutput;
-use bollard::models::{ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig};
+use bollard::models::{
+    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountType, NetworkingConfig,
+};
 use bollard::query_parameters::{
     AttachContainerOptionsBuilder, CreateContainerOptionsBuilder,
     DownloadFromContainerOptionsBuilder, EventsOptionsBuilder, KillContainerOptionsBuilder,
@@ -42,6 +44,8 @@ pub struct ContainerConfig {
     pub user: Option<String>,
     /// Fed a script on stdin (build container) or left to run its own command (service).
     pub stdin: bool,
+    /// Host directories mounted read-only: `(host path, container path)`.
+    pub read_only_binds: Vec<(String, String)>,
 }
 
 /// A created container of a job.
@@ -85,6 +89,21 @@ impl JobContainer {
                 network_mode: config.network.clone(),
                 // Job containers reach the host (the mock GitLab) by this name too.
                 extra_hosts: Some(vec!["host.docker.internal:host-gateway".to_string()]),
+                // A bind mount (not a `-v` bind): the engine refuses a missing source instead
+                // of creating an empty directory in its place.
+                mounts: (!config.read_only_binds.is_empty()).then(|| {
+                    config
+                        .read_only_binds
+                        .iter()
+                        .map(|(source, target)| Mount {
+                            source: Some(source.clone()),
+                            target: Some(target.clone()),
+                            typ: Some(MountType::BIND),
+                            read_only: Some(true),
+                            ..Default::default()
+                        })
+                        .collect()
+                }),
                 ..Default::default()
             }),
             networking_config,

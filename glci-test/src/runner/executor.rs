@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::future::Future;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use bollard::query_parameters::InspectContainerOptions;
@@ -16,7 +17,7 @@ use super::cache::{CacheConfig, JobCache, ProjectFiles};
 use super::container::{ContainerConfig, JobContainer, StageEnd};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
 use super::services::{service_aliases, service_slug, wait_for_ports};
-use super::shell::{ScriptVariable, StageScript, SHELL_DETECTOR};
+use super::shell::{copy_in_prelude, ScriptVariable, StageScript, SHELL_DETECTOR, STAGING_MOUNT};
 use super::sources;
 use super::trace::Trace;
 use super::variables::{job_variables, service_variables, RunnerIdentity};
@@ -56,6 +57,11 @@ pub struct ExecutorOptions {
     pub source_cache: Option<sources::SourceCache>,
     /// The S3 cache (`[runners.cache]`); `None`: no shared cache, as a runner without one.
     pub cache: Option<CacheConfig>,
+    /// The engine runs on this host and sees its files: a job's sources reach its container
+    /// through a read-only mount of a staging directory, copied in by the job's shell,
+    /// instead of a tar the engine extracts (about 80 ms less per job). Jobs that restore a
+    /// cache or artifacts, and `keep_failed` runs, still use the tar.
+    pub stage_files_by_mount: bool,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -97,6 +103,7 @@ impl Default for ExecutorOptions {
             deferred_cleanup: None,
             source_cache: None,
             cache: None,
+            stage_files_by_mount: false,
         }
     }
 }
@@ -150,6 +157,43 @@ impl Failure {
 struct JobResources {
     network: Option<String>,
     containers: Vec<JobContainer>,
+    /// The host directory the build container mounts (see [`Staging`]).
+    staging: Option<Staging>,
+}
+
+/// A job's files staged on the host for its build container to copy in: `src/` (the
+/// checkout) and `marker`, a file the container checks for, so that a mount showing some
+/// other directory (an engine that does not share this host's files) fails the job clearly
+/// instead of running it without sources.
+struct Staging {
+    dir: tempfile::TempDir,
+    marker: String,
+}
+
+impl Staging {
+    fn new() -> std::io::Result<Staging> {
+        let dir = tempfile::Builder::new().prefix("glci-job-").tempdir()?;
+        // Readable by the container's root also when the engine maps it to another user.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        }
+        std::fs::create_dir(dir.path().join("src"))?;
+        let marker = format!(
+            "staged-{}",
+            dir.path()
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        );
+        std::fs::write(dir.path().join(&marker), b"")?;
+        Ok(Staging { dir, marker })
+    }
+
+    fn src(&self) -> std::path::PathBuf {
+        self.dir.path().join("src")
+    }
 }
 
 /// Runs the job. Never panics on bad input; every Docker object it made is removed before it
@@ -173,6 +217,7 @@ pub async fn execute(
     let mut resources = JobResources {
         network: None,
         containers: Vec::new(),
+        staging: None,
     };
     let result = run_stages(
         engine,
@@ -207,8 +252,10 @@ pub async fn execute(
 }
 
 /// get_sources, restore_cache and download_artifacts: the job's files copied into the build
-/// container. `Ok(Err(outcome))` when the job fails here (as a script failure, like the
-/// official runner); `Ok(Ok(checkout))` when the script can run.
+/// container, or the sources put under `staged_src` for the container to copy in. `Ok(Err(outcome))`
+/// when the job fails here (as a script failure, like the official runner);
+/// `Ok(Ok((checkout, git_config)))` when the script can run, with the `.git/config` the
+/// staged checkout must get in the container (see [`sources::sources_into`]).
 async fn prepare_files(
     payload: &JobPayload,
     io: &impl JobIo,
@@ -216,24 +263,35 @@ async fn prepare_files(
     options: &ExecutorOptions,
     job_cache: &JobCache<'_>,
     build_files: &BuildFiles<'_>,
-) -> Result<Result<sources::Checkout, JobOutcome>, Failure> {
+    staged_src: Option<&Path>,
+) -> Result<Result<(sources::Checkout, Option<String>), JobOutcome>, Failure> {
     let BuildFiles { engine, build, .. } = *build_files;
     let project_dir = payload.project_dir();
     // get_sources
     trace.section_start("get_sources", "Getting source from Git repository");
-    let (tar, checkout) =
-        match sources::sources_tar(payload, trace, options.source_cache.as_ref()).await {
-            Ok(c) => c,
-            Err(e) => {
-                trace.section_end("get_sources");
-                trace.error(&format!("Job failed: {e}"));
-                return Ok(Err(JobOutcome::failed("script_failure", None)));
-            }
-        };
-    build
-        .upload_tar(engine, tar)
-        .await
-        .map_err(Failure::system)?;
+    let cache = options.source_cache.as_ref();
+    let sources = match staged_src {
+        Some(src) => sources::sources_into(payload, trace, cache, src)
+            .await
+            .map(|(checkout, config)| (None, checkout, config)),
+        None => sources::sources_tar(payload, trace, cache)
+            .await
+            .map(|(tar, checkout)| (Some(tar), checkout, None)),
+    };
+    let (tar, checkout, git_config) = match sources {
+        Ok(s) => s,
+        Err(e) => {
+            trace.section_end("get_sources");
+            trace.error(&format!("Job failed: {e}"));
+            return Ok(Err(JobOutcome::failed("script_failure", None)));
+        }
+    };
+    if let Some(tar) = tar {
+        build
+            .upload_tar(engine, tar)
+            .await
+            .map_err(Failure::system)?;
+    }
     trace.section_end("get_sources");
 
     // --- cache: restore_cache (runner/cache.rs) ---
@@ -282,7 +340,7 @@ async fn prepare_files(
         trace.section_end("download_artifacts");
     }
 
-    Ok(Ok(checkout))
+    Ok(Ok((checkout, git_config)))
 }
 
 async fn remove_resources(engine: &Engine, resources: &JobResources) {
@@ -291,6 +349,11 @@ async fn remove_resources(engine: &Engine, resources: &JobResources) {
     }
     if let Some(net) = &resources.network {
         let _ = engine.client().remove_network(net).await;
+    }
+    if let Some(staging) = &resources.staging {
+        let dir = staging.dir.path().to_path_buf();
+        // Deleting a checkout takes tens of milliseconds: not on the async runtime.
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
     }
 }
 
@@ -353,26 +416,57 @@ async fn run_stages(
         .as_ref()
         .filter(|i| !i.entrypoint.is_empty())
         .map(|i| i.entrypoint.clone());
-    let build = JobContainer::create(
-        engine,
-        owner,
-        &ContainerConfig {
-            name: format!("{prefix}-build"),
-            image: image.clone(),
-            entrypoint,
-            cmd: vec!["sh".into(), "-c".into(), SHELL_DETECTOR.into()],
-            env: variables
-                .iter()
-                .map(|v| format!("{}={}", v.key, v.value))
-                .collect(),
-            network: network.clone(),
-            stdin: true,
-            ..Default::default()
-        },
-    )
-    .await
-    .map_err(Failure::system)?;
+    let mut build_config = ContainerConfig {
+        name: format!("{prefix}-build"),
+        image: image.clone(),
+        entrypoint,
+        cmd: vec!["sh".into(), "-c".into(), SHELL_DETECTOR.into()],
+        env: variables
+            .iter()
+            .map(|v| format!("{}={}", v.key, v.value))
+            .collect(),
+        network: network.clone(),
+        stdin: true,
+        ..Default::default()
+    };
+    // Sources through a mount when only sources go in: cache and artifacts must land after
+    // them, and they come as tars the engine extracts.
+    let staged = options.stage_files_by_mount
+        && !options.keep_failed
+        && payload.cache.is_empty()
+        && !payload.dependencies.iter().any(|d| {
+            d.artifacts_file
+                .as_ref()
+                .is_some_and(|f| !f.filename.is_empty())
+        });
+    let staging = if staged { Staging::new().ok() } else { None };
+    let build = match &staging {
+        Some(staging) => {
+            let mut with_mount = build_config.clone();
+            with_mount.read_only_binds = vec![(
+                staging.dir.path().to_string_lossy().into_owned(),
+                STAGING_MOUNT.to_string(),
+            )];
+            // An engine that cannot mount the directory (a confined or remote one) gets the
+            // files as a tar instead.
+            JobContainer::create(engine, owner, &with_mount).await.ok()
+        }
+        None => None,
+    };
+    let staging = if build.is_some() { staging } else { None };
+    let build = match build {
+        Some(build) => build,
+        None => {
+            build_config.read_only_binds.clear();
+            JobContainer::create(engine, owner, &build_config)
+                .await
+                .map_err(Failure::system)?
+        }
+    };
     resources.containers.insert(0, build.clone());
+    // Where the sources go (`None`: a tar into the container) and the staging's marker.
+    let staged_at = staging.as_ref().map(|s| (s.src(), s.marker.clone()));
+    resources.staging = staging;
 
     trace.section_start("prepare_script", "Preparing environment");
     trace.line(&format!("Running on {} via {}...", build.name, host_name()));
@@ -401,12 +495,24 @@ async fn run_stages(
         build: &build,
         project_dir: &project_dir,
     };
-    let files = prepare_files(payload, io, trace, options, &job_cache, &build_files);
+    let files = prepare_files(
+        payload,
+        io,
+        trace,
+        options,
+        &job_cache,
+        &build_files,
+        staged_at.as_ref().map(|(src, _)| src.as_path()),
+    );
     let (first_stage, files) = tokio::join!(first_stage, files);
-    let checkout = match files? {
-        Ok(checkout) => checkout,
+    let (checkout, git_config) = match files? {
+        Ok(files) => files,
         Err(failed) => return Ok(failed),
     };
+    // The first stage to run copies the staged files in (the container keeps them after).
+    let mut prelude = staged_at
+        .as_ref()
+        .map(|(_, marker)| copy_in_prelude(&project_dir, marker, git_config.as_deref()));
     let mut first_stage = first_stage.transpose().map_err(Failure::system)?;
 
     // step_script (and any other non-after_script steps, in order)
@@ -426,11 +532,13 @@ async fn run_stages(
             &stage,
             &format!("Executing \"{stage}\" stage of the job script"),
         );
+        let opening = prelude.take();
         let script = StageScript {
             project_dir: &project_dir,
             variables: &script_vars,
             commands: &step.script,
             debug_trace,
+            prelude: opening.as_deref(),
         };
         let remaining = job_timeout.saturating_sub(started.elapsed());
         let stage_run = match first_stage.take() {
@@ -475,11 +583,13 @@ async fn run_stages(
             value: job_status.into(),
             file: false,
         });
+        let opening = prelude.take();
         let script = StageScript {
             project_dir: &project_dir,
             variables: &after_vars,
             commands: &after.script,
             debug_trace,
+            prelude: opening.as_deref(),
         };
         // after_script has its own 5-minute budget and is not cancelled by a graceful cancel.
         let end = build
