@@ -130,7 +130,10 @@ debian:
     .await
     .expect("session");
     let report = session.run(&[]).await.unwrap();
+    let staging = report.dir.join("staging");
+    assert!(staging.is_dir(), "staged under the pipeline's directory");
     session.shutdown().await;
+    assert!(!staging.exists(), "staged files outlive the session");
     for name in ["busybox", "debian"] {
         let job = report.job(name).unwrap();
         assert_eq!(job.status, Status::Success, "{name}: {}", job.log);

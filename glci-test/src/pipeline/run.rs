@@ -181,6 +181,9 @@ fn hint(planned: &[String]) -> String {
     }
 }
 
+/// The pipeline directory's subdirectory for checkouts and staged job files.
+const STAGING_DIR: &str = "staging";
+
 /// One pipeline being run.
 pub struct Session {
     shared: Arc<Shared>,
@@ -459,13 +462,23 @@ impl Session {
             // The built-in runner takes every job, tagged or not: it stands for "the
             // project's runners".
             let creds = shared.server.create_runner(&tags, true);
+            // Checkouts and staged job files live with the pipeline: removed when the session
+            // ends, and with the pipeline's directory if the process dies first.
+            let staging_root = {
+                let root = shared.dir.join(STAGING_DIR);
+                std::fs::create_dir_all(&root).ok().map(|_| root)
+            };
             let executor = ExecutorOptions {
                 default_image: options.default_image.clone(),
                 services_timeout: options.services_timeout,
                 keep_failed: options.keep_failed,
                 deferred_cleanup: Some(cleanup.clone()),
-                source_cache: Some(crate::runner::sources::SourceCache::default()),
+                source_cache: Some(match &staging_root {
+                    Some(root) => crate::runner::sources::SourceCache::in_dir(root.clone()),
+                    None => crate::runner::sources::SourceCache::default(),
+                }),
                 stage_files_by_mount: engine_gateway.is_some(),
+                staging_root: staging_root.clone(),
                 // Shared: the cache outlives the per-pipeline runner tokens, so the next run
                 // finds it.
                 cache: Some(CacheConfig {
@@ -661,6 +674,8 @@ impl Session {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
         self.cleanup.wait().await;
+        let staging = self.shared.dir.join(STAGING_DIR);
+        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(staging)).await;
         if let Some(owner) = self.guard.owner_id.take() {
             let kept: Vec<String> = self
                 .shared

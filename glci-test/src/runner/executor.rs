@@ -62,6 +62,9 @@ pub struct ExecutorOptions {
     /// instead of a tar the engine extracts (about 80 ms less per job). Jobs that restore a
     /// cache or artifacts, and `keep_failed` runs, still use the tar.
     pub stage_files_by_mount: bool,
+    /// Where staging directories are made (`None`: the system's temporary directory). Best
+    /// on the file system of `source_cache`'s checkouts, which staging hard-links.
+    pub staging_root: Option<std::path::PathBuf>,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -104,6 +107,7 @@ impl Default for ExecutorOptions {
             source_cache: None,
             cache: None,
             stage_files_by_mount: false,
+            staging_root: None,
         }
     }
 }
@@ -171,8 +175,13 @@ struct Staging {
 }
 
 impl Staging {
-    fn new() -> std::io::Result<Staging> {
-        let dir = tempfile::Builder::new().prefix("glci-job-").tempdir()?;
+    fn new(root: Option<&Path>) -> std::io::Result<Staging> {
+        let mut builder = tempfile::Builder::new();
+        builder.prefix("glci-job-");
+        let dir = match root {
+            Some(root) => builder.tempdir_in(root)?,
+            None => builder.tempdir()?,
+        };
         // Readable by the container's root also when the engine maps it to another user.
         #[cfg(unix)]
         {
@@ -439,7 +448,11 @@ async fn run_stages(
                 .as_ref()
                 .is_some_and(|f| !f.filename.is_empty())
         });
-    let staging = if staged { Staging::new().ok() } else { None };
+    let staging = if staged {
+        Staging::new(options.staging_root.as_deref()).ok()
+    } else {
+        None
+    };
     let build = match &staging {
         Some(staging) => {
             let mut with_mount = build_config.clone();

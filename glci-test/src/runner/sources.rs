@@ -35,7 +35,11 @@ pub struct Checkout {
 /// again (a fifth of a second per job). The log says what the fetch would have said, so logs
 /// do not depend on the order jobs ran in.
 #[derive(Debug, Clone, Default)]
-pub struct SourceCache(Arc<tokio::sync::Mutex<HashMap<String, CacheSlot>>>);
+pub struct SourceCache {
+    slots: Arc<tokio::sync::Mutex<HashMap<String, CacheSlot>>>,
+    /// Where checkouts are made (`None`: the system's temporary directory).
+    root: Option<std::path::PathBuf>,
+}
 
 /// One checkout, filled by the first job that needs it while later ones wait.
 type CacheSlot = Arc<tokio::sync::Mutex<Option<Cached>>>;
@@ -49,8 +53,25 @@ struct Cached {
 }
 
 impl SourceCache {
+    /// A cache whose checkouts are made under `root` (an existing directory): the same file
+    /// system as the jobs' staging directories, so that staging hard-links instead of copying.
+    pub fn in_dir(root: std::path::PathBuf) -> SourceCache {
+        SourceCache {
+            slots: Arc::default(),
+            root: Some(root),
+        }
+    }
+
     async fn entry(&self, key: String) -> CacheSlot {
-        self.0.lock().await.entry(key).or_default().clone()
+        self.slots.lock().await.entry(key).or_default().clone()
+    }
+
+    fn new_checkout_dir(&self) -> Result<tempfile::TempDir, SourcesError> {
+        match &self.root {
+            Some(root) => tempfile::tempdir_in(root),
+            None => tempfile::tempdir(),
+        }
+        .map_err(|e| SourcesError(format!("making a directory for the checkout: {e}")))
     }
 }
 
@@ -88,7 +109,7 @@ pub async fn sources_tar(
             Ok((pack(cached.dir.path())?, cached.checkout.clone()))
         }
         None => {
-            let dir = tempfile::tempdir().map_err(|e| SourcesError(e.to_string()))?;
+            let dir = cache.new_checkout_dir()?;
             let checkout = get_sources(payload, dir.path(), trace).await?;
             let tar = pack(dir.path())?;
             *slot = Some(Cached {
@@ -128,7 +149,7 @@ pub async fn sources_into(
             Some(config.replace(&cached.repo_url, &payload.git_info.repo_url))
         }
         None => {
-            let dir = tempfile::tempdir().map_err(|e| SourcesError(e.to_string()))?;
+            let dir = cache.new_checkout_dir()?;
             let checkout = get_sources(payload, dir.path(), trace).await?;
             *slot = Some(Cached {
                 dir,
