@@ -450,6 +450,7 @@ fn read_root(tree: &Node, errors: &mut Vec<LintError>) -> Option<PipelineConfig>
     let defaults = collect_defaults(root, errors);
 
     let mut jobs = IndexMap::new();
+    let mut tasks: Vec<(usize, &str, &Node, &Mapping)> = Vec::new();
     let mut visible = 0usize;
     for (key, node) in root {
         let name = key.name.as_str();
@@ -486,11 +487,30 @@ fn read_root(tree: &Node, errors: &mut Vec<LintError>) -> Option<PipelineConfig>
             continue;
         };
         visible += 1;
+        // Read below, in parallel; `errors.len()` is where this job's errors go.
+        tasks.push((errors.len(), name, node, map));
+    }
+    // Each job reads on its own (its defaults, its keys), so big pipelines read them on two
+    // threads; the errors are put back where the sequential loop would have pushed them.
+    let read = super::split::map_in_order(&tasks, |&(_, name, node, map)| {
+        let mut job_errors = Vec::new();
         let job_defaults = defaults_for(map, &defaults);
-        if let Some(job) = parse_job(name, node, &job_defaults, errors) {
+        let job = parse_job(name, node, &job_defaults, &mut job_errors);
+        (job, job_errors)
+    });
+    let mut merged = Vec::with_capacity(errors.len());
+    let mut earlier = std::mem::take(errors).into_iter();
+    let mut taken = 0;
+    for (&(at, name, _, _), (job, job_errors)) in tasks.iter().zip(read) {
+        merged.extend(earlier.by_ref().take(at - taken));
+        taken = at;
+        merged.extend(job_errors);
+        if let Some(job) = job {
             jobs.insert(name.to_string(), job);
         }
     }
+    merged.extend(earlier);
+    *errors = merged;
     if visible == 0 && errors.is_empty() {
         errors.push(LintError::new(
             Some(&tree.span),

@@ -13,6 +13,7 @@ use super::only_except::{self, PolicyEnv};
 use super::parallel::{self, Instance};
 use super::rules::{self, RuleEnv};
 use super::scope::{last_wins, Scope};
+use super::split;
 use super::validate::{self, resolve_need};
 use super::var_cycles;
 use super::{Excluded, Plan, PlanContext, PlanError, PlannedEnvironment, PlannedJob, PlannedNeed};
@@ -58,6 +59,14 @@ fn pipeline_name(
     scope.push(&values);
     let expanded = condition::expand(source, &scope).trim().to_string();
     (!expanded.is_empty()).then_some(expanded)
+}
+
+/// What planning made of one job instance.
+enum Outcome {
+    /// Its stage does not exist (validation reports that; planning leaves it out).
+    Skipped,
+    Excluded(Excluded),
+    Planned(Box<PlannedJob>),
 }
 
 /// Plans the pipeline for `ctx.event`. `Ok` with `created: false` when workflow rules filter
@@ -123,11 +132,12 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
     };
     let has_workflow_rules = config.has_workflow_rules();
     let expanded = validate::expand(config);
-    let mut jobs = Vec::new();
-    let mut excluded = Vec::new();
-    for (inst, job) in &expanded.jobs {
+    // Every job is planned on its own against the pipeline-wide scope, so big pipelines
+    // plan them on two threads; the outcomes are taken in file order, so the first error
+    // and the order of jobs and exclusions are the sequential loop's.
+    let plan_job = |(inst, job): &(Instance, &JobConfig)| -> Result<Outcome, PlanError> {
         let Some(stage_index) = config.stage_index(&job.stage) else {
-            continue;
+            return Ok(Outcome::Skipped);
         };
         let mut yaml: IndexMap<String, Variable> = top
             .iter()
@@ -203,15 +213,16 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 ))
             })?;
             let Some(rule) = matched else {
-                excluded.push(Excluded::new(&inst.name, "no rule in `rules` matched"));
-                continue;
+                return Ok(Outcome::Excluded(Excluded::new(
+                    &inst.name,
+                    "no rule in `rules` matched",
+                )));
             };
             if rule.when == Some(When::Never) {
-                excluded.push(Excluded::new(
+                return Ok(Outcome::Excluded(Excluded::new(
                     &inst.name,
                     format!("the rule at {} has `when: never`", rule.span),
-                ));
-                continue;
+                )));
             }
             if let Some(w) = rule.when {
                 when = w;
@@ -260,16 +271,17 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 } else {
                     "`only` does not match this pipeline"
                 };
-                excluded.push(Excluded::new(&inst.name, why));
-                continue;
+                return Ok(Outcome::Excluded(Excluded::new(&inst.name, why)));
             }
             if job
                 .except
                 .as_ref()
                 .is_some_and(|e| only_except::any_satisfied(e, &penv))
             {
-                excluded.push(Excluded::new(&inst.name, "`except` matches this pipeline"));
-                continue;
+                return Ok(Outcome::Excluded(Excluded::new(
+                    &inst.name,
+                    "`except` matches this pipeline",
+                )));
             }
         }
         // The job's variables as GitLab sorts them for the runner: pipeline variables over
@@ -319,7 +331,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             .iter()
             .map(|t| condition::expand_existing(t, &scope))
             .collect();
-        jobs.push(PlannedJob {
+        Ok(Outcome::Planned(Box::new(PlannedJob {
             name: inst.name.clone(),
             group: job.name.clone(),
             stage: job.stage.clone(),
@@ -347,7 +359,16 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             interruptible,
             coverage: job.coverage.clone(),
             resource_group: job.resource_group.clone(),
-        });
+        })))
+    };
+    let mut jobs = Vec::with_capacity(expanded.jobs.len());
+    let mut excluded = Vec::new();
+    for outcome in split::map_in_order(&expanded.jobs, plan_job) {
+        match outcome? {
+            Outcome::Skipped => {}
+            Outcome::Excluded(e) => excluded.push(e),
+            Outcome::Planned(job) => jobs.push(*job),
+        }
     }
 
     seed_needs(&mut jobs)?;
