@@ -137,14 +137,14 @@ impl Builder {
                     }
                 };
                 self.count(size, &at)?;
-                self.complete(node, false, 0, size)
+                self.complete(node, false, 0)
             }
             Event::Scalar(text, style, anchor, tag) => {
                 self.count(1, &at)?;
                 let tag = tag.as_deref();
                 let str_tagged = tag.is_some_and(|t| is_core(t, "str"));
                 let value = self.scalar(&text, style, tag, &at)?;
-                self.complete(Node::new(value, at), str_tagged, anchor, 1)
+                self.complete(Node::new(value, at), str_tagged, anchor)
             }
             Event::SequenceStart(anchor, tag) => {
                 self.count(1, &at)?;
@@ -183,13 +183,12 @@ impl Builder {
                     anchor,
                     reference,
                 }) => {
-                    let size = 1 + items.iter().map(node_count).sum::<usize>();
                     let value = if reference {
                         reference_value(&items, &span)?
                     } else {
                         Value::Seq(items)
                     };
-                    self.complete(Node::new(value, span), false, anchor, size)
+                    self.complete(Node::new(value, span), false, anchor)
                 }
                 _ => Err(ConfigError::at(&at, "unbalanced YAML sequence end")),
             },
@@ -203,9 +202,7 @@ impl Builder {
                     if let Some((k, _)) = key {
                         return Err(ConfigError::at(&k.span, "mapping key without a value"));
                     }
-                    let node = Node::new(Value::Map(map), span);
-                    let size = node_count(&node);
-                    self.complete(node, false, anchor, size)
+                    self.complete(Node::new(Value::Map(map), span), false, anchor)
                 }
                 _ => Err(ConfigError::at(&at, "unbalanced YAML mapping end")),
             },
@@ -270,9 +267,11 @@ impl Builder {
         node: Node,
         str_tagged: bool,
         anchor: usize,
-        size: usize,
     ) -> Result<(), ConfigError> {
         if anchor != 0 {
+            // Sized only here: counting every collection as it closed walked each subtree
+            // once per enclosing level, for nothing when no alias would ever copy it.
+            let size = node_count(&node);
             self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
@@ -374,13 +373,21 @@ fn key_text(value: &Value) -> Option<String> {
 /// merges a mapping, or a sequence of mappings with earlier ones winning, over what is already
 /// there; later keys override; a repeated key keeps its first position and takes the last value.
 fn insert_pair(map: &mut Mapping, k: Node, k_str_tagged: bool, v: Node) -> Result<(), ConfigError> {
-    let Some(name) = key_text(&k.value) else {
-        return Err(ConfigError::at(
-            &k.span,
-            "mapping keys must be scalars (strings, numbers, booleans)",
-        ));
+    // The key's string is moved into the `Key`, not copied: one allocation less per key.
+    let Node { value, span } = k;
+    let name = match value {
+        Value::String(s) => s,
+        other => match key_text(&other) {
+            Some(name) => name,
+            None => {
+                return Err(ConfigError::at(
+                    &span,
+                    "mapping keys must be scalars (strings, numbers, booleans)",
+                ))
+            }
+        },
     };
-    let key = Key::new(name, k.span);
+    let key = Key::new(name, span);
     if key.name == "<<" && !k_str_tagged {
         match &v.value {
             Value::Map(merged) => {
