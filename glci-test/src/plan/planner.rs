@@ -1,9 +1,9 @@
 //! Pipeline creation (`Gitlab::Ci::Pipeline::Chain`): workflow rules, then per job
 //! `rules` or `only`/`except`, rule attributes, seed checks on `needs`, stage pruning.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
-use indexmap::IndexMap;
+use crate::plan::StrMap;
 
 use super::condition;
 use super::environment;
@@ -23,7 +23,7 @@ const NO_JOBS: &str = "Pipeline will not run for the selected trigger. The rules
 /// `ci_needs_size_limit`.
 const MAX_NEEDS: usize = 50;
 
-fn values(vars: &IndexMap<String, Variable>) -> IndexMap<String, String> {
+fn values(vars: &StrMap<Variable>) -> StrMap<String> {
     vars.iter()
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect()
@@ -36,9 +36,9 @@ fn values(vars: &IndexMap<String, Variable>) -> IndexMap<String, String> {
 /// `$PROJECT1_PIPELINE_NAME`. On a reference cycle the values stay unexpanded, as in GitLab.
 fn pipeline_name(
     source: &str,
-    predefined: &IndexMap<String, String>,
-    top: &IndexMap<String, Variable>,
-    pipeline_vars: &IndexMap<String, String>,
+    predefined: &StrMap<String>,
+    top: &StrMap<Variable>,
+    pipeline_vars: &StrMap<String>,
 ) -> Option<String> {
     let plain = |(k, v): (&String, &String)| crate::vars::Variable::new(k.clone(), v.clone());
     let mut all: Vec<crate::vars::Variable> = predefined.iter().map(plain).collect();
@@ -139,7 +139,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
         let Some(stage_index) = config.stage_index(&job.stage) else {
             return Ok(Outcome::Skipped);
         };
-        let mut yaml: IndexMap<String, Variable> = top
+        let mut yaml: StrMap<Variable> = top
             .iter()
             .filter(|(k, _)| job.inherit.variables.allows(k))
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -421,8 +421,8 @@ fn sorted_by_stage(jobs: Vec<PlannedJob>) -> Vec<PlannedJob> {
 }
 
 /// Per-job predefined variables rules can see.
-fn job_predefined(inst: &Instance, job: &JobConfig) -> IndexMap<String, String> {
-    let mut vars = IndexMap::with_capacity(6);
+fn job_predefined(inst: &Instance, job: &JobConfig) -> StrMap<String> {
+    let mut vars = StrMap::with_capacity_and_hasher(6, Default::default());
     vars.insert("CI_JOB_NAME".to_string(), inst.name.clone());
     vars.insert("CI_JOB_STAGE".to_string(), job.stage.clone());
     let (index, total) = inst.node.unwrap_or((0, 1));
@@ -474,7 +474,7 @@ fn seed_needs(jobs: &mut [PlannedJob]) -> Result<(), PlanError> {
 fn fill_dependencies(
     jobs: &mut [PlannedJob],
     config: &PipelineConfig,
-    parallel_names: &IndexMap<String, Vec<String>>,
+    parallel_names: &StrMap<Vec<String>>,
 ) {
     // `jobs` is sorted by stage here, so the jobs of earlier stages are a prefix of `order`:
     // taking that prefix instead of testing every job's stage keeps a pipeline of many
