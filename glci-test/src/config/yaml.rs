@@ -56,33 +56,62 @@ pub fn parse_documents(text: &str, file: &str) -> Result<Documents, ConfigError>
     Ok(Documents { header, content })
 }
 
+/// One parser item: an event and where it was written, or the parser's error.
+type Item<'a> = Result<(Event<'a>, saphyr_parser::Span), saphyr_parser::ScanError>;
+
+/// Events handed from the parsing thread to the building one at a time.
+const BATCH: usize = 1024;
+/// Below this size a file is parsed and built on one thread (a thread costs more).
+const PIPELINE_BYTES: usize = 64 * 1024;
+
 fn parse_all(text: &str, file: &Arc<str>) -> Result<Vec<Node>, ConfigError> {
+    let pipelined = text.len() >= PIPELINE_BYTES && crate::plan::split::two_cores();
+    build_documents(text, file, pipelined)
+}
+
+/// The documents of `text`, parsed and built on one thread or (`pipelined`) two.
+fn build_documents(text: &str, file: &Arc<str>, pipelined: bool) -> Result<Vec<Node>, ConfigError> {
     let mut builder = Builder {
         stack: Vec::new(),
         anchors: HashMap::new(),
         nodes: 0,
         docs: Vec::new(),
     };
-    for item in Parser::new_from_str(text) {
-        let (event, span) = item.map_err(|e| {
-            let m = e.marker();
-            ConfigError::at(
-                &Span {
-                    file: file.clone(),
-                    line: u32::try_from(m.line()).unwrap_or(u32::MAX),
-                    col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
-                },
-                e.info().to_string(),
-            )
-        })?;
-        let at = Span {
-            file: file.clone(),
-            line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
-            col: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
-        };
-        builder.event(event, at)?;
+    if !pipelined {
+        for item in Parser::new_from_str(text) {
+            builder.item(item, file)?;
+        }
+        return Ok(builder.docs);
     }
-    Ok(builder.docs)
+    // A big file is parsed on a second thread while this one builds the tree from the
+    // events already parsed: scanning (saphyr) is two thirds of the work and building the
+    // other third, so the two overlap. Events arrive in order and building stops at the
+    // first error, parser's or builder's, exactly as the one-thread loop does; dropping the
+    // receiver then stops the parser at its next batch.
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item<'_>>>(8);
+        s.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            for item in Parser::new_from_str(text) {
+                let failed = item.is_err();
+                batch.push(item);
+                if failed || batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(full).is_err() || failed {
+                        return;
+                    }
+                }
+            }
+            // The receiver may be gone already (it stopped at an error): nothing to do then.
+            let _ = tx.send(batch);
+        });
+        for batch in rx {
+            for item in batch {
+                builder.item(item, file)?;
+            }
+        }
+        Ok(builder.docs)
+    })
 }
 
 enum Frame {
@@ -117,6 +146,27 @@ fn is_reference(tag: &Tag) -> bool {
 }
 
 impl Builder {
+    /// One parser item: its error as a configuration error, or its event built in.
+    fn item(&mut self, item: Item<'_>, file: &Arc<str>) -> Result<(), ConfigError> {
+        let (event, span) = item.map_err(|e| {
+            let m = e.marker();
+            ConfigError::at(
+                &Span {
+                    file: file.clone(),
+                    line: u32::try_from(m.line()).unwrap_or(u32::MAX),
+                    col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
+                },
+                e.info().to_string(),
+            )
+        })?;
+        let at = Span {
+            file: file.clone(),
+            line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
+            col: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
+        };
+        self.event(event, at)
+    }
+
     fn event(&mut self, event: Event<'_>, at: Span) -> Result<(), ConfigError> {
         match event {
             Event::Nothing
@@ -262,12 +312,7 @@ impl Builder {
         }
     }
 
-    fn complete(
-        &mut self,
-        node: Node,
-        str_tagged: bool,
-        anchor: usize,
-    ) -> Result<(), ConfigError> {
+    fn complete(&mut self, node: Node, str_tagged: bool, anchor: usize) -> Result<(), ConfigError> {
         if anchor != 0 {
             // Sized only here: counting every collection as it closed walked each subtree
             // once per enclosing level, for nothing when no alias would ever copy it.

@@ -21,7 +21,7 @@ mod planner;
 pub mod predefined;
 mod rules;
 mod scope;
-mod split;
+pub(crate) mod split;
 pub mod status;
 mod validate;
 mod var_cycles;

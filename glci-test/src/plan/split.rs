@@ -12,7 +12,7 @@ use crate::threads::join;
 const MIN_ITEMS: usize = 64;
 
 /// Whether a second core is there to use (asked once: the answer reads cgroup files).
-fn two_cores() -> bool {
+pub(crate) fn two_cores() -> bool {
     static CORES: OnceLock<bool> = OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().is_ok_and(|n| n.get() > 1))
 }
