@@ -18,10 +18,10 @@ use std::path::PathBuf;
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::git::{self, GitError, Repo, RepoFacts};
 use crate::plan::predefined::{self, PipelineContext};
+use crate::plan::StrMap;
 use crate::plan::{
     self, Event, LintError, PipelineConfig, PipelineSource, Plan, PlanContext, PlanError,
 };
-use crate::plan::StrMap;
 use crate::threads::join;
 
 /// What a pipeline is made from.

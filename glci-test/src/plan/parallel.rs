@@ -58,7 +58,8 @@ pub fn instances(job: &JobConfig) -> Vec<Instance> {
             let total = u32::try_from(rows.len()).unwrap_or(u32::MAX);
             // Identical value lists give identical names: the later one replaces the earlier
             // in place, as a Ruby hash assignment would.
-            let mut out: StrMap<Instance> = StrMap::with_capacity_and_hasher(rows.len(), Default::default());
+            let mut out: StrMap<Instance> =
+                StrMap::with_capacity_and_hasher(rows.len(), Default::default());
             for (i, row) in rows.iter().enumerate() {
                 let name = matrix_name(&job.name, row);
                 let index = u32::try_from(i + 1).unwrap_or(u32::MAX);

@@ -162,11 +162,7 @@ pub fn variables(
 }
 
 /// `rules:variables`, `services:variables`: scalars only.
-pub fn plain_variables(
-    node: &Node,
-    loc: &str,
-    errors: &mut Vec<LintError>,
-) -> StrMap<String> {
+pub fn plain_variables(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> StrMap<String> {
     let mut out = StrMap::default();
     let Some(map) = node.as_map() else {
         if !matches!(node.value, Value::Null) {
