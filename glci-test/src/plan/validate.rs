@@ -71,7 +71,9 @@ pub fn logical(config: &PipelineConfig) -> Result<(), LintError> {
             .get(name)
             .and_then(|&i| config.stage_index(&expanded.jobs[i].1.stage))
     };
-    for (inst, job) in &expanded.jobs {
+    // Each job is checked on its own (read-only), so big pipelines check them on two
+    // threads; the first error in file order is the one reported, as in one loop.
+    let check_job = |(inst, job): &(Instance, &JobConfig)| -> Result<(), LintError> {
         let name = &inst.name;
         let Some(stage_idx) = config.stage_index(&job.stage) else {
             return Err(LintError::new(
@@ -165,7 +167,10 @@ pub fn logical(config: &PipelineConfig) -> Result<(), LintError> {
                 }
             }
         }
-        check_on_stop(config, name, job)?;
+        check_on_stop(config, name, job)
+    };
+    for checked in super::split::map_in_order(&expanded.jobs, check_job) {
+        checked?;
     }
     check_cycles(&expanded)
 }
