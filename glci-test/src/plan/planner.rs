@@ -574,4 +574,82 @@ job:
             "variables:\n  A: 'a $B'\n  B: 'b $A'\nworkflow:\n  name: $A\njob:\n  script: x\n";
         assert_eq!(name_for(cycle, &[]).as_deref(), Some("a $B"));
     }
+
+    /// A pipeline big enough to be read, checked and planned on two threads: `extra(i)` is
+    /// added to job `i`; odd jobs run only on tags.
+    fn big(extra: impl Fn(usize) -> &'static str) -> String {
+        let mut y = String::new();
+        for i in 0..300 {
+            let rules = if i % 2 == 1 {
+                "  rules: [{if: $CI_COMMIT_TAG}]\n"
+            } else {
+                ""
+            };
+            y.push_str(&format!(
+                "job-{i}:\n  script: [echo {i}]\n{rules}{}",
+                extra(i)
+            ));
+        }
+        y
+    }
+
+    fn plan_of(yaml: &str) -> Result<Plan, String> {
+        let tree = parse_yaml(yaml, ".gitlab-ci.yml")
+            .and_then(resolve_tree)
+            .map_err(|e| e.to_string())?;
+        let config = validate(&tree).map_err(|e| format!("{e:?}"))?;
+        let ctx = PlanContext {
+            event: Event {
+                source: PipelineSource::Push,
+                branch: Some("main".into()),
+                ..Event::default()
+            },
+            ..PlanContext::default()
+        };
+        plan(&config, &ctx).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn big_pipelines_keep_file_order_and_the_first_error() {
+        let p = plan_of(&big(|_| "")).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<String> = p.jobs.iter().map(|j| j.name.clone()).collect();
+        let want: Vec<String> = (0..300).step_by(2).map(|i| format!("job-{i}")).collect();
+        assert_eq!(names, want);
+        let excluded: Vec<&str> = p.excluded.iter().map(|e| e.name.as_str()).collect();
+        let want: Vec<String> = (1..300).step_by(2).map(|i| format!("job-{i}")).collect();
+        assert_eq!(excluded, want);
+
+        // Entry errors come back in file order, all of them.
+        let e = plan_of(&big(|i| {
+            if i == 10 || i == 250 {
+                "  bogus: 1\n"
+            } else {
+                ""
+            }
+        }))
+        .err()
+        .unwrap_or_default();
+        let (first, second) = (e.find("jobs:job-10"), e.find("jobs:job-250"));
+        assert!(first.is_some() && second.is_some() && first < second, "{e}");
+        // Logical and planning errors: the first job's.
+        let e = plan_of(&big(|i| {
+            if i == 30 || i == 280 {
+                "  needs: [nope]\n"
+            } else {
+                ""
+            }
+        }))
+        .err()
+        .unwrap_or_default();
+        assert!(e.contains("job-30 job: undefined need: nope"), "{e}");
+        let cycle = |i| {
+            if i == 20 || i == 250 {
+                "  variables: {A: $B, B: $A}\n"
+            } else {
+                ""
+            }
+        };
+        let e = plan_of(&big(cycle)).err().unwrap_or_default();
+        assert!(e.contains("job-20") && !e.contains("job-250"), "{e}");
+    }
 }
