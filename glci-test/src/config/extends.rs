@@ -2,7 +2,7 @@
 //! bases in order, each itself extended first, deep-merged, then the job on top; the result
 //! keeps its `extends` key. Errors use GitLab's wording, named after the entry where found.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::error::ConfigError;
 use super::merge::deep_merge;

@@ -56,33 +56,62 @@ pub fn parse_documents(text: &str, file: &str) -> Result<Documents, ConfigError>
     Ok(Documents { header, content })
 }
 
+/// One parser item: an event and where it was written, or the parser's error.
+type Item<'a> = Result<(Event<'a>, saphyr_parser::Span), saphyr_parser::ScanError>;
+
+/// Events handed from the parsing thread to the building one at a time.
+const BATCH: usize = 1024;
+/// Below this size a file is parsed and built on one thread (a thread costs more).
+const PIPELINE_BYTES: usize = 64 * 1024;
+
 fn parse_all(text: &str, file: &Arc<str>) -> Result<Vec<Node>, ConfigError> {
+    let pipelined = text.len() >= PIPELINE_BYTES && crate::plan::split::two_cores();
+    build_documents(text, file, pipelined)
+}
+
+/// The documents of `text`, parsed and built on one thread or (`pipelined`) two.
+fn build_documents(text: &str, file: &Arc<str>, pipelined: bool) -> Result<Vec<Node>, ConfigError> {
     let mut builder = Builder {
         stack: Vec::new(),
         anchors: HashMap::new(),
         nodes: 0,
         docs: Vec::new(),
     };
-    for item in Parser::new_from_str(text) {
-        let (event, span) = item.map_err(|e| {
-            let m = e.marker();
-            ConfigError::at(
-                &Span {
-                    file: file.clone(),
-                    line: u32::try_from(m.line()).unwrap_or(u32::MAX),
-                    col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
-                },
-                e.info().to_string(),
-            )
-        })?;
-        let at = Span {
-            file: file.clone(),
-            line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
-            col: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
-        };
-        builder.event(event, at)?;
+    if !pipelined {
+        for item in Parser::new_from_str(text) {
+            builder.item(item, file)?;
+        }
+        return Ok(builder.docs);
     }
-    Ok(builder.docs)
+    // A big file is parsed on a second thread while this one builds the tree from the
+    // events already parsed: scanning (saphyr) is two thirds of the work and building the
+    // other third, so the two overlap. Events arrive in order and building stops at the
+    // first error, parser's or builder's, exactly as the one-thread loop does; dropping the
+    // receiver then stops the parser at its next batch.
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item<'_>>>(8);
+        s.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH);
+            for item in Parser::new_from_str(text) {
+                let failed = item.is_err();
+                batch.push(item);
+                if failed || batch.len() == BATCH {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+                    if tx.send(full).is_err() || failed {
+                        return;
+                    }
+                }
+            }
+            // The receiver may be gone already (it stopped at an error): nothing to do then.
+            let _ = tx.send(batch);
+        });
+        for batch in rx {
+            for item in batch {
+                builder.item(item, file)?;
+            }
+        }
+        Ok(builder.docs)
+    })
 }
 
 enum Frame {
@@ -117,6 +146,27 @@ fn is_reference(tag: &Tag) -> bool {
 }
 
 impl Builder {
+    /// One parser item: its error as a configuration error, or its event built in.
+    fn item(&mut self, item: Item<'_>, file: &Arc<str>) -> Result<(), ConfigError> {
+        let (event, span) = item.map_err(|e| {
+            let m = e.marker();
+            ConfigError::at(
+                &Span {
+                    file: file.clone(),
+                    line: u32::try_from(m.line()).unwrap_or(u32::MAX),
+                    col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
+                },
+                e.info().to_string(),
+            )
+        })?;
+        let at = Span {
+            file: file.clone(),
+            line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
+            col: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
+        };
+        self.event(event, at)
+    }
+
     fn event(&mut self, event: Event<'_>, at: Span) -> Result<(), ConfigError> {
         match event {
             Event::Nothing
@@ -137,14 +187,14 @@ impl Builder {
                     }
                 };
                 self.count(size, &at)?;
-                self.complete(node, false, 0, size)
+                self.complete(node, false, 0)
             }
             Event::Scalar(text, style, anchor, tag) => {
                 self.count(1, &at)?;
                 let tag = tag.as_deref();
                 let str_tagged = tag.is_some_and(|t| is_core(t, "str"));
                 let value = self.scalar(&text, style, tag, &at)?;
-                self.complete(Node::new(value, at), str_tagged, anchor, 1)
+                self.complete(Node::new(value, at), str_tagged, anchor)
             }
             Event::SequenceStart(anchor, tag) => {
                 self.count(1, &at)?;
@@ -183,13 +233,12 @@ impl Builder {
                     anchor,
                     reference,
                 }) => {
-                    let size = 1 + items.iter().map(node_count).sum::<usize>();
                     let value = if reference {
                         reference_value(&items, &span)?
                     } else {
                         Value::Seq(items)
                     };
-                    self.complete(Node::new(value, span), false, anchor, size)
+                    self.complete(Node::new(value, span), false, anchor)
                 }
                 _ => Err(ConfigError::at(&at, "unbalanced YAML sequence end")),
             },
@@ -203,9 +252,7 @@ impl Builder {
                     if let Some((k, _)) = key {
                         return Err(ConfigError::at(&k.span, "mapping key without a value"));
                     }
-                    let node = Node::new(Value::Map(map), span);
-                    let size = node_count(&node);
-                    self.complete(node, false, anchor, size)
+                    self.complete(Node::new(Value::Map(map), span), false, anchor)
                 }
                 _ => Err(ConfigError::at(&at, "unbalanced YAML mapping end")),
             },
@@ -265,14 +312,11 @@ impl Builder {
         }
     }
 
-    fn complete(
-        &mut self,
-        node: Node,
-        str_tagged: bool,
-        anchor: usize,
-        size: usize,
-    ) -> Result<(), ConfigError> {
+    fn complete(&mut self, node: Node, str_tagged: bool, anchor: usize) -> Result<(), ConfigError> {
         if anchor != 0 {
+            // Sized only here: counting every collection as it closed walked each subtree
+            // once per enclosing level, for nothing when no alias would ever copy it.
+            let size = node_count(&node);
             self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
@@ -374,13 +418,21 @@ fn key_text(value: &Value) -> Option<String> {
 /// merges a mapping, or a sequence of mappings with earlier ones winning, over what is already
 /// there; later keys override; a repeated key keeps its first position and takes the last value.
 fn insert_pair(map: &mut Mapping, k: Node, k_str_tagged: bool, v: Node) -> Result<(), ConfigError> {
-    let Some(name) = key_text(&k.value) else {
-        return Err(ConfigError::at(
-            &k.span,
-            "mapping keys must be scalars (strings, numbers, booleans)",
-        ));
+    // The key's string is moved into the `Key`, not copied: one allocation less per key.
+    let Node { value, span } = k;
+    let name = match value {
+        Value::String(s) => s,
+        other => match key_text(&other) {
+            Some(name) => name,
+            None => {
+                return Err(ConfigError::at(
+                    &span,
+                    "mapping keys must be scalars (strings, numbers, booleans)",
+                ))
+            }
+        },
     };
-    let key = Key::new(name, k.span);
+    let key = Key::new(name, span);
     if key.name == "<<" && !k_str_tagged {
         match &v.value {
             Value::Map(merged) => {

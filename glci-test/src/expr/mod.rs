@@ -14,7 +14,6 @@ pub use eval::Value;
 pub use parser::{BinaryOp, Node, Operand, Pattern};
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::vars::VariableLookup;
@@ -36,7 +35,8 @@ thread_local! {
     /// every job (shared with `!reference`, `extends` or anchors): a 1,000-job pipeline
     /// parsed ~3,000 expressions, nearly all identical, and lexing each (regex scans per
     /// token) was a fifth of validation. Parsing is pure, so a cached result is the same.
-    static CACHE: RefCell<HashMap<String, Expression>> = RefCell::new(HashMap::new());
+    /// foldhash: the lookup runs for every rule of every job, and SipHash was most of it.
+    static CACHE: RefCell<foldhash::HashMap<String, Expression>> = RefCell::default();
 }
 
 impl Expression {

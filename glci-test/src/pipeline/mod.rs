@@ -18,6 +18,7 @@ use std::path::PathBuf;
 use crate::config::{self, ConfigError, LoadOptions};
 use crate::git::{self, GitError, Repo, RepoFacts};
 use crate::plan::predefined::{self, PipelineContext};
+use crate::plan::StrMap;
 use crate::plan::{
     self, Event, LintError, PipelineConfig, PipelineSource, Plan, PlanContext, PlanError,
 };
@@ -314,7 +315,7 @@ fn plan_with(
 pub struct GitSets {
     changed_files: Option<Vec<String>>,
     files: Vec<String>,
-    compare_to: indexmap::IndexMap<String, Vec<String>>,
+    compare_to: StrMap<Vec<String>>,
     diff_base_sha: Option<String>,
 }
 
@@ -334,8 +335,8 @@ fn event_with_settings(opts: &PipelineOptions) -> Event {
 
 /// Changed files for every `rules:changes:compare_to` ref the configuration names. A ref
 /// git does not know is left out; the planner reports it as GitLab does.
-fn compare_to_sets(loaded: &Loaded) -> indexmap::IndexMap<String, Vec<String>> {
-    let mut sets = indexmap::IndexMap::new();
+fn compare_to_sets(loaded: &Loaded) -> StrMap<Vec<String>> {
+    let mut sets = StrMap::default();
     let workflow_rules = loaded
         .config
         .workflow

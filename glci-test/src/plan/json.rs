@@ -1,12 +1,12 @@
 //! `Plan::to_json`: the stable JSON shape of a plan (snapshots, `cargo glci plan --json`).
 
-use indexmap::IndexMap;
+use crate::plan::StrMap;
 use serde_json::{json, Map, Value};
 
 use super::model::Variable;
 use super::{Plan, PlannedJob};
 
-fn variables(vars: &IndexMap<String, Variable>) -> Value {
+fn variables(vars: &StrMap<Variable>) -> Value {
     Value::Object(
         vars.iter()
             .map(|(k, v)| (k.clone(), Value::String(v.value.clone())))

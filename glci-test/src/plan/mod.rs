@@ -21,12 +21,11 @@ mod planner;
 pub mod predefined;
 mod rules;
 mod scope;
+pub(crate) mod split;
 pub mod status;
 mod validate;
 mod var_cycles;
 mod warnings;
-
-use indexmap::IndexMap;
 
 pub use child::child_context;
 pub use environment::{guess_tier, slug as environment_slug};
@@ -34,7 +33,7 @@ pub use event::{Event, PipelineSource};
 pub use lint::LintError;
 pub use model::{
     validate, AllowFailure, Artifacts, Cache, Environment, Image, JobConfig, PipelineConfig, Retry,
-    Service, Trigger, Variable, When,
+    Service, StrMap, Trigger, Variable, When,
 };
 pub use planner::plan;
 pub use warnings::warnings;
@@ -53,7 +52,7 @@ pub struct PlanContext {
     /// schedules...), which makes every `changes` clause true.
     pub changed_files: Option<Vec<String>>,
     /// `rules:changes:compare_to` ref → files changed between its merge base and the commit.
-    pub compare_to: IndexMap<String, Vec<String>>,
+    pub compare_to: StrMap<Vec<String>>,
     /// Every file of the commit, for `rules:exists`.
     pub files: Vec<String>,
 }
@@ -98,9 +97,9 @@ pub struct PlannedJob {
     pub services: Vec<Service>,
     /// YAML variables for this job: inherited top-level (after `workflow:rules:variables`),
     /// then job variables, matrix values and the matched rule's variables.
-    pub variables: IndexMap<String, Variable>,
+    pub variables: StrMap<Variable>,
     /// Job-level predefined variables (`CI_JOB_NAME`, `CI_NODE_*`, `CI_ENVIRONMENT_*`...).
-    pub job_variables: IndexMap<String, String>,
+    pub job_variables: StrMap<String>,
     pub before_script: Vec<String>,
     pub script: Vec<String>,
     pub after_script: Vec<String>,
@@ -137,7 +136,7 @@ pub struct Plan {
     /// `workflow:name`, expanded (`CI_PIPELINE_NAME`).
     pub name: Option<String>,
     /// Top-level YAML variables after `workflow:rules:variables`.
-    pub variables: IndexMap<String, Variable>,
+    pub variables: StrMap<Variable>,
     /// Stages that have jobs, in order.
     pub stages: Vec<String>,
     /// Jobs in stage order, then file order.

@@ -66,10 +66,10 @@ pub const DEFAULT_STAGES: [&str; 5] = [".pre", "build", "test", "deploy", ".post
 pub struct PipelineConfig {
     /// With `.pre` first and `.post` last.
     pub stages: Vec<String>,
-    pub variables: IndexMap<String, Variable>,
+    pub variables: StrMap<Variable>,
     pub workflow: Option<Workflow>,
     /// Visible jobs in file order, before `parallel` expansion.
-    pub jobs: IndexMap<String, JobConfig>,
+    pub jobs: StrMap<JobConfig>,
     /// Globs and regexps compiled while planning, shared by every plan of this config.
     pub(crate) matchers: Arc<Matchers>,
 }
@@ -178,14 +178,20 @@ pub struct Rule {
     pub when: Option<When>,
     pub start_in: Option<String>,
     pub allow_failure: Option<bool>,
-    pub variables: IndexMap<String, String>,
+    pub variables: StrMap<String>,
     pub needs: Option<Vec<Need>>,
     pub interruptible: Option<bool>,
     pub span: Span,
 }
 
 /// One `parallel:matrix` entry: variable → values, in the order written.
-pub type MatrixEntry = IndexMap<String, Vec<String>>;
+/// The planner's name → value maps (variables, jobs, matrix rows), in insertion order as
+/// GitLab keeps them. Hashed with foldhash rather than std's SipHash: the names are short and
+/// looked up constantly (every rule's variables, through every layer of every job's scope),
+/// and SipHash was about 6% of planning a 1,000-job pipeline. Seeded per map, like std's.
+pub type StrMap<V> = IndexMap<String, V, foldhash::fast::RandomState>;
+
+pub type MatrixEntry = StrMap<Vec<String>>;
 
 /// One `needs:` item.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,7 +240,7 @@ pub struct Service {
     pub alias: Option<String>,
     pub entrypoint: Option<Vec<String>>,
     pub command: Option<Vec<String>>,
-    pub variables: IndexMap<String, String>,
+    pub variables: StrMap<String>,
     pub pull_policy: Vec<String>,
 }
 
@@ -277,7 +283,7 @@ pub struct Artifacts {
     pub public: Option<bool>,
     pub access: Option<String>,
     /// Report type → paths (`coverage_report` keeps its `path`).
-    pub reports: IndexMap<String, Vec<String>>,
+    pub reports: StrMap<Vec<String>>,
 }
 
 /// `environment:`.
@@ -363,7 +369,7 @@ pub struct JobConfig {
     pub before_script: Vec<String>,
     pub script: Vec<String>,
     pub after_script: Vec<String>,
-    pub variables: IndexMap<String, Variable>,
+    pub variables: StrMap<Variable>,
     pub rules: Option<Vec<Rule>>,
     pub only: Option<Policy>,
     pub except: Option<Policy>,
@@ -443,13 +449,14 @@ fn read_root(tree: &Node, errors: &mut Vec<LintError>) -> Option<PipelineConfig>
     let stages = read_stages(root.get("stages"), errors);
     let variables = match root.get("variables") {
         Some(node) => parse::variables(node, "variables", true, errors),
-        None => IndexMap::new(),
+        None => StrMap::default(),
     };
     let mut workflow = None;
 
     let defaults = collect_defaults(root, errors);
 
-    let mut jobs = IndexMap::new();
+    let mut jobs = StrMap::default();
+    let mut tasks: Vec<(usize, &str, &Node, &Mapping)> = Vec::new();
     let mut visible = 0usize;
     for (key, node) in root {
         let name = key.name.as_str();
@@ -486,11 +493,30 @@ fn read_root(tree: &Node, errors: &mut Vec<LintError>) -> Option<PipelineConfig>
             continue;
         };
         visible += 1;
+        // Read below, in parallel; `errors.len()` is where this job's errors go.
+        tasks.push((errors.len(), name, node, map));
+    }
+    // Each job reads on its own (its defaults, its keys), so big pipelines read them on two
+    // threads; the errors are put back where the sequential loop would have pushed them.
+    let read = super::split::map_in_order(&tasks, |&(_, name, node, map)| {
+        let mut job_errors = Vec::new();
         let job_defaults = defaults_for(map, &defaults);
-        if let Some(job) = parse_job(name, node, &job_defaults, errors) {
+        let job = parse_job(name, node, &job_defaults, &mut job_errors);
+        (job, job_errors)
+    });
+    let mut merged = Vec::with_capacity(errors.len());
+    let mut earlier = std::mem::take(errors).into_iter();
+    let mut taken = 0;
+    for (&(at, name, _, _), (job, job_errors)) in tasks.iter().zip(read) {
+        merged.extend(earlier.by_ref().take(at - taken));
+        taken = at;
+        merged.extend(job_errors);
+        if let Some(job) = job {
             jobs.insert(name.to_string(), job);
         }
     }
+    merged.extend(earlier);
+    *errors = merged;
     if visible == 0 && errors.is_empty() {
         errors.push(LintError::new(
             Some(&tree.span),

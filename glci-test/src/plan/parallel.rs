@@ -1,7 +1,7 @@
 //! `parallel: N` and `parallel:matrix` expansion into concrete jobs, with GitLab's names
 //! (`Gitlab::Ci::Config::Normalizer`), and the name rewriting of `needs`/`dependencies`.
 
-use indexmap::IndexMap;
+use crate::plan::StrMap;
 
 use super::model::{JobConfig, MatrixEntry, Need, Parallel};
 
@@ -12,7 +12,7 @@ pub struct Instance {
     /// `(CI_NODE_INDEX, CI_NODE_TOTAL)` for parallel jobs.
     pub node: Option<(u32, u32)>,
     /// Matrix values, which override job variables of the same name.
-    pub matrix: IndexMap<String, String>,
+    pub matrix: StrMap<String>,
 }
 
 /// The cartesian product of one matrix entry, first key varying slowest.
@@ -44,13 +44,13 @@ pub fn instances(job: &JobConfig) -> Vec<Instance> {
         None => vec![Instance {
             name: job.name.clone(),
             node: None,
-            matrix: IndexMap::new(),
+            matrix: StrMap::default(),
         }],
         Some(Parallel::Count(n)) => (1..=*n)
             .map(|i| Instance {
                 name: format!("{} {i}/{n}", job.name),
                 node: Some((i, *n)),
-                matrix: IndexMap::new(),
+                matrix: StrMap::default(),
             })
             .collect(),
         Some(Parallel::Matrix(entries)) => {
@@ -58,7 +58,8 @@ pub fn instances(job: &JobConfig) -> Vec<Instance> {
             let total = u32::try_from(rows.len()).unwrap_or(u32::MAX);
             // Identical value lists give identical names: the later one replaces the earlier
             // in place, as a Ruby hash assignment would.
-            let mut out: IndexMap<String, Instance> = IndexMap::with_capacity(rows.len());
+            let mut out: StrMap<Instance> =
+                StrMap::with_capacity_and_hasher(rows.len(), Default::default());
             for (i, row) in rows.iter().enumerate() {
                 let name = matrix_name(&job.name, row);
                 let index = u32::try_from(i + 1).unwrap_or(u32::MAX);
@@ -82,7 +83,7 @@ pub fn instances(job: &JobConfig) -> Vec<Instance> {
 
 /// Replaces `$[[ matrix.VAR ]]` in a need's job name or matrix values with this instance's
 /// values. Unknown names give GitLab's error text (without the job prefix).
-pub fn interpolate_matrix(text: &str, matrix: &IndexMap<String, String>) -> Result<String, String> {
+pub fn interpolate_matrix(text: &str, matrix: &StrMap<String>) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("$[[") {
@@ -106,7 +107,7 @@ pub fn interpolate_matrix(text: &str, matrix: &IndexMap<String, String>) -> Resu
 
 /// The concrete job names one `needs` item designates. `parallel_names` maps a configured
 /// parallel job to its instance names.
-pub fn need_names(need: &Need, parallel_names: &IndexMap<String, Vec<String>>) -> Vec<String> {
+pub fn need_names(need: &Need, parallel_names: &StrMap<Vec<String>>) -> Vec<String> {
     if let Some(entries) = &need.matrix {
         return entries
             .iter()

@@ -1,9 +1,9 @@
 //! Pipeline creation (`Gitlab::Ci::Pipeline::Chain`): workflow rules, then per job
 //! `rules` or `only`/`except`, rule attributes, seed checks on `needs`, stage pruning.
 
-use std::collections::HashSet;
+use foldhash::HashSet;
 
-use indexmap::IndexMap;
+use crate::plan::StrMap;
 
 use super::condition;
 use super::environment;
@@ -13,6 +13,7 @@ use super::only_except::{self, PolicyEnv};
 use super::parallel::{self, Instance};
 use super::rules::{self, RuleEnv};
 use super::scope::{last_wins, Scope};
+use super::split;
 use super::validate::{self, resolve_need};
 use super::var_cycles;
 use super::{Excluded, Plan, PlanContext, PlanError, PlannedEnvironment, PlannedJob, PlannedNeed};
@@ -22,7 +23,7 @@ const NO_JOBS: &str = "Pipeline will not run for the selected trigger. The rules
 /// `ci_needs_size_limit`.
 const MAX_NEEDS: usize = 50;
 
-fn values(vars: &IndexMap<String, Variable>) -> IndexMap<String, String> {
+fn values(vars: &StrMap<Variable>) -> StrMap<String> {
     vars.iter()
         .map(|(k, v)| (k.clone(), v.value.clone()))
         .collect()
@@ -35,9 +36,9 @@ fn values(vars: &IndexMap<String, Variable>) -> IndexMap<String, String> {
 /// `$PROJECT1_PIPELINE_NAME`. On a reference cycle the values stay unexpanded, as in GitLab.
 fn pipeline_name(
     source: &str,
-    predefined: &IndexMap<String, String>,
-    top: &IndexMap<String, Variable>,
-    pipeline_vars: &IndexMap<String, String>,
+    predefined: &StrMap<String>,
+    top: &StrMap<Variable>,
+    pipeline_vars: &StrMap<String>,
 ) -> Option<String> {
     let plain = |(k, v): (&String, &String)| crate::vars::Variable::new(k.clone(), v.clone());
     let mut all: Vec<crate::vars::Variable> = predefined.iter().map(plain).collect();
@@ -58,6 +59,14 @@ fn pipeline_name(
     scope.push(&values);
     let expanded = condition::expand(source, &scope).trim().to_string();
     (!expanded.is_empty()).then_some(expanded)
+}
+
+/// What planning made of one job instance.
+enum Outcome {
+    /// Its stage does not exist (validation reports that; planning leaves it out).
+    Skipped,
+    Excluded(Excluded),
+    Planned(Box<PlannedJob>),
 }
 
 /// Plans the pipeline for `ctx.event`. `Ok` with `created: false` when workflow rules filter
@@ -123,13 +132,14 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
     };
     let has_workflow_rules = config.has_workflow_rules();
     let expanded = validate::expand(config);
-    let mut jobs = Vec::new();
-    let mut excluded = Vec::new();
-    for (inst, job) in &expanded.jobs {
+    // Every job is planned on its own against the pipeline-wide scope, so big pipelines
+    // plan them on two threads; the outcomes are taken in file order, so the first error
+    // and the order of jobs and exclusions are the sequential loop's.
+    let plan_job = |(inst, job): &(Instance, &JobConfig)| -> Result<Outcome, PlanError> {
         let Some(stage_index) = config.stage_index(&job.stage) else {
-            continue;
+            return Ok(Outcome::Skipped);
         };
-        let mut yaml: IndexMap<String, Variable> = top
+        let mut yaml: StrMap<Variable> = top
             .iter()
             .filter(|(k, _)| job.inherit.variables.allows(k))
             .map(|(k, v)| (k.clone(), v.clone()))
@@ -203,15 +213,16 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 ))
             })?;
             let Some(rule) = matched else {
-                excluded.push(Excluded::new(&inst.name, "no rule in `rules` matched"));
-                continue;
+                return Ok(Outcome::Excluded(Excluded::new(
+                    &inst.name,
+                    "no rule in `rules` matched",
+                )));
             };
             if rule.when == Some(When::Never) {
-                excluded.push(Excluded::new(
+                return Ok(Outcome::Excluded(Excluded::new(
                     &inst.name,
                     format!("the rule at {} has `when: never`", rule.span),
-                ));
-                continue;
+                )));
             }
             if let Some(w) = rule.when {
                 when = w;
@@ -260,16 +271,17 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 } else {
                     "`only` does not match this pipeline"
                 };
-                excluded.push(Excluded::new(&inst.name, why));
-                continue;
+                return Ok(Outcome::Excluded(Excluded::new(&inst.name, why)));
             }
             if job
                 .except
                 .as_ref()
                 .is_some_and(|e| only_except::any_satisfied(e, &penv))
             {
-                excluded.push(Excluded::new(&inst.name, "`except` matches this pipeline"));
-                continue;
+                return Ok(Outcome::Excluded(Excluded::new(
+                    &inst.name,
+                    "`except` matches this pipeline",
+                )));
             }
         }
         // The job's variables as GitLab sorts them for the runner: pipeline variables over
@@ -319,7 +331,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             .iter()
             .map(|t| condition::expand_existing(t, &scope))
             .collect();
-        jobs.push(PlannedJob {
+        Ok(Outcome::Planned(Box::new(PlannedJob {
             name: inst.name.clone(),
             group: job.name.clone(),
             stage: job.stage.clone(),
@@ -347,7 +359,16 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             interruptible,
             coverage: job.coverage.clone(),
             resource_group: job.resource_group.clone(),
-        });
+        })))
+    };
+    let mut jobs = Vec::with_capacity(expanded.jobs.len());
+    let mut excluded = Vec::new();
+    for outcome in split::map_in_order(&expanded.jobs, plan_job) {
+        match outcome? {
+            Outcome::Skipped => {}
+            Outcome::Excluded(e) => excluded.push(e),
+            Outcome::Planned(job) => jobs.push(*job),
+        }
     }
 
     seed_needs(&mut jobs)?;
@@ -400,8 +421,8 @@ fn sorted_by_stage(jobs: Vec<PlannedJob>) -> Vec<PlannedJob> {
 }
 
 /// Per-job predefined variables rules can see.
-fn job_predefined(inst: &Instance, job: &JobConfig) -> IndexMap<String, String> {
-    let mut vars = IndexMap::with_capacity(6);
+fn job_predefined(inst: &Instance, job: &JobConfig) -> StrMap<String> {
+    let mut vars = StrMap::with_capacity_and_hasher(6, Default::default());
     vars.insert("CI_JOB_NAME".to_string(), inst.name.clone());
     vars.insert("CI_JOB_STAGE".to_string(), job.stage.clone());
     let (index, total) = inst.node.unwrap_or((0, 1));
@@ -453,7 +474,7 @@ fn seed_needs(jobs: &mut [PlannedJob]) -> Result<(), PlanError> {
 fn fill_dependencies(
     jobs: &mut [PlannedJob],
     config: &PipelineConfig,
-    parallel_names: &IndexMap<String, Vec<String>>,
+    parallel_names: &StrMap<Vec<String>>,
 ) {
     // `jobs` is sorted by stage here, so the jobs of earlier stages are a prefix of `order`:
     // taking that prefix instead of testing every job's stage keeps a pipeline of many
@@ -552,5 +573,83 @@ job:
         let cycle =
             "variables:\n  A: 'a $B'\n  B: 'b $A'\nworkflow:\n  name: $A\njob:\n  script: x\n";
         assert_eq!(name_for(cycle, &[]).as_deref(), Some("a $B"));
+    }
+
+    /// A pipeline big enough to be read, checked and planned on two threads: `extra(i)` is
+    /// added to job `i`; odd jobs run only on tags.
+    fn big(extra: impl Fn(usize) -> &'static str) -> String {
+        let mut y = String::new();
+        for i in 0..300 {
+            let rules = if i % 2 == 1 {
+                "  rules: [{if: $CI_COMMIT_TAG}]\n"
+            } else {
+                ""
+            };
+            y.push_str(&format!(
+                "job-{i}:\n  script: [echo {i}]\n{rules}{}",
+                extra(i)
+            ));
+        }
+        y
+    }
+
+    fn plan_of(yaml: &str) -> Result<Plan, String> {
+        let tree = parse_yaml(yaml, ".gitlab-ci.yml")
+            .and_then(resolve_tree)
+            .map_err(|e| e.to_string())?;
+        let config = validate(&tree).map_err(|e| format!("{e:?}"))?;
+        let ctx = PlanContext {
+            event: Event {
+                source: PipelineSource::Push,
+                branch: Some("main".into()),
+                ..Event::default()
+            },
+            ..PlanContext::default()
+        };
+        plan(&config, &ctx).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn big_pipelines_keep_file_order_and_the_first_error() {
+        let p = plan_of(&big(|_| "")).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<String> = p.jobs.iter().map(|j| j.name.clone()).collect();
+        let want: Vec<String> = (0..300).step_by(2).map(|i| format!("job-{i}")).collect();
+        assert_eq!(names, want);
+        let excluded: Vec<&str> = p.excluded.iter().map(|e| e.name.as_str()).collect();
+        let want: Vec<String> = (1..300).step_by(2).map(|i| format!("job-{i}")).collect();
+        assert_eq!(excluded, want);
+
+        // Entry errors come back in file order, all of them.
+        let e = plan_of(&big(|i| {
+            if i == 10 || i == 250 {
+                "  bogus: 1\n"
+            } else {
+                ""
+            }
+        }))
+        .err()
+        .unwrap_or_default();
+        let (first, second) = (e.find("jobs:job-10"), e.find("jobs:job-250"));
+        assert!(first.is_some() && second.is_some() && first < second, "{e}");
+        // Logical and planning errors: the first job's.
+        let e = plan_of(&big(|i| {
+            if i == 30 || i == 280 {
+                "  needs: [nope]\n"
+            } else {
+                ""
+            }
+        }))
+        .err()
+        .unwrap_or_default();
+        assert!(e.contains("job-30 job: undefined need: nope"), "{e}");
+        let cycle = |i| {
+            if i == 20 || i == 250 {
+                "  variables: {A: $B, B: $A}\n"
+            } else {
+                ""
+            }
+        };
+        let e = plan_of(&big(cycle)).err().unwrap_or_default();
+        assert!(e.contains("job-20") && !e.contains("job-250"), "{e}");
     }
 }

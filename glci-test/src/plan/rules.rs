@@ -1,7 +1,7 @@
 //! `rules:` evaluation (`Gitlab::Ci::Build::Rules`): the first rule whose clauses (`if`,
 //! `changes`, `exists`) all hold decides.
 
-use indexmap::IndexMap;
+use crate::plan::StrMap;
 
 use super::changes::GlobCache;
 use super::condition;
@@ -14,7 +14,7 @@ pub struct RuleEnv<'a> {
     /// `None`: no changed-file set (every `changes` clause holds).
     pub changed_files: Option<&'a [String]>,
     /// `compare_to` ref → files changed since its merge base.
-    pub compare_to: &'a IndexMap<String, Vec<String>>,
+    pub compare_to: &'a StrMap<Vec<String>>,
     pub files: &'a [String],
     pub globs: &'a GlobCache,
 }

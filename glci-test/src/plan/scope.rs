@@ -1,12 +1,12 @@
 //! Variable lookup for rules: layers of name → value, later layers winning, as GitLab's
 //! variables collection returns the last value appended (`Variables::Builder#scoped_variables`).
 
-use indexmap::IndexMap;
+use crate::plan::StrMap;
 
 /// Ordered layers, lowest precedence first. Borrowed, so building one per job is cheap.
 #[derive(Default)]
 pub struct Scope<'a> {
-    layers: Vec<&'a IndexMap<String, String>>,
+    layers: Vec<&'a StrMap<String>>,
 }
 
 impl<'a> Scope<'a> {
@@ -17,7 +17,7 @@ impl<'a> Scope<'a> {
     }
 
     /// Adds a layer that overrides every earlier one.
-    pub fn push(&mut self, layer: &'a IndexMap<String, String>) -> &mut Self {
+    pub fn push(&mut self, layer: &'a StrMap<String>) -> &mut Self {
         self.layers.push(layer);
         self
     }
@@ -31,8 +31,8 @@ impl<'a> Scope<'a> {
 }
 
 /// A list of pairs as a map where the last occurrence of a name wins.
-pub fn last_wins(pairs: &[(String, String)]) -> IndexMap<String, String> {
-    let mut map = IndexMap::with_capacity(pairs.len());
+pub fn last_wins(pairs: &[(String, String)]) -> StrMap<String> {
+    let mut map = StrMap::with_capacity_and_hasher(pairs.len(), Default::default());
     for (k, v) in pairs {
         map.insert(k.clone(), v.clone());
     }

@@ -1,9 +1,9 @@
 //! Logical validation over the whole pipeline (`YamlProcessor#validate_job!` and
 //! `YamlProcessor::Dag`): stage exists → dependencies → needs → cycles. First error wins.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet, HashSetExt};
 
-use indexmap::IndexMap;
+use crate::plan::StrMap;
 
 use super::lint::LintError;
 use super::model::{JobConfig, Need, PipelineConfig};
@@ -13,14 +13,14 @@ use super::parallel::{self, Instance};
 pub struct Expanded<'a> {
     pub jobs: Vec<(Instance, &'a JobConfig)>,
     /// Configured parallel job name → its instance names.
-    pub parallel_names: IndexMap<String, Vec<String>>,
+    pub parallel_names: StrMap<Vec<String>>,
     /// Concrete name → index in `jobs`.
     pub by_name: HashMap<String, usize>,
 }
 
 pub fn expand(config: &PipelineConfig) -> Expanded<'_> {
     let mut jobs = Vec::with_capacity(config.jobs.len());
-    let mut parallel_names = IndexMap::new();
+    let mut parallel_names = StrMap::default();
     for job in config.jobs.values() {
         let instances = parallel::instances(job);
         if job.parallel.is_some() {
@@ -71,7 +71,9 @@ pub fn logical(config: &PipelineConfig) -> Result<(), LintError> {
             .get(name)
             .and_then(|&i| config.stage_index(&expanded.jobs[i].1.stage))
     };
-    for (inst, job) in &expanded.jobs {
+    // Each job is checked on its own (read-only), so big pipelines check them on two
+    // threads; the first error in file order is the one reported, as in one loop.
+    let check_job = |(inst, job): &(Instance, &JobConfig)| -> Result<(), LintError> {
         let name = &inst.name;
         let Some(stage_idx) = config.stage_index(&job.stage) else {
             return Err(LintError::new(
@@ -165,7 +167,10 @@ pub fn logical(config: &PipelineConfig) -> Result<(), LintError> {
                 }
             }
         }
-        check_on_stop(config, name, job)?;
+        check_on_stop(config, name, job)
+    };
+    for checked in super::split::map_in_order(&expanded.jobs, check_job) {
+        checked?;
     }
     check_cycles(&expanded)
 }

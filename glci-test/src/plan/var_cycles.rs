@@ -1,10 +1,10 @@
 //! Seed-time check for circular references between a job's variables
 //! (`Variables::Collection::Sort#errors`): the pipeline is not created when one exists.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::OnceLock;
 
-use indexmap::IndexMap;
+use crate::plan::StrMap;
 use regex::Regex;
 
 use super::model::Variable;
@@ -23,7 +23,7 @@ fn reference_pattern() -> Option<&'static Regex> {
 
 /// `circular variable reference detected: ["A", "B"]` for the first cycle among `vars`
 /// (raw variables reference nothing; a variable naming itself is not a cycle).
-pub fn cycle_error(vars: &IndexMap<String, Variable>) -> Option<String> {
+pub fn cycle_error(vars: &StrMap<Variable>) -> Option<String> {
     // A cycle needs at least two values that reference something; with fewer there is
     // nothing to index or search (the usual case: a few `$CI_…` values per job).
     let referencing = vars
@@ -80,7 +80,7 @@ pub fn cycle_error(vars: &IndexMap<String, Variable>) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn vars(pairs: &[(&str, &str)]) -> IndexMap<String, Variable> {
+    fn vars(pairs: &[(&str, &str)]) -> StrMap<Variable> {
         pairs
             .iter()
             .map(|(k, v)| (k.to_string(), Variable::plain(*v)))

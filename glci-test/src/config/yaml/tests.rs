@@ -271,3 +271,46 @@ fn windows_line_endings() {
         Some("echo hi")
     );
 }
+
+/// A file big enough to be parsed on two threads, with anchors, aliases, merge keys,
+/// `!reference` and numbers, whose tail is `tail`.
+fn big_text(tail: &str) -> String {
+    let mut text = String::from(".base: &base\n  image: rust\n  retry: 1\n");
+    for i in 0..3000 {
+        text.push_str(&format!(
+            "job-{i}:\n  <<: *base\n  extends: .base\n  when: 1:30\n  script: [!reference [.base, image], echo {i}, 0x1f]\n"
+        ));
+    }
+    text.push_str(tail);
+    assert!(text.len() >= PIPELINE_BYTES, "{}", text.len());
+    text
+}
+
+#[test]
+fn pipelined_parse_builds_what_one_thread_builds() {
+    let file: Arc<str> = Arc::from("big.yml");
+    for tail in [
+        "",
+        // A scanner error at the very end, and builder errors after many batches.
+        "last: [unclosed\n",
+        "bad: !reference {a: b}\n",
+        "? [a, b]\n: mapping key\n",
+        "recursive: &r [*r]\n",
+    ] {
+        let text = big_text(tail);
+        let one = build_documents(&text, &file, false);
+        let two = build_documents(&text, &file, true);
+        assert_eq!(one, two, "tail {tail:?}");
+        assert_eq!(one.is_ok(), tail.is_empty(), "tail {tail:?}: {one:?}");
+    }
+    // An error early in the file stops both at the same place.
+    let text = format!("first: [\n{}", big_text(""));
+    let one = build_documents(&text, &file, false)
+        .err()
+        .map(|e| e.to_string());
+    let two = build_documents(&text, &file, true)
+        .err()
+        .map(|e| e.to_string());
+    assert!(one.is_some());
+    assert_eq!(one, two);
+}

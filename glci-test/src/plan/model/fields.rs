@@ -5,6 +5,7 @@ use super::parse;
 use super::{Artifacts, Cache, CacheKey, Environment, Image, Retry, Service, Trigger, When};
 use crate::config::{Node, Value};
 use crate::plan::lint::LintError;
+use crate::plan::StrMap;
 
 fn pull_policy(node: Option<&Node>, loc: &str, errors: &mut Vec<LintError>) -> Vec<String> {
     node.map(|n| {
@@ -304,7 +305,7 @@ pub fn artifacts(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<
             })
             .unwrap_or_default()
     };
-    let mut reports = indexmap::IndexMap::new();
+    let mut reports = StrMap::default();
     if let Some(r) = m.get("reports").and_then(Node::as_map) {
         for (k, v) in r {
             let paths = match v.get("path") {

@@ -1,7 +1,7 @@
 //! Readers for the value shapes jobs and workflow share (variables, rules, needs, lists),
 //! each reporting GitLab's entry message at the node's span.
 
-use indexmap::IndexMap;
+use crate::plan::StrMap;
 
 use super::{Changes, MatrixEntry, Need, Parallel, Policy, Rule, Variable, When, Workflow};
 use crate::config::{Node, Value};
@@ -91,8 +91,8 @@ pub fn variables(
     loc: &str,
     top: bool,
     errors: &mut Vec<LintError>,
-) -> IndexMap<String, Variable> {
-    let mut out = IndexMap::new();
+) -> StrMap<Variable> {
+    let mut out = StrMap::default();
     if matches!(node.value, Value::Null) {
         return out;
     }
@@ -162,12 +162,8 @@ pub fn variables(
 }
 
 /// `rules:variables`, `services:variables`: scalars only.
-pub fn plain_variables(
-    node: &Node,
-    loc: &str,
-    errors: &mut Vec<LintError>,
-) -> IndexMap<String, String> {
-    let mut out = IndexMap::new();
+pub fn plain_variables(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> StrMap<String> {
+    let mut out = StrMap::default();
     let Some(map) = node.as_map() else {
         if !matches!(node.value, Value::Null) {
             errors.push(LintError::entry(
@@ -525,7 +521,7 @@ pub fn matrix_entries(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Ve
             ));
             continue;
         };
-        let mut entry = MatrixEntry::new();
+        let mut entry = MatrixEntry::default();
         for (k, v) in map {
             let values: Vec<&Node> = match &v.value {
                 Value::Seq(vs) => vs.iter().collect(),
