@@ -192,6 +192,9 @@ pub struct Session {
     /// Removals of finished jobs' containers, off the jobs' critical path.
     cleanup: CleanupTasks,
     guard: CleanupGuard,
+    /// The engine the built-in runner uses (`None` with an external runner), for the final
+    /// sweep without connecting again.
+    engine: Option<Engine>,
 }
 
 struct Shared {
@@ -446,6 +449,7 @@ impl Session {
         let guard = CleanupGuard {
             owner_id: engine.as_ref().map(|_| owner.id.clone()),
         };
+        let sweep_engine = engine.clone();
         if let Some(engine) = engine {
             let tags: Vec<String> = {
                 let mut t: Vec<String> = shared
@@ -505,6 +509,7 @@ impl Session {
             tasks: Mutex::new(tasks),
             cleanup,
             guard,
+            engine: sweep_engine,
         })
     }
 
@@ -684,7 +689,11 @@ impl Session {
                 .values()
                 .filter_map(|r| r.kept_container.clone())
                 .collect();
-            if let Ok(engine) = Engine::connect().await {
+            let engine = match self.engine.take() {
+                Some(engine) => Ok(engine),
+                None => Engine::connect().await,
+            };
+            if let Ok(engine) = engine {
                 let _ = docker::remove_owned_except(&engine, &owner, &kept).await;
             }
         }
