@@ -59,33 +59,58 @@ pub async fn remove_orphans(engine: &Engine) -> Result<CleanupReport, DockerErro
 /// How many containers, networks and volumes carry `label` (`key` or `key=value`), removing
 /// nothing: what a finished run must not have left behind.
 pub async fn count_labelled(engine: &Engine, label: &str) -> Result<CleanupReport, DockerError> {
+    let found = list_labelled(engine, label).await?;
+    Ok(CleanupReport {
+        containers: found.containers.len(),
+        networks: found.networks.len(),
+        volumes: found.volumes.len(),
+    })
+}
+
+/// The containers, networks and volumes carrying one label.
+struct Labelled {
+    containers: Vec<bollard::models::ContainerSummary>,
+    networks: Vec<bollard::models::Network>,
+    volumes: Vec<bollard::models::Volume>,
+}
+
+/// Lists the objects having `label` (`key` or `key=value`); the three lists are asked for at
+/// once (every run does this when it starts and when it ends).
+async fn list_labelled(engine: &Engine, label: &str) -> Result<Labelled, DockerError> {
     let docker = engine.client();
     let filters = HashMap::from([("label", vec![label])]);
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(|e| DockerError::api("list glci containers", e))?;
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .map_err(|e| DockerError::api("list glci networks", e))?;
-    let volumes = docker
-        .list_volumes(Some(
-            ListVolumesOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .map_err(|e| DockerError::api("list glci volumes", e))?;
-    Ok(CleanupReport {
-        containers: containers.len(),
-        networks: networks.len(),
-        volumes: volumes.volumes.map_or(0, |v| v.len()),
+    let containers = async {
+        docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::new()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(|e| DockerError::api("list glci containers", e))
+    };
+    let networks = async {
+        docker
+            .list_networks(Some(
+                ListNetworksOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(|e| DockerError::api("list glci networks", e))
+    };
+    let volumes = async {
+        docker
+            .list_volumes(Some(
+                ListVolumesOptionsBuilder::new().filters(&filters).build(),
+            ))
+            .await
+            .map_err(|e| DockerError::api("list glci volumes", e))
+    };
+    let (containers, networks, volumes) = tokio::try_join!(containers, networks, volumes)?;
+    Ok(Labelled {
+        containers,
+        networks,
+        volumes: volumes.volumes.unwrap_or_default(),
     })
 }
 
@@ -106,19 +131,10 @@ async fn remove_matching_except(
     keep: &[String],
 ) -> Result<CleanupReport, DockerError> {
     let docker = engine.client();
-    let filters = HashMap::from([("label", vec![label])]);
+    let found = list_labelled(engine, label).await?;
     let mut report = CleanupReport::default();
 
-    let containers = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new()
-                .all(true)
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-        .map_err(|e| DockerError::api("list glci containers", e))?;
-    for c in containers {
+    for c in found.containers {
         let (Some(id), Some(labels)) = (c.id, c.labels) else {
             continue;
         };
@@ -144,13 +160,7 @@ async fn remove_matching_except(
         }
     }
 
-    let networks = docker
-        .list_networks(Some(
-            ListNetworksOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .map_err(|e| DockerError::api("list glci networks", e))?;
-    for n in networks {
+    for n in found.networks {
         let (Some(id), Some(labels)) = (n.id, n.labels) else {
             continue;
         };
@@ -164,13 +174,7 @@ async fn remove_matching_except(
         }
     }
 
-    let volumes = docker
-        .list_volumes(Some(
-            ListVolumesOptionsBuilder::new().filters(&filters).build(),
-        ))
-        .await
-        .map_err(|e| DockerError::api("list glci volumes", e))?;
-    for v in volumes.volumes.unwrap_or_default() {
+    for v in found.volumes {
         if !select(&v.labels) {
             continue;
         }
