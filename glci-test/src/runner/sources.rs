@@ -48,8 +48,18 @@ type CacheSlot = Arc<tokio::sync::Mutex<Option<Cached>>>;
 struct Cached {
     dir: tempfile::TempDir,
     checkout: Checkout,
-    /// The remote URL in the checkout's `.git/config` (the job token of the job that fetched).
+    /// The remote URL the checkout was fetched with (the job token of the job that fetched).
     repo_url: String,
+    /// Its `.git/config` as fetched, read once.
+    git_config: String,
+}
+
+impl Cached {
+    /// The checkout's `.git/config` for a job fetching from `repo_url` (its own token). git
+    /// writes the URL as given: tokens and our server's URLs need no quoting.
+    fn git_config_for(&self, repo_url: &str) -> String {
+        self.git_config.replace(&self.repo_url, repo_url)
+    }
 }
 
 impl SourceCache {
@@ -62,16 +72,43 @@ impl SourceCache {
         }
     }
 
-    async fn entry(&self, key: String) -> CacheSlot {
-        self.slots.lock().await.entry(key).or_default().clone()
-    }
-
-    fn new_checkout_dir(&self) -> Result<tempfile::TempDir, SourcesError> {
-        match &self.root {
+    /// The checkout for `payload`: made now (fetch and checkout, logged as the official
+    /// runner logs them), or one made earlier with the same lines logged. `true` when reused.
+    /// The slot stays locked while the caller copies from it.
+    async fn checkout(
+        &self,
+        payload: &JobPayload,
+        trace: &Trace,
+    ) -> Result<(tokio::sync::OwnedMutexGuard<Option<Cached>>, bool), SourcesError> {
+        let entry = self
+            .slots
+            .lock()
+            .await
+            .entry(cache_key(payload))
+            .or_default()
+            .clone();
+        let mut slot = entry.lock_owned().await;
+        if slot.is_some() {
+            announce_fetch(payload, trace);
+            announce_checkout(payload, trace);
+            return Ok((slot, true));
+        }
+        let dir = match &self.root {
             Some(root) => tempfile::tempdir_in(root),
             None => tempfile::tempdir(),
         }
-        .map_err(|e| SourcesError(format!("making a directory for the checkout: {e}")))
+        .map_err(|e| SourcesError(format!("making a directory for the checkout: {e}")))?;
+        let checkout = get_sources(payload, dir.path(), trace).await?;
+        let config_path = dir.path().join(".git/config");
+        let git_config = std::fs::read_to_string(&config_path)
+            .map_err(|e| SourcesError(format!("reading {}: {e}", config_path.display())))?;
+        *slot = Some(Cached {
+            dir,
+            checkout,
+            repo_url: payload.git_info.repo_url.clone(),
+            git_config,
+        });
+        Ok((slot, false))
     }
 }
 
@@ -94,39 +131,25 @@ pub async fn sources_tar(
         tokio::task::spawn_blocking(move || drop(dir));
         return Ok((tar, checkout));
     };
-    let entry = cache.entry(cache_key(payload)).await;
-    let mut slot = entry.lock().await;
-    match slot.as_ref() {
-        Some(cached) => {
-            announce_fetch(payload, trace);
-            // The copy must carry this job's credentials, not those of the job that fetched.
-            run_git(
-                cached.dir.path(),
-                &["remote", "set-url", "origin", &payload.git_info.repo_url],
-            )
-            .await?;
-            announce_checkout(payload, trace);
-            Ok((pack(cached.dir.path())?, cached.checkout.clone()))
-        }
-        None => {
-            let dir = cache.new_checkout_dir()?;
-            let checkout = get_sources(payload, dir.path(), trace).await?;
-            let tar = pack(dir.path())?;
-            *slot = Some(Cached {
-                dir,
-                checkout: checkout.clone(),
-                repo_url: payload.git_info.repo_url.clone(),
-            });
-            Ok((tar, checkout))
-        }
+    let (slot, reused) = cache.checkout(payload, trace).await?;
+    let cached = filled(&slot)?;
+    if reused {
+        // The copy must carry this job's credentials, not those of the job that fetched.
+        // Replaced, not written into: staged copies hard-link the old file.
+        let config = cached.dir.path().join(".git/config");
+        let fresh = cached.dir.path().join(".git/config.glci");
+        std::fs::write(&fresh, cached.git_config_for(&payload.git_info.repo_url))
+            .and_then(|()| std::fs::rename(&fresh, &config))
+            .map_err(|e| SourcesError(format!("writing {}: {e}", config.display())))?;
     }
+    Ok((pack(cached.dir.path())?, cached.checkout.clone()))
 }
 
 /// The job's sources as files under `staging` (empty), for a container that mounts it; and,
 /// when the checkout came from the cache, the `.git/config` text the job must get instead of
 /// the one in `staging` (which carries the token of the job that fetched). The files are hard
 /// links into the cached checkout where possible: nothing writes to either (the mount is
-/// read-only, and git replaces files rather than writing into them).
+/// read-only, and the cached checkout's files are replaced, never written into).
 pub async fn sources_into(
     payload: &JobPayload,
     trace: &Trace,
@@ -136,38 +159,21 @@ pub async fn sources_into(
     let Some(cache) = cache.filter(|_| !matches!(strategy(payload), "none" | "empty")) else {
         return Ok((get_sources(payload, staging, trace).await?, None));
     };
-    let entry = cache.entry(cache_key(payload)).await;
-    let mut slot = entry.lock().await;
-    let own_config = match slot.as_ref() {
-        Some(cached) => {
-            announce_fetch(payload, trace);
-            announce_checkout(payload, trace);
-            let config_path = cached.dir.path().join(".git/config");
-            let config = std::fs::read_to_string(&config_path)
-                .map_err(|e| SourcesError(format!("reading {}: {e}", config_path.display())))?;
-            // git writes the URL as given (tokens and our server's URLs need no quoting).
-            Some(config.replace(&cached.repo_url, &payload.git_info.repo_url))
-        }
-        None => {
-            let dir = cache.new_checkout_dir()?;
-            let checkout = get_sources(payload, dir.path(), trace).await?;
-            *slot = Some(Cached {
-                dir,
-                checkout,
-                repo_url: payload.git_info.repo_url.clone(),
-            });
-            None
-        }
-    };
-    let Some(cached) = slot.as_ref() else {
-        return Err(SourcesError("the checkout cache lost an entry".into()));
-    };
+    let (slot, reused) = cache.checkout(payload, trace).await?;
+    let cached = filled(&slot)?;
     let (from, to) = (cached.dir.path().to_path_buf(), staging.to_path_buf());
     tokio::task::spawn_blocking(move || link_tree(&from, &to))
         .await
         .map_err(|e| SourcesError(e.to_string()))?
         .map_err(|e| SourcesError(format!("staging the checkout: {e}")))?;
+    let own_config = reused.then(|| cached.git_config_for(&payload.git_info.repo_url));
     Ok((cached.checkout.clone(), own_config))
+}
+
+/// The entry [`SourceCache::checkout`] filled.
+fn filled(slot: &Option<Cached>) -> Result<&Cached, SourcesError> {
+    slot.as_ref()
+        .ok_or_else(|| SourcesError("the checkout cache lost an entry".into()))
 }
 
 #[cfg(unix)]
