@@ -35,25 +35,31 @@ fn git(dir: &std::path::Path, args: &[&str]) {
     assert!(out.status.success(), "git {args:?}");
 }
 
+/// Commits everything in `dir` as the first commit of a new repository.
+fn commit_all(dir: &std::path::Path) {
+    git(dir, &["init", "-q", "-b", "main"]);
+    git(dir, &["add", "-A"]);
+    git(dir, &["commit", "-q", "-m", "one"]);
+}
+
+/// A session on `project` with its data in `home`.
+async fn start_session(project: &std::path::Path, home: &std::path::Path) -> Session {
+    let options = RunOptions {
+        home: Some(home.to_path_buf()),
+        ..RunOptions::default()
+    };
+    Session::start(&PipelineOptions::new(project), options, Arc::new(Quiet))
+        .await
+        .expect("session")
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn a_reused_checkout_is_indistinguishable_from_a_fresh_fetch() {
     let project = tempfile::tempdir().unwrap();
     std::fs::write(project.path().join(".gitlab-ci.yml"), PIPELINE).unwrap();
-    git(project.path(), &["init", "-q", "-b", "main"]);
-    git(project.path(), &["add", "-A"]);
-    git(project.path(), &["commit", "-q", "-m", "one"]);
+    commit_all(project.path());
     let home = tempfile::tempdir().unwrap();
-    let options = RunOptions {
-        home: Some(home.path().to_path_buf()),
-        ..RunOptions::default()
-    };
-    let session = Session::start(
-        &PipelineOptions::new(project.path()),
-        options,
-        Arc::new(Quiet),
-    )
-    .await
-    .expect("session");
+    let session = start_session(project.path(), home.path()).await;
     let report = session.run(&[]).await.unwrap();
     session.shutdown().await;
     let first = report.job("first").unwrap();
@@ -107,9 +113,7 @@ debian:
     std::os::unix::fs::symlink("tool.sh", project.path().join("link")).unwrap();
     std::fs::create_dir(project.path().join("sub")).unwrap();
     std::fs::write(project.path().join("sub/edited.txt"), "committed\n").unwrap();
-    git(project.path(), &["init", "-q", "-b", "main"]);
-    git(project.path(), &["add", "-A"]);
-    git(project.path(), &["commit", "-q", "-m", "one"]);
+    commit_all(project.path());
     // Not committed: the pipeline's snapshot still carries it.
     std::fs::write(
         project.path().join("sub/edited.txt"),
@@ -118,17 +122,7 @@ debian:
     .unwrap();
 
     let home = tempfile::tempdir().unwrap();
-    let options = RunOptions {
-        home: Some(home.path().to_path_buf()),
-        ..RunOptions::default()
-    };
-    let session = Session::start(
-        &PipelineOptions::new(project.path()),
-        options,
-        Arc::new(Quiet),
-    )
-    .await
-    .expect("session");
+    let session = start_session(project.path(), home.path()).await;
     let report = session.run(&[]).await.unwrap();
     let staging = report.dir.join("staging");
     assert!(staging.is_dir(), "staged under the pipeline's directory");
@@ -145,6 +139,45 @@ debian:
             "root-owned",
             "no-staging-files",
         ] {
+            assert!(job.log.contains(needle), "{name}, {needle}: {}", job.log);
+        }
+    }
+}
+
+/// A job with a cache gets its sources as a tar from the same cached checkout as the mounted
+/// jobs; whatever it writes there for its own token must not become a later job's token.
+#[tokio::test(flavor = "multi_thread")]
+async fn jobs_after_a_tar_delivered_one_still_get_their_own_token() {
+    const MIXED: &str = r#"
+default:
+  image: glci-fixture/debian:bookworm
+stages: [one, two, three]
+.token:
+  script:
+    - git remote get-url origin | grep -q "$CI_JOB_TOKEN" && echo own-token
+    - git fetch -q origin "$CI_COMMIT_SHA" && echo fetch-works
+first:
+  stage: one
+  extends: .token
+with-cache:
+  stage: two
+  extends: .token
+  cache: {key: k, paths: [vendor/]}
+last:
+  stage: three
+  extends: .token
+"#;
+    let project = tempfile::tempdir().unwrap();
+    std::fs::write(project.path().join(".gitlab-ci.yml"), MIXED).unwrap();
+    commit_all(project.path());
+    let home = tempfile::tempdir().unwrap();
+    let session = start_session(project.path(), home.path()).await;
+    let report = session.run(&[]).await.unwrap();
+    session.shutdown().await;
+    for name in ["first", "with-cache", "last"] {
+        let job = report.job(name).unwrap();
+        assert_eq!(job.status, Status::Success, "{name}: {}", job.log);
+        for needle in ["own-token", "fetch-works"] {
             assert!(job.log.contains(needle), "{name}, {needle}: {}", job.log);
         }
     }
