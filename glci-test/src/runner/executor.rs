@@ -308,15 +308,7 @@ async fn prepare_files(
     // --- end cache ---
 
     // download_artifacts
-    let deps: Vec<&Dependency> = payload
-        .dependencies
-        .iter()
-        .filter(|d| {
-            d.artifacts_file
-                .as_ref()
-                .is_some_and(|f| !f.filename.is_empty())
-        })
-        .collect();
+    let deps: Vec<&Dependency> = payload.artifact_dependencies().collect();
     if !deps.is_empty() {
         trace.section_start("download_artifacts", "Downloading artifacts");
         for dep in deps {
@@ -425,7 +417,7 @@ async fn run_stages(
         .as_ref()
         .filter(|i| !i.entrypoint.is_empty())
         .map(|i| i.entrypoint.clone());
-    let mut build_config = ContainerConfig {
+    let build_config = ContainerConfig {
         name: format!("{prefix}-build"),
         image: image.clone(),
         entrypoint,
@@ -443,34 +435,25 @@ async fn run_stages(
     let staged = options.stage_files_by_mount
         && !options.keep_failed
         && payload.cache.is_empty()
-        && !payload.dependencies.iter().any(|d| {
-            d.artifacts_file
-                .as_ref()
-                .is_some_and(|f| !f.filename.is_empty())
-        });
-    let staging = if staged {
-        Staging::new(options.staging_root.as_deref()).ok()
-    } else {
-        None
-    };
-    let build = match &staging {
-        Some(staging) => {
-            let mut with_mount = build_config.clone();
-            with_mount.read_only_binds = vec![(
-                staging.dir.path().to_string_lossy().into_owned(),
-                STAGING_MOUNT.to_string(),
-            )];
-            // An engine that cannot mount the directory (a confined or remote one) gets the
-            // files as a tar instead.
-            JobContainer::create(engine, owner, &with_mount).await.ok()
-        }
-        None => None,
-    };
-    let staging = if build.is_some() { staging } else { None };
+        && payload.artifact_dependencies().next().is_none();
+    let mut staging = staged
+        .then(|| Staging::new(options.staging_root.as_deref()).ok())
+        .flatten();
+    let mut build = None;
+    if let Some(staged) = &staging {
+        let mut with_mount = build_config.clone();
+        with_mount.read_only_binds = vec![(
+            staged.dir.path().to_string_lossy().into_owned(),
+            STAGING_MOUNT.to_string(),
+        )];
+        build = JobContainer::create(engine, owner, &with_mount).await.ok();
+    }
     let build = match build {
         Some(build) => build,
         None => {
-            build_config.read_only_binds.clear();
+            // No staging, or an engine that cannot mount it (a confined or remote one): the
+            // files go in as a tar.
+            staging = None;
             JobContainer::create(engine, owner, &build_config)
                 .await
                 .map_err(Failure::system)?

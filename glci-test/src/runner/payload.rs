@@ -193,6 +193,15 @@ pub struct Features {
 }
 
 impl JobPayload {
+    /// The dependencies whose artifacts the job downloads (those that uploaded an archive).
+    pub fn artifact_dependencies(&self) -> impl Iterator<Item = &Dependency> {
+        self.dependencies.iter().filter(|d| {
+            d.artifacts_file
+                .as_ref()
+                .is_some_and(|f| !f.filename.is_empty())
+        })
+    }
+
     /// The value of a job variable; the last definition wins, as in the official runner.
     pub fn variable(&self, key: &str) -> Option<&str> {
         self.variables
