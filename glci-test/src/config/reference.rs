@@ -19,7 +19,7 @@ pub fn resolve_references(root: &mut Node) -> Result<(), ConfigError> {
     // its drop, that cost as much as the resolution itself): first every reference's value is
     // worked out from `root` as it is, in document order, then the tags are replaced in that
     // same order. The tree's shape does not change between the passes, so the orders match.
-    let split = crate::plan::split::two_cores();
+    let split = crate::threads::two_cores();
     let values = collect_all(root, split)?;
     if !values.is_empty() {
         replace(root, &mut values.into_iter());

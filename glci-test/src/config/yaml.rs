@@ -65,7 +65,7 @@ const BATCH: usize = 1024;
 const PIPELINE_BYTES: usize = 64 * 1024;
 
 fn parse_all(text: &str, file: &Arc<str>) -> Result<Vec<Node>, ConfigError> {
-    let pipelined = text.len() >= PIPELINE_BYTES && crate::plan::split::two_cores();
+    let pipelined = text.len() >= PIPELINE_BYTES && crate::threads::two_cores();
     build_documents(text, file, pipelined)
 }
 

@@ -21,7 +21,6 @@ mod planner;
 pub mod predefined;
 mod rules;
 mod scope;
-pub(crate) mod split;
 pub mod status;
 mod validate;
 mod var_cycles;

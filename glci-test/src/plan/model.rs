@@ -498,7 +498,7 @@ fn read_root(tree: &Node, errors: &mut Vec<LintError>) -> Option<PipelineConfig>
     }
     // Each job reads on its own (its defaults, its keys), so big pipelines read them on two
     // threads; the errors are put back where the sequential loop would have pushed them.
-    let read = super::split::map_in_order(&tasks, |&(_, name, node, map)| {
+    let read = crate::threads::map_in_order(&tasks, |&(_, name, node, map)| {
         let mut job_errors = Vec::new();
         let job_defaults = defaults_for(map, &defaults);
         let job = parse_job(name, node, &job_defaults, &mut job_errors);

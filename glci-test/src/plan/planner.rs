@@ -13,7 +13,6 @@ use super::only_except::{self, PolicyEnv};
 use super::parallel::{self, Instance};
 use super::rules::{self, RuleEnv};
 use super::scope::{last_wins, Scope};
-use super::split;
 use super::validate::{self, resolve_need};
 use super::var_cycles;
 use super::{Excluded, Plan, PlanContext, PlanError, PlannedEnvironment, PlannedJob, PlannedNeed};
@@ -363,7 +362,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
     };
     let mut jobs = Vec::with_capacity(expanded.jobs.len());
     let mut excluded = Vec::new();
-    for outcome in split::map_in_order(&expanded.jobs, plan_job) {
+    for outcome in crate::threads::map_in_order(&expanded.jobs, plan_job) {
         match outcome? {
             Outcome::Skipped => {}
             Outcome::Excluded(e) => excluded.push(e),

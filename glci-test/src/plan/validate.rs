@@ -169,7 +169,7 @@ pub fn logical(config: &PipelineConfig) -> Result<(), LintError> {
         }
         check_on_stop(config, name, job)
     };
-    for checked in super::split::map_in_order(&expanded.jobs, check_job) {
+    for checked in crate::threads::map_in_order(&expanded.jobs, check_job) {
         checked?;
     }
     check_cycles(&expanded)
