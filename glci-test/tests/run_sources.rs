@@ -83,26 +83,35 @@ async fn a_reused_checkout_is_indistinguishable_from_a_fresh_fetch() {
     assert_eq!(lines(&second.log).len(), 3, "{}", second.log);
 }
 
-/// On an engine on this host the sources come through a read-only mount and the job's shell
-/// copies them in: the copy must keep what a checkout has (executable bits, symbolic links,
-/// uncommitted edits, root as owner), in a busybox image as in a Debian one.
+/// On an engine on this host the build container mounts a host directory as `/builds` and the
+/// checkout is copied there: the job must see what the official helper leaves (executable
+/// bits, symbolic links, uncommitted edits, root as owner, modes made under `umask 0000` so
+/// that another user can write), in a busybox image as in a Debian one.
 #[tokio::test(flavor = "multi_thread")]
-async fn staged_sources_keep_modes_links_and_edits_in_any_image() {
+async fn sources_in_the_mounted_builds_directory_look_as_the_helper_leaves_them() {
     const STAGED: &str = r#"
 .check:
   script:
-    - test -d /.glci && echo staged-by-mount
+    - grep -q " /builds " /proc/mounts && echo builds-mounted
     - ./tool.sh
     - test -L link && test "$(readlink link)" = tool.sh && echo link-kept
     - cat sub/edited.txt
     - test "$(stat -c %u tool.sh)" = 0 && echo root-owned
-    - test ! -e .glci && echo no-staging-files
+    - echo "modes $(stat -c %a tool.sh sub/edited.txt sub . .git/config "$CI_PROJECT_DIR.tmp" | tr '\n' ' ')"
+    - test ! -e /.glci && echo nothing-else-mounted
 busybox:
   extends: .check
   image: glci-fixture/busybox:latest
 debian:
   extends: .check
   image: glci-fixture/debian:bookworm
+  after_script:
+    - runuser -u nobody -- sh -c 'echo more >> sub/edited.txt && mkdir sub/new' && echo others-can-write
+kept-modes:
+  extends: .check
+  image: glci-fixture/busybox:latest
+  variables:
+    FF_DISABLE_UMASK_FOR_DOCKER_EXECUTOR: "true"
 "#;
     let project = tempfile::tempdir().unwrap();
     std::fs::write(project.path().join(".gitlab-ci.yml"), STAGED).unwrap();
@@ -128,24 +137,36 @@ debian:
     assert!(staging.is_dir(), "staged under the pipeline's directory");
     session.shutdown().await;
     assert!(!staging.exists(), "staged files outlive the session");
-    for name in ["busybox", "debian"] {
+    for name in ["busybox", "debian", "kept-modes"] {
         let job = report.job(name).unwrap();
         assert_eq!(job.status, Status::Success, "{name}: {}", job.log);
         for needle in [
-            "staged-by-mount",
+            "builds-mounted",
             "tool-runs",
             "link-kept",
             "edited-not-committed",
             "root-owned",
-            "no-staging-files",
+            "nothing-else-mounted",
         ] {
             assert!(job.log.contains(needle), "{name}, {needle}: {}", job.log);
         }
     }
+    // tool.sh, sub/edited.txt, sub, the project directory, .git/config, its .tmp directory.
+    for name in ["busybox", "debian"] {
+        let log = &report.job(name).unwrap().log;
+        assert!(
+            log.contains("modes 777 666 777 777 666 777 "),
+            "{name}: {log}"
+        );
+    }
+    let kept = &report.job("kept-modes").unwrap().log;
+    assert!(kept.contains("modes 755 644 755 755 644 "), "{kept}");
+    let debian = &report.job("debian").unwrap().log;
+    assert!(debian.contains("others-can-write"), "{debian}");
 }
 
-/// A job with a cache gets its sources as a tar from the same cached checkout as the mounted
-/// jobs; whatever it writes there for its own token must not become a later job's token.
+/// Jobs before and after one that restores a cache (through the engine, into its mounted
+/// builds directory) each get their own token in `.git/config`, and fetching works.
 #[tokio::test(flavor = "multi_thread")]
 async fn jobs_after_a_tar_delivered_one_still_get_their_own_token() {
     const MIXED: &str = r#"

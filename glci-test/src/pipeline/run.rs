@@ -181,7 +181,7 @@ fn hint(planned: &[String]) -> String {
     }
 }
 
-/// The pipeline directory's subdirectory for checkouts and staged job files.
+/// The pipeline directory's subdirectory for checkouts and jobs' builds directories.
 const STAGING_DIR: &str = "staging";
 
 /// One pipeline being run.
@@ -466,8 +466,8 @@ impl Session {
             // The built-in runner takes every job, tagged or not: it stands for "the
             // project's runners".
             let creds = shared.server.create_runner(&tags, true);
-            // Checkouts and staged job files live with the pipeline: removed when the session
-            // ends, and with the pipeline's directory if the process dies first.
+            // Checkouts and jobs' builds directories live with the pipeline: removed when the
+            // session ends, and with the pipeline's directory if the process dies first.
             let staging_root = {
                 let root = shared.dir.join(STAGING_DIR);
                 std::fs::create_dir_all(&root).ok().map(|_| root)

@@ -44,8 +44,8 @@ pub struct ContainerConfig {
     pub user: Option<String>,
     /// Fed a script on stdin (build container) or left to run its own command (service).
     pub stdin: bool,
-    /// Host directories mounted read-only: `(host path, container path)`.
-    pub read_only_binds: Vec<(String, String)>,
+    /// Host directories mounted read-write: `(host path, container path)`.
+    pub binds: Vec<(String, String)>,
 }
 
 /// A created container of a job.
@@ -91,15 +91,14 @@ impl JobContainer {
                 extra_hosts: Some(vec!["host.docker.internal:host-gateway".to_string()]),
                 // A bind mount (not a `-v` bind): the engine refuses a missing source instead
                 // of creating an empty directory in its place.
-                mounts: (!config.read_only_binds.is_empty()).then(|| {
+                mounts: (!config.binds.is_empty()).then(|| {
                     config
-                        .read_only_binds
+                        .binds
                         .iter()
                         .map(|(source, target)| Mount {
                             source: Some(source.clone()),
                             target: Some(target.clone()),
                             typ: Some(MountType::BIND),
-                            read_only: Some(true),
                             ..Default::default()
                         })
                         .collect()

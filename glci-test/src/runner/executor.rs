@@ -17,7 +17,7 @@ use super::cache::{CacheConfig, JobCache, ProjectFiles};
 use super::container::{ContainerConfig, JobContainer, StageEnd};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
 use super::services::{service_aliases, service_slug, wait_for_ports};
-use super::shell::{copy_in_prelude, ScriptVariable, StageScript, SHELL_DETECTOR, STAGING_MOUNT};
+use super::shell::{ScriptVariable, StageScript, SHELL_DETECTOR};
 use super::sources;
 use super::trace::Trace;
 use super::variables::{job_variables, service_variables, RunnerIdentity};
@@ -57,13 +57,14 @@ pub struct ExecutorOptions {
     pub source_cache: Option<sources::SourceCache>,
     /// The S3 cache (`[runners.cache]`); `None`: no shared cache, as a runner without one.
     pub cache: Option<CacheConfig>,
-    /// The engine runs on this host and sees its files: a job's sources reach its container
-    /// through a read-only mount of a staging directory, copied in by the job's shell,
-    /// instead of a tar the engine extracts (about 80 ms less per job). Jobs that restore a
-    /// cache or artifacts, and `keep_failed` runs, still use the tar.
+    /// The engine runs on this host and sees its files: a job's build container mounts a host
+    /// directory as its builds directory (as the official runner mounts its builds volume),
+    /// and the sources are copied there while the container starts, instead of going in as a
+    /// tar the engine extracts (about 80 ms less per job). Only when glci runs as root, so
+    /// that the files are root's as on GitLab and glci can remove what the job writes;
+    /// `keep_failed` runs still use the tar (a kept container outlives the directory).
     pub stage_files_by_mount: bool,
-    /// Where staging directories are made (`None`: the system's temporary directory). Best
-    /// on the file system of `source_cache`'s checkouts, which staging hard-links.
+    /// Where builds directories are made (`None`: the system's temporary directory).
     pub staging_root: Option<std::path::PathBuf>,
 }
 
@@ -161,47 +162,52 @@ impl Failure {
 struct JobResources {
     network: Option<String>,
     containers: Vec<JobContainer>,
-    /// The host directory the build container mounts (see [`Staging`]).
-    staging: Option<Staging>,
+    /// The host directory the build container mounts (see [`BuildsDir`]).
+    staging: Option<BuildsDir>,
 }
 
-/// A job's files staged on the host for its build container to copy in: `src/` (the
-/// checkout) and `marker`, a file the container checks for, so that a mount showing some
-/// other directory (an engine that does not share this host's files) fails the job clearly
-/// instead of running it without sources.
-struct Staging {
+/// Where the build container mounts a job's [`BuildsDir`].
+const BUILDS_DIR: &str = "/builds";
+
+/// A job's builds directory on the host, mounted at `/builds` in its build container: the
+/// project directory and its `.tmp` made as the official helper makes them (root's, mode
+/// 0777, under `umask 0000`), the sources copied in before the script runs, the job's writes
+/// landing here. Removed with the job.
+struct BuildsDir {
     dir: tempfile::TempDir,
-    marker: String,
+    /// The project directory inside `dir`.
+    project: std::path::PathBuf,
 }
 
-impl Staging {
-    fn new(root: Option<&Path>) -> std::io::Result<Staging> {
+impl BuildsDir {
+    /// `Ok(None)` when files made here are not root's: the container would see another
+    /// owner than on GitLab, and glci could not remove what the job writes as root.
+    fn new(root: Option<&Path>, project_dir: &str) -> std::io::Result<Option<BuildsDir>> {
+        use std::os::unix::fs::{MetadataExt, PermissionsExt};
         let mut builder = tempfile::Builder::new();
         builder.prefix("glci-job-");
         let dir = match root {
             Some(root) => builder.tempdir_in(root)?,
             None => builder.tempdir()?,
         };
-        // Readable by the container's root also when the engine maps it to another user.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt;
-            std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        if std::fs::metadata(dir.path())?.uid() != 0 {
+            return Ok(None);
         }
-        std::fs::create_dir(dir.path().join("src"))?;
-        let marker = format!(
-            "staged-{}",
-            dir.path()
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        );
-        std::fs::write(dir.path().join(&marker), b"")?;
-        Ok(Staging { dir, marker })
-    }
-
-    fn src(&self) -> std::path::PathBuf {
-        self.dir.path().join("src")
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
+        let relative = project_dir
+            .strip_prefix(BUILDS_DIR)
+            .unwrap_or(project_dir)
+            .trim_matches('/');
+        let mut project = dir.path().to_path_buf();
+        for part in relative.split('/').filter(|p| !p.is_empty()) {
+            project.push(part);
+            std::fs::create_dir(&project)?;
+            std::fs::set_permissions(&project, std::fs::Permissions::from_mode(0o777))?;
+        }
+        let tmp = std::path::PathBuf::from(format!("{}.tmp", project.display()));
+        std::fs::create_dir(&tmp)?;
+        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o777))?;
+        Ok(Some(BuildsDir { dir, project }))
     }
 }
 
@@ -261,10 +267,9 @@ pub async fn execute(
 }
 
 /// get_sources, restore_cache and download_artifacts: the job's files copied into the build
-/// container, or the sources put under `staged_src` for the container to copy in. `Ok(Err(outcome))`
-/// when the job fails here (as a script failure, like the official runner);
-/// `Ok(Ok((checkout, git_config)))` when the script can run, with the `.git/config` the
-/// staged checkout must get in the container (see [`sources::sources_into`]).
+/// container, or the sources copied to `host_project_dir` (the project directory in the job's
+/// [`BuildsDir`]). `Ok(Err(outcome))` when the job fails here (as a script failure, like the
+/// official runner); `Ok(Ok(checkout))` when the script can run.
 async fn prepare_files(
     payload: &JobPayload,
     io: &impl JobIo,
@@ -272,22 +277,22 @@ async fn prepare_files(
     options: &ExecutorOptions,
     job_cache: &JobCache<'_>,
     build_files: &BuildFiles<'_>,
-    staged_src: Option<&Path>,
-) -> Result<Result<(sources::Checkout, Option<String>), JobOutcome>, Failure> {
+    host_project_dir: Option<&Path>,
+) -> Result<Result<sources::Checkout, JobOutcome>, Failure> {
     let BuildFiles { engine, build, .. } = *build_files;
     let project_dir = payload.project_dir();
     // get_sources
     trace.section_start("get_sources", "Getting source from Git repository");
     let cache = options.source_cache.as_ref();
-    let sources = match staged_src {
-        Some(src) => sources::sources_into(payload, trace, cache, src)
+    let sources = match host_project_dir {
+        Some(dir) => sources::sources_into(payload, trace, cache, dir)
             .await
-            .map(|(checkout, config)| (None, checkout, config)),
+            .map(|checkout| (None, checkout)),
         None => sources::sources_tar(payload, trace, cache)
             .await
-            .map(|(tar, checkout)| (Some(tar), checkout, None)),
+            .map(|(tar, checkout)| (Some(tar), checkout)),
     };
-    let (tar, checkout, git_config) = match sources {
+    let (tar, checkout) = match sources {
         Ok(s) => s,
         Err(e) => {
             trace.section_end("get_sources");
@@ -341,7 +346,7 @@ async fn prepare_files(
         trace.section_end("download_artifacts");
     }
 
-    Ok(Ok((checkout, git_config)))
+    Ok(Ok(checkout))
 }
 
 async fn remove_resources(engine: &Engine, resources: &JobResources) {
@@ -430,39 +435,36 @@ async fn run_stages(
         stdin: true,
         ..Default::default()
     };
-    // Sources through a mount when only sources go in: cache and artifacts must land after
-    // them, and they come as tars the engine extracts.
-    let staged = options.stage_files_by_mount
-        && !options.keep_failed
-        && payload.cache.is_empty()
-        && payload.artifact_dependencies().next().is_none();
-    let mut staging = staged
-        .then(|| Staging::new(options.staging_root.as_deref()).ok())
+    // The builds directory from the host when the engine can mount it; cache and artifacts
+    // still go in as tars, which the engine extracts into it.
+    let mut builds_dir = (options.stage_files_by_mount && !options.keep_failed)
+        .then(|| BuildsDir::new(options.staging_root.as_deref(), &project_dir).ok())
+        .flatten()
         .flatten();
     let mut build = None;
-    if let Some(staged) = &staging {
+    if let Some(builds) = &builds_dir {
         let mut with_mount = build_config.clone();
-        with_mount.read_only_binds = vec![(
-            staged.dir.path().to_string_lossy().into_owned(),
-            STAGING_MOUNT.to_string(),
+        with_mount.binds = vec![(
+            builds.dir.path().to_string_lossy().into_owned(),
+            BUILDS_DIR.to_string(),
         )];
         build = JobContainer::create(engine, owner, &with_mount).await.ok();
     }
     let build = match build {
         Some(build) => build,
         None => {
-            // No staging, or an engine that cannot mount it (a confined or remote one): the
-            // files go in as a tar.
-            staging = None;
+            // No builds directory, or an engine that cannot mount it (a confined or remote
+            // one): the files go in as a tar.
+            builds_dir = None;
             JobContainer::create(engine, owner, &build_config)
                 .await
                 .map_err(Failure::system)?
         }
     };
     resources.containers.insert(0, build.clone());
-    // Where the sources go (`None`: a tar into the container) and the staging's marker.
-    let staged_at = staging.as_ref().map(|s| (s.src(), s.marker.clone()));
-    resources.staging = staging;
+    // Where the sources go on the host (`None`: a tar into the container).
+    let host_project_dir = builds_dir.as_ref().map(|b| b.project.clone());
+    resources.staging = builds_dir;
 
     trace.section_start("prepare_script", "Preparing environment");
     trace.line(&format!("Running on {} via {}...", build.name, host_name()));
@@ -498,17 +500,13 @@ async fn run_stages(
         options,
         &job_cache,
         &build_files,
-        staged_at.as_ref().map(|(src, _)| src.as_path()),
+        host_project_dir.as_deref(),
     );
     let (first_stage, files) = tokio::join!(first_stage, files);
-    let (checkout, git_config) = match files? {
-        Ok(files) => files,
+    let checkout = match files? {
+        Ok(checkout) => checkout,
         Err(failed) => return Ok(failed),
     };
-    // The first stage to run copies the staged files in (the container keeps them after).
-    let mut prelude = staged_at
-        .as_ref()
-        .map(|(_, marker)| copy_in_prelude(&project_dir, marker, git_config.as_deref()));
     let mut first_stage = first_stage.transpose().map_err(Failure::system)?;
 
     // step_script (and any other non-after_script steps, in order)
@@ -528,13 +526,11 @@ async fn run_stages(
             &stage,
             &format!("Executing \"{stage}\" stage of the job script"),
         );
-        let opening = prelude.take();
         let script = StageScript {
             project_dir: &project_dir,
             variables: &script_vars,
             commands: &step.script,
             debug_trace,
-            prelude: opening.as_deref(),
         };
         let remaining = job_timeout.saturating_sub(started.elapsed());
         let stage_run = match first_stage.take() {
@@ -579,13 +575,11 @@ async fn run_stages(
             value: job_status.into(),
             file: false,
         });
-        let opening = prelude.take();
         let script = StageScript {
             project_dir: &project_dir,
             variables: &after_vars,
             commands: &after.script,
             debug_trace,
-            prelude: opening.as_deref(),
         };
         // after_script has its own 5-minute budget and is not cancelled by a graceful cancel.
         let end = build

@@ -32,41 +32,6 @@ pub struct StageScript<'a> {
     pub commands: &'a [String],
     /// `CI_DEBUG_TRACE`: run with `set -o xtrace`.
     pub debug_trace: bool,
-    /// Shell code run first, before tracing and the job's own settings ([`copy_in_prelude`]).
-    pub prelude: Option<&'a str>,
-}
-
-/// Where a build container mounts the host directory its files are staged in.
-pub const STAGING_MOUNT: &str = "/.glci";
-
-/// The first stage's opening when the job's files come through a read-only mount: check the
-/// mount is the one staged for this job (`marker`, a file in it), copy its `src/` into the
-/// project directory, and give the checkout its own `.git/config` when one is given. Copying
-/// as the container's user, without preserving owners, gives the files the owner and
-/// timestamps a checkout made in the container would have.
-pub fn copy_in_prelude(project_dir: &str, marker: &str, git_config: Option<&str>) -> String {
-    let dir = shell_quote(project_dir);
-    let fail = |what: &str| {
-        format!(
-            "{{ printf '%s\\n' {} >&2; exit 1; }}",
-            shell_quote(&format!("{ESC}[31;1mERROR: glci: {what}{ESC}[0;m"))
-        )
-    };
-    let mut out = format!(
-        "[ -e {marker} ] || {}\nmkdir -p {dir} && cp -R {src}/. {dir}/ || {}\n",
-        fail("the job's staged files are not visible in the container (is the engine on another host?)"),
-        fail(&format!("could not copy the job's files into {project_dir} (the image needs mkdir and cp)")),
-        marker = shell_quote(&format!("{STAGING_MOUNT}/{marker}")),
-        src = shell_quote(&format!("{STAGING_MOUNT}/src")),
-    );
-    if let Some(config) = git_config {
-        out.push_str(&format!(
-            "printf '%s' {} > {}\n",
-            shell_quote(config),
-            shell_quote(&format!("{project_dir}/.git/config"))
-        ));
-    }
-    out
 }
 
 /// Quotes `s` for a POSIX shell: one single-quoted word.
@@ -153,9 +118,6 @@ impl StageScript<'_> {
     pub fn render(&self) -> String {
         let mut script = String::new();
         script.push_str("trap 'exit 1' TERM\n");
-        if let Some(prelude) = self.prelude {
-            script.push_str(prelude);
-        }
         if self.debug_trace {
             script.push_str("set -o xtrace\n");
         }
@@ -199,32 +161,6 @@ mod tests {
     }
 
     #[test]
-    fn a_mount_without_the_jobs_marker_stops_the_job_before_anything_runs() {
-        let prelude = copy_in_prelude("/builds/p", "staged-no-such-marker", None);
-        let script = StageScript {
-            project_dir: "/builds/p",
-            variables: &[],
-            commands: &["echo must-not-run".to_string()],
-            debug_trace: false,
-            prelude: Some(&prelude),
-        };
-        let dir = tempfile::tempdir().unwrap();
-        let out = Command::new("sh")
-            .current_dir(dir.path())
-            .arg("-c")
-            .arg(script.render())
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(1));
-        assert!(!String::from_utf8_lossy(&out.stdout).contains("must-not-run"));
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("ERROR: glci: the job's staged files are not visible"),
-            "{stderr}"
-        );
-    }
-
-    #[test]
     fn quoting_survives_every_awkward_character() {
         let nasty = "it's \"quoted\" $HOME `x` \\ \n\ttab";
         let (code, out) = run_sh(&format!("printf '%s' {}", shell_quote(nasty)));
@@ -263,7 +199,6 @@ mod tests {
             variables: &vars,
             commands: &commands,
             debug_trace: false,
-            prelude: None,
         };
         let (code, out) = run_sh(&script.render());
         assert_eq!(code, 1, "{out}");
@@ -290,7 +225,6 @@ mod tests {
                 variables: &[],
                 commands,
                 debug_trace: false,
-                prelude: None,
             };
             let out = Command::new("sh")
                 .arg("-c")

@@ -4,9 +4,14 @@
 //! Docker API is needed to reach the engine (a remote engine works too).
 //!
 //! Two ways into the container: a tar copied in through the API ([`sources_tar`], any engine),
-//! or, when the engine runs on this host, a directory the container mounts read-only and its
-//! shell copies from ([`sources_into`]): the engine's archive extraction costs about 80 ms per
-//! job, a `cp` of the same files a few.
+//! or, when the engine runs on this host, a copy in the host directory the container mounts as
+//! its builds directory ([`sources_into`]), as the official runner's builds volume: the engine's
+//! archive extraction costs about 80 ms per job, a copy on the host a few, made while the
+//! container starts.
+//!
+//! Either way the files have the modes the official helper gives them: it checks out as root
+//! under `umask 0000` (unless `FF_DISABLE_UMASK_FOR_DOCKER_EXECUTOR`), so files are 0666,
+//! executables and directories 0777, which lets images running as another user write them.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -64,7 +69,7 @@ impl Cached {
 
 impl SourceCache {
     /// A cache whose checkouts are made under `root` (an existing directory): the same file
-    /// system as the jobs' staging directories, so that staging hard-links instead of copying.
+    /// system as the jobs' builds directories the checkouts are copied to.
     pub fn in_dir(root: std::path::PathBuf) -> SourceCache {
         SourceCache {
             slots: Arc::default(),
@@ -135,39 +140,47 @@ pub async fn sources_tar(
     let cached = filled(&slot)?;
     if reused {
         // The copy must carry this job's credentials, not those of the job that fetched.
-        // Replaced, not written into: staged copies hard-link the old file.
         let config = cached.dir.path().join(".git/config");
         let fresh = cached.dir.path().join(".git/config.glci");
         std::fs::write(&fresh, cached.git_config_for(&payload.git_info.repo_url))
+            .and_then(|()| {
+                std::fs::set_permissions(&fresh, std::fs::metadata(&config)?.permissions())
+            })
             .and_then(|()| std::fs::rename(&fresh, &config))
             .map_err(|e| SourcesError(format!("writing {}: {e}", config.display())))?;
     }
     Ok((pack(cached.dir.path())?, cached.checkout.clone()))
 }
 
-/// The job's sources as files under `staging` (empty), for a container that mounts it; and,
-/// when the checkout came from the cache, the `.git/config` text the job must get instead of
-/// the one in `staging` (which carries the token of the job that fetched). The files are hard
-/// links into the cached checkout where possible: nothing writes to either (the mount is
-/// read-only, and the cached checkout's files are replaced, never written into).
+/// The job's sources as files in `project_dir` (an empty directory on the host that the job's
+/// container sees as `CI_PROJECT_DIR`), with the job's own `.git/config`. A checkout made
+/// earlier is copied, not linked: the job writes into its files.
 pub async fn sources_into(
     payload: &JobPayload,
     trace: &Trace,
     cache: Option<&SourceCache>,
-    staging: &Path,
-) -> Result<(Checkout, Option<String>), SourcesError> {
+    project_dir: &Path,
+) -> Result<Checkout, SourcesError> {
     let Some(cache) = cache.filter(|_| !matches!(strategy(payload), "none" | "empty")) else {
-        return Ok((get_sources(payload, staging, trace).await?, None));
+        return get_sources(payload, project_dir, trace).await;
     };
     let (slot, reused) = cache.checkout(payload, trace).await?;
     let cached = filled(&slot)?;
-    let (from, to) = (cached.dir.path().to_path_buf(), staging.to_path_buf());
-    tokio::task::spawn_blocking(move || link_tree(&from, &to))
-        .await
-        .map_err(|e| SourcesError(e.to_string()))?
-        .map_err(|e| SourcesError(format!("staging the checkout: {e}")))?;
-    let own_config = reused.then(|| cached.git_config_for(&payload.git_info.repo_url));
-    Ok((cached.checkout.clone(), own_config))
+    let (from, to) = (cached.dir.path().to_path_buf(), project_dir.to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        copy_tree(&from, &to)?;
+        std::fs::set_permissions(&to, std::fs::metadata(&from)?.permissions())
+    })
+    .await
+    .map_err(|e| SourcesError(e.to_string()))?
+    .map_err(|e| SourcesError(format!("copying the checkout: {e}")))?;
+    if reused {
+        // The copy carries the token of the job that fetched; this job gets its own.
+        let config = project_dir.join(".git/config");
+        std::fs::write(&config, cached.git_config_for(&payload.git_info.repo_url))
+            .map_err(|e| SourcesError(format!("writing {}: {e}", config.display())))?;
+    }
+    Ok(cached.checkout.clone())
 }
 
 /// The entry [`SourceCache::checkout`] filled.
@@ -186,22 +199,101 @@ fn copy_symlink(src: &Path, dst: &Path) -> std::io::Result<()> {
     std::fs::copy(src, dst).map(|_| ())
 }
 
-/// Recreates the tree under `from` in `to` (an existing directory): directories made, files
-/// hard-linked (copied when the file system refuses links), symbolic links recreated.
-fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
+/// Recreates the tree under `from` in `to` (an existing directory): directories made and
+/// files copied with their modes, symbolic links recreated.
+fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
         let (src, dst) = (entry.path(), to.join(entry.file_name()));
         let kind = entry.file_type()?;
         if kind.is_dir() {
             std::fs::create_dir(&dst)?;
-            link_tree(&src, &dst)?;
+            copy_tree(&src, &dst)?;
+            std::fs::set_permissions(&dst, entry.metadata()?.permissions())?;
         } else if kind.is_symlink() {
             copy_symlink(&src, &dst)?;
-        } else if std::fs::hard_link(&src, &dst).is_err() {
+        } else {
+            // Copies the permission bits too.
             std::fs::copy(&src, &dst)?;
         }
     }
+    Ok(())
+}
+
+/// The mode a file or directory of the checkout would have had if git had made it under
+/// `umask 0000`, as the official helper does: git asks for 0777 (directories, executables),
+/// 0666 (other files) or 0444 (objects), and so owner-writable entries become writable by all.
+#[cfg(unix)]
+fn umask_0000_mode(mode: u32) -> u32 {
+    let mode = mode & 0o7777;
+    if mode & 0o200 == 0 {
+        mode
+    } else if mode & 0o100 != 0 {
+        mode | 0o777
+    } else {
+        mode | 0o666
+    }
+}
+
+/// Gives `dir` and everything under it (symbolic links aside) the modes of
+/// [`umask_0000_mode`].
+#[cfg(unix)]
+fn apply_helper_umask(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let set = |path: &Path, meta: &std::fs::Metadata| {
+        let mode = meta.permissions().mode();
+        let wanted = umask_0000_mode(mode);
+        if wanted != mode & 0o7777 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(wanted))?;
+        }
+        Ok::<(), std::io::Error>(())
+    };
+    set(dir, &std::fs::metadata(dir)?)?;
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        if kind.is_dir() {
+            apply_helper_umask(&entry.path())?;
+        } else if !kind.is_symlink() {
+            set(&entry.path(), &entry.metadata()?)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn apply_helper_umask(_dir: &Path) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Whether the job keeps git's own modes (`FF_DISABLE_UMASK_FOR_DOCKER_EXECUTOR`).
+fn umask_disabled(payload: &JobPayload) -> bool {
+    matches!(
+        payload.variable("FF_DISABLE_UMASK_FOR_DOCKER_EXECUTOR"),
+        Some("true" | "1")
+    )
+}
+
+/// The modes the official helper leaves on a checkout in `dir` (see [`umask_0000_mode`]);
+/// without its umask, git's own, and 0755 for the project directory (not the 0700 of a
+/// temporary directory).
+fn helper_modes(payload: &JobPayload, dir: &Path) -> Result<(), SourcesError> {
+    let result = if umask_disabled(payload) {
+        set_mode(dir, 0o755)
+    } else {
+        apply_helper_umask(dir)
+    };
+    result.map_err(|e| SourcesError(format!("setting the modes of {}: {e}", dir.display())))
+}
+
+#[cfg(unix)]
+fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+}
+
+#[cfg(not(unix))]
+fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
     Ok(())
 }
 
@@ -223,6 +315,8 @@ fn cache_key(payload: &JobPayload) -> String {
         "GIT_FETCH_EXTRA_FLAGS",
         "GIT_SUBMODULE_STRATEGY",
         "GIT_CLEAN_FLAGS",
+        // The checkout's modes.
+        "FF_DISABLE_UMASK_FOR_DOCKER_EXECUTOR",
     ]
     .map(|k| payload.variable(k).unwrap_or(""));
     format!(
@@ -277,6 +371,7 @@ pub async fn get_sources(
     match strategy(payload) {
         "none" | "empty" => {
             trace.line("Skipping Git repository setup and creating an empty build directory");
+            helper_modes(payload, dir)?;
             return Ok(Checkout::default());
         }
         "clone" | "fetch" => {}
@@ -337,6 +432,7 @@ pub async fn get_sources(
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .collect();
+    helper_modes(payload, dir)?;
     Ok(Checkout { tracked })
 }
 
@@ -384,24 +480,49 @@ mod tests {
 }
 
 #[cfg(test)]
-mod link_tree_tests {
-    use super::link_tree;
+mod copy_tests {
+    use super::{apply_helper_umask, copy_tree, umask_0000_mode};
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::symlink_metadata(path)
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    }
 
     #[test]
-    fn links_files_recreates_directories_and_symbolic_links() {
+    fn copies_files_with_their_modes_directories_and_symbolic_links() {
         let from = tempfile::tempdir().unwrap();
         let to = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(from.path().join("a/b")).unwrap();
         std::fs::write(from.path().join("a/b/f.txt"), "content").unwrap();
+        std::fs::write(from.path().join("run.sh"), "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(
+            from.path().join("run.sh"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            from.path().join("a"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
         std::fs::write(from.path().join(".hidden"), "h").unwrap();
         std::os::unix::fs::symlink("a/b/f.txt", from.path().join("link")).unwrap();
-        link_tree(from.path(), to.path()).unwrap();
-        use std::os::unix::fs::MetadataExt;
+        copy_tree(from.path(), to.path()).unwrap();
         let (src, dst) = (
             std::fs::metadata(from.path().join("a/b/f.txt")).unwrap(),
             std::fs::metadata(to.path().join("a/b/f.txt")).unwrap(),
         );
-        assert_eq!(src.ino(), dst.ino(), "a hard link, not a copy");
+        assert_ne!(src.ino(), dst.ino(), "a copy: the job writes into it");
+        assert_eq!(
+            std::fs::read_to_string(to.path().join("a/b/f.txt")).unwrap(),
+            "content"
+        );
+        assert_eq!(mode(&to.path().join("run.sh")), 0o777);
+        assert_eq!(mode(&to.path().join("a")), 0o777);
         assert_eq!(
             std::fs::read_to_string(to.path().join(".hidden")).unwrap(),
             "h"
@@ -410,5 +531,27 @@ mod link_tree_tests {
             std::fs::read_link(to.path().join("link")).unwrap(),
             std::path::Path::new("a/b/f.txt")
         );
+    }
+
+    #[test]
+    fn modes_are_those_git_makes_under_umask_0000() {
+        assert_eq!(umask_0000_mode(0o100644), 0o666);
+        assert_eq!(umask_0000_mode(0o755), 0o777);
+        assert_eq!(umask_0000_mode(0o600), 0o666);
+        assert_eq!(umask_0000_mode(0o700), 0o777);
+        assert_eq!(umask_0000_mode(0o444), 0o444, "git objects stay read-only");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("sub/f"), "").unwrap();
+        std::fs::set_permissions(
+            dir.path().join("sub/f"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("sub/f", dir.path().join("link")).unwrap();
+        apply_helper_umask(dir.path()).unwrap();
+        assert_eq!(mode(dir.path()), 0o777);
+        assert_eq!(mode(&dir.path().join("sub")), 0o777);
+        assert_eq!(mode(&dir.path().join("sub/f")), 0o666);
     }
 }
