@@ -53,15 +53,21 @@ async fn start_session(project: &std::path::Path, home: &std::path::Path) -> Ses
         .expect("session")
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_reused_checkout_is_indistinguishable_from_a_fresh_fetch() {
+/// Runs `pipeline` as the one commit of a new project, start to end.
+async fn run_committed(pipeline: &str) -> glci_test::pipeline::RunReport {
     let project = tempfile::tempdir().unwrap();
-    std::fs::write(project.path().join(".gitlab-ci.yml"), PIPELINE).unwrap();
+    std::fs::write(project.path().join(".gitlab-ci.yml"), pipeline).unwrap();
     commit_all(project.path());
     let home = tempfile::tempdir().unwrap();
     let session = start_session(project.path(), home.path()).await;
     let report = session.run(&[]).await.unwrap();
     session.shutdown().await;
+    report
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_reused_checkout_is_indistinguishable_from_a_fresh_fetch() {
+    let report = run_committed(PIPELINE).await;
     let first = report.job("first").unwrap();
     let second = report.job("second").unwrap();
     assert_eq!(first.status, Status::Success, "{}", first.log);
@@ -188,13 +194,7 @@ last:
   stage: three
   extends: .token
 "#;
-    let project = tempfile::tempdir().unwrap();
-    std::fs::write(project.path().join(".gitlab-ci.yml"), MIXED).unwrap();
-    commit_all(project.path());
-    let home = tempfile::tempdir().unwrap();
-    let session = start_session(project.path(), home.path()).await;
-    let report = session.run(&[]).await.unwrap();
-    session.shutdown().await;
+    let report = run_committed(MIXED).await;
     for name in ["first", "with-cache", "last"] {
         let job = report.job(name).unwrap();
         assert_eq!(job.status, Status::Success, "{name}: {}", job.log);

@@ -17,7 +17,7 @@ use super::cache::{CacheConfig, JobCache, ProjectFiles};
 use super::container::{ContainerConfig, JobContainer, StageEnd};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
 use super::services::{service_aliases, service_slug, wait_for_ports};
-use super::shell::{ScriptVariable, StageScript, SHELL_DETECTOR};
+use super::shell::{tmp_dir, ScriptVariable, StageScript, SHELL_DETECTOR};
 use super::sources;
 use super::trace::Trace;
 use super::variables::{job_variables, service_variables, RunnerIdentity};
@@ -163,7 +163,7 @@ struct JobResources {
     network: Option<String>,
     containers: Vec<JobContainer>,
     /// The host directory the build container mounts (see [`BuildsDir`]).
-    staging: Option<BuildsDir>,
+    builds_dir: Option<BuildsDir>,
 }
 
 /// Where the build container mounts a job's [`BuildsDir`].
@@ -180,34 +180,37 @@ struct BuildsDir {
 }
 
 impl BuildsDir {
-    /// `Ok(None)` when files made here are not root's: the container would see another
-    /// owner than on GitLab, and glci could not remove what the job writes as root.
-    fn new(root: Option<&Path>, project_dir: &str) -> std::io::Result<Option<BuildsDir>> {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    /// Fails too when files made here are not root's: the container would see another owner
+    /// than on GitLab, and glci could not remove what the job writes as root.
+    fn new(root: Option<&Path>, project_dir: &str) -> std::io::Result<BuildsDir> {
         let mut builder = tempfile::Builder::new();
         builder.prefix("glci-job-");
         let dir = match root {
             Some(root) => builder.tempdir_in(root)?,
             None => builder.tempdir()?,
         };
-        if std::fs::metadata(dir.path())?.uid() != 0 {
-            return Ok(None);
+        if !sources::owned_by_root(dir.path())? {
+            return Err(std::io::Error::other("glci does not run as root"));
         }
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755))?;
-        let relative = project_dir
-            .strip_prefix(BUILDS_DIR)
-            .unwrap_or(project_dir)
-            .trim_matches('/');
-        let mut project = dir.path().to_path_buf();
-        for part in relative.split('/').filter(|p| !p.is_empty()) {
-            project.push(part);
-            std::fs::create_dir(&project)?;
-            std::fs::set_permissions(&project, std::fs::Permissions::from_mode(0o777))?;
+        sources::set_mode(dir.path(), 0o755)?;
+        let on_host = |container_path: &str| {
+            let relative = container_path
+                .strip_prefix(BUILDS_DIR)
+                .unwrap_or(container_path);
+            dir.path().join(relative.trim_matches('/'))
+        };
+        let project = on_host(project_dir);
+        // Each directory down to the project's, and its `.tmp`.
+        let mut made = dir.path().to_path_buf();
+        for part in project.strip_prefix(dir.path()).unwrap_or(&project) {
+            made.push(part);
+            std::fs::create_dir(&made)?;
+            sources::set_mode(&made, 0o777)?;
         }
-        let tmp = std::path::PathBuf::from(format!("{}.tmp", project.display()));
+        let tmp = on_host(&tmp_dir(project_dir));
         std::fs::create_dir(&tmp)?;
-        std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o777))?;
-        Ok(Some(BuildsDir { dir, project }))
+        sources::set_mode(&tmp, 0o777)?;
+        Ok(BuildsDir { dir, project })
     }
 }
 
@@ -232,7 +235,7 @@ pub async fn execute(
     let mut resources = JobResources {
         network: None,
         containers: Vec::new(),
-        staging: None,
+        builds_dir: None,
     };
     let result = run_stages(
         engine,
@@ -356,8 +359,8 @@ async fn remove_resources(engine: &Engine, resources: &JobResources) {
     if let Some(net) = &resources.network {
         let _ = engine.client().remove_network(net).await;
     }
-    if let Some(staging) = &resources.staging {
-        let dir = staging.dir.path().to_path_buf();
+    if let Some(builds) = &resources.builds_dir {
+        let dir = builds.dir.path().to_path_buf();
         // Deleting a checkout takes tens of milliseconds: not on the async runtime.
         let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
     }
@@ -439,7 +442,6 @@ async fn run_stages(
     // still go in as tars, which the engine extracts into it.
     let mut builds_dir = (options.stage_files_by_mount && !options.keep_failed)
         .then(|| BuildsDir::new(options.staging_root.as_deref(), &project_dir).ok())
-        .flatten()
         .flatten();
     let mut build = None;
     if let Some(builds) = &builds_dir {
@@ -464,7 +466,7 @@ async fn run_stages(
     resources.containers.insert(0, build.clone());
     // Where the sources go on the host (`None`: a tar into the container).
     let host_project_dir = builds_dir.as_ref().map(|b| b.project.clone());
-    resources.staging = builds_dir;
+    resources.builds_dir = builds_dir;
 
     trace.section_start("prepare_script", "Preparing environment");
     trace.line(&format!("Running on {} via {}...", build.name, host_name()));

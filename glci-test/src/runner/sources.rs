@@ -60,10 +60,13 @@ struct Cached {
 }
 
 impl Cached {
-    /// The checkout's `.git/config` for a job fetching from `repo_url` (its own token). git
-    /// writes the URL as given: tokens and our server's URLs need no quoting.
-    fn git_config_for(&self, repo_url: &str) -> String {
-        self.git_config.replace(&self.repo_url, repo_url)
+    /// Gives the checkout in `dir` (this one, or a copy of it) the `.git/config` of a job
+    /// fetching from `repo_url`: its own token, not that of the job that fetched. git writes
+    /// the URL as given: tokens and our server's URLs need no quoting. The file keeps its mode.
+    fn write_git_config(&self, dir: &Path, repo_url: &str) -> Result<(), SourcesError> {
+        let config = dir.join(".git/config");
+        std::fs::write(&config, self.git_config.replace(&self.repo_url, repo_url))
+            .map_err(|e| SourcesError(format!("writing {}: {e}", config.display())))
     }
 }
 
@@ -139,15 +142,8 @@ pub async fn sources_tar(
     let (slot, reused) = cache.checkout(payload, trace).await?;
     let cached = filled(&slot)?;
     if reused {
-        // The copy must carry this job's credentials, not those of the job that fetched.
-        let config = cached.dir.path().join(".git/config");
-        let fresh = cached.dir.path().join(".git/config.glci");
-        std::fs::write(&fresh, cached.git_config_for(&payload.git_info.repo_url))
-            .and_then(|()| {
-                std::fs::set_permissions(&fresh, std::fs::metadata(&config)?.permissions())
-            })
-            .and_then(|()| std::fs::rename(&fresh, &config))
-            .map_err(|e| SourcesError(format!("writing {}: {e}", config.display())))?;
+        // Written into the cached checkout itself: the slot stays locked until it is packed.
+        cached.write_git_config(cached.dir.path(), &payload.git_info.repo_url)?;
     }
     Ok((pack(cached.dir.path())?, cached.checkout.clone()))
 }
@@ -175,10 +171,7 @@ pub async fn sources_into(
     .map_err(|e| SourcesError(e.to_string()))?
     .map_err(|e| SourcesError(format!("copying the checkout: {e}")))?;
     if reused {
-        // The copy carries the token of the job that fetched; this job gets its own.
-        let config = project_dir.join(".git/config");
-        std::fs::write(&config, cached.git_config_for(&payload.git_info.repo_url))
-            .map_err(|e| SourcesError(format!("writing {}: {e}", config.display())))?;
+        cached.write_git_config(project_dir, &payload.git_info.repo_url)?;
     }
     Ok(cached.checkout.clone())
 }
@@ -287,14 +280,27 @@ fn helper_modes(payload: &JobPayload, dir: &Path) -> Result<(), SourcesError> {
 }
 
 #[cfg(unix)]
-fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
+pub(super) fn set_mode(path: &Path, mode: u32) -> std::io::Result<()> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
 }
 
 #[cfg(not(unix))]
-fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
+pub(super) fn set_mode(_path: &Path, _mode: u32) -> std::io::Result<()> {
     Ok(())
+}
+
+/// Whether `path` belongs to root: files glci makes are root's, as the official helper's are,
+/// only when glci runs as root.
+#[cfg(unix)]
+pub(super) fn owned_by_root(path: &Path) -> std::io::Result<bool> {
+    use std::os::unix::fs::MetadataExt;
+    Ok(std::fs::metadata(path)?.uid() == 0)
+}
+
+#[cfg(not(unix))]
+pub(super) fn owned_by_root(_path: &Path) -> std::io::Result<bool> {
+    Ok(false)
 }
 
 fn strategy(payload: &JobPayload) -> &str {
