@@ -325,7 +325,7 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
     );
     let mut executor = ExecutorOptions {
         // Files through a mount only when the engine shares this host's file system.
-        stage_files_by_mount: engine.bridge_gateway().await.is_some(),
+        stage_files_by_mount: engine.host_address().await.is_local(),
         ..ExecutorOptions::default()
     };
     if let Some(image) = &args.default_image {

@@ -17,7 +17,7 @@ pub use cleanup::{
 pub use container::{
     container_logs, create_network, run_container, ContainerOutput, ContainerSpec,
 };
-pub use engine::{DockerError, Engine};
+pub use engine::{DockerError, Engine, HostAddress};
 pub use labels::{
     Owner, LABEL_OWNER, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_PIPELINE,
 };

@@ -17,7 +17,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker::{self, DockerError, Engine, Owner};
+use crate::docker::{self, DockerError, Engine, HostAddress, Owner};
 use crate::git::{self, GitError, SnapshotRequest};
 use crate::plan::cache_key::KeySource;
 use crate::plan::model::When;
@@ -56,7 +56,8 @@ pub struct RunOptions {
     pub wait_delayed: bool,
     /// Start no built-in runner: jobs wait for a runner the user registers.
     pub external_runner: bool,
-    /// Address the server listens on; default the Docker bridge gateway, else loopback.
+    /// Address the server listens on; default this host's address on the Docker bridge (see
+    /// [`Engine::host_address`]); an error when the engine has none.
     pub bind: Option<IpAddr>,
     /// glci's data directory; default `GLCI_HOME`, else `~/.glci`.
     pub home: Option<PathBuf>,
@@ -330,19 +331,29 @@ impl Session {
             let _ = docker::remove_orphans(engine).await;
         }
 
-        // The bridge's gateway is an address of this host only when the engine runs here.
-        let engine_gateway = match &engine {
-            Some(engine) => engine.bridge_gateway().await,
+        // Jobs reach the server at an address of this host on the engine's bridge; an engine
+        // elsewhere cannot reach this host at all, and loopback is no address jobs can use.
+        let host_address = match &engine {
+            Some(engine) => Some(engine.host_address().await),
             None => None,
         };
-        let bind = match (options.bind, &engine) {
-            (Some(ip), _) => ip,
-            (None, Some(_)) => engine_gateway.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-            (None, None) => match Engine::connect().await {
-                Ok(engine) => engine
-                    .bridge_gateway()
-                    .await
-                    .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
+        let bind = match (options.bind, &host_address, &engine) {
+            (Some(ip), _, _) => ip,
+            (None, Some(HostAddress::Bridge(ip)), _) => *ip,
+            (None, Some(HostAddress::NotHere { tried }), Some(engine)) => {
+                return Err(DockerError::NoHostAddress {
+                    endpoint: engine.endpoint().to_string(),
+                    tried: tried.clone(),
+                }
+                .into());
+            }
+            // An external runner: the bridge when a local engine answers (its jobs likely run
+            // there), else loopback for a runner process on this host.
+            (None, _, _) => match Engine::connect().await {
+                Ok(engine) => match engine.host_address().await {
+                    HostAddress::Bridge(ip) => ip,
+                    HostAddress::NotHere { .. } => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                },
                 Err(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             },
         };
@@ -481,7 +492,7 @@ impl Session {
                     Some(root) => crate::runner::sources::SourceCache::in_dir(root.clone()),
                     None => crate::runner::sources::SourceCache::default(),
                 }),
-                stage_files_by_mount: engine_gateway.is_some(),
+                stage_files_by_mount: host_address.as_ref().is_some_and(HostAddress::is_local),
                 staging_root: staging_root.clone(),
                 // Shared: the cache outlives the per-pipeline runner tokens, so the next run
                 // finds it.
