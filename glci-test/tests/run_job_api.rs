@@ -8,7 +8,7 @@ use std::sync::Arc;
 use glci_test::pipeline::{PipelineOptions, Quiet, RunOptions, Session};
 use glci_test::plan::status::Status;
 
-const API: &str = r#"curl -sS --fail-with-body -H "JOB-TOKEN: $CI_JOB_TOKEN""#;
+const API: &str = r#"curl -sS --fail-with-body -H "JOB-TOKEN:$CI_JOB_TOKEN""#;
 
 fn pipeline() -> String {
     format!(
@@ -24,18 +24,18 @@ build:
     - echo "$CI_JOB_TOKEN" > token.txt
     - {API} --upload-file pkg.txt "$CI_API_V4_URL/projects/$CI_PROJECT_ID/packages/generic/tool/1.0.0/pkg.txt"; echo
     - {API} "$CI_API_V4_URL/job" | grep -o '"name":"build"' && echo job-endpoint-works
-    - test "$(curl -s -o /dev/null -w '%{{http_code}}' -H 'JOB-TOKEN: wrong' "$CI_API_V4_URL/job")" = 401 && echo bad-token-401
-    - curl -s -H "JOB-TOKEN: $CI_JOB_TOKEN" "$CI_API_V4_URL/projects/$CI_PROJECT_ID/feature_flags"; echo
+    - test "$(curl -s -o /dev/null -w '%{{http_code}}' -H 'JOB-TOKEN:wrong' "$CI_API_V4_URL/job")" = 401 && echo bad-token-401
+    - curl -s -H "JOB-TOKEN:$CI_JOB_TOKEN" "$CI_API_V4_URL/projects/$CI_PROJECT_ID/feature_flags"; echo
   artifacts:
     paths: [out.txt, token.txt]
 use:
   stage: use
   script:
     - {API} "$CI_API_V4_URL/projects/$CI_PROJECT_ID/packages/generic/tool/1.0.0/pkg.txt" | grep -q hello-package && echo package-downloaded
-    - curl -sS --fail-with-body -H "Authorization: Bearer $CI_JOB_TOKEN" -o a.zip "$CI_API_V4_URL/projects/$CI_PROJECT_ID/jobs/artifacts/$CI_COMMIT_REF_NAME/download?job=build"
+    - curl -sS --fail-with-body -H "Authorization:Bearer $CI_JOB_TOKEN" -o a.zip "$CI_API_V4_URL/projects/$CI_PROJECT_ID/jobs/artifacts/$CI_COMMIT_REF_NAME/download?job=build"
     - head -c 2 a.zip | grep -q PK && echo archive-downloaded
     - curl -sS --fail-with-body "$CI_API_V4_URL/projects/$CI_PROJECT_ID/jobs/artifacts/$CI_COMMIT_REF_NAME/raw/out.txt?job=build&job_token=$CI_JOB_TOKEN" | grep -q hello-artifact && echo raw-file-read
-    - test "$(curl -s -o /dev/null -w '%{{http_code}}' -H "JOB-TOKEN: $(cat token.txt)" "$CI_API_V4_URL/job")" = 401 && echo finished-token-401
+    - test "$(curl -s -o /dev/null -w '%{{http_code}}' -H "JOB-TOKEN:$(cat token.txt)" "$CI_API_V4_URL/job")" = 401 && echo finished-token-401
 publish:
   stage: publish
   dependencies: []
