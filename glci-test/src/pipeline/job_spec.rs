@@ -358,3 +358,35 @@ pub fn dependency(name: &str, id: JobId) -> DependencySpec {
         name: name.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_step_quotes_values_but_lets_variables_expand() {
+        assert_eq!(
+            shell_quoted(r#"a "b" `c` \d $E"#),
+            r#""a \"b\" \`c\` \\d $E""#
+        );
+        let script = release_script(&ReleaseConfig {
+            tag_name: "v$CI_PIPELINE_ID".to_string(),
+            description: "notes".to_string(),
+            milestones: vec!["m1".to_string()],
+            ..ReleaseConfig::default()
+        });
+        assert!(script.starts_with("if command -v release-cli"), "{script}");
+        assert!(
+            script.contains(r#"release-cli create --description "notes" --tag-name "v$CI_PIPELINE_ID" --milestone "m1""#),
+            "{script}"
+        );
+        assert!(
+            script.contains(r#"--data-urlencode "tag_name=v$CI_PIPELINE_ID" --data-urlencode "milestones[]=m1" "$CI_API_V4_URL/projects/$CI_PROJECT_ID/releases""#),
+            "{script}"
+        );
+        assert!(
+            !script.contains("--name"),
+            "unset keys are not sent: {script}"
+        );
+    }
+}
