@@ -166,8 +166,8 @@ async fn packages_releases_and_unknown_endpoints() {
     assert_eq!(release.json()["name"], "v1.2.3");
     let again = send_json(
         "POST",
-        &format!("{api}/projects/3/releases?job_token={token}"),
-        &json!({"tag_name": "v1.2.3", "description": "again"}),
+        &format!("{api}/projects/3/releases"),
+        &json!({"tag_name": "v1.2.3", "description": "again", "job_token": token}),
     )
     .await;
     assert_eq!(again.status, 409, "{}", again.text());

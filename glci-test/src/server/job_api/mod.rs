@@ -35,7 +35,7 @@ pub(crate) async fn handle(shared: &Shared, req: Request) -> Response {
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let method = req.method().clone();
     let query = super::params::query(&req);
-    let caller = authenticate(&shared.api, &req, &query);
+    let mut caller = authenticate(&shared.api, &req, &query);
     let Some(route) = Route::of(&method, &segs) else {
         // GitLab answers unknown routes 404 whoever asks; a job's call also gets a log line.
         if let Some(caller) = &caller {
@@ -43,6 +43,20 @@ pub(crate) async fn handle(shared: &Shared, req: Request) -> Response {
         }
         return not_found();
     };
+    // A release's parameters, `job_token` among them, may also come in the body.
+    let mut req = Some(req);
+    let mut release_params = None;
+    if let Some(r) = req.take_if(|_| matches!(route, Route::CreateRelease)) {
+        let params = match super::params::read(r).await {
+            Ok(p) => p,
+            Err(e) => return e.response(),
+        };
+        if caller.is_none() {
+            caller = super::params::string(&params, "job_token")
+                .and_then(|t| caller_for(&shared.api, t));
+        }
+        release_params = Some(params);
+    }
     let Some(caller) = caller else {
         return unauthorized();
     };
@@ -59,12 +73,17 @@ pub(crate) async fn handle(shared: &Shared, req: Request) -> Response {
         Route::ArtifactsById(id) => artifacts::by_id(shared, &caller, id).await,
         Route::Package { coords, upload } => {
             if upload {
-                packages::upload(shared, &caller, &coords, req).await
+                match req.take() {
+                    Some(req) => packages::upload(shared, &caller, &coords, req).await,
+                    None => not_found(),
+                }
             } else {
                 packages::download(shared, &caller, &coords).await
             }
         }
-        Route::CreateRelease => releases::create(shared, &caller, req).await,
+        Route::CreateRelease => {
+            releases::create(shared, &caller, release_params.unwrap_or_default())
+        }
     }
 }
 
@@ -173,9 +192,13 @@ fn token_of(req: &Request, query: &Value) -> Option<String> {
 }
 
 fn authenticate(api: &ApiState, req: &Request, query: &Value) -> Option<Caller> {
-    let token = token_of(req, query)?;
+    caller_for(api, &token_of(req, query)?)
+}
+
+/// The running job owning `token`.
+fn caller_for(api: &ApiState, token: &str) -> Option<Caller> {
     let inner = api.lock();
-    let job = ApiState::job_by_token(&inner, &token)?;
+    let job = ApiState::job_by_token(&inner, token)?;
     job.state.is_active().then(|| Caller {
         id: job.id,
         project_id: job.spec.project.id,

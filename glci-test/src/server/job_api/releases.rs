@@ -5,20 +5,17 @@
 use std::time::SystemTime;
 
 use http::StatusCode;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use super::{bad_request, note, Caller};
-use crate::server::http::{self as h, Request, Response};
+use crate::server::http::{self as h, Response};
 use crate::server::params;
 use crate::server::runner_api::state::Release;
 use crate::server::time::rfc3339;
 use crate::server::Shared;
 
-pub(super) async fn create(shared: &Shared, caller: &Caller, req: Request) -> Response {
-    let body = match params::read(req).await {
-        Ok(b) => b,
-        Err(e) => return e.response(),
-    };
+/// `body`: the request's parameters (query and body), read by the router.
+pub(super) fn create(shared: &Shared, caller: &Caller, body: Value) -> Response {
     let Some(tag_name) = params::string(&body, "tag_name").filter(|t| !t.trim().is_empty()) else {
         return bad_request("tag_name is missing");
     };
