@@ -277,6 +277,25 @@ fn print_summary(report: &RunReport) {
                 let _ = writeln!(out, "{}: {why}", job.name);
             }
         }
+        for release in &job.releases {
+            let _ = writeln!(
+                out,
+                "{}: release {:?} (tag {})",
+                job.name, release.name, release.tag_name
+            );
+        }
+        for package in &job.packages {
+            let _ = writeln!(
+                out,
+                "{}: package {}/{}/{} ({} bytes) in {}",
+                job.name,
+                package.package,
+                package.version,
+                package.file_name,
+                package.size,
+                package.path.display()
+            );
+        }
         if matches!(job.status, Status::Failed) && !job.allowed_failure {
             if let Some(path) = &job.log_path {
                 let _ = writeln!(out, "{}: full log: {}", job.name, path.display());

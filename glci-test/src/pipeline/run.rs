@@ -30,8 +30,8 @@ use crate::runner::executor::JobOutcome;
 use crate::runner::executor::{CleanupTasks, ExecutorOptions};
 use crate::runner::worker::{serve, WorkerHooks};
 use crate::server::{
-    JobEvent, JobId, JobState, ProjectSpec, RefType, RunningServer, Server, ServerConfig,
-    ServerError,
+    JobEvent, JobId, JobState, PackageFile, ProjectSpec, RefType, Release, RunningServer, Server,
+    ServerConfig, ServerError,
 };
 
 use super::duration::parse_duration;
@@ -119,6 +119,10 @@ pub struct JobReport {
     pub artifacts_dir: Option<PathBuf>,
     /// `artifacts:reports:dotenv` variables.
     pub dotenv: Vec<(String, String)>,
+    /// Releases the job created (`release:` or `POST /projects/:id/releases`).
+    pub releases: Vec<Release>,
+    /// Generic package files the job uploaded.
+    pub packages: Vec<PackageFile>,
     /// The container left for inspection (`keep_failed`).
     pub kept_container: Option<String>,
     /// Why a job did not run (skipped, manual, blocked, canceled).
@@ -360,6 +364,9 @@ impl Session {
         let mut config = ServerConfig::new(&dir);
         config.bind = bind;
         config.s3.dir = Some(home.join("cache"));
+        // Generic packages and earlier runs' artifacts are reachable from later pipelines.
+        config.api.packages_dir = Some(home.join("packages"));
+        config.api.earlier_runs = Some(home.join("pipelines"));
         let server = Server::start(config).await?;
 
         let snapshot = match snapshot.await {
@@ -1010,6 +1017,8 @@ fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job
         log_path: stored.log_path,
         artifacts_dir: stored.artifacts_dir,
         dotenv: shared.server.dotenv(id),
+        releases: shared.server.releases(id),
+        packages: shared.server.packages(id),
         kept_container: kept,
         not_run_because: None,
     };
@@ -1143,6 +1152,8 @@ fn not_run(job: &PlannedJob, status: Status, why: Option<String>) -> JobReport {
         log_path: None,
         artifacts_dir: None,
         dotenv: Vec::new(),
+        releases: Vec::new(),
+        packages: Vec::new(),
         kept_container: None,
         not_run_because: why,
     }
