@@ -108,7 +108,7 @@ async fn a_setuid_program_a_job_leaves_is_out_of_reach_and_removed() {
     let project = tempfile::tempdir().unwrap();
     commit(
         project.path(),
-        "suid:\n  image: glci-fixture/busybox:latest\n  script:\n    - cp /bin/busybox /builds/suid && chmod 4755 /builds/suid\n    - ls -l /builds/suid\n    - echo planted\n    - sleep 4\n",
+        "suid:\n  image: glci-fixture/busybox:latest\n  script:\n    - cp /bin/busybox /builds/suid && chmod 4755 /builds/suid\n    - ls -l /builds/suid\n    - sleep 4\n",
     );
     let home = tempfile::tempdir().unwrap();
     let options = RunOptions {
@@ -122,25 +122,33 @@ async fn a_setuid_program_a_job_leaves_is_out_of_reach_and_removed() {
     )
     .await
     .expect("session");
+    let session = Arc::new(session);
     let job = tokio::spawn({
-        let session = Arc::new(session);
         let running = Arc::clone(&session);
-        async move {
-            let report = running.job("suid").await.unwrap();
-            (report, session)
-        }
+        async move { running.job("suid").await.unwrap() }
     });
     // While the job runs: the planted program exists on the host, but `nobody` cannot get
-    // to it.
+    // to it, nor into the staging directory at all.
+    let staging = session.dir().join("staging");
     let mut planted = Vec::new();
+    let mut private = false;
+    let mut builds_on_host = false;
     for _ in 0..150 {
+        use std::os::unix::fs::PermissionsExt;
+        builds_on_host |= std::fs::read_dir(&staging).is_ok_and(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("glci-job-"))
+        });
+        private |=
+            std::fs::metadata(&staging).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o700);
         planted = setuid_files(home.path());
         if !planted.is_empty() {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    let (report, session) = job.await.unwrap();
+    let report = job.await.unwrap();
     assert_eq!(report.status, Status::Success, "{}", report.log);
     assert!(
         report.log.contains("-rwsr-xr-x"),
@@ -148,9 +156,18 @@ async fn a_setuid_program_a_job_leaves_is_out_of_reach_and_removed() {
         report.log
     );
     assert!(
-        !planted.is_empty(),
-        "the builds directory is not a host bind mount here: nothing to check"
+        private,
+        "the staging directory is not 0700 while the job runs"
     );
+    // Without a host bind mount (an engine that cannot share this host's files) the program
+    // only ever lived in the container.
+    if builds_on_host {
+        assert!(!planted.is_empty(), "not found on the host");
+    } else {
+        eprintln!(
+            "the builds directory was not a host bind mount: setuid check on the host skipped"
+        );
+    }
     for file in &planted {
         assert!(!nobody_reaches(file), "nobody reaches {}", file.display());
     }
