@@ -25,7 +25,7 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{remove_owned, Engine, Owner};
 
@@ -35,6 +35,11 @@ const ENV_OWNER: &str = "GLCI_REAPER_OWNER";
 const ENV_STAGING: &str = "GLCI_REAPER_STAGING";
 /// What the owner writes before closing the pipe when it has cleaned up itself.
 const DONE: &[u8] = b"done\n";
+
+/// How long after the owner's end the watchdog keeps sweeping until a sweep finds nothing.
+const SETTLE: Duration = Duration::from_secs(3);
+/// When it stops sweeping regardless (an engine that keeps failing).
+const GIVE_UP: Duration = Duration::from_secs(8);
 
 /// Set by [`serve_if_asked`]: this program can be started as a watchdog.
 static CAN_SERVE: AtomicBool = AtomicBool::new(false);
@@ -76,14 +81,21 @@ fn watch(owner_id: &str, staging: Option<&Path>) {
         if said == DONE {
             return;
         }
-        // A few tries: the engine may be busy with the owner's last requests.
-        for attempt in 0..5 {
-            if let Ok(engine) = Engine::connect().await {
-                if remove_owned(&engine, owner_id).await.is_ok() {
-                    break;
-                }
+        // Requests the owner sent just before it died (create a container, a network) may
+        // still be under way in the engine and make objects after a first sweep: sweep until
+        // the engine has had time to finish them and a sweep finds nothing.
+        let started = Instant::now();
+        loop {
+            let quiet = match Engine::connect().await {
+                Ok(engine) => remove_owned(&engine, owner_id)
+                    .await
+                    .is_ok_and(|removed| removed.is_empty()),
+                Err(_) => false,
+            };
+            if (quiet && started.elapsed() >= SETTLE) || started.elapsed() >= GIVE_UP {
+                break;
             }
-            tokio::time::sleep(Duration::from_millis(200 * (attempt + 1))).await;
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
         if let Some(staging) = staging {
             let _ = std::fs::remove_dir_all(staging);
