@@ -233,7 +233,11 @@ fn a_run_killed_mid_job_is_cleaned_up_by_its_watchdog_alone() {
     // No glci command from here on: the watchdog alone removes the run's objects (the decoy
     // stays) and its staging directory.
     let mut left = objects_of(pid);
-    while Instant::now() < killed + Duration::from_secs(10) && left.len() > 1 {
+    while Instant::now() < killed + Duration::from_secs(10)
+        && (left.len() > 1
+            || !staging_dirs(home.path()).is_empty()
+            || !watchdogs_of(pid).is_empty())
+    {
         std::thread::sleep(Duration::from_millis(200));
         left = objects_of(pid);
     }
