@@ -38,6 +38,7 @@ use super::duration::parse_duration;
 use super::home;
 use super::job_spec::{dependency, job_spec, PipelineFacts};
 use super::results;
+use super::staging;
 use super::{plan, replan, PipelineError, PipelineOptions, Planned, SettingsVariable};
 
 /// How a pipeline is run.
@@ -186,9 +187,6 @@ fn hint(planned: &[String]) -> String {
     }
 }
 
-/// The pipeline directory's subdirectory for checkouts and jobs' builds directories.
-const STAGING_DIR: &str = "staging";
-
 /// One pipeline being run.
 pub struct Session {
     shared: Arc<Shared>,
@@ -200,6 +198,9 @@ pub struct Session {
     /// The engine the built-in runner uses (`None` with an external runner), for the final
     /// sweep without connecting again.
     engine: Option<Engine>,
+    /// The watchdog that removes the session's objects and staging directory if this
+    /// process dies before [`Session::shutdown`] (one per session, with the built-in runner).
+    reaper: Option<docker::Reaper>,
 }
 
 struct Shared {
@@ -216,8 +217,10 @@ struct Shared {
     wake: Notify,
     /// Bumped whenever a report is added.
     reports_changed: watch::Sender<u64>,
-    /// Kept containers by server job id, from the workers.
-    kept: Mutex<HashMap<u64, String>>,
+    /// What the built-in runners' workers said when a job ended, by server job id: the
+    /// container kept for inspection, if any. The scheduler waits for this before writing
+    /// the report of a job a built-in runner ran (the server hears the final state first).
+    workers_done: Mutex<HashMap<u64, Option<String>>>,
     stop: CancellationToken,
 }
 
@@ -251,6 +254,8 @@ struct State {
     reports: HashMap<String, JobReport>,
     log_offsets: HashMap<JobId, u64>,
     canceling: bool,
+    /// The built-in runners' workers were dropped mid-job ([`Session::abort`]).
+    aborted: bool,
 }
 
 struct InFlight {
@@ -457,7 +462,7 @@ impl Session {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             reports_changed,
-            kept: Mutex::new(HashMap::new()),
+            workers_done: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
         });
 
@@ -468,6 +473,7 @@ impl Session {
             owner_id: engine.as_ref().map(|_| owner.id.clone()),
         };
         let sweep_engine = engine.clone();
+        let mut reaper = None;
         if let Some(engine) = engine {
             let tags: Vec<String> = {
                 let mut t: Vec<String> = shared
@@ -484,12 +490,10 @@ impl Session {
             // The built-in runner takes every job, tagged or not: it stands for "the
             // project's runners".
             let creds = shared.server.create_runner(&tags, true);
-            // Checkouts and jobs' builds directories live with the pipeline: removed when the
-            // session ends, and with the pipeline's directory if the process dies first.
-            let staging_root = {
-                let root = shared.dir.join(STAGING_DIR);
-                std::fs::create_dir_all(&root).ok().map(|_| root)
-            };
+            // Checkouts and jobs' builds directories live with the pipeline, private to this
+            // user: removed when the session ends, by the watchdog if the process dies first.
+            let staging_root = staging::create(&shared.dir, &owner).ok();
+            reaper = docker::Reaper::spawn(&owner, staging_root.as_deref());
             let executor = ExecutorOptions {
                 default_image: options.default_image.clone(),
                 services_timeout: options.services_timeout,
@@ -528,6 +532,7 @@ impl Session {
             cleanup,
             guard,
             engine: sweep_engine,
+            reaper,
         })
     }
 
@@ -677,6 +682,7 @@ impl Session {
         {
             let mut state = self.shared.lock();
             state.canceling = true;
+            state.aborted = true;
             let ids: Vec<JobId> = state.in_flight.keys().copied().collect();
             for id in ids {
                 self.shared.server.abort(id);
@@ -697,8 +703,8 @@ impl Session {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
         self.cleanup.wait().await;
-        let staging = self.shared.dir.join(STAGING_DIR);
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(staging)).await;
+        let dir = self.shared.dir.clone();
+        let _ = tokio::task::spawn_blocking(move || staging::remove(&dir)).await;
         if let Some(owner) = self.guard.owner_id.take() {
             let kept: Vec<String> = self
                 .shared
@@ -714,6 +720,10 @@ impl Session {
             if let Ok(engine) = engine {
                 let _ = docker::remove_owned_except(&engine, &owner, &kept).await;
             }
+        }
+        // Cleaned up (kept containers stay): the watchdog ends without touching anything.
+        if let Some(reaper) = self.reaper.take() {
+            let _ = tokio::task::spawn_blocking(move || reaper.release()).await;
         }
         let shared = self.shared.clone();
         drop(self);
@@ -777,6 +787,14 @@ impl Shared {
         self.planned.plan.job(name)
     }
 
+    /// A built-in runner's worker has finished with the job (see [`WorkerHooks::finished`]).
+    fn worker_done(&self, id: JobId) -> bool {
+        self.workers_done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id.0)
+    }
+
     fn add_report(&self, state: &mut State, report: JobReport) {
         self.observer.job_finished(&report);
         state.reports.insert(report.name.clone(), report);
@@ -799,12 +817,10 @@ async fn work(
 
 impl WorkerHooks for Shared {
     fn finished(&self, job_id: u64, _name: &str, outcome: &JobOutcome) {
-        if let Some(container) = &outcome.kept_container {
-            self.kept
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(job_id, container.clone());
-        }
+        self.workers_done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job_id, outcome.kept_container.clone());
         self.wake.notify_one();
     }
 }
@@ -892,6 +908,14 @@ fn step(shared: &Shared) {
                     due <= now
                 }
             }
+            // A job that would wait for a canceled one during a cancel is canceled with the
+            // pipeline, as GitLab cancels created jobs; not skipped "because it failed".
+            Some(Status::Skipped) if state.canceling => {
+                let why = "the pipeline was canceled".to_string();
+                let report = not_run(job, Status::Canceled, Some(why));
+                shared.add_report(&mut state, report);
+                false
+            }
             Some(Status::Skipped) => {
                 let report = not_run(job, Status::Skipped, Some(skip_reason(&sub, job, &state)));
                 shared.add_report(&mut state, report);
@@ -961,6 +985,16 @@ fn reconcile(shared: &Shared, state: &mut State) {
         if !job_state.is_finished() {
             continue;
         }
+        // The server hears a failed job's final state before its worker can say which
+        // container it kept: wait for the worker, or `keep_failed` would miss it.
+        if shared.options.keep_failed
+            && !shared.options.external_runner
+            && !state.aborted
+            && matches!(job_state, JobState::Failed { .. })
+            && !shared.worker_done(id)
+        {
+            continue;
+        }
         let Some(flight) = state.in_flight.remove(&id) else {
             continue;
         };
@@ -997,10 +1031,11 @@ fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job
     state.outcomes.insert(job.name.clone(), outcome);
     let started = flight.started.unwrap_or(flight.queued);
     let kept = shared
-        .kept
+        .workers_done
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .remove(&id.0);
+        .remove(&id.0)
+        .flatten();
     let stored = results::store(&shared.server, id, &shared.dir, &job.name);
     let allowed_failure =
         matches!(status, Status::Failed | Status::Canceled) && status::allowed(job, outcome);
@@ -1167,7 +1202,13 @@ fn skip_reason(plan: &Plan, job: &PlannedJob, state: &State) -> String {
     });
     match (failed, job.when) {
         (_, When::OnFailure) => "when: on_failure, and nothing before it failed".to_string(),
-        (Some(u), _) => format!("not run: needs `{}`, which failed", u.name),
+        (Some(u), _) => {
+            let how = match state.outcomes.get(&u.name).map(|o| o.status) {
+                Some(Status::Canceled) => "was canceled",
+                _ => "failed",
+            };
+            format!("not run: needs `{}`, which {how}", u.name)
+        }
         (None, _) => "skipped by status propagation".to_string(),
     }
 }
