@@ -420,15 +420,6 @@ pub fn zip_to_tar_at(zip_bytes: &[u8], dest: &str) -> Result<Vec<u8>, ArchiveErr
 /// upload), written on a thread of its own so the whole tar never sits in memory.
 pub struct TarStream(pub Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send>>);
 
-impl TarStream {
-    /// A tar already in memory, as one chunk.
-    pub fn from_vec(tar: Vec<u8>) -> TarStream {
-        TarStream(Box::pin(futures_util::stream::once(async move {
-            Ok(Bytes::from(tar))
-        })))
-    }
-}
-
 /// Chunks written on the tar thread, handed to the stream; full channel = the thread waits.
 struct ChunkWriter {
     tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
