@@ -18,6 +18,7 @@ pub mod git;
 pub mod harness;
 pub mod pipeline;
 pub mod plan;
+pub mod printable;
 pub mod runner;
 pub mod server;
 mod threads;

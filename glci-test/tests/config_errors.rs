@@ -253,3 +253,61 @@ fn include_rules_changes_use_the_diff_when_known() {
     assert_eq!(run(Some(vec!["src/main.rs".into()])), (false, true));
     assert_eq!(run(Some(vec!["src/deep/x.rs".into()])), (false, false));
 }
+
+/// GitLab reads configuration from the repository's content: a committed link leading out of
+/// the repository is refused, naming the file, and an endless file (a link to `/dev/zero`) is
+/// refused after reading just past the 2 MiB limit, not when memory runs out.
+#[cfg(unix)]
+#[test]
+fn links_out_of_the_repository_and_endless_files_are_refused() {
+    let outside = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(outside.path().join("secret.yml"), "leaked: {script: x}\n")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    write_all(
+        dir.path(),
+        &[
+            (".gitlab-ci.yml", "include: inc.yml\nj: {script: x}\n"),
+            ("ci/inner.yml", "inner: {script: y}\n"),
+        ],
+    );
+    let link = |target: &Path, name: &str| {
+        std::os::unix::fs::symlink(target, dir.path().join(name)).unwrap_or_else(|e| panic!("{e}"))
+    };
+    link(&outside.path().join("secret.yml"), "inc.yml");
+    let opts = LoadOptions::new(dir.path());
+    let err = load(&opts).map(|_| ()).unwrap_err().to_string();
+    assert!(
+        err.starts_with(".gitlab-ci.yml:1:10: ")
+            && err.contains("`inc.yml` is a symbolic link to")
+            && err.contains("outside the repository"),
+        "{err}"
+    );
+
+    // A link that stays inside the repository is followed.
+    std::fs::remove_file(dir.path().join("inc.yml")).unwrap_or_else(|e| panic!("{e}"));
+    link(Path::new("ci/inner.yml"), "inc.yml");
+    let tree = load(&opts)
+        .map(|r| glci_test::config::to_yaml(&r.tree))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(tree.contains("inner:"), "{tree}");
+
+    // The main file itself, linked to a device that never ends.
+    std::fs::remove_file(dir.path().join(".gitlab-ci.yml")).unwrap_or_else(|e| panic!("{e}"));
+    link(Path::new("/dev/zero"), ".gitlab-ci.yml");
+    let err = load(&opts).map(|_| ()).unwrap_err().to_string();
+    assert!(
+        err.contains("`.gitlab-ci.yml` is a symbolic link to `/dev/zero`, outside the repository"),
+        "{err}"
+    );
+
+    // Over 2 MiB inside the repository: GitLab's error, as before.
+    std::fs::remove_file(dir.path().join(".gitlab-ci.yml")).unwrap_or_else(|e| panic!("{e}"));
+    let big = format!("j: {{script: x}}\n#{}\n", "x".repeat(2 * 1024 * 1024));
+    std::fs::write(dir.path().join(".gitlab-ci.yml"), big).unwrap_or_else(|e| panic!("{e}"));
+    let err = load(&opts).map(|_| ()).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        ".gitlab-ci.yml:1:1: `.gitlab-ci.yml`: The parsed YAML is too big"
+    );
+}

@@ -384,7 +384,7 @@ fn predefined_variables_for_a_branch_push() {
     let mut ctx = PipelineContext::new("http://172.17.0.1:8080/");
     ctx.pipeline_id = 42;
     ctx.pipeline_iid = 7;
-    ctx.project_id = 5;
+    ctx.project_id = Some(5);
     ctx.registry = Some("172.17.0.1:8080".into());
     ctx.created_at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_785_519_532);
     let vars = predefined_variables(&facts, &Event::default(), &ctx);

@@ -118,6 +118,33 @@ fn rules_exclusive_with_only_and_bad_rule_when() {
     );
 }
 
+/// GitLab's `DurationValidator` on a delayed `start_in`: a duration, at most one week.
+#[test]
+fn delayed_start_in_is_a_duration_of_at_most_a_week() {
+    let yaml =
+        |start_in: &str| format!("a:\n  script: x\n  when: delayed\n  start_in: {start_in}\n");
+    let job = |start_in: &str| errors(&yaml(start_in));
+    for fine in ["1 week", "604800", "6 days 23 hours"] {
+        assert!(
+            validate(&resolved(&yaml(fine), ".gitlab-ci.yml")).is_ok(),
+            "{fine}"
+        );
+    }
+    assert_eq!(
+        job("1 week 1 second"),
+        ["jobs:a start_in should not exceed the limit"]
+    );
+    assert_eq!(
+        job("8 days"),
+        ["jobs:a start_in should not exceed the limit"]
+    );
+    assert_eq!(job("soon"), ["jobs:a start_in should be a duration"]);
+    assert_eq!(
+        errors("a:\n  script: x\n  rules:\n    - when: delayed\n      start_in: 2 weeks\n"),
+        ["jobs:a:rules:rule start_in should not exceed the limit"]
+    );
+}
+
 #[test]
 fn only_must_be_array_or_hash() {
     // §12 #36, #37

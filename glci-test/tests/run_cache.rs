@@ -68,3 +68,48 @@ async fn the_second_run_restores_the_first_runs_cache_until_the_key_file_changes
     let third = run_once(project.path(), home.path()).await;
     assert!(third.contains("fresh"), "{third}");
 }
+
+/// GitLab scopes caches by project id: `acme/b` must not restore the cache `acme/a` saved
+/// under the same key (both projects once had `CI_PROJECT_ID` 1 and shared every cache).
+#[tokio::test(flavor = "multi_thread")]
+async fn projects_with_the_same_cache_key_do_not_share_a_cache() {
+    const SAME_KEY: &str = r#"
+default:
+  image: glci-fixture/busybox:latest
+build:
+  cache:
+    key: shared-key
+    paths: [.deps/]
+  script:
+    - echo "project id $CI_PROJECT_ID"
+    - if test -f .deps/owner; then echo "restored from $(cat .deps/owner)"; else mkdir -p .deps && echo "$CI_PROJECT_PATH" > .deps/owner && echo fresh; fi
+"#;
+    let home = tempfile::tempdir().unwrap();
+    let mut ids = Vec::new();
+    let mut logs = Vec::new();
+    for name in ["a", "b"] {
+        let project = tempfile::tempdir().unwrap();
+        std::fs::write(project.path().join(".gitlab-ci.yml"), SAME_KEY).unwrap();
+        git(project.path(), &["init", "-q", "-b", "main"]);
+        let origin = format!("https://gitlab.example.com/acme/{name}.git");
+        git(project.path(), &["remote", "add", "origin", &origin]);
+        git(project.path(), &["add", "-A"]);
+        git(project.path(), &["commit", "-q", "-m", "one"]);
+        let log = run_once(project.path(), home.path()).await;
+        let id = log
+            .lines()
+            .find_map(|l| l.strip_prefix("project id "))
+            .map(|id| id.trim().to_string())
+            .unwrap_or_else(|| panic!("no project id in:\n{log}"));
+        ids.push(id);
+        logs.push(log);
+    }
+    assert_ne!(ids[0], ids[1], "two projects, one CI_PROJECT_ID");
+    assert!(logs[0].contains("fresh"), "{}", logs[0]);
+    assert!(
+        logs[1].contains("fresh"),
+        "acme/b restored acme/a's cache:\n{}",
+        logs[1]
+    );
+    assert!(!logs[1].contains("restored from acme/a"), "{}", logs[1]);
+}

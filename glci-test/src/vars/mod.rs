@@ -17,4 +17,4 @@ pub use collection::{
     expand_for_runner, sort_and_expand_all, tsort, CircularReference, ExpandOptions,
 };
 pub use lookup::{NoVariables, VariableLookup};
-pub use variable::{find, Variable};
+pub use variable::{check_maskable, find, MaskRefusal, Variable};

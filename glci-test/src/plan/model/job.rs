@@ -204,6 +204,11 @@ pub fn parse_job(
             "start_in should be a duration",
         ));
     }
+    if let (Some(When::Delayed), Some(start_in)) = (job.when, &job.start_in) {
+        if let Some(message) = parse::start_in_error(start_in) {
+            errors.push(LintError::entry(&node.span, &loc, message));
+        }
+    }
     if job.start_in.is_some() && job.when != Some(When::Delayed) && job.rules.is_none() {
         errors.push(LintError::entry(&node.span, &loc, "start_in must be blank"));
     }
