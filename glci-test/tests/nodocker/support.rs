@@ -1,6 +1,4 @@
-//! Helpers shared by the `server_*` integration tests (included with `#[path]`): a real HTTP
-//! client (`curl`) and job specs. Compiled on its own too, where it has no tests.
-#![allow(dead_code)]
+//! Helpers shared by the `server_*` tests: a real HTTP client (`curl`) and job specs.
 
 use std::path::Path;
 use std::process::Stdio;

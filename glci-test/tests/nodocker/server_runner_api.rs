@@ -2,8 +2,7 @@
 //! sequences and bodies (docs/runner-contract.md §2): registration, long-polled requests, trace
 //! offsets, artifacts with dotenv, final updates, cancellation, tags, concurrency.
 
-#[path = "server_support.rs"]
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::time::{Duration, Instant};
