@@ -1,5 +1,5 @@
 //! Predefined variables (`CI_*`, `GITLAB_*`) for an event, from the real repository, in the
-//! order GitLab sends them to a runner (`runner-contract.md` §4.1; GitLab's
+//! order GitLab sends them to a runner (`docs/runner-contract.md` §4.1; GitLab's
 //! `Project#predefined_variables`, `Gitlab::Ci::Variables::Builder::Pipeline`,
 //! `MergeRequest#predefined_variables`). Order matters: a runner reads the last occurrence of
 //! a name, and nested expansion sees earlier values.

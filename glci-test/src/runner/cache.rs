@@ -1,5 +1,5 @@
 //! The job cache, as gitlab-runner's Docker executor with an S3 cache does it
-//! (runner-contract.md §5.4–5.6, §6.3): `restore_cache` before the script, `archive_cache` /
+//! (docs/runner-contract.md §5.5, §6.2): `restore_cache` before the script, `archive_cache` /
 //! `archive_cache_on_failure` after it, with the official messages. The runner process does
 //! the helper's work itself: it presigns GET/PUT URLs for
 //! `[<path>/][runner/<short token>/]project/<project id>/<key>`, moves the zip over HTTP and

@@ -1,5 +1,5 @@
 //! One job, start to end, as the official Docker executor runs it: the stages and section
-//! names of runner-contract.md §5.4, its messages, its failure reasons; and cleanup of every
+//! names of docs/runner-contract.md §5.2, its messages, its failure reasons; and cleanup of every
 //! container and network of the job on every path.
 
 use std::collections::BTreeSet;

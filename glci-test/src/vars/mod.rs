@@ -1,4 +1,4 @@
-//! Variables and GitLab's expansion engines (see `ci-yaml-semantics.md` §5.3):
+//! Variables and GitLab's expansion engines (see `docs/ci-yaml-semantics.md` §5.3):
 //!
 //! - [`gitlab`]: the pipeline-side `ExpandVariables` (`$X`, `${X}`, `%X%`; no `$$` escape; no
 //!   nesting) for keys GitLab expands itself, e.g. `include`, `environment`, `rules:changes`;

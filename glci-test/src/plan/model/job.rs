@@ -251,7 +251,8 @@ pub fn parse_job(
     if let Some(n) = get("retry").filter(|n| !matches!(n.value, Value::Null)) {
         job.retry = fields::retry(n, at(&mut scratch, &loc, ":retry"), errors);
     }
-    // `default:timeout` is accepted but has no effect (Appendix A.2): only the job's own.
+    // `default:timeout` is accepted but has no effect (docs/ci-yaml-semantics.md, Appendix
+    // A.2): only the job's own.
     if let Some(n) = map.get("timeout") {
         job.timeout = parse::scalar(n, at(&mut scratch, &loc, " timeout"), errors);
     }

@@ -1,6 +1,4 @@
-//! Helpers shared by the `server_*` integration tests (included with `#[path]`): a real HTTP
-//! client (`curl`) and job specs. Compiled on its own too, where it has no tests.
-#![allow(dead_code)]
+//! Helpers shared by the `server_*` tests: a real HTTP client (`curl`) and job specs.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -108,7 +106,7 @@ pub async fn send_json(method: &str, url: &str, body: &serde_json::Value) -> Rep
     .await
 }
 
-/// The `info` object the official runner sends (runner-contract §2.4), plus fields no
+/// The `info` object the official runner sends (docs/runner-contract.md §2.2), plus fields no
 /// version of GitLab knows, which must be ignored.
 pub fn runner_info(cancel_gracefully: bool) -> serde_json::Value {
     serde_json::json!({

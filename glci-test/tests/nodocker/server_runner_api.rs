@@ -1,9 +1,8 @@
 //! The runner API driven with a real HTTP client (curl) in the official runner's request
-//! sequences and bodies (runner-contract §2): registration, long-polled requests, trace
+//! sequences and bodies (docs/runner-contract.md §2): registration, long-polled requests, trace
 //! offsets, artifacts with dotenv, final updates, cancellation, tags, concurrency.
 
-#[path = "server_support.rs"]
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::time::{Duration, Instant};

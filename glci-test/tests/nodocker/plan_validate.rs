@@ -1,4 +1,5 @@
-//! Entry and logical validation of `.gitlab-ci.yml` against GitLab's messages (§11, §12).
+//! Entry and logical validation of `.gitlab-ci.yml` against GitLab's messages
+//! (docs/ci-yaml-semantics.md §11, §12).
 
 use glci_test::config::{parse_yaml, Node};
 

@@ -4,7 +4,7 @@
 //!   (origin `https://gitlab.example.com/acme/<name>.git`) and planned through the public API
 //!   (`pipeline::plan`) for a push to main, a push to a feature branch, a tag and a merge
 //!   request; both the `cargo glci plan` text and the `--json` document are snapshotted in
-//!   `tests/snapshots/`, SHAs and times redacted.
+//!   `snapshots/` next to this file, SHAs and times redacted.
 //! - `fixtures/plan/<name>/`: the planner alone on synthetic contexts (no git), snapshots next
 //!   to the fixtures.
 
@@ -120,7 +120,7 @@ fn snapshot_fixture(name: &str) {
             Err(e) => format!("error: {e}"),
         };
         insta::with_settings!({
-            snapshot_path => "../../fixtures/plan/snapshots",
+            snapshot_path => "../../../fixtures/plan/snapshots",
             prepend_module_to_snapshot => false,
         }, {
             insta::assert_snapshot!(format!("{name}__{}", ev.name), json);
@@ -143,7 +143,7 @@ fn workflow() {
 
 /// The CLI's own rendering, compiled into this test so that the text snapshot is exactly what
 /// `cargo glci plan` prints (it depends only on `glci_test` and `serde_json`).
-#[path = "../../cargo-glci/src/output.rs"]
+#[path = "../../../cargo-glci/src/output.rs"]
 #[allow(dead_code)]
 mod output;
 

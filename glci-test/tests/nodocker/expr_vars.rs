@@ -1,4 +1,4 @@
-//! §12 acceptance cases #49–#54 of `ci-yaml-semantics.md` (GitLab's `expand_variables_spec`,
+//! Cases #49–#54 of `docs/ci-yaml-semantics.md` §12 (GitLab's `expand_variables_spec`,
 //! `collection_spec`, `collection/sort_spec`) and derived cases for the three expansion
 //! engines.
 

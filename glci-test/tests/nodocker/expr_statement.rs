@@ -1,4 +1,4 @@
-//! §12 acceptance cases of `ci-yaml-semantics.md` for the expression language (GitLab's
+//! Cases #1–#24 of `docs/ci-yaml-semantics.md` §12 for the expression language (GitLab's
 //! `statement_spec.rb`), plus derived cases.
 
 use std::collections::HashMap;

@@ -1,8 +1,7 @@
 //! The S3 cache endpoint against an independent SigV4 implementation: Python's `botocore`
 //! presigns (and header-signs) requests, `curl` sends them.
 
-#[path = "server_support.rs"]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

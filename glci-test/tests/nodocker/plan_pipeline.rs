@@ -1,5 +1,5 @@
-//! Planning: which jobs a pipeline gets for an event (§6–§8, §12 planning pairs) and how
-//! statuses propagate through it (§8.3).
+//! Planning: which jobs a pipeline gets for an event (docs/ci-yaml-semantics.md §6–§8, §12)
+//! and how statuses propagate through it (§8.3).
 
 use std::collections::HashMap;
 
@@ -580,7 +580,7 @@ fn exit_codes_decide_allowed_failure() {
 
 #[test]
 fn unplayed_optional_manual_job_skips_dag_dependents_but_not_stage_successors() {
-    // Derived case from §12.
+    // Derived from GitLab's code, not one spec (docs/ci-yaml-semantics.md §8.3).
     let yaml = "m:\n  stage: build\n  script: x\n  when: manual\ndag:\n  script: x\n  needs: [m]\nstaged:\n  script: x\n";
     let p = run(yaml, &push("main"));
     let start = propagate(&p, &HashMap::new());

@@ -1,8 +1,7 @@
 //! Git smart HTTP against real `git` clients: clone, the runner's shallow refspec fetch,
 //! protocol v0 and v2, gzip'd request bodies, and refused credentials and pushes.
 
-#[path = "server_support.rs"]
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::path::Path;
