@@ -6,6 +6,8 @@
 mod docker_plumbing;
 mod run_cache;
 mod run_catalog;
+mod run_job_api;
+mod run_lifecycle;
 mod run_sources;
 mod runner_cache;
 mod runner_e2e;

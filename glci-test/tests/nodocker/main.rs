@@ -17,5 +17,7 @@ mod plan_pipeline;
 mod plan_snapshots;
 mod plan_validate;
 mod server_git;
+mod server_job_api;
+mod server_params;
 mod server_runner_api;
 mod server_s3;

@@ -2,8 +2,7 @@
 //! multipart, query string; body over query; `key[]` and comma lists; `1`/`0` booleans), and
 //! uses two-phase job commit only with runners that announce it. Driven with curl.
 
-#[path = "server_support.rs"]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -2,8 +2,7 @@
 //! in-process server: every way of passing the token, 401 for wrong and finished jobs, generic
 //! packages with their limits, releases, artifacts by id, and the 404 for what glci lacks.
 
-#[path = "server_support.rs"]
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
