@@ -687,3 +687,107 @@ async fn skopeo_copies_in_and_out() {
     .await
     .unwrap();
 }
+
+struct NoIo;
+
+impl glci_test::runner::executor::JobIo for NoIo {
+    async fn download_artifacts(
+        &self,
+        d: &glci_test::runner::payload::Dependency,
+    ) -> Result<Vec<u8>, String> {
+        panic!("unexpected artifact download for {}", d.name)
+    }
+    async fn upload_artifacts(
+        &self,
+        a: &glci_test::runner::payload::Artifact,
+        _zip: Vec<u8>,
+    ) -> Result<(), String> {
+        panic!("unexpected artifact upload of {}", a.name)
+    }
+}
+
+/// `image: $CI_REGISTRY_IMAGE/...`: the built-in runner pulls it through the engine with the
+/// `credentials` GitLab's job payload carries (the job token), and fails without them.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_runner_pulls_job_images_with_the_jobs_credentials() {
+    use glci_test::docker::{Engine, Owner};
+    use glci_test::runner::executor::{execute, ExecutorOptions};
+    use glci_test::runner::trace::{Masker, Trace};
+
+    let r = Registry::start().await;
+    let image = format!("{}/group/project/runner:t1", r.creds.address);
+    let _untag = Untag(vec![image.clone()]);
+    let config = tempfile::tempdir().unwrap();
+    let (creds, pushed, cfg) = (r.creds.clone(), image.clone(), config.path().to_path_buf());
+    tokio::task::spawn_blocking(move || {
+        let docker = || {
+            let mut c = Command::new("docker");
+            c.env("DOCKER_CONFIG", &cfg);
+            c
+        };
+        run(docker().args([
+            "login",
+            &creds.address,
+            "-u",
+            &creds.username,
+            "-p",
+            &creds.password,
+        ]));
+        run(docker().args(["tag", FIXTURE, &pushed]));
+        run(docker().args(["push", &pushed]));
+        run(docker().args(["rmi", &pushed]));
+    })
+    .await
+    .unwrap();
+
+    let runner = r.server.create_runner(&[], true);
+    let mut spec = job_spec("use", 1, "group/project", SHA);
+    spec.registry = Some(r.creds.address.clone());
+    r.server.enqueue(spec).unwrap();
+    let taken = take_job(r.server.url(), &runner.token).await;
+    let payload_with = |credentials: serde_json::Value| -> glci_test::runner::payload::JobPayload {
+        serde_json::from_value(serde_json::json!({
+            "id": taken["id"], "token": taken["token"],
+            "job_info": {"name": "use", "stage": "test", "project_full_path": "group/project"},
+            "git_info": {"repo_url": "http://127.0.0.1:1/group/project.git", "ref": "main",
+                         "sha": SHA, "refspecs": [], "depth": 20},
+            "runner_info": {"timeout": 60},
+            "image": {"name": image},
+            "variables": [{"key": "GIT_STRATEGY", "value": "none", "public": true, "masked": false}],
+            "steps": [{"name": "script", "script": ["echo inside"], "when": "on_success"}],
+            "credentials": credentials,
+        }))
+        .unwrap()
+    };
+    let engine = Engine::connect().await.expect("a Docker engine");
+    let owner = Owner::for_this_process("registry-test");
+    let run_job = |payload: glci_test::runner::payload::JobPayload| {
+        let (engine, owner) = (&engine, &owner);
+        async move {
+            let trace = Trace::new(Masker::new(std::iter::empty::<String>()), true);
+            let outcome = execute(
+                engine,
+                owner,
+                &payload,
+                &NoIo,
+                &trace,
+                &ExecutorOptions::default(),
+                &tokio_util::sync::CancellationToken::new(),
+            )
+            .await;
+            (
+                outcome.success,
+                String::from_utf8_lossy(&trace.bytes()).into_owned(),
+            )
+        }
+    };
+    let (ok, log) = run_job(payload_with(serde_json::json!([]))).await;
+    assert!(!ok, "pulled without credentials:\n{log}");
+    let (ok, log) = run_job(payload_with(taken["credentials"].clone())).await;
+    assert!(ok, "{log}");
+    assert!(
+        log.contains(&format!("Pulling docker image {image}")),
+        "{log}"
+    );
+    assert!(log.contains("inside\n"), "{log}");
+}

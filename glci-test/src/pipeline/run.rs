@@ -349,6 +349,8 @@ impl Session {
         let mut config = ServerConfig::new(&dir);
         config.bind = bind;
         config.s3.dir = Some(home.join("cache"));
+        // Images persist across runs, like the cache.
+        config.registry.dir = Some(home.join("registry"));
         let server = Server::start(config).await?;
 
         let snapshot = match snapshot.await {
@@ -371,6 +373,7 @@ impl Session {
 
         let mut real = opts.clone();
         real.server_url = server.url().to_string();
+        real.registry = Some(server.registry_credentials().address);
         real.pipeline_id = pipeline_id;
         real.commit_sha = Some(snapshot.sha.clone());
         let planned = match replan(&real, &draft) {

@@ -396,7 +396,14 @@ async fn run_stages(
         .as_ref()
         .map(|i| i.pull_policy.clone())
         .unwrap_or_default();
-    ensure_image(engine, &image, &pull_policy, trace).await?;
+    ensure_image(
+        engine,
+        &image,
+        &pull_policy,
+        payload.registry_credential(&image),
+        trace,
+    )
+    .await?;
     // A network of its own only when services need one to be reached by alias; a job
     // without services uses the default bridge, as the official runner does (and creating and
     // removing a network costs a quarter of a second).
@@ -763,6 +770,7 @@ async fn ensure_image(
     engine: &Engine,
     image: &str,
     pull_policy: &[String],
+    credential: Option<&crate::runner::payload::Credential>,
     trace: &Trace,
 ) -> Result<(), Failure> {
     let policy = pull_policy
@@ -783,7 +791,7 @@ async fn ensure_image(
         }),
         Err(DockerError::MissingImage { .. }) => {
             trace.line(&format!("Pulling docker image {image} ..."));
-            pull_image(engine, image).await.map_err(|e| Failure {
+            pull_image(engine, image, credential).await.map_err(|e| Failure {
                 reason: "runner_system_failure",
                 message: format!("failed to pull image \"{image}\": {e}"),
             })
@@ -792,12 +800,22 @@ async fn ensure_image(
     }
 }
 
-async fn pull_image(engine: &Engine, image: &str) -> Result<(), String> {
+async fn pull_image(
+    engine: &Engine,
+    image: &str,
+    credential: Option<&crate::runner::payload::Credential>,
+) -> Result<(), String> {
     use futures_util::StreamExt;
     let opts = bollard::query_parameters::CreateImageOptionsBuilder::new()
         .from_image(image)
         .build();
-    let mut stream = engine.client().create_image(Some(opts), None, None);
+    let auth = credential.map(|c| bollard::auth::DockerCredentials {
+        username: Some(c.username.clone()),
+        password: Some(c.password.clone()),
+        serveraddress: Some(c.url.clone()),
+        ..Default::default()
+    });
+    let mut stream = engine.client().create_image(Some(opts), None, auth);
     while let Some(item) = stream.next().await {
         item.map_err(|e| e.to_string())?;
     }
@@ -819,7 +837,14 @@ async fn start_services(
     let mut started = Vec::new();
     for (index, service) in payload.services.iter().enumerate() {
         trace.line(&format!("Starting service {} ...", service.name));
-        ensure_image(engine, &service.name, &service.pull_policy, trace).await?;
+        ensure_image(
+            engine,
+            &service.name,
+            &service.pull_policy,
+            payload.registry_credential(&service.name),
+            trace,
+        )
+        .await?;
         let env = service_variables(variables, &service.variables)
             .into_iter()
             .map(|v| format!("{}={}", v.key, v.value))
