@@ -457,7 +457,7 @@ async fn get_manifest(
         .await?
         .ok_or_else(|| ApiError::manifest_unknown(reference))?;
     if let Some(accept) = manifest::accepted(req.headers()) {
-        if !accept.iter().any(|t| *t == media_type) {
+        if !accept.contains(&media_type) {
             let is_index = media_type == manifest::DOCKER_LIST || media_type == manifest::OCI_INDEX;
             // Distribution's answer to a client that cannot read an index: the index's
             // linux/amd64 image, if the client reads that.
