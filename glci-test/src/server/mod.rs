@@ -3,7 +3,8 @@
 //! [`Server::start`] binds one HTTP/1.1 listener and routes by path: `/api/v4/...` is the
 //! runner API ([`runner_api`]), `/<bucket>[/<key>]` the S3 cache (`s3.rs`, bucket
 //! `glci-cache` unless configured), `/<namespace>/<project>.git/...` git smart HTTP
-//! (`git_http.rs`). The caller fills the job queue with [`JobSpec`]s
+//! (`git_http.rs`), `/v2/...` and `/jwt/auth` the container registry (`registry/`, also on a
+//! loopback listener of its own when the main one is not loopback). The caller fills the job queue with [`JobSpec`]s
 //! ([`RunningServer::enqueue`]) and watches jobs through [`RunningServer::subscribe`] /
 //! [`RunningServer::wait_job`]; the server never decides what a job means.
 //!
