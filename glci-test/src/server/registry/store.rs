@@ -7,7 +7,7 @@
 //! repositories/<name>/_manifests/revisions/sha256/<hex> a manifest (holds its media type)
 //! repositories/<name>/_manifests/tags/<tag>             holds the tagged digest
 //! repositories/<name>/_referrers/sha256/<subject>/<hex> a referrer's descriptor (JSON)
-//! uploads/<id>                                          data of an upload in progress
+//! uploads/<pid>-<random>/<id>                          data of an upload in progress
 //! ```
 //!
 //! A blob becomes visible only by a rename after its digest was checked and its data fsynced,
@@ -32,6 +32,8 @@ use crate::server::storage::{write_atomic, PendingFile};
 
 pub(crate) struct Store {
     root: PathBuf,
+    /// `uploads/<pid>-<random>`: this server's upload data.
+    uploads_dir: PathBuf,
     uploads: Mutex<HashMap<String, Slot>>,
     max_blob_bytes: u64,
 }
@@ -120,17 +122,35 @@ async fn list_dir(dir: &Path) -> Result<Vec<String>, ApiError> {
     Ok(names)
 }
 
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.uploads_dir);
+    }
+}
+
 impl Store {
     pub(crate) fn open(root: &Path, max_blob_bytes: u64) -> io::Result<Store> {
         for dir in ["blobs/sha256", "repositories", "uploads"] {
             std::fs::create_dir_all(root.join(dir))?;
         }
-        // Sessions do not survive the process, so neither does their data.
-        for entry in std::fs::read_dir(root.join("uploads"))? {
-            let _ = std::fs::remove_file(entry?.path());
+        // Several servers (pipelines running at once) share the directory; each keeps its
+        // uploads in a directory of its own, named after its process. Sessions do not survive
+        // their process, so the directories of processes that are gone are removed.
+        for entry in std::fs::read_dir(root.join("uploads"))?.flatten() {
+            let name = entry.file_name();
+            let pid = name.to_str().and_then(|n| n.split('-').next());
+            let alive = pid.is_some_and(|pid| Path::new("/proc").join(pid).exists());
+            if !alive && Path::new("/proc/self").exists() {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
+        let uploads_dir =
+            root.join("uploads")
+                .join(format!("{}-{}", std::process::id(), random_string(8)));
+        std::fs::create_dir_all(&uploads_dir)?;
         Ok(Store {
             root: root.to_path_buf(),
+            uploads_dir,
             uploads: Mutex::new(HashMap::new()),
             max_blob_bytes,
         })
@@ -169,7 +189,7 @@ impl Store {
     }
 
     fn upload_path(&self, id: &str) -> PathBuf {
-        self.root.join("uploads").join(id)
+        self.uploads_dir.join(id)
     }
 
     pub(crate) async fn repository_exists(&self, repository: &str) -> bool {
