@@ -379,10 +379,11 @@ async fn run_stages(
     resources: &mut JobResources,
 ) -> Result<JobOutcome, Failure> {
     let job_timeout = Duration::from_secs(payload.timeout_secs());
+    // The runner expands `image:` with the job's variables (`$CI_REGISTRY_IMAGE/...`).
     let image = payload
         .image
         .as_ref()
-        .map(|i| i.name.clone())
+        .map(|i| expand_with_job_variables(payload, &i.name))
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| options.default_image.clone());
     let project_dir = payload.project_dir();
@@ -762,6 +763,19 @@ async fn upload_artifact(
         artifact_type(artifact)
     ));
     Ok(())
+}
+
+/// `value` with the payload's variables expanded once (the last definition wins), as the
+/// official runner expands image names.
+fn expand_with_job_variables(payload: &JobPayload, value: &str) -> String {
+    crate::runner::variables::expand_once(value, &|name| {
+        payload
+            .variables
+            .iter()
+            .rev()
+            .find(|v| v.key == name)
+            .map(|v| v.value.as_str())
+    })
 }
 
 /// Makes sure `image` is present, per the job's pull policy (default `if-not-present`).
