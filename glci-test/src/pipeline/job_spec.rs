@@ -130,7 +130,13 @@ pub fn job_spec(
             object_format: String::new(),
         },
         allow_git_fetch: true,
-        registry: None,
+        // The job's registry credentials go with `CI_REGISTRY`, as GitLab sends them.
+        registry: facts
+            .predefined
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "CI_REGISTRY")
+            .map(|(_, v)| v.clone()),
     }
 }
 

@@ -40,6 +40,9 @@ pub struct PipelineOptions {
     pub inputs: Vec<(String, String)>,
     /// The server URL jobs see (`CI_SERVER_URL`); planning alone uses a placeholder.
     pub server_url: String,
+    /// The registry's `host:port` (`CI_REGISTRY`, `CI_REGISTRY_IMAGE`) when one is served;
+    /// planning alone has none.
+    pub registry: Option<String>,
     /// `CI_PIPELINE_ID` / `CI_PIPELINE_IID`.
     pub pipeline_id: u64,
     /// The pipeline's commit when it is not HEAD (the working-tree snapshot of a run).
@@ -112,6 +115,7 @@ impl PipelineOptions {
             project_map: BTreeMap::new(),
             inputs: Vec::new(),
             server_url: "http://gitlab.glci.invalid".to_string(),
+            registry: None,
             pipeline_id: 1,
             commit_sha: None,
             settings_variables: Vec::new(),
@@ -217,6 +221,7 @@ fn load_config(
 fn pipeline_context(opts: &PipelineOptions) -> PipelineContext {
     let mut ctx = PipelineContext::new(opts.server_url.clone());
     ctx.config_path = opts.file.clone();
+    ctx.registry = opts.registry.clone();
     ctx.pipeline_id = opts.pipeline_id;
     ctx.pipeline_iid = opts.pipeline_id;
     ctx.commit_sha = opts.commit_sha.clone();

@@ -369,6 +369,8 @@ impl Session {
         let mut config = ServerConfig::new(&dir);
         config.bind = bind;
         config.s3.dir = Some(home.join("cache"));
+        // Images persist across runs, like the cache.
+        config.registry.dir = Some(home.join("registry"));
         // Generic packages and earlier runs' artifacts are reachable from later pipelines.
         config.api.packages_dir = Some(home.join("packages"));
         config.api.earlier_runs = Some(home.join("pipelines"));
@@ -394,6 +396,7 @@ impl Session {
 
         let mut real = opts.clone();
         real.server_url = server.url().to_string();
+        real.registry = Some(server.registry_credentials().address);
         real.pipeline_id = pipeline_id;
         real.commit_sha = Some(snapshot.sha.clone());
         let planned = match replan(&real, &draft) {

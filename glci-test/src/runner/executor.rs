@@ -384,10 +384,11 @@ async fn run_stages(
     resources: &mut JobResources,
 ) -> Result<JobOutcome, Failure> {
     let job_timeout = Duration::from_secs(payload.timeout_secs());
+    // The runner expands `image:` with the job's variables (`$CI_REGISTRY_IMAGE/...`).
     let image = payload
         .image
         .as_ref()
-        .map(|i| i.name.clone())
+        .map(|i| expand_with_job_variables(payload, &i.name))
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| options.default_image.clone());
     let project_dir = payload.project_dir();
@@ -401,7 +402,14 @@ async fn run_stages(
         .as_ref()
         .map(|i| i.pull_policy.clone())
         .unwrap_or_default();
-    ensure_image(engine, &image, &pull_policy, trace).await?;
+    ensure_image(
+        engine,
+        &image,
+        &pull_policy,
+        payload.registry_credential(&image),
+        trace,
+    )
+    .await?;
     // A network of its own only when services need one to be reached by alias; a job
     // without services uses the default bridge, as the official runner does (and creating and
     // removing a network costs a quarter of a second).
@@ -762,12 +770,26 @@ async fn upload_artifact(
     Ok(())
 }
 
+/// `value` with the payload's variables expanded once (the last definition wins), as the
+/// official runner expands image names.
+fn expand_with_job_variables(payload: &JobPayload, value: &str) -> String {
+    crate::runner::variables::expand_once(value, &|name| {
+        payload
+            .variables
+            .iter()
+            .rev()
+            .find(|v| v.key == name)
+            .map(|v| v.value.as_str())
+    })
+}
+
 /// Makes sure `image` is present, per the job's pull policy (default `if-not-present`).
 /// No registry is assumed reachable: a missing image is one clear error naming it.
 async fn ensure_image(
     engine: &Engine,
     image: &str,
     pull_policy: &[String],
+    credential: Option<&crate::runner::payload::Credential>,
     trace: &Trace,
 ) -> Result<(), Failure> {
     let policy = pull_policy
@@ -788,7 +810,7 @@ async fn ensure_image(
         }),
         Err(DockerError::MissingImage { .. }) => {
             trace.line(&format!("Pulling docker image {image} ..."));
-            pull_image(engine, image).await.map_err(|e| Failure {
+            pull_image(engine, image, credential).await.map_err(|e| Failure {
                 reason: "runner_system_failure",
                 message: format!("failed to pull image \"{image}\": {e}"),
             })
@@ -797,12 +819,22 @@ async fn ensure_image(
     }
 }
 
-async fn pull_image(engine: &Engine, image: &str) -> Result<(), String> {
+async fn pull_image(
+    engine: &Engine,
+    image: &str,
+    credential: Option<&crate::runner::payload::Credential>,
+) -> Result<(), String> {
     use futures_util::StreamExt;
     let opts = bollard::query_parameters::CreateImageOptionsBuilder::new()
         .from_image(image)
         .build();
-    let mut stream = engine.client().create_image(Some(opts), None, None);
+    let auth = credential.map(|c| bollard::auth::DockerCredentials {
+        username: Some(c.username.clone()),
+        password: Some(c.password.clone()),
+        serveraddress: Some(c.url.clone()),
+        ..Default::default()
+    });
+    let mut stream = engine.client().create_image(Some(opts), None, auth);
     while let Some(item) = stream.next().await {
         item.map_err(|e| e.to_string())?;
     }
@@ -824,7 +856,14 @@ async fn start_services(
     let mut started = Vec::new();
     for (index, service) in payload.services.iter().enumerate() {
         trace.line(&format!("Starting service {} ...", service.name));
-        ensure_image(engine, &service.name, &service.pull_policy, trace).await?;
+        ensure_image(
+            engine,
+            &service.name,
+            &service.pull_policy,
+            payload.registry_credential(&service.name),
+            trace,
+        )
+        .await?;
         let env = service_variables(variables, &service.variables)
             .into_iter()
             .map(|v| format!("{}={}", v.key, v.value))

@@ -42,6 +42,45 @@ pub struct JobPayload {
     pub dependencies: Vec<Dependency>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub features: Features,
+    /// Registry logins for pulling `image:` and `services:` (GitLab sends the job's own
+    /// `gitlab-ci-token` for its registry).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub credentials: Vec<Credential>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct Credential {
+    #[serde(default, rename = "type")]
+    pub kind: String,
+    /// `host[:port]`, sometimes with a scheme.
+    #[serde(default)]
+    pub url: String,
+    #[serde(default)]
+    pub username: String,
+    #[serde(default)]
+    pub password: String,
+}
+
+impl JobPayload {
+    /// The registry login for `image`, as the runner picks it: the credential whose host is
+    /// the image's registry (its first path component, when that names a host).
+    pub fn registry_credential(&self, image: &str) -> Option<&Credential> {
+        let first = image.split('/').next()?;
+        let names_host = image.contains('/')
+            && (first.contains('.') || first.contains(':') || first == "localhost");
+        if !names_host {
+            return None;
+        }
+        self.credentials.iter().find(|c| {
+            let host = c
+                .url
+                .split("://")
+                .last()
+                .unwrap_or(&c.url)
+                .trim_end_matches('/');
+            c.kind == "registry" && host == first
+        })
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]

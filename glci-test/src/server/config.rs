@@ -19,6 +19,19 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     pub s3: S3Config,
     pub api: ApiConfig,
+    pub registry: RegistryConfig,
+}
+
+/// The container registry (`/v2/`).
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// Where blobs and repositories live; default `<data_dir>/registry`. Point every server
+    /// at one directory (`GLCI_HOME/registry`) to keep images across runs.
+    pub dir: Option<PathBuf>,
+    /// Largest manifest accepted (413 `SIZE_INVALID` above it); distribution's default 4 MiB.
+    pub max_manifest_bytes: u64,
+    /// Largest blob accepted.
+    pub max_blob_bytes: u64,
 }
 
 /// The S3 cache endpoint.
@@ -94,6 +107,11 @@ impl ServerConfig {
                 max_package_bytes: 1024 * 1024 * 1024,
                 earlier_runs: None,
             },
+            registry: RegistryConfig {
+                dir: None,
+                max_manifest_bytes: 4 * 1024 * 1024,
+                max_blob_bytes: 64 * 1024 * 1024 * 1024,
+            },
         }
     }
 }
@@ -112,6 +130,16 @@ pub enum ServerError {
     },
     #[error("invalid server configuration: {0}")]
     Config(String),
+}
+
+/// The registry's address and the host's own credential (full access), for `docker login`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryCredentials {
+    /// `127.0.0.1:port`: a loopback address, which Docker engines on this host talk plain
+    /// HTTP to without being told the registry is insecure. `CI_REGISTRY` carries it.
+    pub address: String,
+    pub username: String,
+    pub password: String,
 }
 
 /// Credentials the runner's `[runners.cache.s3]` section needs.

@@ -3,7 +3,8 @@
 //! [`Server::start`] binds one HTTP/1.1 listener and routes by path: `/api/v4/...` is the
 //! runner API ([`runner_api`]), `/<bucket>[/<key>]` the S3 cache (`s3.rs`, bucket
 //! `glci-cache` unless configured), `/<namespace>/<project>.git/...` git smart HTTP
-//! (`git_http.rs`). The caller fills the job queue with [`JobSpec`]s
+//! (`git_http.rs`), `/v2/...` and `/jwt/auth` the container registry (`registry/`, also on a
+//! loopback listener of its own when the main one is not loopback). The caller fills the job queue with [`JobSpec`]s
 //! ([`RunningServer::enqueue`]) and watches jobs through [`RunningServer::subscribe`] /
 //! [`RunningServer::wait_job`]; the server never decides what a job means.
 //!
@@ -26,6 +27,7 @@ mod git_http;
 mod http;
 pub(crate) mod job_api;
 mod params;
+mod registry;
 pub mod runner_api;
 mod s3;
 mod sigv4;
@@ -47,7 +49,10 @@ use tokio::net::TcpListener;
 use tokio::sync::{broadcast, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-pub use config::{ApiConfig, S3Config, S3Credentials, ServerConfig, ServerError};
+pub use config::{
+    ApiConfig, RegistryConfig, RegistryCredentials, S3Config, S3Credentials, ServerConfig,
+    ServerError,
+};
 pub use runner_api::spec::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, HookSpec, ImageSpec, JobSpec, JobVariable,
     PortSpec, ProjectSpec, RefType, ServiceSpec, StepSpec, StepWhen,
@@ -66,6 +71,9 @@ pub(crate) struct Shared {
     pub(crate) repos: RwLock<HashMap<String, PathBuf>>,
     pub(crate) api: runner_api::ApiState,
     pub(crate) s3: s3::Store,
+    pub(crate) registry: registry::Registry,
+    /// `127.0.0.1:port` (or `[::1]:port`): the registry's loopback address (`CI_REGISTRY`).
+    pub(crate) registry_host_port: String,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
@@ -116,6 +124,42 @@ impl Server {
             path: s3_dir,
             source,
         })?;
+        let registry_dir = config
+            .registry
+            .dir
+            .clone()
+            .unwrap_or_else(|| config.data_dir.join("registry"));
+        let registry =
+            registry::Registry::open(&registry_dir, &config.registry).map_err(|source| {
+                ServerError::DataDir {
+                    path: registry_dir,
+                    source,
+                }
+            })?;
+        // Docker engines speak plain HTTP only to loopback registries (or ones configured as
+        // insecure, which glci never asks of the user): the registry is always reachable on
+        // a loopback address, the main listener's when that is one, else its own.
+        let loopback = if local.ip().is_loopback() {
+            None
+        } else {
+            let addr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
+            Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| ServerError::Bind { addr, source })?,
+            )
+        };
+        let registry_addr = match &loopback {
+            Some(l) => l.local_addr().map_err(|source| ServerError::Bind {
+                addr: local,
+                source,
+            })?,
+            None => local,
+        };
+        let registry_host_port = match registry_addr.ip() {
+            IpAddr::V6(ip) => format!("[{ip}]:{}", registry_addr.port()),
+            IpAddr::V4(ip) => format!("{ip}:{}", registry_addr.port()),
+        };
         let api = runner_api::ApiState::new(&config.data_dir);
         let shared = Arc::new(Shared {
             config,
@@ -124,9 +168,20 @@ impl Server {
             repos: RwLock::new(HashMap::new()),
             api,
             s3,
+            registry,
+            registry_host_port,
             shutdown: stop_rx.clone(),
         });
-        let task = tokio::spawn(accept_loop(listener, shared.clone(), stop_rx));
+        let main_loop = accept_loop(listener, shared.clone(), stop_rx.clone());
+        let task = match loopback {
+            Some(l) => {
+                let registry_loop = accept_loop(l, shared.clone(), stop_rx);
+                tokio::spawn(async move {
+                    tokio::join!(main_loop, registry_loop);
+                })
+            }
+            None => tokio::spawn(main_loop),
+        };
         Ok(RunningServer {
             shared,
             addr: local,
@@ -200,6 +255,8 @@ async fn route(shared: Arc<Shared>, req: http::Request) -> http::Response {
     let request_id = req.headers().get("x-request-id").cloned();
     let mut resp = if path == "/api/v4" || path.starts_with("/api/v4/") {
         runner_api::handle(&shared, req).await
+    } else if registry::owns_path(&path) {
+        registry::handle(&shared, req).await
     } else if s3::owns_path(&shared.config.s3.bucket, &path) {
         // Before git: a cache key may well end in `.git`; the bucket name is reserved.
         s3::handle(&shared, req).await
@@ -262,6 +319,15 @@ impl RunningServer {
             region: self.shared.config.s3.region.clone(),
             access_key: self.shared.s3.access_key().to_string(),
             secret_key: self.shared.s3.secret_key().to_string(),
+        }
+    }
+
+    /// The registry's loopback address and the host's credential for it.
+    pub fn registry_credentials(&self) -> RegistryCredentials {
+        RegistryCredentials {
+            address: self.shared.registry_host_port.clone(),
+            username: registry::HOST_USER.to_string(),
+            password: self.shared.registry.host_password().to_string(),
         }
     }
 
