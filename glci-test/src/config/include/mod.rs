@@ -469,7 +469,11 @@ fn entries(include: &Node) -> Result<Vec<&Node>, ConfigError> {
     match &include.value {
         Value::Null => Ok(Vec::new()),
         Value::String(_) | Value::Map(_) => Ok(vec![include]),
-        Value::Seq(items) => Ok(items.iter().collect()),
+        // The mapper's `Array.wrap(...).compact`: null entries are dropped.
+        Value::Seq(items) => Ok(items
+            .iter()
+            .filter(|i| !matches!(i.value, Value::Null))
+            .collect()),
         _ => Err(ConfigError::at(
             &include.span,
             "include config should be a string, a hash, or an array of strings and hashes",
