@@ -288,7 +288,8 @@ fn plan_with(
     git_sets: GitSets,
 ) -> Result<Planned, PipelineError> {
     let mut ctx = pipeline_context(opts);
-    let event = &event_with_settings(opts);
+    // One resolved event for everything below: refs from the flags, else from git.
+    let event = &predefined::resolve_event(&loaded.facts, &event_with_settings(opts));
     ctx.merge_request.diff_base_sha = git_sets.diff_base_sha.clone();
     let plan_ctx = PlanContext {
         event: event.clone(),
