@@ -40,6 +40,9 @@ pub struct LoadOptions {
     pub changed_files: Option<Vec<String>>,
     /// Deadline for one `include:remote` fetch (GitLab: 30 s).
     pub remote_timeout: Duration,
+    /// Let `include:remote` fetch from loopback, private and link-local addresses (GitLab's
+    /// `allow_local_requests_from_web_hooks_and_services`, off by default).
+    pub allow_private_remote: bool,
 }
 
 impl Default for LoadOptions {
@@ -53,6 +56,7 @@ impl Default for LoadOptions {
             inputs: Vec::new(),
             changed_files: None,
             remote_timeout: Duration::from_secs(30),
+            allow_private_remote: false,
         }
     }
 }

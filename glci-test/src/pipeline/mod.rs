@@ -34,6 +34,10 @@ pub struct PipelineOptions {
     pub event: Event,
     /// `group/project` → local checkout, for `include:project` / `include:component`.
     pub project_map: BTreeMap<String, PathBuf>,
+    /// A directory holding GitLab's CI templates, for `include:template`.
+    pub template_dir: Option<PathBuf>,
+    /// Let `include:remote` fetch from loopback, private and link-local addresses.
+    pub allow_private_includes: bool,
     /// Pipeline inputs for `spec:inputs`.
     pub inputs: Vec<(String, String)>,
     /// The server URL jobs see (`CI_SERVER_URL`); planning alone uses a placeholder.
@@ -108,6 +112,8 @@ impl PipelineOptions {
             file: ".gitlab-ci.yml".to_string(),
             event: Event::default(),
             project_map: BTreeMap::new(),
+            template_dir: None,
+            allow_private_includes: false,
             inputs: Vec::new(),
             server_url: "http://gitlab.glci.invalid".to_string(),
             pipeline_id: 1,
@@ -190,6 +196,8 @@ fn load_config(
         project_dir: facts.top_level.clone(),
         file: opts.file.clone(),
         project_map: opts.project_map.clone(),
+        template_dir: opts.template_dir.clone(),
+        allow_private_remote: opts.allow_private_includes,
         variables,
         inputs: opts.inputs.clone(),
         ..LoadOptions::default()

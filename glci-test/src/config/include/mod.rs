@@ -317,7 +317,7 @@ impl<'a> Includer<'a> {
         self.opts.project_map.get(project).cloned().ok_or_else(|| {
             ConfigError::at(
                 at,
-                format!("project `{project}` is not available locally: map it to a checkout with `{project}=PATH`"),
+                format!("project `{project}` is not available locally: map it to a checkout with `--project {project}=PATH`"),
             )
         })
     }
@@ -330,8 +330,12 @@ impl<'a> Includer<'a> {
         at: &Span,
     ) -> Result<Found, ConfigError> {
         check_extension(url, at)?;
-        let text =
-            remote::fetch(url, self.opts.remote_timeout).map_err(|e| ConfigError::at(at, e))?;
+        let text = remote::fetch(
+            url,
+            self.opts.remote_timeout,
+            self.opts.allow_private_remote,
+        )
+        .map_err(|e| ConfigError::at(at, e))?;
         if let Some(integrity) = integrity {
             remote::check_integrity(url, &text, integrity).map_err(|e| ConfigError::at(at, e))?;
         }
@@ -357,7 +361,7 @@ impl<'a> Includer<'a> {
         let Some(dir) = &self.opts.template_dir else {
             return Err(ConfigError::at(
                 at,
-                format!("template `{name}` is not available locally: give the directory holding GitLab's CI templates (template_dir)"),
+                format!("template `{name}` is not available locally: pass `--template-dir DIR`, DIR holding GitLab's CI templates (its `lib/gitlab/ci/templates`)"),
             ));
         };
         let full = files::inside(dir, name)
