@@ -293,3 +293,57 @@ fn server_variables_come_from_origin_and_the_api_from_the_stand_in() {
     );
     assert_eq!(var(&planned, "CI_SERVER_PORT"), Some("8080"));
 }
+
+// ---- include:local and exists see the committed tree plus the working tree
+
+#[test]
+fn nested_local_include_globs_and_exists_see_committed_and_working_tree() {
+    let (_tmp, dir) = repo(
+        "main",
+        ORIGIN,
+        concat!(
+            "include:\n",
+            "  - local: .gitlab/ci/*.yml\n",
+            "  - local: /optional/extra.yml\n",
+            "    rules: [{exists: ['src/**/*.{c,h}']}]\n",
+            "root: {script: [x]}\n",
+        ),
+    );
+    // Committed: one CI file; in the working tree only: a second one that includes more
+    // with `**`, and the sources `exists` looks for.
+    write(
+        &dir,
+        ".gitlab/ci/build.yml",
+        "build: {script: [x], rules: [{exists: ['**/*.{c,h}']}]}\n",
+    );
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", "CI"]);
+    write(
+        &dir,
+        ".gitlab/ci/test.yml",
+        "include: [{local: '.gitlab/ci/jobs/**.yml'}]\ntest: {script: [x]}\n",
+    );
+    write(
+        &dir,
+        ".gitlab/ci/jobs/deep/unit.yml",
+        "unit: {script: [x]}\n",
+    );
+    write(
+        &dir,
+        ".gitlab/ci/nested/not-a-child.yml",
+        "nope: {script: [x]}\n",
+    );
+    write(&dir, "optional/extra.yml", "extra: {script: [x]}\n");
+    let before = plan(&dir, Event::default());
+    assert_eq!(names(&before), ["unit", "test", "root"]);
+    // An ignored file is not in the repository GitLab would see.
+    write(&dir, ".gitignore", "build/\n");
+    write(&dir, "build/gen.c", "int x;\n");
+    assert_eq!(
+        names(&plan(&dir, Event::default())),
+        ["unit", "test", "root"]
+    );
+    write(&dir, "src/lib/x.h", "int x;\n");
+    let after = plan(&dir, Event::default());
+    assert_eq!(names(&after), ["build", "unit", "test", "extra", "root"]);
+}
