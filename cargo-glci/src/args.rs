@@ -92,6 +92,10 @@ pub struct EventArgs {
     /// by default, as on GitLab).
     #[arg(long)]
     pub allow_private_includes: bool,
+    /// Read `include:remote` files only from glci's cache (`GLCI_HOME/includes`, filled by
+    /// earlier runs), never from the network.
+    #[arg(long)]
+    pub offline: bool,
     /// A masked variable, as in the project's CI/CD settings: `[MASKED]` in every log
     /// (repeatable).
     #[arg(long = "masked-var", value_name = "KEY=VALUE", value_parser = parse_var)]
@@ -165,6 +169,7 @@ impl EventArgs {
         opts.project_map = self.project_map.iter().cloned().collect();
         opts.template_dir = self.template_dir.clone();
         opts.allow_private_includes = self.allow_private_includes;
+        opts.offline = self.offline;
         opts.inputs = self.inputs.clone();
         let settings = |vars: &[(String, String)], masked: bool, file: bool| {
             vars.iter()

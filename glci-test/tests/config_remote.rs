@@ -61,6 +61,42 @@ fn load_with(text: &str, allow_private: bool) -> Result<glci_test::config::Resol
     .map_err(|e| e.to_string())
 }
 
+#[test]
+fn fetched_remotes_are_cached_for_offline_runs() {
+    let base = serve();
+    let project = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(
+        project.path().join(".gitlab-ci.yml"),
+        format!("include: {base}/ci.yml\n"),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let opts = |offline: bool| LoadOptions {
+        project_dir: project.path().to_path_buf(),
+        allow_private_remote: true,
+        include_cache: Some(cache.path().to_path_buf()),
+        offline,
+        ..LoadOptions::default()
+    };
+    let err = load(&opts(true))
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        err.contains("is not in glci's include cache and `--offline` is set"),
+        "{err}"
+    );
+    let online = load(&opts(false)).unwrap_or_else(|e| panic!("{e}"));
+    let hits = HITS.load(std::sync::atomic::Ordering::SeqCst);
+    let offline = load(&opts(true)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(to_yaml(&offline.tree), to_yaml(&online.tree));
+    assert_eq!(
+        HITS.load(std::sync::atomic::Ordering::SeqCst),
+        hits,
+        "offline fetched"
+    );
+}
+
 /// Requests the test server saw, to show a refused include is never fetched.
 static HITS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 

@@ -38,6 +38,8 @@ pub struct PipelineOptions {
     pub template_dir: Option<PathBuf>,
     /// Let `include:remote` fetch from loopback, private and link-local addresses.
     pub allow_private_includes: bool,
+    /// Read `include:remote` files only from the cache in `GLCI_HOME/includes`.
+    pub offline: bool,
     /// Pipeline inputs for `spec:inputs`.
     pub inputs: Vec<(String, String)>,
     /// The server URL jobs see (`CI_SERVER_URL`); planning alone uses a placeholder.
@@ -114,6 +116,7 @@ impl PipelineOptions {
             project_map: BTreeMap::new(),
             template_dir: None,
             allow_private_includes: false,
+            offline: false,
             inputs: Vec::new(),
             server_url: "http://gitlab.glci.invalid".to_string(),
             pipeline_id: 1,
@@ -198,6 +201,8 @@ fn load_config(
         project_map: opts.project_map.clone(),
         template_dir: opts.template_dir.clone(),
         allow_private_remote: opts.allow_private_includes,
+        include_cache: home::glci_home_path().ok().map(|h| h.join("includes")),
+        offline: opts.offline,
         variables,
         inputs: opts.inputs.clone(),
         ..LoadOptions::default()

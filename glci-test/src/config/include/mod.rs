@@ -3,6 +3,7 @@
 //! included files in order and the including file last. `project`, `component` and
 //! `template` are read from local directories the user maps; `remote` is fetched over HTTP.
 
+mod cache;
 mod condition;
 pub mod files;
 mod remote;
@@ -330,12 +331,31 @@ impl<'a> Includer<'a> {
         at: &Span,
     ) -> Result<Found, ConfigError> {
         check_extension(url, at)?;
-        let text = remote::fetch(
-            url,
-            self.opts.remote_timeout,
-            self.opts.allow_private_remote,
-        )
-        .map_err(|e| ConfigError::at(at, e))?;
+        let cache = self
+            .opts
+            .include_cache
+            .as_deref()
+            .map(cache::IncludeCache::new);
+        let text = if self.opts.offline {
+            cache.and_then(|c| c.get(url)).ok_or_else(|| {
+                ConfigError::at(
+                    at,
+                    format!("Remote file `{url}` is not in glci's include cache and `--offline` is set: run once without `--offline` to fetch it"),
+                )
+            })?
+        } else {
+            let text = remote::fetch(
+                url,
+                self.opts.remote_timeout,
+                self.opts.allow_private_remote,
+            )
+            .map_err(|e| ConfigError::at(at, e))?;
+            if let Some(cache) = &cache {
+                // A cache that cannot be written only costs a later offline run.
+                let _ = cache.put(url, &text);
+            }
+            text
+        };
         if let Some(integrity) = integrity {
             remote::check_integrity(url, &text, integrity).map_err(|e| ConfigError::at(at, e))?;
         }
