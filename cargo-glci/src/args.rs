@@ -84,6 +84,18 @@ pub struct EventArgs {
     /// Where `include:project`/`component` finds a project: `group/project=PATH` (repeatable).
     #[arg(long = "project", value_name = "GROUP/PROJECT=PATH", value_parser = parse_project)]
     pub project_map: Vec<(String, PathBuf)>,
+    /// Where `include:template` finds GitLab's CI templates (a copy of GitLab's
+    /// `lib/gitlab/ci/templates`).
+    #[arg(long = "template-dir", value_name = "DIR")]
+    pub template_dir: Option<PathBuf>,
+    /// Let `include:remote` fetch from loopback, private and link-local addresses (refused
+    /// by default, as on GitLab).
+    #[arg(long)]
+    pub allow_private_includes: bool,
+    /// Read `include:remote` files only from glci's cache (`GLCI_HOME/includes`, filled by
+    /// earlier runs), never from the network.
+    #[arg(long)]
+    pub offline: bool,
     /// A masked variable, as in the project's CI/CD settings: `[MASKED]` in every log
     /// (repeatable).
     #[arg(long = "masked-var", value_name = "KEY=VALUE", value_parser = parse_var)]
@@ -161,6 +173,9 @@ impl EventArgs {
         opts.file = self.file.to_string_lossy().into_owned();
         opts.event = self.to_event();
         opts.project_map = self.project_map.iter().cloned().collect();
+        opts.template_dir = self.template_dir.clone();
+        opts.allow_private_includes = self.allow_private_includes;
+        opts.offline = self.offline;
         opts.inputs = self.inputs.clone();
         let settings = |vars: &[(String, String)], masked: bool, file: bool| {
             vars.iter()

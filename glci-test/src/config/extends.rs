@@ -65,6 +65,8 @@ fn extends_names(job: &Key, value: &Node) -> Result<Vec<String>, ConfigError> {
         )
     };
     match &value.value {
+        // `Array(nil)`: `extends: null` extends nothing.
+        Value::Null => Ok(Vec::new()),
         Value::String(s) => Ok(vec![s.clone()]),
         Value::Seq(items) => items
             .iter()

@@ -1,6 +1,12 @@
 //! Nested arrays that GitLab's entries flatten: `script`, `before_script`, `after_script`,
 //! `hooks:pre_get_sources_script` (`Entry::Commands`: strings, arrays nested up to 10 levels)
 //! and `rules` (hashes, same nesting). They appear through `!reference` and `- *alias`.
+//!
+//! The composable entries flatten too, with Ruby's `[config].flatten` (every level, no
+//! limit): `needs` (`Entry::Needs`, also under `rules:`), `cache` (`Entry::Caches`),
+//! `services` (`Entry::Services`) and the `ports` of `image` and of each service
+//! (`Entry::Ports`). So `needs: [*common, build]` with a list anchor is a flat list of needs.
+//! What the items must be is left to the entry validation.
 
 use super::error::ConfigError;
 use super::jobs::{jobs_mut, EntryKind};
@@ -53,8 +59,57 @@ fn flatten_entry(location: &str, entry: &mut Node) -> Result<(), ConfigError> {
     }
     if let Some(rules) = get_mut(entry, "rules") {
         flatten_rules(location, "rules", rules)?;
+        if let Value::Seq(items) = &mut rules.value {
+            for rule in items {
+                if let Some(needs) = get_mut(rule, "needs") {
+                    flatten_composable(needs);
+                }
+            }
+        }
+    }
+    for key in ["needs", "cache"] {
+        if let Some(list) = get_mut(entry, key) {
+            flatten_composable(list);
+        }
+    }
+    if let Some(ports) = get_mut(entry, "image").and_then(|i| get_mut(i, "ports")) {
+        flatten_composable(ports);
+    }
+    if let Some(services) = get_mut(entry, "services") {
+        flatten_composable(services);
+        if let Value::Seq(items) = &mut services.value {
+            for service in items {
+                if let Some(ports) = get_mut(service, "ports") {
+                    flatten_composable(ports);
+                }
+            }
+        }
     }
     Ok(())
+}
+
+/// Ruby's `Array#flatten` on an array (every level); anything else is left alone.
+fn flatten_composable(list: &mut Node) {
+    let Value::Seq(items) = &list.value else {
+        return;
+    };
+    if !items.iter().any(|i| matches!(i.value, Value::Seq(_))) {
+        return;
+    }
+    fn push_leaves(items: Vec<Node>, out: &mut Vec<Node>) {
+        for item in items {
+            match item.value {
+                Value::Seq(inner) => push_leaves(inner, out),
+                _ => out.push(item),
+            }
+        }
+    }
+    let Value::Seq(items) = std::mem::replace(&mut list.value, Value::Null) else {
+        return;
+    };
+    let mut out = Vec::with_capacity(items.len());
+    push_leaves(items, &mut out);
+    list.value = Value::Seq(out);
 }
 
 fn flatten_commands(location: &str, key: &str, list: &mut Node) -> Result<(), ConfigError> {
@@ -144,6 +199,28 @@ mod tests {
         assert_eq!(
             run("job:\n  script:\n    - echo a: b\n").err(),
             Some("f.yml:3:5: jobs:job:script config should be a string or a nested array of strings up to 10 levels deep".into())
+        );
+    }
+
+    #[test]
+    fn composable_entries_flatten_list_anchors() {
+        let out = run(concat!(
+            ".n: &n [a, {job: b}]\n.c: &c [{key: k, paths: [p]}]\n.s: &s [redis]\n",
+            "job:\n  script: x\n  needs: [*n, c]\n  cache: [*c]\n  services: [*s, {name: pg, ports: [[5432]]}]\n",
+            "  rules: [{needs: [*n]}]\n",
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert!(
+            out.contains("  needs:\n  - a\n  - job: b\n  - c\n  cache:\n  - key: k\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  services:\n  - redis\n  - name: pg\n    ports:\n    - 5432\n"),
+            "{out}"
+        );
+        assert!(
+            out.contains("  rules:\n  - needs:\n    - a\n    - job: b\n"),
+            "{out}"
         );
     }
 

@@ -41,6 +41,13 @@ pub struct LoadOptions {
     pub changed_files: Option<Vec<String>>,
     /// Deadline for one `include:remote` fetch (GitLab: 30 s).
     pub remote_timeout: Duration,
+    /// Let `include:remote` fetch from loopback, private and link-local addresses (GitLab's
+    /// `allow_local_requests_from_web_hooks_and_services`, off by default).
+    pub allow_private_remote: bool,
+    /// Where fetched `include:remote` files are kept (`GLCI_HOME/includes`); `None`: nowhere.
+    pub include_cache: Option<PathBuf>,
+    /// Read `include:remote` only from `include_cache`, never from the network.
+    pub offline: bool,
 }
 
 impl Default for LoadOptions {
@@ -54,6 +61,9 @@ impl Default for LoadOptions {
             inputs: Vec::new(),
             changed_files: None,
             remote_timeout: Duration::from_secs(30),
+            allow_private_remote: false,
+            include_cache: None,
+            offline: false,
         }
     }
 }

@@ -34,7 +34,7 @@ mod worktree;
 pub use changes::changed_files;
 pub use commit::{CommitInfo, GitDate, Signature, NO_COMMIT_MESSAGE};
 pub use error::GitError;
-pub use remote::{ProjectPath, FALLBACK_NAMESPACE};
+pub use remote::{instance_url, ProjectPath, FALLBACK_NAMESPACE};
 pub use repo::{GitUser, Repo, RepoFacts, BLANK_SHA};
 pub use snapshot::{bare_repo_path, snapshot, Snapshot, SnapshotRequest};
 pub use time::{xmlschema, xmlschema_utc};

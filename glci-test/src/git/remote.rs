@@ -118,6 +118,40 @@ impl ProjectPath {
     }
 }
 
+/// The GitLab instance a remote URL points at, as its web URL (`CI_SERVER_URL`): the scheme,
+/// host and port of an `http(s)://` remote; `https://host` for SSH remotes (GitLab serves
+/// SSH and HTTPS on one host name). `None` where [`ProjectPath::from_remote_url`] finds no
+/// project. A GitLab under a relative URL root cannot be told from a subgroup and is not
+/// handled.
+pub fn instance_url(url: &str) -> Option<String> {
+    let url = url.trim();
+    let project = ProjectPath::from_remote_url(url)?;
+    let host = project.host?;
+    let host = if host.contains(':') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    if let Some((scheme, rest)) = url.split_once("://") {
+        let scheme = scheme.to_ascii_lowercase();
+        if scheme == "http" || scheme == "https" {
+            let authority = rest.split('/').next().unwrap_or(rest);
+            let host_port = authority.rsplit('@').next().unwrap_or(authority);
+            let port = host_port
+                .rsplit_once(']')
+                .map_or(host_port, |(_, after)| after)
+                .rsplit_once(':')
+                .map(|(_, p)| p)
+                .filter(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()));
+            return Some(match port {
+                Some(port) => format!("{scheme}://{host}:{port}"),
+                None => format!("{scheme}://{host}"),
+            });
+        }
+    }
+    Some(format!("https://{host}"))
+}
+
 /// `host:port` → `host`, keeping bracketed IPv6 literals whole.
 fn strip_port(host_port: &str) -> String {
     if let Some(rest) = host_port.strip_prefix('[') {
@@ -129,6 +163,33 @@ fn strip_port(host_port: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn instance_url_from_remote() {
+        for (remote, want) in [
+            (
+                "git@gitlab.com:group/project.git",
+                Some("https://gitlab.com"),
+            ),
+            (
+                "ssh://git@gitlab.example.com:2222/g/p",
+                Some("https://gitlab.example.com"),
+            ),
+            (
+                "https://user:tok@gitlab.gnome.org/GNOME/glib.git",
+                Some("https://gitlab.gnome.org"),
+            ),
+            (
+                "http://gitlab.local:8080/a/b.git",
+                Some("http://gitlab.local:8080"),
+            ),
+            ("http://[::1]:9000/a/b", Some("http://[::1]:9000")),
+            ("/srv/git/project.git", None),
+            ("https://gitlab.com/lonely", None),
+        ] {
+            assert_eq!(instance_url(remote).as_deref(), want, "{remote}");
+        }
+    }
 
     fn parse(url: &str) -> Option<(String, String, String)> {
         ProjectPath::from_remote_url(url).map(|p| (p.host.unwrap_or_default(), p.namespace, p.name))

@@ -3,6 +3,7 @@
 //! Layout (also in the README):
 //! - `repos/<key>.git` — bare snapshot repositories, one per user repository;
 //! - `cache/` — the S3 cache objects, shared by all pipelines;
+//! - `includes/` — fetched `include:remote` files, content-addressed, for `--offline`;
 //! - `pipelines/last-id` — the last pipeline id handed out;
 //! - `pipelines/<id>/` — one pipeline (the newest 20 are kept): `jobs/<job>/job.log`,
 //!   `jobs/<job>/artifacts/` (extracted), and the server's own `artifacts/<job id>/` and
@@ -12,7 +13,14 @@ use std::path::PathBuf;
 
 /// The data directory (created if missing).
 pub fn glci_home() -> std::io::Result<PathBuf> {
-    let dir = match std::env::var_os("GLCI_HOME") {
+    let dir = glci_home_path()?;
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// Where the data directory is, without creating it (for what is written only on demand).
+pub fn glci_home_path() -> std::io::Result<PathBuf> {
+    Ok(match std::env::var_os("GLCI_HOME") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => {
             let home = std::env::var_os("HOME").ok_or_else(|| {
@@ -23,9 +31,7 @@ pub fn glci_home() -> std::io::Result<PathBuf> {
             })?;
             PathBuf::from(home).join(".glci")
         }
-    };
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    })
 }
 
 /// The next pipeline id: one more than the last one handed out in this data directory, so

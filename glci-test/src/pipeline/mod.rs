@@ -36,6 +36,12 @@ pub struct PipelineOptions {
     pub event: Event,
     /// `group/project` → local checkout, for `include:project` / `include:component`.
     pub project_map: BTreeMap<String, PathBuf>,
+    /// A directory holding GitLab's CI templates, for `include:template`.
+    pub template_dir: Option<PathBuf>,
+    /// Let `include:remote` fetch from loopback, private and link-local addresses.
+    pub allow_private_includes: bool,
+    /// Read `include:remote` files only from the cache in `GLCI_HOME/includes`.
+    pub offline: bool,
     /// Pipeline inputs for `spec:inputs`.
     pub inputs: Vec<(String, String)>,
     /// The server URL jobs see (`CI_SERVER_URL`); planning alone uses a placeholder.
@@ -113,6 +119,9 @@ impl PipelineOptions {
             file: ".gitlab-ci.yml".to_string(),
             event: Event::default(),
             project_map: BTreeMap::new(),
+            template_dir: None,
+            allow_private_includes: false,
+            offline: false,
             inputs: Vec::new(),
             server_url: "http://gitlab.glci.invalid".to_string(),
             registry: None,
@@ -203,6 +212,10 @@ fn load_config(
         project_dir: facts.top_level.clone(),
         file: opts.file.clone(),
         project_map: opts.project_map.clone(),
+        template_dir: opts.template_dir.clone(),
+        allow_private_remote: opts.allow_private_includes,
+        include_cache: home::glci_home_path().ok().map(|h| h.join("includes")),
+        offline: opts.offline,
         variables,
         inputs: opts.inputs.clone(),
         ..LoadOptions::default()
@@ -302,7 +315,8 @@ fn plan_with(
     git_sets: GitSets,
 ) -> Result<Planned, PipelineError> {
     let mut ctx = pipeline_context(opts);
-    let event = &event_with_settings(opts);
+    // One resolved event for everything below: refs from the flags, else from git.
+    let event = &predefined::resolve_event(&loaded.facts, &event_with_settings(opts));
     ctx.merge_request.diff_base_sha = git_sets.diff_base_sha.clone();
     let plan_ctx = PlanContext {
         event: event.clone(),

@@ -371,6 +371,10 @@ pub struct JobConfig {
     pub after_script: Vec<String>,
     pub variables: StrMap<Variable>,
     pub rules: Option<Vec<Rule>>,
+    /// `rules: null` written: GitLab drops the implicit `only: [branches, tags]` whenever
+    /// the job has a `rules` key (`Processable#compose!`), though it has no rules to apply,
+    /// so such a job runs in every pipeline.
+    pub rules_key_without_rules: bool,
     pub only: Option<Policy>,
     pub except: Option<Policy>,
     /// `None` when not written (defaults to `on_success`).

@@ -253,8 +253,9 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 regexes,
             };
             // The implicit `only: {refs: [branches, tags]}` is deep-merged under the user's
-            // `only`, unless `workflow:rules` exists.
-            let only = match (&job.only, has_workflow_rules) {
+            // `only`, unless `workflow:rules` exists or the job has a `rules: null` key.
+            let no_implicit_only = has_workflow_rules || job.rules_key_without_rules;
+            let only = match (&job.only, no_implicit_only) {
                 (None, false) => Some(default_only.clone()),
                 (Some(o), false) if o.refs.is_none() => Some(Policy {
                     refs: default_only.refs.clone(),

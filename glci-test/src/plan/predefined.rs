@@ -11,7 +11,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Event, PipelineSource};
-use crate::git::{xmlschema_utc, RepoFacts, BLANK_SHA};
+use crate::git::{instance_url, xmlschema_utc, RepoFacts, BLANK_SHA};
 
 /// Longest slug GitLab produces (a DNS label).
 pub const SLUG_MAX_LEN: usize = 63;
@@ -99,6 +99,29 @@ pub fn pipeline_ref(facts: &RepoFacts, event: &Event) -> PipelineRef {
             .or_else(|| facts.branch.clone())
             .unwrap_or_else(|| default_branch(facts, event)),
     )
+}
+
+/// `event` with every ref GitLab knows for a pipeline filled in from the repository where
+/// the flags left it open: the pipeline ref (see [`pipeline_ref`]), the default branch and,
+/// for a merge request, the target branch. Planning reads refs only from this one event, so
+/// `only: [master]` sees the branch git gave exactly as `CI_COMMIT_BRANCH` does.
+pub fn resolve_event(facts: &RepoFacts, event: &Event) -> Event {
+    let mut resolved = event.clone();
+    match pipeline_ref(facts, event) {
+        PipelineRef::Tag(tag) => {
+            resolved.tag = Some(tag);
+            resolved.branch = None;
+        }
+        PipelineRef::Branch(branch) => {
+            resolved.branch = Some(branch);
+            resolved.tag = None;
+        }
+    }
+    if event.source == PipelineSource::MergeRequestEvent {
+        resolved.target_branch = Some(merge_request_target(facts, event));
+    }
+    resolved.default_branch = Some(default_branch(facts, event));
+    resolved
 }
 
 /// The merge request a `merge_request_event` pipeline belongs to. GitLab keeps these in its
@@ -327,7 +350,15 @@ fn project_variables(
     event: &Event,
     ctx: &PipelineContext,
 ) -> Vec<(String, String)> {
-    let (protocol, host, port) = split_server_url(&ctx.server_url);
+    // The instance is the one `origin` names, as the project path is: configurations test
+    // `$CI_SERVER_HOST == "gitlab.com"`. What a job must reach (`CI_API_V4_URL`, the clone
+    // URL, the registry) stays on the stand-in `ctx.server_url`.
+    let instance = facts
+        .remote_url
+        .as_deref()
+        .and_then(instance_url)
+        .unwrap_or_else(|| ctx.server_url.clone());
+    let (protocol, host, port) = split_server_url(&instance);
     let mut version = ctx.server_version.split(['.', '-']);
     let mut part = || version.next().unwrap_or("0").to_string();
     let (major, minor, patch) = (part(), part(), part());
@@ -348,7 +379,7 @@ fn project_variables(
         kv("CI", "true"),
         kv("GITLAB_CI", "true"),
         kv("CI_SERVER_FQDN", fqdn),
-        kv("CI_SERVER_URL", &ctx.server_url),
+        kv("CI_SERVER_URL", &instance),
         kv("CI_SERVER_HOST", &host),
         kv("CI_SERVER_PORT", port.to_string()),
         kv("CI_SERVER_PROTOCOL", protocol),

@@ -118,7 +118,7 @@ fn unmapped_project_names_what_to_map() {
     let err = load(&o).err().map(|e| e.to_string()).unwrap_or_default();
     assert_eq!(
         err,
-        ".gitlab-ci.yml:11:5: project `other/project` is not available locally: map it to a checkout with `other/project=PATH`"
+        ".gitlab-ci.yml:11:5: project `other/project` is not available locally: map it to a checkout with `--project other/project=PATH`"
     );
 }
 

@@ -397,11 +397,12 @@ fn predefined_variables_for_a_branch_push() {
         ),
         ("CI", "true"),
         ("GITLAB_CI", "true"),
-        ("CI_SERVER_FQDN", "172.17.0.1:8080"),
-        ("CI_SERVER_URL", "http://172.17.0.1:8080"),
-        ("CI_SERVER_HOST", "172.17.0.1"),
-        ("CI_SERVER_PORT", "8080"),
-        ("CI_SERVER_PROTOCOL", "http"),
+        // The instance is origin's; what jobs reach (API, registry) is the stand-in.
+        ("CI_SERVER_FQDN", "gitlab.example.com"),
+        ("CI_SERVER_URL", "https://gitlab.example.com"),
+        ("CI_SERVER_HOST", "gitlab.example.com"),
+        ("CI_SERVER_PORT", "443"),
+        ("CI_SERVER_PROTOCOL", "https"),
         ("CI_SERVER_VERSION_MAJOR", "18"),
         ("CI_SERVER_VERSION_MINOR", "11"),
         ("CI_PROJECT_ID", "5"),
@@ -487,7 +488,8 @@ fn predefined_variables_for_new_branch_default_branch_and_snapshot_sha() {
     assert_eq!(get(&vars, "CI_COMMIT_SHA"), Some("ab".repeat(20).as_str()));
     assert_eq!(get(&vars, "CI_COMMIT_TITLE"), Some("Initial import"));
     assert_eq!(get(&vars, "CI_COMMIT_REF_PROTECTED"), Some("true"));
-    assert_eq!(get(&vars, "CI_SERVER_PORT"), Some("80"));
+    // `git@h:` is served over HTTPS by the same host.
+    assert_eq!(get(&vars, "CI_SERVER_PORT"), Some("443"));
 
     let sched = Event {
         source: PipelineSource::Schedule,

@@ -3,6 +3,7 @@
 //! included files in order and the including file last. `project`, `component` and
 //! `template` are read from local directories the user maps; `remote` is fetched over HTTP.
 
+mod cache;
 mod condition;
 pub mod files;
 mod remote;
@@ -317,7 +318,7 @@ impl<'a> Includer<'a> {
         self.opts.project_map.get(project).cloned().ok_or_else(|| {
             ConfigError::at(
                 at,
-                format!("project `{project}` is not available locally: map it to a checkout with `{project}=PATH`"),
+                format!("project `{project}` is not available locally: map it to a checkout with `--project {project}=PATH`"),
             )
         })
     }
@@ -330,8 +331,31 @@ impl<'a> Includer<'a> {
         at: &Span,
     ) -> Result<Found, ConfigError> {
         check_extension(url, at)?;
-        let text =
-            remote::fetch(url, self.opts.remote_timeout).map_err(|e| ConfigError::at(at, e))?;
+        let cache = self
+            .opts
+            .include_cache
+            .as_deref()
+            .map(cache::IncludeCache::new);
+        let text = if self.opts.offline {
+            cache.and_then(|c| c.get(url)).ok_or_else(|| {
+                ConfigError::at(
+                    at,
+                    format!("Remote file `{url}` is not in glci's include cache and `--offline` is set: run once without `--offline` to fetch it"),
+                )
+            })?
+        } else {
+            let text = remote::fetch(
+                url,
+                self.opts.remote_timeout,
+                self.opts.allow_private_remote,
+            )
+            .map_err(|e| ConfigError::at(at, e))?;
+            if let Some(cache) = &cache {
+                // A cache that cannot be written only costs a later offline run.
+                let _ = cache.put(url, &text);
+            }
+            text
+        };
         if let Some(integrity) = integrity {
             remote::check_integrity(url, &text, integrity).map_err(|e| ConfigError::at(at, e))?;
         }
@@ -357,7 +381,7 @@ impl<'a> Includer<'a> {
         let Some(dir) = &self.opts.template_dir else {
             return Err(ConfigError::at(
                 at,
-                format!("template `{name}` is not available locally: give the directory holding GitLab's CI templates (template_dir)"),
+                format!("template `{name}` is not available locally: pass `--template-dir DIR`, DIR holding GitLab's CI templates (its `lib/gitlab/ci/templates`)"),
             ));
         };
         let full = files::inside(dir, name)
@@ -469,7 +493,11 @@ fn entries(include: &Node) -> Result<Vec<&Node>, ConfigError> {
     match &include.value {
         Value::Null => Ok(Vec::new()),
         Value::String(_) | Value::Map(_) => Ok(vec![include]),
-        Value::Seq(items) => Ok(items.iter().collect()),
+        // The mapper's `Array.wrap(...).compact`: null entries are dropped.
+        Value::Seq(items) => Ok(items
+            .iter()
+            .filter(|i| !matches!(i.value, Value::Null))
+            .collect()),
         _ => Err(ConfigError::at(
             &include.span,
             "include config should be a string, a hash, or an array of strings and hashes",

@@ -1,6 +1,10 @@
 //! `include:remote`: one HTTP(S) GET with GitLab's deadline, and `integrity: sha256-<b64>`.
+//! As GitLab's `UrlBlocker` does by default, a URL whose host is or resolves to a loopback,
+//! private, link-local or otherwise local address is refused (also after a redirect) unless
+//! the user allows it: a configuration must not make `lint` read the machine's own services.
 
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use sha2::{Digest, Sha256};
@@ -8,14 +12,68 @@ use sha2::{Digest, Sha256};
 /// Biggest remote file read (GitLab's default `max_yaml_size_bytes`).
 pub const MAX_BYTES: u64 = 2 * 1024 * 1024;
 
-/// Fetches `url`; the error is GitLab's sentence for the failure.
-pub fn fetch(url: &str, timeout: Duration) -> Result<String, String> {
+/// Redirects followed, as GitLab's HTTP client does.
+const MAX_REDIRECTS: usize = 10;
+
+/// Fetches `url`; the error is GitLab's sentence for the failure. Unless `allow_private`,
+/// every URL on the way (redirects included) must name a public address.
+pub fn fetch(url: &str, timeout: Duration, allow_private: bool) -> Result<String, String> {
+    let deadline = Instant::now() + timeout;
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
         .http_status_as_error(false)
+        .max_redirects(0)
         .build();
     let agent = ureq::Agent::new_with_config(config);
-    let response = agent.get(url).call().map_err(|e| match e {
+    let mut current = url.to_string();
+    for _ in 0..=MAX_REDIRECTS {
+        if !allow_private {
+            check_public(&current).map_err(|why| {
+                format!("Remote file `{url}` is not fetched: {why}; pass `--allow-private-includes` to allow it")
+            })?;
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "Remote file `{url}` could not be fetched because of a timeout error!"
+            ));
+        }
+        let response = get(&agent, url, &current)?;
+        let status = response.status().as_u16();
+        if (300..400).contains(&status) {
+            let location = response
+                .headers()
+                .get("location")
+                .and_then(|l| l.to_str().ok())
+                .ok_or_else(|| {
+                    format!("Remote file `{url}` could not be fetched because of a redirect error!")
+                })?;
+            current = join(&current, location);
+            continue;
+        }
+        if status != 200 {
+            return Err(format!(
+                "Remote file `{url}` could not be fetched because of HTTP code `{status}` error!"
+            ));
+        }
+        return response
+            .into_body()
+            .with_config()
+            .limit(MAX_BYTES)
+            .read_to_string()
+            .map_err(|e| format!("Remote file `{url}` could not be read: {e}"));
+    }
+    Err(format!(
+        "Remote file `{url}` could not be fetched because of a redirect error!"
+    ))
+}
+
+/// One GET of `current` (on the way to `url`, which the errors name).
+fn get(
+    agent: &ureq::Agent,
+    url: &str,
+    current: &str,
+) -> Result<ureq::http::Response<ureq::Body>, String> {
+    agent.get(current).call().map_err(|e| match e {
         ureq::Error::Timeout(_) => {
             format!("Remote file `{url}` could not be fetched because of a timeout error!")
         }
@@ -25,19 +83,85 @@ pub fn fetch(url: &str, timeout: Duration) -> Result<String, String> {
         other => {
             format!("Remote file `{url}` could not be fetched because of a socket error! ({other})")
         }
-    })?;
-    let status = response.status().as_u16();
-    if status != 200 {
-        return Err(format!(
-            "Remote file `{url}` could not be fetched because of HTTP code `{status}` error!"
-        ));
+    })
+}
+
+/// A redirect's `Location` against the URL it came from (absolute, or a path on its host).
+fn join(base: &str, location: &str) -> String {
+    if location.contains("://") {
+        return location.to_string();
     }
-    response
-        .into_body()
-        .with_config()
-        .limit(MAX_BYTES)
-        .read_to_string()
-        .map_err(|e| format!("Remote file `{url}` could not be read: {e}"))
+    let (scheme, rest) = base.split_once("://").unwrap_or(("http", base));
+    let authority = rest.split('/').next().unwrap_or(rest);
+    if location.starts_with('/') {
+        format!("{scheme}://{authority}{location}")
+    } else {
+        let dir = base.rsplit_once('/').map_or(base, |(d, _)| d);
+        format!("{dir}/{location}")
+    }
+}
+
+/// Refuses a URL whose host is, or resolves to, a non-public address.
+fn check_public(url: &str) -> Result<(), String> {
+    let uri: ureq::http::Uri = url
+        .parse()
+        .map_err(|e| format!("`{url}` is not a valid URL ({e})"))?;
+    let host = uri
+        .host()
+        .ok_or_else(|| format!("`{url}` has no host"))?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        });
+    let addresses: Vec<IpAddr> = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        // A name that does not resolve is the fetch's socket error to report, not this.
+        Err(_) => (host, port)
+            .to_socket_addrs()
+            .map(|addrs| addrs.map(|a| a.ip()).collect())
+            .unwrap_or_default(),
+    };
+    match addresses.iter().find(|ip| !is_public(ip)) {
+        Some(ip) => Err(format!("`{host}` is a local or private address ({ip})")),
+        None => Ok(()),
+    }
+}
+
+/// Whether GitLab's `UrlBlocker` lets an address through without `allow_local_requests`.
+fn is_public(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => is_public_v4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => is_public_v4(&v4),
+            None => !is_local_v6(v6),
+        },
+    }
+}
+
+fn is_public_v4(ip: &Ipv4Addr) -> bool {
+    let [a, b, ..] = ip.octets();
+    !(ip.is_loopback()
+        || ip.is_private()
+        || ip.is_link_local()
+        || ip.is_unspecified()
+        || ip.is_broadcast()
+        || a == 0
+        // 100.64.0.0/10, carrier-grade NAT: shared, not public.
+        || (a == 100 && (64..128).contains(&b)))
+}
+
+fn is_local_v6(ip: &Ipv6Addr) -> bool {
+    let first = ip.segments()[0];
+    ip.is_loopback()
+        || ip.is_unspecified()
+        // fc00::/7 unique local, fe80::/10 link-local.
+        || (first & 0xfe00) == 0xfc00
+        || (first & 0xffc0) == 0xfe80
 }
 
 /// Checks `integrity: sha256-<base64>` against the fetched text.
@@ -54,4 +178,47 @@ pub fn check_integrity(url: &str, text: &str, integrity: &str) -> Result<(), Str
         ));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn local_and_private_addresses_are_refused() {
+        for url in [
+            "http://127.0.0.1:8080/ci.yml",
+            "http://localhost/ci.yml",
+            "http://[::1]/ci.yml",
+            "http://169.254.169.254/latest/meta-data.yml",
+            "http://10.1.2.3/ci.yml",
+            "https://192.168.0.1/ci.yml",
+            "http://172.17.0.1/ci.yml",
+            "http://100.64.0.1/ci.yml",
+            "http://[fd00::1]/ci.yml",
+            "http://[fe80::1]/ci.yml",
+            "http://[::ffff:127.0.0.1]/ci.yml",
+            "http://0.0.0.0/ci.yml",
+        ] {
+            assert!(check_public(url).is_err(), "{url}");
+        }
+        for url in [
+            "https://93.184.215.14/ci.yml",
+            "http://[2606:4700::1]/x.yml",
+        ] {
+            assert_eq!(check_public(url), Ok(()), "{url}");
+        }
+    }
+
+    #[test]
+    fn unresolvable_names_are_left_to_the_fetch() {
+        assert_eq!(check_public("https://gitlab.glci.invalid/ci.yml"), Ok(()));
+    }
+
+    #[test]
+    fn redirect_locations() {
+        assert_eq!(join("http://h:1/a/b.yml", "/c.yml"), "http://h:1/c.yml");
+        assert_eq!(join("http://h/a/b.yml", "c.yml"), "http://h/a/c.yml");
+        assert_eq!(join("http://h/a", "https://x/y.yml"), "https://x/y.yml");
+    }
 }

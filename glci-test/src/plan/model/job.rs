@@ -125,9 +125,13 @@ pub fn parse_job(
             ));
         }
     }
-    if map.contains_key("rules") {
+    // `key: null` is "not specified" for GitLab's entries (`Entry::Factory` makes an
+    // `Unspecified` entry of it): the key's default applies and `default:` is inherited.
+    // Only key-presence checks (unknown keys, which kind of job) still see the key.
+    let own = |key: &str| map.get(key).filter(|n| !matches!(n.value, Value::Null));
+    if own("rules").is_some() {
         for key in ["only", "except", "start_in"] {
-            if map.contains_key(key) {
+            if own(key).is_some() {
                 errors.push(LintError::entry(
                     &node.span,
                     &loc,
@@ -138,7 +142,13 @@ pub fn parse_job(
     }
 
     // The job's own key wins over the default one (`Entry::Default#compose!`).
-    let get = |key: &str| map.get(key).or_else(|| defaults.get(key));
+    let get = |key: &str| {
+        own(key).or_else(|| {
+            defaults
+                .get(key)
+                .filter(|n| !matches!(n.value, Value::Null))
+        })
+    };
     let mut job = JobConfig {
         name: name.to_string(),
         stage: "test".to_string(),
@@ -146,7 +156,7 @@ pub fn parse_job(
         ..JobConfig::default()
     };
 
-    if let Some(n) = map.get("stage") {
+    if let Some(n) = own("stage") {
         match n.as_str() {
             Some(s) => job.stage = s.to_string(),
             None => errors.push(LintError::entry(
@@ -166,35 +176,36 @@ pub fn parse_job(
             }
         }
     }
-    if let Some(n) = get("before_script").filter(|n| !matches!(n.value, Value::Null)) {
+    if let Some(n) = get("before_script") {
         job.before_script = parse::commands(n, at(&mut scratch, &loc, ":before_script"), errors);
     }
-    if let Some(n) = get("after_script").filter(|n| !matches!(n.value, Value::Null)) {
+    if let Some(n) = get("after_script") {
         job.after_script = parse::commands(n, at(&mut scratch, &loc, ":after_script"), errors);
     }
-    if let Some(n) = get("image").filter(|n| !matches!(n.value, Value::Null)) {
+    if let Some(n) = get("image") {
         job.image = fields::image(n, at(&mut scratch, &loc, ":image"), errors);
     }
-    if let Some(n) = get("services").filter(|n| !matches!(n.value, Value::Null)) {
+    if let Some(n) = get("services") {
         job.services = fields::services(n, at(&mut scratch, &loc, ":services"), errors);
     }
-    if let Some(n) = map.get("variables") {
+    if let Some(n) = own("variables") {
         job.variables = parse::variables(n, at(&mut scratch, &loc, ":variables"), false, errors);
     }
-    if let Some(n) = map.get("rules") {
+    job.rules_key_without_rules = map.get("rules").is_some_and(|n| n.value == Value::Null);
+    if let Some(n) = own("rules") {
         job.rules = Some(parse::rules(n, &loc, false, errors));
     }
-    if let Some(n) = map.get("only") {
+    if let Some(n) = own("only") {
         job.only = parse::policy(n, at(&mut scratch, &loc, ":only"), errors);
     }
-    if let Some(n) = map.get("except") {
+    if let Some(n) = own("except") {
         job.except = parse::policy(n, at(&mut scratch, &loc, ":except"), errors);
     }
-    if let Some(n) = map.get("when") {
+    if let Some(n) = own("when") {
         let allowed: &[When] = if is_bridge { &JOB_WHEN[..4] } else { &JOB_WHEN };
         job.when = parse::when(n, &loc, allowed, errors);
     }
-    if let Some(n) = map.get("start_in") {
+    if let Some(n) = own("start_in") {
         job.start_in = parse::scalar(n, at(&mut scratch, &loc, " start_in"), errors);
     }
     if job.when == Some(When::Delayed) && job.start_in.is_none() && job.rules.is_none() {
@@ -212,13 +223,13 @@ pub fn parse_job(
     if job.start_in.is_some() && job.when != Some(When::Delayed) && job.rules.is_none() {
         errors.push(LintError::entry(&node.span, &loc, "start_in must be blank"));
     }
-    if let Some(n) = map.get("allow_failure") {
+    if let Some(n) = own("allow_failure") {
         job.allow_failure = allow_failure(n, at(&mut scratch, &loc, ":allow_failure"), errors);
     }
-    if let Some(n) = map.get("needs") {
+    if let Some(n) = own("needs") {
         job.needs = Some(parse::needs(n, at(&mut scratch, &loc, ":needs"), errors));
     }
-    if let Some(n) = map.get("dependencies") {
+    if let Some(n) = own("dependencies") {
         job.dependencies = Some(parse::string_list(
             n,
             at(&mut scratch, &loc, " dependencies"),
@@ -226,7 +237,7 @@ pub fn parse_job(
             errors,
         ));
     }
-    if let Some(n) = map.get("parallel") {
+    if let Some(n) = own("parallel") {
         job.parallel = parse::parallel(n, at(&mut scratch, &loc, ":parallel"), errors);
         if is_bridge && matches!(job.parallel, Some(super::Parallel::Count(_))) {
             errors.push(LintError::entry(
@@ -236,27 +247,24 @@ pub fn parse_job(
             ));
         }
     }
-    if let Some(n) = get("artifacts").filter(|n| !matches!(n.value, Value::Null)) {
+    if let Some(n) = get("artifacts") {
         job.artifacts = fields::artifacts(n, at(&mut scratch, &loc, ":artifacts"), errors);
     }
-    if let Some(n) = get("cache").filter(|n| !matches!(n.value, Value::Null)) {
+    if let Some(n) = get("cache") {
         job.cache = Some(fields::caches(n, at(&mut scratch, &loc, ":cache"), errors));
     }
-    if let Some(n) = map
-        .get("environment")
-        .filter(|n| !matches!(n.value, Value::Null))
-    {
+    if let Some(n) = own("environment") {
         job.environment = fields::environment(n, at(&mut scratch, &loc, ":environment"), errors);
     }
-    if let Some(n) = get("retry").filter(|n| !matches!(n.value, Value::Null)) {
+    if let Some(n) = get("retry") {
         job.retry = fields::retry(n, at(&mut scratch, &loc, ":retry"), errors);
     }
     // `default:timeout` is accepted but has no effect (docs/ci-yaml-semantics.md, Appendix
     // A.2): only the job's own.
-    if let Some(n) = map.get("timeout") {
+    if let Some(n) = own("timeout") {
         job.timeout = parse::scalar(n, at(&mut scratch, &loc, " timeout"), errors);
     }
-    if let Some(n) = get("tags").filter(|n| !matches!(n.value, Value::Null)) {
+    if let Some(n) = get("tags") {
         job.tags = parse::string_list(
             n,
             at(&mut scratch, &loc, " tags"),
@@ -267,16 +275,16 @@ pub fn parse_job(
     if let Some(n) = map.get("trigger") {
         job.trigger = fields::trigger(n, at(&mut scratch, &loc, ":trigger"), errors);
     }
-    if let Some(n) = map.get("inherit") {
+    if let Some(n) = own("inherit") {
         job.inherit = inherit(n, at(&mut scratch, &loc, ":inherit"), errors);
     }
-    if let Some(n) = get("interruptible").filter(|n| !matches!(n.value, Value::Null)) {
+    if let Some(n) = get("interruptible") {
         job.interruptible = parse::bool_value(n, at(&mut scratch, &loc, " interruptible"), errors);
     }
-    if let Some(n) = map.get("coverage") {
+    if let Some(n) = own("coverage") {
         job.coverage = parse::scalar(n, at(&mut scratch, &loc, " coverage"), errors);
     }
-    if let Some(n) = map.get("resource_group") {
+    if let Some(n) = own("resource_group") {
         job.resource_group = parse::scalar(n, at(&mut scratch, &loc, " resource_group"), errors);
     }
     if let Some(n) = map.get("release") {

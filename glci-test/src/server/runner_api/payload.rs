@@ -62,13 +62,6 @@ const SERVER_OWNED: &[&str] = &[
     "CI_REGISTRY_USER",
     "CI_REGISTRY_PASSWORD",
     "CI_REPOSITORY_URL",
-    "CI_SERVER_URL",
-    "CI_SERVER_HOST",
-    "CI_SERVER_PORT",
-    "CI_SERVER_PROTOCOL",
-    "CI_SERVER_FQDN",
-    "CI_SERVER_SHELL_SSH_HOST",
-    "CI_SERVER_SHELL_SSH_PORT",
     "CI_API_V4_URL",
     "CI_API_GRAPHQL_URL",
     "CI_PROJECT_URL",
@@ -200,15 +193,25 @@ pub(crate) fn build(inner: &Inner, job: &Job, urls: &ServerUrls<'_>) -> Value {
         variables.push(var("CI_REGISTRY_PASSWORD", &job.token, false, true));
     }
     variables.push(var("CI_REPOSITORY_URL", &repo_url, false, false));
+    // The instance a job is told about (`CI_SERVER_URL`, `_HOST`, ...) is the project's own
+    // (its `origin`) when the spec names one; only what must be reached — the API, the clone
+    // URL, the registry — always points here.
+    let named_by_spec = |key: &str| spec.variables.iter().any(|v| v.key == key);
     for (k, v) in [
         ("CI_SERVER_URL", urls.url.to_string()),
         ("CI_SERVER_HOST", host.to_string()),
         ("CI_SERVER_PORT", port.to_string()),
         ("CI_SERVER_PROTOCOL", "http".to_string()),
         ("CI_SERVER_FQDN", urls.host_port.to_string()),
-        // The runner rewrites submodule SSH URLs of this host to HTTP with these.
+        // The runner rewrites submodule SSH URLs of this host to the clone URL's host.
         ("CI_SERVER_SHELL_SSH_HOST", host.to_string()),
         ("CI_SERVER_SHELL_SSH_PORT", "22".to_string()),
+    ] {
+        if !named_by_spec(k) {
+            variables.push(var(k, &v, true, false));
+        }
+    }
+    for (k, v) in [
         ("CI_API_V4_URL", format!("{}/api/v4", urls.url)),
         ("CI_API_GRAPHQL_URL", format!("{}/api/graphql", urls.url)),
         ("CI_PROJECT_URL", project_url.clone()),
