@@ -3,12 +3,18 @@
 //! binary, one module per area, so the library is linked once for all of them (`cargo nextest
 //! run -p glci-test --test docker`).
 
+/// The stand-in's HTTP helpers, shared with the nodocker binary.
+#[path = "../nodocker/support.rs"]
+mod support;
+
 mod docker_plumbing;
 mod run_cache;
 mod run_catalog;
 mod run_job_api;
 mod run_lifecycle;
+mod run_registry;
 mod run_sources;
 mod runner_cache;
 mod runner_e2e;
 mod runner_executor;
+mod server_registry;

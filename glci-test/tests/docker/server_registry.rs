@@ -2,8 +2,7 @@
 //! input, the `docker` CLI (through the engine on this host) and `skopeo` for
 //! interoperability. Each test starts its own server on loopback.
 
-#[path = "server_support.rs"]
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
