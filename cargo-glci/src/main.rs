@@ -14,6 +14,8 @@ use clap::Parser;
 use args::Cli;
 
 fn main() -> ExitCode {
+    // Started as the relay agent in a container on a remote engine: serve and exit there.
+    glci_test::relay::serve_if_asked();
     // Cargo runs a subcommand as `cargo-glci glci ARGS`; run directly it is `cargo-glci ARGS`.
     // Drop the repeated name so both behave the same.
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
