@@ -148,12 +148,8 @@ impl Relay {
             let stderr = stderr.clone();
             async move {
                 while let Some(Ok(chunk)) = output.next().await {
-                    match chunk {
-                        LogOutput::StdOut { message } => {
-                            if pipe_in.write_all(&message).await.is_err() {
-                                break;
-                            }
-                        }
+                    let message = match chunk {
+                        LogOutput::StdOut { message } => message,
                         LogOutput::StdErr { message } => {
                             let text = String::from_utf8_lossy(&message);
                             tracing::warn!("relay agent: {}", text.trim_end());
@@ -166,8 +162,12 @@ impl Relay {
                                     .unwrap_or(tail.len());
                                 tail.drain(..cut);
                             }
+                            continue;
                         }
-                        _ => {}
+                        _ => continue,
+                    };
+                    if pipe_in.write_all(&message).await.is_err() {
+                        break;
                     }
                 }
             }
