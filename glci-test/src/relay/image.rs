@@ -1,7 +1,8 @@
 //! The relay container's image, made on the engine without pulling anything: glci's own
 //! binary (which serves as the agent, see `agent.rs`) and the shared libraries `ldd` names,
 //! imported from a tar stream (`POST /images/create?fromSrc=-`, `docker import`). Made once per
-//! binary and kept on the engine, labelled `io.glci.relay-agent`.
+//! binary and kept on the engine, labelled `io.glci.relay-agent`; images of older builds go
+//! when a new one is made.
 
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
@@ -172,7 +173,34 @@ pub(crate) async fn ensure_image(engine: &Engine, binary: &Path) -> Result<Agent
             )));
         }
     }
+    remove_older_images(engine, &image.tag).await;
     Ok(image)
+}
+
+/// Removes relay images of other builds (each debug build makes one, ~35 MB), except those a
+/// container still uses: without `force` the engine refuses to remove an image in use, so a
+/// relay of another glci run keeps its image.
+async fn remove_older_images(engine: &Engine, keep: &str) {
+    let filters = std::collections::HashMap::from([("label", vec![LABEL_RELAY_AGENT])]);
+    let options = bollard::query_parameters::ListImagesOptionsBuilder::new()
+        .filters(&filters)
+        .build();
+    let Ok(images) = engine.client().list_images(Some(options)).await else {
+        return;
+    };
+    for image in images {
+        if image.repo_tags.iter().any(|t| t == keep) {
+            continue;
+        }
+        let _ = engine
+            .client()
+            .remove_image(
+                &image.id,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    }
 }
 
 /// Names the image after what is in it, without reading 200 MB of debug build each run: the
