@@ -105,9 +105,15 @@ async fn clean(all: bool) -> Result<ExitCode> {
     } else {
         docker::remove_orphans(&engine).await?
     };
+    // The checkouts and builds directories of runs that died (a job may have left a
+    // setuid program there); those of runs still going stay.
+    let staging = pipeline::staging::remove_dead(&pipeline::home::glci_home()?)?;
     println!(
-        "removed {} container(s), {} network(s), {} volume(s)",
-        report.containers, report.networks, report.volumes
+        "removed {} container(s), {} network(s), {} volume(s), {staging} staging director{}",
+        report.containers,
+        report.networks,
+        report.volumes,
+        if staging == 1 { "y" } else { "ies" }
     );
     Ok(ExitCode::SUCCESS)
 }

@@ -1,6 +1,7 @@
 //! `cargo glci run`: the pipeline in Docker, logs streamed with a job-name prefix, a summary
-//! table, exit 0 exactly when GitLab would call the pipeline passed. First Ctrl-C cancels
-//! (after_script runs), a second aborts; both clean up.
+//! table, exit 0 exactly when GitLab would call the pipeline passed. The first Ctrl-C,
+//! SIGTERM or SIGHUP cancels (after_script runs), a second aborts; both clean up, and the exit
+//! status is then the signal's (130 after Ctrl-C).
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -10,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::Result;
+use glci_test::pipeline::interrupt::{Interrupt, Interrupts};
 use glci_test::pipeline::{JobReport, RunError, RunObserver, RunOptions, RunReport, Session};
 use glci_test::plan::status::Status;
 use regex::bytes::Regex;
@@ -44,6 +46,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(1));
     }
+    // From here on a signal cancels the run instead of ending the process (one arriving
+    // while the session starts is heard once it runs).
+    let mut interrupts = Interrupts::new()?;
     let width = 0;
     let printer = Arc::new(Printer::new(args.quiet, width));
     let session = match Session::start_planned(&opts, draft, options.clone(), printer.clone()).await
@@ -87,20 +92,20 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         );
     }
 
+    let mut interrupted: Option<Interrupt> = None;
     let report = {
         let run = session.run(&args.names);
         tokio::pin!(run);
-        let mut interrupts = 0;
         loop {
             tokio::select! {
                 r = &mut run => break r,
-                _ = tokio::signal::ctrl_c() => {
-                    interrupts += 1;
-                    if interrupts == 1 {
-                        eprintln!("\ncanceling: running jobs stop and run their after_script (Ctrl-C again to abort)");
+                signal = interrupts.next() => {
+                    if interrupted.is_none() {
+                        eprintln!("\n{}: canceling: running jobs stop and run their after_script (Ctrl-C again to abort)", signal.describe());
+                        interrupted = Some(signal);
                         session.cancel();
                     } else {
-                        eprintln!("\naborting");
+                        eprintln!("\n{}: aborting", signal.describe());
                         session.abort();
                     }
                 }
@@ -116,10 +121,11 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         }
     };
     print_summary(&report);
-    Ok(if report.passed() {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(match interrupted {
+        // A canceled run ends as the signal would have ended it.
+        Some(signal) if !report.passed() => ExitCode::from(signal.exit_code()),
+        _ if report.passed() => ExitCode::SUCCESS,
+        _ => ExitCode::from(1),
     })
 }
 
@@ -277,6 +283,25 @@ fn print_summary(report: &RunReport) {
                 let _ = writeln!(out, "{}: {why}", job.name);
             }
         }
+        for release in &job.releases {
+            let _ = writeln!(
+                out,
+                "{}: release {:?} (tag {})",
+                job.name, release.name, release.tag_name
+            );
+        }
+        for package in &job.packages {
+            let _ = writeln!(
+                out,
+                "{}: package {}/{}/{} ({} bytes) in {}",
+                job.name,
+                package.package,
+                package.version,
+                package.file_name,
+                package.size,
+                package.path.display()
+            );
+        }
         if matches!(job.status, Status::Failed) && !job.allowed_failure {
             if let Some(path) = &job.log_path {
                 let _ = writeln!(out, "{}: full log: {}", job.name, path.display());
@@ -304,8 +329,8 @@ fn print_summary(report: &RunReport) {
     );
 }
 
-/// `cargo glci runner`: registers with the server and runs its jobs until Ctrl-C (or
-/// `--max-jobs`), then removes every Docker object it created.
+/// `cargo glci runner`: registers with the server and runs its jobs until Ctrl-C, SIGTERM or
+/// SIGHUP (or `--max-jobs`), then removes every Docker object it created.
 pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
     use glci_test::docker::{self, Engine, Owner};
     use glci_test::runner::api::RunnerApi;
@@ -313,6 +338,7 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
     use glci_test::runner::worker::serve;
     use tokio_util::sync::CancellationToken;
 
+    let mut interrupts = Interrupts::new()?;
     let engine = Engine::connect().await?;
     let _ = docker::remove_orphans(&engine).await;
     let api = RunnerApi::new(&args.url);
@@ -325,13 +351,15 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
     );
     let mut executor = ExecutorOptions {
         // Files through a mount only when the engine shares this host's file system.
-        stage_files_by_mount: engine.bridge_gateway().await.is_some(),
+        stage_files_by_mount: engine.host_address().await.is_local(),
         ..ExecutorOptions::default()
     };
     if let Some(image) = &args.default_image {
         executor.default_image = image.clone();
     }
     let owner = Owner::for_this_process("runner");
+    // Removes the runner's containers if it is killed.
+    let reaper = docker::Reaper::spawn(&owner, None);
     let stop = CancellationToken::new();
     let tally = Tally {
         max_jobs: args.max_jobs,
@@ -343,19 +371,24 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
             .map(|_| serve(&api, &token, &engine, &owner, &executor, &stop, &tally)),
     );
     tokio::pin!(workers);
+    let mut interrupted = None;
     tokio::select! {
         _ = &mut workers => {}
-        _ = tokio::signal::ctrl_c() => {
-            eprintln!("stopping: running jobs are canceled");
+        signal = interrupts.next() => {
+            eprintln!("{}: stopping: running jobs are canceled", signal.describe());
+            interrupted = Some(signal);
             stop.cancel();
             workers.await;
         }
     }
     let _ = docker::remove_owned(&engine, &owner.id).await;
-    Ok(if tally.failed.load(Ordering::SeqCst) == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    if let Some(reaper) = reaper {
+        let _ = tokio::task::spawn_blocking(move || reaper.release()).await;
+    }
+    Ok(match interrupted {
+        Some(signal) => ExitCode::from(signal.exit_code()),
+        None if tally.failed.load(Ordering::SeqCst) == 0 => ExitCode::SUCCESS,
+        None => ExitCode::from(1),
     })
 }
 

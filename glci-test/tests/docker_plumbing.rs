@@ -94,6 +94,99 @@ async fn runs_a_container_on_a_labelled_network_and_cleans_up() {
     assert_eq!(labelled(&engine, &mine).await, (0, 0));
 }
 
+/// On an engine's first start its default bridge carries no IPAM gateway (CI puts the engine in
+/// that state before the tests: `scripts/docker-engine --first-start`); on a restarted one it
+/// does. Either way glci must find an address of this host on the bridge, and a container on a
+/// labelled network must reach a server bound there.
+#[tokio::test]
+async fn a_container_reaches_a_server_on_the_host_address_with_or_without_an_ipam_gateway() {
+    use glci_test::docker::HostAddress;
+    use std::io::{Read, Write};
+
+    let engine = engine().await;
+    let bridge = engine
+        .client()
+        .inspect_network(
+            "bridge",
+            None::<bollard::query_parameters::InspectNetworkOptions>,
+        )
+        .await
+        .unwrap();
+    let gateway = bridge
+        .ipam
+        .and_then(|i| i.config)
+        .unwrap_or_default()
+        .into_iter()
+        .find_map(|c| c.gateway);
+    eprintln!("bridge IPAM gateway: {gateway:?} (None: the engine is in its first-start state)");
+
+    let ip = match engine.host_address().await {
+        HostAddress::Bridge(ip) => ip,
+        HostAddress::NotHere { tried } => panic!("no host address on a local engine: {tried:?}"),
+    };
+    let interface = bridge
+        .options
+        .and_then(|o| o.get("com.docker.network.bridge.name").cloned())
+        .expect("the default bridge names its interface");
+    let owned: Vec<std::net::IpAddr> = if_addrs_of(&interface);
+    assert!(
+        owned.contains(&ip),
+        "{ip} is not an address of {interface}: {owned:?}"
+    );
+
+    let listener = std::net::TcpListener::bind((ip, 0)).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut request = [0u8; 512];
+        let _ = conn.read(&mut request).unwrap();
+        conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 11\r\n\r\nhello glci\n")
+            .unwrap();
+    });
+
+    let owner = Owner::for_this_process("plumbing-test");
+    let network_name = format!("{}-reach", owner.name_prefix());
+    create_network(&engine, &owner, &network_name)
+        .await
+        .unwrap();
+    let spec = ContainerSpec {
+        name: format!("{}-reach", owner.name_prefix()),
+        image: BUSYBOX.to_string(),
+        // busybox's static wget crashes here (its resolver); nc speaks the request itself.
+        cmd: vec![
+            "sh".into(),
+            "-c".into(),
+            format!("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 10 {ip} {port} | tail -n 1"),
+        ],
+        env: vec![],
+        network: Some(network_name),
+    };
+    let out = run_container(&engine, &owner, &spec).await.unwrap();
+    remove_owned(&engine, &owner.id).await.unwrap();
+    assert_eq!(
+        (out.exit_code, out.stdout.as_str()),
+        (0, "hello glci\n"),
+        "{}",
+        out.stderr
+    );
+    server.join().unwrap();
+}
+
+/// The IPv4 addresses this host has on `interface`, as `ip -4 addr show` lists them.
+fn if_addrs_of(interface: &str) -> Vec<std::net::IpAddr> {
+    let out = std::process::Command::new("ip")
+        .args(["-4", "-o", "addr", "show", "dev", interface])
+        .output()
+        .expect("run `ip`");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next()?.parse().ok())
+        .into_iter()
+        .collect()
+}
+
 #[tokio::test]
 async fn a_missing_image_is_one_clear_error() {
     let engine = engine().await;

@@ -364,3 +364,21 @@ fn lookahead_regex_in_only_is_rejected() {
         "jobs:a:only config should be an array of strings or regular expressions using re2 syntax"
     );
 }
+
+#[test]
+fn release_needs_a_tag_name_and_a_description() {
+    let c = config(
+        "rel:\n  script: x\n  release:\n    tag_name: v$CI_PIPELINE_IID\n    description: notes\n    milestones: m1\n",
+    );
+    let release = c.jobs["rel"].release.clone().expect("release read");
+    assert_eq!(release.tag_name, "v$CI_PIPELINE_IID");
+    assert_eq!(release.milestones, ["m1"]);
+    assert_eq!(
+        errors("rel:\n  script: x\n  release:\n    name: n\n    colour: red\n"),
+        [
+            "jobs:rel:release config contains unknown keys: colour",
+            "jobs:rel:release tag name can't be blank",
+            "jobs:rel:release description can't be blank",
+        ]
+    );
+}

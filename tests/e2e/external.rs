@@ -161,3 +161,62 @@ fn a_wrong_registration_token_is_refused() {
     let err = String::from_utf8_lossy(&runner.stderr);
     assert!(err.contains("403") || err.contains("401"), "{err}");
 }
+
+/// `cargo glci runner` hears SIGTERM as a Ctrl-C: the running job is canceled (its
+/// after_script runs), everything the runner made is removed, the exit status is SIGTERM's.
+#[test]
+fn sigterm_stops_the_runner_and_leaves_nothing() {
+    let sleeper = "sleeper:\n  image: glci-fixture/busybox:latest\n  services: [glci-fixture/tcp-service:latest]\n  script: [echo started, sleep 30]\n  after_script: [echo after]\n";
+    let project = temp_project(None, &[(".gitlab-ci.yml", sleeper)]);
+    let home = tempfile::tempdir().unwrap();
+    let mut server = Command::new(glci_bin!())
+        .args(["run", "--runner", "external", "-q"])
+        .current_dir(project.path())
+        .env("GLCI_HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cargo glci run");
+    let mut lines = BufReader::new(server.stdout.take().unwrap()).lines();
+    let (mut url, mut token) = (String::new(), String::new());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(u) = line.strip_prefix("url: ") {
+            url = u.to_string();
+        }
+        if let Some(t) = line.strip_prefix("registration-token: ") {
+            token = t.to_string();
+        }
+        if line.starts_with("cache-s3-secret-key: ") {
+            break;
+        }
+    }
+    let mut runner = Command::new(glci_bin!())
+        .args(["runner", "--url", &url, "--registration-token", &token])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cargo glci runner");
+    let pid = runner.id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while labelled_objects(pid) < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(labelled_objects(pid) >= 3, "the job never started");
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let started = std::time::Instant::now();
+    let status = runner.wait().unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(25),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(status.code(), Some(143));
+    assert_eq!(labelled_objects(pid), 0, "the runner left Docker objects");
+    let _ = Command::new("kill").arg(server.id().to_string()).status();
+    let _ = server.wait();
+}

@@ -1,6 +1,7 @@
 //! `cargo glci run` through the real binary: its exit status, and what is left in Docker when
-//! the process is killed mid-job (SIGKILL: the next run removes it) or interrupted (SIGINT:
-//! after_script runs, everything is removed, the exit status says the pipeline did not pass).
+//! the process is killed mid-job (SIGKILL: its watchdog removes it, no glci command needed) or
+//! interrupted (SIGINT, SIGTERM, SIGHUP: after_script runs, everything is removed, the exit
+//! status is the signal's).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -158,39 +159,48 @@ fn exit_status_is_0_exactly_when_the_pipeline_passes() {
     );
 }
 
-#[test]
-fn a_run_killed_mid_job_is_cleaned_up_by_the_next_run() {
-    let home = tempfile::tempdir().unwrap();
-    let project = temp_project(None, &[(".gitlab-ci.yml", SLEEPER)]);
-    let mut child = spawn_run(project.path(), home.path());
-    let pid = child.id();
-    let lines = lines_of(&mut child);
-    let mut seen = Vec::new();
-    wait_for_line(&lines, "sleeper | started", &mut seen);
+/// Processes whose parent is `pid` and that were started as a run's watchdog.
+fn watchdogs_of(pid: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().filter_map(Result::ok) {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let is_watchdog = environ
+            .split(|b| *b == 0)
+            .any(|var| var.starts_with(b"GLCI_REAPER_OWNER="));
+        if parent == Some(pid) && is_watchdog {
+            found.push(child);
+        }
+    }
+    found
+}
 
-    child.kill().expect("SIGKILL cargo-glci");
-    let _ = child.wait();
-    // The dead run's job container, service container and network are still there...
-    let left = objects_of(pid);
-    assert!(
-        left.len() >= 3,
-        "expected the killed run's objects, found {left:?}"
-    );
-
-    // ...until the next run in the same data directory starts.
-    let quick = temp_project(None, &[(".gitlab-ci.yml", QUICK)]);
-    let out = run(
-        glci_bin!(),
-        quick.path(),
-        &["run", "-q"],
-        &[("GLCI_HOME", home.path().to_str().unwrap())],
-    );
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    assert_eq!(objects_of(pid), Vec::<String>::new());
+/// The staging directories (checkouts, builds directories) under a data directory.
+fn staging_dirs(home: &Path) -> Vec<std::path::PathBuf> {
+    std::fs::read_dir(home.join("pipelines"))
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .map(|e| e.path().join("staging"))
+                .filter(|p| p.exists())
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[test]
-fn ctrl_c_cancels_runs_after_script_exits_non_zero_and_leaves_nothing() {
+fn a_run_killed_mid_job_is_cleaned_up_by_its_watchdog_alone() {
     let home = tempfile::tempdir().unwrap();
     let project = temp_project(None, &[(".gitlab-ci.yml", SLEEPER)]);
     let mut child = spawn_run(project.path(), home.path());
@@ -198,10 +208,80 @@ fn ctrl_c_cancels_runs_after_script_exits_non_zero_and_leaves_nothing() {
     let lines = lines_of(&mut child);
     let mut seen = Vec::new();
     wait_for_line(&lines, "sleeper | started", &mut seen);
+    assert_eq!(watchdogs_of(pid).len(), 1, "one watchdog per run");
+    assert!(objects_of(pid).len() >= 3, "{:?}", objects_of(pid));
+    assert_eq!(staging_dirs(home.path()).len(), 1);
+
+    // A glci object of another owner that also looks dead (same pid): a general orphan
+    // sweep would take it, the run's watchdog must not.
+    let decoy = format!("glci-decoy-{pid}");
+    let made = Command::new("docker")
+        .args(["network", "create", "--label", "io.glci.pipeline=decoy"])
+        .args(["--label", "io.glci.owner=someone-else"])
+        .args(["--label", &format!("io.glci.owner-pid={pid}"), &decoy])
+        .output()
+        .expect("docker network create");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+
+    child.kill().expect("SIGKILL cargo-glci");
+    let _ = child.wait();
+    let killed = Instant::now();
+    // No glci command from here on: the watchdog alone removes the run's objects (the decoy
+    // stays) and its staging directory.
+    let mut left = objects_of(pid);
+    while Instant::now() < killed + Duration::from_secs(10)
+        && (left.len() > 1
+            || !staging_dirs(home.path()).is_empty()
+            || !watchdogs_of(pid).is_empty())
+    {
+        std::thread::sleep(Duration::from_millis(200));
+        left = objects_of(pid);
+    }
+    let decoy_id = Command::new("docker")
+        .args([
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name=^{decoy}$"),
+        ])
+        .output()
+        .expect("docker network ls");
+    let decoy_id = String::from_utf8_lossy(&decoy_id.stdout).trim().to_string();
+    let _ = Command::new("docker")
+        .args(["network", "rm", &decoy])
+        .output();
+    assert!(
+        !decoy_id.is_empty(),
+        "the watchdog removed another owner's network"
+    );
+    assert_eq!(left, vec![decoy_id], "left 10 s after the kill");
+    assert_eq!(staging_dirs(home.path()), Vec::<std::path::PathBuf>::new());
+    assert_eq!(
+        watchdogs_of(pid),
+        Vec::<u32>::new(),
+        "the watchdog outlived its work"
+    );
+}
+
+/// Sends `signal` once the job runs; the run cancels, after_script runs, nothing stays.
+fn a_signal_cancels_the_run(signal: &str, exit_code: i32) {
+    let home = tempfile::tempdir().unwrap();
+    let project = temp_project(None, &[(".gitlab-ci.yml", SLEEPER)]);
+    let mut child = spawn_run(project.path(), home.path());
+    let pid = child.id();
+    let lines = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for_line(&lines, "sleeper | started", &mut seen);
+    let watchdog = watchdogs_of(pid);
 
     let started = Instant::now();
     let sent = Command::new("kill")
-        .args(["-INT", &pid.to_string()])
+        .args([&format!("-{signal}"), &pid.to_string()])
         .status()
         .expect("run kill");
     assert!(sent.success());
@@ -213,11 +293,108 @@ fn ctrl_c_cancels_runs_after_script_exits_non_zero_and_leaves_nothing() {
         "the cancel waited for the sleep: {:?}",
         started.elapsed()
     );
-    assert_eq!(status.code(), Some(1), "{text}");
+    assert_eq!(status.code(), Some(exit_code), "{text}");
     assert!(
         text.contains("sleeper | after_script ran: canceled"),
         "{text}"
     );
     assert!(!text.contains("woke up"), "{text}");
     assert_eq!(objects_of(pid), Vec::<String>::new());
+    assert_eq!(staging_dirs(home.path()), Vec::<std::path::PathBuf>::new());
+    // The watchdog heard the clean end and is gone with its owner.
+    assert_eq!(watchdog.len(), 1);
+    assert!(!Path::new(&format!("/proc/{}", watchdog[0])).exists());
+}
+
+#[test]
+fn ctrl_c_cancels_runs_after_script_exits_130_and_leaves_nothing() {
+    a_signal_cancels_the_run("INT", 130);
+}
+
+#[test]
+fn sigterm_cancels_like_ctrl_c() {
+    a_signal_cancels_the_run("TERM", 143);
+}
+
+#[test]
+fn sighup_cancels_like_ctrl_c() {
+    a_signal_cancels_the_run("HUP", 129);
+}
+
+/// A Ctrl-C that lands after a job's script ended (its after_script still runs): GitLab
+/// records a job canceled while `canceling` as canceled whatever the runner reports; the
+/// jobs after it are canceled with the pipeline (not "skipped: it failed"), and the exit
+/// status is Ctrl-C's.
+#[test]
+fn ctrl_c_after_a_script_ended_cancels_the_pipeline_not_fails_it() {
+    let home = tempfile::tempdir().unwrap();
+    let pipeline = r#"default:
+  image: glci-fixture/busybox:latest
+stages: [build, test]
+build:
+  stage: build
+  script: [echo script-done]
+  after_script:
+    - echo in-after-script
+    - sleep 3
+next:
+  stage: test
+  needs: [build]
+  script: [echo next ran]
+"#;
+    let project = temp_project(None, &[(".gitlab-ci.yml", pipeline)]);
+    let mut child = spawn_run(project.path(), home.path());
+    let pid = child.id();
+    let lines = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for_line(&lines, "build | in-after-script", &mut seen);
+    let sent = Command::new("kill")
+        .args(["-INT", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    seen.extend(lines.try_iter());
+    let text = seen.join("\n");
+    assert_eq!(status.code(), Some(130), "{text}");
+    assert!(!text.contains("which failed"), "{text}");
+    assert!(!text.contains("next ran"), "{text}");
+    assert!(text.contains("next: the pipeline was canceled"), "{text}");
+    assert!(text.contains("canceled (logs and artifacts"), "{text}");
+    assert_eq!(objects_of(pid), Vec::<String>::new());
+}
+
+/// `cargo glci test` (the `main!()` harness) hears SIGTERM as a Ctrl-C: the job's
+/// after_script runs and its log is kept, the trial fails, nothing stays.
+#[test]
+fn sigterm_cancels_cargo_glci_test_like_ctrl_c() {
+    let home = tempfile::tempdir().unwrap();
+    let project = temp_project(None, &[(".gitlab-ci.yml", SLEEPER)]);
+    let mut child = Command::new(glci_bin!())
+        .args(["test"])
+        .current_dir(project.path())
+        .env("GLCI_HOME", home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start cargo-glci test");
+    let pid = child.id();
+    // The job runs once its containers exist; give the script a moment to start.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while objects_of(pid).len() < 3 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let status = wait_exit(&mut child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(101), "the trial fails as canceled");
+    let log = std::fs::read_to_string(home.path().join("pipelines/1/jobs/sleeper/job.log"))
+        .unwrap_or_default();
+    assert!(log.contains("after_script ran: canceled"), "{log}");
+    assert_eq!(objects_of(pid), Vec::<String>::new());
+    assert_eq!(staging_dirs(home.path()), Vec::<std::path::PathBuf>::new());
 }

@@ -2,6 +2,7 @@
 //! local socket; API version negotiated (the engines we meet speak as old as 1.41, bollard
 //! defaults to a newer one and would be refused); one clear error when nothing answers.
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -20,6 +21,17 @@ pub enum DockerError {
     BadEndpoint { endpoint: String, reason: String },
     #[error("image `{image}` is not present and glci does not pull it here: {reason}")]
     MissingImage { image: String, reason: String },
+    #[error(
+        "containers on the engine at {endpoint} cannot reach this host: no address of the engine's \
+         bridge network is an address of this host (tried: {}); glci does not fall back to \
+         loopback, which jobs cannot reach. Start the engine on this host, or pass the address \
+         to listen on",
+        tried.join("; ")
+    )]
+    NoHostAddress {
+        endpoint: String,
+        tried: Vec<String>,
+    },
     #[error("failed to {action}: {source}")]
     Api {
         action: String,
@@ -35,6 +47,35 @@ impl DockerError {
             source,
         }
     }
+}
+
+/// Where containers reach a server that glci runs on this host; see [`Engine::host_address`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HostAddress {
+    /// An address of this host on the engine's default bridge.
+    Bridge(IpAddr),
+    /// No bridge address is an address of this host: the engine runs elsewhere, or its bridge
+    /// is not set up. `tried` names each candidate and why it failed, for the error message.
+    NotHere { tried: Vec<String> },
+}
+
+impl HostAddress {
+    /// The engine shares this host's network (and, for a unix socket, its file system).
+    pub fn is_local(&self) -> bool {
+        matches!(self, HostAddress::Bridge(_))
+    }
+}
+
+/// `172.17.0.0/16` -> `172.17.0.1`: the address Docker gives a bridge when IPAM names none.
+fn first_host_address(subnet: &str) -> Option<IpAddr> {
+    let (net, len) = subnet.split_once('/')?;
+    let net: std::net::Ipv4Addr = net.parse().ok()?;
+    let len: u32 = len.parse().ok()?;
+    if len > 30 {
+        return None;
+    }
+    let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+    Some(IpAddr::V4((u32::from(net) & mask | 1).into()))
 }
 
 /// A connected engine whose API version has been negotiated.
@@ -105,23 +146,94 @@ impl Engine {
         format!("{}.{}", v.major_version, v.minor_version)
     }
 
-    /// The gateway address of the default bridge network (`docker0`, usually 172.17.0.1):
-    /// reachable from every container and from the host, not from other machines. `None` for
-    /// engines without one (remote engines, rootless setups).
-    pub async fn bridge_gateway(&self) -> Option<std::net::IpAddr> {
-        let net = self
+    /// The address of this host that containers on the engine's default bridge reach, for a
+    /// server glci runs here. Candidates, in order:
+    ///
+    /// 1. the bridge's IPAM gateway — absent on an engine's very first start (Docker 20.10
+    ///    writes it to its network store only on a later start, see docs/runner-contract.md);
+    /// 2. the bridge interface's own IPv4 (`com.docker.network.bridge.name`, usually `docker0`),
+    ///    which the kernel has in both states;
+    /// 3. the subnet's first host address, the address Docker gives the bridge by default.
+    ///
+    /// A candidate counts only when the engine is reached through a unix socket and this host
+    /// owns the address (binding it works): the bridge of an engine elsewhere (`tcp://`,
+    /// `ssh://`, a desktop VM) is not an address of this host.
+    pub async fn host_address(&self) -> HostAddress {
+        let mut tried = Vec::new();
+        // Over tcp or ssh even a bridge whose addresses match this host's is another machine's
+        // (two hosts both have a 172.17.0.1 on their docker0).
+        if !self.endpoint.starts_with("unix://") {
+            tried.push(format!(
+                "none: the engine is reached at {}, not through this host's socket",
+                self.endpoint
+            ));
+            return HostAddress::NotHere { tried };
+        }
+        let net = match self
             .docker
             .inspect_network(
                 "bridge",
                 None::<bollard::query_parameters::InspectNetworkOptions>,
             )
             .await
-            .ok()?;
-        let gateway = net.ipam?.config?.into_iter().find_map(|c| c.gateway)?;
-        let ip: std::net::IpAddr = gateway.parse().ok()?;
-        // Only a local engine's bridge is an address of this host.
-        (self.endpoint.starts_with("unix://") && std::net::UdpSocket::bind((ip, 0)).is_ok())
-            .then_some(ip)
+        {
+            Ok(net) => net,
+            Err(e) => {
+                tried.push(format!("inspecting the engine's `bridge` network: {e}"));
+                return HostAddress::NotHere { tried };
+            }
+        };
+        let configs = net.ipam.and_then(|i| i.config).unwrap_or_default();
+        let interface = net
+            .options
+            .as_ref()
+            .and_then(|o| o.get("com.docker.network.bridge.name"))
+            .cloned();
+
+        let mut candidates: Vec<(String, IpAddr)> = Vec::new();
+        for gateway in configs.iter().filter_map(|c| c.gateway.as_deref()) {
+            match gateway.parse::<IpAddr>() {
+                Ok(ip) => candidates.push(("the bridge's IPAM gateway".into(), ip)),
+                Err(_) => tried.push(format!("IPAM gateway `{gateway}` (not an address)")),
+            }
+        }
+        if configs.iter().all(|c| c.gateway.is_none()) {
+            tried.push("the bridge's IPAM gateway (none configured)".into());
+        }
+        match &interface {
+            Some(name) => {
+                let owned: Vec<IpAddr> = if_addrs::get_if_addrs()
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|i| &i.name == name)
+                    .map(|i| i.ip())
+                    .filter(IpAddr::is_ipv4)
+                    .collect();
+                if owned.is_empty() {
+                    tried.push(format!("interface `{name}` (no IPv4 address on this host)"));
+                }
+                candidates.extend(
+                    owned
+                        .into_iter()
+                        .map(|ip| (format!("interface `{name}`"), ip)),
+                );
+            }
+            None => tried.push("the bridge interface (the network names none)".into()),
+        }
+        for subnet in configs.iter().filter_map(|c| c.subnet.as_deref()) {
+            match first_host_address(subnet) {
+                Some(ip) => candidates.push((format!("the first address of subnet {subnet}"), ip)),
+                None => tried.push(format!("subnet `{subnet}` (not an IPv4 subnet)")),
+            }
+        }
+
+        for (what, ip) in candidates {
+            if std::net::UdpSocket::bind((ip, 0)).is_ok() {
+                return HostAddress::Bridge(ip);
+            }
+            tried.push(format!("{what}, {ip} (not an address of this host)"));
+        }
+        HostAddress::NotHere { tried }
     }
 
     /// Fails with [`DockerError::MissingImage`] unless `image` is present locally.
@@ -187,6 +299,17 @@ mod tests {
             "{msg}"
         );
         assert!(msg.contains("is dockerd running?"), "{msg}");
+    }
+
+    #[test]
+    fn first_host_address_of_a_subnet() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(first_host_address("172.17.0.0/16"), ip("172.17.0.1"));
+        assert_eq!(first_host_address("10.1.2.128/25"), ip("10.1.2.129"));
+        assert_eq!(first_host_address("172.18.5.7/16"), ip("172.18.0.1"));
+        assert_eq!(first_host_address("fd00::/64"), None);
+        assert_eq!(first_host_address("10.0.0.0/31"), None);
+        assert_eq!(first_host_address("nonsense"), None);
     }
 
     #[tokio::test]

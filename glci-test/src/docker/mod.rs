@@ -10,6 +10,7 @@ mod cleanup;
 mod container;
 mod engine;
 mod labels;
+mod reaper;
 
 pub use cleanup::{
     count_labelled, remove_all, remove_orphans, remove_owned, remove_owned_except, CleanupReport,
@@ -17,7 +18,9 @@ pub use cleanup::{
 pub use container::{
     container_logs, create_network, run_container, ContainerOutput, ContainerSpec,
 };
-pub use engine::{DockerError, Engine};
+pub use engine::{DockerError, Engine, HostAddress};
+pub(crate) use labels::owner_is_dead;
 pub use labels::{
     Owner, LABEL_OWNER, LABEL_OWNER_HOST, LABEL_OWNER_PID, LABEL_OWNER_START, LABEL_PIPELINE,
 };
+pub use reaper::{serve_if_asked, Reaper};

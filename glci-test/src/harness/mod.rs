@@ -183,12 +183,15 @@ impl Harness {
 
     /// Runs the suite with the process's own arguments; for `fn main`.
     pub fn main(self) -> ExitCode {
+        crate::docker::serve_if_asked();
         self.run_with(&Arguments::from_args())
     }
 
     /// Runs the suite with libtest arguments `args`. Exit code 101 when a trial failed, as
     /// libtest; 2 when the pipeline could not be read or planned.
     pub fn run_with(mut self, args: &Arguments) -> ExitCode {
+        // Started as the watchdog of a session (see `docker::Reaper`): that is all it does.
+        crate::docker::serve_if_asked();
         // insta finds its workspace (tool config, pending snapshots) from this variable
         // before anything else; glci-test's own manifest directory would be wrong for the
         // user's snapshots. Set before any thread of ours exists.

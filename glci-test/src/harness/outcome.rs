@@ -148,6 +148,8 @@ pub(crate) mod tests {
             log_path: None,
             artifacts_dir: None,
             dotenv: Vec::new(),
+            releases: Vec::new(),
+            packages: Vec::new(),
             kept_container: None,
             not_run_because: None,
         }

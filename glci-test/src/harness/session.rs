@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::OnceCell;
 
+use crate::pipeline::interrupt::Interrupts;
 use crate::pipeline::{JobReport, PipelineOptions, RunObserver, RunOptions, Session};
 
 /// Remembers every finished job (to explain skipped ones) and streams logs when asked.
@@ -61,26 +62,29 @@ pub struct LazySession {
     session: OnceCell<Result<Started, String>>,
 }
 
-/// A running session and the task that turns Ctrl-C into a cancel (then an abort).
+/// A running session and the task that turns Ctrl-C, SIGTERM or SIGHUP into a cancel (then
+/// an abort).
 struct Started {
     session: Arc<Session>,
     interrupts: tokio::task::JoinHandle<()>,
 }
 
-/// First Ctrl-C: running jobs stop and run their `after_script`, the trials fail as
-/// canceled, and the harness ends normally (cleaning up). Second: jobs are dropped where
-/// they are; the cleanup still runs.
-async fn on_interrupts(session: Arc<Session>) {
+/// First Ctrl-C (or SIGTERM, SIGHUP): running jobs stop and run their `after_script`, the
+/// trials fail as canceled, and the harness ends normally (cleaning up). Second: jobs are
+/// dropped where they are; the cleanup still runs.
+async fn on_interrupts(session: Arc<Session>, mut interrupts: Interrupts) {
     let mut count = 0;
-    while tokio::signal::ctrl_c().await.is_ok() {
+    loop {
+        let signal = interrupts.next().await;
         count += 1;
         if count == 1 {
             eprintln!(
-                "\ncanceling: running jobs stop and run their after_script (Ctrl-C again to abort)"
+                "\n{}: canceling: running jobs stop and run their after_script (Ctrl-C again to abort)",
+                signal.describe()
             );
             session.cancel();
         } else {
-            eprintln!("\naborting");
+            eprintln!("\n{}: aborting", signal.describe());
             session.abort();
         }
     }
@@ -114,11 +118,14 @@ impl LazySession {
                 .session
                 .get_or_init(|| async {
                     let observer: Arc<dyn RunObserver> = self.collector.clone();
+                    // Before the session: a signal while it starts is heard once it runs.
+                    let signals =
+                        Interrupts::new().map_err(|e| format!("cannot listen for signals: {e}"))?;
                     let session = Session::start(&self.options, self.run.clone(), observer)
                         .await
                         .map_err(|e| format!("the pipeline could not start: {e}"))?;
                     let session = Arc::new(session);
-                    let interrupts = tokio::spawn(on_interrupts(Arc::clone(&session)));
+                    let interrupts = tokio::spawn(on_interrupts(Arc::clone(&session), signals));
                     Ok(Started {
                         session,
                         interrupts,

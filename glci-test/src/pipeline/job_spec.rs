@@ -2,7 +2,7 @@
 //! from the job before the server adds ids, tokens and URLs (runner-contract.md §3).
 
 use crate::plan::cache_key::{cache_keys_at, KeySource};
-use crate::plan::model::{Artifacts, Cache, Image, Service, When};
+use crate::plan::model::{Artifacts, Cache, Image, ReleaseConfig, Service, When};
 use crate::plan::{Event, PlannedJob};
 use crate::server::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, ImageSpec, JobId, JobSpec, JobVariable,
@@ -201,6 +201,15 @@ fn steps(job: &PlannedJob) -> Vec<StepSpec> {
         when: StepWhen::OnSuccess,
         allow_failure: false,
     }];
+    // `Ci::Build#steps`: script, then release, then after_script.
+    if let Some(release) = &job.release {
+        steps.push(StepSpec {
+            name: "release".to_string(),
+            script: vec![release_script(release)],
+            when: StepWhen::OnSuccess,
+            allow_failure: false,
+        });
+    }
     if !job.after_script.is_empty() {
         steps.push(StepSpec {
             name: "after_script".to_string(),
@@ -210,6 +219,67 @@ fn steps(job: &PlannedJob) -> Vec<StepSpec> {
         });
     }
     steps
+}
+
+/// `value` inside double quotes for the job's shell: `$VARIABLES` still expand, as in the
+/// command GitLab's `Gitlab::Ci::Build::Releaser` generates.
+fn shell_quoted(value: &str) -> String {
+    let mut out = String::with_capacity(value.len() + 2);
+    out.push('"');
+    for c in value.chars() {
+        if matches!(c, '"' | '\\' | '`') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out.push('"');
+    out
+}
+
+/// The `release` step's command. GitLab generates a `release-cli create` (or `glab release
+/// create`) command, which needs that tool in the job's image; glci's step runs it when the
+/// image has it and otherwise sends the same `POST /projects/:id/releases` with `curl`.
+fn release_script(release: &ReleaseConfig) -> String {
+    // (release-cli flag, API parameter, value); only keys the YAML sets are sent.
+    let mut fields: Vec<(&str, &str, &str)> = Vec::new();
+    if let Some(name) = &release.name {
+        fields.push(("name", "name", name));
+    }
+    fields.push(("description", "description", &release.description));
+    fields.push(("tag-name", "tag_name", &release.tag_name));
+    for (flag, key, value) in [
+        ("tag-message", "tag_message", &release.tag_message),
+        ("ref", "ref", &release.ref_name),
+        ("released-at", "released_at", &release.released_at),
+    ] {
+        if let Some(v) = value {
+            fields.push((flag, key, v));
+        }
+    }
+    let mut cli = String::from("release-cli create");
+    let mut curl = String::from(
+        "curl --fail-with-body --silent --show-error --header \"JOB-TOKEN: $CI_JOB_TOKEN\"",
+    );
+    for (flag, key, value) in &fields {
+        cli.push_str(&format!(" --{flag} {}", shell_quoted(value)));
+        curl.push_str(&format!(
+            " --data-urlencode {}",
+            shell_quoted(&format!("{key}={value}"))
+        ));
+    }
+    for milestone in &release.milestones {
+        cli.push_str(&format!(" --milestone {}", shell_quoted(milestone)));
+        curl.push_str(&format!(
+            " --data-urlencode {}",
+            shell_quoted(&format!("milestones[]={milestone}"))
+        ));
+    }
+    curl.push_str(" \"$CI_API_V4_URL/projects/$CI_PROJECT_ID/releases\"");
+    format!(
+        "if command -v release-cli >/dev/null 2>&1; then\n  {cli}\n\
+         elif command -v curl >/dev/null 2>&1; then\n  {curl} && echo\n\
+         else\n  echo 'release: the job image needs release-cli or curl' >&2; exit 1\nfi"
+    )
 }
 
 fn when_str(when: Option<When>) -> String {
@@ -286,5 +356,37 @@ pub fn dependency(name: &str, id: JobId) -> DependencySpec {
     DependencySpec {
         job: id,
         name: name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn release_step_quotes_values_but_lets_variables_expand() {
+        assert_eq!(
+            shell_quoted(r#"a "b" `c` \d $E"#),
+            r#""a \"b\" \`c\` \\d $E""#
+        );
+        let script = release_script(&ReleaseConfig {
+            tag_name: "v$CI_PIPELINE_ID".to_string(),
+            description: "notes".to_string(),
+            milestones: vec!["m1".to_string()],
+            ..ReleaseConfig::default()
+        });
+        assert!(script.starts_with("if command -v release-cli"), "{script}");
+        assert!(
+            script.contains(r#"release-cli create --description "notes" --tag-name "v$CI_PIPELINE_ID" --milestone "m1""#),
+            "{script}"
+        );
+        assert!(
+            script.contains(r#"--data-urlencode "tag_name=v$CI_PIPELINE_ID" --data-urlencode "milestones[]=m1" "$CI_API_V4_URL/projects/$CI_PROJECT_ID/releases""#),
+            "{script}"
+        );
+        assert!(
+            !script.contains("--name"),
+            "unset keys are not sent: {script}"
+        );
     }
 }

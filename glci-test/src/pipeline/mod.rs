@@ -5,9 +5,11 @@
 
 pub mod duration;
 pub mod home;
+pub mod interrupt;
 pub mod job_spec;
 pub mod results;
 pub mod run;
+pub mod staging;
 
 pub use run::{JobReport, Quiet, RunError, RunObserver, RunOptions, RunReport, Session};
 

@@ -30,7 +30,15 @@ pub fn file_name(job: &str) -> String {
 /// Copies the job's log to `jobs/<job>/job.log` and extracts its `archive` artifact into
 /// `jobs/<job>/artifacts/` (next to the server's own `artifacts/<id>/` and `traces/`). Failures leave the field empty; the run goes on.
 pub fn store(server: &RunningServer, id: JobId, dir: &Path, job: &str) -> Stored {
-    let bytes = server.trace(id).unwrap_or_default();
+    let mut bytes = server.trace(id).unwrap_or_default();
+    // glci's own lines (API calls it does not implement, releases) follow the runner's trace.
+    for note in server.notes(id) {
+        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+            bytes.push(b'\n');
+        }
+        bytes.extend_from_slice(note.as_bytes());
+        bytes.push(b'\n');
+    }
     let log = String::from_utf8_lossy(&bytes).into_owned();
     let job_dir = dir.join("jobs").join(file_name(job));
     let log_path = job_dir.join("job.log");

@@ -17,7 +17,7 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker::{self, DockerError, Engine, Owner};
+use crate::docker::{self, DockerError, Engine, HostAddress, Owner};
 use crate::git::{self, GitError, SnapshotRequest};
 use crate::plan::cache_key::KeySource;
 use crate::plan::model::When;
@@ -31,14 +31,15 @@ use crate::runner::executor::JobOutcome;
 use crate::runner::executor::{CleanupTasks, ExecutorOptions};
 use crate::runner::worker::{serve, WorkerHooks};
 use crate::server::{
-    JobEvent, JobId, JobState, ProjectSpec, RefType, RunningServer, Server, ServerConfig,
-    ServerError,
+    JobEvent, JobId, JobState, PackageFile, ProjectSpec, RefType, Release, RunningServer, Server,
+    ServerConfig, ServerError,
 };
 
 use super::duration::parse_duration;
 use super::home;
 use super::job_spec::{dependency, job_spec, PipelineFacts};
 use super::results;
+use super::staging;
 use super::{plan, replan, PipelineError, PipelineOptions, Planned, SettingsVariable};
 
 /// How a pipeline is run.
@@ -57,7 +58,8 @@ pub struct RunOptions {
     pub wait_delayed: bool,
     /// Start no built-in runner: jobs wait for a runner the user registers.
     pub external_runner: bool,
-    /// Address the server listens on; default the Docker bridge gateway, else loopback.
+    /// Address the server listens on; default this host's address on the Docker bridge (see
+    /// [`Engine::host_address`]); an error when the engine has none.
     pub bind: Option<IpAddr>,
     /// glci's data directory; default `GLCI_HOME`, else `~/.glci`.
     pub home: Option<PathBuf>,
@@ -119,6 +121,10 @@ pub struct JobReport {
     pub artifacts_dir: Option<PathBuf>,
     /// `artifacts:reports:dotenv` variables.
     pub dotenv: Vec<(String, String)>,
+    /// Releases the job created (`release:` or `POST /projects/:id/releases`).
+    pub releases: Vec<Release>,
+    /// Generic package files the job uploaded.
+    pub packages: Vec<PackageFile>,
     /// The container left for inspection (`keep_failed`).
     pub kept_container: Option<String>,
     /// Why a job did not run (skipped, manual, blocked, canceled).
@@ -184,9 +190,6 @@ fn hint(planned: &[String]) -> String {
     }
 }
 
-/// The pipeline directory's subdirectory for checkouts and jobs' builds directories.
-const STAGING_DIR: &str = "staging";
-
 /// One pipeline being run.
 pub struct Session {
     shared: Arc<Shared>,
@@ -198,6 +201,9 @@ pub struct Session {
     /// The engine the built-in runner uses (`None` with an external runner), for the final
     /// sweep without connecting again.
     engine: Option<Engine>,
+    /// The watchdog that removes the session's objects and staging directory if this
+    /// process dies before [`Session::shutdown`] (one per session, with the built-in runner).
+    reaper: Option<docker::Reaper>,
 }
 
 struct Shared {
@@ -214,8 +220,10 @@ struct Shared {
     wake: Notify,
     /// Bumped whenever a report is added.
     reports_changed: watch::Sender<u64>,
-    /// Kept containers by server job id, from the workers.
-    kept: Mutex<HashMap<u64, String>>,
+    /// What the built-in runners' workers said when a job ended, by server job id: the
+    /// container kept for inspection, if any. The scheduler waits for this before writing
+    /// the report of a job a built-in runner ran (the server hears the final state first).
+    workers_done: Mutex<HashMap<u64, Option<String>>>,
     stop: CancellationToken,
 }
 
@@ -249,6 +257,8 @@ struct State {
     reports: HashMap<String, JobReport>,
     log_offsets: HashMap<JobId, u64>,
     canceling: bool,
+    /// The built-in runners' workers were dropped mid-job ([`Session::abort`]).
+    aborted: bool,
 }
 
 struct InFlight {
@@ -333,32 +343,46 @@ impl Session {
             let _ = docker::remove_orphans(engine).await;
         }
 
-        // The bridge's gateway is an address of this host only when the engine runs here.
-        let engine_gateway = match &engine {
-            Some(engine) => engine.bridge_gateway().await,
+        // Jobs reach the server at an address of this host on the engine's bridge; an engine
+        // elsewhere cannot reach this host at all, and loopback is no address jobs can use.
+        let host_address = match &engine {
+            Some(engine) => Some(engine.host_address().await),
             None => None,
-        };
-        let bind = match (options.bind, &engine) {
-            (Some(ip), _) => ip,
-            (None, Some(_)) => engine_gateway.unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-            (None, None) => match Engine::connect().await {
-                Ok(engine) => engine
-                    .bridge_gateway()
-                    .await
-                    .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
-                Err(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            },
         };
         // Jobs on an engine that cannot connect to this host reach the server through a
         // relay container (see `relay`): the server stays on loopback, jobs know it by name.
-        let relay_agent = match &engine {
-            Some(engine) => relay::agent_for(engine, engine_gateway)?,
-            None => None,
+        let relay_agent = match (&engine, &host_address, options.bind) {
+            (Some(engine), Some(address), None) => relay::agent_for(engine, address)?,
+            _ => None,
+        };
+        let bind = match (options.bind, &host_address, &engine) {
+            (Some(ip), _, _) => ip,
+            (None, _, _) if relay_agent.is_some() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            (None, Some(HostAddress::Bridge(ip)), _) => *ip,
+            (None, Some(HostAddress::NotHere { tried }), Some(engine)) => {
+                return Err(DockerError::NoHostAddress {
+                    endpoint: engine.endpoint().to_string(),
+                    tried: tried.clone(),
+                }
+                .into());
+            }
+            // An external runner: the bridge when a local engine answers (its jobs likely run
+            // there), else loopback for a runner process on this host.
+            (None, _, _) => match Engine::connect().await {
+                Ok(engine) => match engine.host_address().await {
+                    HostAddress::Bridge(ip) => ip,
+                    HostAddress::NotHere { .. } => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+                },
+                Err(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            },
         };
         let mut config = ServerConfig::new(&dir);
         config.bind = bind;
         config.public_host = relay_agent.as_ref().map(|_| relay::SERVER_HOST.to_string());
         config.s3.dir = Some(home.join("cache"));
+        // Generic packages and earlier runs' artifacts are reachable from later pipelines.
+        config.api.packages_dir = Some(home.join("packages"));
+        config.api.earlier_runs = Some(home.join("pipelines"));
         let server = Server::start(config).await?;
 
         let snapshot = match snapshot.await {
@@ -449,7 +473,7 @@ impl Session {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             reports_changed,
-            kept: Mutex::new(HashMap::new()),
+            workers_done: Mutex::new(HashMap::new()),
             stop: CancellationToken::new(),
         });
 
@@ -460,6 +484,7 @@ impl Session {
             owner_id: engine.as_ref().map(|_| owner.id.clone()),
         };
         let sweep_engine = engine.clone();
+        let mut reaper = None;
         // This process reaches the server directly, whatever name jobs know it by.
         let local_url = format!("http://{}", shared.server.local_addr());
         let relay = match (&engine, &relay_agent) {
@@ -490,12 +515,10 @@ impl Session {
             // The built-in runner takes every job, tagged or not: it stands for "the
             // project's runners".
             let creds = shared.server.create_runner(&tags, true);
-            // Checkouts and jobs' builds directories live with the pipeline: removed when the
-            // session ends, and with the pipeline's directory if the process dies first.
-            let staging_root = {
-                let root = shared.dir.join(STAGING_DIR);
-                std::fs::create_dir_all(&root).ok().map(|_| root)
-            };
+            // Checkouts and jobs' builds directories live with the pipeline, private to this
+            // user: removed when the session ends, by the watchdog if the process dies first.
+            let staging_root = staging::create(&shared.dir, &owner).ok();
+            reaper = docker::Reaper::spawn(&owner, staging_root.as_deref());
             let executor = ExecutorOptions {
                 default_image: options.default_image.clone(),
                 services_timeout: options.services_timeout,
@@ -505,7 +528,7 @@ impl Session {
                     Some(root) => crate::runner::sources::SourceCache::in_dir(root.clone()),
                     None => crate::runner::sources::SourceCache::default(),
                 }),
-                stage_files_by_mount: engine_gateway.is_some(),
+                stage_files_by_mount: host_address.as_ref().is_some_and(HostAddress::is_local),
                 staging_root: staging_root.clone(),
                 // Shared: the cache outlives the per-pipeline runner tokens, so the next run
                 // finds it.
@@ -539,6 +562,7 @@ impl Session {
             cleanup,
             guard,
             engine: sweep_engine,
+            reaper,
         })
     }
 
@@ -688,6 +712,7 @@ impl Session {
         {
             let mut state = self.shared.lock();
             state.canceling = true;
+            state.aborted = true;
             let ids: Vec<JobId> = state.in_flight.keys().copied().collect();
             for id in ids {
                 self.shared.server.abort(id);
@@ -708,8 +733,8 @@ impl Session {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
         self.cleanup.wait().await;
-        let staging = self.shared.dir.join(STAGING_DIR);
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(staging)).await;
+        let dir = self.shared.dir.clone();
+        let _ = tokio::task::spawn_blocking(move || staging::remove(&dir)).await;
         if let Some(owner) = self.guard.owner_id.take() {
             let kept: Vec<String> = self
                 .shared
@@ -725,6 +750,10 @@ impl Session {
             if let Ok(engine) = engine {
                 let _ = docker::remove_owned_except(&engine, &owner, &kept).await;
             }
+        }
+        // Cleaned up (kept containers stay): the watchdog ends without touching anything.
+        if let Some(reaper) = self.reaper.take() {
+            let _ = tokio::task::spawn_blocking(move || reaper.release()).await;
         }
         let shared = self.shared.clone();
         drop(self);
@@ -788,6 +817,14 @@ impl Shared {
         self.planned.plan.job(name)
     }
 
+    /// A built-in runner's worker has finished with the job (see [`WorkerHooks::finished`]).
+    fn worker_done(&self, id: JobId) -> bool {
+        self.workers_done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id.0)
+    }
+
     fn add_report(&self, state: &mut State, report: JobReport) {
         self.observer.job_finished(&report);
         state.reports.insert(report.name.clone(), report);
@@ -810,12 +847,10 @@ async fn work(
 
 impl WorkerHooks for Shared {
     fn finished(&self, job_id: u64, _name: &str, outcome: &JobOutcome) {
-        if let Some(container) = &outcome.kept_container {
-            self.kept
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(job_id, container.clone());
-        }
+        self.workers_done
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(job_id, outcome.kept_container.clone());
         self.wake.notify_one();
     }
 }
@@ -903,6 +938,14 @@ fn step(shared: &Shared) {
                     due <= now
                 }
             }
+            // A job that would wait for a canceled one during a cancel is canceled with the
+            // pipeline, as GitLab cancels created jobs; not skipped "because it failed".
+            Some(Status::Skipped) if state.canceling => {
+                let why = "the pipeline was canceled".to_string();
+                let report = not_run(job, Status::Canceled, Some(why));
+                shared.add_report(&mut state, report);
+                false
+            }
             Some(Status::Skipped) => {
                 let report = not_run(job, Status::Skipped, Some(skip_reason(&sub, job, &state)));
                 shared.add_report(&mut state, report);
@@ -972,6 +1015,16 @@ fn reconcile(shared: &Shared, state: &mut State) {
         if !job_state.is_finished() {
             continue;
         }
+        // The server hears a failed job's final state before its worker can say which
+        // container it kept: wait for the worker, or `keep_failed` would miss it.
+        if shared.options.keep_failed
+            && !shared.options.external_runner
+            && !state.aborted
+            && matches!(job_state, JobState::Failed { .. })
+            && !shared.worker_done(id)
+        {
+            continue;
+        }
         let Some(flight) = state.in_flight.remove(&id) else {
             continue;
         };
@@ -1008,10 +1061,11 @@ fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job
     state.outcomes.insert(job.name.clone(), outcome);
     let started = flight.started.unwrap_or(flight.queued);
     let kept = shared
-        .kept
+        .workers_done
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .remove(&id.0);
+        .remove(&id.0)
+        .flatten();
     let stored = results::store(&shared.server, id, &shared.dir, &job.name);
     let allowed_failure =
         matches!(status, Status::Failed | Status::Canceled) && status::allowed(job, outcome);
@@ -1028,6 +1082,8 @@ fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job
         log_path: stored.log_path,
         artifacts_dir: stored.artifacts_dir,
         dotenv: shared.server.dotenv(id),
+        releases: shared.server.releases(id),
+        packages: shared.server.packages(id),
         kept_container: kept,
         not_run_because: None,
     };
@@ -1161,6 +1217,8 @@ fn not_run(job: &PlannedJob, status: Status, why: Option<String>) -> JobReport {
         log_path: None,
         artifacts_dir: None,
         dotenv: Vec::new(),
+        releases: Vec::new(),
+        packages: Vec::new(),
         kept_container: None,
         not_run_because: why,
     }
@@ -1174,7 +1232,13 @@ fn skip_reason(plan: &Plan, job: &PlannedJob, state: &State) -> String {
     });
     match (failed, job.when) {
         (_, When::OnFailure) => "when: on_failure, and nothing before it failed".to_string(),
-        (Some(u), _) => format!("not run: needs `{}`, which failed", u.name),
+        (Some(u), _) => {
+            let how = match state.outcomes.get(&u.name).map(|o| o.status) {
+                Some(Status::Canceled) => "was canceled",
+                _ => "failed",
+            };
+            format!("not run: needs `{}`, which {how}", u.name)
+        }
         (None, _) => "skipped by status propagation".to_string(),
     }
 }

@@ -116,6 +116,8 @@ pub struct PlannedJob {
     pub interruptible: Option<bool>,
     pub coverage: Option<String>,
     pub resource_group: Option<String>,
+    /// `release:`, run as the job's `release` step.
+    pub release: Option<model::ReleaseConfig>,
 }
 
 impl PlannedJob {

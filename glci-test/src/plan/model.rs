@@ -392,7 +392,21 @@ pub struct JobConfig {
     pub interruptible: Option<bool>,
     pub coverage: Option<String>,
     pub resource_group: Option<String>,
+    pub release: Option<ReleaseConfig>,
     pub span: Span,
+}
+
+/// `release:`: what the job's release step creates (GitLab's `Entry::Release`). Values are
+/// kept as written; variables in them expand in the job's shell, as with `release-cli`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseConfig {
+    pub tag_name: String,
+    pub description: String,
+    pub name: Option<String>,
+    pub tag_message: Option<String>,
+    pub ref_name: Option<String>,
+    pub released_at: Option<String>,
+    pub milestones: Vec<String>,
 }
 
 impl JobConfig {

@@ -358,6 +358,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             interruptible,
             coverage: job.coverage.clone(),
             resource_group: job.resource_group.clone(),
+            release: job.release.clone(),
         })))
     };
     let mut jobs = Vec::with_capacity(expanded.jobs.len());

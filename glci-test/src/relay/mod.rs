@@ -22,7 +22,8 @@
 //! - No port of this machine needs to be reachable from the engine's host; the server stays
 //!   on loopback. The relay container carries the run's labels and goes with the run.
 //!
-//! Local engines keep direct connections (the server on the bridge address): see [`needed`].
+//! Engines on this host keep direct connections (the server on the bridge address): see
+//! [`needed`].
 
 mod agent;
 mod frame;
@@ -30,10 +31,9 @@ mod host;
 mod image;
 mod mux;
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 
-use crate::docker::Engine;
+use crate::docker::{Engine, HostAddress};
 
 pub use agent::{serve_if_asked, AGENT_ARG};
 pub use frame::FrameError;
@@ -79,21 +79,21 @@ impl RelayError {
     }
 }
 
-/// Whether jobs on `engine` need the relay: the engine is not reached over a local socket
-/// (`tcp://`, `ssh://`, ...), or `host_address` (where containers would reach this host, the
-/// bridge address) is `None` because it is not an address of this host (an engine in a VM).
-pub fn needed(engine: &Engine, host_address: Option<IpAddr>) -> bool {
-    !engine.endpoint().starts_with("unix://") || host_address.is_none()
+/// Whether jobs need the relay: no address of this host is reachable from the engine's
+/// containers (`docker::HostAddress`): the engine is remote (`tcp://`, `ssh://`, ...) or in a
+/// VM, or its bridge is not this host's.
+pub fn needed(host_address: &HostAddress) -> bool {
+    !host_address.is_local()
 }
 
 /// The agent binary when jobs on `engine` need the relay (see [`needed`]), `None` when they
-/// connect directly. A remote engine without a usable agent is an error; a local socket's
-/// engine then stays on direct connections, with a warning.
+/// connect directly. A remote engine without a usable agent is an error; for an engine on a
+/// local socket the caller then reports why no address of this host works.
 pub fn agent_for(
     engine: &Engine,
-    host_address: Option<IpAddr>,
+    host_address: &HostAddress,
 ) -> Result<Option<PathBuf>, RelayError> {
-    if !needed(engine, host_address) {
+    if !needed(host_address) {
         return Ok(None);
     }
     match agent_binary() {

@@ -55,6 +55,16 @@ pub struct ApiConfig {
     /// GitLab's plan limits for `artifacts:reports:dotenv`.
     pub dotenv_max_bytes: u64,
     pub dotenv_max_variables: usize,
+    /// Where generic packages (`/projects/:id/packages/generic/...`) are kept; default
+    /// `<data_dir>/packages`. `cargo glci` points it into `GLCI_HOME` so later runs find them.
+    pub packages_dir: Option<PathBuf>,
+    /// Largest generic package file; 413 above it (GitLab's default plan limit, 5 GiB, is
+    /// more than a local disk should take unasked: 1 GiB).
+    pub max_package_bytes: u64,
+    /// A directory holding earlier pipelines' data directories (`<GLCI_HOME>/pipelines`):
+    /// artifacts asked for by ref and job name come from the newest earlier run when this
+    /// pipeline has none.
+    pub earlier_runs: Option<PathBuf>,
 }
 
 impl ServerConfig {
@@ -80,6 +90,9 @@ impl ServerConfig {
                 max_trace_bytes: 100 * 1024 * 1024,
                 dotenv_max_bytes: 5 * 1024,
                 dotenv_max_variables: 20,
+                packages_dir: None,
+                max_package_bytes: 1024 * 1024 * 1024,
+                earlier_runs: None,
             },
         }
     }

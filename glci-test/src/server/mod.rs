@@ -24,6 +24,8 @@
 mod config;
 mod git_http;
 mod http;
+pub(crate) mod job_api;
+mod params;
 pub mod runner_api;
 mod s3;
 mod sigv4;
@@ -50,7 +52,9 @@ pub use runner_api::spec::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, HookSpec, ImageSpec, JobSpec, JobVariable,
     PortSpec, ProjectSpec, RefType, ServiceSpec, StepSpec, StepWhen,
 };
-pub use runner_api::state::{JobEvent, JobId, JobState, RunnerCredentials, StoredArtifact};
+pub use runner_api::state::{
+    JobEvent, JobId, JobState, PackageFile, Release, RunnerCredentials, StoredArtifact,
+};
 
 /// State every handler shares.
 pub(crate) struct Shared {
@@ -324,6 +328,22 @@ impl RunningServer {
     /// Artifacts the job uploaded so far.
     pub fn artifacts(&self, id: JobId) -> Vec<StoredArtifact> {
         self.shared.api.artifacts(id)
+    }
+
+    /// Releases the job created through the API.
+    pub fn releases(&self, id: JobId) -> Vec<Release> {
+        self.shared.api.releases(id)
+    }
+
+    /// Generic package files the job uploaded.
+    pub fn packages(&self, id: JobId) -> Vec<PackageFile> {
+        self.shared.api.packages(id)
+    }
+
+    /// Lines glci adds to the job's log after its trace (API calls glci does not implement,
+    /// releases created).
+    pub fn notes(&self, id: JobId) -> Vec<String> {
+        self.shared.api.notes(id)
     }
 
     /// Variables parsed from the job's `dotenv` report.

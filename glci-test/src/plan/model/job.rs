@@ -2,7 +2,7 @@
 
 use super::fields;
 use super::parse;
-use super::{AllowFailure, Inherit, InheritList, JobConfig, When};
+use super::{AllowFailure, Inherit, InheritList, JobConfig, ReleaseConfig, When};
 use crate::config::{Mapping, Node, Value};
 use crate::plan::lint::LintError;
 
@@ -273,6 +273,9 @@ pub fn parse_job(
     if let Some(n) = map.get("resource_group") {
         job.resource_group = parse::scalar(n, at(&mut scratch, &loc, " resource_group"), errors);
     }
+    if let Some(n) = map.get("release") {
+        job.release = release(n, at(&mut scratch, &loc, ":release"), errors);
+    }
     (errors.len() == before).then_some(job)
 }
 
@@ -282,6 +285,73 @@ fn at<'b>(buf: &'b mut String, loc: &str, suffix: &str) -> &'b str {
     buf.push_str(loc);
     buf.push_str(suffix);
     buf
+}
+
+/// `release:` as GitLab's `Entry::Release` validates it: `tag_name` and `description` are
+/// required; `assets:links` are accepted and not used (glci keeps no asset links).
+fn release(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<ReleaseConfig> {
+    let Value::Map(m) = &node.value else {
+        errors.push(LintError::entry(&node.span, loc, "config should be a hash"));
+        return None;
+    };
+    const KEYS: [&str; 8] = [
+        "tag_name",
+        "tag_message",
+        "name",
+        "description",
+        "ref",
+        "released_at",
+        "milestones",
+        "assets",
+    ];
+    let unknown: Vec<&str> = m
+        .keys()
+        .map(|k| k.name.as_str())
+        .filter(|k| !KEYS.contains(k))
+        .collect();
+    if !unknown.is_empty() {
+        errors.push(LintError::entry(
+            &node.span,
+            loc,
+            &format!("config contains unknown keys: {}", unknown.join(", ")),
+        ));
+    }
+    let field = |key: &str, errors: &mut Vec<LintError>| {
+        m.get(key)
+            .and_then(|n| parse::scalar(n, &format!("{loc} {key}"), errors))
+    };
+    let tag_name = field("tag_name", errors).filter(|t| !t.trim().is_empty());
+    let description = field("description", errors).filter(|d| !d.trim().is_empty());
+    if tag_name.is_none() {
+        errors.push(LintError::entry(&node.span, loc, "tag name can't be blank"));
+    }
+    if description.is_none() {
+        errors.push(LintError::entry(
+            &node.span,
+            loc,
+            "description can't be blank",
+        ));
+    }
+    let milestones = m
+        .get("milestones")
+        .map(|n| {
+            parse::string_list(
+                n,
+                &format!("{loc} milestones"),
+                "should be an array of strings or a string",
+                errors,
+            )
+        })
+        .unwrap_or_default();
+    Some(ReleaseConfig {
+        tag_name: tag_name?,
+        description: description?,
+        name: field("name", errors),
+        tag_message: field("tag_message", errors),
+        ref_name: field("ref", errors),
+        released_at: field("released_at", errors),
+        milestones,
+    })
 }
 
 fn allow_failure(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<AllowFailure> {

@@ -11,35 +11,9 @@ use super::jobs::job_headers;
 use super::state::{ApiState, JobId, StoredArtifact};
 use super::{dotenv, forbidden, job_token_from, not_found};
 use crate::server::http::{self as h, BodyError, Request, Response};
+use crate::server::params::{boundary_of, disposition_param};
 use crate::server::storage::PendingFile;
 use crate::server::Shared;
-
-/// `multipart/form-data; boundary=...` → the boundary.
-fn boundary_of(content_type: &str) -> Option<String> {
-    let (mime, params) = content_type.split_once(';')?;
-    if !mime.trim().eq_ignore_ascii_case("multipart/form-data") {
-        return None;
-    }
-    params.split(';').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        if !k.trim().eq_ignore_ascii_case("boundary") {
-            return None;
-        }
-        let v = v.trim().trim_matches('"');
-        (!v.is_empty() && v.len() <= 200).then(|| v.to_string())
-    })
-}
-
-/// A `name="value"` parameter of a part's `Content-Disposition`.
-fn disposition_param(headers: &str, param: &str) -> Option<String> {
-    let line = headers
-        .lines()
-        .find(|l| l.to_ascii_lowercase().starts_with("content-disposition:"))?;
-    line.split(';').find_map(|p| {
-        let (k, v) = p.split_once('=')?;
-        (k.trim().eq_ignore_ascii_case(param)).then(|| v.trim().trim_matches('"').to_string())
-    })
-}
 
 /// Offset of the first `needle` at or after `from`, scanning the file in chunks so a large
 /// upload is never held in memory.

@@ -8,8 +8,9 @@ use tokio::time::Instant;
 
 use super::payload::{self, ServerUrls, FAILURE_REASONS};
 use super::state::{ApiState, Inner, JobId, JobState};
-use super::{forbidden, json_body, str_field};
+use super::{forbidden, params_of};
 use crate::server::http::{self as h, Request, Response};
+use crate::server::params;
 use crate::server::Shared;
 
 fn with_last_update(mut resp: Response, version: u64) -> Response {
@@ -25,11 +26,12 @@ fn try_assign(
     urls: &ServerUrls<'_>,
 ) -> Option<Value> {
     let runner = inner.runners.get(runner_token)?;
-    let (tags, run_untagged, runner_id, graceful) = (
+    let (tags, run_untagged, runner_id, graceful, two_phase) = (
         runner.tags.clone(),
         runner.run_untagged,
         runner.id,
         runner.cancel_gracefully,
+        runner.two_phase_commit,
     );
     let pos = inner.pending.iter().position(|id| {
         inner.jobs.get(id).is_some_and(|job| {
@@ -48,28 +50,36 @@ fn try_assign(
         job.runner_id = Some(runner_id);
         job.runner_cancels_gracefully = graceful;
     }
-    api.set_state(inner, JobId(id), JobState::Assigned);
+    // GitLab holds a job in `pending` until the runner acknowledges it only for runners that
+    // announce `two_phase_job_commit`; for every other runner it runs once handed out.
+    let state = if two_phase {
+        JobState::Assigned
+    } else {
+        JobState::Running
+    };
+    api.set_state(inner, JobId(id), state);
     Some(body)
 }
 
 pub(super) async fn request(shared: &Shared, req: Request) -> Response {
     let header = h::header_str(req.headers(), "runner-token").map(str::to_string);
-    let body = match json_body(req).await {
+    let body = match params_of(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let token = str_field(&body, "token")
+    let token = params::string(&body, "token")
         .map(str::to_string)
         .or(header)
         .unwrap_or_default();
-    let graceful = body
-        .pointer("/info/features/cancel_gracefully")
-        .and_then(Value::as_bool)
-        .unwrap_or(false);
+    let graceful = params::flag(&body, "/info/features/cancel_gracefully").unwrap_or(false);
+    let two_phase = params::flag(&body, "/info/features/two_phase_job_commit").unwrap_or(false);
     {
         let mut inner = shared.api.lock();
         match inner.runners.get_mut(&token) {
-            Some(r) => r.cancel_gracefully = graceful,
+            Some(r) => {
+                r.cancel_gracefully = graceful;
+                r.two_phase_commit = two_phase;
+            }
             None => return forbidden(),
         }
     }
@@ -121,11 +131,11 @@ pub(super) fn job_headers(shared: &Shared, mut resp: Response, state: &JobState)
 
 pub(super) async fn update(shared: &Shared, req: Request, id: JobId) -> Response {
     let header = h::header_str(req.headers(), "job-token").map(str::to_string);
-    let body = match json_body(req).await {
+    let body = match params_of(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
-    let token = str_field(&body, "token")
+    let token = params::string(&body, "token")
         .map(str::to_string)
         .or(header)
         .unwrap_or_default();
@@ -142,9 +152,10 @@ pub(super) async fn update(shared: &Shared, req: Request, id: JobId) -> Response
         // Never handed out: the token cannot have come from a runner.
         return forbidden();
     }
-    let state = str_field(&body, "state");
-    // GitLab's two-phase commit: until the runner's `running` acknowledgement only `pending`
-    // (a keep-alive while preparing) and `running` are accepted (`handle_runner_ack_workflow`).
+    let state = params::string(&body, "state");
+    // GitLab's two-phase commit (only jobs handed to a runner that announced it are ever
+    // `Assigned`): until the runner's `running` acknowledgement only `pending` (a keep-alive
+    // while preparing) and `running` are accepted (`handle_runner_ack_workflow`).
     if current == JobState::Assigned && !matches!(state, Some("pending" | "running")) {
         return h::json_message(
             StatusCode::BAD_REQUEST,
@@ -162,7 +173,7 @@ pub(super) async fn update(shared: &Shared, req: Request, id: JobId) -> Response
             ref c if c.is_finished() => c.clone(),
             _ if s == "success" => JobState::Success,
             _ => {
-                let reason = str_field(&body, "failure_reason").unwrap_or("unknown_failure");
+                let reason = params::string(&body, "failure_reason").unwrap_or("unknown_failure");
                 let reason = if FAILURE_REASONS.contains(&reason) {
                     reason
                 } else {
@@ -170,7 +181,7 @@ pub(super) async fn update(shared: &Shared, req: Request, id: JobId) -> Response
                 };
                 JobState::Failed {
                     reason: reason.to_string(),
-                    exit_code: body.get("exit_code").and_then(Value::as_i64),
+                    exit_code: params::integer(&body, "exit_code"),
                 }
             }
         },

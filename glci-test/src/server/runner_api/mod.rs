@@ -14,13 +14,11 @@ mod trace;
 use http::{Method, StatusCode};
 use serde_json::Value;
 
-use super::http::{self as h, BodyError, Request, Response};
+use super::http::{self as h, Request, Response};
+use super::params;
 use super::Shared;
 
 pub(crate) use state::ApiState;
-
-/// Largest JSON body accepted: requests carry runner info and job state, never data.
-const MAX_JSON_BODY: u64 = 1024 * 1024;
 
 pub(crate) async fn handle(shared: &Shared, req: Request) -> Response {
     let path = req.uri().path().trim_end_matches('/').to_string();
@@ -54,7 +52,8 @@ pub(crate) async fn handle(shared: &Shared, req: Request) -> Response {
             Some(id) => artifacts::download(shared, req, id).await,
             None => not_found(),
         },
-        _ => not_found(),
+        // Everything else is the API jobs call with their token.
+        _ => crate::server::job_api::handle(shared, req).await,
     }
 }
 
@@ -70,36 +69,9 @@ fn forbidden() -> Response {
     h::json_message(StatusCode::FORBIDDEN, "403 Forbidden")
 }
 
-/// Reads a JSON object body; GitLab answers 400 to anything else.
-async fn json_body(req: Request) -> Result<Value, Response> {
-    let body = match h::collect_limited(req.into_body(), MAX_JSON_BODY).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge(n)) => {
-            return Err(h::json_message(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                &format!("413 Request body larger than {n} bytes"),
-            ))
-        }
-        Err(e) => return Err(h::json_message(StatusCode::BAD_REQUEST, &e.to_string())),
-    };
-    if body.is_empty() {
-        return Ok(Value::Object(Default::default()));
-    }
-    match serde_json::from_slice::<Value>(&body) {
-        Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(h::json_message(
-            StatusCode::BAD_REQUEST,
-            "400 Bad request - body must be a JSON object",
-        )),
-        Err(e) => Err(h::json_message(
-            StatusCode::BAD_REQUEST,
-            &format!("400 Bad request - invalid JSON: {e}"),
-        )),
-    }
-}
-
-fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str)
+/// Every parameter of the request (query string and body, in any of GitLab's formats).
+async fn params_of(req: Request) -> Result<Value, Response> {
+    params::read(req).await.map_err(|e| e.response())
 }
 
 /// The job token from the `Job-Token` header, else the `token` query parameter.

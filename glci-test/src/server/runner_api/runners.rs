@@ -3,12 +3,13 @@
 use http::StatusCode;
 use serde_json::{json, Value};
 
-use super::{forbidden, json_body, str_field};
+use super::{forbidden, params_of};
 use crate::server::http::{self as h, Request, Response};
+use crate::server::params;
 use crate::server::{random_string, Shared};
 
 fn token_of(body: &Value, req_token: Option<String>) -> String {
-    str_field(body, "token")
+    params::string(body, "token")
         .map(str::to_string)
         .or(req_token)
         .unwrap_or_default()
@@ -21,7 +22,7 @@ fn runner_token_header(req: &Request) -> Option<String> {
 /// `POST /runners`: legacy registration with the registration token.
 pub(super) async fn register(shared: &Shared, req: Request) -> Response {
     let header = runner_token_header(&req);
-    let body = match json_body(req).await {
+    let body = match params_of(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -32,27 +33,10 @@ pub(super) async fn register(shared: &Shared, req: Request) -> Response {
     ) {
         return forbidden();
     }
-    // `tag_list` is a comma-separated string on the wire; accept an array too.
-    let tags: Vec<String> = match body.get("tag_list") {
-        Some(Value::String(s)) => s
-            .split(',')
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .map(str::to_string)
-            .collect(),
-        Some(Value::Array(a)) => a
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_string)
-            .collect(),
-        _ => Vec::new(),
-    };
+    let tags = params::list(&body, "tag_list");
     // GitLab's default for `run_untagged` is true.
-    let run_untagged = body
-        .get("run_untagged")
-        .and_then(Value::as_bool)
-        .unwrap_or(true);
-    let description = str_field(&body, "description").unwrap_or("");
+    let run_untagged = params::flag(&body, "/run_untagged").unwrap_or(true);
+    let description = params::string(&body, "description").unwrap_or("");
     let creds = shared.api.create_runner(&tags, run_untagged, description);
     h::json(
         StatusCode::CREATED,
@@ -63,7 +47,7 @@ pub(super) async fn register(shared: &Shared, req: Request) -> Response {
 /// `POST /runners/verify`.
 pub(super) async fn verify(shared: &Shared, req: Request) -> Response {
     let header = runner_token_header(&req);
-    let body = match json_body(req).await {
+    let body = match params_of(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -82,7 +66,7 @@ pub(super) async fn verify(shared: &Shared, req: Request) -> Response {
 /// `DELETE /runners`.
 pub(super) async fn unregister(shared: &Shared, req: Request) -> Response {
     let header = runner_token_header(&req);
-    let body = match json_body(req).await {
+    let body = match params_of(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -97,7 +81,7 @@ pub(super) async fn unregister(shared: &Shared, req: Request) -> Response {
 /// `DELETE /runners/managers`: the runner entry stays; only the manager goes.
 pub(super) async fn unregister_manager(shared: &Shared, req: Request) -> Response {
     let header = runner_token_header(&req);
-    let body = match json_body(req).await {
+    let body = match params_of(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };
@@ -105,7 +89,7 @@ pub(super) async fn unregister_manager(shared: &Shared, req: Request) -> Respons
     if !shared.api.lock().runners.contains_key(&token) {
         return forbidden();
     }
-    if str_field(&body, "system_id").unwrap_or("").is_empty() {
+    if params::string(&body, "system_id").unwrap_or("").is_empty() {
         return h::json_message(
             StatusCode::BAD_REQUEST,
             "400 Bad request - system_id is missing",
@@ -117,7 +101,7 @@ pub(super) async fn unregister_manager(shared: &Shared, req: Request) -> Respons
 /// `POST /runners/reset_authentication_token`.
 pub(super) async fn reset_token(shared: &Shared, req: Request) -> Response {
     let header = runner_token_header(&req);
-    let body = match json_body(req).await {
+    let body = match params_of(req).await {
         Ok(b) => b,
         Err(r) => return r,
     };

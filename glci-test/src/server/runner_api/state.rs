@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch, Notify};
@@ -26,8 +26,8 @@ impl std::fmt::Display for JobId {
 pub enum JobState {
     /// Queued, not yet handed to a runner.
     Pending,
-    /// Sent to a runner that has not acknowledged it yet (two-phase commit): GitLab keeps such
-    /// a job pending until the runner's first `PUT {state: running}`.
+    /// Sent to a runner that announced `two_phase_job_commit` and has not acknowledged it yet:
+    /// GitLab keeps such a job pending until the runner's first `PUT {state: running}`.
     Assigned,
     Running,
     /// Graceful cancel requested; the runner still runs after_script and reports back.
@@ -83,6 +83,31 @@ pub enum JobEvent {
     },
 }
 
+/// A release a job created (`POST /projects/:id/releases`, the `release:` keyword).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Release {
+    pub job: JobId,
+    pub tag_name: String,
+    pub name: String,
+    pub description: String,
+    /// The commit or branch the tag is created from when it does not exist yet.
+    pub ref_name: String,
+    pub released_at: String,
+    pub milestones: Vec<String>,
+}
+
+/// One generic package file a job uploaded (`PUT /projects/:id/packages/generic/...`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PackageFile {
+    pub job: JobId,
+    pub package: String,
+    pub version: String,
+    pub file_name: String,
+    pub size: u64,
+    /// Where it is kept (under `GLCI_HOME` when run by `cargo glci`).
+    pub path: PathBuf,
+}
+
 /// A runner's identity as registration returns it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunnerCredentials {
@@ -108,6 +133,9 @@ pub(crate) struct Runner {
     pub(crate) run_untagged: bool,
     /// From the runner's last request: whether it understands `Job-Status: canceling`.
     pub(crate) cancel_gracefully: bool,
+    /// From the runner's last request: `info.features.two_phase_job_commit`, whether a job
+    /// handed to it waits for its `running` acknowledgement.
+    pub(crate) two_phase_commit: bool,
 }
 
 pub(crate) struct Job {
@@ -121,6 +149,13 @@ pub(crate) struct Job {
     pub(crate) runner_id: Option<u64>,
     pub(crate) runner_cancels_gracefully: bool,
     pub(crate) queued_at: Instant,
+    /// Wall-clock times for the jobs API (`created_at`, `started_at`, `finished_at`).
+    pub(crate) created_at: SystemTime,
+    pub(crate) started_at: Option<SystemTime>,
+    pub(crate) finished_at: Option<SystemTime>,
+    /// Lines glci adds to the job's log after the runner's trace (an API call glci does not
+    /// implement, a release the job created), so users see them with the job.
+    pub(crate) notes: Vec<String>,
     pub(crate) watch: watch::Sender<JobState>,
 }
 
@@ -133,6 +168,10 @@ pub(crate) struct Inner {
     pub(crate) runners: HashMap<String, Runner>,
     pub(crate) jobs: BTreeMap<u64, Job>,
     pub(crate) pending: VecDeque<u64>,
+    /// Releases jobs created through the jobs API, in order.
+    pub(crate) releases: Vec<Release>,
+    /// Generic package files jobs uploaded during this server's life, in order.
+    pub(crate) packages: Vec<PackageFile>,
 }
 
 pub(crate) struct ApiState {
@@ -154,6 +193,8 @@ impl ApiState {
                 runners: HashMap::new(),
                 jobs: BTreeMap::new(),
                 pending: VecDeque::new(),
+                releases: Vec::new(),
+                packages: Vec::new(),
             }),
             queue_changed: Notify::new(),
             events,
@@ -189,6 +230,7 @@ impl ApiState {
                 tags: tags.to_vec(),
                 run_untagged,
                 cancel_gracefully: false,
+                two_phase_commit: false,
             },
         );
         // A new runner may fit a job nobody could take before.
@@ -234,6 +276,10 @@ impl ApiState {
                 runner_id: None,
                 runner_cancels_gracefully: false,
                 queued_at: Instant::now(),
+                created_at: SystemTime::now(),
+                started_at: None,
+                finished_at: None,
+                notes: Vec::new(),
                 watch,
             },
         );
@@ -258,7 +304,14 @@ impl ApiState {
         }
         job.state = state.clone();
         job.watch.send_replace(state.clone());
+        if state == JobState::Running && job.started_at.is_none() {
+            job.started_at = Some(SystemTime::now());
+        }
         if state.is_finished() {
+            job.finished_at = Some(SystemTime::now());
+            if state == JobState::Success {
+                crate::server::job_api::artifacts::remember_finished(&self.data_dir, job);
+            }
             let path = self.data_dir.join("traces").join(format!("{}.log", id.0));
             let trace = job.trace.clone();
             let save = move || {
@@ -295,6 +348,34 @@ impl ApiState {
         let inner = self.lock();
         let job = inner.jobs.get(&id.0)?;
         job.state.is_active().then(|| job.token.clone())
+    }
+
+    pub(crate) fn releases(&self, id: JobId) -> Vec<Release> {
+        let inner = self.lock();
+        inner
+            .releases
+            .iter()
+            .filter(|r| r.job == id)
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn packages(&self, id: JobId) -> Vec<PackageFile> {
+        let inner = self.lock();
+        inner
+            .packages
+            .iter()
+            .filter(|p| p.job == id)
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn notes(&self, id: JobId) -> Vec<String> {
+        self.lock()
+            .jobs
+            .get(&id.0)
+            .map(|j| j.notes.clone())
+            .unwrap_or_default()
     }
 
     pub(crate) fn artifacts(&self, id: JobId) -> Vec<StoredArtifact> {
