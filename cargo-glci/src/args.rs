@@ -88,6 +88,11 @@ pub struct EventArgs {
     /// (repeatable).
     #[arg(long = "masked-var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub masked_vars: Vec<(String, String)>,
+    /// Masked variables from a file of KEY=VALUE lines (blank lines and `#` comments
+    /// skipped), so the values stay out of `ps` (repeatable). `GLCI_MASKED_VAR_<KEY>`
+    /// environment variables do the same.
+    #[arg(long = "masked-var-file", value_name = "PATH", value_parser = read_var_file)]
+    pub masked_var_files: Vec<Vec<(String, String)>>,
     /// A file-type variable: the job sees the path of a file holding VALUE (repeatable).
     #[arg(long = "file-var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub file_vars: Vec<(String, String)>,
@@ -149,8 +154,9 @@ pub struct RunArgs {
 }
 
 impl EventArgs {
-    /// The pipeline these flags describe, for the repository containing the current directory.
-    pub fn to_options(&self) -> PipelineOptions {
+    /// The pipeline these flags (and `GLCI_MASKED_VAR_<KEY>` environment variables) describe,
+    /// for the repository containing the current directory.
+    pub fn to_options(&self) -> anyhow::Result<PipelineOptions> {
         let mut opts = PipelineOptions::new(".");
         opts.file = self.file.to_string_lossy().into_owned();
         opts.event = self.to_event();
@@ -166,10 +172,23 @@ impl EventArgs {
                 })
                 .collect::<Vec<_>>()
         };
-        opts.settings_variables = settings(&self.masked_vars, true, false);
+        // Flags, then files, then the environment: for one key, the last one wins.
+        let mut masked: Vec<(String, String)> = Vec::new();
+        let from_env =
+            glci_test::harness::env::masked_vars(std::env::vars()).map_err(anyhow::Error::msg)?;
+        for (key, value) in self
+            .masked_vars
+            .iter()
+            .chain(self.masked_var_files.iter().flatten())
+            .chain(&from_env)
+        {
+            masked.retain(|(k, _)| k != key);
+            masked.push((key.clone(), value.clone()));
+        }
+        opts.settings_variables = settings(&masked, true, false);
         opts.settings_variables
             .extend(settings(&self.file_vars, false, true));
-        opts
+        Ok(opts)
     }
 
     pub fn to_event(&self) -> Event {
@@ -192,6 +211,33 @@ fn parse_source(s: &str) -> Result<PipelineSource, String> {
 fn parse_project(s: &str) -> Result<(String, PathBuf), String> {
     let (k, v) = parse_var(s)?;
     Ok((k, PathBuf::from(v)))
+}
+
+/// `--masked-var-file`: `KEY=VALUE` lines, values taken literally (everything after the
+/// first `=`, as a dotenv report's); blank lines and lines starting with `#` are skipped.
+fn read_var_file(path: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| anyhow::anyhow!("cannot read {path}: {e}"))?;
+    let mut vars = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if line.trim().is_empty() || line.trim_start().starts_with('#') {
+            continue;
+        }
+        let (key, value) = line
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("{path}:{}: expected KEY=VALUE", i + 1))?;
+        let key = key.trim();
+        let valid = !key.is_empty() && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !valid {
+            anyhow::bail!(
+                "{path}:{}: `{key}` is not a variable name (letters, digits and `_`)",
+                i + 1
+            );
+        }
+        vars.push((key.to_string(), value.to_string()));
+    }
+    Ok(vars)
 }
 
 fn parse_var(s: &str) -> Result<(String, String), String> {

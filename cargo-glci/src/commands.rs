@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use glci_test::docker::{self, Engine};
 use glci_test::pipeline::{self, PipelineError};
+use glci_test::printable::{printable, printable_lines};
 use serde_json::json;
 
 use crate::args::{Cli, Command, EventArgs};
@@ -33,7 +34,7 @@ pub fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(f: F) -> Resu
 /// Exit 1 with GitLab's message(s) on stderr (and in `errors` with --json).
 pub fn config_failure(e: &PipelineError, json: bool) -> ExitCode {
     for line in e.messages() {
-        eprintln!("{line}");
+        eprintln!("{}", printable(&line));
     }
     if json {
         println!("{}", json!({"created": false, "errors": e.messages()}));
@@ -41,21 +42,40 @@ pub fn config_failure(e: &PipelineError, json: bool) -> ExitCode {
     ExitCode::from(1)
 }
 
+/// The pipeline options of the flags, or exit 2 with why they are wrong.
+pub fn options(event: &EventArgs) -> Result<glci_test::pipeline::PipelineOptions, ExitCode> {
+    event.to_options().map_err(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(2)
+    })
+}
+
 fn plan(event: &EventArgs, as_json: bool) -> ExitCode {
-    let planned = match pipeline::plan(&event.to_options()) {
+    let opts = match options(event) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let planned = match pipeline::plan(&opts) {
         Ok(p) => p,
         Err(e) => return config_failure(&e, as_json),
     };
     if as_json {
         println!("{}", output::plan_json(&planned));
     } else {
-        print!("{}", output::plan_text(&planned, &event.to_event()));
+        print!(
+            "{}",
+            printable_lines(&output::plan_text(&planned, &event.to_event()))
+        );
     }
     ExitCode::SUCCESS
 }
 
 fn lint(event: &EventArgs) -> ExitCode {
-    match pipeline::load(&event.to_options()) {
+    let opts = match options(event) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    match pipeline::load(&opts) {
         Ok(loaded) => {
             println!(
                 "{}: valid",
@@ -69,7 +89,7 @@ fn lint(event: &EventArgs) -> ExitCode {
         }
         Err(e) => {
             for line in e.messages() {
-                println!("{line}");
+                println!("{}", printable(&line));
             }
             ExitCode::from(1)
         }
@@ -77,7 +97,11 @@ fn lint(event: &EventArgs) -> ExitCode {
 }
 
 fn config(event: &EventArgs) -> ExitCode {
-    match pipeline::load(&event.to_options()) {
+    let opts = match options(event) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    match pipeline::load(&opts) {
         Ok(loaded) => {
             print!("{}", glci_test::config::to_yaml(&loaded.tree));
             ExitCode::SUCCESS

@@ -28,7 +28,8 @@ fn main() -> ExitCode {
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            let message = format!("{e:#}");
+            eprintln!("error: {}", glci_test::printable::printable_lines(&message));
             ExitCode::from(2)
         }
     }

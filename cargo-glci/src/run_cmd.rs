@@ -14,12 +14,16 @@ use anyhow::Result;
 use glci_test::pipeline::interrupt::{Interrupt, Interrupts};
 use glci_test::pipeline::{JobReport, RunError, RunObserver, RunOptions, RunReport, Session};
 use glci_test::plan::status::Status;
+use glci_test::printable::{printable, printable_lines};
 use regex::bytes::Regex;
 
 use crate::args::{RunArgs, RunnerArgs};
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
-    let opts = args.event.to_options();
+    let opts = match crate::commands::options(&args.event) {
+        Ok(o) => o,
+        Err(code) => return Ok(code),
+    };
     let mut options = RunOptions {
         keep_failed: args.keep,
         services_timeout: Duration::from_secs(args.services_timeout),
@@ -41,8 +45,9 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let known: Vec<&str> = draft.plan.jobs.iter().map(|j| j.name.as_str()).collect();
     if let Some(unknown) = args.names.iter().find(|n| !known.contains(&n.as_str())) {
         eprintln!(
-            "error: no job `{unknown}` in this pipeline (jobs: {})",
-            known.join(", ")
+            "error: no job `{}` in this pipeline (jobs: {})",
+            printable(unknown),
+            printable(&known.join(", "))
         );
         return Ok(ExitCode::from(1));
     }
@@ -56,7 +61,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         Ok(s) => s,
         Err(RunError::Pipeline(e)) => return Ok(crate::commands::config_failure(&e, false)),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", printable_lines(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
     };
@@ -66,7 +71,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             .plan
             .jobs
             .iter()
-            .map(|j| j.name.len())
+            .map(|j| printable(&j.name).chars().count())
             .max()
             .unwrap_or(0),
     );
@@ -168,6 +173,8 @@ impl Printer {
         let text = text.trim_end_matches('\r');
         // A carriage return inside a line redraws it: show what the terminal would.
         let text = text.rsplit('\r').next().unwrap_or(text);
+        let job = printable(job);
+        let width = width.max(job.chars().count());
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{job:>width$} | {text}");
     }
@@ -176,7 +183,7 @@ impl Printer {
 impl RunObserver for Printer {
     fn job_started(&self, job: &str) {
         if !self.quiet {
-            eprintln!("▶ {job} started");
+            eprintln!("▶ {} started", printable(job));
         }
     }
 
@@ -194,7 +201,7 @@ impl RunObserver for Printer {
     }
 
     fn job_retried(&self, job: &str, attempt: u32) {
-        eprintln!("↻ {job} failed; retrying (attempt {attempt})");
+        eprintln!("↻ {} failed; retrying (attempt {attempt})", printable(job));
     }
 
     fn job_finished(&self, report: &JobReport) {
@@ -209,7 +216,7 @@ impl RunObserver for Printer {
         if report.attempts > 0 {
             eprintln!(
                 "■ {} {} in {}",
-                report.name,
+                printable(&report.name),
                 status_word(report),
                 seconds(report.duration)
             );
@@ -238,22 +245,32 @@ fn seconds(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
+/// The summary table and notes. Job and stage names are the user's: escaped
+/// ([`printable_lines`]) so a name cannot drive the terminal or corrupt a redirected file.
 fn print_summary(report: &RunReport) {
+    let mut out = String::new();
+    write_summary(&mut out, report);
+    let _ = std::io::stdout()
+        .lock()
+        .write_all(printable_lines(&out).as_bytes());
+}
+
+fn write_summary(out: &mut String, report: &RunReport) {
+    use std::fmt::Write;
     let name_w = report
         .jobs
         .iter()
-        .map(|j| j.name.len())
+        .map(|j| printable(&j.name).chars().count())
         .max()
         .unwrap_or(3)
         .max(3);
     let stage_w = report
         .jobs
         .iter()
-        .map(|j| j.stage.len())
+        .map(|j| printable(&j.stage).chars().count())
         .max()
         .unwrap_or(5)
         .max(5);
-    let mut out = std::io::stdout().lock();
     let _ = writeln!(out);
     let _ = writeln!(
         out,
@@ -273,14 +290,16 @@ fn print_summary(report: &RunReport) {
         let _ = writeln!(
             out,
             "{:<name_w$}  {:<stage_w$}  {:<8}  {status}",
-            job.name, job.stage, duration
+            printable(&job.name),
+            printable(&job.stage),
+            duration
         );
     }
     let _ = writeln!(out);
     for job in &report.jobs {
         if let Some(why) = &job.not_run_because {
             if job.status != Status::Skipped || why.starts_with("not run") {
-                let _ = writeln!(out, "{}: {why}", job.name);
+                let _ = writeln!(out, "{}: {why}", printable(&job.name));
             }
         }
         for release in &job.releases {
@@ -304,14 +323,19 @@ fn print_summary(report: &RunReport) {
         }
         if matches!(job.status, Status::Failed) && !job.allowed_failure {
             if let Some(path) = &job.log_path {
-                let _ = writeln!(out, "{}: full log: {}", job.name, path.display());
+                let _ = writeln!(
+                    out,
+                    "{}: full log: {}",
+                    printable(&job.name),
+                    path.display()
+                );
             }
         }
         if let Some(container) = &job.kept_container {
             let _ = writeln!(
                 out,
                 "{}: container kept: enter it with\n  docker commit {container} glci-kept:{container} && docker run --rm -it --entrypoint sh glci-kept:{container}\n  (removed by the next run or `cargo glci clean`; `docker rmi glci-kept:{container}` afterwards)",
-                job.name
+                printable(&job.name)
             );
         }
     }
@@ -407,7 +431,7 @@ impl glci_test::runner::worker::WorkerHooks for Tally {
 
     fn started(&self, job: &glci_test::runner::payload::JobPayload) {
         self.taken.fetch_add(1, Ordering::SeqCst);
-        eprintln!("▶ job {} ({})", job.id, job.job_info.name);
+        eprintln!("▶ job {} ({})", job.id, printable(&job.job_info.name));
     }
 
     fn finished(
@@ -420,7 +444,7 @@ impl glci_test::runner::worker::WorkerHooks for Tally {
             self.failed.fetch_add(1, Ordering::SeqCst);
         }
         let word = if outcome.success { "passed" } else { "failed" };
-        eprintln!("■ {name} {word}");
+        eprintln!("■ {} {word}", printable(name));
     }
 
     fn request_failed(&self, error: &glci_test::runner::api::ApiError) {

@@ -56,7 +56,11 @@ pub fn run(args: TestArgs) -> ExitCode {
     if let Some(image) = &args.default_image {
         run.default_image = image.clone();
     }
-    let mut harness = Harness::from_options(args.event.to_options())
+    let opts = match crate::commands::options(&args.event) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let mut harness = Harness::from_options(opts)
         .run_options(run)
         .snapshots(&args.snapshots);
     if let Some(dir) = &args.snapshot_dir {

@@ -1,7 +1,7 @@
 //! glci-test: run a project's GitLab CI pipeline on this machine, for real, and report every
 //! CI job as a Rust test.
 //!
-//! The crate follows the data flow of one pipeline (see `ARCHITECTURE.md` in the repository):
+//! The crate follows the data flow of one pipeline (see `docs/ARCHITECTURE.md`):
 //!
 //! - [`config`] loads `.gitlab-ci.yml` (anchors, `!reference`, `include`, `extends`,
 //!   `default`/`inherit`) into one resolved tree with source spans;
@@ -19,6 +19,7 @@ pub mod git;
 pub mod harness;
 pub mod pipeline;
 pub mod plan;
+pub mod printable;
 pub mod relay;
 pub mod runner;
 pub mod server;

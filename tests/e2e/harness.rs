@@ -258,8 +258,19 @@ fn plan_api() {
 
 /// A cargo project with a `glci_test::main!()` test target, depending on this checkout's
 /// glci-test and sharing its target directory (so nothing is rebuilt but the tiny crate).
+///
+/// Cargo unifies features per build: in the glci workspace, cargo-glci's `tracing-subscriber`
+/// turns on features of crates glci-test depends on too (`regex-automata`, `log`,
+/// `tracing-core`). A crate depending on glci-test alone would build those, and everything
+/// above them up to glci-test, a second time (minutes on two cores), so this one names the
+/// workspace's `tracing-subscriber` line as an (unused) dev-dependency.
 fn user_crate() -> tempfile::TempDir {
     let glci_test = repo_root().join("glci-test");
+    let workspace = read(&repo_root().join("Cargo.toml"));
+    let tracing_subscriber = workspace
+        .lines()
+        .find(|l| l.starts_with("tracing-subscriber ="))
+        .expect("the workspace Cargo.toml names tracing-subscriber");
     let manifest = format!(
         r#"[package]
 name = "demo-ci"
@@ -271,6 +282,7 @@ publish = false
 
 [dev-dependencies]
 glci-test = {{ path = "{}" }}
+{tracing_subscriber}
 
 [[test]]
 name = "ci"

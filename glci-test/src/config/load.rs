@@ -12,11 +12,12 @@ use super::defaults::apply_defaults;
 use super::error::ConfigError;
 use super::extends::apply_extends;
 use super::flatten::flatten_lists;
+use super::include::files::{self, ReadError};
 use super::include::{string_inputs, FileCtx, Includer, MAX_FILE_BYTES};
 use super::jobs::drop_hidden;
 use super::reference::resolve_references;
 use super::value::{Node, Span};
-use super::yaml::{parse_documents, Documents};
+use super::yaml::{parse_documents, Documents, TOO_BIG};
 
 /// What to load and how to reach what it includes.
 #[derive(Debug, Clone)]
@@ -104,8 +105,17 @@ pub struct MainFile {
 pub fn read_main(project_dir: &Path, file: &str) -> MainFile {
     let name = file.trim_start_matches('/').to_string();
     let path = project_dir.join(&name);
-    let text = std::fs::read_to_string(&path)
-        .map_err(|e| ConfigError::bare(format!("{name}: could not read {}: {e}", path.display())));
+    let text = files::read_config_file(project_dir, &path, MAX_FILE_BYTES).map_err(|e| match e {
+        ReadError::TooBig { .. } => {
+            let start = Span {
+                file: Arc::from(name.as_str()),
+                line: 1,
+                col: 1,
+            };
+            ConfigError::at(&start, format!("`{name}`: {TOO_BIG}"))
+        }
+        e => ConfigError::bare(format!("{name}: {e}")),
+    });
     let docs = text
         .as_ref()
         .ok()

@@ -1,7 +1,7 @@
 //! Loading `.gitlab-ci.yml` as GitLab reads it, composing includes, and resolving
 //! `extends`, `default:` and `inherit:` into one tree whose every node keeps its source span.
 //!
-//! [`load`] runs GitLab's steps in GitLab's order (`ci-yaml-semantics.md` §0):
+//! [`load`] runs GitLab's steps in GitLab's order (`docs/ci-yaml-semantics.md` §0):
 //!
 //! 1. [`parse_yaml`] / [`parse_documents`]: Psych-compatible YAML 1.1 (`yaml.rs`, `scalar.rs`);
 //! 2. per file, `spec:inputs` checked and `$[[ … ]]` interpolated (`inputs.rs`), then its

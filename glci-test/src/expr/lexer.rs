@@ -167,7 +167,7 @@ mod tests {
 
     #[test]
     fn pattern_scanning() {
-        // §12 #27: `//` is not a pattern.
+        // docs/ci-yaml-semantics.md §12 #27: `//` is not a pattern.
         assert!(tokenize("//").is_err());
         // §12 #28: the `x` flag is not consumed.
         let e = tokenize("/pattern/x");

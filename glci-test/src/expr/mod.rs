@@ -1,7 +1,7 @@
 //! The `rules:if` expression language: lexer, parser and evaluator, with RE2 regexes.
 //!
 //! Used for `rules:if`, `workflow:rules:if`, `include:rules:if` and `only/except:variables`.
-//! Values are looked up raw (never expanded); see `ci-yaml-semantics.md` §6.2.
+//! Values are looked up raw (never expanded); see `docs/ci-yaml-semantics.md` §6.2.
 
 mod error;
 mod eval;

@@ -24,6 +24,20 @@ impl ProjectPath {
         format!("{}/{}", self.namespace, self.name)
     }
 
+    /// The project's id (`CI_PROJECT_ID`): GitLab scopes caches, artifacts and much else by
+    /// it, so two projects must not share one. Derived from [`ProjectPath::path`] (FNV-1a,
+    /// stable across glci versions and machines), in GitLab's id range (a positive 32-bit
+    /// integer, as `projects.id` is).
+    pub fn stable_id(&self) -> u64 {
+        const MAX_ID: u64 = i32::MAX as u64;
+        let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+        for byte in self.path().bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+        1 + hash % MAX_ID
+    }
+
     /// First namespace segment (`CI_PROJECT_ROOT_NAMESPACE`).
     pub fn root_namespace(&self) -> &str {
         self.namespace.split('/').next().unwrap_or(&self.namespace)
@@ -167,5 +181,30 @@ mod tests {
         assert_eq!(p.path(), "local/My-Project");
         assert_eq!(p.root_namespace(), "local");
         assert_eq!(ProjectPath::from_dir_name(Path::new("/")).name, "project");
+    }
+
+    #[test]
+    fn project_ids_are_stable_distinct_and_in_gitlabs_range() {
+        let id = |path: &str| {
+            let (namespace, name) = path.rsplit_once('/').unwrap_or(("local", path));
+            ProjectPath {
+                host: None,
+                namespace: namespace.into(),
+                name: name.into(),
+            }
+            .stable_id()
+        };
+        // Fixed forever: caches saved under one id must be found by later versions.
+        assert_eq!(id("acme/proj"), 1_410_391_894);
+        let ids = [
+            id("acme/a"),
+            id("acme/b"),
+            id("acme/proj"),
+            id("local/proj"),
+        ];
+        for (i, a) in ids.iter().enumerate() {
+            assert!((1..=i32::MAX as u64).contains(a), "{a}");
+            assert!(ids[i + 1..].iter().all(|b| b != a), "{ids:?}");
+        }
     }
 }

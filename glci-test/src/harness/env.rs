@@ -69,7 +69,7 @@ where
             "GLCI_SNAPSHOTS" => settings.snapshots = Selection::parse_list(&value),
             "GLCI_SNAPSHOT_DIR" => settings.snapshot_dir = Some(PathBuf::from(value)),
             _ => {
-                if let Some(name) = key.strip_prefix("GLCI_MASKED_VAR_") {
+                if let Some(name) = key.strip_prefix(MASKED_VAR_PREFIX) {
                     check_name(&key, name)?;
                     opts.settings_variables.retain(|v| v.key != name);
                     opts.add_masked_var(name, &value);
@@ -86,6 +86,28 @@ where
         return Err("GLCI_BRANCH and GLCI_TAG are both set; a pipeline runs for one ref".into());
     }
     Ok(settings)
+}
+
+/// The prefix of masked CI/CD settings variables given through the environment, read by the
+/// harness ([`apply`]) and by every `cargo glci` command ([`masked_vars`]): one spelling,
+/// and the values stay out of the command line (`ps` shows arguments to every user).
+pub const MASKED_VAR_PREFIX: &str = "GLCI_MASKED_VAR_";
+
+/// The `GLCI_MASKED_VAR_<KEY>` variables of `vars` (normally `std::env::vars()`) as
+/// (key, value), sorted by key. `Err` names a variable whose key is no variable name.
+pub fn masked_vars<I>(vars: I) -> Result<Vec<(String, String)>, String>
+where
+    I: IntoIterator<Item = (String, String)>,
+{
+    let mut out: Vec<(String, String)> = Vec::new();
+    for (var, value) in vars {
+        if let Some(name) = var.strip_prefix(MASKED_VAR_PREFIX) {
+            check_name(&var, name)?;
+            out.push((name.to_string(), value));
+        }
+    }
+    out.sort();
+    Ok(out)
 }
 
 fn check_name(var: &str, name: &str) -> Result<(), String> {

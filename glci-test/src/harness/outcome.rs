@@ -1,4 +1,4 @@
-//! What a finished job means as a test (ARCHITECTURE.md, "Jobs as tests"): passed, passed
+//! What a finished job means as a test (docs/ARCHITECTURE.md §4): passed, passed
 //! with an allowed failure shown, failed with the tail of its log, failed because an upstream
 //! job failed, or ignored because it was never meant to run.
 

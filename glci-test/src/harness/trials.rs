@@ -33,10 +33,12 @@ pub fn trials(ctx: &Arc<Context>, with_kind: bool) -> Vec<Trial> {
         .map(|job| {
             let name = job.name.clone();
             let ctx = Arc::clone(ctx);
-            let trial = Trial::ignorable_test(job.name.clone(), move || run_trial(&ctx, &name))
+            // Test names are printed to the terminal: escaped, and filters match them so.
+            let shown = crate::printable::printable(&job.name).into_owned();
+            let trial = Trial::ignorable_test(shown, move || run_trial(&ctx, &name))
                 .with_ignored_flag(job.when == When::Manual);
             if with_kind {
-                trial.with_kind(job.stage.clone())
+                trial.with_kind(crate::printable::printable(&job.stage).into_owned())
             } else {
                 trial
             }

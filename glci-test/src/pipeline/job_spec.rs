@@ -1,5 +1,5 @@
 //! A planned job as GitLab hands it to a runner: what `Ci::BuildRunnerPresenter` derives
-//! from the job before the server adds ids, tokens and URLs (runner-contract.md §3).
+//! from the job before the server adds ids, tokens and URLs (docs/runner-contract.md §3).
 
 use crate::plan::cache_key::{cache_keys_at, KeySource};
 use crate::plan::model::{Artifacts, Cache, Image, ReleaseConfig, Service, When};

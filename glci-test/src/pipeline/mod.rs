@@ -128,6 +128,8 @@ pub enum PipelineError {
     /// Validation errors, as GitLab's CI Lint lists them.
     Lint(Vec<LintError>),
     Plan(PlanError),
+    /// A masked settings variable GitLab would refuse to mask.
+    Masked(crate::vars::MaskRefusal),
 }
 
 impl fmt::Display for PipelineError {
@@ -137,6 +139,7 @@ impl fmt::Display for PipelineError {
             PipelineError::Config(e) => write!(f, "{e}"),
             PipelineError::Lint(errors) => write!(f, "{}", plan::lint::join(errors)),
             PipelineError::Plan(e) => write!(f, "{e}"),
+            PipelineError::Masked(e) => write!(f, "{e}"),
         }
     }
 }
@@ -183,6 +186,10 @@ fn load_config(
     facts: RepoFacts,
     main: config::MainFile,
 ) -> Result<Loaded, PipelineError> {
+    // GitLab refuses to save a masked variable it cannot mask.
+    for v in opts.settings_variables.iter().filter(|v| v.masked) {
+        crate::vars::check_maskable(&v.key, &v.value).map_err(PipelineError::Masked)?;
+    }
     let ctx = pipeline_context(opts);
     // Include paths and include:rules see predefined and pipeline variables, never YAML ones.
     let event = event_with_settings(opts);

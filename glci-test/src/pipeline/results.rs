@@ -1,9 +1,9 @@
 //! What stays of a finished job after the run: its log under a stable name and its
 //! artifacts archive extracted, in the pipeline's directory (`<GLCI_HOME>/pipelines/<id>/`).
 
-use std::io::Read;
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
+use crate::runner::archive::{self, check_zip, DeclaredSize, EntryKind, ExpandLimits, UnpackError};
 use crate::server::storage::write_atomic;
 use crate::server::{JobId, RunningServer};
 
@@ -28,7 +28,10 @@ pub fn file_name(job: &str) -> String {
 }
 
 /// Copies the job's log to `jobs/<job>/job.log` and extracts its `archive` artifact into
-/// `jobs/<job>/artifacts/` (next to the server's own `artifacts/<id>/` and `traces/`). Failures leave the field empty; the run goes on.
+/// `jobs/<job>/artifacts/` (next to the server's own `artifacts/<id>/` and `traces/`).
+/// Failures leave the field empty and the run goes on; an archive that cannot be extracted
+/// (over a bound of [`ExpandLimits`], or escaping its directory) says why at the end of
+/// `job.log`.
 pub fn store(server: &RunningServer, id: JobId, dir: &Path, job: &str) -> Stored {
     let mut bytes = server.trace(id).unwrap_or_default();
     // glci's own lines (API calls it does not implement, releases) follow the runner's trace.
@@ -39,19 +42,33 @@ pub fn store(server: &RunningServer, id: JobId, dir: &Path, job: &str) -> Stored
         bytes.extend_from_slice(note.as_bytes());
         bytes.push(b'\n');
     }
-    let log = String::from_utf8_lossy(&bytes).into_owned();
     let job_dir = dir.join("jobs").join(file_name(job));
-    let log_path = job_dir.join("job.log");
-    let log_path = write_atomic(&log_path, &bytes).ok().map(|_| log_path);
-
-    let artifacts_dir = server
+    let mut artifacts_dir = None;
+    if let Some(archive) = server
         .artifacts(id)
         .into_iter()
         .find(|a| a.artifact_type == "archive")
-        .and_then(|archive| {
-            let dest = job_dir.join("artifacts");
-            extract_zip(&archive.path, &dest).ok().map(|_| dest)
-        });
+    {
+        let dest = job_dir.join("artifacts");
+        match extract_zip(&archive.path, &dest, ExpandLimits::default()) {
+            Ok(()) => artifacts_dir = Some(dest),
+            Err(e) => {
+                if !bytes.is_empty() && !bytes.ends_with(b"\n") {
+                    bytes.push(b'\n');
+                }
+                bytes.extend_from_slice(
+                    format!(
+                        "glci: the artifacts were not extracted to {}: {e}\n",
+                        dest.display()
+                    )
+                    .as_bytes(),
+                );
+            }
+        }
+    }
+    let log = String::from_utf8_lossy(&bytes).into_owned();
+    let log_path = job_dir.join("job.log");
+    let log_path = write_atomic(&log_path, &bytes).ok().map(|_| log_path);
     Stored {
         log,
         log_path,
@@ -59,43 +76,117 @@ pub fn store(server: &RunningServer, id: JobId, dir: &Path, job: &str) -> Stored
     }
 }
 
-/// Extracts a zip into `dest` (replaced as a whole), refusing entries that would land
-/// outside it. Written next to `dest` and renamed, so `dest` is never half-extracted.
-fn extract_zip(zip_path: &Path, dest: &Path) -> std::io::Result<()> {
+/// Why an artifacts archive was not extracted.
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error(transparent)]
+    Unpack(#[from] UnpackError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Extracts a zip into `dest` (replaced as a whole) within `limits`, refusing the whole
+/// archive when an entry or link would land outside it. Each file is streamed to disk;
+/// everything is written next to `dest` and renamed, so `dest` is never half-extracted.
+pub fn extract_zip(zip_path: &Path, dest: &Path, limits: ExpandLimits) -> Result<(), ExtractError> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ExtractError::Io { path, source }
+    };
     let parent = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent)?;
+    std::fs::create_dir_all(parent).map_err(io(parent))?;
     let staging = tempfile::Builder::new()
         .prefix(".tmp-")
-        .tempdir_in(parent)?;
-    let file = std::fs::File::open(zip_path)?;
-    let mut archive = zip::ZipArchive::new(file).map_err(std::io::Error::other)?;
-    for i in 0..archive.len() {
-        let mut entry = archive.by_index(i).map_err(std::io::Error::other)?;
-        let Some(relative) = entry.enclosed_name() else {
-            continue;
-        };
-        if relative
-            .components()
-            .any(|c| !matches!(c, Component::Normal(_)))
-        {
-            continue;
-        }
-        let target = staging.path().join(&relative);
-        if entry.is_dir() {
-            std::fs::create_dir_all(&target)?;
-            continue;
-        }
+        .tempdir_in(parent)
+        .map_err(io(parent))?;
+    let file = std::fs::File::open(zip_path).map_err(io(zip_path))?;
+    let archive_len = file.metadata().map_err(io(zip_path))?.len();
+    let mut archive = zip::ZipArchive::new(file).map_err(UnpackError::NotZip)?;
+    let entries = check_zip(&mut archive, archive_len, limits)?;
+    for checked in &entries {
+        let target = staging.path().join(&checked.rel);
         if let Some(p) = target.parent() {
-            std::fs::create_dir_all(p)?;
+            std::fs::create_dir_all(p).map_err(io(p))?;
         }
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data)?;
-        std::fs::write(&target, data)?;
+        match &checked.kind {
+            EntryKind::Dir => std::fs::create_dir_all(&target).map_err(io(&target))?,
+            EntryKind::Symlink { target: link } => {
+                // Checked to stay inside `dest`.
+                #[cfg(unix)]
+                std::os::unix::fs::symlink(link, &target).map_err(io(&target))?;
+                #[cfg(not(unix))]
+                let _ = link;
+            }
+            EntryKind::File { size } => {
+                let entry =
+                    archive
+                        .by_index(checked.index)
+                        .map_err(|source| UnpackError::Corrupt {
+                            index: checked.index,
+                            source,
+                        })?;
+                let mut out = std::fs::File::create(&target).map_err(io(&target))?;
+                std::io::copy(&mut DeclaredSize::new(entry, *size, &checked.rel), &mut out)
+                    .map_err(|e| archive::copy_error(e, &checked.rel))?;
+            }
+        }
     }
     if dest.exists() {
-        std::fs::remove_dir_all(dest)?;
+        std::fs::remove_dir_all(dest).map_err(io(dest))?;
     }
     let staged = staging.keep();
-    std::fs::rename(&staged, dest)?;
+    std::fs::rename(&staged, dest).map_err(io(dest))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn write_zip(path: &Path, name: &str, content: &[u8]) {
+        let file = std::fs::File::create(path).unwrap();
+        let mut zip = zip::ZipWriter::new(file);
+        let options = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file(name, options).unwrap();
+        zip.write_all(content).unwrap();
+        zip.finish().unwrap();
+    }
+
+    #[test]
+    fn a_zip_bomb_is_not_extracted_and_leaves_nothing_behind() {
+        let dir = tempfile::tempdir().unwrap();
+        let zip = dir.path().join("artifacts.zip");
+        write_zip(&zip, "zeros.bin", &vec![0u8; 64 * 1024 * 1024]);
+        let dest = dir.path().join("jobs/j/artifacts");
+        let err = extract_zip(&zip, &dest, ExpandLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("(a zip bomb?)"), "{err}");
+        assert!(!dest.exists());
+        let left: Vec<_> = std::fs::read_dir(dest.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn files_are_streamed_to_disk_and_escapes_refuse_the_whole_archive() {
+        let dir = tempfile::tempdir().unwrap();
+        let zip = dir.path().join("a.zip");
+        write_zip(&zip, "out/report.txt", b"ok");
+        let dest = dir.path().join("artifacts");
+        extract_zip(&zip, &dest, ExpandLimits::default()).unwrap();
+        assert_eq!(std::fs::read(dest.join("out/report.txt")).unwrap(), b"ok");
+
+        write_zip(&zip, "../escaped.txt", b"x");
+        let err = extract_zip(&zip, &dest, ExpandLimits::default()).unwrap_err();
+        assert!(err.to_string().contains("escapes the directory"), "{err}");
+        assert!(!dir.path().join("escaped.txt").exists());
+        // The earlier extraction is still whole.
+        assert!(dest.join("out/report.txt").exists());
+    }
 }

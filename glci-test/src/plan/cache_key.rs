@@ -1,7 +1,7 @@
 //! The GitLab side of cache keys: the key and fallback keys a job's `cache:` entry reaches
 //! the runner with, as GitLab computes them when it creates the pipeline
 //! (`Gitlab::Ci::Build::Cache`, `Gitlab::Ci::Pipeline::Seed::Build::Cache`,
-//! `Ci::Build#cache`; ci-yaml-semantics.md §10.1):
+//! `Ci::Build#cache`; docs/ci-yaml-semantics.md §10.1):
 //!
 //! - a literal key is sent as written (the runner expands variables and sanitises it);
 //! - `key:files` → `<prefix>-<sha1>` where the SHA-1 is of the sorted, unique git blob ids of

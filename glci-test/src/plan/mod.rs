@@ -104,7 +104,8 @@ pub struct PlannedJob {
     pub after_script: Vec<String>,
     pub artifacts: Option<Artifacts>,
     pub cache: Vec<Cache>,
-    /// Jobs whose artifacts (and dotenv variables) this job downloads (§8.2).
+    /// Jobs whose artifacts (and dotenv variables) this job downloads
+    /// (docs/ci-yaml-semantics.md §8.2).
     pub dependencies: Vec<String>,
     pub retry: Option<Retry>,
     pub timeout: Option<String>,

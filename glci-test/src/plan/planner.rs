@@ -235,7 +235,8 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             if rule.interruptible.is_some() {
                 interruptible = rule.interruptible;
             }
-            // Only a non-empty rule `needs` replaces the job's (Appendix A.7).
+            // Only a non-empty rule `needs` replaces the job's (docs/ci-yaml-semantics.md,
+            // Appendix A.7).
             if let Some(rn) = rule.needs.as_ref().filter(|n| !n.is_empty()) {
                 needs = Some(rn.clone());
             }
@@ -469,8 +470,8 @@ fn seed_needs(jobs: &mut [PlannedJob]) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// The artifact download set (§8.2): earlier-stage jobs or `needs` with artifacts,
-/// intersected with `dependencies` when given.
+/// The artifact download set (docs/ci-yaml-semantics.md §8.2): earlier-stage jobs or `needs`
+/// with artifacts, intersected with `dependencies` when given.
 fn fill_dependencies(
     jobs: &mut [PlannedJob],
     config: &PipelineConfig,

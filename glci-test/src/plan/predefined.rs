@@ -1,5 +1,5 @@
 //! Predefined variables (`CI_*`, `GITLAB_*`) for an event, from the real repository, in the
-//! order GitLab sends them to a runner (`runner-contract.md` §4.1; GitLab's
+//! order GitLab sends them to a runner (`docs/runner-contract.md` §4.1; GitLab's
 //! `Project#predefined_variables`, `Gitlab::Ci::Variables::Builder::Pipeline`,
 //! `MergeRequest#predefined_variables`). Order matters: a runner reads the last occurrence of
 //! a name, and nested expansion sees earlier values.
@@ -142,7 +142,9 @@ pub struct PipelineContext {
     pub server_version: String,
     /// `CI_SERVER_REVISION`; default `glci`.
     pub server_revision: String,
-    pub project_id: u64,
+    /// `CI_PROJECT_ID`; `None` (the default): derived from the project path
+    /// ([`crate::git::ProjectPath::stable_id`]), so each project has its own.
+    pub project_id: Option<u64>,
     pub namespace_id: u64,
     pub pipeline_id: u64,
     pub pipeline_iid: u64,
@@ -168,14 +170,14 @@ pub struct PipelineContext {
 }
 
 impl PipelineContext {
-    /// Defaults for a pipeline on `server_url`: project 1 in namespace 1, pipeline 1 (iid 1),
-    /// created now.
+    /// Defaults for a pipeline on `server_url`: the project's own id in namespace 1, pipeline
+    /// 1 (iid 1), created now.
     pub fn new(server_url: impl Into<String>) -> Self {
         PipelineContext {
             server_url: server_url.into().trim_end_matches('/').to_string(),
             server_version: DEFAULT_SERVER_VERSION.to_string(),
             server_revision: "glci".to_string(),
-            project_id: 1,
+            project_id: None,
             namespace_id: 1,
             pipeline_id: 1,
             pipeline_iid: 1,
@@ -296,6 +298,11 @@ fn kv(k: &str, v: impl Into<String>) -> (String, String) {
     (k.to_string(), v.into())
 }
 
+/// `CI_PROJECT_ID`: the one set, else the project's own ([`crate::git::ProjectPath::stable_id`]).
+fn project_id(facts: &RepoFacts, ctx: &PipelineContext) -> u64 {
+    ctx.project_id.unwrap_or_else(|| facts.project.stable_id())
+}
+
 fn project_url(facts: &RepoFacts, ctx: &PipelineContext) -> String {
     format!("{}/{}", ctx.server_url, facts.project.path())
 }
@@ -354,7 +361,7 @@ fn project_variables(
         kv("CI_SERVER_VERSION_PATCH", patch),
         kv("CI_SERVER_REVISION", &ctx.server_revision),
         kv("GITLAB_FEATURES", ""),
-        kv("CI_PROJECT_ID", ctx.project_id.to_string()),
+        kv("CI_PROJECT_ID", project_id(facts, ctx).to_string()),
         kv("CI_PROJECT_NAME", &project.name),
         kv("CI_PROJECT_TITLE", &project.name),
         kv("CI_PROJECT_DESCRIPTION", ""),
@@ -544,7 +551,10 @@ fn merge_request_variables(
             "CI_MERGE_REQUEST_REF_PATH",
             format!("refs/merge-requests/{}/head", mr.iid),
         ),
-        kv("CI_MERGE_REQUEST_PROJECT_ID", ctx.project_id.to_string()),
+        kv(
+            "CI_MERGE_REQUEST_PROJECT_ID",
+            project_id(facts, ctx).to_string(),
+        ),
         kv("CI_MERGE_REQUEST_PROJECT_PATH", &path),
         kv("CI_MERGE_REQUEST_PROJECT_URL", &url),
         kv("CI_MERGE_REQUEST_TARGET_BRANCH_NAME", &target),
@@ -564,7 +574,7 @@ fn merge_request_variables(
         kv("CI_MERGE_REQUEST_SQUASH_ON_MERGE", "false"),
         kv(
             "CI_MERGE_REQUEST_SOURCE_PROJECT_ID",
-            ctx.project_id.to_string(),
+            project_id(facts, ctx).to_string(),
         ),
         kv("CI_MERGE_REQUEST_SOURCE_PROJECT_PATH", &path),
         kv("CI_MERGE_REQUEST_SOURCE_PROJECT_URL", &url),

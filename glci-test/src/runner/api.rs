@@ -1,4 +1,4 @@
-//! The runner side of GitLab's runner API (runner-contract.md §2), spoken exactly as the
+//! The runner side of GitLab's runner API (docs/runner-contract.md §2), spoken exactly as the
 //! official runner speaks it, so the built-in runner can work against any GitLab-compatible
 //! server — glci's own, or another.
 

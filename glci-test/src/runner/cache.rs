@@ -1,5 +1,5 @@
 //! The job cache, as gitlab-runner's Docker executor with an S3 cache does it
-//! (runner-contract.md §5.4–5.6, §6.3): `restore_cache` before the script, `archive_cache` /
+//! (docs/runner-contract.md §5.5, §6.2): `restore_cache` before the script, `archive_cache` /
 //! `archive_cache_on_failure` after it, with the official messages. The runner process does
 //! the helper's work itself: it presigns GET/PUT URLs for
 //! `[<path>/][runner/<short token>/]project/<project id>/<key>`, moves the zip over HTTP and
@@ -16,7 +16,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
-use super::archive::{self, Selection};
+use super::archive::{self, ExpandLimits, Selection, TarStream};
 use super::payload::{Cache, JobPayload, JobVariable};
 use super::s3_presign::S3Target;
 use super::trace::Trace;
@@ -159,8 +159,8 @@ fn when_matches(when: &str, succeeded: bool) -> bool {
 
 /// The files of the job's project directory, in the build container.
 pub trait ProjectFiles: Sync {
-    /// Unpacks a tar (paths absolute, as [`archive::zip_to_tar_at`] makes them) at `/`.
-    fn upload_tar(&self, tar: Vec<u8>) -> impl Future<Output = Result<(), String>> + Send;
+    /// Unpacks a tar (paths absolute, as [`archive::zip_to_tar_stream`] makes them) at `/`.
+    fn upload_tar(&self, tar: TarStream) -> impl Future<Output = Result<(), String>> + Send;
     /// A tar of the project directory (top-level entry: its own name).
     fn project_tar(&self) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
 }
@@ -384,7 +384,7 @@ impl JobCache<'_> {
                 config.s3.object_url(&object)
             )),
         }
-        let tar = archive::zip_to_tar_at(&answer.body, project_dir)
+        let tar = archive::zip_to_tar_stream(answer.body, project_dir, ExpandLimits::default())
             .map_err(|e| format!("cache {}: {e}", key.human))?;
         files.upload_tar(tar).await
     }
@@ -716,7 +716,10 @@ mod tests {
     }
 
     impl ProjectFiles for MemoryProject {
-        async fn upload_tar(&self, tar: Vec<u8>) -> Result<(), String> {
+        async fn upload_tar(&self, tar: TarStream) -> Result<(), String> {
+            use futures_util::TryStreamExt;
+            let chunks: Vec<bytes::Bytes> = tar.0.try_collect().await.map_err(|e| e.to_string())?;
+            let tar = chunks.concat();
             let mut archive = tar::Archive::new(tar.as_slice());
             let mut out = self.extracted.lock().unwrap();
             for e in archive.entries().map_err(|e| e.to_string())? {

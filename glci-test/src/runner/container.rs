@@ -139,6 +139,21 @@ impl JobContainer {
             .map_err(|e| DockerError::api(format!("copy files into container `{}`", self.name), e))
     }
 
+    /// [`JobContainer::upload_tar`] for a tar produced while it is sent (artifacts and
+    /// caches: never held whole in memory).
+    pub async fn upload_tar_stream(
+        &self,
+        engine: &Engine,
+        tar: crate::runner::archive::TarStream,
+    ) -> Result<(), DockerError> {
+        let opts = UploadToContainerOptionsBuilder::new().path("/").build();
+        engine
+            .client()
+            .upload_to_container(&self.id, Some(opts), bollard::body_try_stream(tar.0))
+            .await
+            .map_err(|e| DockerError::api(format!("copy files into container `{}`", self.name), e))
+    }
+
     /// A tar of `path` inside the container (top-level entry: the directory's name).
     pub async fn download_tar(&self, engine: &Engine, path: &str) -> Result<Vec<u8>, DockerError> {
         let opts = DownloadFromContainerOptionsBuilder::new()

@@ -1,5 +1,5 @@
 //! One job, start to end, as the official Docker executor runs it: the stages and section
-//! names of runner-contract.md §5.4, its messages, its failure reasons; and cleanup of every
+//! names of docs/runner-contract.md §5.2, its messages, its failure reasons; and cleanup of every
 //! container and network of the job on every path.
 
 use std::collections::BTreeSet;
@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::docker::{create_network, DockerError, Engine, Owner};
 
-use super::archive::{self, Selection};
+use super::archive::{self, Selection, TarStream};
 use super::cache::{CacheConfig, JobCache, ProjectFiles};
 use super::container::{ContainerConfig, JobContainer, StageEnd};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
@@ -339,13 +339,18 @@ async fn prepare_files(
                 dep.name, dep.id
             ));
             let result = match io.download_artifacts(dep).await {
-                Ok(zip) => archive::zip_to_tar_at(&zip, &project_dir).map_err(|e| e.to_string()),
+                Ok(zip) => archive::zip_to_tar_stream(
+                    zip.into(),
+                    &project_dir,
+                    archive::ExpandLimits::default(),
+                )
+                .map_err(|e| e.to_string()),
                 Err(e) => Err(e),
             };
             match result {
                 Ok(tar) => {
                     build
-                        .upload_tar(engine, tar)
+                        .upload_tar_stream(engine, tar)
                         .await
                         .map_err(Failure::system)?;
                     trace.line(&format!("Downloading artifacts from coordinator... ok        id={} responseStatus=200 OK", dep.id));
@@ -723,9 +728,9 @@ struct BuildFiles<'a> {
 }
 
 impl ProjectFiles for BuildFiles<'_> {
-    async fn upload_tar(&self, tar: Vec<u8>) -> Result<(), String> {
+    async fn upload_tar(&self, tar: TarStream) -> Result<(), String> {
         self.build
-            .upload_tar(self.engine, tar)
+            .upload_tar_stream(self.engine, tar)
             .await
             .map_err(|e| e.to_string())
     }

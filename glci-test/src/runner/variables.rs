@@ -1,4 +1,4 @@
-//! The job's environment as the official runner builds it (runner-contract.md §4.2): the
+//! The job's environment as the official runner builds it (docs/runner-contract.md §4.2): the
 //! variables GitLab sent, framed by the ones the runner adds, last definition winning, then
 //! expanded once (`raw` values kept literal).
 

@@ -1,5 +1,5 @@
 //! Taking jobs from the server and running them: the official runner's job life cycle
-//! (runner-contract.md §2.10) — acknowledge, stream the log while the job runs, hear a
+//! (docs/runner-contract.md §2.7) — acknowledge, stream the log while the job runs, hear a
 //! cancel, send the final state with the log's checksum.
 
 use std::time::Duration;

@@ -1,5 +1,5 @@
 //! Git smart HTTP for the registered bare repositories, served by `git http-backend` as a
-//! CGI (protocols.md §2.5): it handles protocol v0/v2, gzip'd requests and shallow fetches
+//! CGI (docs/protocols.md §1): it handles protocol v0/v2, gzip'd requests and shallow fetches
 //! exactly like git itself. Only upload-pack (fetch/clone) is served; push is refused.
 //! Access needs HTTP Basic `gitlab-ci-token:<job token>` of a job of that project that is
 //! still running, like GitLab's CI job token.

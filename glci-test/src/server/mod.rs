@@ -7,7 +7,7 @@
 //! ([`RunningServer::enqueue`]) and watches jobs through [`RunningServer::subscribe`] /
 //! [`RunningServer::wait_job`]; the server never decides what a job means.
 //!
-//! For the official runner, a generated `config.toml` uses (runner-contract §6.1):
+//! For the official runner, a generated `config.toml` uses (docs/runner-contract.md §6.1):
 //!
 //! ```text
 //! url   = server.url()                       # also the git remote and artifact endpoint
@@ -78,7 +78,7 @@ pub struct Server;
 
 impl Server {
     /// Binds the listener and starts serving; returns once connections are accepted, so a
-    /// runner started afterwards never meets a refused connection (runner-contract §7.1).
+    /// runner started afterwards never meets a refused connection (docs/runner-contract.md §1).
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         if config.s3.bucket.is_empty() || config.s3.bucket.contains('/') {
             return Err(ServerError::Config(format!(
@@ -216,7 +216,8 @@ async fn route(shared: Arc<Shared>, req: http::Request) -> http::Response {
         resp.headers_mut().insert("x-request-id", id);
     }
     if resp.status().is_server_error() {
-        // The runner silently retries 5xx for seconds (runner-contract §1): make them visible.
+        // The runner silently retries 5xx for seconds (docs/runner-contract.md §1): make them
+        // visible.
         tracing::warn!("{method} {path} -> {}", resp.status());
     } else {
         tracing::debug!("{method} {path} -> {}", resp.status());

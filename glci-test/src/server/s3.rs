@@ -1,4 +1,4 @@
-//! The S3 subset the runner's cache uses (protocols.md §3): path-style `GET`/`HEAD`/`PUT`/
+//! The S3 subset the runner's cache uses (docs/protocols.md §2): path-style `GET`/`HEAD`/`PUT`/
 //! `DELETE /<bucket>/<key>` and `GET /<bucket>?location`, every request SigV4-verified.
 //! Objects are single files (fixed-size JSON header + data) written atomically; a size cap per
 //! object, a total cap (oldest objects evicted first) and a TTL bound the disk used.

@@ -71,7 +71,7 @@ mod tests {
 
     #[test]
     fn spec_cases() {
-        // §12 #49: no nested expansion.
+        // docs/ci-yaml-semantics.md §12 #49: no nested expansion.
         let v = vars(&[("variable", "value"), ("variable2", "$variable3")]);
         assert_eq!(expand("key$variable$variable2", &v), "keyvalue$variable3");
         // §12 #50

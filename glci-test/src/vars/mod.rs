@@ -1,4 +1,4 @@
-//! Variables and GitLab's expansion engines (see `ci-yaml-semantics.md` §5.3):
+//! Variables and GitLab's expansion engines (see `docs/ci-yaml-semantics.md` §5.3):
 //!
 //! - [`gitlab`]: the pipeline-side `ExpandVariables` (`$X`, `${X}`, `%X%`; no `$$` escape; no
 //!   nesting) for keys GitLab expands itself, e.g. `include`, `environment`, `rules:changes`;
@@ -17,4 +17,4 @@ pub use collection::{
     expand_for_runner, sort_and_expand_all, tsort, CircularReference, ExpandOptions,
 };
 pub use lookup::{NoVariables, VariableLookup};
-pub use variable::{find, Variable};
+pub use variable::{check_maskable, find, MaskRefusal, Variable};

@@ -2,6 +2,40 @@
 
 use super::lookup::VariableLookup;
 
+/// Why GitLab would refuse to mask a value (`Ci::Maskable`: a masked, expanded variable's
+/// value must match `\A[a-zA-Z0-9_+=/@:.~-]{8,}\z`). Masking a value GitLab refuses would hide
+/// the wrong text: with `SHORT=e`, every `e` of the log. The value itself is never shown.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MaskRefusal {
+    #[error("masked variable `{key}`: GitLab masks only values of at least 8 characters (this one has {len})")]
+    TooShort { key: String, len: usize },
+    #[error("masked variable `{key}`: GitLab masks only values on a single line")]
+    MultiLine { key: String },
+    #[error(
+        "masked variable `{key}`: GitLab masks only values made of letters, digits and \
+         `_+=/@:.~-` (no spaces, `$` or other characters)"
+    )]
+    Characters { key: String },
+}
+
+/// Checks that GitLab would accept `value` for the masked variable `key` (see
+/// [`MaskRefusal`]).
+pub fn check_maskable(key: &str, value: &str) -> Result<(), MaskRefusal> {
+    let key = key.to_string();
+    if value.contains(['\n', '\r']) {
+        return Err(MaskRefusal::MultiLine { key });
+    }
+    let len = value.chars().count();
+    if len < 8 {
+        return Err(MaskRefusal::TooShort { key, len });
+    }
+    let allowed = |c: char| c.is_ascii_alphanumeric() || "_+=/@:.~-".contains(c);
+    if !value.chars().all(allowed) {
+        return Err(MaskRefusal::Characters { key });
+    }
+    Ok(())
+}
+
 /// A variable as GitLab's `Variables::Collection::Item` and the runner's `JobVariable` carry
 /// it. `raw` (`expand: false`) and `file` change how references to it expand; `masked` and
 /// `public` travel with it to the runner.
@@ -71,5 +105,41 @@ impl VariableLookup for [Variable] {
 impl VariableLookup for Vec<Variable> {
     fn get(&self, name: &str) -> Option<&str> {
         find(self, name).map(|v| v.value.as_str())
+    }
+}
+
+#[cfg(test)]
+mod maskable_tests {
+    use super::*;
+
+    #[test]
+    fn values_gitlab_would_not_mask_are_refused() {
+        assert_eq!(check_maskable("T", "Sup3rS3cretValue42"), Ok(()));
+        assert_eq!(check_maskable("T", "a_+=/@:.~-Z9"), Ok(()));
+        assert_eq!(
+            check_maskable("SHORT", "e"),
+            Err(MaskRefusal::TooShort {
+                key: "SHORT".into(),
+                len: 1
+            })
+        );
+        assert!(matches!(
+            check_maskable("T", "two\nlines-here"),
+            Err(MaskRefusal::MultiLine { .. })
+        ));
+        for bad in ["hello world", "hello$VARIABLE", "tab\there-x", "ünïcödé-x"] {
+            assert!(
+                matches!(
+                    check_maskable("T", bad),
+                    Err(MaskRefusal::Characters { .. })
+                ),
+                "{bad:?}"
+            );
+        }
+        let message = check_maskable("SHORT", "e").unwrap_err().to_string();
+        assert_eq!(
+            message,
+            "masked variable `SHORT`: GitLab masks only values of at least 8 characters (this one has 1)"
+        );
     }
 }

@@ -30,6 +30,66 @@ pub fn inside(root: &Path, rel: &str) -> Option<PathBuf> {
     Some(out)
 }
 
+/// Why a configuration file could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// GitLab reads configuration from the repository's own content: a link leading out of
+    /// it (to a host file, or to a device such as `/dev/zero`) is never followed.
+    #[error("`{}` is a symbolic link to `{}`, outside the repository `{}`", path.display(), target.display(), root.display())]
+    OutsideRepository {
+        path: PathBuf,
+        target: PathBuf,
+        root: PathBuf,
+    },
+    #[error("`{}` is not a regular file", .0.display())]
+    NotAFile(PathBuf),
+    /// Larger than the limit: only the limit and one byte more were read.
+    #[error("`{}` is larger than {limit} bytes", path.display())]
+    TooBig { path: PathBuf, limit: usize },
+    #[error("could not read `{}`: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Reads the configuration file `path` of the repository (or mapped project) `root`: the
+/// one way every configuration file is read. Links are resolved first and must stay inside
+/// `root`; at most `limit` + 1 bytes are read, so an endless file cannot fill memory.
+pub fn read_config_file(root: &Path, path: &Path, limit: usize) -> Result<String, ReadError> {
+    use std::io::Read;
+    let io = |source| ReadError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let real_root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let real = path.canonicalize().map_err(io)?;
+    if !real.starts_with(&real_root) {
+        return Err(ReadError::OutsideRepository {
+            // As the configuration names it: relative to the repository.
+            path: path.strip_prefix(root).unwrap_or(path).to_path_buf(),
+            target: real,
+            root: root.to_path_buf(),
+        });
+    }
+    let file = std::fs::File::open(&real).map_err(io)?;
+    if !file.metadata().map_err(io)?.is_file() {
+        return Err(ReadError::NotAFile(path.to_path_buf()));
+    }
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(io)?;
+    if bytes.len() > limit {
+        return Err(ReadError::TooBig {
+            path: path.to_path_buf(),
+            limit,
+        });
+    }
+    String::from_utf8(bytes)
+        .map_err(|e| io(std::io::Error::new(std::io::ErrorKind::InvalidData, e)))
+}
+
 /// GitLab's `search_files_by_wildcard_path` translation: `**/` → `(.*?/)?`, `**` → `.*?`,
 /// `*` → `[^/]*?`, everything else literal, anchored.
 pub fn wildcard_regex(pattern: &str) -> Option<Regex> {

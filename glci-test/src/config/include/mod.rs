@@ -265,7 +265,7 @@ impl<'a> Includer<'a> {
         let full = files::inside(&ctx.root, path)
             .filter(|p| p.is_file())
             .ok_or_else(|| ConfigError::at(at, missing()))?;
-        let text = read(&full, at)?;
+        let text = read(&ctx.root, &full, path, at)?;
         if text.trim().is_empty() {
             return Err(ConfigError::at(
                 at,
@@ -368,7 +368,7 @@ impl<'a> Includer<'a> {
                     format!("Template file `{name}` is not a valid location!"),
                 )
             })?;
-        let text = read(&full, at)?;
+        let text = read(dir, &full, name, at)?;
         if text.trim().is_empty() {
             return Err(ConfigError::at(
                 at,
@@ -423,7 +423,7 @@ impl<'a> Includer<'a> {
                     ),
                 )
             })?;
-        let text = read(&full, at)?;
+        let text = read(&root, &full, &rel, at)?;
         if text.trim().is_empty() {
             return Err(ConfigError::at(
                 at,
@@ -510,9 +510,13 @@ fn check_extension(location: &str, at: &Span) -> Result<(), ConfigError> {
     }
 }
 
-fn read(path: &Path, at: &Span) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::at(at, format!("could not read `{}`: {e}", path.display())))
+/// Reads an included file of the project at `root` ([`files::read_config_file`]); a file over
+/// the size limit gets GitLab's error for it.
+fn read(root: &Path, path: &Path, name: &str, at: &Span) -> Result<String, ConfigError> {
+    files::read_config_file(root, path, MAX_FILE_BYTES).map_err(|e| match e {
+        files::ReadError::TooBig { .. } => ConfigError::at(at, format!("`{name}`: {TOO_BIG}")),
+        e => ConfigError::at(at, e.to_string()),
+    })
 }
 
 fn display_name(project: Option<&str>, path: &str) -> String {

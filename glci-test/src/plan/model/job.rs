@@ -204,6 +204,11 @@ pub fn parse_job(
             "start_in should be a duration",
         ));
     }
+    if let (Some(When::Delayed), Some(start_in)) = (job.when, &job.start_in) {
+        if let Some(message) = parse::start_in_error(start_in) {
+            errors.push(LintError::entry(&node.span, &loc, message));
+        }
+    }
     if job.start_in.is_some() && job.when != Some(When::Delayed) && job.rules.is_none() {
         errors.push(LintError::entry(&node.span, &loc, "start_in must be blank"));
     }
@@ -246,7 +251,8 @@ pub fn parse_job(
     if let Some(n) = get("retry").filter(|n| !matches!(n.value, Value::Null)) {
         job.retry = fields::retry(n, at(&mut scratch, &loc, ":retry"), errors);
     }
-    // `default:timeout` is accepted but has no effect (Appendix A.2): only the job's own.
+    // `default:timeout` is accepted but has no effect (docs/ci-yaml-semantics.md, Appendix
+    // A.2): only the job's own.
     if let Some(n) = map.get("timeout") {
         job.timeout = parse::scalar(n, at(&mut scratch, &loc, " timeout"), errors);
     }

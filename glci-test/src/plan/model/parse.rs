@@ -326,6 +326,11 @@ pub fn rules(node: &Node, loc: &str, workflow: bool, errors: &mut Vec<LintError>
                     "start_in should be a duration",
                 ));
             }
+            if let (Some(When::Delayed), Some(start_in)) = (rule.when, &rule.start_in) {
+                if let Some(message) = start_in_error(start_in) {
+                    errors.push(LintError::entry(&item.span, &rule_loc, message));
+                }
+            }
             if rule.start_in.is_some() && rule.when != Some(When::Delayed) {
                 errors.push(LintError::entry(
                     &item.span,
@@ -646,4 +651,15 @@ pub fn workflow(node: &Node, errors: &mut Vec<LintError>) -> Workflow {
         }
     }
     wf
+}
+
+/// GitLab's `DurationValidator` with `limit: '1 week'` on a delayed job's or rule's
+/// `start_in`: the message for a value that is no duration or waits longer than a week.
+pub fn start_in_error(start_in: &str) -> Option<&'static str> {
+    const LIMIT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 60 * 60);
+    match crate::pipeline::duration::parse_duration(start_in) {
+        None => Some("start_in should be a duration"),
+        Some(d) if d > LIMIT => Some("start_in should not exceed the limit"),
+        Some(_) => None,
+    }
 }

@@ -1,5 +1,5 @@
 //! Artifact upload (`POST /jobs/:id/artifacts`, multipart field `file`) and download
-//! (`GET /jobs/:id/artifacts`), runner-contract §2.7–2.8.
+//! (`GET /jobs/:id/artifacts`), docs/runner-contract.md §2.5.
 
 use std::io::SeekFrom;
 use std::path::{Path, PathBuf};

@@ -194,7 +194,7 @@ pub(super) async fn update(shared: &Shared, req: Request, id: JobId) -> Response
     };
     shared.api.set_state(&mut inner, id, next.clone());
     drop(inner);
-    // Final updates of finished jobs still get 200 (runner-contract §7.6); the runner
+    // Final updates of finished jobs still get 200 (docs/runner-contract.md §2.3); the runner
     // learns of a cancel from `Job-Status`.
     job_headers(shared, h::response(StatusCode::OK, h::empty()), &next)
 }

@@ -1,6 +1,6 @@
 //! GitLab's runner API (`/api/v4/...`) as the official runner and glci's built-in runner use
 //! it: registration, job requests, state updates, trace patches, artifacts. Status codes and
-//! headers follow `runner-contract.md` §2; unknown JSON fields are ignored like GitLab does.
+//! headers follow `docs/runner-contract.md` §2; unknown JSON fields are ignored like GitLab does.
 
 mod artifacts;
 mod dotenv;

@@ -1,4 +1,4 @@
-//! The job payload of a 201 `POST /jobs/request`, shaped exactly as runner-contract §3:
+//! The job payload of a 201 `POST /jobs/request`, shaped exactly as docs/runner-contract.md §3:
 //! numbers as numbers, optional fields omitted rather than `null` where the runner decodes
 //! them strictly (`run` is never sent: glci has no `run:` jobs).
 

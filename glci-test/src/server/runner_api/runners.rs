@@ -1,4 +1,4 @@
-//! Runner registration endpoints (runner-contract §2.1–2.3).
+//! Runner registration endpoints (docs/runner-contract.md §2.1).
 
 use http::StatusCode;
 use serde_json::{json, Value};

@@ -431,7 +431,8 @@ fn validate_spec(spec: &JobSpec) -> Result<(), String> {
     if name.is_empty() {
         return Err("job spec without a name".to_string());
     }
-    // The runner prints `sha[0:8]`; a shorter value panics the build (runner-contract §3.3).
+    // The runner prints `sha[0:8]`; a shorter value panics the build (docs/runner-contract.md
+    // §3.2).
     if spec.git.sha.len() < 8 || !spec.git.sha.bytes().all(|c| c.is_ascii_hexdigit()) {
         return Err(format!(
             "job {name:?}: git sha {:?} is not a full commit id",

@@ -1,4 +1,5 @@
-//! `PATCH /jobs/:id/trace`: append-only log with GitLab's offset rules (runner-contract §2.6).
+//! `PATCH /jobs/:id/trace`: append-only log with GitLab's offset rules
+//! (docs/runner-contract.md §2.4).
 
 use bytes::Bytes;
 use http::StatusCode;

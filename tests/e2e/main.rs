@@ -1,0 +1,11 @@
+//! End-to-end tests of the `cargo glci` binary, one module per area. One test binary (a target
+//! of the `cargo-glci` package, so cargo builds the binary first and hands it over as
+//! `CARGO_BIN_EXE_cargo-glci`): `cargo nextest run -p cargo-glci --test e2e`.
+
+mod cli;
+mod external;
+mod harness;
+mod plan;
+mod remote;
+mod run;
+mod scripts;
