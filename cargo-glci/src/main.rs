@@ -16,6 +16,8 @@ use args::Cli;
 fn main() -> ExitCode {
     // Started as the watchdog of a run (see `docker::Reaper`): that is all this process does.
     glci_test::docker::serve_if_asked();
+    // Started as the relay agent in a container on a remote engine: serve and exit there.
+    glci_test::relay::serve_if_asked();
     // Cargo runs a subcommand as `cargo-glci glci ARGS`; run directly it is `cargo-glci ARGS`.
     // Drop the repeated name so both behave the same.
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

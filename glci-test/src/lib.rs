@@ -9,7 +9,8 @@
 //! - [`plan`] turns the resolved configuration and an [`plan::Event`] into the jobs that run;
 //! - [`git`] reads repository facts and snapshots the working tree;
 //! - [`server`] is the local stand-in for GitLab, [`runner`] the built-in runner,
-//!   [`docker`] the engine connection and cleanup, [`harness`] jobs as libtest trials.
+//!   [`docker`] the engine connection and cleanup, [`relay`] how jobs on a remote engine reach
+//!   the server, [`harness`] jobs as libtest trials.
 
 pub mod config;
 pub mod docker;
@@ -19,6 +20,7 @@ pub mod harness;
 pub mod pipeline;
 pub mod plan;
 pub mod printable;
+pub mod relay;
 pub mod runner;
 pub mod server;
 mod threads;

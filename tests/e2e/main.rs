@@ -6,5 +6,6 @@ mod cli;
 mod external;
 mod harness;
 mod plan;
+mod remote;
 mod run;
 mod scripts;

@@ -28,11 +28,14 @@
 macro_rules! main {
     () => {
         fn main() -> ::std::process::ExitCode {
+            // This binary is also the relay agent for remote engines (`glci_test::relay`).
+            $crate::relay::serve_if_asked();
             $crate::harness::Harness::new(env!("CARGO_MANIFEST_DIR")).main()
         }
     };
     ($($key:ident = $value:expr),+ $(,)?) => {
         fn main() -> ::std::process::ExitCode {
+            $crate::relay::serve_if_asked();
             let harness = $crate::harness::Harness::new(env!("CARGO_MANIFEST_DIR"));
             $( let harness = $crate::harness::macros::option::$key(harness, $value); )+
             harness.main()

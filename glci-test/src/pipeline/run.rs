@@ -24,6 +24,7 @@ use crate::plan::model::When;
 use crate::plan::predefined::{self, PipelineContext};
 use crate::plan::status::{self, Outcome, Status};
 use crate::plan::{Event, PipelineSource, Plan, PlannedJob};
+use crate::relay::{self, Relay, RelayError};
 use crate::runner::api::RunnerApi;
 use crate::runner::cache::CacheConfig;
 use crate::runner::executor::JobOutcome;
@@ -171,6 +172,8 @@ pub enum RunError {
     Server(#[from] ServerError),
     #[error("{0}")]
     Git(#[from] GitError),
+    #[error("{0}")]
+    Relay(#[from] RelayError),
     #[error("glci data directory: {0}")]
     Home(std::io::Error),
     #[error("no job `{name}` in this pipeline{}", hint(.planned))]
@@ -346,8 +349,15 @@ impl Session {
             Some(engine) => Some(engine.host_address().await),
             None => None,
         };
+        // Jobs on an engine that cannot connect to this host reach the server through a
+        // relay container (see `relay`): the server stays on loopback, jobs know it by name.
+        let relay_agent = match (&engine, &host_address, options.bind) {
+            (Some(engine), Some(address), None) => relay::agent_for(engine, address)?,
+            _ => None,
+        };
         let bind = match (options.bind, &host_address, &engine) {
             (Some(ip), _, _) => ip,
+            (None, _, _) if relay_agent.is_some() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             (None, Some(HostAddress::Bridge(ip)), _) => *ip,
             (None, Some(HostAddress::NotHere { tried }), Some(engine)) => {
                 return Err(DockerError::NoHostAddress {
@@ -368,6 +378,7 @@ impl Session {
         };
         let mut config = ServerConfig::new(&dir);
         config.bind = bind;
+        config.public_host = relay_agent.as_ref().map(|_| relay::SERVER_HOST.to_string());
         config.s3.dir = Some(home.join("cache"));
         // Images persist across runs, like the cache.
         config.registry.dir = Some(home.join("registry"));
@@ -477,6 +488,20 @@ impl Session {
         };
         let sweep_engine = engine.clone();
         let mut reaper = None;
+        // This process reaches the server directly, whatever name jobs know it by.
+        let local_url = format!("http://{}", shared.server.local_addr());
+        let relay = match (&engine, &relay_agent) {
+            (Some(engine), Some(agent)) => {
+                match Relay::start(engine, &owner, agent, shared.server.local_addr()).await {
+                    Ok(relay) => Some(relay),
+                    Err(e) => {
+                        shared.stop.cancel();
+                        return Err(e.into());
+                    }
+                }
+            }
+            _ => None,
+        };
         if let Some(engine) = engine {
             let tags: Vec<String> = {
                 let mut t: Vec<String> = shared
@@ -512,8 +537,13 @@ impl Session {
                 // finds it.
                 cache: Some(CacheConfig {
                     shared: true,
-                    ..CacheConfig::from_server(&shared.server.s3_credentials())
+                    ..CacheConfig::from_server(&crate::server::S3Credentials {
+                        server_address: shared.server.local_addr().to_string(),
+                        ..shared.server.s3_credentials()
+                    })
                 }),
+                clone_url: (local_url != shared.server.url()).then(|| local_url.clone()),
+                relay,
                 ..ExecutorOptions::default()
             };
             let engine = Arc::new(engine);
@@ -521,7 +551,7 @@ impl Session {
             for _ in 0..options.concurrency.max(1) {
                 tasks.push(tokio::spawn(work(
                     shared.clone(),
-                    RunnerApi::new(shared.server.url()),
+                    RunnerApi::new(&local_url),
                     creds.token.clone(),
                     engine.clone(),
                     owner.clone(),

@@ -46,6 +46,8 @@ pub struct ContainerConfig {
     pub stdin: bool,
     /// Host directories mounted read-write: `(host path, container path)`.
     pub binds: Vec<(String, String)>,
+    /// More `/etc/hosts` entries (`name:address`), e.g. the relay standing for the server.
+    pub extra_hosts: Vec<String>,
 }
 
 /// A created container of a job.
@@ -88,7 +90,11 @@ impl JobContainer {
             host_config: Some(HostConfig {
                 network_mode: config.network.clone(),
                 // Job containers reach the host (the mock GitLab) by this name too.
-                extra_hosts: Some(vec!["host.docker.internal:host-gateway".to_string()]),
+                extra_hosts: Some(
+                    std::iter::once("host.docker.internal:host-gateway".to_string())
+                        .chain(config.extra_hosts.iter().cloned())
+                        .collect(),
+                ),
                 // A bind mount (not a `-v` bind): the engine refuses a missing source instead
                 // of creating an empty directory in its place.
                 mounts: (!config.binds.is_empty()).then(|| {

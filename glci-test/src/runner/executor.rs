@@ -66,6 +66,14 @@ pub struct ExecutorOptions {
     pub stage_files_by_mount: bool,
     /// Where builds directories are made (`None`: the system's temporary directory).
     pub staging_root: Option<std::path::PathBuf>,
+    /// The relay jobs reach the server through, on engines that cannot connect to this host
+    /// (see [`crate::relay`]): on the default network through an `/etc/hosts` entry, on a
+    /// job's own network by joining it under the server's host name.
+    pub relay: Option<crate::relay::Relay>,
+    /// Where this runner fetches the sources when the server URL jobs get is not reachable
+    /// from here (it names the relay); the checkout's `origin` stays the jobs' URL. As
+    /// gitlab-runner's `clone_url`, for the runner's own fetch only.
+    pub clone_url: Option<String>,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -109,6 +117,8 @@ impl Default for ExecutorOptions {
             cache: None,
             stage_files_by_mount: false,
             staging_root: None,
+            relay: None,
+            clone_url: None,
         }
     }
 }
@@ -164,6 +174,8 @@ struct JobResources {
     containers: Vec<JobContainer>,
     /// The host directory the build container mounts (see [`BuildsDir`]).
     builds_dir: Option<BuildsDir>,
+    /// The relay, joined to `network`: it leaves before the network is removed.
+    relay: Option<crate::relay::Relay>,
 }
 
 /// Where the build container mounts a job's [`BuildsDir`].
@@ -236,6 +248,7 @@ pub async fn execute(
         network: None,
         containers: Vec::new(),
         builds_dir: None,
+        relay: None,
     };
     let result = run_stages(
         engine,
@@ -287,11 +300,12 @@ async fn prepare_files(
     // get_sources
     trace.section_start("get_sources", "Getting source from Git repository");
     let cache = options.source_cache.as_ref();
+    let clone_url = options.clone_url.as_deref();
     let sources = match host_project_dir {
-        Some(dir) => sources::sources_into(payload, trace, cache, dir)
+        Some(dir) => sources::sources_into(payload, trace, cache, dir, clone_url)
             .await
             .map(|checkout| (None, checkout)),
-        None => sources::sources_tar(payload, trace, cache)
+        None => sources::sources_tar(payload, trace, cache, clone_url)
             .await
             .map(|(tar, checkout)| (Some(tar), checkout)),
     };
@@ -362,6 +376,9 @@ async fn remove_resources(engine: &Engine, resources: &JobResources) {
         c.remove(engine).await;
     }
     if let Some(net) = &resources.network {
+        if let Some(relay) = &resources.relay {
+            relay.leave(engine, net).await;
+        }
         let _ = engine.client().remove_network(net).await;
     }
     if let Some(builds) = &resources.builds_dir {
@@ -421,6 +438,13 @@ async fn run_stages(
             .await
             .map_err(Failure::system)?;
         resources.network = Some(network.clone());
+        if let Some(relay) = &options.relay {
+            relay
+                .join(engine, &network)
+                .await
+                .map_err(Failure::system)?;
+            resources.relay = Some(relay.clone());
+        }
         Some(network)
     };
     let variables = job_variables(payload, &options.identity, &image, network.as_deref());
@@ -449,6 +473,11 @@ async fn run_stages(
             .collect(),
         network: network.clone(),
         stdin: true,
+        // On a job network the relay answers to its alias; the default network has no DNS.
+        extra_hosts: match (&options.relay, &network) {
+            (Some(relay), None) => vec![relay.host_entry()],
+            _ => Vec::new(),
+        },
         ..Default::default()
     };
     // The builds directory from the host when the engine can mount it; cache and artifacts

@@ -87,6 +87,7 @@ impl SourceCache {
         &self,
         payload: &JobPayload,
         trace: &Trace,
+        clone_url: Option<&str>,
     ) -> Result<(tokio::sync::OwnedMutexGuard<Option<Cached>>, bool), SourcesError> {
         let entry = self
             .slots
@@ -106,7 +107,7 @@ impl SourceCache {
             None => tempfile::tempdir(),
         }
         .map_err(|e| SourcesError(format!("making a directory for the checkout: {e}")))?;
-        let checkout = get_sources(payload, dir.path(), trace).await?;
+        let checkout = get_sources(payload, dir.path(), trace, clone_url).await?;
         let config_path = dir.path().join(".git/config");
         let git_config = std::fs::read_to_string(&config_path)
             .map_err(|e| SourcesError(format!("reading {}: {e}", config_path.display())))?;
@@ -121,11 +122,13 @@ impl SourceCache {
 }
 
 /// The job's sources as a tar that unpacks at the project directory, and what it tracks.
-/// With a `cache`, a checkout of the same content made earlier is reused.
+/// With a `cache`, a checkout of the same content made earlier is reused. `clone_url`: see
+/// [`get_sources`].
 pub async fn sources_tar(
     payload: &JobPayload,
     trace: &Trace,
     cache: Option<&SourceCache>,
+    clone_url: Option<&str>,
 ) -> Result<(Vec<u8>, Checkout), SourcesError> {
     let project_dir = payload.project_dir();
     let pack = |dir: &Path| {
@@ -133,13 +136,13 @@ pub async fn sources_tar(
     };
     let Some(cache) = cache.filter(|_| !matches!(strategy(payload), "none" | "empty")) else {
         let dir = tempfile::tempdir().map_err(|e| SourcesError(e.to_string()))?;
-        let checkout = get_sources(payload, dir.path(), trace).await?;
+        let checkout = get_sources(payload, dir.path(), trace, clone_url).await?;
         let tar = pack(dir.path())?;
         // Deleting a checkout takes tens of milliseconds; the job need not wait for it.
         tokio::task::spawn_blocking(move || drop(dir));
         return Ok((tar, checkout));
     };
-    let (slot, reused) = cache.checkout(payload, trace).await?;
+    let (slot, reused) = cache.checkout(payload, trace, clone_url).await?;
     let cached = filled(&slot)?;
     if reused {
         // Written into the cached checkout itself: the slot stays locked until it is packed.
@@ -156,11 +159,12 @@ pub async fn sources_into(
     trace: &Trace,
     cache: Option<&SourceCache>,
     project_dir: &Path,
+    clone_url: Option<&str>,
 ) -> Result<Checkout, SourcesError> {
     let Some(cache) = cache.filter(|_| !matches!(strategy(payload), "none" | "empty")) else {
-        return get_sources(payload, project_dir, trace).await;
+        return get_sources(payload, project_dir, trace, clone_url).await;
     };
-    let (slot, reused) = cache.checkout(payload, trace).await?;
+    let (slot, reused) = cache.checkout(payload, trace, clone_url).await?;
     let cached = filled(&slot)?;
     let (from, to) = (cached.dir.path().to_path_buf(), project_dir.to_path_buf());
     tokio::task::spawn_blocking(move || {
@@ -368,11 +372,14 @@ fn announce_checkout(payload: &JobPayload, trace: &Trace) {
 }
 
 /// Fetches and checks out the job's commit into `dir` (empty), printing what the official
-/// runner prints. `GIT_STRATEGY` none/empty leaves the directory empty.
+/// runner prints. `GIT_STRATEGY` none/empty leaves the directory empty. With `clone_url`
+/// (the server as this process reaches it, when jobs reach it under another name), the
+/// fetch goes there while the checkout's `origin` stays the payload's `repo_url`.
 pub async fn get_sources(
     payload: &JobPayload,
     dir: &Path,
     trace: &Trace,
+    clone_url: Option<&str>,
 ) -> Result<Checkout, SourcesError> {
     match strategy(payload) {
         "none" | "empty" => {
@@ -414,7 +421,22 @@ pub async fn get_sources(
         .unwrap_or("--prune --quiet");
     fetch.extend(extra.split_whitespace().map(str::to_string));
     let fetch_refs: Vec<&str> = fetch.iter().map(String::as_str).collect();
-    run_git(dir, &fetch_refs).await?;
+    // git's own URL rewriting, through the environment: nothing of it lands in .git/config,
+    // and the token stays out of the process list.
+    let rewrite: Vec<(String, String)> = clone_url
+        .and_then(|clone_url| fetch_rewrite(&git.repo_url, clone_url))
+        .map(|(to, from)| {
+            vec![
+                ("GIT_CONFIG_COUNT".to_string(), "1".to_string()),
+                (
+                    "GIT_CONFIG_KEY_0".to_string(),
+                    format!("url.{to}.insteadOf"),
+                ),
+                ("GIT_CONFIG_VALUE_0".to_string(), from),
+            ]
+        })
+        .unwrap_or_default();
+    run_git_with_env(dir, &fetch_refs, &rewrite).await?;
 
     announce_checkout(payload, trace);
     if payload.variable("GIT_CHECKOUT") != Some("false") {
@@ -442,13 +464,40 @@ pub async fn get_sources(
     Ok(Checkout { tracked })
 }
 
+/// `(base this process fetches from, base in repo_url)` for git's `url.<base>.insteadOf`:
+/// `repo_url`'s scheme, credentials and host swapped for `clone_url`'s scheme and host.
+fn fetch_rewrite(repo_url: &str, clone_url: &str) -> Option<(String, String)> {
+    let (_, rest) = repo_url.split_once("://")?;
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let from = format!(
+        "{}/",
+        &repo_url[..repo_url.len() - rest.len() + authority.len()]
+    );
+    let (scheme, host) = clone_url.trim_end_matches('/').split_once("://")?;
+    let to = match authority.rsplit_once('@') {
+        Some((credentials, _)) => format!("{scheme}://{credentials}@{host}/"),
+        None => format!("{scheme}://{host}/"),
+    };
+    (to != from).then_some((to, from))
+}
+
 /// Runs git in `dir` and returns stdout; the error carries git's own message, with any
 /// credentials in URLs removed.
 async fn run_git(dir: &Path, args: &[&str]) -> Result<String, SourcesError> {
+    run_git_with_env(dir, args, &[]).await
+}
+
+/// [`run_git`] with more environment variables.
+async fn run_git_with_env(
+    dir: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+) -> Result<String, SourcesError> {
     let out = tokio::process::Command::new("git")
         .arg("-C")
         .arg(dir)
         .args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .env("GIT_TERMINAL_PROMPT", "0")
         .env("GCM_INTERACTIVE", "Never")
         .env("GIT_LFS_SKIP_SMUDGE", "1")
@@ -473,6 +522,31 @@ fn strip_url_credentials(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_runners_fetch_is_rewritten_to_the_clone_url() {
+        assert_eq!(
+            fetch_rewrite(
+                "http://gitlab-ci-token:tok@glci-server:4123/group/p.git",
+                "http://127.0.0.1:4123"
+            ),
+            Some((
+                "http://gitlab-ci-token:tok@127.0.0.1:4123/".to_string(),
+                "http://gitlab-ci-token:tok@glci-server:4123/".to_string()
+            ))
+        );
+        assert_eq!(
+            fetch_rewrite("http://glci-server:1/g/p.git", "http://127.0.0.1:1/"),
+            Some((
+                "http://127.0.0.1:1/".to_string(),
+                "http://glci-server:1/".to_string()
+            ))
+        );
+        assert_eq!(
+            fetch_rewrite("http://t:x@172.17.0.1:1/g/p.git", "http://172.17.0.1:1"),
+            None
+        );
+    }
 
     #[test]
     fn credentials_are_stripped_from_git_errors() {
