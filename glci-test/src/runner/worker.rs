@@ -22,6 +22,18 @@ const TRACE_INTERVAL: Duration = Duration::from_millis(250);
 /// answer to a trace patch or a touch, so a silent `sleep` must not hide one.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Most log bytes per trace PATCH, as the official runner sends.
+const PATCH_MAX: usize = 1 << 20;
+
+/// Failed requests in a row after which a delivery of the log gives up for now.
+const DELIVERY_ATTEMPTS: u32 = 20;
+
+/// Final updates tried before the runner gives up on a server that never takes the job's end.
+const FINAL_UPDATE_ATTEMPTS: u32 = 40;
+
+/// Pause after a failed request.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// Artifacts through the runner API, as the official helper moves them.
 struct ApiIo<'a> {
     api: &'a RunnerApi,
@@ -143,38 +155,126 @@ pub async fn run_job(
     let outcome = execute(engine, owner, &job, &io, &trace, options, &job_cancel).await;
 
     stop_patching.cancel();
-    let _ = patcher.await;
-    let log = trace.bytes();
-    let state = if outcome.success { "success" } else { "failed" };
-    // The final update is retried while the server says "not yet" (202), briefly.
-    for _ in 0..20 {
-        match api
-            .update_job(
-                &job,
-                state,
-                outcome.failure_reason.as_deref(),
-                outcome.exit_code,
-                Some((&log, log.len())),
-            )
-            .await
-        {
-            Ok(UpdateResult::TryAgain) => tokio::time::sleep(Duration::from_millis(250)).await,
-            Ok(_) => break,
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
+    let sent = patcher.await.unwrap_or(0);
+    finish(api, &job, &trace, &outcome, sent).await;
     outcome
 }
 
-/// Sends new log bytes every interval, and everything left when `stop` fires. Follows the
-/// server's offsets (416 + Range) and its cancel requests.
+/// The final update, as the official runner's `finishTrace`: the log is delivered to its last
+/// byte, then the state goes out with the log's size and checksum. A server that does not
+/// have the whole log yet answers 202 and hears the rest before it is asked again.
+async fn finish(
+    api: &RunnerApi,
+    job: &JobPayload,
+    trace: &Trace,
+    outcome: &JobOutcome,
+    sent: usize,
+) {
+    let state = if outcome.success { "success" } else { "failed" };
+    let (size, checksum) = (trace.len(), trace.checksum());
+    let mut sent = sent;
+    let mut failures = 0;
+    while failures < FINAL_UPDATE_ATTEMPTS {
+        let delivery = deliver(api, job, trace, &mut sent).await;
+        if matches!(delivery, Delivery::Gone) {
+            return;
+        }
+        match api
+            .update_job(
+                job,
+                state,
+                outcome.failure_reason.as_deref(),
+                outcome.exit_code,
+                Some((&checksum, size)),
+            )
+            .await
+        {
+            Ok(UpdateResult::Accepted(_) | UpdateResult::Abort) => return,
+            Ok(UpdateResult::TryAgain) => {
+                // The server is missing bytes we took for delivered: send them again.
+                failures += 1;
+                sent = 0;
+                tokio::time::sleep(TRACE_INTERVAL).await;
+            }
+            Err(_) => {
+                failures += 1;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// How a delivery of the log ended.
+enum Delivery {
+    /// The server has every byte stored so far.
+    Complete,
+    /// The server stopped answering; try again later.
+    Failing,
+    /// The server refuses the job's log for good (job canceled, failed, unknown).
+    Gone,
+}
+
+/// Sends the log from `sent` on until the server has all of it, at most 1 MiB per request as
+/// the official runner, following the server's offsets (416 + Range). Gives up only after
+/// [`DELIVERY_ATTEMPTS`] failed requests in a row, so a dead server cannot hold us forever.
+async fn deliver(api: &RunnerApi, job: &JobPayload, trace: &Trace, sent: &mut usize) -> Delivery {
+    deliver_watching(api, job, trace, sent, None).await
+}
+
+async fn deliver_watching(
+    api: &RunnerApi,
+    job: &JobPayload,
+    trace: &Trace,
+    sent: &mut usize,
+    cancel: Option<&CancellationToken>,
+) -> Delivery {
+    let mut failures = 0;
+    loop {
+        let chunk = trace.bytes_from(*sent, PATCH_MAX);
+        if chunk.is_empty() {
+            return Delivery::Complete;
+        }
+        match api.patch_trace(job, *sent, &chunk).await {
+            Ok(PatchResult::Accepted { stored, state }) => {
+                failures = 0;
+                *sent = stored.min(trace.len());
+                if state == RemoteJobState::Canceling {
+                    if let Some(cancel) = cancel {
+                        cancel.cancel();
+                    }
+                }
+            }
+            Ok(PatchResult::RangeMismatch { stored }) => {
+                failures += 1;
+                *sent = stored.min(trace.len());
+            }
+            Ok(PatchResult::Gone(_)) => {
+                if let Some(cancel) = cancel {
+                    cancel.cancel();
+                }
+                return Delivery::Gone;
+            }
+            Err(_) => {
+                failures += 1;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+        if failures >= DELIVERY_ATTEMPTS {
+            return Delivery::Failing;
+        }
+    }
+}
+
+/// Sends new log bytes while the job runs: whenever the log grew (batched for an interval),
+/// all of it. Follows the server's cancel requests. Returns how much the server has when
+/// `stop` fires; the rest goes out with the final update.
 async fn stream_trace(
     api: &RunnerApi,
     job: &JobPayload,
     trace: &Trace,
     cancel: &CancellationToken,
     stop: &CancellationToken,
-) {
+) -> usize {
     let mut sent = 0usize;
     let mut changes = trace.subscribe();
     let mut gone = false;
@@ -199,36 +299,16 @@ async fn stream_trace(
                 false
             }
         };
-        // Send until the server has everything (bounded, so a broken server cannot hang us).
-        for _ in 0..10 {
-            if gone {
-                break;
-            }
-            let pending = trace.bytes_from(sent);
-            if pending.is_empty() {
-                break;
-            }
-            // At most 1 MiB per request, as the official runner.
-            let chunk = &pending[..pending.len().min(1 << 20)];
-            match api.patch_trace(job, sent, chunk).await {
-                Ok(PatchResult::Accepted { stored, state }) => {
-                    sent = stored.min(trace.len());
-                    if state == RemoteJobState::Canceling {
-                        cancel.cancel();
-                    }
-                }
-                Ok(PatchResult::RangeMismatch { stored }) => sent = stored.min(trace.len()),
-                Ok(PatchResult::Gone(_)) => {
-                    cancel.cancel();
-                    gone = true;
-                }
-                Err(_) => {
-                    tokio::time::sleep(TRACE_INTERVAL).await;
-                }
-            }
-        }
         if stopping {
-            return;
+            return sent;
+        }
+        if !gone
+            && matches!(
+                deliver_watching(api, job, trace, &mut sent, Some(cancel)).await,
+                Delivery::Gone
+            )
+        {
+            gone = true;
         }
     }
 }
