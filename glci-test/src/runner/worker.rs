@@ -312,3 +312,83 @@ async fn stream_trace(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{GitSpec, JobSpec, JobState, ProjectSpec, Server, ServerConfig, StepSpec};
+
+    /// A log far larger than what goes out per wake-up, written in one burst just before the
+    /// job ends (a fast `base64` of 45 MB): the final update waits until the server has every
+    /// byte (the old streamer sent 10 more MiB after the job ended, and the stand-in took the
+    /// final state regardless).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_at_the_end_of_a_job_is_delivered_before_its_final_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let server = Server::start(ServerConfig::new(tmp.path().join("data")))
+            .await
+            .unwrap();
+        let id = server
+            .enqueue(JobSpec {
+                name: "burst".into(),
+                stage: "test".into(),
+                pipeline_id: 1,
+                project: ProjectSpec {
+                    id: 3,
+                    path: "g/p".into(),
+                    namespace_id: 2,
+                    root_namespace_id: 2,
+                },
+                steps: vec![StepSpec {
+                    name: "script".into(),
+                    script: vec!["true".into()],
+                    ..StepSpec::default()
+                }],
+                timeout_secs: 60,
+                git: GitSpec {
+                    ref_name: "main".into(),
+                    sha: "3f786850e387550fdab836ed7e6dc881de23001b".into(),
+                    ..GitSpec::default()
+                },
+                ..JobSpec::default()
+            })
+            .unwrap();
+        let runner = server.create_runner(&[], true);
+        let api = RunnerApi::new(server.url());
+        let (job, _) = api.request_job(&runner.token, None).await.unwrap();
+        let job = job.expect("a job");
+        api.update_job(&job, "running", None, None, None)
+            .await
+            .unwrap();
+
+        let trace = Trace::new(Masker::new([job.token.clone()]), false);
+        let (cancel, stop) = (CancellationToken::new(), CancellationToken::new());
+        let streamer = {
+            let (api, job, trace) = (api.clone(), job.clone(), trace.clone());
+            let (cancel, stop) = (cancel.clone(), stop.clone());
+            tokio::spawn(async move { stream_trace(&api, &job, &trace, &cancel, &stop).await })
+        };
+        let line = [b'A'; 999];
+        for _ in 0..30_000 {
+            trace.output(&line);
+            trace.output(b"\n");
+        }
+        trace.info("Job succeeded");
+        stop.cancel();
+        let sent = streamer.await.unwrap();
+        let outcome = JobOutcome {
+            success: true,
+            failure_reason: None,
+            exit_code: None,
+            kept_container: None,
+        };
+        finish(&api, &job, &trace, &outcome, sent).await;
+
+        let state = tokio::time::timeout(Duration::from_secs(30), server.wait_job(id)).await;
+        assert_eq!(state.ok().flatten(), Some(JobState::Success));
+        let stored = server.trace(id).unwrap();
+        assert_eq!(stored.len(), trace.len());
+        assert_eq!(stored, trace.bytes());
+        server.shutdown().await;
+    }
+}
