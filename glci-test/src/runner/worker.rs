@@ -29,7 +29,7 @@ const PATCH_MAX: usize = 1 << 20;
 const DELIVERY_ATTEMPTS: u32 = 20;
 
 /// Final updates tried before the runner gives up on a server that never takes the job's end.
-const FINAL_UPDATE_ATTEMPTS: u32 = 40;
+const FINAL_UPDATE_ATTEMPTS: u32 = 20;
 
 /// Pause after a failed request.
 const RETRY_PAUSE: Duration = Duration::from_millis(500);
@@ -175,9 +175,11 @@ async fn finish(
     let mut sent = sent;
     let mut failures = 0;
     while failures < FINAL_UPDATE_ATTEMPTS {
-        let delivery = deliver(api, job, trace, &mut sent).await;
-        if matches!(delivery, Delivery::Gone) {
-            return;
+        match deliver(api, job, trace, &mut sent).await {
+            Delivery::Complete => {}
+            Delivery::Gone => return,
+            // The server has not answered for a while: one last try of the state, no more.
+            Delivery::Failing => failures = FINAL_UPDATE_ATTEMPTS - 1,
         }
         match api
             .update_job(
