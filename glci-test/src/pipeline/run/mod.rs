@@ -11,6 +11,7 @@ mod options;
 mod report;
 mod scheduler;
 mod session;
+mod setup;
 
 pub use options::RunOptions;
 pub use report::{JobReport, Quiet, RunObserver, RunReport};

@@ -1,7 +1,6 @@
 //! The session API: start a pipeline, ask for jobs, cancel, shut down.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -10,26 +9,21 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker::{self, DockerError, Engine, HostAddress, Owner};
-use crate::git::{self, GitError, SnapshotRequest};
-use crate::plan::predefined::{self, PipelineContext};
+use crate::docker::{self, DockerError, Engine, Owner};
+use crate::git::GitError;
 use crate::plan::status::{self, Status};
-use crate::plan::PipelineSource;
-use crate::relay::{self, Relay, RelayError};
-use crate::runner::api::RunnerApi;
-use crate::runner::cache::CacheConfig;
-use crate::runner::executor::{CleanupTasks, ExecutorOptions};
-use crate::runner::worker::serve;
-use crate::server::{JobId, ProjectSpec, RefType, Server, ServerConfig, ServerError};
+use crate::relay::RelayError;
+use crate::runner::executor::CleanupTasks;
+use crate::server::{JobId, ServerError};
 
-use crate::pipeline::home;
 use crate::pipeline::staging;
-use crate::pipeline::{plan, replan, PipelineError, PipelineOptions, Planned};
+use crate::pipeline::{plan, PipelineError, PipelineOptions, Planned};
 
 use super::options::RunOptions;
 use super::report::{JobReport, RunObserver, RunReport};
 use super::scheduler::{closure, schedule, sub_plan};
-use super::{Shared, SpecFacts, State};
+use super::setup;
+use super::{Shared, State};
 
 /// Why a pipeline could not run.
 #[derive(Debug, thiserror::Error)]
@@ -98,179 +92,17 @@ impl Session {
         options: RunOptions,
         observer: Arc<dyn RunObserver>,
     ) -> Result<Session, RunError> {
-        if !draft.plan.created {
-            return Err(RunError::NotCreated(
-                draft
-                    .plan
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| "no job runs for this event".to_string()),
-            ));
-        }
-
-        let home = match &options.home {
-            Some(dir) => std::fs::create_dir_all(dir).map(|_| dir.clone()),
-            None => home::glci_home(),
-        }
-        .map_err(RunError::Home)?;
-        let pipeline_id = home::next_pipeline_id(&home).map_err(RunError::Home)?;
-        let dir = home.join("pipelines").join(pipeline_id.to_string());
-        let _ = home::prune_pipelines(&home, 20);
-
-        // The pipeline's commit: the working tree as it is now. A handful of git processes,
-        // taken while the engine is asked for leftovers and the server starts (they need
-        // nothing from each other), so they cost no wall time of their own.
-        let event = &opts.event;
-        let tag = event.tag.clone();
-        let branch = if tag.is_some() {
-            None
-        } else {
-            event
-                .branch
-                .clone()
-                .or_else(|| draft.loaded.facts.branch.clone())
-        };
-        let snapshot = {
-            let repo = draft.loaded.repo.clone();
-            let home = home.clone();
-            let request = SnapshotRequest {
-                pipeline_id,
-                branch: branch.clone(),
-                tag: tag.clone(),
-                merge_request_iid: (event.source == PipelineSource::MergeRequestEvent).then_some(1),
-            };
-            tokio::task::spawn_blocking(move || git::snapshot(&repo, &home, &request))
-        };
-
-        let engine = if options.external_runner {
-            None
-        } else {
-            Some(Engine::connect().await?)
-        };
-        if let Some(engine) = &engine {
-            // Leftovers of runs that died (SIGKILL, power loss) go before anything starts.
-            let _ = docker::remove_orphans(engine).await;
-        }
-
-        // Jobs reach the server at an address of this host on the engine's bridge; an engine
-        // elsewhere cannot reach this host at all, and loopback is no address jobs can use.
-        let host_address = match &engine {
-            Some(engine) => Some(engine.host_address().await),
-            None => None,
-        };
-        // Jobs on an engine that cannot connect to this host reach the server through a
-        // relay container (see `relay`): the server stays on loopback, jobs know it by name.
-        let relay_agent = match (&engine, &host_address, options.bind) {
-            (Some(engine), Some(address), None) => relay::agent_for(engine, address)?,
-            _ => None,
-        };
-        let bind = match (options.bind, &host_address, &engine) {
-            (Some(ip), _, _) => ip,
-            (None, _, _) if relay_agent.is_some() => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            (None, Some(HostAddress::Bridge(ip)), _) => *ip,
-            (None, Some(HostAddress::NotHere { tried }), Some(engine)) => {
-                return Err(DockerError::NoHostAddress {
-                    endpoint: engine.endpoint().to_string(),
-                    tried: tried.clone(),
-                }
-                .into());
-            }
-            // An external runner: the bridge when a local engine answers (its jobs likely run
-            // there), else loopback for a runner process on this host.
-            (None, _, _) => match Engine::connect().await {
-                Ok(engine) => match engine.host_address().await {
-                    HostAddress::Bridge(ip) => ip,
-                    HostAddress::NotHere { .. } => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-                },
-                Err(_) => IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
-            },
-        };
-        let mut config = ServerConfig::new(&dir);
-        config.bind = bind;
-        config.public_host = relay_agent.as_ref().map(|_| relay::SERVER_HOST.to_string());
-        config.s3.dir = Some(home.join("cache"));
-        // Images persist across runs, like the cache.
-        config.registry.dir = Some(home.join("registry"));
-        // Generic packages and earlier runs' artifacts are reachable from later pipelines.
-        config.api.packages_dir = Some(home.join("packages"));
-        config.api.earlier_runs = Some(home.join("pipelines"));
-        let server = Server::start(config).await?;
-
-        let snapshot = match snapshot.await {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                server.shutdown().await;
-                return Err(e.into());
-            }
-            Err(joined) => {
-                server.shutdown().await;
-                if joined.is_panic() {
-                    std::panic::resume_unwind(joined.into_panic());
-                }
-                // Only when the runtime shuts down under us.
-                return Err(RunError::Home(std::io::Error::other(format!(
-                    "taking the pipeline's snapshot: {joined}"
-                ))));
-            }
-        };
-
-        let mut real = opts.clone();
-        real.server_url = server.url().to_string();
-        real.registry = Some(server.registry_credentials().address);
-        real.pipeline_id = pipeline_id;
-        real.commit_sha = Some(snapshot.sha.clone());
-        let planned = match replan(&real, &draft) {
-            Ok(p) => p,
-            Err(e) => {
-                server.shutdown().await;
-                return Err(e.into());
-            }
-        };
-        let project_path = planned.loaded.facts.project.path();
-        server.add_repository(&project_path, &snapshot.bare_repo)?;
-
-        let var = |key: &str| {
-            planned
-                .predefined
-                .iter()
-                .rev()
-                .find(|(k, _)| k == key)
-                .map(|(_, v)| v.clone())
-        };
-        let specs = SpecFacts {
-            bare_repo: snapshot.bare_repo.clone(),
-            commit_files: std::sync::OnceLock::new(),
-            pipeline_id,
-            project: ProjectSpec {
-                id: var("CI_PROJECT_ID")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
-                path: project_path,
-                namespace_id: var("CI_PROJECT_NAMESPACE_ID")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
-                root_namespace_id: var("CI_PROJECT_ROOT_NAMESPACE_ID")
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or(1),
-            },
-            ref_name: tag
-                .clone()
-                .or(branch)
-                .or_else(|| var("CI_COMMIT_REF_NAME"))
-                .unwrap_or_default(),
-            ref_type: if tag.is_some() {
-                RefType::Tag
-            } else {
-                RefType::Branch
-            },
-            sha: snapshot.sha.clone(),
-            before_sha: var("CI_COMMIT_BEFORE_SHA").unwrap_or_else(|| "0".repeat(40)),
-            protected: var("CI_COMMIT_REF_PROTECTED").as_deref() == Some("true"),
-            user_variables: predefined::user_variables(
-                &planned.loaded.facts,
-                &PipelineContext::new(server.url()),
-            ),
-        };
+        setup::ensure_created(&draft)?;
+        let at = setup::pipeline_home(&options)?;
+        let refs = setup::PipelineRef::of(&opts.event, &draft);
+        let snapshot = setup::spawn_snapshot(&draft, &opts.event, &at, &refs);
+        let engine = setup::connect_engine(&options).await?;
+        let reach = setup::reach(engine.as_ref(), options.bind).await?;
+        let server = setup::start_server(&at, &reach).await?;
+        let (snapshot, server) = setup::finish_snapshot(snapshot, server).await?;
+        let (planned, server) =
+            setup::replan_for_server(opts, &draft, at.pipeline_id, &snapshot, server).await?;
+        let specs = setup::job_facts(&planned, &snapshot, at.pipeline_id, refs, server.url());
 
         let (reports_changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -279,9 +111,9 @@ impl Session {
             event: opts.event.clone(),
             settings: opts.settings_variables.clone(),
             specs,
-            options: options.clone(),
+            options,
             observer,
-            dir,
+            dir: at.dir,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             reports_changed,
@@ -291,90 +123,26 @@ impl Session {
 
         let mut tasks = vec![tokio::spawn(schedule(shared.clone()))];
         let cleanup = CleanupTasks::default();
-        let owner = Owner::for_this_process(pipeline_id.to_string());
+        let owner = Owner::for_this_process(at.pipeline_id.to_string());
         let guard = CleanupGuard {
             owner_id: engine.as_ref().map(|_| owner.id.clone()),
         };
         let sweep_engine = engine.clone();
-        let mut reaper = None;
-        // This process reaches the server directly, whatever name jobs know it by.
-        let local_url = format!("http://{}", shared.server.local_addr());
-        let relay = match (&engine, &relay_agent) {
-            (Some(engine), Some(agent)) => {
-                match Relay::start(engine, &owner, agent, shared.server.local_addr()).await {
-                    Ok(relay) => Some(relay),
-                    Err(e) => {
-                        shared.stop.cancel();
-                        return Err(e.into());
-                    }
-                }
+        let runners = match setup::start_runners(&shared, engine, &reach, owner, &cleanup).await {
+            Ok(runners) => runners,
+            Err(e) => {
+                shared.stop.cancel();
+                return Err(e);
             }
-            _ => None,
         };
-        if let Some(engine) = engine {
-            let tags: Vec<String> = {
-                let mut t: Vec<String> = shared
-                    .planned
-                    .plan
-                    .jobs
-                    .iter()
-                    .flat_map(|j| j.tags.iter().cloned())
-                    .collect();
-                t.sort();
-                t.dedup();
-                t
-            };
-            // The built-in runner takes every job, tagged or not: it stands for "the
-            // project's runners".
-            let creds = shared.server.create_runner(&tags, true);
-            // Checkouts and jobs' builds directories live with the pipeline, private to this
-            // user: removed when the session ends, by the watchdog if the process dies first.
-            let staging_root = staging::create(&shared.dir, &owner).ok();
-            reaper = docker::Reaper::spawn(&owner, staging_root.as_deref());
-            let executor = ExecutorOptions {
-                default_image: options.default_image.clone(),
-                services_timeout: options.services_timeout,
-                keep_failed: options.keep_failed,
-                deferred_cleanup: Some(cleanup.clone()),
-                source_cache: Some(match &staging_root {
-                    Some(root) => crate::runner::sources::SourceCache::in_dir(root.clone()),
-                    None => crate::runner::sources::SourceCache::default(),
-                }),
-                stage_files_by_mount: host_address.as_ref().is_some_and(HostAddress::is_local),
-                staging_root: staging_root.clone(),
-                // Shared: the cache outlives the per-pipeline runner tokens, so the next run
-                // finds it.
-                cache: Some(CacheConfig {
-                    shared: true,
-                    ..CacheConfig::from_server(&crate::server::S3Credentials {
-                        server_address: shared.server.local_addr().to_string(),
-                        ..shared.server.s3_credentials()
-                    })
-                }),
-                clone_url: (local_url != shared.server.url()).then(|| local_url.clone()),
-                relay,
-                ..ExecutorOptions::default()
-            };
-            let engine = Arc::new(engine);
-            let owner = Arc::new(owner);
-            for _ in 0..options.concurrency.max(1) {
-                tasks.push(tokio::spawn(work(
-                    shared.clone(),
-                    RunnerApi::new(&local_url),
-                    creds.token.clone(),
-                    engine.clone(),
-                    owner.clone(),
-                    executor.clone(),
-                )));
-            }
-        }
+        tasks.extend(runners.tasks);
         Ok(Session {
             shared,
             tasks: Mutex::new(tasks),
             cleanup,
             guard,
             engine: sweep_engine,
-            reaper,
+            reaper: runners.reaper,
         })
     }
 
@@ -617,17 +385,4 @@ impl Drop for CleanupGuard {
         });
         let _ = cleanup.join();
     }
-}
-
-/// A built-in runner: takes jobs from the server over the runner API and runs them.
-async fn work(
-    shared: Arc<Shared>,
-    api: RunnerApi,
-    token: String,
-    engine: Arc<Engine>,
-    owner: Arc<Owner>,
-    executor: ExecutorOptions,
-) {
-    let stop = shared.stop.clone();
-    serve(&api, &token, &engine, &owner, &executor, &stop, &*shared).await;
 }
