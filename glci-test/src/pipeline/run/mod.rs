@@ -26,20 +26,19 @@ use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
 use crate::plan::status::Outcome;
-use crate::plan::{Event, PlannedJob};
+use crate::plan::PlannedJob;
 use crate::runner::executor::JobOutcome;
 use crate::runner::worker::WorkerHooks;
-use crate::server::{JobId, ProjectSpec, RefType, RunningServer};
+use crate::server::{JobId, RunningServer};
 
-use super::{Planned, SettingsVariable};
+use super::job_spec::PipelineFacts;
+use super::Planned;
 
 /// What the session API, the scheduler and the built-in runners share.
 struct Shared {
     server: RunningServer,
     planned: Planned,
-    event: Event,
-    settings: Vec<SettingsVariable>,
-    specs: SpecFacts,
+    facts: PipelineFacts,
     options: RunOptions,
     observer: Arc<dyn RunObserver>,
     dir: PathBuf,
@@ -53,22 +52,6 @@ struct Shared {
     /// the report of a job a built-in runner ran (the server hears the final state first).
     workers_done: Mutex<HashMap<u64, Option<String>>>,
     stop: CancellationToken,
-}
-
-/// What every job spec of the pipeline shares (owned form of [`PipelineFacts`]).
-struct SpecFacts {
-    /// The snapshot repository, for `cache:key:files`.
-    bare_repo: PathBuf,
-    /// Every file of the pipeline commit, listed at the first `key:files` cache.
-    commit_files: std::sync::OnceLock<Vec<String>>,
-    pipeline_id: u64,
-    project: ProjectSpec,
-    ref_name: String,
-    ref_type: RefType,
-    sha: String,
-    before_sha: String,
-    protected: bool,
-    user_variables: Vec<(String, String)>,
 }
 
 #[derive(Default)]

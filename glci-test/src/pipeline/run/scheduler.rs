@@ -6,14 +6,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::plan::cache_key::KeySource;
 use crate::plan::model::When;
 use crate::plan::status::{self, Outcome, Status};
 use crate::plan::{Plan, PlannedJob};
 use crate::server::{JobEvent, JobId, JobState};
 
 use crate::pipeline::duration::parse_duration;
-use crate::pipeline::job_spec::{dependency, job_spec, PipelineFacts};
+use crate::pipeline::job_spec::{dependency, job_spec};
 use crate::pipeline::results;
 
 use super::report::{not_run, JobReport};
@@ -281,65 +280,7 @@ fn dispatch(shared: &Shared, state: &mut State, job: &PlannedJob) {
         .iter()
         .filter_map(|d| state.ids.get(d).map(|id| dependency(d, *id)))
         .collect();
-    let specs = &shared.specs;
-    let git = |args: &[&str]| -> Option<Vec<u8>> {
-        let out = std::process::Command::new("git")
-            .arg("--git-dir")
-            .arg(&specs.bare_repo)
-            .args(args)
-            .output()
-            .ok()?;
-        out.status.success().then_some(out.stdout)
-    };
-    let file = |path: &str| git(&["cat-file", "blob", &format!("{}:{path}", specs.sha)]);
-    let last_commit = |paths: &[String]| {
-        let mut args = vec!["log", "-1", "--format=%H", specs.sha.as_str(), "--"];
-        args.extend(paths.iter().map(String::as_str));
-        let out = git(&args)?;
-        let sha = String::from_utf8_lossy(&out).trim().to_string();
-        (!sha.is_empty()).then_some(sha)
-    };
-    let uses_files = job
-        .cache
-        .iter()
-        .any(|c| !matches!(c.key, crate::plan::model::CacheKey::Literal(_)));
-    // The commit's file list (for `key:files` wildcards) is listed once per session.
-    let no_files = Vec::new();
-    let all_files: &[String] = if uses_files {
-        specs.commit_files.get_or_init(|| {
-            git(&["ls-tree", "-r", "--name-only", "-z", &specs.sha])
-                .map(|out| {
-                    String::from_utf8_lossy(&out)
-                        .split('\0')
-                        .filter(|f| !f.is_empty())
-                        .map(str::to_string)
-                        .collect()
-                })
-                .unwrap_or_default()
-        })
-    } else {
-        &no_files
-    };
-    let key_source = KeySource {
-        file: &file,
-        all_files,
-        last_commit: &last_commit,
-    };
-    let facts = PipelineFacts {
-        key_source: &key_source,
-        pipeline_id: shared.specs.pipeline_id,
-        project: shared.specs.project.clone(),
-        event: &shared.event,
-        ref_name: shared.specs.ref_name.clone(),
-        ref_type: shared.specs.ref_type,
-        sha: shared.specs.sha.clone(),
-        before_sha: shared.specs.before_sha.clone(),
-        protected: shared.specs.protected,
-        predefined: &shared.planned.predefined,
-        user_variables: &shared.specs.user_variables,
-        settings_variables: &shared.settings,
-    };
-    let spec = job_spec(job, &facts, dependencies);
+    let spec = job_spec(job, &shared.facts, dependencies);
     match shared.server.enqueue(spec) {
         Ok(id) => {
             state.attempts.entry(job.name.clone()).or_insert(1);

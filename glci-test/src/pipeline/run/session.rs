@@ -102,15 +102,20 @@ impl Session {
         let (snapshot, server) = setup::finish_snapshot(snapshot, server).await?;
         let (planned, server) =
             setup::replan_for_server(opts, &draft, at.pipeline_id, &snapshot, server).await?;
-        let specs = setup::job_facts(&planned, &snapshot, at.pipeline_id, refs, server.url());
+        let facts = setup::job_facts(
+            opts,
+            &planned,
+            &snapshot,
+            at.pipeline_id,
+            refs,
+            server.url(),
+        );
 
         let (reports_changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
             server,
             planned,
-            event: opts.event.clone(),
-            settings: opts.settings_variables.clone(),
-            specs,
+            facts,
             options,
             observer,
             dir: at.dir,
@@ -152,7 +157,7 @@ impl Session {
     }
 
     pub fn pipeline_id(&self) -> u64 {
-        self.shared.specs.pipeline_id
+        self.shared.facts.pipeline_id
     }
 
     /// The server's base URL (for external runners).

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use tokio::task::JoinHandle;
 
 use crate::docker::{self, DockerError, Engine, HostAddress, Owner};
-use crate::git::{self, GitError, Snapshot, SnapshotRequest};
+use crate::git::{self, CommitTree, GitError, Snapshot, SnapshotRequest};
 use crate::plan::predefined::{self, PipelineContext};
 use crate::plan::{Event, PipelineSource};
 use crate::relay::{self, Relay};
@@ -22,12 +22,13 @@ use crate::runner::worker::serve;
 use crate::server::{ProjectSpec, RefType, RunningServer, Server, ServerConfig};
 
 use crate::pipeline::home;
+use crate::pipeline::job_spec::PipelineFacts;
 use crate::pipeline::staging;
 use crate::pipeline::{replan, PipelineOptions, Planned};
 
 use super::options::RunOptions;
 use super::session::RunError;
-use super::{Shared, SpecFacts};
+use super::Shared;
 
 /// How many earlier pipelines' directories are kept in the data directory.
 const PIPELINES_KEPT: usize = 20;
@@ -254,14 +255,15 @@ pub(super) async fn replan_for_server(
 }
 
 /// What every job spec of the pipeline shares, read once from the plan's predefined
-/// variables (GitLab's project and ref facts) and the snapshot.
+/// variables (GitLab's project and ref facts), the snapshot and the pipeline's options.
 pub(super) fn job_facts(
+    opts: &PipelineOptions,
     planned: &Planned,
     snapshot: &Snapshot,
     pipeline_id: u64,
     refs: PipelineRef,
     server_url: &str,
-) -> SpecFacts {
+) -> PipelineFacts {
     let var = |key: &str| {
         planned
             .predefined
@@ -271,9 +273,7 @@ pub(super) fn job_facts(
             .map(|(_, v)| v.clone())
     };
     let PipelineRef { tag, branch } = refs;
-    SpecFacts {
-        bare_repo: snapshot.bare_repo.clone(),
-        commit_files: std::sync::OnceLock::new(),
+    PipelineFacts {
         pipeline_id,
         project: ProjectSpec {
             id: var("CI_PROJECT_ID")
@@ -296,13 +296,16 @@ pub(super) fn job_facts(
             .or(branch)
             .or_else(|| var("CI_COMMIT_REF_NAME"))
             .unwrap_or_default(),
-        sha: snapshot.sha.clone(),
         before_sha: var("CI_COMMIT_BEFORE_SHA").unwrap_or_else(|| "0".repeat(40)),
         protected: var("CI_COMMIT_REF_PROTECTED").as_deref() == Some("true"),
         user_variables: predefined::user_variables(
             &planned.loaded.facts,
             &PipelineContext::new(server_url),
         ),
+        event: opts.event.clone(),
+        predefined: planned.predefined.clone(),
+        settings_variables: opts.settings_variables.clone(),
+        commit: CommitTree::new(snapshot.bare_repo.clone(), snapshot.sha.clone()),
     }
 }
 
