@@ -5,6 +5,7 @@
 mod cli;
 mod external;
 mod harness;
+mod logs;
 mod plan;
 mod remote;
 mod run;

@@ -24,7 +24,7 @@ build:
   image: glci-fixture/debian:bookworm
   cache: {key: relay, paths: [cached/]}
   script:
-    - echo "server is $CI_SERVER_URL"
+    - echo "api is $CI_API_V4_URL"
     - git fetch origin && echo fetch-ok
     # Two clones at once, 16 MiB each, through the relay.
     - git clone -q "$CI_REPOSITORY_URL" /tmp/a & git clone -q "$CI_REPOSITORY_URL" /tmp/b & wait
@@ -203,7 +203,7 @@ fn jobs_on_a_remote_engine_reach_the_server_through_the_relay() {
     let text = format!("{}\n{}", stdout(&out), stderr(&out));
     assert!(out.status.success(), "{text}");
     for marker in [
-        "server is http://glci-server:",
+        "api is http://glci-server:",
         "fetch-ok",
         "clones-ok",
         "job-api-ok",

@@ -1,14 +1,19 @@
 //! What stays of a finished job after the run: its log under a stable name and its
 //! artifacts archive extracted, in the pipeline's directory (`<GLCI_HOME>/pipelines/<id>/`).
 
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use crate::runner::archive::{self, check_zip, DeclaredSize, EntryKind, ExpandLimits, UnpackError};
-use crate::server::storage::write_atomic;
 use crate::server::{JobId, RunningServer};
+
+/// The most of a job's log kept as text in its report: the end of a longer log (the whole
+/// log stays in `job.log`), so a run's memory does not grow with the size of its logs.
+pub const LOG_TEXT_MAX: u64 = 4 * 1024 * 1024;
 
 /// A finished job's log and artifacts as kept on disk.
 pub struct Stored {
+    /// The log as text, for rendering and snapshots (see [`log_text`]).
     pub log: String,
     pub log_path: Option<PathBuf>,
     pub artifacts_dir: Option<PathBuf>,
@@ -29,20 +34,16 @@ pub fn file_name(job: &str) -> String {
 
 /// Copies the job's log to `jobs/<job>/job.log` and extracts its `archive` artifact into
 /// `jobs/<job>/artifacts/` (next to the server's own `artifacts/<id>/` and `traces/`).
-/// Failures leave the field empty and the run goes on; an archive that cannot be extracted
-/// (over a bound of [`ExpandLimits`], or escaping its directory) says why at the end of
-/// `job.log`.
+/// Failures leave the field empty and the run goes on. glci's own lines follow the runner's
+/// trace in `job.log`: API calls it does not implement, releases, and why an archive was not
+/// extracted (over a bound of [`ExpandLimits`], or escaping its directory).
 pub fn store(server: &RunningServer, id: JobId, dir: &Path, job: &str) -> Stored {
-    let mut bytes = server.trace(id).unwrap_or_default();
-    // glci's own lines (API calls it does not implement, releases) follow the runner's trace.
-    for note in server.notes(id) {
-        if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-            bytes.push(b'\n');
-        }
-        bytes.extend_from_slice(note.as_bytes());
-        bytes.push(b'\n');
-    }
     let job_dir = dir.join("jobs").join(file_name(job));
+    let mut glci_lines = Vec::new();
+    for note in server.notes(id) {
+        glci_lines.extend_from_slice(note.as_bytes());
+        glci_lines.push(b'\n');
+    }
     let mut artifacts_dir = None;
     if let Some(archive) = server
         .artifacts(id)
@@ -52,28 +53,77 @@ pub fn store(server: &RunningServer, id: JobId, dir: &Path, job: &str) -> Stored
         let dest = job_dir.join("artifacts");
         match extract_zip(&archive.path, &dest, ExpandLimits::default()) {
             Ok(()) => artifacts_dir = Some(dest),
-            Err(e) => {
-                if !bytes.is_empty() && !bytes.ends_with(b"\n") {
-                    bytes.push(b'\n');
-                }
-                bytes.extend_from_slice(
-                    format!(
-                        "glci: the artifacts were not extracted to {}: {e}\n",
-                        dest.display()
-                    )
-                    .as_bytes(),
-                );
-            }
+            Err(e) => glci_lines.extend_from_slice(
+                format!(
+                    "glci: the artifacts were not extracted to {}: {e}\n",
+                    dest.display()
+                )
+                .as_bytes(),
+            ),
         }
     }
-    let log = String::from_utf8_lossy(&bytes).into_owned();
+
     let log_path = job_dir.join("job.log");
-    let log_path = write_atomic(&log_path, &bytes).ok().map(|_| log_path);
+    let trace = server.trace_path(id).filter(|t| t.exists());
+    let log_path = write_log(trace.as_deref(), &glci_lines, &log_path)
+        .ok()
+        .map(|_| log_path);
+    let log = log_path
+        .as_deref()
+        .map(|p| log_text(p, LOG_TEXT_MAX).unwrap_or_default())
+        .unwrap_or_default();
     Stored {
         log,
         log_path,
         artifacts_dir,
     }
+}
+
+/// Writes `dest` as the trace (streamed, never held in memory) followed by `glci_lines` on a
+/// line of their own: into a temp file next to `dest`, synced, renamed over it.
+fn write_log(trace: Option<&Path>, glci_lines: &[u8], dest: &Path) -> std::io::Result<()> {
+    let dir = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    let mut temp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir)?;
+    if let Some(trace) = trace {
+        let mut from = std::fs::File::open(trace)?;
+        let copied = std::io::copy(&mut from, temp.as_file_mut())?;
+        if copied > 0 && !glci_lines.is_empty() {
+            let mut last = [0u8];
+            from.seek(SeekFrom::Start(copied - 1))?;
+            from.read_exact(&mut last)?;
+            if last[0] != b'\n' {
+                temp.as_file_mut().write_all(b"\n")?;
+            }
+        }
+    }
+    temp.as_file_mut().write_all(glci_lines)?;
+    temp.as_file().sync_all()?;
+    temp.persist(dest).map_err(|e| e.error)?;
+    Ok(())
+}
+
+/// A stored log as text: the bytes are kept as the job wrote them, only this view replaces
+/// invalid UTF-8. A log longer than `max` bytes gives its last `max` bytes, from a line start,
+/// after a line saying so.
+pub fn log_text(path: &Path, max: u64) -> std::io::Result<String> {
+    let mut file = std::fs::File::open(path)?;
+    let len = file.metadata()?.len();
+    if len <= max {
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes)?;
+        return Ok(String::from_utf8_lossy(&bytes).into_owned());
+    }
+    file.seek(SeekFrom::Start(len - max))?;
+    let mut bytes = Vec::new();
+    file.take(max).read_to_end(&mut bytes)?;
+    let start = memchr::memchr(b'\n', &bytes).map_or(0, |i| i + 1);
+    Ok(format!(
+        "[the first {} bytes of this {len}-byte log are in {}]\n{}",
+        len - (bytes.len() - start) as u64,
+        path.display(),
+        String::from_utf8_lossy(&bytes[start..])
+    ))
 }
 
 /// Why an artifacts archive was not extracted.

@@ -285,14 +285,15 @@ impl RunnerApi {
         }
     }
 
-    /// `PUT /jobs/:id`: `running` (ack or keep-alive) or the final `success`/`failed`.
+    /// `PUT /jobs/:id`: `running` (ack or keep-alive) or the final `success`/`failed` with
+    /// the log's checksum and size.
     pub async fn update_job(
         &self,
         job: &JobPayload,
         state: &str,
         failure_reason: Option<&str>,
         exit_code: Option<i64>,
-        trace: Option<(&[u8], usize)>,
+        trace: Option<(&str, usize)>,
     ) -> Result<UpdateResult, ApiError> {
         let mut body = json!({"info": runner_info(), "token": job.token, "state": state});
         if let Some(reason) = failure_reason {
@@ -301,8 +302,9 @@ impl RunnerApi {
         if let Some(code) = exit_code.filter(|c| *c != 0) {
             body["exit_code"] = json!(code);
         }
-        if let Some((bytes, len)) = trace {
-            let checksum = format!("crc32:{:08x}", crc32fast::hash(bytes));
+        // The log's `crc32:<hex>` and size: the server takes the final state only once it
+        // holds that log (GitLab answers 202 until then).
+        if let Some((checksum, len)) = trace {
             body["checksum"] = json!(checksum);
             body["output"] = json!({"checksum": checksum, "bytesize": len});
         }

@@ -1,10 +1,17 @@
 //! The job log as the official runner writes it: runner messages in GitLab's colours, section
 //! markers around each stage, the job's output — with masked values replaced by `[MASKED]`
 //! before a byte is stored, so no consumer (trace upload, terminal, snapshot) can see them.
+//!
+//! The log is bytes, as GitLab keeps it: job output is stored as the job wrote it, invalid
+//! UTF-8 included; only terminal rendering and snapshots make text of it. Like the official
+//! runner's trace buffer it lives in a temporary file (past the first MiB), so a long log
+//! costs disk, not memory, and its size and CRC32 are kept as it grows for the final update.
 
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use tempfile::SpooledTempFile;
 use tokio::sync::watch;
 
 const ESC: &str = "\u{1b}";
@@ -14,67 +21,246 @@ const TOKEN_PREFIXES: &[&str] = &[
     "glpat-", "glrt-", "glcbt-", "gldt-", "glptt-", "glft-", "glimt-", "glagent-", "glsoat-",
     "gloas-", "glcst-", "glffct-", "glrtr-",
 ];
-/// Output kept back while no newline came, at most: a longer line is masked and flushed in parts.
-const MAX_PENDING: usize = 64 * 1024;
+/// Log bytes kept in memory before the log moves to a temporary file.
+const IN_MEMORY: usize = 1 << 20;
+/// Most bytes a job's log may hold (the official runner's `output_limit`). Past it the runner
+/// says so in the log and keeps nothing more. Below the stand-in's 100 MiB trace limit, so a
+/// chatty job is cut with a notice instead of being failed by the server.
+pub const OUTPUT_LIMIT: u64 = 96 * 1024 * 1024;
 
-/// Replaces secrets in log text.
-#[derive(Debug, Clone, Default)]
+/// Replaces secrets in log bytes: masked variable values, and words starting with a GitLab
+/// token prefix.
+#[derive(Debug, Clone)]
 pub struct Masker {
     /// Longest first, so a secret containing another is masked whole.
-    values: Vec<String>,
+    values: Vec<Vec<u8>>,
+    /// Bytes a secret or token prefix starts with: every other byte is passed on at once.
+    starts: [bool; 256],
+}
+
+impl Default for Masker {
+    fn default() -> Masker {
+        Masker::new([])
+    }
+}
+
+/// What the input at one position is.
+enum Found {
+    /// Not the start of a secret.
+    Nothing,
+    /// A secret (or a token prefix, whose word is masked to its end) of `len` bytes.
+    Secret { len: usize, token: bool },
+    /// The input ends inside what may still become a secret: wait for more.
+    Undecided,
 }
 
 impl Masker {
     pub fn new(values: impl IntoIterator<Item = String>) -> Masker {
-        let mut values: Vec<String> = values.into_iter().filter(|v| !v.is_empty()).collect();
+        let mut values: Vec<Vec<u8>> = values
+            .into_iter()
+            .filter(|v| !v.is_empty())
+            .map(String::into_bytes)
+            .collect();
         values.sort_by_key(|v| std::cmp::Reverse(v.len()));
         values.dedup();
-        Masker { values }
+        let mut starts = [false; 256];
+        for first in values
+            .iter()
+            .map(|v| v[0])
+            .chain(TOKEN_PREFIXES.iter().map(|p| p.as_bytes()[0]))
+        {
+            starts[usize::from(first)] = true;
+        }
+        Masker { values, starts }
     }
 
+    /// Masks a whole text, with nothing to follow it.
     pub fn mask(&self, text: &str) -> String {
-        let mut out = text.to_string();
-        for v in &self.values {
-            if out.contains(v.as_str()) {
-                out = out.replace(v.as_str(), MASK);
+        let mut out = Vec::with_capacity(text.len());
+        MaskStream::default().feed(self, text.as_bytes(), true, &mut out);
+        // Whole secrets are replaced by ASCII, so valid UTF-8 stays valid.
+        String::from_utf8(out)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+    }
+
+    /// What starts at `rest[0]`. `after_word` = the byte before continues a word (a token
+    /// prefix counts only at a word's start); `last` = no input follows `rest`.
+    fn find(&self, rest: &[u8], after_word: bool, last: bool) -> Found {
+        for value in &self.values {
+            if rest.starts_with(value) {
+                return Found::Secret {
+                    len: value.len(),
+                    token: false,
+                };
+            }
+            // Longest first: a longer secret still possible wins over a shorter one found.
+            if !last && value.starts_with(rest) {
+                return Found::Undecided;
             }
         }
-        mask_token_words(&out)
-    }
-}
-
-/// Masks every word that starts with a GitLab token prefix, up to the end of the word.
-fn mask_token_words(text: &str) -> String {
-    if !TOKEN_PREFIXES.iter().any(|p| text.contains(p)) {
-        return text.to_string();
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    'outer: while !rest.is_empty() {
-        for p in TOKEN_PREFIXES {
-            if rest.starts_with(p) && out.chars().last().is_none_or(|c| !is_token_char(c)) {
-                let end = rest.find(|c: char| !is_token_char(c)).unwrap_or(rest.len());
-                out.push_str(MASK);
-                rest = &rest[end..];
-                continue 'outer;
+        if !after_word {
+            for prefix in TOKEN_PREFIXES.iter().map(|p| p.as_bytes()) {
+                if rest.starts_with(prefix) {
+                    return Found::Secret {
+                        len: prefix.len(),
+                        token: true,
+                    };
+                }
+                if !last && prefix.starts_with(rest) {
+                    return Found::Undecided;
+                }
             }
         }
-        let c = rest.chars().next().unwrap_or(' ');
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
+        Found::Nothing
     }
-    out
 }
 
-fn is_token_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.'
-}
-
+/// Masking of a stream that arrives in pieces. A piece may end anywhere — inside a secret, a
+/// token word, a UTF-8 character — so the tail that may still begin a secret is held back
+/// until the next piece (or the end) decides it; nothing else is ever held.
 #[derive(Debug, Default)]
+struct MaskStream {
+    held: Vec<u8>,
+    /// The last byte passed on continues a word.
+    after_word: bool,
+    /// Inside a token word already replaced by `[MASKED]`: the rest of the word is dropped.
+    in_token: bool,
+}
+
+impl MaskStream {
+    /// Masks `input` into `out`; `last` = the stream ends here (nothing is held back).
+    fn feed(&mut self, masker: &Masker, input: &[u8], last: bool, out: &mut Vec<u8>) {
+        let joined;
+        let data: &[u8] = if self.held.is_empty() {
+            input
+        } else {
+            let mut held = std::mem::take(&mut self.held);
+            held.extend_from_slice(input);
+            joined = held;
+            &joined
+        };
+        // Everything before `copied` is in `out`; `mask_end` is where the last mask ended.
+        let (mut pos, mut copied, mut mask_end) = (0, 0, None);
+        let after_word = |pos: usize, mask_end: Option<usize>, carried: bool| {
+            if mask_end == Some(pos) {
+                false
+            } else if pos > 0 {
+                is_token_byte(data[pos - 1])
+            } else {
+                carried
+            }
+        };
+        while pos < data.len() {
+            if self.in_token {
+                if is_token_byte(data[pos]) {
+                    pos += 1;
+                    copied = pos;
+                    mask_end = Some(pos);
+                    continue;
+                }
+                self.in_token = false;
+            }
+            if !masker.starts[usize::from(data[pos])] {
+                pos += 1;
+                continue;
+            }
+            let word = after_word(pos, mask_end, self.after_word);
+            match masker.find(&data[pos..], word, last) {
+                Found::Nothing => pos += 1,
+                Found::Secret { len, token } => {
+                    out.extend_from_slice(&data[copied..pos]);
+                    out.extend_from_slice(MASK.as_bytes());
+                    pos += len;
+                    copied = pos;
+                    mask_end = Some(pos);
+                    self.in_token = token;
+                }
+                Found::Undecided => break,
+            }
+        }
+        out.extend_from_slice(&data[copied..pos]);
+        self.after_word = after_word(pos, mask_end, self.after_word);
+        self.held = data[pos..].to_vec();
+        if last {
+            self.in_token = false;
+        }
+    }
+}
+
+fn is_token_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')
+}
+
+/// The stored log: a temporary file, its length and running checksum.
 struct TraceState {
-    log: Vec<u8>,
-    /// Job output after the last newline, held back so a secret split across chunks is masked.
-    pending: Vec<u8>,
+    spool: SpooledTempFile,
+    len: u64,
+    checksum: crc32fast::Hasher,
+    mask: MaskStream,
+    /// The log reached its limit: the notice is written, nothing more is kept.
+    full: bool,
+}
+
+impl std::fmt::Debug for TraceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TraceState")
+            .field("len", &self.len)
+            .field("full", &self.full)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TraceState {
+    /// Appends masked bytes, cut at `limit` with the official runner's notice.
+    fn store(&mut self, bytes: &[u8], limit: u64) {
+        if self.full || bytes.is_empty() {
+            return;
+        }
+        let room = usize::try_from(limit.saturating_sub(self.len)).unwrap_or(usize::MAX);
+        if bytes.len() <= room {
+            self.append(bytes);
+            return;
+        }
+        self.append(&bytes[..room]);
+        self.append(
+            format!(
+                "\n{ESC}[33;1mJob's log exceeded limit of {limit} bytes.\n\
+                 Job execution will continue but no more output will be collected.{ESC}[0;m\n"
+            )
+            .as_bytes(),
+        );
+        self.full = true;
+    }
+
+    fn append(&mut self, bytes: &[u8]) {
+        // The spool's position stays at its end between calls (reads seek back).
+        if let Err(e) = self.spool.write_all(bytes) {
+            // A full disk: the log ends here rather than with a gap in the middle.
+            tracing::warn!("storing the job log: {e}");
+            self.full = true;
+            return;
+        }
+        self.checksum.update(bytes);
+        self.len += bytes.len() as u64;
+    }
+
+    fn read(&mut self, offset: u64, max: usize) -> Vec<u8> {
+        let mut out = Vec::new();
+        if offset >= self.len {
+            return out;
+        }
+        let wanted = (self.len - offset).min(max as u64);
+        out.reserve(usize::try_from(wanted).unwrap_or(0));
+        let read = self
+            .spool
+            .seek(SeekFrom::Start(offset))
+            .and_then(|_| (&mut self.spool).take(wanted).read_to_end(&mut out));
+        let back = self.spool.seek(SeekFrom::End(0));
+        if let Err(e) = read.and(back) {
+            tracing::warn!("reading the job log: {e}");
+        }
+        out
+    }
 }
 
 /// The log of one job. Cloning gives another handle to the same log.
@@ -83,6 +269,7 @@ pub struct Trace {
     state: Arc<Mutex<TraceState>>,
     masker: Arc<Masker>,
     sections: bool,
+    limit: u64,
     len_tx: Arc<watch::Sender<usize>>,
 }
 
@@ -91,11 +278,24 @@ impl Trace {
     pub fn new(masker: Masker, sections: bool) -> Trace {
         let (len_tx, _) = watch::channel(0);
         Trace {
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(TraceState {
+                spool: SpooledTempFile::new(IN_MEMORY),
+                len: 0,
+                checksum: crc32fast::Hasher::new(),
+                mask: MaskStream::default(),
+                full: false,
+            })),
             masker: Arc::new(masker),
             sections,
+            limit: OUTPUT_LIMIT,
             len_tx: Arc::new(len_tx),
         }
+    }
+
+    /// The same log with another size limit than [`OUTPUT_LIMIT`].
+    pub fn with_limit(mut self, limit: u64) -> Trace {
+        self.limit = limit;
+        self
     }
 
     /// Notified with the stored length whenever the log grows.
@@ -105,25 +305,25 @@ impl Trace {
 
     /// Everything stored so far.
     pub fn bytes(&self) -> Vec<u8> {
-        self.lock().log.clone()
+        self.lock().read(0, usize::MAX)
     }
 
-    /// Bytes stored from `offset` on.
-    pub fn bytes_from(&self, offset: usize) -> Vec<u8> {
-        let state = self.lock();
-        state
-            .log
-            .get(offset..)
-            .map(<[u8]>::to_vec)
-            .unwrap_or_default()
+    /// At most `max` bytes stored from `offset` on.
+    pub fn bytes_from(&self, offset: usize, max: usize) -> Vec<u8> {
+        self.lock().read(offset as u64, max)
     }
 
     pub fn len(&self) -> usize {
-        self.lock().log.len()
+        usize::try_from(self.lock().len).unwrap_or(usize::MAX)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The stored log's CRC32 as the official runner reports it (`crc32:%08x`).
+    pub fn checksum(&self) -> String {
+        format!("crc32:{:08x}", self.lock().checksum.clone().finalize())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, TraceState> {
@@ -131,33 +331,26 @@ impl Trace {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn append_masked(&self, state: &mut TraceState, bytes: &[u8]) {
-        let text = String::from_utf8_lossy(bytes);
-        state
-            .log
-            .extend_from_slice(self.masker.mask(&text).as_bytes());
-    }
-
-    fn publish(&self, len: usize) {
+    fn publish(&self, state: std::sync::MutexGuard<'_, TraceState>) {
+        let len = usize::try_from(state.len).unwrap_or(usize::MAX);
+        drop(state);
         self.len_tx.send_replace(len);
     }
 
-    /// Runner text, masked, with pending job output flushed first so the order is kept.
-    fn runner_text(&self, text: &str) {
-        let mut state = self.lock();
-        Self::flush_pending_locked(self, &mut state);
-        let masked = self.masker.mask(text);
-        state.log.extend_from_slice(masked.as_bytes());
-        let len = state.log.len();
-        drop(state);
-        self.publish(len);
+    /// Masks `bytes` into the log; `last` = the job's output ends here for now.
+    fn store_output(&self, state: &mut TraceState, bytes: &[u8], last: bool) {
+        let mut masked = Vec::with_capacity(bytes.len() + MASK.len());
+        state.mask.feed(&self.masker, bytes, last, &mut masked);
+        state.store(&masked, self.limit);
     }
 
-    fn flush_pending_locked(&self, state: &mut TraceState) {
-        if !state.pending.is_empty() {
-            let pending = std::mem::take(&mut state.pending);
-            self.append_masked(state, &pending);
-        }
+    /// Runner text, masked, with held-back job output flushed first so the order is kept.
+    fn runner_text(&self, text: &str) {
+        let mut state = self.lock();
+        self.store_output(&mut state, &[], true);
+        let masked = self.masker.mask(text);
+        state.store(masked.as_bytes(), self.limit);
+        self.publish(state);
     }
 
     /// A plain runner line (`Println`): `\e[0K<text>\e[0;m`.
@@ -194,30 +387,19 @@ impl Trace {
         }
     }
 
-    /// Job output, as it arrives in chunks. Complete lines are masked and stored at once; a
-    /// partial line waits for its newline (or a flush).
+    /// Job output, as it arrives in chunks: stored at once, masked, byte for byte — except a
+    /// tail that may begin a secret, which waits for the next chunk (or a flush).
     pub fn output(&self, bytes: &[u8]) {
         let mut state = self.lock();
-        state.pending.extend_from_slice(bytes);
-        let cut = match state.pending.iter().rposition(|&b| b == b'\n') {
-            Some(i) => i + 1,
-            None if state.pending.len() > MAX_PENDING => state.pending.len(),
-            None => return,
-        };
-        let ready: Vec<u8> = state.pending.drain(..cut).collect();
-        self.append_masked(&mut state, &ready);
-        let len = state.log.len();
-        drop(state);
-        self.publish(len);
+        self.store_output(&mut state, bytes, false);
+        self.publish(state);
     }
 
-    /// Stores any held-back partial line.
+    /// Stores any held-back output: the job's output stream ended.
     pub fn flush(&self) {
         let mut state = self.lock();
-        self.flush_pending_locked(&mut state);
-        let len = state.log.len();
-        drop(state);
-        self.publish(len);
+        self.store_output(&mut state, &[], true);
+        self.publish(state);
     }
 }
 
@@ -241,6 +423,105 @@ mod tests {
         trace.flush();
         let log = String::from_utf8(trace.bytes()).unwrap();
         assert_eq!(log, "the secret is [MASKED] and more\npartial [MASKED]");
+    }
+
+    /// Output fed in the given pieces, then flushed.
+    fn stored(masker: &Masker, pieces: &[&[u8]]) -> Vec<u8> {
+        let trace = Trace::new(masker.clone(), false);
+        for piece in pieces {
+            trace.output(piece);
+        }
+        trace.flush();
+        trace.bytes()
+    }
+
+    #[test]
+    fn a_secret_cut_at_any_offset_of_any_boundary_is_masked() {
+        let secret = "Sup3rS3cretValue42";
+        let masker = Masker::new([secret.to_string(), "unused-other".to_string()]);
+        let long_line = "x".repeat(65535);
+        for before in ["", "a ", long_line.as_str()] {
+            let (s, b) = (secret.as_bytes(), before.as_bytes());
+            for i in 0..=s.len() {
+                for j in i..=s.len() {
+                    // Three chunks: the cuts fall at every pair of offsets in the secret.
+                    let first = [b, &s[..i]].concat();
+                    let with_newline =
+                        stored(&masker, &[&first, &s[i..j], &[&s[j..], b"\n"].concat()]);
+                    assert_eq!(
+                        with_newline,
+                        format!("{before}[MASKED]\n").as_bytes(),
+                        "{i} {j}"
+                    );
+                    // The output ends inside the last chunk: the final flush decides.
+                    let at_end = stored(&masker, &[&first, &s[i..j], &s[j..]]);
+                    assert_eq!(at_end, format!("{before}[MASKED]").as_bytes(), "{i} {j}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_runner_line_after_a_partial_secret_keeps_the_order() {
+        let trace = Trace::new(Masker::new(["Sup3rS3cret".to_string()]), false);
+        trace.output(b"half Sup3r");
+        trace.info("done");
+        let log = String::from_utf8(trace.bytes()).unwrap();
+        assert_eq!(log, "half Sup3r\u{1b}[32;1mdone\u{1b}[0;m\n");
+    }
+
+    #[test]
+    fn token_words_are_masked_across_chunks_but_not_inside_other_words() {
+        let masker = Masker::new([]);
+        let log = stored(
+            &masker,
+            &[b"a gl", b"cbt-64_ab", b"c.DEF rest x", b"glpat-no\n"],
+        );
+        assert_eq!(log, b"a [MASKED] rest xglpat-no\n");
+    }
+
+    #[test]
+    fn output_is_stored_byte_for_byte_whatever_the_bytes() {
+        let mut raw: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+        raw.extend_from_slice(b"\xff\xfe invalid \xc3 utf-8 \xe2\x82");
+        let pieces: Vec<&[u8]> = raw.chunks(4093).collect();
+        let trace = Trace::new(Masker::new(["not-in-there".to_string()]), false);
+        for piece in &pieces {
+            trace.output(piece);
+        }
+        trace.flush();
+        assert_eq!(trace.bytes(), raw);
+        assert_eq!(
+            trace.checksum(),
+            format!("crc32:{:08x}", crc32fast::hash(&raw))
+        );
+    }
+
+    #[test]
+    fn a_long_log_is_read_back_in_slices_from_its_spool() {
+        let trace = Trace::new(Masker::default(), false);
+        let line: Vec<u8> = (0..1000u32).flat_map(|i| i.to_le_bytes()).collect();
+        for _ in 0..1000 {
+            trace.output(&line);
+        }
+        assert_eq!(trace.len(), 4_000_000);
+        let slice = trace.bytes_from(3_999_000, 1 << 20);
+        assert_eq!(slice, line[3000..]);
+        assert_eq!(trace.bytes_from(8, 4), 2u32.to_le_bytes());
+        assert!(trace.bytes_from(4_000_000, 10).is_empty());
+    }
+
+    #[test]
+    fn a_log_past_its_limit_ends_with_the_runners_notice() {
+        let trace = Trace::new(Masker::default(), false).with_limit(10);
+        trace.output(b"0123456789abcdef\n");
+        trace.info("Job succeeded");
+        let log = String::from_utf8(trace.bytes()).unwrap();
+        assert_eq!(
+            log,
+            "0123456789\n\u{1b}[33;1mJob's log exceeded limit of 10 bytes.\n\
+             Job execution will continue but no more output will be collected.\u{1b}[0;m\n"
+        );
     }
 
     #[test]

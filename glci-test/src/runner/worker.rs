@@ -22,6 +22,18 @@ const TRACE_INTERVAL: Duration = Duration::from_millis(250);
 /// answer to a trace patch or a touch, so a silent `sleep` must not hide one.
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 
+/// Most log bytes per trace PATCH, as the official runner sends.
+const PATCH_MAX: usize = 1 << 20;
+
+/// Failed requests in a row after which a delivery of the log gives up for now.
+const DELIVERY_ATTEMPTS: u32 = 20;
+
+/// Final updates tried before the runner gives up on a server that never takes the job's end.
+const FINAL_UPDATE_ATTEMPTS: u32 = 20;
+
+/// Pause after a failed request.
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+
 /// Artifacts through the runner API, as the official helper moves them.
 struct ApiIo<'a> {
     api: &'a RunnerApi,
@@ -143,38 +155,128 @@ pub async fn run_job(
     let outcome = execute(engine, owner, &job, &io, &trace, options, &job_cancel).await;
 
     stop_patching.cancel();
-    let _ = patcher.await;
-    let log = trace.bytes();
-    let state = if outcome.success { "success" } else { "failed" };
-    // The final update is retried while the server says "not yet" (202), briefly.
-    for _ in 0..20 {
-        match api
-            .update_job(
-                &job,
-                state,
-                outcome.failure_reason.as_deref(),
-                outcome.exit_code,
-                Some((&log, log.len())),
-            )
-            .await
-        {
-            Ok(UpdateResult::TryAgain) => tokio::time::sleep(Duration::from_millis(250)).await,
-            Ok(_) => break,
-            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
-        }
-    }
+    let sent = patcher.await.unwrap_or(0);
+    finish(api, &job, &trace, &outcome, sent).await;
     outcome
 }
 
-/// Sends new log bytes every interval, and everything left when `stop` fires. Follows the
-/// server's offsets (416 + Range) and its cancel requests.
+/// The final update, as the official runner's `finishTrace`: the log is delivered to its last
+/// byte, then the state goes out with the log's size and checksum. A server that does not
+/// have the whole log yet answers 202 and hears the rest before it is asked again.
+async fn finish(
+    api: &RunnerApi,
+    job: &JobPayload,
+    trace: &Trace,
+    outcome: &JobOutcome,
+    sent: usize,
+) {
+    let state = if outcome.success { "success" } else { "failed" };
+    let (size, checksum) = (trace.len(), trace.checksum());
+    let mut sent = sent;
+    let mut failures = 0;
+    while failures < FINAL_UPDATE_ATTEMPTS {
+        match deliver(api, job, trace, &mut sent).await {
+            Delivery::Complete => {}
+            Delivery::Gone => return,
+            // The server has not answered for a while: one last try of the state, no more.
+            Delivery::Failing => failures = FINAL_UPDATE_ATTEMPTS - 1,
+        }
+        match api
+            .update_job(
+                job,
+                state,
+                outcome.failure_reason.as_deref(),
+                outcome.exit_code,
+                Some((&checksum, size)),
+            )
+            .await
+        {
+            Ok(UpdateResult::Accepted(_) | UpdateResult::Abort) => return,
+            Ok(UpdateResult::TryAgain) => {
+                // The server is missing bytes we took for delivered: send them again.
+                failures += 1;
+                sent = 0;
+                tokio::time::sleep(TRACE_INTERVAL).await;
+            }
+            Err(_) => {
+                failures += 1;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// How a delivery of the log ended.
+enum Delivery {
+    /// The server has every byte stored so far.
+    Complete,
+    /// The server stopped answering; try again later.
+    Failing,
+    /// The server refuses the job's log for good (job canceled, failed, unknown).
+    Gone,
+}
+
+/// Sends the log from `sent` on until the server has all of it, at most 1 MiB per request as
+/// the official runner, following the server's offsets (416 + Range). Gives up only after
+/// [`DELIVERY_ATTEMPTS`] failed requests in a row, so a dead server cannot hold us forever.
+async fn deliver(api: &RunnerApi, job: &JobPayload, trace: &Trace, sent: &mut usize) -> Delivery {
+    deliver_watching(api, job, trace, sent, None).await
+}
+
+async fn deliver_watching(
+    api: &RunnerApi,
+    job: &JobPayload,
+    trace: &Trace,
+    sent: &mut usize,
+    cancel: Option<&CancellationToken>,
+) -> Delivery {
+    let mut failures = 0;
+    loop {
+        let chunk = trace.bytes_from(*sent, PATCH_MAX);
+        if chunk.is_empty() {
+            return Delivery::Complete;
+        }
+        match api.patch_trace(job, *sent, &chunk).await {
+            Ok(PatchResult::Accepted { stored, state }) => {
+                failures = 0;
+                *sent = stored.min(trace.len());
+                if state == RemoteJobState::Canceling {
+                    if let Some(cancel) = cancel {
+                        cancel.cancel();
+                    }
+                }
+            }
+            Ok(PatchResult::RangeMismatch { stored }) => {
+                failures += 1;
+                *sent = stored.min(trace.len());
+            }
+            Ok(PatchResult::Gone(_)) => {
+                if let Some(cancel) = cancel {
+                    cancel.cancel();
+                }
+                return Delivery::Gone;
+            }
+            Err(_) => {
+                failures += 1;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+        if failures >= DELIVERY_ATTEMPTS {
+            return Delivery::Failing;
+        }
+    }
+}
+
+/// Sends new log bytes while the job runs: whenever the log grew (batched for an interval),
+/// all of it. Follows the server's cancel requests. Returns how much the server has when
+/// `stop` fires; the rest goes out with the final update.
 async fn stream_trace(
     api: &RunnerApi,
     job: &JobPayload,
     trace: &Trace,
     cancel: &CancellationToken,
     stop: &CancellationToken,
-) {
+) -> usize {
     let mut sent = 0usize;
     let mut changes = trace.subscribe();
     let mut gone = false;
@@ -199,36 +301,96 @@ async fn stream_trace(
                 false
             }
         };
-        // Send until the server has everything (bounded, so a broken server cannot hang us).
-        for _ in 0..10 {
-            if gone {
-                break;
-            }
-            let pending = trace.bytes_from(sent);
-            if pending.is_empty() {
-                break;
-            }
-            // At most 1 MiB per request, as the official runner.
-            let chunk = &pending[..pending.len().min(1 << 20)];
-            match api.patch_trace(job, sent, chunk).await {
-                Ok(PatchResult::Accepted { stored, state }) => {
-                    sent = stored.min(trace.len());
-                    if state == RemoteJobState::Canceling {
-                        cancel.cancel();
-                    }
-                }
-                Ok(PatchResult::RangeMismatch { stored }) => sent = stored.min(trace.len()),
-                Ok(PatchResult::Gone(_)) => {
-                    cancel.cancel();
-                    gone = true;
-                }
-                Err(_) => {
-                    tokio::time::sleep(TRACE_INTERVAL).await;
-                }
-            }
-        }
         if stopping {
-            return;
+            return sent;
         }
+        if !gone
+            && matches!(
+                deliver_watching(api, job, trace, &mut sent, Some(cancel)).await,
+                Delivery::Gone
+            )
+        {
+            gone = true;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::{GitSpec, JobSpec, JobState, ProjectSpec, Server, ServerConfig, StepSpec};
+
+    /// A log far larger than what goes out per wake-up, written in one burst just before the
+    /// job ends (a fast `base64` of 45 MB): the final update waits until the server has every
+    /// byte (the old streamer sent 10 more MiB after the job ended, and the stand-in took the
+    /// final state regardless).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_burst_at_the_end_of_a_job_is_delivered_before_its_final_state() {
+        let tmp = tempfile::tempdir().unwrap();
+        let server = Server::start(ServerConfig::new(tmp.path().join("data")))
+            .await
+            .unwrap();
+        let id = server
+            .enqueue(JobSpec {
+                name: "burst".into(),
+                stage: "test".into(),
+                pipeline_id: 1,
+                project: ProjectSpec {
+                    id: 3,
+                    path: "g/p".into(),
+                    namespace_id: 2,
+                    root_namespace_id: 2,
+                },
+                steps: vec![StepSpec {
+                    name: "script".into(),
+                    script: vec!["true".into()],
+                    ..StepSpec::default()
+                }],
+                timeout_secs: 60,
+                git: GitSpec {
+                    ref_name: "main".into(),
+                    sha: "3f786850e387550fdab836ed7e6dc881de23001b".into(),
+                    ..GitSpec::default()
+                },
+                ..JobSpec::default()
+            })
+            .unwrap();
+        let runner = server.create_runner(&[], true);
+        let api = RunnerApi::new(server.url());
+        let (job, _) = api.request_job(&runner.token, None).await.unwrap();
+        let job = job.expect("a job");
+        api.update_job(&job, "running", None, None, None)
+            .await
+            .unwrap();
+
+        let trace = Trace::new(Masker::new([job.token.clone()]), false);
+        let (cancel, stop) = (CancellationToken::new(), CancellationToken::new());
+        let streamer = {
+            let (api, job, trace) = (api.clone(), job.clone(), trace.clone());
+            let (cancel, stop) = (cancel.clone(), stop.clone());
+            tokio::spawn(async move { stream_trace(&api, &job, &trace, &cancel, &stop).await })
+        };
+        let line = [b'A'; 999];
+        for _ in 0..30_000 {
+            trace.output(&line);
+            trace.output(b"\n");
+        }
+        trace.info("Job succeeded");
+        stop.cancel();
+        let sent = streamer.await.unwrap();
+        let outcome = JobOutcome {
+            success: true,
+            failure_reason: None,
+            exit_code: None,
+            kept_container: None,
+        };
+        finish(&api, &job, &trace, &outcome, sent).await;
+
+        let state = tokio::time::timeout(Duration::from_secs(30), server.wait_job(id)).await;
+        assert_eq!(state.ok().flatten(), Some(JobState::Success));
+        let stored = server.trace(id).unwrap();
+        assert_eq!(stored.len(), trace.len());
+        assert_eq!(stored, trace.bytes());
+        server.shutdown().await;
     }
 }

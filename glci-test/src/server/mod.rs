@@ -387,6 +387,11 @@ impl RunningServer {
         self.shared.api.trace(id)
     }
 
+    /// The file the job's trace is stored in as it arrives (absent until the first byte).
+    pub fn trace_path(&self, id: JobId) -> Option<std::path::PathBuf> {
+        self.shared.api.trace_path(id)
+    }
+
     /// The job's token while it can be used (assigned or running).
     pub fn job_token(&self, id: JobId) -> Option<String> {
         self.shared.api.job_token(id)

@@ -3,8 +3,9 @@
 //! binary, one module per area, so the library is linked once for all of them (`cargo nextest
 //! run -p glci-test --test docker`).
 
-/// The stand-in's HTTP helpers, shared with the nodocker binary.
+/// The stand-in's HTTP helpers, shared with the nodocker binary (which uses the git ones).
 #[path = "../nodocker/support.rs"]
+#[allow(dead_code)]
 mod support;
 
 mod docker_plumbing;

@@ -103,9 +103,10 @@ async fn jobs_use_packages_artifacts_and_releases_through_the_api() {
     }
     assert!(
         build.log.contains("{\"message\":\"404 Not Found\"}")
+            && build.log.contains("glci: this job called GET /api/v4/projects/")
+            // The project id is derived from the project's path.
             && build.log.contains(
-                "glci: this job called GET /api/v4/projects/1/feature_flags, which glci's \
-                 stand-in for GitLab does not implement"
+                "/feature_flags, which glci's stand-in for GitLab does not implement"
             ),
         "{}",
         build.log

@@ -861,3 +861,36 @@ async fn oversized_artifacts_get_413_and_dotenv_limits_apply() {
     assert_eq!(server.trace(id).as_deref(), Some(&b"abcdef"[..]));
     server.shutdown().await;
 }
+
+/// GitLab's `accept_build_state!`: a final state whose `output.bytesize` the stored log does
+/// not reach yet is answered 202 and not taken; once the rest arrived, it is (the end of a
+/// fast log was lost when the stand-in finished the job at once).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_final_state_waits_for_the_whole_log_it_announces() {
+    let (_tmp, server) = start(Duration::from_secs(2)).await;
+    let url = server.url().to_string();
+    let runner = server.create_runner(&[], true);
+    let id = server
+        .enqueue(job_spec("j", 1, "g/p", SHA))
+        .expect("queued");
+    let job = take_job(&url, &runner.token).await;
+    let token = job["token"].as_str().expect("token").to_string();
+    let whole = "first half|second half\n";
+    let checksum = format!("crc32:{:08x}", crc32fast::hash(whole.as_bytes()));
+    let done = json!({ "state": "success", "checksum": checksum,
+                       "output": { "checksum": checksum, "bytesize": whole.len() } });
+
+    let r = patch(&url, id.0, &token, "0-10", "first half|").await;
+    assert_eq!(r.status, 202);
+    let r = put_state(&url, id.0, &token, done.clone()).await;
+    assert_eq!(r.status, 202, "{}", r.text());
+    assert_eq!(server.job_state(id), Some(JobState::Running));
+
+    let r = patch(&url, id.0, &token, "11-23", "second half\n").await;
+    assert_eq!(r.status, 202);
+    let r = put_state(&url, id.0, &token, done).await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(server.wait_job(id).await, Some(JobState::Success));
+    assert_eq!(server.trace(id), Some(whole.as_bytes().to_vec()));
+    server.shutdown().await;
+}

@@ -40,7 +40,8 @@ pub struct JobReport {
     /// Runs of the job (more than 1 after `retry`).
     pub attempts: u32,
     pub duration: Duration,
-    /// The job log as GitLab stores it (masked).
+    /// The job log (masked) as text, for rendering and snapshots: the bytes as GitLab stores
+    /// them are in `log_path`; a log over `results::LOG_TEXT_MAX` keeps only its end here.
     pub log: String,
     /// Where the log is kept after the run.
     pub log_path: Option<PathBuf>,

@@ -129,6 +129,52 @@ pub(super) fn job_headers(shared: &Shared, mut resp: Response, state: &JobState)
     resp
 }
 
+/// How long a final state waits for the log it announces before it is taken anyway, so a
+/// runner that lost bytes for good cannot keep a job running. GitLab waits 5 minutes
+/// (`Ci::UpdateBuildStateService::ACCEPT_TIMEOUT`); the stand-in is local, a minute is ample.
+const ACCEPT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// GitLab's answer to a final state whose `output.bytesize` is more than the stored log:
+/// 202 Accepted, state unchanged, "send the rest and ask again" (its `accept_build_state!`),
+/// so the job never finishes with the end of its log still on the way. `None`: take the
+/// state now (the log is whole, the runner did not say, or the wait is over).
+fn await_whole_log(
+    shared: &Shared,
+    inner: &mut Inner,
+    id: JobId,
+    body: &Value,
+) -> Option<Response> {
+    let job = inner.jobs.get_mut(&id.0)?;
+    let output = body.get("output");
+    let announced = output
+        .and_then(|o| o.get("bytesize"))
+        .and_then(Value::as_u64)?;
+    let stored = job.trace.len();
+    if stored >= announced {
+        let checksum = output
+            .and_then(|o| o.get("checksum"))
+            .and_then(Value::as_str);
+        if stored == announced && checksum.is_some_and(|c| c != job.trace.checksum()) {
+            // GitLab takes the state and counts the log as corrupted; so does the stand-in.
+            tracing::warn!("job {id}: the stored log's checksum differs from the runner's");
+        }
+        return None;
+    }
+    let since = *job
+        .final_update_waiting_since
+        .get_or_insert_with(std::time::Instant::now);
+    if since.elapsed() >= ACCEPT_TIMEOUT {
+        tracing::warn!("job {id}: finished with {stored} of {announced} log bytes");
+        return None;
+    }
+    let state = job.state.clone();
+    Some(job_headers(
+        shared,
+        h::response(StatusCode::ACCEPTED, h::empty()),
+        &state,
+    ))
+}
+
 pub(super) async fn update(shared: &Shared, req: Request, id: JobId) -> Response {
     let header = h::header_str(req.headers(), "job-token").map(str::to_string);
     let body = match params_of(req).await {
@@ -161,6 +207,11 @@ pub(super) async fn update(shared: &Shared, req: Request, id: JobId) -> Response
             StatusCode::BAD_REQUEST,
             &format!("400 Bad request - state {state:?} before the job was acknowledged"),
         );
+    }
+    if matches!(state, Some("success" | "failed")) && current.is_active() {
+        if let Some(answer) = await_whole_log(shared, &mut inner, id, &body) {
+            return answer;
+        }
     }
     let next = match state {
         Some("pending") if current == JobState::Assigned => current,

@@ -2,6 +2,8 @@
 //! all and is never held across an await; waiting happens on `Notify`/`watch` channels.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::fs::{File, OpenOptions};
+use std::io::{Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Instant, SystemTime};
@@ -138,12 +140,91 @@ pub(crate) struct Runner {
     pub(crate) two_phase_commit: bool,
 }
 
+/// A job's log as the runner sent it: appended to `traces/<id>.log` under the data directory
+/// as the patches arrive (GitLab's live trace), never held in memory, with its size and CRC32
+/// kept to check the runner's final `output` against.
+pub(crate) struct JobTrace {
+    pub(crate) path: PathBuf,
+    file: Option<File>,
+    len: u64,
+    checksum: crc32fast::Hasher,
+}
+
+impl JobTrace {
+    fn new(path: PathBuf) -> JobTrace {
+        JobTrace {
+            path,
+            file: None,
+            len: 0,
+            checksum: crc32fast::Hasher::new(),
+        }
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// `crc32:<hex>`, as the runner reports it.
+    pub(crate) fn checksum(&self) -> String {
+        format!("crc32:{:08x}", self.checksum.clone().finalize())
+    }
+
+    /// Appends `data` at the end; on a failed write the file is cut back, so the stored log
+    /// never holds half a patch.
+    pub(crate) fn append(&mut self, data: &[u8]) -> std::io::Result<()> {
+        let file = match &mut self.file {
+            Some(f) => f,
+            None => {
+                if let Some(dir) = self.path.parent() {
+                    std::fs::create_dir_all(dir)?;
+                }
+                let f = OpenOptions::new()
+                    .create(true)
+                    .write(true)
+                    .truncate(true)
+                    .open(&self.path)?;
+                self.file.insert(f)
+            }
+        };
+        if let Err(e) = file.write_all(data) {
+            let _ = file.set_len(self.len);
+            let _ = file.seek(SeekFrom::Start(self.len));
+            return Err(e);
+        }
+        self.checksum.update(data);
+        self.len += data.len() as u64;
+        Ok(())
+    }
+
+    /// The job is over: its log is flushed to disk (off the lock's thread when a runtime
+    /// is there) and the file closed.
+    fn archive(&mut self) {
+        let Some(file) = self.file.take() else {
+            return;
+        };
+        let path = self.path.clone();
+        let sync = move || {
+            if let Err(e) = file.sync_data() {
+                tracing::warn!("saving the trace {}: {e}", path.display());
+            }
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn_blocking(sync);
+            }
+            Err(_) => sync(),
+        }
+    }
+}
+
 pub(crate) struct Job {
     pub(crate) id: JobId,
     pub(crate) spec: JobSpec,
     pub(crate) token: String,
     pub(crate) state: JobState,
-    pub(crate) trace: Vec<u8>,
+    pub(crate) trace: JobTrace,
+    /// When the runner first sent a final state the log did not match (see `jobs::update`).
+    pub(crate) final_update_waiting_since: Option<Instant>,
     pub(crate) artifacts: Vec<StoredArtifact>,
     pub(crate) dotenv: Vec<(String, String)>,
     pub(crate) runner_id: Option<u64>,
@@ -270,7 +351,8 @@ impl ApiState {
                 spec,
                 token: format!("glcbt-64_{}", random_string(20)),
                 state: JobState::Pending,
-                trace: Vec::new(),
+                trace: JobTrace::new(self.data_dir.join("traces").join(format!("{}.log", id.0))),
+                final_update_waiting_since: None,
                 artifacts: Vec::new(),
                 dotenv: Vec::new(),
                 runner_id: None,
@@ -312,20 +394,7 @@ impl ApiState {
             if state == JobState::Success {
                 crate::server::job_api::artifacts::remember_finished(&self.data_dir, job);
             }
-            let path = self.data_dir.join("traces").join(format!("{}.log", id.0));
-            let trace = job.trace.clone();
-            let save = move || {
-                if let Err(e) = crate::server::storage::write_atomic(&path, &trace) {
-                    tracing::warn!("saving the trace of job {id} to {}: {e}", path.display());
-                }
-            };
-            // Off the lock's thread when a runtime is there; callers outside one write inline.
-            match tokio::runtime::Handle::try_current() {
-                Ok(rt) => {
-                    rt.spawn_blocking(save);
-                }
-                Err(_) => save(),
-            }
+            job.trace.archive();
         }
         self.emit(JobEvent::State { job: id, state });
     }
@@ -340,8 +409,22 @@ impl ApiState {
         Some(state)
     }
 
+    /// The whole log of a job, read from its file.
     pub(crate) fn trace(&self, id: JobId) -> Option<Vec<u8>> {
-        self.lock().jobs.get(&id.0).map(|j| j.trace.clone())
+        let path = self.trace_path(id)?;
+        match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(Vec::new()),
+            Err(e) => {
+                tracing::warn!("reading the trace {}: {e}", path.display());
+                Some(Vec::new())
+            }
+        }
+    }
+
+    /// The file holding a job's log (absent while nothing was sent).
+    pub(crate) fn trace_path(&self, id: JobId) -> Option<PathBuf> {
+        self.lock().jobs.get(&id.0).map(|j| j.trace.path.clone())
     }
 
     pub(crate) fn job_token(&self, id: JobId) -> Option<String> {

@@ -22,7 +22,7 @@ fn parse_start(v: &str) -> Option<u64> {
     a.trim().parse().ok()
 }
 
-fn range_response(status: StatusCode, len: usize) -> Response {
+fn range_response(status: StatusCode, len: u64) -> Response {
     let mut resp = h::response(status, h::empty());
     h::set_header(&mut resp, "range", &format!("0-{len}"));
     resp
@@ -70,10 +70,10 @@ pub(super) async fn patch(shared: &Shared, req: Request, id: JobId) -> Response 
     let stored = job.trace.len();
     // Append only at the stored length; otherwise tell the runner where we are, never
     // claiming more than we hold.
-    if start != stored as u64 {
+    if start != stored {
         return range_response(StatusCode::RANGE_NOT_SATISFIABLE, stored);
     }
-    if (stored + body.len()) as u64 > limit {
+    if stored + body.len() as u64 > limit {
         // GitLab drops the job with `trace_size_exceeded` and refuses the patch.
         shared.api.set_state(
             &mut inner,
@@ -94,7 +94,13 @@ pub(super) async fn patch(shared: &Shared, req: Request, id: JobId) -> Response 
         );
     }
     let data = Bytes::from(body);
-    job.trace.extend_from_slice(&data);
+    if let Err(e) = job.trace.append(&data) {
+        tracing::warn!("storing the trace of job {id}: {e}");
+        return h::json_message(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "500 Internal Server Error - the trace could not be stored",
+        );
+    }
     let new_len = job.trace.len();
     let state = job.state.clone();
     drop(inner);
