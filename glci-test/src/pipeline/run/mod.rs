@@ -6,6 +6,10 @@
 //! A [`Session`] is one pipeline. [`Session::job`] runs one job and what it needs, each job at
 //! most once per session, so the test harness can ask for jobs in any order and from any
 //! thread; [`Session::run`] runs the whole pipeline (or a selection).
+//!
+//! `session.rs` is the API, `setup.rs` its set-up steps, `scheduler.rs` GitLab's job
+//! release, `report.rs` what a caller hears, `options.rs` how a run is configured; the state
+//! they share is here.
 
 mod options;
 mod report;
@@ -38,6 +42,7 @@ use super::Planned;
 struct Shared {
     server: RunningServer,
     planned: Planned,
+    /// What every job spec shares (project, ref, commit, variables).
     facts: PipelineFacts,
     options: RunOptions,
     observer: Arc<dyn RunObserver>,
@@ -54,6 +59,7 @@ struct Shared {
     stop: CancellationToken,
 }
 
+/// The scheduler's view of the pipeline, behind [`Shared::lock`].
 #[derive(Default)]
 struct State {
     wanted: HashSet<String>,
