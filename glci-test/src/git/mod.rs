@@ -24,6 +24,7 @@
 mod changes;
 mod command;
 mod commit;
+mod commit_tree;
 mod error;
 mod remote;
 mod repo;
@@ -33,6 +34,7 @@ mod worktree;
 
 pub use changes::changed_files;
 pub use commit::{CommitInfo, GitDate, Signature, NO_COMMIT_MESSAGE};
+pub use commit_tree::CommitTree;
 pub use error::GitError;
 pub use remote::{instance_url, ProjectPath, FALLBACK_NAMESPACE};
 pub use repo::{GitUser, Repo, RepoFacts, BLANK_SHA};

@@ -1,8 +1,9 @@
 //! A planned job as GitLab hands it to a runner: what `Ci::BuildRunnerPresenter` derives
 //! from the job before the server adds ids, tokens and URLs (docs/runner-contract.md §3).
 
+use crate::git::CommitTree;
 use crate::plan::cache_key::{cache_keys_at, KeySource};
-use crate::plan::model::{Artifacts, Cache, Image, ReleaseConfig, Service, When};
+use crate::plan::model::{Artifacts, Cache, CacheKey, Image, ReleaseConfig, Service, When};
 use crate::plan::{Event, PlannedJob};
 use crate::server::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, ImageSpec, JobId, JobSpec, JobVariable,
@@ -18,34 +19,33 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 3600;
 /// GitLab's default `GIT_DEPTH` for new projects ("Git shallow clone" setting).
 pub const DEFAULT_GIT_DEPTH: u32 = 20;
 
-/// What every job of one pipeline shares.
-#[derive(Clone)]
-pub struct PipelineFacts<'a> {
+/// What every job of one pipeline shares: built once when the run starts, read by every
+/// [`job_spec`].
+pub struct PipelineFacts {
     pub pipeline_id: u64,
     pub project: ProjectSpec,
-    pub event: &'a Event,
+    pub event: Event,
     /// The ref the pipeline runs for: branch (also the MR source branch) or tag.
     pub ref_name: String,
     pub ref_type: RefType,
-    pub sha: String,
     pub before_sha: String,
     /// Protected ref (the default branch; tags count as protected like GitLab's `v*` rules
     /// commonly make them, so deploy jobs see what they see on GitLab).
     pub protected: bool,
     /// Predefined pipeline variables, GitLab's order.
-    pub predefined: &'a [(String, String)],
+    pub predefined: Vec<(String, String)>,
     /// `GITLAB_USER_*`, appended after YAML variables.
-    pub user_variables: &'a [(String, String)],
-    pub settings_variables: &'a [SettingsVariable],
-    /// The pipeline commit's files, for `cache:key:files`.
-    pub key_source: &'a KeySource<'a>,
+    pub user_variables: Vec<(String, String)>,
+    pub settings_variables: Vec<SettingsVariable>,
+    /// The pipeline commit (`CI_COMMIT_SHA`), whose files `cache:key:files` digests.
+    pub commit: CommitTree,
 }
 
 /// The runner payload for one planned job. `dependencies` maps the jobs whose artifacts it
 /// downloads to their server ids (latest attempt).
 pub fn job_spec(
     job: &PlannedJob,
-    facts: &PipelineFacts<'_>,
+    facts: &PipelineFacts,
     dependencies: Vec<DependencySpec>,
 ) -> JobSpec {
     let mut variables: Vec<JobVariable> = Vec::new();
@@ -53,7 +53,7 @@ pub fn job_spec(
     for (k, v) in &job.job_variables {
         variables.push(JobVariable::public(k, v));
     }
-    for (k, v) in facts.predefined {
+    for (k, v) in &facts.predefined {
         variables.push(JobVariable::public(k, v));
     }
     for (k, v) in &job.variables {
@@ -62,7 +62,7 @@ pub fn job_spec(
             ..JobVariable::public(k, &v.value)
         });
     }
-    for (k, v) in facts.user_variables {
+    for (k, v) in &facts.user_variables {
         variables.push(JobVariable::public(k, v));
     }
     // Settings and pipeline variables win over dependencies' dotenv variables.
@@ -122,7 +122,7 @@ pub fn job_spec(
         git: GitSpec {
             ref_name: facts.ref_name.clone(),
             ref_type: facts.ref_type,
-            sha: facts.sha.clone(),
+            sha: facts.commit.sha().to_string(),
             before_sha: facts.before_sha.clone(),
             refspecs: refspecs(facts, depth),
             depth,
@@ -151,7 +151,7 @@ fn lookup<'a>(vars: &'a [JobVariable], overrides: &'a [JobVariable], key: &str) 
 
 /// `Ci::BuildRunnerPresenter#refspecs`: the persistent pipeline ref, and with a shallow
 /// clone only the pipeline's own branch or tag; with a full clone every branch and tag.
-fn refspecs(facts: &PipelineFacts<'_>, depth: u32) -> Vec<String> {
+fn refspecs(facts: &PipelineFacts, depth: u32) -> Vec<String> {
     let id = facts.pipeline_id;
     let mut specs = vec![format!("+refs/pipelines/{id}:refs/pipelines/{id}")];
     let branch = |name: &str| format!("+refs/heads/{name}:refs/remotes/origin/{name}");
@@ -345,8 +345,20 @@ fn report_format(artifact_type: &str) -> &'static str {
 
 /// The cache entry with the key and fallback keys GitLab computes (see
 /// [`crate::plan::cache_key`]).
-fn cache_spec(index: usize, cache: &Cache, facts: &PipelineFacts<'_>) -> CacheSpec {
-    let (key, fallback_keys) = cache_keys_at(index, cache, facts.key_source, facts.protected);
+fn cache_spec(index: usize, cache: &Cache, facts: &PipelineFacts) -> CacheSpec {
+    let commit = &facts.commit;
+    // The commit's file list (for `key:files` wildcards) is listed at the first entry that
+    // needs it, once per pipeline.
+    let all_files = match cache.key {
+        CacheKey::Literal(_) => &[][..],
+        _ => commit.files(),
+    };
+    let source = KeySource {
+        file: &|path| commit.file(path),
+        all_files,
+        last_commit: &|paths| commit.last_commit(paths),
+    };
+    let (key, fallback_keys) = cache_keys_at(index, cache, &source, facts.protected);
     CacheSpec {
         key,
         untracked: cache.untracked,

@@ -6,7 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use glci_test::git::{snapshot, GitError, Repo, SnapshotRequest};
+use glci_test::git::{snapshot, CommitTree, GitError, Repo, SnapshotRequest};
 use sha2::{Digest, Sha256};
 
 /// Runs git for the test's own setup, with fixed identity and dates so SHAs are stable.
@@ -374,4 +374,47 @@ fn linked_work_tree_uses_its_own_index_and_the_shared_objects() {
     );
     assert!(files.lines().any(|f| f == "side.txt"), "{files}");
     assert!(!files.lines().any(|f| f == "main-dirty.txt"), "{files}");
+}
+
+/// What `cache:key:files` asks of the pipeline commit, answered from the snapshot's bare
+/// repository: a file's content (uncommitted edits included), the commit's file list, and
+/// the last commit that touched a path (the snapshot itself for an edited file).
+#[test]
+fn commit_tree_reads_files_listing_and_last_commits_of_the_snapshot() {
+    let (tmp, dir) = repo_with_history();
+    write(&dir, "src/lib.rs", "fn a() { /* edited */ }\n");
+    let first = git(&dir, &["rev-parse", "HEAD~1"]);
+    let repo = Repo::discover(&dir).expect("discover");
+    let snap = snapshot(
+        &repo,
+        &tmp.path().join("data"),
+        &SnapshotRequest {
+            pipeline_id: 3,
+            branch: Some("main".into()),
+            ..Default::default()
+        },
+    )
+    .expect("snapshot");
+
+    let tree = CommitTree::new(snap.bare_repo.clone(), snap.sha.clone());
+    assert_eq!(tree.sha(), snap.sha);
+    assert_eq!(
+        tree.file("src/lib.rs").as_deref(),
+        Some(&b"fn a() { /* edited */ }\n"[..])
+    );
+    assert_eq!(tree.file("missing.txt"), None);
+    assert_eq!(tree.file("src"), None, "a directory is not a file");
+    assert_eq!(
+        tree.files(),
+        [".gitignore", "README.md", "gone.txt", "src/lib.rs"]
+    );
+    assert_eq!(
+        tree.last_commit(&["gone.txt".to_string()]).as_deref(),
+        Some(first.as_str())
+    );
+    assert_eq!(
+        tree.last_commit(&["src/lib.rs".to_string()]).as_deref(),
+        Some(snap.sha.as_str())
+    );
+    assert_eq!(tree.last_commit(&["missing.txt".to_string()]), None);
 }

@@ -1,0 +1,418 @@
+//! Setting a session up, one named step each, in the order [`Session::start_planned`]
+//! (super::Session::start_planned) takes them: the data directory and pipeline id, the
+//! snapshot (taken in the background), the engine, how jobs reach the server, the server, the
+//! plan again for the real server, the facts every job spec shares, and the built-in runners.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use tokio::task::JoinHandle;
+
+use crate::docker::{self, DockerError, Engine, HostAddress, Owner};
+use crate::git::{self, CommitTree, GitError, Snapshot, SnapshotRequest};
+use crate::plan::predefined::{self, PipelineContext};
+use crate::plan::{Event, PipelineSource};
+use crate::relay::{self, Relay};
+use crate::runner::api::RunnerApi;
+use crate::runner::cache::CacheConfig;
+use crate::runner::executor::{CleanupTasks, ExecutorOptions};
+use crate::runner::sources::SourceCache;
+use crate::runner::worker::serve;
+use crate::server::{ProjectSpec, RefType, RunningServer, Server, ServerConfig};
+
+use crate::pipeline::home;
+use crate::pipeline::job_spec::PipelineFacts;
+use crate::pipeline::staging;
+use crate::pipeline::{replan, PipelineOptions, Planned};
+
+use super::options::RunOptions;
+use super::session::RunError;
+use super::Shared;
+
+/// How many earlier pipelines' directories are kept in the data directory.
+const PIPELINES_KEPT: usize = 20;
+
+/// Refuses a pipeline GitLab would not create (no job, `workflow:rules`), with its reason.
+pub(super) fn ensure_created(draft: &Planned) -> Result<(), RunError> {
+    if draft.plan.created {
+        return Ok(());
+    }
+    Err(RunError::NotCreated(
+        draft
+            .plan
+            .reason
+            .clone()
+            .unwrap_or_else(|| "no job runs for this event".to_string()),
+    ))
+}
+
+/// Where a pipeline keeps what it leaves behind.
+pub(super) struct PipelineHome {
+    /// glci's data directory (cache, registry, packages, pipelines).
+    pub(super) home: PathBuf,
+    /// `CI_PIPELINE_ID`: one more than the last pipeline of this data directory.
+    pub(super) pipeline_id: u64,
+    /// This pipeline's logs and artifacts.
+    pub(super) dir: PathBuf,
+}
+
+/// The data directory (created if needed), the next pipeline id and its directory; the
+/// oldest pipelines' directories beyond [`PIPELINES_KEPT`] go.
+pub(super) fn pipeline_home(options: &RunOptions) -> Result<PipelineHome, RunError> {
+    let home = match &options.home {
+        Some(dir) => std::fs::create_dir_all(dir).map(|_| dir.clone()),
+        None => home::glci_home(),
+    }
+    .map_err(RunError::Home)?;
+    let pipeline_id = home::next_pipeline_id(&home).map_err(RunError::Home)?;
+    let dir = home.join("pipelines").join(pipeline_id.to_string());
+    let _ = home::prune_pipelines(&home, PIPELINES_KEPT);
+    Ok(PipelineHome {
+        home,
+        pipeline_id,
+        dir,
+    })
+}
+
+/// The ref a pipeline runs for: a tag pipeline has no branch; otherwise the event's branch,
+/// else the checkout's.
+pub(super) struct PipelineRef {
+    pub(super) tag: Option<String>,
+    pub(super) branch: Option<String>,
+}
+
+impl PipelineRef {
+    pub(super) fn of(event: &Event, draft: &Planned) -> PipelineRef {
+        let tag = event.tag.clone();
+        let branch = if tag.is_some() {
+            None
+        } else {
+            event
+                .branch
+                .clone()
+                .or_else(|| draft.loaded.facts.branch.clone())
+        };
+        PipelineRef { tag, branch }
+    }
+}
+
+/// Starts taking the pipeline's commit, the working tree as it is now, on a blocking thread.
+/// A handful of git processes, taken while the engine is asked for leftovers and the server
+/// starts (they need nothing from each other), so they cost no wall time of their own.
+pub(super) fn spawn_snapshot(
+    draft: &Planned,
+    event: &Event,
+    at: &PipelineHome,
+    refs: &PipelineRef,
+) -> JoinHandle<Result<Snapshot, GitError>> {
+    let repo = draft.loaded.repo.clone();
+    let home = at.home.clone();
+    let request = SnapshotRequest {
+        pipeline_id: at.pipeline_id,
+        branch: refs.branch.clone(),
+        tag: refs.tag.clone(),
+        merge_request_iid: (event.source == PipelineSource::MergeRequestEvent).then_some(1),
+    };
+    tokio::task::spawn_blocking(move || git::snapshot(&repo, &home, &request))
+}
+
+/// The engine the built-in runners use (`None` with an external runner), with the leftovers
+/// of runs that died (SIGKILL, power loss) removed before anything starts.
+pub(super) async fn connect_engine(options: &RunOptions) -> Result<Option<Engine>, RunError> {
+    if options.external_runner {
+        return Ok(None);
+    }
+    let engine = Engine::connect().await?;
+    let _ = docker::remove_orphans(&engine).await;
+    Ok(Some(engine))
+}
+
+/// How jobs reach the server.
+pub(super) struct Reach {
+    /// This host's address as the engine's containers see it (`None` without an engine).
+    pub(super) host_address: Option<HostAddress>,
+    /// The relay agent binary, when jobs reach the server through a relay container.
+    pub(super) relay_agent: Option<PathBuf>,
+    /// The address the server listens on.
+    pub(super) bind: IpAddr,
+}
+
+/// Jobs reach the server at an address of this host on the engine's bridge; an engine
+/// elsewhere cannot reach this host at all, and loopback is no address jobs can use. Jobs on
+/// an engine that cannot connect to this host reach the server through a relay container
+/// (see `relay`): the server stays on loopback, jobs know it by name.
+pub(super) async fn reach(
+    engine: Option<&Engine>,
+    bind: Option<IpAddr>,
+) -> Result<Reach, RunError> {
+    let host_address = match engine {
+        Some(engine) => Some(engine.host_address().await),
+        None => None,
+    };
+    let relay_agent = match (engine, &host_address, bind) {
+        (Some(engine), Some(address), None) => relay::agent_for(engine, address)?,
+        _ => None,
+    };
+    let bind = match (bind, &host_address, engine) {
+        (Some(ip), _, _) => ip,
+        (None, _, _) if relay_agent.is_some() => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        (None, Some(HostAddress::Bridge(ip)), _) => *ip,
+        (None, Some(HostAddress::NotHere { tried }), Some(engine)) => {
+            return Err(DockerError::NoHostAddress {
+                endpoint: engine.endpoint().to_string(),
+                tried: tried.clone(),
+            }
+            .into());
+        }
+        // An external runner: the bridge when a local engine answers (its jobs likely run
+        // there), else loopback for a runner process on this host.
+        (None, _, _) => match Engine::connect().await {
+            Ok(engine) => match engine.host_address().await {
+                HostAddress::Bridge(ip) => ip,
+                HostAddress::NotHere { .. } => IpAddr::V4(Ipv4Addr::LOCALHOST),
+            },
+            Err(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+        },
+    };
+    Ok(Reach {
+        host_address,
+        relay_agent,
+        bind,
+    })
+}
+
+/// The mock GitLab for this pipeline, listening where [`reach`] decided.
+pub(super) async fn start_server(
+    at: &PipelineHome,
+    reach: &Reach,
+) -> Result<RunningServer, RunError> {
+    let home = &at.home;
+    let mut config = ServerConfig::new(&at.dir);
+    config.bind = reach.bind;
+    config.public_host = reach
+        .relay_agent
+        .as_ref()
+        .map(|_| relay::SERVER_HOST.to_string());
+    config.s3.dir = Some(home.join("cache"));
+    // Images persist across runs, like the cache.
+    config.registry.dir = Some(home.join("registry"));
+    // Generic packages and earlier runs' artifacts are reachable from later pipelines.
+    config.api.packages_dir = Some(home.join("packages"));
+    config.api.earlier_runs = Some(home.join("pipelines"));
+    Ok(Server::start(config).await?)
+}
+
+/// The snapshot [`spawn_snapshot`] started. On failure the server is shut down: the session
+/// never existed.
+pub(super) async fn finish_snapshot(
+    snapshot: JoinHandle<Result<Snapshot, GitError>>,
+    server: RunningServer,
+) -> Result<(Snapshot, RunningServer), RunError> {
+    match snapshot.await {
+        Ok(Ok(s)) => Ok((s, server)),
+        Ok(Err(e)) => {
+            server.shutdown().await;
+            Err(e.into())
+        }
+        Err(joined) => {
+            server.shutdown().await;
+            if joined.is_panic() {
+                std::panic::resume_unwind(joined.into_panic());
+            }
+            // Only when the runtime shuts down under us.
+            Err(RunError::Home(std::io::Error::other(format!(
+                "taking the pipeline's snapshot: {joined}"
+            ))))
+        }
+    }
+}
+
+/// The pipeline planned again for what only the run knows (the server's URL and registry,
+/// the pipeline id, the snapshot's commit), without asking git again; its repository is
+/// then served under the project's path. On failure the server is shut down.
+pub(super) async fn replan_for_server(
+    opts: &PipelineOptions,
+    draft: &Planned,
+    pipeline_id: u64,
+    snapshot: &Snapshot,
+    server: RunningServer,
+) -> Result<(Planned, RunningServer), RunError> {
+    let mut real = opts.clone();
+    real.server_url = server.url().to_string();
+    real.registry = Some(server.registry_credentials().address);
+    real.pipeline_id = pipeline_id;
+    real.commit_sha = Some(snapshot.sha.clone());
+    let planned = match replan(&real, draft) {
+        Ok(p) => p,
+        Err(e) => {
+            server.shutdown().await;
+            return Err(e.into());
+        }
+    };
+    server.add_repository(&planned.loaded.facts.project.path(), &snapshot.bare_repo)?;
+    Ok((planned, server))
+}
+
+/// What every job spec of the pipeline shares, read once from the plan's predefined
+/// variables (GitLab's project and ref facts), the snapshot and the pipeline's options.
+pub(super) fn job_facts(
+    opts: &PipelineOptions,
+    planned: &Planned,
+    snapshot: &Snapshot,
+    pipeline_id: u64,
+    refs: PipelineRef,
+    server_url: &str,
+) -> PipelineFacts {
+    let var = |key: &str| {
+        planned
+            .predefined
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+    };
+    let PipelineRef { tag, branch } = refs;
+    PipelineFacts {
+        pipeline_id,
+        project: ProjectSpec {
+            id: var("CI_PROJECT_ID")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+            path: planned.loaded.facts.project.path(),
+            namespace_id: var("CI_PROJECT_NAMESPACE_ID")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+            root_namespace_id: var("CI_PROJECT_ROOT_NAMESPACE_ID")
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(1),
+        },
+        ref_type: if tag.is_some() {
+            RefType::Tag
+        } else {
+            RefType::Branch
+        },
+        ref_name: tag
+            .or(branch)
+            .or_else(|| var("CI_COMMIT_REF_NAME"))
+            .unwrap_or_default(),
+        before_sha: var("CI_COMMIT_BEFORE_SHA").unwrap_or_else(|| "0".repeat(40)),
+        protected: var("CI_COMMIT_REF_PROTECTED").as_deref() == Some("true"),
+        user_variables: predefined::user_variables(
+            &planned.loaded.facts,
+            &PipelineContext::new(server_url),
+        ),
+        event: opts.event.clone(),
+        predefined: planned.predefined.clone(),
+        settings_variables: opts.settings_variables.clone(),
+        commit: CommitTree::new(snapshot.bare_repo.clone(), snapshot.sha.clone()),
+    }
+}
+
+/// The built-in runners, as [`start_runners`] left them.
+pub(super) struct Runners {
+    pub(super) tasks: Vec<JoinHandle<()>>,
+    /// The watchdog that removes the session's objects and staging directory if this
+    /// process dies first.
+    pub(super) reaper: Option<docker::Reaper>,
+}
+
+/// The relay (when jobs need one) and `options.concurrency` built-in runners on `engine`,
+/// registered for every tag of the plan. With an external runner (`engine` is `None`) there
+/// is nothing to start.
+pub(super) async fn start_runners(
+    shared: &Arc<Shared>,
+    engine: Option<Engine>,
+    reach: &Reach,
+    owner: Owner,
+    cleanup: &CleanupTasks,
+) -> Result<Runners, RunError> {
+    let mut runners = Runners {
+        tasks: Vec::new(),
+        reaper: None,
+    };
+    let options = &shared.options;
+    // This process reaches the server directly, whatever name jobs know it by.
+    let local_url = format!("http://{}", shared.server.local_addr());
+    let relay = match (&engine, &reach.relay_agent) {
+        (Some(engine), Some(agent)) => {
+            Some(Relay::start(engine, &owner, agent, shared.server.local_addr()).await?)
+        }
+        _ => None,
+    };
+    let Some(engine) = engine else {
+        return Ok(runners);
+    };
+    let tags: Vec<String> = {
+        let mut t: Vec<String> = shared
+            .planned
+            .plan
+            .jobs
+            .iter()
+            .flat_map(|j| j.tags.iter().cloned())
+            .collect();
+        t.sort();
+        t.dedup();
+        t
+    };
+    // The built-in runner takes every job, tagged or not: it stands for "the project's
+    // runners".
+    let creds = shared.server.create_runner(&tags, true);
+    // Checkouts and jobs' builds directories live with the pipeline, private to this user:
+    // removed when the session ends, by the watchdog if the process dies first.
+    let staging_root = staging::create(&shared.dir, &owner).ok();
+    runners.reaper = docker::Reaper::spawn(&owner, staging_root.as_deref());
+    let executor = ExecutorOptions {
+        default_image: options.default_image.clone(),
+        services_timeout: options.services_timeout,
+        keep_failed: options.keep_failed,
+        deferred_cleanup: Some(cleanup.clone()),
+        source_cache: Some(match &staging_root {
+            Some(root) => SourceCache::in_dir(root.clone()),
+            None => SourceCache::default(),
+        }),
+        stage_files_by_mount: reach
+            .host_address
+            .as_ref()
+            .is_some_and(HostAddress::is_local),
+        staging_root: staging_root.clone(),
+        // Shared: the cache outlives the per-pipeline runner tokens, so the next run finds
+        // it.
+        cache: Some(CacheConfig {
+            shared: true,
+            ..CacheConfig::from_server(&crate::server::S3Credentials {
+                server_address: shared.server.local_addr().to_string(),
+                ..shared.server.s3_credentials()
+            })
+        }),
+        clone_url: (local_url != shared.server.url()).then(|| local_url.clone()),
+        relay,
+        ..ExecutorOptions::default()
+    };
+    let engine = Arc::new(engine);
+    let owner = Arc::new(owner);
+    for _ in 0..options.concurrency.max(1) {
+        runners.tasks.push(tokio::spawn(work(
+            shared.clone(),
+            RunnerApi::new(&local_url),
+            creds.token.clone(),
+            engine.clone(),
+            owner.clone(),
+            executor.clone(),
+        )));
+    }
+    Ok(runners)
+}
+
+/// A built-in runner: takes jobs from the server over the runner API and runs them.
+async fn work(
+    shared: Arc<Shared>,
+    api: RunnerApi,
+    token: String,
+    engine: Arc<Engine>,
+    owner: Arc<Owner>,
+    executor: ExecutorOptions,
+) {
+    let stop = shared.stop.clone();
+    serve(&api, &token, &engine, &owner, &executor, &stop, &*shared).await;
+}
