@@ -13,6 +13,7 @@
 //!   the server, [`harness`] jobs as libtest trials; `sigv4` is the AWS signature both the
 //!   runner (presigning) and the server (verifying) use for the S3 cache.
 
+mod calendar;
 pub mod config;
 pub mod docker;
 pub mod expr;

@@ -28,7 +28,6 @@ mod error;
 mod remote;
 mod repo;
 mod snapshot;
-mod time;
 mod worktree;
 
 pub use changes::changed_files;
@@ -37,5 +36,4 @@ pub use error::GitError;
 pub use remote::{instance_url, ProjectPath, FALLBACK_NAMESPACE};
 pub use repo::{GitUser, Repo, RepoFacts, BLANK_SHA};
 pub use snapshot::{bare_repo_path, snapshot, Snapshot, SnapshotRequest};
-pub use time::{xmlschema, xmlschema_utc};
 pub use worktree::capture_tree;

@@ -5,8 +5,9 @@
 //! "sigv4-query-string-auth" document; the algorithm itself is [`crate::sigv4`], shared with
 //! the server's verifier.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
+use crate::calendar::amz_date;
 use crate::sigv4::{self, encode, CanonicalRequest, Scope};
 
 /// Where the cache lives and how to sign for it (`[runners.cache.s3]` of config.toml).
@@ -33,31 +34,6 @@ impl std::fmt::Debug for S3Target {
             .field("insecure", &self.insecure)
             .finish_non_exhaustive()
     }
-}
-
-/// `yyyymmddThhmmssZ` (UTC).
-fn amz_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs() as i64;
-    // Days to civil date: Howard Hinnant's algorithm.
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
 }
 
 impl S3Target {
@@ -143,6 +119,8 @@ impl S3Target {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     fn aws_example() -> S3Target {
@@ -154,16 +132,6 @@ mod tests {
             secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
             insecure: false,
         }
-    }
-
-    #[test]
-    fn amz_dates_are_utc_calendar_dates() {
-        assert_eq!(amz_date(UNIX_EPOCH), "19700101T000000Z");
-        // 2013-05-24T00:00:00Z, the date of AWS's presigning example.
-        let t = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
-        assert_eq!(amz_date(t), "20130524T000000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661);
-        assert_eq!(amz_date(leap), "20000229T010101Z");
     }
 
     #[test]

@@ -178,7 +178,7 @@ fn check_signature(
 }
 
 fn parse_date(amz_date: &str) -> Result<SystemTime, AuthError> {
-    crate::server::time::parse_amz_date(amz_date).ok_or_else(|| {
+    crate::calendar::parse_amz_date(amz_date).ok_or_else(|| {
         err(
             "AccessDenied",
             format!("X-Amz-Date {amz_date:?} is not yyyymmddThhmmssZ"),
