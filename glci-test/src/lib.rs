@@ -10,8 +10,10 @@
 //! - [`git`] reads repository facts and snapshots the working tree;
 //! - [`server`] is the local stand-in for GitLab, [`runner`] the built-in runner,
 //!   [`docker`] the engine connection and cleanup, [`relay`] how jobs on a remote engine reach
-//!   the server, [`harness`] jobs as libtest trials.
+//!   the server, [`harness`] jobs as libtest trials; `sigv4` is the AWS signature both the
+//!   runner (presigning) and the server (verifying) use for the S3 cache.
 
+mod calendar;
 pub mod config;
 pub mod docker;
 pub mod expr;
@@ -23,6 +25,7 @@ pub mod printable;
 pub mod relay;
 pub mod runner;
 pub mod server;
+mod sigv4;
 mod threads;
 pub mod vars;
 

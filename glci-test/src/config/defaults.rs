@@ -5,33 +5,8 @@
 
 use super::error::ConfigError;
 use super::jobs::{entry_kind, jobs_mut, EntryKind};
+use super::keywords::{DEFAULT_KEYS, DEPRECATED_GLOBALS};
 use super::value::{Key, Mapping, Node, Value};
-
-/// `Entry::Default::ALLOWED_KEYS` (CE) plus EE's `identity`.
-pub const DEFAULT_KEYS: &[&str] = &[
-    "before_script",
-    "after_script",
-    "hooks",
-    "cache",
-    "image",
-    "services",
-    "interruptible",
-    "timeout",
-    "retry",
-    "tags",
-    "artifacts",
-    "id_tokens",
-    "identity",
-];
-
-/// Top-level keywords that still act as defaults.
-pub const DEPRECATED_GLOBALS: &[&str] = &[
-    "image",
-    "services",
-    "cache",
-    "before_script",
-    "after_script",
-];
 
 /// Moves deprecated globals into `default:` (error if both set one) and copies the defaults
 /// into every job. `default:` stays in the tree for whoever wants to show it.
@@ -52,7 +27,7 @@ pub fn apply_defaults(root: &mut Node) -> Result<(), ConfigError> {
         Mapping::default()
     };
     let mut moved = false;
-    for name in DEPRECATED_GLOBALS {
+    for name in &DEPRECATED_GLOBALS {
         let Some((key, value)) = map.shift_remove_entry(*name) else {
             continue;
         };
@@ -104,7 +79,7 @@ fn inherits(job: &Node, key: &str) -> bool {
 fn apply_to_job(defaults: &Mapping, kind: EntryKind, job: &mut Node) {
     let allowed: &[&str] = match kind {
         EntryKind::Bridge => &["interruptible"],
-        _ => DEFAULT_KEYS,
+        _ => &DEFAULT_KEYS,
     };
     let take: Vec<(Key, Node)> = defaults
         .iter()

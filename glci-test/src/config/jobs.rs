@@ -2,19 +2,8 @@
 //! hidden ones (`.name`) once `extends`, `!reference` and anchors have used them.
 
 use super::error::ConfigError;
+use super::keywords::RESERVED;
 use super::value::{Mapping, Node, Value};
-
-/// Top-level keys GitLab never treats as jobs.
-pub const RESERVED: &[&str] = &[
-    "include",
-    "before_script",
-    "image",
-    "services",
-    "after_script",
-    "variables",
-    "stages",
-    "cache",
-];
 
 /// What a top-level entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -24,6 +24,7 @@ mod flatten;
 mod include;
 mod inputs;
 mod jobs;
+pub mod keywords;
 mod load;
 mod merge;
 mod reference;

@@ -2,7 +2,7 @@
 //! message is byte-for-byte what GitLab's Gitaly would return, with GitLab's title and
 //! description rules (`app/models/commit.rb`).
 
-use super::time;
+use crate::calendar;
 
 /// GitLab's placeholder for an empty message (`Commit#no_commit_message`).
 pub const NO_COMMIT_MESSAGE: &str = "No commit message";
@@ -26,7 +26,7 @@ impl GitDate {
 
     /// ISO 8601 in the commit's own offset, as GitLab prints `CI_COMMIT_TIMESTAMP`.
     pub fn xmlschema(&self) -> String {
-        time::xmlschema(self.secs, self.offset_minutes)
+        calendar::xmlschema(self.secs, self.offset_minutes)
     }
 }
 
@@ -140,7 +140,7 @@ fn parse_signature(value: &str) -> Option<Signature> {
     let mut parts = date.split_whitespace();
     let secs: i64 = parts.next()?.parse().ok()?;
     let raw_offset = parts.next().unwrap_or("+0000").to_string();
-    let offset_minutes = time::parse_git_offset(&raw_offset).unwrap_or(0);
+    let offset_minutes = parse_git_offset(&raw_offset).unwrap_or(0);
     Some(Signature {
         name: name.trim().to_string(),
         email: email.to_string(),
@@ -150,6 +150,21 @@ fn parse_signature(value: &str) -> Option<Signature> {
             raw_offset,
         },
     })
+}
+
+/// Parses git's `+0200` / `-0530` into minutes east of UTC.
+fn parse_git_offset(tz: &str) -> Option<i32> {
+    let (sign, digits) = match tz.as_bytes().first()? {
+        b'+' => (1, &tz[1..]),
+        b'-' => (-1, &tz[1..]),
+        _ => return None,
+    };
+    if digits.len() != 4 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let hours: i32 = digits[..2].parse().ok()?;
+    let minutes: i32 = digits[2..].parse().ok()?;
+    Some(sign * (hours * 60 + minutes))
 }
 
 /// Ruby's `String#blank?`: empty or whitespace only.
@@ -231,5 +246,15 @@ Fix the thing\n\nLonger body\nsecond line\n";
     fn rejects_non_commits() {
         assert!(CommitInfo::parse("x", b"garbage").is_none());
         assert!(CommitInfo::parse("x", b"tree abc\n\nmsg").is_none());
+    }
+
+    #[test]
+    fn parses_git_offsets() {
+        assert_eq!(parse_git_offset("+0200"), Some(120));
+        assert_eq!(parse_git_offset("-0530"), Some(-330));
+        assert_eq!(parse_git_offset("+0000"), Some(0));
+        assert_eq!(parse_git_offset("0200"), None);
+        assert_eq!(parse_git_offset("+02"), None);
+        assert_eq!(parse_git_offset(""), None);
     }
 }

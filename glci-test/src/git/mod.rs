@@ -29,7 +29,6 @@ mod error;
 mod remote;
 mod repo;
 mod snapshot;
-mod time;
 mod worktree;
 
 pub use changes::changed_files;
@@ -39,5 +38,4 @@ pub use error::GitError;
 pub use remote::{instance_url, ProjectPath, FALLBACK_NAMESPACE};
 pub use repo::{GitUser, Repo, RepoFacts, BLANK_SHA};
 pub use snapshot::{bare_repo_path, snapshot, Snapshot, SnapshotRequest};
-pub use time::{xmlschema, xmlschema_utc};
 pub use worktree::capture_tree;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use indexmap::IndexMap;
 
 use super::lint::LintError;
+use crate::config::keywords::{DEFAULT_KEYS, DEPRECATED_GLOBALS, RESERVED};
 use crate::config::{Mapping, Node, Span, Value};
 use crate::expr::Expression;
 
@@ -15,48 +16,6 @@ mod job;
 mod parse;
 
 pub use job::parse_job;
-
-/// `Root::ALLOWED_KEYS`: top-level keys that are configuration, not jobs.
-pub const GLOBAL_KEYS: [&str; 10] = [
-    "default",
-    "include",
-    "before_script",
-    "image",
-    "services",
-    "after_script",
-    "variables",
-    "stages",
-    "cache",
-    "workflow",
-];
-
-/// Names that can never be jobs (`reserved: true`); `default`/`workflow` can.
-const RESERVED: [&str; 8] = [
-    "include",
-    "before_script",
-    "image",
-    "services",
-    "after_script",
-    "variables",
-    "stages",
-    "cache",
-];
-
-/// `Default::ALLOWED_KEYS`.
-pub const DEFAULT_KEYS: [&str; 12] = [
-    "before_script",
-    "after_script",
-    "hooks",
-    "cache",
-    "image",
-    "services",
-    "interruptible",
-    "timeout",
-    "retry",
-    "tags",
-    "artifacts",
-    "id_tokens",
-];
 
 /// Stages GitLab uses when `stages:` is absent.
 pub const DEFAULT_STAGES: [&str; 5] = [".pre", "build", "test", "deploy", ".post"];
@@ -437,15 +396,6 @@ pub fn validate(tree: &Node) -> Result<PipelineConfig, Vec<LintError>> {
     Ok(config)
 }
 
-/// The global keys that act as job defaults when no `default:` overrides them.
-const DEPRECATED_GLOBALS: [&str; 5] = [
-    "image",
-    "services",
-    "cache",
-    "before_script",
-    "after_script",
-];
-
 fn read_root(tree: &Node, errors: &mut Vec<LintError>) -> Option<PipelineConfig> {
     let Some(root) = tree.as_map() else {
         errors.push(LintError::new(
@@ -652,4 +602,40 @@ fn read_stages(node: Option<&Node>, errors: &mut Vec<LintError>) -> Vec<String> 
     stages.extend(flat.into_iter().filter(|s| s != ".pre" && s != ".post"));
     stages.push(".post".to_string());
     stages
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::keywords::DEFAULT_KEYS;
+    use crate::config::{parse_yaml, resolve_tree};
+
+    /// The loader (which copies `default:` into jobs) and this validator (which refuses
+    /// unknown `default:` keys) read one table, so every key the loader copies is one the
+    /// validator accepts — `identity` included, which they once disagreed on.
+    #[test]
+    fn default_keys_the_loader_copies_are_keys_the_validator_accepts() {
+        assert!(DEFAULT_KEYS.contains(&"identity"));
+        let yaml = "default:\n  identity: google_cloud\n  tags: [docker]\n\
+                    job:\n  script: [echo]\n";
+        let tree = parse_yaml(yaml, ".gitlab-ci.yml")
+            .and_then(resolve_tree)
+            .expect("config loads");
+        let job = tree.get("job").expect("job is kept");
+        assert!(job.get("identity").is_some(), "the loader copied identity");
+        let config = validate(&tree).map_err(|e| crate::plan::lint::join(&e));
+        assert!(config.is_ok(), "{config:?}");
+
+        let unknown = "default:\n  no_such_key: 1\njob:\n  script: [echo]\n";
+        let tree = parse_yaml(unknown, ".gitlab-ci.yml")
+            .and_then(resolve_tree)
+            .expect("config loads");
+        let errors = validate(&tree).map_err(|e| crate::plan::lint::join(&e));
+        assert!(
+            errors
+                .as_ref()
+                .is_err_and(|e| e.contains("config contains unknown keys: no_such_key")),
+            "{errors:?}"
+        );
+    }
 }

@@ -11,7 +11,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use super::{Event, PipelineSource};
-use crate::git::{instance_url, xmlschema_utc, RepoFacts, BLANK_SHA};
+use crate::calendar::xmlschema_utc;
+use crate::git::{instance_url, RepoFacts, BLANK_SHA};
 
 /// Longest slug GitLab produces (a DNS label).
 pub const SLUG_MAX_LEN: usize = 63;

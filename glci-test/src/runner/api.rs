@@ -2,15 +2,12 @@
 //! official runner speaks it, so the built-in runner can work against any GitLab-compatible
 //! server — glci's own, or another.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 use serde_json::{json, Value};
 
+use super::http_client::{self, Answer, HttpClient};
 use super::payload::{Artifact, JobPayload};
 
 /// A failed API call, naming the call.
@@ -88,7 +85,7 @@ fn runner_info() -> Value {
 /// A client of one server's runner API.
 #[derive(Clone)]
 pub struct RunnerApi {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: HttpClient,
     /// `<url>/api/v4`
     base: String,
 }
@@ -101,17 +98,7 @@ impl std::fmt::Debug for RunnerApi {
     }
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Bytes,
-}
-
 impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
     fn remote_state(&self) -> RemoteJobState {
         match self.header("job-status") {
             Some("canceling") => RemoteJobState::Canceling,
@@ -137,12 +124,8 @@ impl RunnerApi {
     pub fn new(url: &str) -> RunnerApi {
         let url = url.trim_end_matches('/');
         let url = url.strip_suffix("/ci").unwrap_or(url);
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(Duration::from_secs(10)));
-        // Requests go out at once, not after the server's delayed ACK (Nagle).
-        connector.set_nodelay(true);
         RunnerApi {
-            client: Client::builder(TokioExecutor::new()).build(connector),
+            client: http_client::client(),
             base: format!("{url}/api/v4"),
         }
     }
@@ -169,30 +152,12 @@ impl RunnerApi {
             call,
             reason: e.to_string(),
         })?;
-        let resp = self
-            .client
-            .request(req)
+        http_client::exchange(&self.client, req)
             .await
             .map_err(|e| ApiError::Transport {
                 call,
                 reason: e.to_string(),
-            })?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| ApiError::Transport {
-                call,
-                reason: e.to_string(),
-            })?
-            .to_bytes();
-        Ok(Answer {
-            status,
-            headers,
-            body,
-        })
+            })
     }
 
     async fn json_call(

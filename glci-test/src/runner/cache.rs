@@ -12,11 +12,10 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::TokioExecutor;
+use http_body_util::Full;
 
 use super::archive::{self, ExpandLimits, Selection, TarStream};
+use super::http_client::{self, Answer};
 use super::payload::{Cache, JobPayload, JobVariable};
 use super::s3_presign::S3Target;
 use super::trace::Trace;
@@ -545,18 +544,6 @@ fn tar_names(tar_bytes: &[u8]) -> Result<Vec<String>, String> {
     Ok(names)
 }
 
-struct Answer {
-    status: StatusCode,
-    headers: http::HeaderMap,
-    body: Bytes,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
-
 /// How long one cache transfer may take (gitlab-runner's default cache request timeout).
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
@@ -568,12 +555,7 @@ async fn send(
     body: Bytes,
 ) -> Result<Answer, String> {
     let clean = url.split('?').next().unwrap_or(url).to_string();
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(Duration::from_secs(10)));
-    // Requests go out at once, not after the server's delayed ACK (Nagle).
-    connector.set_nodelay(true);
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build(connector);
+    let client = http_client::client();
     let mut req = Request::builder().method(method.clone()).uri(url);
     for (k, v) in headers {
         req = req.header(*k, v);
@@ -582,33 +564,10 @@ async fn send(
         .header("content-length", body.len().to_string())
         .body(Full::new(body))
         .map_err(|e| format!("{method} {clean}: {e}"))?;
-    let exchange = async {
-        let resp = client.request(req).await.map_err(|e| {
-            let mut reason = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                reason = format!("{reason}: {s}");
-                source = s.source();
-            }
-            reason
-        })?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let body = resp
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?
-            .to_bytes();
-        Ok::<_, String>(Answer {
-            status,
-            headers,
-            body,
-        })
-    };
+    let exchange = http_client::exchange(&client, req);
     match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
         Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(e)) => Err(format!("{method} {clean}: {e}")),
+        Ok(Err(e)) => Err(format!("{method} {clean}: {}", e.with_causes())),
         Err(_) => Err(format!(
             "{method} {clean}: no answer within {} minutes",
             REQUEST_TIMEOUT.as_secs() / 60

@@ -7,6 +7,7 @@ pub mod archive;
 pub mod cache;
 pub mod container;
 pub mod executor;
+mod http_client;
 pub mod payload;
 pub mod s3_presign;
 pub mod services;

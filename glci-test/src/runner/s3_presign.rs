@@ -2,23 +2,13 @@
 //! GET, HEAD and PUT URLs with the S3 credentials, as gitlab-runner's `s3v2` adapter does
 //! (path-style URLs, `UNSIGNED-PAYLOAD`, `x-amz-meta-*` headers signed into the PUT), so any
 //! S3-compatible server — glci's own, or MinIO — accepts them. Follows AWS's
-//! "sigv4-query-string-auth" document.
+//! "sigv4-query-string-auth" document; the algorithm itself is [`crate::sigv4`], shared with
+//! the server's verifier.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
-use hmac::{Hmac, Mac};
-use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use sha2::{Digest, Sha256};
-
-/// AWS encodes everything except the unreserved characters.
-const AWS_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-/// The longest validity AWS accepts for a presigned URL: 7 days.
-const MAX_EXPIRES: u64 = 604_800;
+use crate::calendar::amz_date;
+use crate::sigv4::{self, encode, CanonicalRequest, Scope};
 
 /// Where the cache lives and how to sign for it (`[runners.cache.s3]` of config.toml).
 #[derive(Clone, PartialEq, Eq)]
@@ -46,50 +36,6 @@ impl std::fmt::Debug for S3Target {
     }
 }
 
-fn encode(s: &str) -> String {
-    utf8_percent_encode(s, AWS_ENCODE).to_string()
-}
-
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    // HMAC takes keys of any length; should that ever fail, an empty MAC only makes the
-    // server refuse the signature instead of panicking here.
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
-        return Vec::new();
-    };
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// `yyyymmddThhmmssZ` (UTC).
-fn amz_date(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO)
-        .as_secs() as i64;
-    // Days to civil date: Howard Hinnant's algorithm.
-    let z = secs.div_euclid(86_400) + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
-/// A header value as SigV4 canonicalises it: runs of whitespace become one space.
-fn canonical_value(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
-}
-
 impl S3Target {
     /// The object's URL without any query (what the runner prints: `CleanURL`).
     pub fn object_url(&self, object_key: &str) -> String {
@@ -104,15 +50,12 @@ impl S3Target {
     /// `/<bucket>/<key>`, each segment encoded once, slashes kept (no bucket segment when the
     /// bucket is empty: a virtual-hosted address names it).
     fn canonical_path(&self, object_key: &str) -> String {
-        let mut path = String::new();
-        if !self.bucket.is_empty() {
-            path = format!("/{}", encode(&self.bucket));
+        let key = sigv4::encode_path(&format!("/{object_key}"));
+        if self.bucket.is_empty() {
+            key
+        } else {
+            format!("/{}{key}", encode(&self.bucket))
         }
-        for segment in object_key.split('/') {
-            path.push('/');
-            path.push_str(&encode(segment));
-        }
-        path
     }
 
     /// A presigned URL for `method` on `object_key`, valid for `expires` from `now`. Every
@@ -127,13 +70,15 @@ impl S3Target {
         now: SystemTime,
     ) -> String {
         let date_time = amz_date(now);
-        let date = &date_time[..8];
-        let scope = format!("{date}/{}/s3/aws4_request", self.region);
+        let scope = Scope {
+            date: &date_time[..8],
+            region: &self.region,
+        };
         let mut signed: Vec<(String, String)> = vec![("host".into(), self.server_address.clone())];
         signed.extend(
             headers
                 .iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), canonical_value(v))),
+                .map(|(k, v)| (k.to_ascii_lowercase(), sigv4::canonical_header_value(v))),
         );
         signed.sort();
         let signed_names = signed
@@ -141,36 +86,30 @@ impl S3Target {
             .map(|(k, _)| k.as_str())
             .collect::<Vec<_>>()
             .join(";");
-        let expires = expires.as_secs().clamp(1, MAX_EXPIRES);
-        let mut query = [
-            ("X-Amz-Algorithm", "AWS4-HMAC-SHA256".to_string()),
-            ("X-Amz-Credential", format!("{}/{scope}", self.access_key)),
-            ("X-Amz-Date", date_time.clone()),
-            ("X-Amz-Expires", expires.to_string()),
-            ("X-Amz-SignedHeaders", signed_names.clone()),
-        ]
-        .iter()
-        .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
-        .collect::<Vec<_>>();
-        query.sort();
-        let query = query.join("&");
+        let expires = expires.as_secs().clamp(1, sigv4::MAX_EXPIRES).to_string();
+        let credential = format!("{}/{scope}", self.access_key);
+        let query = sigv4::canonical_query([
+            ("X-Amz-Algorithm", sigv4::ALGORITHM),
+            ("X-Amz-Credential", credential.as_str()),
+            ("X-Amz-Date", date_time.as_str()),
+            ("X-Amz-Expires", expires.as_str()),
+            ("X-Amz-SignedHeaders", signed_names.as_str()),
+        ]);
         let canonical_headers: String = signed.iter().map(|(k, v)| format!("{k}:{v}\n")).collect();
         let path = self.canonical_path(object_key);
-        let canonical_request = format!(
-            "{method}\n{path}\n{query}\n{canonical_headers}\n{signed_names}\nUNSIGNED-PAYLOAD"
+        let signature = sigv4::signature(
+            &self.secret_key,
+            &scope,
+            &date_time,
+            &CanonicalRequest {
+                method,
+                path: &path,
+                query: &query,
+                headers: &canonical_headers,
+                signed_headers: &signed_names,
+                payload_hash: sigv4::UNSIGNED_PAYLOAD,
+            },
         );
-        let string_to_sign = format!(
-            "AWS4-HMAC-SHA256\n{date_time}\n{scope}\n{}",
-            hex::encode(Sha256::digest(canonical_request.as_bytes()))
-        );
-        let k_date = hmac(
-            format!("AWS4{}", self.secret_key).as_bytes(),
-            date.as_bytes(),
-        );
-        let k_region = hmac(&k_date, self.region.as_bytes());
-        let k_service = hmac(&k_region, b"s3");
-        let k_signing = hmac(&k_service, b"aws4_request");
-        let signature = hex::encode(hmac(&k_signing, string_to_sign.as_bytes()));
         format!(
             "{}?{query}&X-Amz-Signature={signature}",
             self.object_url(object_key)
@@ -180,6 +119,8 @@ impl S3Target {
 
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     fn aws_example() -> S3Target {
@@ -191,16 +132,6 @@ mod tests {
             secret_key: "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY".into(),
             insecure: false,
         }
-    }
-
-    #[test]
-    fn amz_dates_are_utc_calendar_dates() {
-        assert_eq!(amz_date(UNIX_EPOCH), "19700101T000000Z");
-        // 2013-05-24T00:00:00Z, the date of AWS's presigning example.
-        let t = UNIX_EPOCH + Duration::from_secs(1_369_353_600);
-        assert_eq!(amz_date(t), "20130524T000000Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400 + 3661);
-        assert_eq!(amz_date(leap), "20000229T010101Z");
     }
 
     #[test]

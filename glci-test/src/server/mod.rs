@@ -32,7 +32,6 @@ pub mod runner_api;
 mod s3;
 mod sigv4;
 pub(crate) mod storage;
-mod time;
 
 use std::collections::HashMap;
 use std::convert::Infallible;

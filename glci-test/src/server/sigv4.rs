@@ -1,24 +1,16 @@
 //! AWS Signature Version 4 verification for S3 requests: presigned query strings (what the
 //! runner hands its helper) and the `Authorization` header (the runner's own
 //! `GetBucketLocation`). Follows AWS's "sigv4-query-string-auth" and "sig-v4-header-based-auth"
-//! documents; keys are compared in constant time.
+//! documents; the algorithm itself is [`crate::sigv4`], shared with the runner's presigner.
+//! Keys are compared in constant time.
 
 use std::time::{Duration, SystemTime};
 
-use hmac::{Hmac, Mac};
 use http::HeaderMap;
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
-use sha2::{Digest, Sha256};
+use percent_encoding::percent_decode_str;
 
-/// AWS encodes everything except the unreserved characters.
-const AWS_ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
+use crate::sigv4::{self, CanonicalRequest, Scope, MAX_EXPIRES};
 
-/// The longest validity AWS accepts for a presigned URL: 7 days.
-const MAX_EXPIRES: u64 = 604_800;
 /// Allowed clock difference between signer and server.
 const MAX_SKEW: Duration = Duration::from_secs(15 * 60);
 
@@ -57,28 +49,13 @@ pub(crate) struct Verified {
     pub(crate) payload_hash: Option<String>,
 }
 
-fn hmac(key: &[u8], data: &[u8]) -> Vec<u8> {
-    // HMAC accepts keys of any length; should that ever change, an empty MAC simply fails
-    // the comparison instead of panicking.
-    let Ok(mut mac) = <Hmac<Sha256> as Mac>::new_from_slice(key) else {
-        return Vec::new();
-    };
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn encode(s: &str) -> String {
-    utf8_percent_encode(s, AWS_ENCODE).to_string()
-}
-
 fn decode(s: &str) -> String {
     percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
 /// The path as S3 canonicalises it: each segment URI-encoded once, slashes kept.
 fn canonical_uri(raw_path: &str) -> String {
-    let decoded = decode(raw_path);
-    decoded.split('/').map(encode).collect::<Vec<_>>().join("/")
+    sigv4::encode_path(&decode(raw_path))
 }
 
 /// Raw query pairs, percent-decoded (`+` stays literal, as S3 reads it).
@@ -95,16 +72,12 @@ fn raw_pairs(raw_query: Option<&str>) -> Vec<(String, String)> {
 }
 
 fn canonical_query(pairs: &[(String, String)]) -> String {
-    let mut enc: Vec<(String, String)> = pairs
-        .iter()
-        .filter(|(k, _)| k != "X-Amz-Signature")
-        .map(|(k, v)| (encode(k), encode(v)))
-        .collect();
-    enc.sort();
-    enc.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join("&")
+    sigv4::canonical_query(
+        pairs
+            .iter()
+            .filter(|(k, _)| k != "X-Amz-Signature")
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    )
 }
 
 fn canonical_headers(headers: &HeaderMap, signed: &[&str]) -> Result<String, AuthError> {
@@ -113,12 +86,7 @@ fn canonical_headers(headers: &HeaderMap, signed: &[&str]) -> Result<String, Aut
         let values: Vec<String> = headers
             .get_all(*name)
             .iter()
-            .map(|v| {
-                String::from_utf8_lossy(v.as_bytes())
-                    .split_whitespace()
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
+            .map(|v| sigv4::canonical_header_value(&String::from_utf8_lossy(v.as_bytes())))
             .collect();
         if values.is_empty() {
             return Err(err(
@@ -129,11 +97,6 @@ fn canonical_headers(headers: &HeaderMap, signed: &[&str]) -> Result<String, Aut
         out.push_str(&format!("{name}:{}\n", values.join(",")));
     }
     Ok(out)
-}
-
-struct Scope<'a> {
-    date: &'a str,
-    region: &'a str,
 }
 
 /// Checks `<access key>/<yyyymmdd>/<region>/s3/aws4_request`.
@@ -169,29 +132,53 @@ fn check_credential<'a>(credential: &'a str, keys: &Keys<'_>) -> Result<Scope<'a
     Ok(Scope { date, region })
 }
 
-fn signature(
+/// The request as received, for recomputing its signature.
+struct Request<'a> {
+    method: &'a str,
+    raw_path: &'a str,
+    pairs: &'a [(String, String)],
+    headers: &'a HeaderMap,
+}
+
+/// Recomputes the signature over `signed` (`;`-joined header names) and `payload`, and
+/// compares it with the `given` one in constant time.
+fn check_signature(
+    request: &Request<'_>,
     keys: &Keys<'_>,
     scope: &Scope<'_>,
     amz_date: &str,
-    canonical_request: &str,
-) -> String {
-    let scope_str = format!("{}/{}/s3/aws4_request", scope.date, scope.region);
-    let string_to_sign = format!(
-        "AWS4-HMAC-SHA256\n{amz_date}\n{scope_str}\n{}",
-        hex::encode(Sha256::digest(canonical_request.as_bytes()))
+    signed: &str,
+    payload: &str,
+    given: &str,
+) -> Result<(), AuthError> {
+    let signed_list: Vec<&str> = signed.split(';').collect();
+    let path = canonical_uri(request.raw_path);
+    let query = canonical_query(request.pairs);
+    let headers = canonical_headers(request.headers, &signed_list)?;
+    let expected = sigv4::signature(
+        keys.secret_key,
+        scope,
+        amz_date,
+        &CanonicalRequest {
+            method: request.method,
+            path: &path,
+            query: &query,
+            headers: &headers,
+            signed_headers: signed,
+            payload_hash: payload,
+        },
     );
-    let k_date = hmac(
-        format!("AWS4{}", keys.secret_key).as_bytes(),
-        scope.date.as_bytes(),
-    );
-    let k_region = hmac(&k_date, scope.region.as_bytes());
-    let k_service = hmac(&k_region, b"s3");
-    let k_signing = hmac(&k_service, b"aws4_request");
-    hex::encode(hmac(&k_signing, string_to_sign.as_bytes()))
+    if !constant_time_eq(expected.as_bytes(), given.as_bytes()) {
+        return Err(err(
+            "SignatureDoesNotMatch",
+            "The request signature we calculated does not match the signature you provided.",
+        ));
+    }
+    Ok(())
 }
 
 fn parse_date(amz_date: &str) -> Result<SystemTime, AuthError> {
-    crate::server::time::parse_amz_date(amz_date).ok_or_else(|| {
+    crate::calendar::parse_amz_date(amz_date).ok_or_else(|| {
         err(
             "AccessDenied",
             format!("X-Amz-Date {amz_date:?} is not yyyymmddThhmmssZ"),
@@ -209,6 +196,12 @@ pub(crate) fn verify(
     now: SystemTime,
 ) -> Result<Verified, AuthError> {
     let pairs = raw_pairs(raw_query);
+    let request = Request {
+        method,
+        raw_path,
+        pairs: &pairs,
+        headers,
+    };
     let get = |k: &str| {
         pairs
             .iter()
@@ -216,7 +209,7 @@ pub(crate) fn verify(
             .map(|(_, v)| v.as_str())
     };
     if let Some(algorithm) = get("X-Amz-Algorithm") {
-        if algorithm != "AWS4-HMAC-SHA256" {
+        if algorithm != sigv4::ALGORITHM {
             return Err(err(
                 "AuthorizationQueryParametersError",
                 format!("X-Amz-Algorithm {algorithm:?} is not AWS4-HMAC-SHA256"),
@@ -265,20 +258,8 @@ pub(crate) fn verify(
             ));
         }
         // Presigned URLs normally leave the payload unsigned; a signer may say so explicitly.
-        let payload = get("X-Amz-Content-Sha256").unwrap_or("UNSIGNED-PAYLOAD");
-        let canonical = format!(
-            "{method}\n{}\n{}\n{}\n{signed}\n{payload}",
-            canonical_uri(raw_path),
-            canonical_query(&pairs),
-            canonical_headers(headers, &signed_list)?
-        );
-        let expected = signature(keys, &scope, amz_date, &canonical);
-        if !constant_time_eq(expected.as_bytes(), given.as_bytes()) {
-            return Err(err(
-                "SignatureDoesNotMatch",
-                "The request signature we calculated does not match the signature you provided.",
-            ));
-        }
+        let payload = get("X-Amz-Content-Sha256").unwrap_or(sigv4::UNSIGNED_PAYLOAD);
+        check_signature(&request, keys, &scope, amz_date, signed, payload, given)?;
         return Ok(Verified { payload_hash: None });
     }
 
@@ -341,19 +322,7 @@ pub(crate) fn verify(
             "the host header must be signed",
         ));
     }
-    let canonical = format!(
-        "{method}\n{}\n{}\n{}\n{signed}\n{payload}",
-        canonical_uri(raw_path),
-        canonical_query(&pairs),
-        canonical_headers(headers, &signed_list)?
-    );
-    let expected = signature(keys, &scope, amz_date, &canonical);
-    if !constant_time_eq(expected.as_bytes(), given.as_bytes()) {
-        return Err(err(
-            "SignatureDoesNotMatch",
-            "The request signature we calculated does not match the signature you provided.",
-        ));
-    }
+    check_signature(&request, keys, &scope, amz_date, signed, &payload, given)?;
     Ok(Verified {
         payload_hash: Some(payload),
     })

@@ -444,7 +444,7 @@ fn inherit(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Inherit {
                     let bad: Vec<&str> = names
                         .iter()
                         .map(String::as_str)
-                        .filter(|n| !super::DEFAULT_KEYS.contains(n))
+                        .filter(|n| !crate::config::keywords::DEFAULT_KEYS.contains(n))
                         .collect();
                     if !bad.is_empty() {
                         errors.push(LintError::entry(

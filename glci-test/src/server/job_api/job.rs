@@ -6,10 +6,10 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::not_found;
+use crate::calendar::rfc3339;
 use crate::server::http::{self as h, Response};
 use crate::server::runner_api::spec::RefType;
 use crate::server::runner_api::state::{Job, JobId, JobState};
-use crate::server::time::rfc3339;
 use crate::server::Shared;
 
 pub(super) fn current(shared: &Shared, id: JobId) -> Response {

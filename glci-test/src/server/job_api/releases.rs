@@ -8,10 +8,10 @@ use http::StatusCode;
 use serde_json::{json, Value};
 
 use super::{bad_request, note, Caller};
+use crate::calendar::rfc3339;
 use crate::server::http::{self as h, Response};
 use crate::server::params;
 use crate::server::runner_api::state::Release;
-use crate::server::time::rfc3339;
 use crate::server::Shared;
 
 /// `body`: the request's parameters (query and body), read by the router.

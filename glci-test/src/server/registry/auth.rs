@@ -164,7 +164,7 @@ impl Auth {
                 "token": token,
                 "access_token": token,
                 "expires_in": TOKEN_LIFETIME.as_secs(),
-                "issued_at": crate::server::time::rfc3339(SystemTime::now()),
+                "issued_at": crate::calendar::rfc3339(SystemTime::now()),
             }),
         )
     }

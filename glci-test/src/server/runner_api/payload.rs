@@ -183,7 +183,7 @@ pub(crate) fn build(inner: &Inner, job: &Job, urls: &ServerUrls<'_>) -> Value {
         var("CI_JOB_TOKEN", &job.token, false, true),
         var(
             "CI_JOB_STARTED_AT",
-            &crate::server::time::rfc3339(SystemTime::now()),
+            &crate::calendar::rfc3339(SystemTime::now()),
             true,
             false,
         ),
