@@ -21,6 +21,24 @@ impl LintError {
         }
     }
 
+    /// GitLab's entry validation of a hash's keys: `<location> config contains unknown keys:
+    /// a, b` at `span`, naming every key outside `allowed` in order; `None` when all are known.
+    pub fn unknown_keys<'a>(
+        span: &Span,
+        location: &str,
+        keys: impl IntoIterator<Item = &'a str>,
+        allowed: &[&str],
+    ) -> Option<Self> {
+        let unknown: Vec<&str> = keys.into_iter().filter(|k| !allowed.contains(k)).collect();
+        (!unknown.is_empty()).then(|| {
+            LintError::entry(
+                span,
+                location,
+                &format!("config contains unknown keys: {}", unknown.join(", ")),
+            )
+        })
+    }
+
     /// A logical or pipeline-level error, kept verbatim.
     pub fn new(span: Option<&Span>, message: impl Into<String>) -> Self {
         LintError {

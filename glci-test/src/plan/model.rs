@@ -523,18 +523,12 @@ fn collect_defaults(root: &Mapping, errors: &mut Vec<LintError>) -> Mapping {
     if let Some(node) = default_node {
         match node.as_map() {
             Some(map) => {
-                let unknown: Vec<&str> = map
-                    .keys()
-                    .map(|k| k.name.as_str())
-                    .filter(|k| !DEFAULT_KEYS.contains(k))
-                    .collect();
-                if !unknown.is_empty() {
-                    errors.push(LintError::entry(
-                        &node.span,
-                        "default",
-                        &format!("config contains unknown keys: {}", unknown.join(", ")),
-                    ));
-                }
+                errors.extend(LintError::unknown_keys(
+                    &node.span,
+                    "default",
+                    map.keys().map(|k| k.name.as_str()),
+                    &DEFAULT_KEYS,
+                ));
                 for (k, v) in map {
                     defaults.insert(k.clone(), v.clone());
                 }

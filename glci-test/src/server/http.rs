@@ -74,6 +74,23 @@ pub(crate) fn json_message(status: StatusCode, message: &str) -> Response {
     json(status, &serde_json::json!({ "message": message }))
 }
 
+/// A file streamed as a download, as GitLab sends artifacts and packages:
+/// `application/octet-stream`, its length when known, and `Content-Disposition: attachment`
+/// naming `filename` (quotes dropped, so the header stays well formed).
+pub(crate) fn download(file: tokio::fs::File, size: Option<u64>, filename: &str) -> Response {
+    let mut resp = response(StatusCode::OK, reader_body(file));
+    set_header(&mut resp, "content-type", "application/octet-stream");
+    if let Some(size) = size {
+        set_header(&mut resp, "content-length", &size.to_string());
+    }
+    set_header(
+        &mut resp,
+        "content-disposition",
+        &format!("attachment; filename=\"{}\"", filename.replace('"', "")),
+    );
+    resp
+}
+
 pub(crate) fn set_header(resp: &mut Response, name: &'static str, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         resp.headers_mut().insert(name, v);

@@ -274,18 +274,12 @@ pub fn artifacts(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<
         errors.push(LintError::entry(&node.span, loc, "config should be a hash"));
         return None;
     };
-    let unknown: Vec<&str> = m
-        .keys()
-        .map(|k| k.name.as_str())
-        .filter(|k| !ARTIFACT_KEYS.contains(k))
-        .collect();
-    if !unknown.is_empty() {
-        errors.push(LintError::entry(
-            &node.span,
-            loc,
-            &format!("config contains unknown keys: {}", unknown.join(", ")),
-        ));
-    }
+    errors.extend(LintError::unknown_keys(
+        &node.span,
+        loc,
+        m.keys().map(|k| k.name.as_str()),
+        &ARTIFACT_KEYS,
+    ));
     if m.contains_key("public") && m.contains_key("access") {
         errors.push(LintError::entry(
             &node.span,

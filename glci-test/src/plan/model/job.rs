@@ -318,18 +318,12 @@ fn release(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<Releas
         "milestones",
         "assets",
     ];
-    let unknown: Vec<&str> = m
-        .keys()
-        .map(|k| k.name.as_str())
-        .filter(|k| !KEYS.contains(k))
-        .collect();
-    if !unknown.is_empty() {
-        errors.push(LintError::entry(
-            &node.span,
-            loc,
-            &format!("config contains unknown keys: {}", unknown.join(", ")),
-        ));
-    }
+    errors.extend(LintError::unknown_keys(
+        &node.span,
+        loc,
+        m.keys().map(|k| k.name.as_str()),
+        &KEYS,
+    ));
     let field = |key: &str, errors: &mut Vec<LintError>| {
         m.get(key)
             .and_then(|n| parse::scalar(n, &format!("{loc} {key}"), errors))

@@ -242,18 +242,12 @@ pub fn rules(node: &Node, loc: &str, workflow: bool, errors: &mut Vec<LintError>
         if workflow {
             keys.push("auto_cancel");
         }
-        let unknown: Vec<&str> = map
-            .keys()
-            .map(|k| k.name.as_str())
-            .filter(|k| !keys.contains(k))
-            .collect();
-        if !unknown.is_empty() {
-            errors.push(LintError::entry(
-                &item.span,
-                &rule_loc,
-                &format!("config contains unknown keys: {}", unknown.join(", ")),
-            ));
-        }
+        errors.extend(LintError::unknown_keys(
+            &item.span,
+            &rule_loc,
+            map.keys().map(|k| k.name.as_str()),
+            &keys,
+        ));
         let mut rule = Rule {
             span: item.span.clone(),
             ..Rule::default()
@@ -561,18 +555,12 @@ pub fn policy(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<Pol
             ..Policy::default()
         }),
         Value::Map(map) => {
-            let unknown: Vec<&str> = map
-                .keys()
-                .map(|k| k.name.as_str())
-                .filter(|k| !["refs", "variables", "changes", "kubernetes"].contains(k))
-                .collect();
-            if !unknown.is_empty() {
-                errors.push(LintError::entry(
-                    &node.span,
-                    loc,
-                    &format!("config contains unknown keys: {}", unknown.join(", ")),
-                ));
-            }
+            errors.extend(LintError::unknown_keys(
+                &node.span,
+                loc,
+                map.keys().map(|k| k.name.as_str()),
+                &["refs", "variables", "changes", "kubernetes"],
+            ));
             Some(Policy {
                 refs: map
                     .get("refs")

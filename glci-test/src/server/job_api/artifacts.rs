@@ -198,20 +198,7 @@ async fn serve_archive(archive: Archive) -> Response {
         }
     };
     let size = file.metadata().await.map(|m| m.len()).ok();
-    let mut resp = h::response(StatusCode::OK, h::reader_body(file));
-    h::set_header(&mut resp, "content-type", "application/octet-stream");
-    if let Some(size) = size {
-        h::set_header(&mut resp, "content-length", &size.to_string());
-    }
-    h::set_header(
-        &mut resp,
-        "content-disposition",
-        &format!(
-            "attachment; filename=\"{}\"",
-            archive.filename.replace('"', "")
-        ),
-    );
-    resp
+    h::download(file, size, &archive.filename)
 }
 
 #[derive(Debug, thiserror::Error)]

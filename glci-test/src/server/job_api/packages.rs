@@ -116,17 +116,7 @@ pub(super) async fn download(shared: &Shared, caller: &Caller, c: &Coordinates<'
         Err(_) => return h::json_message(StatusCode::NOT_FOUND, "404 Package Not Found"),
     };
     let size = file.metadata().await.map(|m| m.len()).ok();
-    let mut resp = h::response(StatusCode::OK, h::reader_body(file));
-    h::set_header(&mut resp, "content-type", "application/octet-stream");
-    if let Some(size) = size {
-        h::set_header(&mut resp, "content-length", &size.to_string());
-    }
-    h::set_header(
-        &mut resp,
-        "content-disposition",
-        &format!("attachment; filename=\"{}\"", c.file),
-    );
-    resp
+    h::download(file, size, c.file)
 }
 
 fn storage_error(dir: &std::path::Path, e: &std::io::Error) -> Response {

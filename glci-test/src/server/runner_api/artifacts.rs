@@ -315,18 +315,7 @@ pub(super) async fn download(shared: &Shared, req: Request, id: JobId) -> Respon
             return not_found();
         }
     };
-    let mut resp = h::response(StatusCode::OK, h::reader_body(file));
-    h::set_header(&mut resp, "content-type", "application/octet-stream");
-    h::set_header(&mut resp, "content-length", &archive.size.to_string());
-    h::set_header(
-        &mut resp,
-        "content-disposition",
-        &format!(
-            "attachment; filename=\"{}\"",
-            archive.filename.replace('"', "")
-        ),
-    );
-    resp
+    h::download(file, Some(archive.size), &archive.filename)
 }
 
 #[cfg(test)]
