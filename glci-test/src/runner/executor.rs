@@ -74,6 +74,9 @@ pub struct ExecutorOptions {
     /// from here (it names the relay); the checkout's `origin` stays the jobs' URL. As
     /// gitlab-runner's `clone_url`, for the runner's own fetch only.
     pub clone_url: Option<String>,
+    /// The stand-in's registry as jobs and the engine reach it (`None`: no registry served,
+    /// or one that needs no translation).
+    pub registry: Option<super::registry_access::RegistryAccess>,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -119,6 +122,7 @@ impl Default for ExecutorOptions {
             staging_root: None,
             relay: None,
             clone_url: None,
+            registry: None,
         }
     }
 }

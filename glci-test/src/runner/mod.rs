@@ -9,6 +9,7 @@ pub mod container;
 pub mod executor;
 mod http_client;
 pub mod payload;
+pub mod registry_access;
 pub mod s3_presign;
 pub mod services;
 pub mod shell;
