@@ -48,6 +48,45 @@ pub struct ContainerConfig {
     pub binds: Vec<(String, String)>,
     /// More `/etc/hosts` entries (`name:address`), e.g. the relay standing for the server.
     pub extra_hosts: Vec<String>,
+    /// Named volumes mounted read-write: `(volume name, container path)`.
+    pub volumes: Vec<(String, String)>,
+    /// Empty in-memory directories mounted at these paths.
+    pub tmpfs: Vec<String>,
+    /// Privileges beyond Docker's default set (Docker-in-Docker services need them).
+    pub privileges: Privileges,
+}
+
+/// What a container may do beyond Docker's defaults: `--privileged`, or capabilities and
+/// security options one by one (`--cap-add`, `--cap-drop`, `--security-opt`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Privileges {
+    pub privileged: bool,
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    pub security_opt: Vec<String>,
+}
+
+/// The bind mounts, named volumes and tmpfs directories of a container.
+fn mounts(config: &ContainerConfig) -> Vec<Mount> {
+    let mount = |typ, source: Option<&String>, target: &String| Mount {
+        source: source.cloned(),
+        target: Some(target.clone()),
+        typ: Some(typ),
+        ..Default::default()
+    };
+    let binds = config
+        .binds
+        .iter()
+        .map(|(source, target)| mount(MountType::BIND, Some(source), target));
+    let volumes = config
+        .volumes
+        .iter()
+        .map(|(name, target)| mount(MountType::VOLUME, Some(name), target));
+    let tmpfs = config
+        .tmpfs
+        .iter()
+        .map(|target| mount(MountType::TMPFS, None, target));
+    binds.chain(volumes).chain(tmpfs).collect()
 }
 
 /// A created container of a job.
@@ -97,18 +136,12 @@ impl JobContainer {
                 ),
                 // A bind mount (not a `-v` bind): the engine refuses a missing source instead
                 // of creating an empty directory in its place.
-                mounts: (!config.binds.is_empty()).then(|| {
-                    config
-                        .binds
-                        .iter()
-                        .map(|(source, target)| Mount {
-                            source: Some(source.clone()),
-                            target: Some(target.clone()),
-                            typ: Some(MountType::BIND),
-                            ..Default::default()
-                        })
-                        .collect()
-                }),
+                mounts: Some(mounts(config)).filter(|m| !m.is_empty()),
+                privileged: Some(config.privileges.privileged),
+                cap_add: Some(config.privileges.cap_add.clone()).filter(|c| !c.is_empty()),
+                cap_drop: Some(config.privileges.cap_drop.clone()).filter(|c| !c.is_empty()),
+                security_opt: Some(config.privileges.security_opt.clone())
+                    .filter(|o| !o.is_empty()),
                 ..Default::default()
             }),
             networking_config,
