@@ -64,6 +64,9 @@ pub struct Privileges {
     pub cap_add: Vec<String>,
     pub cap_drop: Vec<String>,
     pub security_opt: Vec<String>,
+    /// `--security-opt systempaths=unconfined`: no masked or read-only `/proc` and `/sys`
+    /// paths (the CLI sends it as empty path lists; the API refuses it as a security option).
+    pub unmask_system_paths: bool,
 }
 
 /// The bind mounts, named volumes and tmpfs directories of a container.
@@ -142,6 +145,8 @@ impl JobContainer {
                 cap_drop: Some(config.privileges.cap_drop.clone()).filter(|c| !c.is_empty()),
                 security_opt: Some(config.privileges.security_opt.clone())
                     .filter(|o| !o.is_empty()),
+                masked_paths: config.privileges.unmask_system_paths.then(Vec::new),
+                readonly_paths: config.privileges.unmask_system_paths.then(Vec::new),
                 ..Default::default()
             }),
             networking_config,

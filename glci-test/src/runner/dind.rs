@@ -176,11 +176,8 @@ pub fn capability_set() -> Privileges {
         privileged: false,
         cap_add: vec!["ALL".into()],
         cap_drop: vec!["SYS_RESOURCE".into()],
-        security_opt: vec![
-            "seccomp=unconfined".into(),
-            "apparmor=unconfined".into(),
-            "systempaths=unconfined".into(),
-        ],
+        security_opt: vec!["seccomp=unconfined".into(), "apparmor=unconfined".into()],
+        unmask_system_paths: true,
     }
 }
 
@@ -367,7 +364,7 @@ pub async fn start(
     }
     let set = capability_set();
     let set = format!(
-        "--cap-add {} --cap-drop {} --security-opt {}",
+        "--cap-add {} --cap-drop {} --security-opt {} --security-opt systempaths=unconfined",
         set.cap_add.join(","),
         set.cap_drop.join(","),
         set.security_opt.join(" --security-opt ")

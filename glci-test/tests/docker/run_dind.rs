@@ -1,0 +1,220 @@
+//! Docker-in-Docker jobs on a real engine, with the fixture images `glci-fixture/docker:dind`
+//! and `glci-fixture/docker:cli` (built here when missing: `scripts/fixture-images docker
+//! docker-cli`, about 5 minutes for the daemon image). On this machine's engine
+//! `--privileged` is refused, so each test also covers the fall-back to the capability set.
+//!
+//! The inner daemons have no images and no registry is reachable: the base image of the
+//! `docker build` goes in as a `docker save` tar in the project, `docker load`ed by the job.
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
+
+use glci_test::pipeline::{PipelineOptions, Quiet, RunOptions, RunReport, Session};
+use glci_test::plan::status::Status;
+
+const DIND_IMAGE: &str = "glci-fixture/docker:dind";
+const CLI_IMAGE: &str = "glci-fixture/docker:cli";
+
+fn run(cmd: &mut Command) -> String {
+    let out = cmd.output().expect("runs");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Builds the DinD and CLI fixture images when missing (once per test process).
+fn ensure_fixtures() {
+    static BUILT: std::sync::Once = std::sync::Once::new();
+    BUILT.call_once(|| {
+        let missing = [DIND_IMAGE, CLI_IMAGE].iter().any(|image| {
+            !Command::new("docker")
+                .args(["image", "inspect", image])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        if missing {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fixture-images");
+            run(Command::new(script).args(["docker", "docker-cli"]));
+        }
+    });
+}
+
+/// A committed project with `pipeline` as its `.gitlab-ci.yml` and the busybox fixture as
+/// `busybox.tar`, for the inner daemon to load.
+fn project(pipeline: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".gitlab-ci.yml"), pipeline).unwrap();
+    run(Command::new("docker")
+        .args(["save", "-o"])
+        .arg(dir.path().join("busybox.tar"))
+        .arg("glci-fixture/busybox:latest"));
+    let git = |args: &[&str]| {
+        run(Command::new("git")
+            .arg("-C")
+            .arg(dir.path())
+            .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
+            .args(args))
+    };
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "one"]);
+    dir
+}
+
+/// Runs the whole pipeline in a fresh glci home; returns the report and the owner ids of the
+/// run's Docker objects (from the jobs' `Running on glci-<owner>-job-…` lines).
+async fn run_pipeline(project: &Path) -> (RunReport, Vec<String>) {
+    ensure_fixtures();
+    let home = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        home: Some(home.path().to_path_buf()),
+        concurrency: 2,
+        ..RunOptions::default()
+    };
+    let session = Session::start(&PipelineOptions::new(project), options, Arc::new(Quiet))
+        .await
+        .expect("session");
+    let report = session.run(&[]).await.unwrap();
+    session.shutdown().await;
+    let mut owners: Vec<String> = report
+        .jobs
+        .iter()
+        .filter_map(|j| {
+            j.log.lines().find_map(|l| {
+                let at = l.find("Running on glci-")? + "Running on glci-".len();
+                let name = &l[at..];
+                Some(name.split('-').next()?.to_string())
+            })
+        })
+        .collect();
+    owners.sort();
+    owners.dedup();
+    (report, owners)
+}
+
+/// Containers, networks and volumes of `owner` still on the engine.
+fn left_behind(owner: &str) -> String {
+    let filter = format!("label=io.glci.owner={owner}");
+    let mut left = String::new();
+    for what in [
+        &["ps", "-a", "-q"][..],
+        &["network", "ls", "-q"][..],
+        &["volume", "ls", "-q"][..],
+    ] {
+        left += &run(Command::new("docker")
+            .args(what)
+            .args(["--filter", &filter]));
+    }
+    left
+}
+
+fn assert_clean(owners: &[String]) {
+    assert!(!owners.is_empty(), "no job said where it ran");
+    for owner in owners {
+        let left = left_behind(owner);
+        assert!(left.trim().is_empty(), "left behind by {owner}: {left}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn dind_with_tls_builds_and_runs_an_image() {
+    let project = project(
+        r#"
+build:
+  image: glci-fixture/docker:cli
+  services:
+    - name: glci-fixture/docker:dind
+      alias: docker
+  variables:
+    DOCKER_TLS_CERTDIR: /certs
+  script:
+    - echo "host=$DOCKER_HOST verify=$DOCKER_TLS_VERIFY certs=$DOCKER_CERT_PATH"
+    - ls /certs/client
+    - docker load -i busybox.tar
+    - printf 'FROM glci-fixture/busybox:latest\nRUN echo built-in-dind > /built\nCMD ["cat", "/built"]\n' > Dockerfile
+    - docker build -q -t dind-test:1 .
+    - docker run --rm dind-test:1
+"#,
+    );
+    let (report, owners) = run_pipeline(project.path()).await;
+    let job = report.job("build").unwrap();
+    assert_eq!(job.status, Status::Success, "{}", job.log);
+    assert!(
+        job.log
+            .contains("host=tcp://docker:2376 verify=1 certs=/certs/client"),
+        "{}",
+        job.log
+    );
+    // The output of the image built and run inside the job's own daemon.
+    assert!(
+        job.log.lines().any(|l| l.trim() == "built-in-dind"),
+        "{}",
+        job.log
+    );
+    assert!(job.log.contains("is ready (daemon"), "{}", job.log);
+    // This engine refuses --privileged: the job ran with the capability set.
+    assert!(
+        job.log.contains(
+            "runs Docker-in-Docker with the capability set (the engine refuses --privileged)"
+        ),
+        "{}",
+        job.log
+    );
+    assert_clean(&owners);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_dind_jobs_without_tls_each_see_their_own_daemon() {
+    let job = |name: &str| {
+        format!(
+            r#"
+{name}:
+  image: glci-fixture/docker:cli
+  services:
+    - name: glci-fixture/docker:dind
+      alias: docker
+  variables:
+    DOCKER_TLS_CERTDIR: ""
+  script:
+    - echo "host=$DOCKER_HOST verify=[$DOCKER_TLS_VERIFY]"
+    - docker volume create only-{name} >/dev/null
+    - sleep 2
+    - echo "id=$(docker info --format '{{{{.ID}}}}')"
+    - echo "volumes=$(docker volume ls -q | tr '\n' ' ')"
+"#
+        )
+    };
+    let project = project(&(job("one") + &job("two")));
+    let (report, owners) = run_pipeline(project.path()).await;
+    let mut ids = Vec::new();
+    for (name, other) in [("one", "two"), ("two", "one")] {
+        let job = report.job(name).unwrap();
+        assert_eq!(job.status, Status::Success, "{}", job.log);
+        assert!(
+            job.log.contains("host=tcp://docker:2375 verify=[]"),
+            "{}",
+            job.log
+        );
+        let id = job
+            .log
+            .lines()
+            .find_map(|l| l.strip_prefix("id="))
+            .filter(|id| !id.trim().is_empty())
+            .unwrap_or_else(|| panic!("no daemon id in {}", job.log))
+            .to_string();
+        ids.push(id);
+        let volumes = job
+            .log
+            .lines()
+            .find_map(|l| l.strip_prefix("volumes="))
+            .unwrap_or_default();
+        assert!(volumes.contains(&format!("only-{name}")), "{}", job.log);
+        assert!(!volumes.contains(&format!("only-{other}")), "{}", job.log);
+    }
+    assert_ne!(ids[0], ids[1], "both jobs talked to one daemon");
+    assert_clean(&owners);
+}
