@@ -23,6 +23,8 @@
 //! - **Registry trust**: with the stand-in's registry served, its CA goes into the service's
 //!   `/etc/docker/certs.d/<registry>/ca.crt`, and `daemon.json` names the registry as a
 //!   `registry-mirrors` entry, so Docker Hub names pulled inside DinD come through glci.
+//!   `daemon.json` also moves the inner daemon's bridge off `172.17.0.0/16`, where it would
+//!   hide the outer bridge address that glci's server and registry listen on.
 //! - **Buildx**: stale `~/.docker/buildx` state of the job image is hidden under an empty
 //!   directory; `docker buildx create` gets no `--config` from glci (yet).
 //!
@@ -304,7 +306,14 @@ pub async fn start(
         config.aliases.push(DOCKER_ALIAS.into());
     }
 
-    let mut trust: Option<Vec<u8>> = None;
+    let mut daemon_config: Option<Vec<u8>> = None;
+    let command: Vec<String> = config
+        .entrypoint
+        .iter()
+        .flatten()
+        .chain(&config.cmd)
+        .cloned()
+        .collect();
     let attempts: &[Learned] = match (options.privileges, learned(engine)) {
         (DindPrivileges::Privileged, _) => &[Learned::Privileged],
         (DindPrivileges::Capabilities, _)
@@ -326,17 +335,20 @@ pub async fn start(
             .await
             .map_err(docker_error("create its container"))?;
         containers.push(container.clone());
-        if let (Some(registry), None) = (registry, &trust) {
-            trust = Some(registry_trust(engine, &container, registry, &name).await?);
-        }
-        if let Some(tar) = &trust {
-            container
-                .upload_tar(engine, tar.clone())
-                .await
-                .map_err(docker_error(
-                    "copy the registry's CA and daemon.json into it",
-                ))?;
-        }
+        let files = match &daemon_config {
+            Some(files) => files.clone(),
+            None => {
+                let files = daemon_files(engine, &container, registry, &command, &name).await?;
+                daemon_config = Some(files.clone());
+                files
+            }
+        };
+        container
+            .upload_tar(engine, files)
+            .await
+            .map_err(docker_error(
+                "copy daemon.json and the registry's CA into it",
+            ))?;
         match container.start(engine).await {
             Ok(()) => {
                 if attempts.len() > 1 || how == Learned::Capabilities {
@@ -445,23 +457,62 @@ async fn create_volume(
         .map_err(|e| DockerError::api(format!("create volume `{name}`"), e))
 }
 
-/// A tar for `/` of the service: the registry's CA in `certs.d` and a `daemon.json` with the
-/// registry as mirror, merged into the image's own `daemon.json` when it has one.
-async fn registry_trust(
+/// Candidates for the inner daemon's own bridge (`bip`). Left to itself it takes
+/// `172.17.0.0/16`, as the outer engine did, and then the outer bridge's address (where glci's
+/// server and registry listen) is its own inside the service: a push to the registry would
+/// reach nothing. The first candidate not holding the registry's address is used.
+const INNER_BRIDGES: [&str; 2] = ["10.254.253.1/24", "192.168.253.1/24"];
+
+/// The inner bridge that does not hold `avoid` (the registry's address, when an IPv4 one).
+fn inner_bridge(avoid: Option<std::net::Ipv4Addr>) -> &'static str {
+    let holds = |cidr: &str, ip: std::net::Ipv4Addr| {
+        let Some((net, len)) = cidr.split_once('/') else {
+            return false;
+        };
+        let (Ok(net), Ok(len)) = (net.parse::<std::net::Ipv4Addr>(), len.parse::<u32>()) else {
+            return false;
+        };
+        let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+        u32::from(net) & mask == u32::from(ip) & mask
+    };
+    INNER_BRIDGES
+        .iter()
+        .copied()
+        .find(|cidr| avoid.is_none_or(|ip| !holds(cidr, ip)))
+        .unwrap_or(INNER_BRIDGES[0])
+}
+
+/// A tar for `/` of the service: `/etc/docker/daemon.json` (the image's own, if any, with an
+/// inner bridge that does not hide the outer one and, with a registry, the registry as
+/// mirror) and the registry's CA in `certs.d`. Settings the service's command gives as flags
+/// are left out: dockerd refuses a setting given both ways.
+async fn daemon_files(
     engine: &Engine,
     container: &JobContainer,
-    registry: &RegistryAccess,
+    registry: Option<&RegistryAccess>,
+    command: &[String],
     service: &str,
 ) -> Result<Vec<u8>, DindError> {
+    let flagged = |flag: &str| command.iter().any(|arg| arg.starts_with(flag));
+    let registry_ip = registry.and_then(|r| {
+        r.job_address
+            .rsplit_once(':')
+            .and_then(|(host, _)| host.parse().ok())
+    });
+    let settings = DaemonSettings {
+        mirror: registry
+            .filter(|_| !flagged("--registry-mirror"))
+            .map(|r| format!("https://{}", r.job_address)),
+        bip: (!flagged("--bip")).then(|| inner_bridge(registry_ip).to_string()),
+    };
     let existing = daemon_json(engine, container).await;
     let daemon_json =
-        daemon_json_with_mirror(existing.as_deref(), &registry.job_address).map_err(|reason| {
-            DindError::BadDaemonJson {
+        settings
+            .merge_into(existing.as_deref())
+            .map_err(|reason| DindError::BadDaemonJson {
                 service: service.to_string(),
                 reason,
-            }
-        })?;
-    let certs_dir = format!("etc/docker/certs.d/{}", registry.job_address);
+            })?;
     let mut tar = tar::Builder::new(Vec::new());
     let mut add = |path: &str, data: Option<&[u8]>| {
         let mut header = tar::Header::new_gnu();
@@ -480,26 +531,70 @@ async fn registry_trust(
         header.set_mtime(0);
         tar.append_data(&mut header, path, data.unwrap_or_default())
     };
-    let built = add("etc/docker/", None)
-        .and_then(|()| add("etc/docker/certs.d/", None))
-        .and_then(|()| add(&format!("{certs_dir}/"), None))
-        .and_then(|()| {
-            add(
-                &format!("{certs_dir}/ca.crt"),
-                Some(registry.ca_pem.as_bytes()),
-            )
-        })
-        .and_then(|()| add("etc/docker/daemon.json", Some(daemon_json.as_bytes())))
-        .and_then(|()| tar.into_inner());
-    // Writing a tar into memory fails only if the path is unrepresentable (a registry address
+    let mut built = add("etc/docker/", None)
+        .and_then(|()| add("etc/docker/daemon.json", Some(daemon_json.as_bytes())));
+    if let Some(registry) = registry {
+        let certs_dir = format!("etc/docker/certs.d/{}", registry.job_address);
+        built = built
+            .and_then(|()| add("etc/docker/certs.d/", None))
+            .and_then(|()| add(&format!("{certs_dir}/"), None))
+            .and_then(|()| {
+                add(
+                    &format!("{certs_dir}/ca.crt"),
+                    Some(registry.ca_pem.as_bytes()),
+                )
+            });
+    }
+    // Writing a tar into memory fails only if a path is unrepresentable (a registry address
     // longer than a tar name): say so rather than start a daemon that does not trust it.
-    built.map_err(|e| DindError::BadDaemonJson {
-        service: service.to_string(),
-        reason: format!(
-            "cannot package the registry's CA for {}: {e}",
-            registry.job_address
-        ),
-    })
+    built
+        .and_then(|()| tar.into_inner())
+        .map_err(|e| DindError::BadDaemonJson {
+            service: service.to_string(),
+            reason: format!("cannot package the daemon's configuration: {e}"),
+        })
+}
+
+/// What glci adds to a DinD service's `daemon.json`.
+#[derive(Debug, Default)]
+struct DaemonSettings {
+    /// A `registry-mirrors` entry (`https://host:port`).
+    mirror: Option<String>,
+    /// The inner bridge's address (`bip`), unless the image's file sets one.
+    bip: Option<String>,
+}
+
+impl DaemonSettings {
+    /// `existing` (a daemon.json, or none) with these settings added.
+    fn merge_into(&self, existing: Option<&str>) -> Result<String, String> {
+        let mut json = match existing.map(str::trim).filter(|t| !t.is_empty()) {
+            Some(text) => {
+                serde_json::from_str::<serde_json::Value>(text).map_err(|e| e.to_string())?
+            }
+            None => serde_json::json!({}),
+        };
+        let object = json
+            .as_object_mut()
+            .ok_or_else(|| "not an object".to_string())?;
+        if let Some(mirror) = &self.mirror {
+            let mirror = serde_json::Value::String(mirror.clone());
+            let mirrors = object
+                .entry("registry-mirrors")
+                .or_insert_with(|| serde_json::json!([]));
+            let list = mirrors
+                .as_array_mut()
+                .ok_or_else(|| "`registry-mirrors` is not a list".to_string())?;
+            if !list.contains(&mirror) {
+                list.push(mirror);
+            }
+        }
+        if let Some(bip) = &self.bip {
+            object
+                .entry("bip")
+                .or_insert_with(|| serde_json::Value::String(bip.clone()));
+        }
+        serde_json::to_string_pretty(&json).map_err(|e| e.to_string())
+    }
 }
 
 /// The `/etc/docker/daemon.json` a created (not yet started) container has from its image.
@@ -513,28 +608,6 @@ async fn daemon_json(engine: &Engine, container: &JobContainer) -> Option<String
     let mut text = String::new();
     std::io::Read::read_to_string(&mut entry, &mut text).ok()?;
     Some(text)
-}
-
-/// `existing` (a daemon.json, or none) with `https://<registry>` added to `registry-mirrors`.
-fn daemon_json_with_mirror(existing: Option<&str>, registry: &str) -> Result<String, String> {
-    let mut json = match existing.map(str::trim).filter(|t| !t.is_empty()) {
-        Some(text) => serde_json::from_str::<serde_json::Value>(text).map_err(|e| e.to_string())?,
-        None => serde_json::json!({}),
-    };
-    let object = json
-        .as_object_mut()
-        .ok_or_else(|| "not an object".to_string())?;
-    let mirror = serde_json::Value::String(format!("https://{registry}"));
-    let mirrors = object
-        .entry("registry-mirrors")
-        .or_insert_with(|| serde_json::json!([]));
-    let list = mirrors
-        .as_array_mut()
-        .ok_or_else(|| "`registry-mirrors` is not a list".to_string())?;
-    if !list.contains(&mirror) {
-        list.push(mirror);
-    }
-    serde_json::to_string_pretty(&json).map_err(|e| e.to_string())
 }
 
 /// Waits until the daemon answers `docker info` on the TCP endpoint jobs use, asked from
@@ -794,24 +867,39 @@ mod tests {
     }
 
     #[test]
-    fn daemon_json_gets_the_mirror_merged() {
-        let fresh = daemon_json_with_mirror(None, "172.17.0.1:5443").unwrap();
+    fn daemon_json_gets_mirror_and_bridge_merged() {
+        let settings = DaemonSettings {
+            mirror: Some("https://172.17.0.1:5443".into()),
+            bip: Some(inner_bridge(Some("172.17.0.1".parse().unwrap())).into()),
+        };
+        let fresh = settings.merge_into(None).unwrap();
         let v: serde_json::Value = serde_json::from_str(&fresh).unwrap();
         assert_eq!(v["registry-mirrors"][0], "https://172.17.0.1:5443");
+        assert_eq!(v["bip"], "10.254.253.1/24");
 
-        let merged = daemon_json_with_mirror(
-            Some(r#"{"storage-driver":"vfs","registry-mirrors":["https://m.example"]}"#),
-            "172.17.0.1:5443",
-        )
-        .unwrap();
+        let merged = settings
+            .merge_into(Some(
+                r#"{"storage-driver":"vfs","bip":"10.9.0.1/16","registry-mirrors":["https://m.example"]}"#,
+            ))
+            .unwrap();
         let v: serde_json::Value = serde_json::from_str(&merged).unwrap();
         assert_eq!(v["storage-driver"], "vfs");
+        assert_eq!(v["bip"], "10.9.0.1/16", "the image's own bridge is kept");
         assert_eq!(
             v["registry-mirrors"],
             serde_json::json!(["https://m.example", "https://172.17.0.1:5443"])
         );
-        assert!(daemon_json_with_mirror(Some("[1]"), "r:1").is_err());
-        assert!(daemon_json_with_mirror(Some("{nope"), "r:1").is_err());
+        assert!(settings.merge_into(Some("[1]")).is_err());
+        assert!(settings.merge_into(Some("{nope")).is_err());
+    }
+
+    #[test]
+    fn the_inner_bridge_avoids_the_registry_address() {
+        assert_eq!(inner_bridge(None), "10.254.253.1/24");
+        assert_eq!(
+            inner_bridge(Some("10.254.253.7".parse().unwrap())),
+            "192.168.253.1/24"
+        );
     }
 
     #[test]

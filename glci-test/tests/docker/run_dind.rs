@@ -120,11 +120,26 @@ fn assert_clean(owners: &[String]) {
     }
 }
 
+/// Removes the given local tags when the test ends, passing or not.
+struct Untag(Vec<String>);
+impl Drop for Untag {
+    fn drop(&mut self) {
+        for tag in &self.0 {
+            let _ = Command::new("docker").args(["rmi", tag]).output();
+        }
+    }
+}
+
+/// The issue's core scenario: build in DinD with TLS, run it, push it to the pipeline's
+/// registry (trusted inside DinD through the CA glci puts in its `certs.d`), and run a later
+/// job in that image.
 #[tokio::test(flavor = "multi_thread")]
-async fn dind_with_tls_builds_and_runs_an_image() {
+async fn dind_with_tls_builds_runs_and_pushes_an_image_a_later_job_uses() {
     let project = project(
         r#"
+stages: [build, use]
 build:
+  stage: build
   image: glci-fixture/docker:cli
   services:
     - name: glci-fixture/docker:dind
@@ -133,19 +148,47 @@ build:
     DOCKER_TLS_CERTDIR: /certs
   script:
     - echo "host=$DOCKER_HOST verify=$DOCKER_TLS_VERIFY certs=$DOCKER_CERT_PATH"
-    - ls /certs/client
+    - echo "client files:" $(ls /certs/client)
     - docker load -i busybox.tar
     - printf 'FROM glci-fixture/busybox:latest\nRUN echo built-in-dind > /built\nCMD ["cat", "/built"]\n' > Dockerfile
     - docker build -q -t dind-test:1 .
     - docker run --rm dind-test:1
+    # The registry as jobs reach it: CI_REGISTRY while it is the engine's loopback address
+    # (unreachable from a DinD daemon), else the mirror glci configured in the daemon.
+    - mirror=$(docker info --format '{{range .RegistryConfig.Mirrors}}{{.}}{{end}}' | sed 's#https://##; s#/$##')
+    - case "$CI_REGISTRY" in 127.0.0.1:*) registry=$mirror ;; *) registry=$CI_REGISTRY ;; esac
+    - echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$registry"
+    - docker tag dind-test:1 "$registry/${CI_REGISTRY_IMAGE#*/}:$CI_COMMIT_SHORT_SHA"
+    - docker push "$registry/${CI_REGISTRY_IMAGE#*/}:$CI_COMMIT_SHORT_SHA"
+use:
+  stage: use
+  image: $CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA
+  variables:
+    GIT_STRATEGY: none
+  script:
+    - echo "pulled=$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"
+    - echo "from the pushed image=$(cat /built)"
 "#,
     );
     let (report, owners) = run_pipeline(project.path()).await;
+    let used = report.job("use").unwrap();
+    let _untag = Untag(
+        used.log
+            .lines()
+            .filter_map(|l| l.strip_prefix("pulled="))
+            .map(str::to_string)
+            .collect(),
+    );
     let job = report.job("build").unwrap();
     assert_eq!(job.status, Status::Success, "{}", job.log);
     assert!(
         job.log
             .contains("host=tcp://docker:2376 verify=1 certs=/certs/client"),
+        "{}",
+        job.log
+    );
+    assert!(
+        job.log.contains("client files: ca.pem cert.pem key.pem"),
         "{}",
         job.log
     );
@@ -163,6 +206,12 @@ build:
         ),
         "{}",
         job.log
+    );
+    assert_eq!(used.status, Status::Success, "{}", used.log);
+    assert!(
+        used.log.contains("from the pushed image=built-in-dind"),
+        "{}",
+        used.log
     );
     assert_clean(&owners);
 }
