@@ -267,3 +267,119 @@ async fn two_dind_jobs_without_tls_each_see_their_own_daemon() {
     assert_ne!(ids[0], ids[1], "both jobs talked to one daemon");
     assert_clean(&owners);
 }
+
+/// A job the executor runs without a server (GIT_STRATEGY none, no artifacts).
+mod without_server {
+    use std::time::Duration;
+
+    use glci_test::docker::{count_labelled, Engine, Owner, LABEL_OWNER};
+    use glci_test::runner::dind::{DindOptions, DindPrivileges};
+    use glci_test::runner::executor::{execute, ExecutorOptions, JobIo, JobOutcome};
+    use glci_test::runner::payload::{Artifact, Dependency, JobPayload};
+    use glci_test::runner::trace::{Masker, Trace};
+    use serde_json::json;
+    use tokio_util::sync::CancellationToken;
+
+    struct NoIo;
+
+    impl JobIo for NoIo {
+        async fn download_artifacts(&self, d: &Dependency) -> Result<Vec<u8>, String> {
+            panic!("unexpected artifact download for {}", d.name)
+        }
+        async fn upload_artifacts(&self, a: &Artifact, _zip: Vec<u8>) -> Result<(), String> {
+            panic!("unexpected artifact upload of {}", a.name)
+        }
+    }
+
+    fn payload(service: serde_json::Value) -> JobPayload {
+        serde_json::from_value(json!({
+            "id": 7, "token": "glcbt-jobtoken123",
+            "job_info": {"name": "dind", "stage": "test", "project_full_path": "acme/demo"},
+            "git_info": {"repo_url": "http://127.0.0.1:1/acme/demo.git", "ref": "main",
+                         "sha": "0123456789abcdef0123456789abcdef01234567", "refspecs": [],
+                         "depth": 20},
+            "runner_info": {"timeout": 60},
+            "image": {"name": "glci-fixture/busybox:latest"},
+            "services": [service],
+            "variables": [{"key": "GIT_STRATEGY", "value": "none", "public": true}],
+            "steps": [{"name": "script", "script": ["echo script ran"], "when": "on_success"}],
+            "features": {"trace_sections": true}
+        }))
+        .unwrap()
+    }
+
+    /// Runs the job; asserts nothing of it is left (containers, networks, volumes).
+    async fn run(payload: &JobPayload, options: &ExecutorOptions) -> (JobOutcome, String) {
+        super::ensure_fixtures();
+        let engine = Engine::connect().await.expect("a Docker engine");
+        let owner = Owner::for_this_process("dind-test");
+        let trace = Trace::new(Masker::new(std::iter::empty()), true);
+        let outcome = execute(
+            &engine,
+            &owner,
+            payload,
+            &NoIo,
+            &trace,
+            options,
+            &CancellationToken::new(),
+        )
+        .await;
+        let left = count_labelled(&engine, &format!("{LABEL_OWNER}={}", owner.id))
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        (outcome, String::from_utf8(trace.bytes()).unwrap())
+    }
+
+    /// Where `--privileged` is the only allowed way (a runner configured so) and the engine
+    /// refuses it, the job fails saying why, before its script.
+    #[tokio::test]
+    async fn a_refused_privileged_start_fails_the_job_saying_why() {
+        let options = ExecutorOptions {
+            dind: DindOptions {
+                privileges: DindPrivileges::Privileged,
+                ..DindOptions::from_setting(None)
+            },
+            ..ExecutorOptions::default()
+        };
+        let job = payload(json!({"name": super::DIND_IMAGE, "alias": "docker"}));
+        let (outcome, log) = run(&job, &options).await;
+        assert!(!outcome.success, "{log}");
+        assert_eq!(
+            outcome.failure_reason.as_deref(),
+            Some("runner_system_failure")
+        );
+        assert!(
+            log.contains("cannot start on this engine: it refuses --privileged"),
+            "{log}"
+        );
+        assert!(log.contains("unable to apply caps"), "{log}");
+        assert!(!log.contains("script ran"), "{log}");
+    }
+
+    /// A daemon that never answers ends the job at the services timeout, naming the service
+    /// and the last error.
+    #[tokio::test]
+    async fn a_daemon_that_never_answers_fails_the_job_at_the_timeout() {
+        let options = ExecutorOptions {
+            services_timeout: Duration::from_secs(3),
+            ..ExecutorOptions::default()
+        };
+        let job = payload(json!({
+            "name": super::DIND_IMAGE, "alias": "docker", "command": ["sleep", "60"]
+        }));
+        let started = std::time::Instant::now();
+        let (outcome, log) = run(&job, &options).await;
+        assert!(!outcome.success, "{log}");
+        assert!(
+            log.contains(&format!(
+                "Docker-in-Docker service `{}` did not answer `docker info` within",
+                super::DIND_IMAGE
+            )),
+            "{log}"
+        );
+        assert!(log.contains("last error: "), "{log}");
+        assert!(!log.contains("script ran"), "{log}");
+        assert!(started.elapsed() < Duration::from_secs(20), "{log}");
+    }
+}
