@@ -92,6 +92,8 @@ pub enum DindError {
     },
     #[error("Docker-in-Docker service `{service}`: the image's /etc/docker/daemon.json is not a JSON object, so glci cannot add the registry mirror to it: {reason}")]
     BadDaemonJson { service: String, reason: String },
+    #[error("Docker-in-Docker service `{service}`: cannot package its daemon.json and registry CA: {reason}")]
+    Package { service: String, reason: String },
 }
 
 /// How glci may start DinD services.
@@ -549,9 +551,9 @@ async fn daemon_files(
     // longer than a tar name): say so rather than start a daemon that does not trust it.
     built
         .and_then(|()| tar.into_inner())
-        .map_err(|e| DindError::BadDaemonJson {
+        .map_err(|e| DindError::Package {
             service: service.to_string(),
-            reason: format!("cannot package the daemon's configuration: {e}"),
+            reason: e.to_string(),
         })
 }
 
