@@ -9,8 +9,9 @@
 //! - **Privileges**: `--privileged` where the engine allows it; engines whose capability
 //!   bounding set lacks a capability (hardened or nested hosts) refuse it, so then the
 //!   explicit set of [`capability_set`]. Which one works is learned once per engine (the
-//!   first DinD service's start is the probe) and remembered for the process. Neither: the job
-//!   fails saying why, never with a daemon that half-works.
+//!   first DinD service's start is the probe) and remembered on the engine ([`MEMO_VOLUME`]),
+//!   so later runs skip the refused start. Neither: the job fails saying why, never with a
+//!   daemon that half-works.
 //! - **Isolation**: each service gets its own `/var/lib/docker` volume; the job already has its
 //!   own network, on which the service answers to `docker` (the name in its certificate).
 //! - **TLS**: with `DOCKER_TLS_CERTDIR` set (by the job, else by the image, as the official
@@ -198,18 +199,72 @@ enum Learned {
     Capabilities,
 }
 
-/// What each engine (by endpoint) allows, learned from the first DinD service started on it.
+impl Learned {
+    fn as_str(self) -> &'static str {
+        match self {
+            Learned::Privileged => "privileged",
+            Learned::Capabilities => "capabilities",
+        }
+    }
+}
+
+/// What each engine (by endpoint) allows, as learned or recalled by this process.
 static LEARNED: LazyLock<Mutex<HashMap<String, Learned>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
-fn learned(engine: &Engine) -> Option<Learned> {
-    let map = LEARNED.lock().unwrap_or_else(|e| e.into_inner());
-    map.get(engine.endpoint()).copied()
-}
+/// The empty volume that remembers on the engine itself how DinD services start there, so
+/// that each run does not pay for a refused `--privileged` start again (about 1.5 s here). It
+/// carries `io.glci.pipeline`, so `cargo glci clean --all` forgets it; the next DinD job
+/// probes again.
+const MEMO_VOLUME: &str = "glci-dind-privileges";
+/// The memo volume's label holding [`Learned::as_str`].
+const LABEL_MEMO: &str = "io.glci.dind-privileges";
 
-fn learn(engine: &Engine, how: Learned) {
+/// What this process, or the engine's memo volume, knows of `engine`.
+async fn recall(engine: &Engine) -> Option<Learned> {
+    let known = {
+        let map = LEARNED.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(engine.endpoint()).copied()
+    };
+    if known.is_some() {
+        return known;
+    }
+    let memo = engine.client().inspect_volume(MEMO_VOLUME).await.ok()?;
+    let how = match memo.labels.get(LABEL_MEMO).map(String::as_str) {
+        Some("privileged") => Learned::Privileged,
+        Some("capabilities") => Learned::Capabilities,
+        _ => return None,
+    };
     let mut map = LEARNED.lock().unwrap_or_else(|e| e.into_inner());
     map.insert(engine.endpoint().to_string(), how);
+    Some(how)
+}
+
+/// Remembers `how` for `engine`, in this process and in the engine's memo volume.
+async fn learn(engine: &Engine, how: Learned) {
+    {
+        let mut map = LEARNED.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(engine.endpoint().to_string(), how);
+    }
+    let opts = bollard::query_parameters::RemoveVolumeOptionsBuilder::new()
+        .force(true)
+        .build();
+    let _ = engine.client().remove_volume(MEMO_VOLUME, Some(opts)).await;
+    // A concurrent run may have made it meanwhile (409): it learned the same thing.
+    let _ = engine
+        .client()
+        .create_volume(VolumeCreateRequest {
+            name: Some(MEMO_VOLUME.into()),
+            labels: Some(HashMap::from([
+                (
+                    crate::docker::LABEL_PIPELINE.to_string(),
+                    "dind-memo".to_string(),
+                ),
+                (LABEL_MEMO.to_string(), how.as_str().to_string()),
+            ])),
+            ..Default::default()
+        })
+        .await;
 }
 
 /// A started DinD service of a job.
@@ -316,14 +371,21 @@ pub async fn start(
         .chain(&config.cmd)
         .cloned()
         .collect();
-    let attempts: &[Learned] = match (options.privileges, learned(engine)) {
-        (DindPrivileges::Privileged, _) => &[Learned::Privileged],
-        (DindPrivileges::Capabilities, _)
-        | (DindPrivileges::Probe, Some(Learned::Capabilities)) => &[Learned::Capabilities],
-        (DindPrivileges::Probe, Some(Learned::Privileged)) => &[Learned::Privileged],
-        (DindPrivileges::Probe, None) => &[Learned::Privileged, Learned::Capabilities],
+    // What worked before goes first; the other way is still tried if it fails (the engine's
+    // host may have changed), and what works then is remembered instead.
+    let recalled = match options.privileges {
+        DindPrivileges::Probe => recall(engine).await,
+        _ => None,
     };
-    let mut refusals: Vec<String> = Vec::new();
+    let attempts: &[Learned] = match (options.privileges, recalled) {
+        (DindPrivileges::Privileged, _) => &[Learned::Privileged],
+        (DindPrivileges::Capabilities, _) => &[Learned::Capabilities],
+        (DindPrivileges::Probe, Some(Learned::Capabilities)) => {
+            &[Learned::Capabilities, Learned::Privileged]
+        }
+        (DindPrivileges::Probe, _) => &[Learned::Privileged, Learned::Capabilities],
+    };
+    let mut refusals: Vec<(Learned, String)> = Vec::new();
     for &how in attempts {
         let mut attempt = config.clone();
         match how {
@@ -353,12 +415,16 @@ pub async fn start(
             ))?;
         match container.start(engine).await {
             Ok(()) => {
-                if attempts.len() > 1 || how == Learned::Capabilities {
-                    learn(engine, how);
+                if options.privileges == DindPrivileges::Probe && recalled != Some(how) {
+                    learn(engine, how).await;
                 }
                 if how == Learned::Capabilities {
+                    let why = match options.privileges {
+                        DindPrivileges::Probe => "the engine refuses --privileged",
+                        _ => "as configured",
+                    };
                     trace.line(&format!(
-                        "Service {name} runs Docker-in-Docker with the capability set (the engine refuses --privileged)"
+                        "Service {name} runs Docker-in-Docker with the capability set ({why})"
                     ));
                 }
                 return Ok(DindService {
@@ -370,7 +436,7 @@ pub async fn start(
                 });
             }
             Err(e) => {
-                refusals.push(e.to_string());
+                refusals.push((how, e.to_string()));
                 container.remove(engine).await;
                 containers.retain(|c| c.id != container.id);
             }
@@ -383,12 +449,14 @@ pub async fn start(
         set.cap_drop.join(","),
         set.security_opt.join(" --security-opt ")
     );
-    let (privileged, capabilities) = match (attempts, refusals.as_slice()) {
-        ([Learned::Privileged, ..], [p, c]) => (p.clone(), c.clone()),
-        ([Learned::Privileged], [p]) => (p.clone(), "not tried: privileged only".into()),
-        (_, [c]) => ("not tried".into(), c.clone()),
-        _ => (refusals.join("; "), String::new()),
+    let refusal = |way: Learned| {
+        refusals
+            .iter()
+            .find(|(how, _)| *how == way)
+            .map(|(_, e)| e.clone())
+            .unwrap_or_else(|| "not tried, as configured".into())
     };
+    let (privileged, capabilities) = (refusal(Learned::Privileged), refusal(Learned::Capabilities));
     Err(DindError::Refused {
         service: name,
         privileged,
