@@ -240,16 +240,26 @@ async fn recall(engine: &Engine) -> Option<Learned> {
     Some(how)
 }
 
-/// Remembers `how` for `engine`, in this process and in the engine's memo volume.
-async fn learn(engine: &Engine, how: Learned) {
+/// Forgets what was learned about `engine`, here and on the engine: the next DinD service
+/// probes again (after the engine's host changed, or to see the probe work).
+pub async fn forget_privileges(engine: &Engine) {
     {
         let mut map = LEARNED.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(engine.endpoint().to_string(), how);
+        map.remove(engine.endpoint());
     }
     let opts = bollard::query_parameters::RemoveVolumeOptionsBuilder::new()
         .force(true)
         .build();
     let _ = engine.client().remove_volume(MEMO_VOLUME, Some(opts)).await;
+}
+
+/// Remembers `how` for `engine`, in this process and in the engine's memo volume.
+async fn learn(engine: &Engine, how: Learned) {
+    forget_privileges(engine).await;
+    {
+        let mut map = LEARNED.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert(engine.endpoint().to_string(), how);
+    }
     // A concurrent run may have made it meanwhile (409): it learned the same thing.
     let _ = engine
         .client()
@@ -418,14 +428,18 @@ pub async fn start(
                 if options.privileges == DindPrivileges::Probe && recalled != Some(how) {
                     learn(engine, how).await;
                 }
-                if how == Learned::Capabilities {
-                    let why = match options.privileges {
-                        DindPrivileges::Probe => "the engine refuses --privileged",
-                        _ => "as configured",
-                    };
-                    trace.line(&format!(
-                        "Service {name} runs Docker-in-Docker with the capability set ({why})"
-                    ));
+                let refused = refusals.iter().find(|(way, _)| *way == Learned::Privileged);
+                match (how, refused, options.privileges) {
+                    (Learned::Capabilities, Some((_, error)), _) => trace.line(&format!(
+                        "Service {name}: the engine refuses --privileged ({error}); Docker-in-Docker runs with the capability set instead"
+                    )),
+                    (Learned::Capabilities, None, DindPrivileges::Probe) => trace.line(&format!(
+                        "Service {name} runs Docker-in-Docker with the capability set (the engine refused --privileged before)"
+                    )),
+                    (Learned::Capabilities, None, _) => trace.line(&format!(
+                        "Service {name} runs Docker-in-Docker with the capability set (as configured)"
+                    )),
+                    (Learned::Privileged, ..) => {}
                 }
                 return Ok(DindService {
                     service: name,

@@ -201,9 +201,10 @@ use:
     assert!(job.log.contains("is ready (daemon"), "{}", job.log);
     // This engine refuses --privileged: the job ran with the capability set.
     assert!(
-        job.log.contains(
-            "runs Docker-in-Docker with the capability set (the engine refuses --privileged)"
-        ),
+        job.log.contains("Docker-in-Docker runs with the capability set instead")
+            || job.log.contains(
+                "runs Docker-in-Docker with the capability set (the engine refused --privileged before)"
+            ),
         "{}",
         job.log
     );
@@ -273,7 +274,7 @@ mod without_server {
     use std::time::Duration;
 
     use glci_test::docker::{count_labelled, Engine, Owner, LABEL_OWNER};
-    use glci_test::runner::dind::{DindOptions, DindPrivileges};
+    use glci_test::runner::dind::{forget_privileges, DindOptions, DindPrivileges};
     use glci_test::runner::executor::{execute, ExecutorOptions, JobIo, JobOutcome};
     use glci_test::runner::payload::{Artifact, Dependency, JobPayload};
     use glci_test::runner::trace::{Masker, Trace};
@@ -329,6 +330,35 @@ mod without_server {
             .unwrap();
         assert!(left.is_empty(), "left behind: {left:?}");
         (outcome, String::from_utf8(trace.bytes()).unwrap())
+    }
+
+    /// This engine refuses `--privileged`: the first DinD service after the engine's memo is
+    /// forgotten tries it, falls back to the capability set, and the memo says so after.
+    #[tokio::test]
+    async fn privileged_refused_falls_back_to_the_capability_set_and_remembers() {
+        let engine = Engine::connect().await.expect("a Docker engine");
+        forget_privileges(&engine).await;
+        let job = payload(json!({"name": super::DIND_IMAGE, "alias": "docker"}));
+        let (outcome, log) = run(&job, &ExecutorOptions::default()).await;
+        assert!(outcome.success, "{log}");
+        assert!(log.contains("the engine refuses --privileged ("), "{log}");
+        assert!(log.contains("unable to apply caps"), "{log}");
+        assert!(
+            log.contains("Docker-in-Docker runs with the capability set instead"),
+            "{log}"
+        );
+        assert!(log.contains("script ran"), "{log}");
+        let memo = engine
+            .client()
+            .inspect_volume("glci-dind-privileges")
+            .await
+            .expect("the engine remembers");
+        assert_eq!(
+            memo.labels
+                .get("io.glci.dind-privileges")
+                .map(String::as_str),
+            Some("capabilities")
+        );
     }
 
     /// Where `--privileged` is the only allowed way (a runner configured so) and the engine
