@@ -116,7 +116,7 @@ build:
     - docker build -q -t {image} docker/
     - docker run --rm {image} cat /greeting.txt
     - docker run --rm -v "$CI_PROJECT_DIR:/src" glci-fixture/busybox:latest cat /src/docker/greeting.txt
-    - echo "project dir $CI_PROJECT_DIR builds dir $CI_BUILDS_DIR"
+    - echo "project dir $CI_PROJECT_DIR builds dir [$CI_BUILDS_DIR]"
     - docker run -d --name {left} glci-fixture/busybox:latest sleep 120
 "#
     );
@@ -181,7 +181,7 @@ check_interval = 0
         job.log
     );
     assert!(
-        job.log.contains(&format!("builds dir {builds}\n")),
+        job.log.contains(&format!("builds dir [{builds}]")),
         "{}",
         job.log
     );
