@@ -73,7 +73,18 @@ impl HostSettings {
         host.privileged = Some(self.privileged);
         extend(&mut host.cap_add, &self.cap_add);
         extend(&mut host.cap_drop, &self.cap_drop);
-        extend(&mut host.security_opt, &self.security_opt);
+        // `systempaths=unconfined` is the docker CLI's: the API takes it as empty masked and
+        // read-only path lists.
+        let (system_paths, security_opt): (Vec<String>, Vec<String>) = self
+            .security_opt
+            .iter()
+            .cloned()
+            .partition(|o| o == "systempaths=unconfined");
+        extend(&mut host.security_opt, &security_opt);
+        if !system_paths.is_empty() {
+            host.masked_paths = Some(Vec::new());
+            host.readonly_paths = Some(Vec::new());
+        }
         extend(&mut host.extra_hosts, &self.extra_hosts);
         let (binds, anonymous): (Vec<&String>, Vec<&String>) =
             self.volumes.iter().partition(|v| v.contains(':'));
@@ -289,6 +300,13 @@ mod tests {
         assert!(settings
             .security_opt
             .contains(&"seccomp=unconfined".to_string()));
+        let body = settings.apply(ContainerCreateBody::default());
+        let host = body.host_config.unwrap();
+        assert_eq!(host.masked_paths, Some(Vec::new()));
+        assert!(!host
+            .security_opt
+            .unwrap()
+            .contains(&"systempaths=unconfined".to_string()));
         assert!(refuses_privileges(
             "unable to apply caps: operation not permitted"
         ));
