@@ -10,7 +10,10 @@ fn a_broken_runner_configuration_is_one_error_naming_file_and_line() {
         None,
         &[
             (".gitlab-ci.yml", "job:\n  script: [echo hi]\n"),
-            ("ci/runner.toml", "[[runners]]\n  tags = [\"a\",\n  name = 3\n"),
+            (
+                "ci/runner.toml",
+                "[[runners]]\n  tags = [\"a\",\n  name = 3\n",
+            ),
         ],
     );
     let home = tempfile::tempdir().unwrap();
@@ -48,7 +51,9 @@ fn docker_socket_gives_the_job_the_engine_and_warns_once() {
         .args(["info", "--format", "{{.ID}}"])
         .output()
         .unwrap();
-    let engine_id = String::from_utf8_lossy(&engine_id.stdout).trim().to_string();
+    let engine_id = String::from_utf8_lossy(&engine_id.stdout)
+        .trim()
+        .to_string();
     assert!(
         out_text.contains(&format!("engine-id {engine_id}")),
         "{out_text}"
