@@ -70,7 +70,11 @@ impl HostSettings {
             return body;
         }
         let host = body.host_config.get_or_insert_with(HostConfig::default);
-        host.privileged = Some(self.privileged);
+        // Only ever adds privileges: what the executor asked for (a Docker-in-Docker service's)
+        // stays.
+        if self.privileged {
+            host.privileged = Some(true);
+        }
         extend(&mut host.cap_add, &self.cap_add);
         extend(&mut host.cap_drop, &self.cap_drop);
         // `systempaths=unconfined` is the docker CLI's: the API takes it as empty masked and
