@@ -35,7 +35,7 @@ fn docker_socket_gives_the_job_the_engine_and_warns_once() {
         None,
         &[(
             ".gitlab-ci.yml",
-            "job:\n  image:\n    name: glci-fixture/docker:dind\n    entrypoint: [\"\"]\n  script:\n    - docker info --format 'engine-id {{.ID}}'\n",
+            "job:\n  image:\n    name: glci-fixture/docker:dind\n    entrypoint: [\"\"]\n  script:\n    - docker info --format 'engine-id {{.ID}}'\n    - echo shared-file > shared.txt\n    - docker run --rm -v \"$CI_PROJECT_DIR:/src\" glci-fixture/busybox:latest cat /src/shared.txt\n    - echo \"dir $CI_PROJECT_DIR\"\n",
         )],
     );
     let home = tempfile::tempdir().unwrap();
@@ -58,5 +58,9 @@ fn docker_socket_gives_the_job_the_engine_and_warns_once() {
         out_text.contains(&format!("engine-id {engine_id}")),
         "{out_text}"
     );
+    // The project directory is at the same path on the host: a container the job starts
+    // through the socket sees the job's files.
+    assert!(out_text.contains("| shared-file"), "{out_text}");
+    assert!(!out_text.contains("dir /builds/"), "{out_text}");
     assert_eq!(err.matches("controls every container").count(), 1, "{err}");
 }

@@ -615,6 +615,27 @@ check_interval = 0
     }
 
     #[test]
+    fn allowed_images_and_build_scripts() {
+        let config = parse(
+            "[[runners]]\n pre_build_script = \"echo pre\"\n post_build_script = \"echo post\"\n\
+             [runners.docker]\n allowed_images = [\"glci-fixture/*\", \"registry.example.com/**\"]\n",
+        )
+        .unwrap();
+        let entry = &config.runners[0];
+        assert!(entry.check_image("glci-fixture/busybox:latest").is_ok());
+        assert!(entry.check_image("registry.example.com/a/b/c:1").is_ok());
+        let refused = entry.check_image("docker.io/library/alpine").unwrap_err();
+        assert!(
+            refused.to_string().contains("- glci-fixture/*"),
+            "{refused}"
+        );
+        assert_eq!(
+            entry.step_commands(&["make".to_string()]),
+            vec!["echo pre", "make", "echo post"]
+        );
+    }
+
+    #[test]
     fn workers_follow_limit_and_concurrent() {
         let entry = RunnerEntry {
             limit: 2,

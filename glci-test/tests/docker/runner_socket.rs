@@ -241,6 +241,8 @@ default:
 untagged:
   script:
     - echo "runner=$RUNNER_NAME_IS shared=$SHARED"
+    - grep glci-config-host /etc/hosts
+    - df -k /dev/shm | tail -n 1
 tagged:
   tags: [special]
   variables:
@@ -276,6 +278,10 @@ nowhere:
   name = "plain"
   tags = []
   environment = ["RUNNER_NAME_IS=plain", "SHARED=from-the-runner"]
+  [runners.docker]
+    extra_hosts = ["glci-config-host:10.9.8.7"]
+    shm_size = 134217728
+    allowed_images = ["glci-fixture/*"]
 "#,
     )
     .unwrap();
@@ -293,6 +299,9 @@ nowhere:
         "{}",
         untagged.log
     );
+    // `[runners.docker]` of its runner: hosts entries and `/dev/shm` of 128 MiB.
+    assert!(untagged.log.contains("10.9.8.7"), "{}", untagged.log);
+    assert!(untagged.log.contains(" 131072 "), "{}", untagged.log);
 
     let tagged = report.job("tagged").unwrap();
     assert_eq!(tagged.status, Status::Success, "{}", tagged.log);
