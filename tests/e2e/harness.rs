@@ -289,8 +289,11 @@ name = "ci"
 harness = false
 
 # The same profile as the glci workspace, so its built dependencies are reused.
+[profile.dev]
+debug = "line-tables-only"
 [profile.dev.package."*"]
 opt-level = 1
+debug = "line-tables-only"
 [profile.dev.package.glci-test]
 opt-level = 0
 "#,

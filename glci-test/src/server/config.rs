@@ -32,6 +32,21 @@ pub struct RegistryConfig {
     pub max_manifest_bytes: u64,
     /// Largest blob accepted.
     pub max_blob_bytes: u64,
+    /// Serve the registry to jobs over TLS too, on the main listener's address (`None`: no
+    /// TLS listener; jobs then use the plain one).
+    pub tls: Option<RegistryTlsConfig>,
+}
+
+/// The registry's TLS listener for jobs (see `server/tls.rs`).
+#[derive(Debug, Clone)]
+pub struct RegistryTlsConfig {
+    /// glci's CA: `GLCI_HOME/registry-ca`, made there on first use.
+    pub ca_dir: PathBuf,
+    /// 0 picks a free port.
+    pub port: u16,
+    /// Names and addresses the certificate is valid for besides the listener's address,
+    /// loopback and `localhost` (`GLCI_REGISTRY_NAMES`).
+    pub extra_names: Vec<String>,
 }
 
 /// The S3 cache endpoint.
@@ -111,6 +126,7 @@ impl ServerConfig {
                 dir: None,
                 max_manifest_bytes: 4 * 1024 * 1024,
                 max_blob_bytes: 64 * 1024 * 1024 * 1024,
+                tls: None,
             },
         }
     }
@@ -130,6 +146,8 @@ pub enum ServerError {
     },
     #[error("invalid server configuration: {0}")]
     Config(String),
+    #[error(transparent)]
+    RegistryTls(#[from] super::tls::TlsError),
 }
 
 /// The registry's address and the host's own credential (full access), for `docker login`.
@@ -140,6 +158,15 @@ pub struct RegistryCredentials {
     pub address: String,
     pub username: String,
     pub password: String,
+}
+
+/// Where jobs reach the registry over TLS, and the CA its certificate chains to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryTlsEndpoint {
+    /// `host:port` of the TLS listener, as jobs address it (`CI_REGISTRY`).
+    pub address: String,
+    /// glci's registry CA certificate (PEM).
+    pub ca_pem: String,
 }
 
 /// Credentials the runner's `[runners.cache.s3]` section needs.

@@ -32,6 +32,7 @@ pub mod runner_api;
 mod s3;
 mod sigv4;
 pub(crate) mod storage;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -49,8 +50,8 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 pub use config::{
-    ApiConfig, RegistryConfig, RegistryCredentials, S3Config, S3Credentials, ServerConfig,
-    ServerError,
+    ApiConfig, RegistryConfig, RegistryCredentials, RegistryTlsConfig, RegistryTlsEndpoint,
+    S3Config, S3Credentials, ServerConfig, ServerError,
 };
 pub use runner_api::spec::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, HookSpec, ImageSpec, JobSpec, JobVariable,
@@ -73,6 +74,8 @@ pub(crate) struct Shared {
     pub(crate) registry: registry::Registry,
     /// `127.0.0.1:port` (or `[::1]:port`): the registry's loopback address (`CI_REGISTRY`).
     pub(crate) registry_host_port: String,
+    /// The registry's TLS listener for jobs, when one is served.
+    pub(crate) registry_tls: Option<RegistryTlsEndpoint>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
@@ -159,6 +162,12 @@ impl Server {
             IpAddr::V6(ip) => format!("[{ip}]:{}", registry_addr.port()),
             IpAddr::V4(ip) => format!("{ip}:{}", registry_addr.port()),
         };
+        let tls = match &config.registry.tls {
+            Some(tls) => {
+                Some(bind_registry_tls(tls, local, &host, config.public_host.as_deref()).await?)
+            }
+            None => None,
+        };
         let api = runner_api::ApiState::new(&config.data_dir);
         let shared = Arc::new(Shared {
             config,
@@ -169,18 +178,30 @@ impl Server {
             s3,
             registry,
             registry_host_port,
+            registry_tls: tls.as_ref().map(|t| t.endpoint.clone()),
             shutdown: stop_rx.clone(),
         });
-        let main_loop = accept_loop(listener, shared.clone(), stop_rx.clone());
-        let task = match loopback {
-            Some(l) => {
-                let registry_loop = accept_loop(l, shared.clone(), stop_rx);
-                tokio::spawn(async move {
-                    tokio::join!(main_loop, registry_loop);
-                })
+        let main_loop = accept_loop(listener, shared.clone(), stop_rx.clone(), None);
+        let registry_loop = {
+            let (shared, stop) = (shared.clone(), stop_rx.clone());
+            async move {
+                if let Some(l) = loopback {
+                    accept_loop(l, shared, stop, None).await;
+                }
             }
-            None => tokio::spawn(main_loop),
         };
+        let tls_loop = {
+            let (shared, stop) = (shared.clone(), stop_rx);
+            async move {
+                if let Some(t) = tls {
+                    accept_loop(t.listener, shared, stop, Some(t.acceptor)).await;
+                }
+            }
+        };
+        let joined = async move {
+            tokio::join!(main_loop, registry_loop, tls_loop);
+        };
+        let task = tokio::spawn(joined);
         Ok(RunningServer {
             shared,
             addr: local,
@@ -190,7 +211,65 @@ impl Server {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Receiver<bool>) {
+/// The registry's TLS listener, bound and ready.
+struct RegistryTlsListener {
+    listener: TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    endpoint: RegistryTlsEndpoint,
+}
+
+/// Binds the registry's TLS listener on the main listener's address, with a leaf certificate
+/// for that address, loopback, the public host name and the configured extra names.
+async fn bind_registry_tls(
+    config: &RegistryTlsConfig,
+    main: SocketAddr,
+    host: &str,
+    public_host: Option<&str>,
+) -> Result<RegistryTlsListener, ServerError> {
+    let addr = SocketAddr::new(main.ip(), config.port);
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let port = listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?
+        .port();
+    let mut names = vec![
+        main.ip().to_string(),
+        "127.0.0.1".to_string(),
+        "::1".to_string(),
+        "localhost".to_string(),
+    ];
+    names.extend(public_host.map(str::to_string));
+    names.extend(config.extra_names.iter().cloned());
+    names.retain(|n| !n.is_empty());
+    let mut seen = std::collections::HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    let ca_dir = config.ca_dir.clone();
+    // Making a CA the first time is file I/O and key generation: not on the async runtime.
+    let ca = tokio::task::spawn_blocking(move || tls::RegistryCa::load_or_create(&ca_dir))
+        .await
+        .map_err(|e| ServerError::Config(format!("making the registry CA: {e}")))??;
+    let ca_pem = ca.cert_pem().to_string();
+    let resolver = tls::LeafResolver::new(ca, names)?;
+    Ok(RegistryTlsListener {
+        listener,
+        acceptor: tokio_rustls::TlsAcceptor::from(tls::server_config(resolver)?),
+        endpoint: RegistryTlsEndpoint {
+            address: format!("{host}:{port}"),
+            ca_pem,
+        },
+    })
+}
+
+/// Accepts connections until `stop`; over TLS when `tls` is given (the registry's job
+/// listener, which answers registry requests only).
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    stop: watch::Receiver<bool>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     let mut conns = JoinSet::new();
     let mut stop_outer = stop.clone();
     loop {
@@ -202,27 +281,25 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Re
                     // request (three of them in every git fetch).
                     let _ = stream.set_nodelay(true);
                     let shared = shared.clone();
-                    let mut stop = stop.clone();
+                    let stop = stop.clone();
+                    let tls = tls.clone();
                     conns.spawn(async move {
-                        let svc = service_fn(move |req| {
-                            let shared = shared.clone();
-                            async move { Ok::<_, Infallible>(route(shared, req).await) }
-                        });
-                        // A client that never finishes its headers must not hold a task forever.
-                        let conn = http1::Builder::new()
-                            .timer(TokioTimer::new())
-                            .header_read_timeout(Duration::from_secs(30))
-                            .serve_connection(TokioIo::new(stream), svc);
-                        tokio::pin!(conn);
-                        tokio::select! {
-                            res = conn.as_mut() => {
-                                if let Err(e) = res {
-                                    tracing::debug!("connection from {peer}: {e}");
+                        match tls {
+                            None => serve_connection(stream, shared, stop, peer, false).await,
+                            Some(acceptor) => {
+                                // A client that never finishes its handshake must not hold a
+                                // task forever either.
+                                let handshake = tokio::time::timeout(
+                                    Duration::from_secs(30),
+                                    acceptor.accept(stream),
+                                );
+                                match handshake.await {
+                                    Ok(Ok(stream)) => {
+                                        serve_connection(stream, shared, stop, peer, true).await
+                                    }
+                                    Ok(Err(e)) => tracing::debug!("TLS handshake with {peer}: {e}"),
+                                    Err(_) => tracing::debug!("TLS handshake with {peer} timed out"),
                                 }
-                            }
-                            _ = stop.changed() => {
-                                conn.as_mut().graceful_shutdown();
-                                let _ = conn.await;
                             }
                         }
                     });
@@ -245,6 +322,53 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, stop: watch::Re
     .await;
     if drained.is_err() {
         conns.abort_all();
+    }
+}
+
+/// Serves HTTP/1.1 on one connection until it closes or the server stops.
+async fn serve_connection<S>(
+    stream: S,
+    shared: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    peer: SocketAddr,
+    via_tls: bool,
+) where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = service_fn(move |mut req: http::Request| {
+        let shared = shared.clone();
+        async move {
+            if !via_tls {
+                return Ok::<_, Infallible>(route(shared, req).await);
+            }
+            // The TLS listener is the registry's alone.
+            if !registry::owns_path(req.uri().path()) {
+                let path = req.uri().path().to_string();
+                return Ok(http::text(
+                    hyper::StatusCode::NOT_FOUND,
+                    &format!("no such endpoint on the registry's listener: {path}"),
+                ));
+            }
+            req.extensions_mut().insert(tls::ViaTls);
+            Ok(route(shared, req).await)
+        }
+    });
+    // A client that never finishes its headers must not hold a task forever.
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(30))
+        .serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                tracing::debug!("connection from {peer}: {e}");
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.await;
+        }
     }
 }
 
@@ -328,6 +452,12 @@ impl RunningServer {
             username: registry::HOST_USER.to_string(),
             password: self.shared.registry.host_password().to_string(),
         }
+    }
+
+    /// Where jobs reach the registry over TLS and the CA to trust (`None` without
+    /// [`RegistryConfig::tls`]).
+    pub fn registry_tls(&self) -> Option<&RegistryTlsEndpoint> {
+        self.shared.registry_tls.as_ref()
     }
 
     /// Serves the bare repository at `bare_path` as `<url>/<project_path>.git`.

@@ -17,11 +17,12 @@ use crate::relay::{self, Relay};
 use crate::runner::api::RunnerApi;
 use crate::runner::cache::CacheConfig;
 use crate::runner::executor::{CleanupTasks, ExecutorOptions};
+use crate::runner::registry_access::RegistryAccess;
 use crate::runner::runner_config::{RunnerConfig, RunnerEntry};
 use crate::runner::socket;
 use crate::runner::sources::SourceCache;
 use crate::runner::worker::serve;
-use crate::server::{ProjectSpec, RefType, RunningServer, Server, ServerConfig};
+use crate::server::{ProjectSpec, RefType, RegistryTlsConfig, RunningServer, Server, ServerConfig};
 
 use crate::pipeline::home;
 use crate::pipeline::job_spec::PipelineFacts;
@@ -255,10 +256,40 @@ pub(super) async fn start_server(
     config.s3.dir = Some(home.join("cache"));
     // Images persist across runs, like the cache.
     config.registry.dir = Some(home.join("registry"));
+    // Jobs reach the registry over TLS on the address they reach the server at (see
+    // `runner::registry_access`); a relayed server is on loopback, where jobs cannot see it.
+    if reach.relay_agent.is_none() && !reach.bind.is_loopback() {
+        config.registry.tls = Some(RegistryTlsConfig {
+            ca_dir: home.join("registry-ca"),
+            port: 0,
+            extra_names: registry_names(),
+        });
+    }
     // Generic packages and earlier runs' artifacts are reachable from later pipelines.
     config.api.packages_dir = Some(home.join("packages"));
     config.api.earlier_runs = Some(home.join("pipelines"));
     Ok(Server::start(config).await?)
+}
+
+/// Extra names for the registry's certificate: `GLCI_REGISTRY_NAMES`, comma-separated (for
+/// jobs that reach this host under another name or address).
+fn registry_names() -> Vec<String> {
+    std::env::var("GLCI_REGISTRY_NAMES")
+        .unwrap_or_default()
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// The registry as jobs and the job engine reach it, when jobs reach it over TLS.
+pub(super) fn registry_access(server: &RunningServer) -> Option<RegistryAccess> {
+    server.registry_tls().map(|tls| RegistryAccess {
+        job_address: tls.address.clone(),
+        engine_address: server.registry_credentials().address,
+        ca_pem: tls.ca_pem.clone(),
+    })
 }
 
 /// The snapshot [`spawn_snapshot`] started. On failure the server is shut down: the session
@@ -437,6 +468,7 @@ pub(super) async fn start_runners(
         }),
         clone_url: (local_url != shared.server.url()).then(|| local_url.clone()),
         relay,
+        registry: registry_access(&shared.server),
         ..ExecutorOptions::default()
     };
     let entries = runner_entries(

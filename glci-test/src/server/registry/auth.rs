@@ -197,9 +197,11 @@ pub(crate) fn allowed(identity: &Identity, repository: &str, _action: Action) ->
     }
 }
 
-/// The `WWW-Authenticate` challenge pointing at the realm on the address the client used.
-pub(crate) fn challenge(host: &str, scope: Option<(&str, Action)>) -> String {
-    let mut value = format!("Bearer realm=\"http://{host}/jwt/auth\",service=\"{SERVICE}\"");
+/// The `WWW-Authenticate` challenge pointing at the realm on the address the client used
+/// (`https` when it came over TLS).
+pub(crate) fn challenge(host: &str, tls: bool, scope: Option<(&str, Action)>) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    let mut value = format!("Bearer realm=\"{scheme}://{host}/jwt/auth\",service=\"{SERVICE}\"");
     if let Some((repository, action)) = scope {
         let actions = match action {
             Action::Pull => "pull",

@@ -142,6 +142,8 @@ pub(crate) async fn handle(shared: &Shared, req: Request) -> Response {
     let host = h::header_str(req.headers(), "host")
         .unwrap_or(&shared.registry_host_port)
         .to_string();
+    // The token realm is on the listener the client used, with its scheme.
+    let tls = req.extensions().get::<super::tls::ViaTls>().is_some();
     let mut resp = if req.uri().path() == "/jwt/auth" {
         registry.auth.token_endpoint(&shared.api, req.headers())
     } else {
@@ -157,7 +159,7 @@ pub(crate) async fn handle(shared: &Shared, req: Request) -> Response {
                 let mut resp = err.into_response();
                 if unauthorized {
                     let value =
-                        auth::challenge(&host, scope.as_ref().map(|(r, a)| (r.as_str(), *a)));
+                        auth::challenge(&host, tls, scope.as_ref().map(|(r, a)| (r.as_str(), *a)));
                     h::set_header(&mut resp, "www-authenticate", &value);
                 }
                 resp
