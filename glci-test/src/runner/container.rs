@@ -48,6 +48,8 @@ pub struct ContainerConfig {
     pub binds: Vec<(String, String)>,
     /// More `/etc/hosts` entries (`name:address`), e.g. the relay standing for the server.
     pub extra_hosts: Vec<String>,
+    /// What a runner configuration's `[runners.docker]` adds (privileges, volumes, devices...).
+    pub host: super::docker_settings::HostSettings,
 }
 
 /// A created container of a job.
@@ -114,6 +116,7 @@ impl JobContainer {
             networking_config,
             ..Default::default()
         };
+        let body = config.host.apply(body);
         let opts = CreateContainerOptionsBuilder::new()
             .name(&config.name)
             .build();
