@@ -163,6 +163,13 @@ pub struct RunArgs {
     /// Don't stream job logs; print only the summary.
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// gitlab-runner's `config.toml` for glci's runners (default: GLCI_RUNNER_CONFIG, else
+    /// `.glci/runner.toml` in the project if it exists).
+    #[arg(long, value_name = "PATH")]
+    pub runner_config: Option<PathBuf>,
+    /// Give jobs the Docker engine's socket (socket passthrough; see the README's warning).
+    #[arg(long)]
+    pub docker_socket: bool,
 }
 
 impl EventArgs {

@@ -29,8 +29,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         services_timeout: Duration::from_secs(args.services_timeout),
         wait_delayed: !args.no_delay,
         external_runner: args.runner == "external",
+        runner_config: args.runner_config.clone(),
         ..RunOptions::default()
     };
+    options.docker_socket |= args.docker_socket;
     if let Some(n) = args.concurrency {
         options.concurrency = n.max(1);
     }
@@ -126,6 +128,10 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         }
     };
     print_summary(&report);
+    // What jobs left behind (containers started through the socket) ends the summary too.
+    for warning in printer.job_warnings() {
+        eprintln!("warning: {}", printable_lines(&warning));
+    }
     Ok(match interrupted {
         // A canceled run ends as the signal would have ended it.
         Some(signal) if !report.passed() => ExitCode::from(signal.exit_code()),
@@ -142,6 +148,8 @@ struct Printer {
     width: Mutex<usize>,
     partial: Mutex<HashMap<String, Vec<u8>>>,
     sections: Regex,
+    /// Warnings heard while jobs ran, repeated after the summary.
+    job_warnings: Mutex<Vec<String>>,
 }
 
 impl Printer {
@@ -156,7 +164,15 @@ impl Printer {
             // GitLab section markers: invisible in GitLab's log view, noise in a terminal.
             sections: Regex::new(r"section_(start|end):[0-9]+:[^\r\n]*\r\x1b\[0K")
                 .expect("a valid regex"),
+            job_warnings: Mutex::new(Vec::new()),
         }
+    }
+
+    fn job_warnings(&self) -> Vec<String> {
+        self.job_warnings
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     fn set_width(&self, width: usize) {
@@ -202,6 +218,17 @@ impl RunObserver for Printer {
 
     fn job_retried(&self, job: &str, attempt: u32) {
         eprintln!("↻ {} failed; retrying (attempt {attempt})", printable(job));
+    }
+
+    fn warning(&self, message: &str) {
+        eprintln!("warning: {}", printable_lines(message));
+        // Set-up warnings (configuration, socket) come before the width is known.
+        if *self.width.lock().unwrap_or_else(|e| e.into_inner()) > 0 {
+            self.job_warnings
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(message.to_string());
+        }
     }
 
     fn job_finished(&self, report: &JobReport) {

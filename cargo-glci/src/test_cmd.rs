@@ -38,6 +38,13 @@ pub struct TestArgs {
     /// Seconds services get to accept connections.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub services_timeout: u64,
+    /// gitlab-runner's `config.toml` for glci's runners (default: GLCI_RUNNER_CONFIG, else
+    /// `.glci/runner.toml` in the project if it exists).
+    #[arg(long, value_name = "PATH")]
+    pub runner_config: Option<std::path::PathBuf>,
+    /// Give jobs the Docker engine's socket (socket passthrough; see the README's warning).
+    #[arg(long)]
+    pub docker_socket: bool,
     /// libtest arguments (after `--`): filters, `--exact`, `--skip`, `--list`, `--ignored`,
     /// `--include-ignored`, `--test-threads`, `--format`, `--nocapture`.
     #[arg(last = true, value_name = "LIBTEST_ARGS")]
@@ -48,8 +55,10 @@ pub fn run(args: TestArgs) -> ExitCode {
     let mut run = RunOptions {
         keep_failed: args.keep,
         services_timeout: Duration::from_secs(args.services_timeout),
+        runner_config: args.runner_config.clone(),
         ..RunOptions::default()
     };
+    run.docker_socket |= args.docker_socket;
     if let Some(n) = args.concurrency {
         run.concurrency = n.max(1);
     }

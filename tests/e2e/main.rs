@@ -9,4 +9,5 @@ mod logs;
 mod plan;
 mod remote;
 mod run;
+mod runner_config;
 mod scripts;

@@ -52,21 +52,9 @@ pub struct ContainerConfig {
     pub volumes: Vec<(String, String)>,
     /// Empty in-memory directories mounted at these paths.
     pub tmpfs: Vec<String>,
-    /// Privileges beyond Docker's default set (Docker-in-Docker services need them).
-    pub privileges: Privileges,
-}
-
-/// What a container may do beyond Docker's defaults: `--privileged`, or capabilities and
-/// security options one by one (`--cap-add`, `--cap-drop`, `--security-opt`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Privileges {
-    pub privileged: bool,
-    pub cap_add: Vec<String>,
-    pub cap_drop: Vec<String>,
-    pub security_opt: Vec<String>,
-    /// `--security-opt systempaths=unconfined`: no masked or read-only `/proc` and `/sys`
-    /// paths (the CLI sends it as empty path lists; the API refuses it as a security option).
-    pub unmask_system_paths: bool,
+    /// Privileges, volumes, devices... beyond Docker's defaults: what a runner configuration's
+    /// `[runners.docker]` adds, and what a Docker-in-Docker service needs.
+    pub host: super::docker_settings::HostSettings,
 }
 
 /// The bind mounts, named volumes and tmpfs directories of a container.
@@ -140,18 +128,12 @@ impl JobContainer {
                 // A bind mount (not a `-v` bind): the engine refuses a missing source instead
                 // of creating an empty directory in its place.
                 mounts: Some(mounts(config)).filter(|m| !m.is_empty()),
-                privileged: Some(config.privileges.privileged),
-                cap_add: Some(config.privileges.cap_add.clone()).filter(|c| !c.is_empty()),
-                cap_drop: Some(config.privileges.cap_drop.clone()).filter(|c| !c.is_empty()),
-                security_opt: Some(config.privileges.security_opt.clone())
-                    .filter(|o| !o.is_empty()),
-                masked_paths: config.privileges.unmask_system_paths.then(Vec::new),
-                readonly_paths: config.privileges.unmask_system_paths.then(Vec::new),
                 ..Default::default()
             }),
             networking_config,
             ..Default::default()
         };
+        let body = config.host.apply(body);
         let opts = CreateContainerOptionsBuilder::new()
             .name(&config.name)
             .build();

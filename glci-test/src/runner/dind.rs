@@ -8,7 +8,7 @@
 //!   entrypoint runs `dockerd`.
 //! - **Privileges**: `--privileged` where the engine allows it; engines whose capability
 //!   bounding set lacks a capability (hardened or nested hosts) refuse it, so then the
-//!   explicit set of [`capability_set`]. Which one works is learned once per engine (the
+//!   explicit set of [`with_capability_set`]. Which one works is learned once per engine (the
 //!   first DinD service's start is the probe) and remembered on the engine ([`MEMO_VOLUME`]),
 //!   so later runs skip the refused start. Neither: the job fails saying why, never with a
 //!   daemon that half-works.
@@ -42,7 +42,8 @@ use futures_util::StreamExt;
 
 use crate::docker::{DockerError, Engine, Owner};
 
-use super::container::{ContainerConfig, JobContainer, Privileges};
+use super::container::{ContainerConfig, JobContainer};
+use super::docker_settings::HostSettings;
 use super::payload::{Image, JobVariable};
 use super::registry_access::RegistryAccess;
 use super::services::service_aliases;
@@ -172,24 +173,20 @@ impl DindOptions {
     }
 }
 
-/// The capabilities and security options that run a Docker daemon in a container where
-/// `--privileged` is refused: every capability but `SYS_RESOURCE` (the one such hosts lack;
-/// `--cap-add ALL` alone is refused like `--privileged`), no seccomp, AppArmor or masked
-/// `/proc` paths, and the host's cgroup hierarchy writable (see [`cgroup_bind`]).
-pub fn capability_set() -> Privileges {
-    Privileges {
-        privileged: false,
-        cap_add: vec!["ALL".into()],
-        cap_drop: vec!["SYS_RESOURCE".into()],
-        security_opt: vec!["seccomp=unconfined".into(), "apparmor=unconfined".into()],
-        unmask_system_paths: true,
+/// `host` with `--privileged` added: the first way to start a Docker daemon.
+fn with_privileged(host: &HostSettings) -> HostSettings {
+    HostSettings {
+        privileged: true,
+        ..host.clone()
     }
 }
 
-/// The cgroup file system the inner daemon creates its containers' cgroups in: read-only in
-/// an unprivileged container, so bound read-write with [`capability_set`].
-fn cgroup_bind() -> (String, String) {
-    ("/sys/fs/cgroup".into(), "/sys/fs/cgroup".into())
+/// `host` with the capability set that runs a Docker daemon where `--privileged` is refused
+/// ([`HostSettings::without_privileged`]: every capability but `SYS_RESOURCE`, the one such
+/// hosts lack, as `--cap-add ALL` alone is refused like `--privileged`; no seccomp, AppArmor
+/// or masked `/proc` paths; the host's cgroup hierarchy writable).
+fn with_capability_set(host: &HostSettings) -> HostSettings {
+    with_privileged(host).without_privileged()
 }
 
 /// How DinD services start on one engine, once learned.
@@ -238,6 +235,24 @@ async fn recall(engine: &Engine) -> Option<Learned> {
     let mut map = LEARNED.lock().unwrap_or_else(|e| e.into_inner());
     map.insert(engine.endpoint().to_string(), how);
     Some(how)
+}
+
+/// Whether `engine` runs privileged containers, if this process or the engine's memo knows
+/// (shared with `[runners.docker] privileged`, see [`super::docker_settings`]).
+pub(crate) async fn recall_privileged(engine: &Engine) -> Option<bool> {
+    recall(engine).await.map(|how| how == Learned::Privileged)
+}
+
+/// Remembers whether `engine` runs privileged containers (see [`recall_privileged`]).
+pub(crate) async fn remember_privileged(engine: &Engine, allowed: bool) {
+    let how = if allowed {
+        Learned::Privileged
+    } else {
+        Learned::Capabilities
+    };
+    if recall(engine).await != Some(how) {
+        learn(engine, how).await;
+    }
 }
 
 /// Forgets what was learned about `engine`, here and on the engine: the next DinD service
@@ -398,13 +413,10 @@ pub async fn start(
     let mut refusals: Vec<(Learned, String)> = Vec::new();
     for &how in attempts {
         let mut attempt = config.clone();
-        match how {
-            Learned::Privileged => attempt.privileges.privileged = true,
-            Learned::Capabilities => {
-                attempt.privileges = capability_set();
-                attempt.binds.push(cgroup_bind());
-            }
-        }
+        attempt.host = match how {
+            Learned::Privileged => with_privileged(&config.host),
+            Learned::Capabilities => with_capability_set(&config.host),
+        };
         let container = JobContainer::create(engine, owner, &attempt)
             .await
             .map_err(docker_error("create its container"))?;
@@ -456,12 +468,13 @@ pub async fn start(
             }
         }
     }
-    let set = capability_set();
+    let set = with_capability_set(&HostSettings::default());
     let set = format!(
-        "--cap-add {} --cap-drop {} --security-opt {} --security-opt systempaths=unconfined",
+        "--cap-add {} --cap-drop {} --security-opt {} -v {}",
         set.cap_add.join(","),
         set.cap_drop.join(","),
-        set.security_opt.join(" --security-opt ")
+        set.security_opt.join(" --security-opt "),
+        set.volumes.join(" -v ")
     );
     let refusal = |way: Learned| {
         refusals

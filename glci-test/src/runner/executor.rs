@@ -81,6 +81,13 @@ pub struct ExecutorOptions {
     /// Which services are Docker-in-Docker daemons and how they may start (see
     /// [`super::dind`]).
     pub dind: DindOptions,
+    /// This runner's `[[runners]]` entry of a runner configuration (`config.toml`): builds
+    /// directory, environment, build scripts, `[runners.docker]` (see
+    /// [`super::runner_config`]). `None`: glci's defaults.
+    pub runner_config: Option<std::sync::Arc<super::runner_config::RunnerEntry>>,
+    /// This worker's slot among its runner's (gitlab-runner's concurrent id): names the job's
+    /// directory in a builds directory shared with the host.
+    pub concurrent_id: usize,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -128,6 +135,8 @@ impl Default for ExecutorOptions {
             clone_url: None,
             registry: None,
             dind: DindOptions::default(),
+            runner_config: None,
+            concurrent_id: 0,
         }
     }
 }
@@ -141,6 +150,9 @@ pub struct JobOutcome {
     pub exit_code: Option<i64>,
     /// The build container kept for inspection (`keep_failed`).
     pub kept_container: Option<String>,
+    /// Containers the job started through the engine's socket and left running (see
+    /// [`super::socket::left_running`]).
+    pub left_running: Vec<String>,
 }
 
 impl JobOutcome {
@@ -150,6 +162,7 @@ impl JobOutcome {
             failure_reason: None,
             exit_code: None,
             kept_container: None,
+            left_running: Vec::new(),
         }
     }
     fn failed(reason: &str, exit_code: Option<i64>) -> JobOutcome {
@@ -158,6 +171,7 @@ impl JobOutcome {
             failure_reason: Some(reason.to_string()),
             exit_code,
             kept_container: None,
+            left_running: Vec::new(),
         }
     }
 }
@@ -189,23 +203,55 @@ struct JobResources {
     volumes: Vec<String>,
 }
 
-/// Where the build container mounts a job's [`BuildsDir`].
-const BUILDS_DIR: &str = "/builds";
-
 /// A job's builds directory on the host, mounted at `/builds` in its build container: the
 /// project directory and its `.tmp` made as the official helper makes them (root's, mode
 /// 0777, under `umask 0000`), the sources copied in before the script runs, the job's writes
 /// landing here. Removed with the job.
 struct BuildsDir {
-    dir: tempfile::TempDir,
-    /// The project directory inside `dir`.
+    /// The directory mounted as the builds directory (`None`: a builds directory shared with
+    /// the host, mounted by the runner's configuration; see [`super::socket::SharedBuilds`]).
+    dir: Option<tempfile::TempDir>,
+    /// The project directory inside it.
     project: std::path::PathBuf,
+    /// What goes with the job in a shared builds directory: the project directory and its
+    /// `.tmp`.
+    shared_paths: Vec<std::path::PathBuf>,
 }
 
 impl BuildsDir {
+    /// The job's directories in a builds directory shared with the host (`builds_root` in
+    /// the job is `on_host` there), made as [`BuildsDir::new`] makes them; whatever an earlier
+    /// job left in the project directory goes first.
+    fn shared(on_host: &Path, builds_root: &str, project_dir: &str) -> std::io::Result<BuildsDir> {
+        let on_host_path = |container_path: &str| {
+            let relative = container_path
+                .strip_prefix(builds_root)
+                .unwrap_or(container_path);
+            on_host.join(relative.trim_matches('/'))
+        };
+        let project = on_host_path(project_dir);
+        let tmp = on_host_path(&tmp_dir(project_dir));
+        for dir in [&project, &tmp] {
+            if dir.exists() {
+                std::fs::remove_dir_all(dir)?;
+            }
+            std::fs::create_dir_all(dir)?;
+            sources::set_mode(dir, 0o777)?;
+        }
+        Ok(BuildsDir {
+            dir: None,
+            shared_paths: vec![project.clone(), tmp],
+            project,
+        })
+    }
+
     /// Fails too when files made here are not root's: the container would see another owner
     /// than on GitLab, and glci could not remove what the job writes as root.
-    fn new(root: Option<&Path>, project_dir: &str) -> std::io::Result<BuildsDir> {
+    fn new(
+        root: Option<&Path>,
+        builds_root: &str,
+        project_dir: &str,
+    ) -> std::io::Result<BuildsDir> {
         let mut builder = tempfile::Builder::new();
         builder.prefix("glci-job-");
         let dir = match root {
@@ -218,7 +264,7 @@ impl BuildsDir {
         sources::set_mode(dir.path(), 0o755)?;
         let on_host = |container_path: &str| {
             let relative = container_path
-                .strip_prefix(BUILDS_DIR)
+                .strip_prefix(builds_root)
                 .unwrap_or(container_path);
             dir.path().join(relative.trim_matches('/'))
         };
@@ -233,7 +279,11 @@ impl BuildsDir {
         let tmp = on_host(&tmp_dir(project_dir));
         std::fs::create_dir(&tmp)?;
         sources::set_mode(&tmp, 0o777)?;
-        Ok(BuildsDir { dir, project })
+        Ok(BuildsDir {
+            dir: Some(dir),
+            project,
+            shared_paths: Vec::new(),
+        })
     }
 }
 
@@ -249,6 +299,12 @@ pub async fn execute(
     cancel: &CancellationToken,
 ) -> JobOutcome {
     let started = Instant::now();
+    // A runner configuration's builds directory and environment (runner/runner_config.rs).
+    let configured = options
+        .runner_config
+        .as_deref()
+        .map(|entry| super::runner_config::configure_job(payload, entry, options));
+    let payload = configured.as_ref().unwrap_or(payload);
     let identity = &options.identity;
     trace.line(&format!(
         "Running with {} {} ({})",
@@ -400,9 +456,17 @@ async fn remove_resources(engine: &Engine, resources: &JobResources) {
         let _ = engine.client().remove_volume(volume, Some(opts)).await;
     }
     if let Some(builds) = &resources.builds_dir {
-        let dir = builds.dir.path().to_path_buf();
+        let dirs = match &builds.dir {
+            Some(dir) => vec![dir.path().to_path_buf()],
+            None => builds.shared_paths.clone(),
+        };
         // Deleting a checkout takes tens of milliseconds: not on the async runtime.
-        let _ = tokio::task::spawn_blocking(move || std::fs::remove_dir_all(dir)).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            for dir in dirs {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+        })
+        .await;
     }
 }
 
@@ -428,15 +492,24 @@ async fn run_stages(
         .unwrap_or_else(|| options.default_image.clone());
     let project_dir = payload.project_dir();
     let prefix = format!("{}-job-{}", owner.name_prefix(), payload.id);
+    let entry = options.runner_config.as_deref();
+    if let Some(entry) = entry {
+        entry.check_image(&image).map_err(Failure::system)?;
+    }
 
     // prepare_executor
     trace.section_start("prepare_executor", "Preparing the \"docker\" executor");
     trace.line(&format!("Using Docker executor with image {image} ..."));
-    let pull_policy = payload
+    let mut pull_policy = payload
         .image
         .as_ref()
         .map(|i| i.pull_policy.clone())
         .unwrap_or_default();
+    if pull_policy.is_empty() {
+        pull_policy = entry
+            .map(|e| e.docker.pull_policy.clone())
+            .unwrap_or_default();
+    }
     ensure_image(
         engine,
         &image,
@@ -466,10 +539,26 @@ async fn run_stages(
         Some(network)
     };
     let mut variables = job_variables(payload, &options.identity, &image, network.as_deref());
+    // `[runners.docker]` for the build container and the services (runner/docker_settings.rs).
+    let (build_host, service_host) = match entry {
+        Some(entry) => {
+            super::docker_settings::for_job(engine, owner, &image, &entry.docker, trace).await
+        }
+        None => Default::default(),
+    };
     let dinds = match &network {
         Some(network) => {
             start_services(
-                engine, owner, payload, &variables, network, &prefix, trace, options, resources,
+                engine,
+                owner,
+                payload,
+                &variables,
+                network,
+                &prefix,
+                trace,
+                options,
+                &service_host,
+                resources,
             )
             .await?
         }
@@ -500,21 +589,35 @@ async fn run_stages(
             (Some(relay), None) => vec![relay.host_entry()],
             _ => Vec::new(),
         },
+        host: build_host,
         ..Default::default()
     };
     dind::prepare_build_container(engine, &dinds, &mut build_config).await;
     // The builds directory from the host when the engine can mount it; cache and artifacts
     // still go in as tars, which the engine extracts into it.
+    // A builds directory shared with the host (a runner configuration's builds volume, or
+    // socket passthrough) is mounted by the configuration or at its own path.
+    let builds_root = payload.builds_root().to_string();
+    let shared = entry.and_then(|e| e.shared_builds(options));
     let mut builds_dir = (options.stage_files_by_mount && !options.keep_failed)
-        .then(|| BuildsDir::new(options.staging_root.as_deref(), &project_dir).ok())
+        .then(|| match &shared {
+            Some(shared) => BuildsDir::shared(&shared.on_host, &builds_root, &project_dir).ok(),
+            None => {
+                BuildsDir::new(options.staging_root.as_deref(), &builds_root, &project_dir).ok()
+            }
+        })
         .flatten();
     let mut build = None;
     if let Some(builds) = &builds_dir {
         let mut with_mount = build_config.clone();
-        with_mount.binds = vec![(
-            builds.dir.path().to_string_lossy().into_owned(),
-            BUILDS_DIR.to_string(),
-        )];
+        with_mount.binds = match (&builds.dir, shared.as_ref().and_then(|s| s.bind.clone())) {
+            (Some(dir), _) => vec![(
+                dir.path().to_string_lossy().into_owned(),
+                builds_root.clone(),
+            )],
+            (None, Some(bind)) => vec![bind],
+            (None, None) => Vec::new(),
+        };
         build = JobContainer::create(engine, owner, &with_mount).await.ok();
     }
     let build = match build {
@@ -593,10 +696,15 @@ async fn run_stages(
             &stage,
             &format!("Executing \"{stage}\" stage of the job script"),
         );
+        // A runner configuration's pre_build_script and post_build_script around it.
+        let commands = match entry {
+            Some(entry) => entry.step_commands(&step.script),
+            None => step.script.clone(),
+        };
         let script = StageScript {
             project_dir: &project_dir,
             variables: &script_vars,
-            commands: &step.script,
+            commands: &commands,
             debug_trace,
         };
         let remaining = job_timeout.saturating_sub(started.elapsed());
@@ -670,6 +778,20 @@ async fn run_stages(
 
     let succeeded = job_status == "success";
 
+    // Containers the job started through the engine's socket are the job's: said, not removed.
+    let left_running = match entry {
+        Some(entry) if super::socket::mounts_socket(&entry.docker.volumes) => {
+            super::socket::left_running(engine, &build.id).await
+        }
+        _ => Vec::new(),
+    };
+    if !left_running.is_empty() {
+        trace.warning(&format!(
+            "containers this job started through the Docker socket are still running (glci leaves them; they are the job's): {}",
+            left_running.join(", ")
+        ));
+    }
+
     // --- cache: archive_cache / archive_cache_on_failure (runner/cache.rs) ---
     job_cache
         .archive(&build_files, &checkout.tracked, succeeded)
@@ -724,7 +846,7 @@ async fn run_stages(
     );
     trace.section_end("cleanup_file_variables");
 
-    Ok(match script_end {
+    let mut outcome = match script_end {
         StageEnd::Exited(0) if upload_failed => {
             trace.error("Job failed: exit code 1");
             JobOutcome::failed("script_failure", Some(1))
@@ -748,7 +870,9 @@ async fn run_stages(
             trace.error("Job failed: canceled");
             JobOutcome::failed("job_canceled", None)
         }
-    })
+    };
+    outcome.left_running = left_running;
+    Ok(outcome)
 }
 
 /// The build container's project directory, for the cache.
@@ -903,6 +1027,7 @@ async fn start_services(
     prefix: &str,
     trace: &Trace,
     options: &ExecutorOptions,
+    host: &super::docker_settings::HostSettings,
     resources: &mut JobResources,
 ) -> Result<Vec<DindService>, Failure> {
     let mut started = Vec::new();
@@ -930,6 +1055,7 @@ async fn start_services(
             network: Some(network.to_string()),
             aliases: service_aliases(&service.name, &service.alias),
             stdin: false,
+            host: host.clone(),
             ..Default::default()
         };
         if options.dind.recognises(service) {

@@ -46,6 +46,20 @@ pub struct JobPayload {
     /// `gitlab-ci-token` for its registry).
     #[serde(default, deserialize_with = "null_as_default")]
     pub credentials: Vec<Credential>,
+    /// Where the runner keeps builds: the runner's `builds_dir`, not sent by GitLab (`None`:
+    /// `/builds`).
+    #[serde(skip)]
+    pub builds: Option<BuildsLocation>,
+}
+
+/// A runner's builds directory for one job (`builds_dir` in its configuration).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BuildsLocation {
+    /// `CI_BUILDS_DIR`.
+    pub root: String,
+    /// The job's own directory below it when the builds directory is shared with the host
+    /// (gitlab-runner's `<short token>/<concurrent id>`).
+    pub unique: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -250,7 +264,13 @@ impl JobPayload {
             .map(|v| v.value.as_str())
     }
 
-    /// `CI_PROJECT_DIR`: `/builds` + the path of `repo_url` without `.git`.
+    /// `CI_BUILDS_DIR`: the runner's builds directory, `/builds` by default.
+    pub fn builds_root(&self) -> &str {
+        self.builds.as_ref().map_or("/builds", |b| b.root.as_str())
+    }
+
+    /// `CI_PROJECT_DIR`: the builds directory (and the job's unique directory in a shared
+    /// one) + the path of `repo_url` without `.git`.
     pub fn project_dir(&self) -> String {
         let path = url_path(&self.git_info.repo_url)
             .trim_end_matches('/')
@@ -262,7 +282,11 @@ impl JobPayload {
         } else {
             path
         };
-        format!("/builds/{path}")
+        let root = self.builds_root().trim_end_matches('/');
+        match self.builds.as_ref().and_then(|b| b.unique.as_deref()) {
+            Some(unique) => format!("{root}/{unique}/{path}"),
+            None => format!("{root}/{path}"),
+        }
     }
 
     /// The job timeout in seconds, with the runner's default when GitLab sends none.

@@ -46,7 +46,7 @@ pub fn job_variables(
     let mut all = vec![
         var("CI_JOB_IMAGE", image),
         var("CI_RUNNER_SHORT_TOKEN", identity.short_token.clone()),
-        var("CI_BUILDS_DIR", "/builds"),
+        var("CI_BUILDS_DIR", payload.builds_root()),
         var("CI_PROJECT_DIR", project_dir.clone()),
         var("CI_CONCURRENT_ID", "0"),
         var("CI_CONCURRENT_PROJECT_ID", "0"),

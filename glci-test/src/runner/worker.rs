@@ -383,6 +383,7 @@ mod tests {
             failure_reason: None,
             exit_code: None,
             kept_container: None,
+            left_running: Vec::new(),
         };
         finish(&api, &job, &trace, &outcome, sent).await;
 

@@ -19,4 +19,5 @@ mod run_sources;
 mod runner_cache;
 mod runner_e2e;
 mod runner_executor;
+mod runner_socket;
 mod server_registry;

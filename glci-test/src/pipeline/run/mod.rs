@@ -46,6 +46,8 @@ struct Shared {
     facts: PipelineFacts,
     options: RunOptions,
     observer: Arc<dyn RunObserver>,
+    /// The built-in runners' configuration (`config.toml`), for routing jobs by tags.
+    runner_config: Option<Arc<crate::runner::runner_config::RunnerConfig>>,
     dir: PathBuf,
     state: Mutex<State>,
     /// Wakes the scheduler (new wanted jobs, timers, cancel).
@@ -94,6 +96,25 @@ impl Shared {
         self.planned.plan.job(name)
     }
 
+    /// Why no built-in runner would ever take `job`: GitLab leaves such a job pending (stuck)
+    /// until it times out; glci fails it at once instead of waiting forever.
+    fn no_runner_for(&self, job: &PlannedJob) -> Option<String> {
+        let config = self.runner_config.as_ref()?;
+        if self.options.external_runner || config.routes(&job.tags) {
+            return None;
+        }
+        let needs = if job.tags.is_empty() {
+            "untagged, and no runner has run_untagged".to_string()
+        } else {
+            format!("tags [{}]", job.tags.join(", "))
+        };
+        Some(format!(
+            "stuck: no runner of {} takes this job ({needs}); runners: {}",
+            config.path.display(),
+            config.describe_runners()
+        ))
+    }
+
     /// A built-in runner's worker has finished with the job (see [`WorkerHooks::finished`]).
     fn worker_done(&self, id: JobId) -> bool {
         self.workers_done
@@ -110,7 +131,13 @@ impl Shared {
 }
 
 impl WorkerHooks for Shared {
-    fn finished(&self, job_id: u64, _name: &str, outcome: &JobOutcome) {
+    fn finished(&self, job_id: u64, name: &str, outcome: &JobOutcome) {
+        if !outcome.left_running.is_empty() {
+            self.observer.warning(&format!(
+                "job `{name}` left containers running that it started through the Docker socket (they are the job's; glci does not remove them): {}",
+                outcome.left_running.join(", ")
+            ));
+        }
         self.workers_done
             .lock()
             .unwrap_or_else(|e| e.into_inner())

@@ -27,6 +27,12 @@ pub struct RunOptions {
     pub bind: Option<IpAddr>,
     /// glci's data directory; default `GLCI_HOME`, else `~/.glci`.
     pub home: Option<PathBuf>,
+    /// gitlab-runner's `config.toml` for the built-in runners (`--runner-config`); `None`:
+    /// `GLCI_RUNNER_CONFIG`, else the project's `.glci/runner.toml` if there is one (see
+    /// [`crate::runner::runner_config`]).
+    pub runner_config: Option<PathBuf>,
+    /// Give jobs the engine's socket (`--docker-socket`; see [`crate::runner::socket`]).
+    pub docker_socket: bool,
 }
 
 impl Default for RunOptions {
@@ -41,6 +47,10 @@ impl Default for RunOptions {
             external_runner: false,
             bind: None,
             home: None,
+            runner_config: None,
+            // For `glci_test::main!()`, which has no flags.
+            docker_socket: std::env::var("GLCI_DOCKER_SOCKET")
+                .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
         }
     }
 }

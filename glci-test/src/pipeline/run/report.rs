@@ -18,6 +18,12 @@ pub trait RunObserver: Send + Sync {
     fn job_finished(&self, _report: &JobReport) {}
     /// A job failed and is queued again (`retry`).
     fn job_retried(&self, _job: &str, _attempt: u32) {}
+    /// Something the user must hear about the run (a runner configuration key glci does not
+    /// honour, socket passthrough's risk, containers a job left running). Printed to stderr
+    /// unless the observer shows it elsewhere: never dropped.
+    fn warning(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
 }
 
 /// An observer that ignores everything.

@@ -275,6 +275,15 @@ fn retry_allowed(
 }
 
 fn dispatch(shared: &Shared, state: &mut State, job: &PlannedJob) {
+    if let Some(why) = shared.no_runner_for(job) {
+        state
+            .outcomes
+            .insert(job.name.clone(), Outcome::new(Status::Failed));
+        let mut report = not_run(job, Status::Failed, Some(why));
+        report.failure_reason = Some("stuck_or_timeout_failure".to_string());
+        shared.add_report(state, report);
+        return;
+    }
     let dependencies = job
         .dependencies
         .iter()

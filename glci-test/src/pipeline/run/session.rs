@@ -44,6 +44,8 @@ pub enum RunError {
     UnknownJob { name: String, planned: Vec<String> },
     #[error("the pipeline was not created: {0}")]
     NotCreated(String),
+    #[error("{0}")]
+    RunnerConfig(#[from] crate::runner::runner_config::RunnerConfigError),
 }
 
 fn hint(planned: &[String]) -> String {
@@ -93,6 +95,7 @@ impl Session {
         observer: Arc<dyn RunObserver>,
     ) -> Result<Session, RunError> {
         setup::ensure_created(&draft)?;
+        let runner_config = setup::runner_config(&options, &draft, observer.as_ref())?;
         let at = setup::pipeline_home(&options)?;
         let refs = setup::PipelineRef::of(&opts.event, &draft);
         let snapshot = setup::spawn_snapshot(&draft, &opts.event, &at, &refs);
@@ -118,6 +121,7 @@ impl Session {
             facts,
             options,
             observer,
+            runner_config,
             dir: at.dir,
             state: Mutex::new(State::default()),
             wake: Notify::new(),

@@ -18,6 +18,8 @@ use crate::runner::api::RunnerApi;
 use crate::runner::cache::CacheConfig;
 use crate::runner::executor::{CleanupTasks, ExecutorOptions};
 use crate::runner::registry_access::RegistryAccess;
+use crate::runner::runner_config::{RunnerConfig, RunnerEntry};
+use crate::runner::socket;
 use crate::runner::sources::SourceCache;
 use crate::runner::worker::serve;
 use crate::server::{ProjectSpec, RefType, RegistryTlsConfig, RunningServer, Server, ServerConfig};
@@ -46,6 +48,62 @@ pub(super) fn ensure_created(draft: &Planned) -> Result<(), RunError> {
             .clone()
             .unwrap_or_else(|| "no job runs for this event".to_string()),
     ))
+}
+
+/// The built-in runners' configuration (`--runner-config`, `GLCI_RUNNER_CONFIG` or the
+/// project's `.glci/runner.toml`), read before anything starts; its warnings, and socket
+/// passthrough's, go to the observer once.
+pub(super) fn runner_config(
+    options: &RunOptions,
+    draft: &Planned,
+    observer: &dyn super::RunObserver,
+) -> Result<Option<Arc<RunnerConfig>>, RunError> {
+    if options.external_runner {
+        return Ok(None);
+    }
+    let config = RunnerConfig::find(
+        options.runner_config.as_deref(),
+        draft.loaded.repo.top_level(),
+    )?;
+    if let Some(config) = &config {
+        for warning in &config.warnings {
+            observer.warning(warning);
+        }
+    }
+    let socket = options.docker_socket
+        || config.as_ref().is_some_and(|c| {
+            c.runners
+                .iter()
+                .any(|r| socket::mounts_socket(&r.docker.volumes))
+        });
+    if socket {
+        observer.warning(socket::SECURITY_WARNING);
+    }
+    Ok(config.map(Arc::new))
+}
+
+/// The entries glci's runners are made from: the configuration's, with the engine's socket
+/// added to each for `--docker-socket` (one entry standing for glci's default runner when
+/// there is no configuration). Empty: glci's default runner.
+fn runner_entries(
+    config: Option<&RunnerConfig>,
+    docker_socket: bool,
+    engine: &Engine,
+) -> Vec<RunnerEntry> {
+    let mut entries = config.map(|c| c.runners.clone()).unwrap_or_default();
+    if docker_socket {
+        if entries.is_empty() {
+            entries.push(RunnerEntry::default());
+        }
+        if let Some(volume) = socket::socket_volume(engine) {
+            for entry in &mut entries {
+                if !socket::mounts_socket(&entry.docker.volumes) {
+                    entry.docker.volumes.push(volume.clone());
+                }
+            }
+        }
+    }
+    entries
 }
 
 /// Where a pipeline keeps what it leaves behind.
@@ -374,21 +432,13 @@ pub(super) async fn start_runners(
     let Some(engine) = engine else {
         return Ok(runners);
     };
-    let tags: Vec<String> = {
-        let mut t: Vec<String> = shared
-            .planned
-            .plan
-            .jobs
-            .iter()
-            .flat_map(|j| j.tags.iter().cloned())
-            .collect();
-        t.sort();
-        t.dedup();
-        t
-    };
-    // The built-in runner takes every job, tagged or not: it stands for "the project's
-    // runners".
-    let creds = shared.server.create_runner(&tags, true);
+    let tags: std::collections::BTreeSet<String> = shared
+        .planned
+        .plan
+        .jobs
+        .iter()
+        .flat_map(|j| j.tags.iter().cloned())
+        .collect();
     // Checkouts and jobs' builds directories live with the pipeline, private to this user:
     // removed when the session ends, by the watchdog if the process dies first.
     let staging_root = staging::create(&shared.dir, &owner).ok();
@@ -421,17 +471,52 @@ pub(super) async fn start_runners(
         registry: registry_access(&shared.server),
         ..ExecutorOptions::default()
     };
+    let entries = runner_entries(
+        shared.runner_config.as_deref(),
+        options.docker_socket,
+        &engine,
+    );
+    let concurrent = shared.runner_config.as_ref().and_then(|c| c.concurrent);
     let engine = Arc::new(engine);
     let owner = Arc::new(owner);
-    for _ in 0..options.concurrency.max(1) {
-        runners.tasks.push(tokio::spawn(work(
-            shared.clone(),
-            RunnerApi::new(&local_url),
-            creds.token.clone(),
-            engine.clone(),
-            owner.clone(),
-            executor.clone(),
-        )));
+    // One runner per `[[runners]]` entry, registered with its tags; without a configuration
+    // one runner that takes every job, tagged or not: it stands for "the project's runners".
+    let runner_set: Vec<(Vec<String>, bool, usize, ExecutorOptions)> = if entries.is_empty() {
+        let workers = options.concurrency.max(1);
+        vec![(tags.iter().cloned().collect(), true, workers, executor)]
+    } else {
+        entries
+            .into_iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                let (tags, run_untagged) = entry.registration(&tags);
+                let workers = entry.workers(concurrent, options.concurrency);
+                let mut executor = executor.clone();
+                if let Some(image) = entry.docker.image.clone().filter(|i| !i.is_empty()) {
+                    executor.default_image = image;
+                }
+                // Each runner its own short token: its jobs' directories in a shared builds
+                // directory never meet another runner's.
+                executor.identity.short_token = format!("glci{i:05}");
+                executor.runner_config = Some(Arc::new(entry));
+                (tags, run_untagged, workers, executor)
+            })
+            .collect()
+    };
+    for (tags, run_untagged, workers, executor) in runner_set {
+        let creds = shared.server.create_runner(&tags, run_untagged);
+        for slot in 0..workers {
+            let mut executor = executor.clone();
+            executor.concurrent_id = slot;
+            runners.tasks.push(tokio::spawn(work(
+                shared.clone(),
+                RunnerApi::new(&local_url),
+                creds.token.clone(),
+                engine.clone(),
+                owner.clone(),
+                executor,
+            )));
+        }
     }
     Ok(runners)
 }
