@@ -23,13 +23,32 @@ const SLEEPER: &str = r#"sleeper:
     - 'echo "after_script ran: $CI_JOB_STATUS"'
 "#;
 
+/// [`SLEEPER`] with a Docker-in-Docker service: a daemon with its own storage and
+/// certificates volumes.
+const DIND_SLEEPER: &str = r#"sleeper:
+  image: glci-fixture/busybox:latest
+  services:
+    - name: glci-fixture/docker:dind
+      alias: docker
+  script:
+    - echo started
+    - sleep 30
+    - echo woke up
+  after_script:
+    - 'echo "after_script ran: $CI_JOB_STATUS"'
+"#;
+
 const QUICK: &str = "quick:\n  image: glci-fixture/busybox:latest\n  script: [echo quick]\n";
 
-/// Container and network ids of glci objects owned by process `pid`.
+/// Container, network and volume ids of glci objects owned by process `pid`.
 fn objects_of(pid: u32) -> Vec<String> {
     let filter = format!("label=io.glci.owner-pid={pid}");
     let mut ids = Vec::new();
-    for kind in [&["ps", "-a", "-q"][..], &["network", "ls", "-q"][..]] {
+    for kind in [
+        &["ps", "-a", "-q"][..],
+        &["network", "ls", "-q"][..],
+        &["volume", "ls", "-q"][..],
+    ] {
         let out = Command::new("docker")
             .args(kind)
             .args(["--filter", &filter])
@@ -270,8 +289,12 @@ fn a_run_killed_mid_job_is_cleaned_up_by_its_watchdog_alone() {
 
 /// Sends `signal` once the job runs; the run cancels, after_script runs, nothing stays.
 fn a_signal_cancels_the_run(signal: &str, exit_code: i32) {
+    a_signal_cancels_the_pipeline(SLEEPER, signal, exit_code);
+}
+
+fn a_signal_cancels_the_pipeline(pipeline: &str, signal: &str, exit_code: i32) {
     let home = tempfile::tempdir().unwrap();
-    let project = temp_project(None, &[(".gitlab-ci.yml", SLEEPER)]);
+    let project = temp_project(None, &[(".gitlab-ci.yml", pipeline)]);
     let mut child = spawn_run(project.path(), home.path());
     let pid = child.id();
     let lines = lines_of(&mut child);
@@ -309,6 +332,51 @@ fn a_signal_cancels_the_run(signal: &str, exit_code: i32) {
 #[test]
 fn ctrl_c_cancels_runs_after_script_exits_130_and_leaves_nothing() {
     a_signal_cancels_the_run("INT", 130);
+}
+
+/// The DinD fixture image, built when missing (about 5 minutes).
+fn ensure_dind_image() {
+    let present = Command::new("docker")
+        .args(["image", "inspect", "glci-fixture/docker:dind"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !present {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fixture-images");
+        let built = Command::new(script).arg("docker").status();
+        assert!(
+            built.is_ok_and(|s| s.success()),
+            "scripts/fixture-images docker"
+        );
+    }
+}
+
+#[test]
+fn ctrl_c_leaves_nothing_of_a_dind_job_its_volumes_included() {
+    ensure_dind_image();
+    a_signal_cancels_the_pipeline(DIND_SLEEPER, "INT", 130);
+}
+
+#[test]
+fn a_killed_dind_run_is_cleaned_up_by_its_watchdog_volumes_included() {
+    ensure_dind_image();
+    let home = tempfile::tempdir().unwrap();
+    let project = temp_project(None, &[(".gitlab-ci.yml", DIND_SLEEPER)]);
+    let mut child = spawn_run(project.path(), home.path());
+    let pid = child.id();
+    let lines = lines_of(&mut child);
+    let mut seen = Vec::new();
+    wait_for_line(&lines, "sleeper | started", &mut seen);
+    // The build and DinD containers, the network, the storage volume at least.
+    assert!(objects_of(pid).len() >= 4, "{:?}", objects_of(pid));
+    child.kill().expect("SIGKILL cargo-glci");
+    let _ = child.wait();
+    let killed = Instant::now();
+    let mut left = objects_of(pid);
+    while !left.is_empty() && killed.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(200));
+        left = objects_of(pid);
+    }
+    assert_eq!(left, Vec::<String>::new(), "left 15 s after the kill");
 }
 
 #[test]

@@ -48,8 +48,36 @@ pub struct ContainerConfig {
     pub binds: Vec<(String, String)>,
     /// More `/etc/hosts` entries (`name:address`), e.g. the relay standing for the server.
     pub extra_hosts: Vec<String>,
-    /// What a runner configuration's `[runners.docker]` adds (privileges, volumes, devices...).
+    /// Named volumes mounted read-write: `(volume name, container path)`.
+    pub volumes: Vec<(String, String)>,
+    /// Empty in-memory directories mounted at these paths.
+    pub tmpfs: Vec<String>,
+    /// Privileges, volumes, devices... beyond Docker's defaults: what a runner configuration's
+    /// `[runners.docker]` adds, and what a Docker-in-Docker service needs.
     pub host: super::docker_settings::HostSettings,
+}
+
+/// The bind mounts, named volumes and tmpfs directories of a container.
+fn mounts(config: &ContainerConfig) -> Vec<Mount> {
+    let mount = |typ, source: Option<&String>, target: &String| Mount {
+        source: source.cloned(),
+        target: Some(target.clone()),
+        typ: Some(typ),
+        ..Default::default()
+    };
+    let binds = config
+        .binds
+        .iter()
+        .map(|(source, target)| mount(MountType::BIND, Some(source), target));
+    let volumes = config
+        .volumes
+        .iter()
+        .map(|(name, target)| mount(MountType::VOLUME, Some(name), target));
+    let tmpfs = config
+        .tmpfs
+        .iter()
+        .map(|target| mount(MountType::TMPFS, None, target));
+    binds.chain(volumes).chain(tmpfs).collect()
 }
 
 /// A created container of a job.
@@ -99,18 +127,7 @@ impl JobContainer {
                 ),
                 // A bind mount (not a `-v` bind): the engine refuses a missing source instead
                 // of creating an empty directory in its place.
-                mounts: (!config.binds.is_empty()).then(|| {
-                    config
-                        .binds
-                        .iter()
-                        .map(|(source, target)| Mount {
-                            source: Some(source.clone()),
-                            target: Some(target.clone()),
-                            typ: Some(MountType::BIND),
-                            ..Default::default()
-                        })
-                        .collect()
-                }),
+                mounts: Some(mounts(config)).filter(|m| !m.is_empty()),
                 ..Default::default()
             }),
             networking_config,

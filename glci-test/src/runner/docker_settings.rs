@@ -6,9 +6,8 @@
 //! `privileged = true` on an engine that refuses privileged containers (a capability bounding
 //! set without `CAP_SYS_RESOURCE`: "unable to apply caps") falls back to the set of
 //! capabilities and security options that runs Docker-in-Docker there; the refusal is probed
-//! once per engine and said in the job's log.
-
-use std::sync::Mutex;
+//! once per engine (remembered with what Docker-in-Docker services learn, see
+//! [`super::dind`]) and said in the job's log.
 
 use bollard::models::{ContainerCreateBody, DeviceMapping, HostConfig};
 
@@ -191,29 +190,25 @@ pub async fn for_job(
 }
 
 /// Whether the engine at `engine`'s endpoint runs privileged containers, probed once per
-/// engine and process: a privileged container of `image` whose command does not exist is
-/// started; an engine that refuses privileges fails before looking for the command
-/// ("unable to apply caps"), one that allows them fails on the command.
+/// engine and remembered with what Docker-in-Docker services learn
+/// ([`super::dind::recall_privileged`]): a privileged container of `image` whose command does
+/// not exist is started; an engine that refuses privileges fails before looking for the
+/// command ("unable to apply caps"), one that allows them fails on the command.
 pub async fn engine_allows_privileged(engine: &Engine, owner: &Owner, image: &str) -> bool {
-    static PROBED: Mutex<Vec<(String, bool)>> = Mutex::new(Vec::new());
-    let endpoint = engine.endpoint().to_string();
-    if let Some((_, allowed)) = PROBED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .find(|(e, _)| *e == endpoint)
-    {
-        return *allowed;
+    if let Some(allowed) = super::dind::recall_privileged(engine).await {
+        return allowed;
     }
-    let allowed = probe_privileged(engine, owner, image).await;
-    PROBED
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .push((endpoint, allowed));
-    allowed
+    match probe_privileged(engine, owner, image).await {
+        Some(allowed) => {
+            super::dind::remember_privileged(engine, allowed).await;
+            allowed
+        }
+        // No probe container: nothing learned, and privileges assumed refused.
+        None => false,
+    }
 }
 
-async fn probe_privileged(engine: &Engine, owner: &Owner, image: &str) -> bool {
+async fn probe_privileged(engine: &Engine, owner: &Owner, image: &str) -> Option<bool> {
     use super::container::{ContainerConfig, JobContainer};
     let config = ContainerConfig {
         name: format!(
@@ -229,15 +224,13 @@ async fn probe_privileged(engine: &Engine, owner: &Owner, image: &str) -> bool {
         },
         ..ContainerConfig::default()
     };
-    let Ok(container) = JobContainer::create(engine, owner, &config).await else {
-        return false;
-    };
+    let container = JobContainer::create(engine, owner, &config).await.ok()?;
     let refused = match container.start(engine).await {
         Ok(()) => false,
         Err(e) => refuses_privileges(&e.to_string()),
     };
     container.remove(engine).await;
-    !refused
+    Some(!refused)
 }
 
 /// The engine's answer when its capability bounding set cannot grant what `--privileged`

@@ -15,6 +15,7 @@ use crate::docker::{create_network, DockerError, Engine, Owner};
 use super::archive::{self, Selection, TarStream};
 use super::cache::{CacheConfig, JobCache, ProjectFiles};
 use super::container::{ContainerConfig, JobContainer, StageEnd};
+use super::dind::{self, DindOptions, DindService};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
 use super::services::{service_aliases, service_slug, wait_for_ports};
 use super::shell::{tmp_dir, ScriptVariable, StageScript, SHELL_DETECTOR};
@@ -77,6 +78,9 @@ pub struct ExecutorOptions {
     /// The stand-in's registry as jobs and the engine reach it (`None`: no registry served,
     /// or one that needs no translation).
     pub registry: Option<super::registry_access::RegistryAccess>,
+    /// Which services are Docker-in-Docker daemons and how they may start (see
+    /// [`super::dind`]).
+    pub dind: DindOptions,
     /// This runner's `[[runners]]` entry of a runner configuration (`config.toml`): builds
     /// directory, environment, build scripts, `[runners.docker]` (see
     /// [`super::runner_config`]). `None`: glci's defaults.
@@ -130,6 +134,7 @@ impl Default for ExecutorOptions {
             relay: None,
             clone_url: None,
             registry: None,
+            dind: DindOptions::default(),
             runner_config: None,
             concurrent_id: 0,
         }
@@ -194,6 +199,8 @@ struct JobResources {
     builds_dir: Option<BuildsDir>,
     /// The relay, joined to `network`: it leaves before the network is removed.
     relay: Option<crate::relay::Relay>,
+    /// Volumes (Docker-in-Docker storage and certificates), removed after the containers.
+    volumes: Vec<String>,
 }
 
 /// A job's builds directory on the host, mounted at `/builds` in its build container: the
@@ -309,6 +316,7 @@ pub async fn execute(
         containers: Vec::new(),
         builds_dir: None,
         relay: None,
+        volumes: Vec::new(),
     };
     let result = run_stages(
         engine,
@@ -441,6 +449,12 @@ async fn remove_resources(engine: &Engine, resources: &JobResources) {
         }
         let _ = engine.client().remove_network(net).await;
     }
+    for volume in &resources.volumes {
+        let opts = bollard::query_parameters::RemoveVolumeOptionsBuilder::new()
+            .force(true)
+            .build();
+        let _ = engine.client().remove_volume(volume, Some(opts)).await;
+    }
     if let Some(builds) = &resources.builds_dir {
         let dirs = match &builds.dir {
             Some(dir) => vec![dir.path().to_path_buf()],
@@ -524,7 +538,7 @@ async fn run_stages(
         }
         Some(network)
     };
-    let variables = job_variables(payload, &options.identity, &image, network.as_deref());
+    let mut variables = job_variables(payload, &options.identity, &image, network.as_deref());
     // `[runners.docker]` for the build container and the services (runner/docker_settings.rs).
     let (build_host, service_host) = match entry {
         Some(entry) => {
@@ -532,21 +546,25 @@ async fn run_stages(
         }
         None => Default::default(),
     };
-    if let Some(network) = &network {
-        start_services(
-            engine,
-            owner,
-            payload,
-            &variables,
-            network,
-            &prefix,
-            trace,
-            options,
-            &service_host,
-            resources,
-        )
-        .await?;
-    }
+    let dinds = match &network {
+        Some(network) => {
+            start_services(
+                engine,
+                owner,
+                payload,
+                &variables,
+                network,
+                &prefix,
+                trace,
+                options,
+                &service_host,
+                resources,
+            )
+            .await?
+        }
+        None => Vec::new(),
+    };
+    variables.extend(dind::job_variables(&dinds, &variables));
     trace.section_end("prepare_executor");
 
     // The build container exists from here on; sources and artifacts are copied into it.
@@ -555,7 +573,7 @@ async fn run_stages(
         .as_ref()
         .filter(|i| !i.entrypoint.is_empty())
         .map(|i| i.entrypoint.clone());
-    let build_config = ContainerConfig {
+    let mut build_config = ContainerConfig {
         name: format!("{prefix}-build"),
         image: image.clone(),
         entrypoint,
@@ -574,6 +592,7 @@ async fn run_stages(
         host: build_host,
         ..Default::default()
     };
+    dind::prepare_build_container(engine, &dinds, &mut build_config).await;
     // The builds directory from the host when the engine can mount it; cache and artifacts
     // still go in as tars, which the engine extracts into it.
     // A builds directory shared with the host (a runner configuration's builds volume, or
@@ -1010,8 +1029,9 @@ async fn start_services(
     options: &ExecutorOptions,
     host: &super::docker_settings::HostSettings,
     resources: &mut JobResources,
-) -> Result<(), Failure> {
+) -> Result<Vec<DindService>, Failure> {
     let mut started = Vec::new();
+    let mut dinds = Vec::new();
     for (index, service) in payload.services.iter().enumerate() {
         trace.line(&format!("Starting service {} ...", service.name));
         ensure_image(
@@ -1026,35 +1046,57 @@ async fn start_services(
             .into_iter()
             .map(|v| format!("{}={}", v.key, v.value))
             .collect();
-        let container = JobContainer::create(
-            engine,
-            owner,
-            &ContainerConfig {
-                name: format!("{prefix}-{}-{index}", service_slug(&service.name)),
-                image: service.name.clone(),
-                entrypoint: (!service.entrypoint.is_empty()).then(|| service.entrypoint.clone()),
-                cmd: service.command.clone(),
-                env,
-                network: Some(network.to_string()),
-                aliases: service_aliases(&service.name, &service.alias),
-                stdin: false,
-                host: host.clone(),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(Failure::system)?;
+        let config = ContainerConfig {
+            name: format!("{prefix}-{}-{index}", service_slug(&service.name)),
+            image: service.name.clone(),
+            entrypoint: (!service.entrypoint.is_empty()).then(|| service.entrypoint.clone()),
+            cmd: service.command.clone(),
+            env,
+            network: Some(network.to_string()),
+            aliases: service_aliases(&service.name, &service.alias),
+            stdin: false,
+            host: host.clone(),
+            ..Default::default()
+        };
+        if options.dind.recognises(service) {
+            let start = dind::DindStart {
+                engine,
+                owner,
+                config,
+                services: &payload.services,
+                index,
+                options: &options.dind,
+                registry: options.registry.as_ref(),
+                trace,
+            };
+            let dind = dind::start(start, &mut resources.volumes, &mut resources.containers)
+                .await
+                .map_err(Failure::system)?;
+            dinds.push(dind);
+            continue;
+        }
+        let container = JobContainer::create(engine, owner, &config)
+            .await
+            .map_err(Failure::system)?;
         resources.containers.push(container.clone());
         container.start(engine).await.map_err(Failure::system)?;
         started.push((service, container));
     }
-    if started.is_empty() {
-        return Ok(());
+    if started.is_empty() && dinds.is_empty() {
+        return Ok(dinds);
     }
     trace.line(&format!(
         "Waiting for services to be up and running (timeout {} seconds)...",
         options.services_timeout.as_secs()
     ));
+    // Docker daemons: a readiness gate instead of the port check (a daemon is of no use to
+    // the job until it answers), waited for alongside the other services.
+    let dind_waits = dinds.iter().map(|dind| async move {
+        let since = Instant::now();
+        dind::wait_until_ready(engine, dind, options.services_timeout)
+            .await
+            .map(|id| (dind, id, since.elapsed()))
+    });
     let waits = started.iter().map(|(service, container)| async move {
         let (ip, ports) = service_endpoint(engine, container, network).await;
         let dead = match ip {
@@ -1065,7 +1107,15 @@ async fn start_services(
         };
         (service, container, ports, dead)
     });
-    for (service, container, ports, dead) in futures_util::future::join_all(waits).await {
+    let (waited, dind_ready) = tokio::join!(
+        futures_util::future::join_all(waits),
+        futures_util::future::join_all(dind_waits)
+    );
+    for ready in dind_ready {
+        let (dind, id, after) = ready.map_err(Failure::system)?;
+        dind::ready_line(trace, dind, &id, after);
+    }
+    for (service, container, ports, dead) in waited {
         if ports.is_empty() || dead.is_empty() {
             continue;
         }
@@ -1080,7 +1130,7 @@ async fn start_services(
         trace.output(logs.as_bytes());
         trace.flush();
     }
-    Ok(())
+    Ok(dinds)
 }
 
 /// The service's address on the job network and its exposed TCP ports (from the image).

@@ -6,6 +6,7 @@ pub mod api;
 pub mod archive;
 pub mod cache;
 pub mod container;
+pub mod dind;
 pub mod docker_settings;
 pub mod executor;
 mod http_client;

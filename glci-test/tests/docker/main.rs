@@ -11,6 +11,7 @@ mod support;
 mod docker_plumbing;
 mod run_cache;
 mod run_catalog;
+mod run_dind;
 mod run_job_api;
 mod run_lifecycle;
 mod run_registry;
