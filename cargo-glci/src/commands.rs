@@ -19,6 +19,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Test(args) => Ok(crate::test_cmd::run(args)),
         Command::Lint { event } => Ok(lint(&event)),
         Command::Config { event } => Ok(config(&event)),
+        Command::Variables(args) => Ok(crate::variables_cmd::run(&args)),
         Command::Doctor => block_on(doctor()),
         Command::Clean { all } => block_on(clean(all)),
     }
@@ -44,10 +45,35 @@ pub fn config_failure(e: &PipelineError, json: bool) -> ExitCode {
 
 /// The pipeline options of the flags, or exit 2 with why they are wrong.
 pub fn options(event: &EventArgs) -> Result<glci_test::pipeline::PipelineOptions, ExitCode> {
+    warn_if_env_file_is_tracked(event);
     event.to_options().map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
     })
+}
+
+/// The project's `.glci.env` holds secrets, and a run's snapshot takes every file git does
+/// not ignore: say so when git does not ignore it (glci leaves `.gitignore` to the user).
+fn warn_if_env_file_is_tracked(event: &EventArgs) {
+    use glci_test::pipeline::env_file;
+    if event.no_project_env_file {
+        return;
+    }
+    let Some(file) = env_file::project_env_file(std::path::Path::new(".")) else {
+        return;
+    };
+    let ignored = std::process::Command::new("git")
+        .arg("-C")
+        .arg(file.parent().unwrap_or(std::path::Path::new(".")))
+        .args(["check-ignore", "-q", env_file::PROJECT_ENV_FILE])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ignored {
+        eprintln!(
+            "warning: {} is not ignored by git: jobs of `cargo glci run` check it out too (add it to .gitignore)",
+            env_file::PROJECT_ENV_FILE
+        );
+    }
 }
 
 fn plan(event: &EventArgs, as_json: bool) -> ExitCode {

@@ -6,6 +6,7 @@ mod commands;
 mod output;
 mod run_cmd;
 mod test_cmd;
+mod variables_cmd;
 
 use std::process::ExitCode;
 

@@ -10,3 +10,4 @@ mod plan;
 mod remote;
 mod run;
 mod scripts;
+mod variables;
