@@ -157,6 +157,13 @@ pub struct RunArgs {
     /// Keep the containers of failed jobs and print how to enter them.
     #[arg(long)]
     pub keep: bool,
+    /// One JSON object per line on stdout for each event (pipeline created, job started,
+    /// job finished, pipeline finished); the human output goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// With --json, also a `log` event for each chunk of job output.
+    #[arg(long, requires = "json")]
+    pub json_logs: bool,
     /// `builtin`: glci's own runner; `external`: print the server's URL and registration
     /// token and wait for a runner you start (e.g. the official gitlab-runner).
     #[arg(long, value_name = "RUNNER", default_value = "builtin", value_parser = ["builtin", "external"])]

@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod json_events;
 mod output;
 mod run_cmd;
 mod test_cmd;

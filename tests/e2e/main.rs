@@ -9,5 +9,6 @@ mod logs;
 mod plan;
 mod remote;
 mod run;
+mod run_json;
 mod scripts;
 mod variables;

@@ -1,0 +1,80 @@
+//! `cargo glci run --json`: one JSON object per line on stdout for each event of the run, for
+//! editors and dashboards. The shape is documented in the README ("Machine-readable runs");
+//! every object has `event` and, for job events, `job`. The human view (logs with `--json`
+//! but without `--json-logs`, the summary) goes to stderr in this mode.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use glci_test::pipeline::{JobReport, RunObserver, RunReport};
+use serde_json::{json, Value};
+
+/// Writes one event as a line of stdout (a whole line per write, so lines never interleave).
+pub fn emit(event: Value) {
+    let mut line = event.to_string();
+    line.push('\n');
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(line.as_bytes());
+    let _ = out.flush();
+}
+
+/// The run's events as JSON lines, passed on to the human printer (on stderr) as well.
+pub struct JsonEvents {
+    pub human: Arc<dyn RunObserver>,
+    /// Also emit `log` events with the job's output.
+    pub logs: bool,
+}
+
+impl RunObserver for JsonEvents {
+    fn job_started(&self, job: &str) {
+        self.human.job_started(job);
+        emit(json!({"event": "job_started", "job": job}));
+    }
+
+    fn job_log(&self, job: &str, chunk: &[u8]) {
+        self.human.job_log(job, chunk);
+        if self.logs {
+            // Masked already; not necessarily UTF-8 nor cut at a character boundary.
+            emit(json!({"event": "log", "job": job, "text": String::from_utf8_lossy(chunk)}));
+        }
+    }
+
+    fn job_retried(&self, job: &str, attempt: u32) {
+        self.human.job_retried(job, attempt);
+        emit(json!({"event": "job_retried", "job": job, "attempt": attempt}));
+    }
+
+    fn job_finished(&self, report: &JobReport) {
+        self.human.job_finished(report);
+        emit(job_finished(report));
+    }
+}
+
+/// `job_finished`: the job's final status (also for jobs that never ran).
+fn job_finished(job: &JobReport) -> Value {
+    json!({
+        "event": "job_finished",
+        "job": job.name,
+        "stage": job.stage,
+        "status": job.status.as_str(),
+        "allowed_failure": job.allowed_failure,
+        "duration_secs": job.duration.as_secs_f64(),
+        "failure_reason": job.failure_reason,
+        "exit_code": job.exit_code,
+        "attempts": job.attempts,
+        "not_run_because": job.not_run_because,
+        "log_path": job.log_path,
+        "artifacts_dir": job.artifacts_dir,
+    })
+}
+
+/// `pipeline_finished`: GitLab's status of the pipeline and whether it passed.
+pub fn pipeline_finished(report: &RunReport) -> Value {
+    json!({
+        "event": "pipeline_finished",
+        "pipeline_id": report.pipeline_id,
+        "status": report.status.as_str(),
+        "passed": report.passed(),
+        "dir": report.dir,
+    })
+}
