@@ -45,6 +45,8 @@ pub enum Command {
     /// Every variable a job would get, its value (masked: `[MASKED]`) and where it comes
     /// from, in GitLab's order of precedence. No Docker.
     Variables(crate::variables_cmd::VariablesArgs),
+    /// The artifacts of this project's earlier runs: `list`, `inspect JOB`, `extract JOB`.
+    Artifacts(crate::artifacts_cmd::ArtifactsArgs),
     /// Check that a Docker engine answers and say which one.
     Doctor,
     /// Remove Docker objects left behind by glci runs whose process is gone.

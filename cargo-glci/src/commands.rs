@@ -20,6 +20,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lint { event } => Ok(lint(&event)),
         Command::Config { event } => Ok(config(&event)),
         Command::Variables(args) => Ok(crate::variables_cmd::run(&args)),
+        Command::Artifacts(args) => crate::artifacts_cmd::run(&args),
         Command::Doctor => block_on(doctor()),
         Command::Clean { all } => block_on(clean(all)),
     }

@@ -2,6 +2,7 @@
 //! engine is the `glci-test` library.
 
 mod args;
+mod artifacts_cmd;
 mod commands;
 mod json_events;
 mod output;

@@ -2,6 +2,7 @@
 //! of the `cargo-glci` package, so cargo builds the binary first and hands it over as
 //! `CARGO_BIN_EXE_cargo-glci`): `cargo nextest run -p cargo-glci --test e2e`.
 
+mod artifacts;
 mod cli;
 mod external;
 mod harness;

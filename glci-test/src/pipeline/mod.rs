@@ -8,6 +8,7 @@ pub mod env_file;
 pub mod home;
 pub mod interrupt;
 pub mod job_spec;
+pub mod kept_artifacts;
 pub mod past_runs;
 pub mod results;
 pub mod run;
