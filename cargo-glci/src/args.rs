@@ -10,9 +10,16 @@ use glci_test::plan::{Event, PipelineSource};
 /// Run your GitLab CI pipeline on this machine, in Docker, each job as a Rust test.
 #[derive(Debug, Parser)]
 #[command(name = "cargo-glci", bin_name = "cargo glci", version, about, long_about = None)]
+#[command(disable_version_flag = true, arg_required_else_help = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Print the version (with -v: also the Docker engine's version and API version).
+    #[arg(short = 'V', long)]
+    pub version: bool,
+    /// With --version: more detail.
+    #[arg(short = 'v', long, requires = "version")]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -47,7 +54,8 @@ pub enum Command {
     Variables(crate::variables_cmd::VariablesArgs),
     /// The artifacts of this project's earlier runs: `list`, `inspect JOB`, `extract JOB`.
     Artifacts(crate::artifacts_cmd::ArtifactsArgs),
-    /// Check that a Docker engine answers and say which one.
+    /// Check the Docker engine and what runs will meet there: the bridge address jobs use,
+    /// privileged containers, free disk in GLCI_HOME, the fixture images.
     Doctor,
     /// Remove Docker objects left behind by glci runs whose process is gone.
     Clean {

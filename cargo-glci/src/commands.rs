@@ -12,7 +12,13 @@ use crate::args::{Cli, Command, EventArgs};
 use crate::output;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
+    if cli.version {
+        return block_on(version(cli.verbose));
+    }
+    let Some(command) = cli.command else {
+        return Ok(ExitCode::from(2));
+    };
+    match command {
         Command::Plan { event, json } => Ok(plan(&event, json)),
         Command::Run(args) => block_on(crate::run_cmd::run(args)),
         Command::Runner(args) => block_on(crate::run_cmd::runner(args)),
@@ -137,15 +143,83 @@ fn config(event: &EventArgs) -> ExitCode {
     }
 }
 
-async fn doctor() -> Result<ExitCode> {
-    let engine = Engine::connect().await?;
+/// `--version`; with `-v` also the engine's version and API version (or why there is none).
+async fn version(verbose: bool) -> Result<ExitCode> {
+    println!("cargo-glci {}", env!("CARGO_PKG_VERSION"));
+    if verbose {
+        match Engine::connect().await {
+            Ok(engine) => println!("docker engine: {}", engine_version(&engine).await?),
+            Err(e) => println!("docker engine: none ({e})"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ENDPOINT (version X, API Y negotiated, engine's API Z)`.
+async fn engine_version(engine: &Engine) -> Result<String> {
     let version = engine.client().version().await?;
-    println!(
-        "docker engine: {} (version {}, API {} negotiated)",
+    Ok(format!(
+        "{} (version {}, API {} negotiated, engine's API {})",
         engine.endpoint(),
         version.version.unwrap_or_default(),
-        engine.api_version()
+        engine.api_version(),
+        version.api_version.unwrap_or_default()
+    ))
+}
+
+/// What a run will meet: the engine, the address jobs reach glci's server at, whether
+/// privileged containers work, the free space in GLCI_HOME, the fixture images.
+async fn doctor() -> Result<ExitCode> {
+    use glci_test::docker::probe::{self, Privileged};
+    use glci_test::docker::{HostAddress, Owner};
+
+    let engine = Engine::connect().await?;
+    println!("docker engine: {}", engine_version(&engine).await?);
+    match engine.host_address().await {
+        HostAddress::Bridge(ip) => println!("bridge address jobs use: {ip}"),
+        HostAddress::NotHere { tried } => println!(
+            "bridge address jobs use: none on this host; jobs reach glci through a relay container (tried: {})",
+            tried.join("; ")
+        ),
+    }
+    let owner = Owner::for_this_process("doctor");
+    match probe::privileged(&engine, &owner).await {
+        Ok(Privileged::Works) => println!("privileged containers: work"),
+        Ok(Privileged::Refused(why)) => println!(
+            "privileged containers: refused by this engine, the capability fallback will be used ({})",
+            printable(&why)
+        ),
+        Err(e) => println!("privileged containers: not probed ({e})"),
+    }
+    let home = pipeline::home::glci_home_path()?;
+    match pipeline::home::free_space(&home) {
+        Ok(free) => println!(
+            "GLCI_HOME: {} ({:.1} GiB free)",
+            home.display(),
+            free as f64 / (1024.0 * 1024.0 * 1024.0)
+        ),
+        Err(e) => println!("GLCI_HOME: {} (free space unknown: {e})", home.display()),
+    }
+    let present = probe::fixture_images(&engine).await?;
+    let missing: Vec<&str> = [probe::PROBE_IMAGE, "glci-fixture/debian:bookworm"]
+        .into_iter()
+        .filter(|i| !present.iter().any(|p| p == i))
+        .collect();
+    println!(
+        "fixture images: {}",
+        if present.is_empty() {
+            "none".to_string()
+        } else {
+            present.join(", ")
+        }
     );
+    if !missing.is_empty() {
+        println!(
+            "missing fixture images: {} (glci's repository builds them with scripts/fixture-images; \
+             jobs naming other images need them pulled)",
+            missing.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

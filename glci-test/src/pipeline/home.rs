@@ -34,6 +34,17 @@ pub fn glci_home_path() -> std::io::Result<PathBuf> {
     })
 }
 
+/// Bytes free for an unprivileged user on the file system holding `path` (or, when it does
+/// not exist yet, its nearest existing ancestor), for `cargo glci doctor`.
+pub fn free_space(path: &std::path::Path) -> std::io::Result<u64> {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(std::path::Path::new("/"));
+    let stat = rustix::fs::statvfs(existing)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
+}
+
 /// The next pipeline id: one more than the last one handed out in this data directory, so
 /// refs (`refs/pipelines/<id>`) of runs that overlap do not collide. The id is claimed by
 /// creating `pipelines/<id>/` (atomic: of two runs starting at once, one gets the next id);
