@@ -6,7 +6,8 @@
 //! - `includes/` — fetched `include:remote` files, content-addressed, for `--offline`;
 //! - `pipelines/last-id` — the last pipeline id handed out;
 //! - `pipelines/<id>/` — one pipeline (the newest 20 are kept): `jobs/<job>/job.log`,
-//!   `jobs/<job>/artifacts/` (extracted), and the server's own `artifacts/<job id>/` and
+//!   `jobs/<job>/artifacts/` (extracted), `jobs/<job>/job.json` (the job's record, see
+//!   [`super::past_runs`]), and the server's own `artifacts/<job id>/` and
 //!   `traces/<job id>.log`.
 
 use std::path::PathBuf;
