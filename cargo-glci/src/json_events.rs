@@ -6,7 +6,7 @@
 use std::io::Write;
 use std::sync::Arc;
 
-use glci_test::pipeline::{JobReport, RunObserver, RunReport};
+use glci_test::pipeline::{JobReport, RunObserver, RunReport, Session};
 use serde_json::{json, Value};
 
 /// Writes one event as a line of stdout (a whole line per write, so lines never interleave).
@@ -48,6 +48,36 @@ impl RunObserver for JsonEvents {
         self.human.job_finished(report);
         emit(job_finished(report));
     }
+}
+
+/// `pipeline_created`: the pipeline's id, the server and the jobs; with an external runner
+/// also how to register and the cache's S3 credentials (what the plain lines say without
+/// --json).
+pub fn pipeline_created(session: &Session, external_runner: bool) -> Value {
+    let jobs: Vec<Value> = session
+        .planned()
+        .plan
+        .jobs
+        .iter()
+        .map(|j| json!({"name": j.name, "stage": j.stage, "when": j.when.as_str()}))
+        .collect();
+    let mut event = json!({
+        "event": "pipeline_created",
+        "pipeline_id": session.pipeline_id(),
+        "server_url": session.server_url(),
+        "jobs": jobs,
+    });
+    if external_runner {
+        let s3 = session.s3_credentials();
+        event["registration_token"] = json!(session.registration_token());
+        event["cache_s3"] = json!({
+            "server": s3.server_address,
+            "bucket": s3.bucket,
+            "access_key": s3.access_key,
+            "secret_key": s3.secret_key,
+        });
+    }
+    event
 }
 
 /// `job_finished`: the job's final status (also for jobs that never ran).

@@ -94,41 +94,17 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             .unwrap_or(0),
     );
     if args.json {
-        let s3 = session.s3_credentials();
-        let jobs: Vec<serde_json::Value> = session
-            .planned()
-            .plan
-            .jobs
-            .iter()
-            .map(|j| json!({"name": j.name, "stage": j.stage, "when": j.when.as_str()}))
-            .collect();
-        let mut event = json!({
-            "event": "pipeline_created",
-            "pipeline_id": session.pipeline_id(),
-            "server_url": session.server_url(),
-            "jobs": jobs,
-        });
-        if options.external_runner {
-            event["registration_token"] = json!(session.registration_token());
-            event["cache_s3"] = json!({
-                "server": s3.server_address,
-                "bucket": s3.bucket,
-                "access_key": s3.access_key,
-                "secret_key": s3.secret_key,
-            });
-        }
-        json_events::emit(event);
+        json_events::emit(json_events::pipeline_created(
+            &session,
+            options.external_runner,
+        ));
     }
-    if options.external_runner && !args.json {
-        // Machine-readable, on stdout: a script can read these two lines.
-        println!("url: {}", session.server_url());
-        println!("registration-token: {}", session.registration_token());
-        let s3 = session.s3_credentials();
-        println!("cache-s3-server: {}", s3.server_address);
-        println!("cache-s3-bucket: {}", s3.bucket);
-        println!("cache-s3-access-key: {}", s3.access_key);
-        println!("cache-s3-secret-key: {}", s3.secret_key);
-        let _ = std::io::stdout().flush();
+    if options.external_runner {
+        // Machine-readable, on stdout: a script can read these lines (with --json they are
+        // in the `pipeline_created` event).
+        if !args.json {
+            print_external_runner_lines(&session);
+        }
         eprintln!("waiting for a runner to register and take the jobs (Ctrl-C to stop)");
     } else {
         let jobs = session.planned().plan.jobs.len();
@@ -180,6 +156,19 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         _ if report.passed() => ExitCode::SUCCESS,
         _ => ExitCode::from(1),
     })
+}
+
+/// `--runner external` without --json: where the server is and how to register, one
+/// `name: value` per line.
+fn print_external_runner_lines(session: &Session) {
+    println!("url: {}", session.server_url());
+    println!("registration-token: {}", session.registration_token());
+    let s3 = session.s3_credentials();
+    println!("cache-s3-server: {}", s3.server_address);
+    println!("cache-s3-bucket: {}", s3.bucket);
+    println!("cache-s3-access-key: {}", s3.access_key);
+    println!("cache-s3-secret-key: {}", s3.secret_key);
+    let _ = std::io::stdout().flush();
 }
 
 /// With --json, an `error` event for what stops the run before or instead of its end.

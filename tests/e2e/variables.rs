@@ -158,6 +158,18 @@ fn variables_of_an_unknown_job_exit_1_naming_the_jobs() {
         stderr(&out),
         "error: no job `nope` in this pipeline (jobs: build, deploy)\n"
     );
+    // A job the event leaves out says why.
+    let out = run(
+        glci_bin!(),
+        project.path(),
+        &["variables", "deploy", "--branch", "feature"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "error: job `deploy` is not in this pipeline: no rule in `rules` matched\n"
+    );
 }
 
 #[test]

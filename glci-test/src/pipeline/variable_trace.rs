@@ -107,6 +107,9 @@ pub enum TraceError {
     NotCreated(String),
     #[error("no job `{job}` in this pipeline (jobs: {})", jobs.join(", "))]
     NoSuchJob { job: String, jobs: Vec<String> },
+    /// The job exists but this event leaves it out.
+    #[error("job `{job}` is not in this pipeline: {reason}")]
+    Excluded { job: String, reason: String },
 }
 
 /// The variables job `name` of `planned` gets. `home` is glci's data directory, where the
@@ -123,10 +126,18 @@ pub fn trace(
             plan.reason.clone().unwrap_or_default(),
         ));
     }
-    let job = plan.job(name).ok_or_else(|| TraceError::NoSuchJob {
-        job: name.to_string(),
-        jobs: plan.jobs.iter().map(|j| j.name.clone()).collect(),
-    })?;
+    let job =
+        plan.job(name)
+            .ok_or_else(|| match plan.excluded.iter().find(|e| e.name == name) {
+                Some(e) => TraceError::Excluded {
+                    job: name.to_string(),
+                    reason: e.reason.clone(),
+                },
+                None => TraceError::NoSuchJob {
+                    job: name.to_string(),
+                    jobs: plan.jobs.iter().map(|j| j.name.clone()).collect(),
+                },
+            })?;
     let mut defs: Vec<Definition> = Vec::new();
     let mut push = |variable: Variable, origin: &Origin| {
         defs.push(Definition {
