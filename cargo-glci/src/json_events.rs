@@ -3,8 +3,9 @@
 //! every object has `event` and, for job events, `job`. The human view (logs with `--json`
 //! but without `--json-logs`, the summary) goes to stderr in this mode.
 
+use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use glci_test::pipeline::{JobReport, RunObserver, RunReport, Session};
 use serde_json::{json, Value};
@@ -20,9 +21,38 @@ pub fn emit(event: Value) {
 
 /// The run's events as JSON lines, passed on to the human printer (on stderr) as well.
 pub struct JsonEvents {
-    pub human: Arc<dyn RunObserver>,
+    human: Arc<dyn RunObserver>,
     /// Also emit `log` events with the job's output.
-    pub logs: bool,
+    logs: bool,
+    /// Per job, the start of a UTF-8 character a chunk ended in the middle of.
+    pending: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl JsonEvents {
+    pub fn new(human: Arc<dyn RunObserver>, logs: bool) -> JsonEvents {
+        JsonEvents {
+            human,
+            logs,
+            pending: Mutex::default(),
+        }
+    }
+
+    /// `chunk` as text after what the job's previous chunk left pending; a character cut at
+    /// the chunk's end waits for the next one (invalid bytes become U+FFFD).
+    fn text(&self, job: &str, chunk: &[u8]) -> String {
+        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut bytes = pending.remove(job).unwrap_or_default();
+        bytes.extend_from_slice(chunk);
+        let keep = match std::str::from_utf8(&bytes) {
+            Err(e) if e.error_len().is_none() => bytes.len() - e.valid_up_to(),
+            _ => 0,
+        };
+        let rest = bytes.split_off(bytes.len() - keep);
+        if !rest.is_empty() {
+            pending.insert(job.to_string(), rest);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
 }
 
 impl RunObserver for JsonEvents {
@@ -34,8 +64,11 @@ impl RunObserver for JsonEvents {
     fn job_log(&self, job: &str, chunk: &[u8]) {
         self.human.job_log(job, chunk);
         if self.logs {
-            // Masked already; not necessarily UTF-8 nor cut at a character boundary.
-            emit(json!({"event": "log", "job": job, "text": String::from_utf8_lossy(chunk)}));
+            // Masked already.
+            let text = self.text(job, chunk);
+            if !text.is_empty() {
+                emit(json!({"event": "log", "job": job, "text": text}));
+            }
         }
     }
 
@@ -107,4 +140,18 @@ pub fn pipeline_finished(report: &RunReport) -> Value {
         "passed": report.passed(),
         "dir": report.dir,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_character_cut_between_chunks_arrives_whole() {
+        let events = JsonEvents::new(Arc::new(glci_test::pipeline::Quiet), true);
+        let bytes = "é!".as_bytes();
+        assert_eq!(events.text("j", &bytes[..1]), "");
+        assert_eq!(events.text("j", &bytes[1..]), "é!");
+        assert_eq!(events.text("j", b"\xff ok"), "\u{fffd} ok");
+    }
 }

@@ -64,10 +64,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let width = 0;
     let printer = Arc::new(Printer::new(args.quiet, width, args.json));
     let observer: Arc<dyn RunObserver> = if args.json {
-        Arc::new(JsonEvents {
-            human: printer.clone(),
-            logs: args.json_logs,
-        })
+        Arc::new(JsonEvents::new(printer.clone(), args.json_logs))
     } else {
         printer.clone()
     };
