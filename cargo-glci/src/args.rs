@@ -1,17 +1,25 @@
 //! The command-line surface: subcommands and the event flags they share.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
+use glci_test::pipeline::env_file::{self, PROJECT_ENV_FILE};
 use glci_test::pipeline::{PipelineOptions, SettingsVariable};
 use glci_test::plan::{Event, PipelineSource};
 
 /// Run your GitLab CI pipeline on this machine, in Docker, each job as a Rust test.
 #[derive(Debug, Parser)]
 #[command(name = "cargo-glci", bin_name = "cargo glci", version, about, long_about = None)]
+#[command(disable_version_flag = true, arg_required_else_help = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    /// Print the version (with -v: also the Docker engine's version and API version).
+    #[arg(short = 'V', long)]
+    pub version: bool,
+    /// With --version: more detail.
+    #[arg(short = 'v', long, requires = "version")]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,7 +49,13 @@ pub enum Command {
     /// glci's runner on its own, against any GitLab-compatible server (e.g. `cargo glci run
     /// --runner external` in another terminal): register, take jobs, run them in Docker.
     Runner(RunnerArgs),
-    /// Check that a Docker engine answers and say which one.
+    /// Every variable a job would get, its value (masked: `[MASKED]`) and where it comes
+    /// from, in GitLab's order of precedence. No Docker.
+    Variables(crate::variables_cmd::VariablesArgs),
+    /// The artifacts of this project's earlier runs: `list`, `inspect JOB`, `extract JOB`.
+    Artifacts(crate::artifacts_cmd::ArtifactsArgs),
+    /// Check the Docker engine and what runs will meet there: the bridge address jobs use,
+    /// privileged containers, free disk in GLCI_HOME, the fixture images.
     Doctor,
     /// Remove Docker objects left behind by glci runs whose process is gone.
     Clean {
@@ -108,6 +122,13 @@ pub struct EventArgs {
     /// A file-type variable: the job sees the path of a file holding VALUE (repeatable).
     #[arg(long = "file-var", value_name = "KEY=VALUE", value_parser = parse_var)]
     pub file_vars: Vec<(String, String)>,
+    /// Variables as in the project's CI/CD settings from a file of `KEY=VALUE` lines; a line
+    /// ending in ` # masked` is a masked variable (repeatable; read after `.glci.env`).
+    #[arg(long = "env-file", value_name = "PATH")]
+    pub env_files: Vec<PathBuf>,
+    /// Don't read the project's `.glci.env`.
+    #[arg(long)]
+    pub no_project_env_file: bool,
 }
 
 /// `cargo glci runner`.
@@ -146,6 +167,13 @@ pub struct RunArgs {
     /// Keep the containers of failed jobs and print how to enter them.
     #[arg(long)]
     pub keep: bool,
+    /// One JSON object per line on stdout for each event (pipeline created, job started,
+    /// job finished, pipeline finished); the human output goes to stderr.
+    #[arg(long)]
+    pub json: bool,
+    /// With --json, also a `log` event for each chunk of job output.
+    #[arg(long, requires = "json")]
+    pub json_logs: bool,
     /// `builtin`: glci's own runner; `external`: print the server's URL and registration
     /// token and wait for a runner you start (e.g. the official gitlab-runner).
     #[arg(long, value_name = "RUNNER", default_value = "builtin", value_parser = ["builtin", "external"])]
@@ -184,33 +212,76 @@ impl EventArgs {
         opts.allow_private_includes = self.allow_private_includes;
         opts.offline = self.offline;
         opts.inputs = self.inputs.clone();
-        let settings = |vars: &[(String, String)], masked: bool, file: bool| {
-            vars.iter()
-                .map(|(key, value)| SettingsVariable {
-                    key: key.clone(),
-                    value: value.clone(),
-                    masked,
-                    file,
-                })
-                .collect::<Vec<_>>()
+        opts.settings_variables = self.settings()?.into_iter().map(|(v, _)| v).collect();
+        Ok(opts)
+    }
+
+    /// The CI/CD settings variables of these flags, each with where it was given, lowest
+    /// precedence first: the project's `.glci.env`, `--env-file`s in order, then
+    /// `--masked-var`, `--masked-var-file`, `GLCI_MASKED_VAR_<KEY>`, `--file-var`. For one
+    /// key the last one wins (a project has one value per key); `--var` is a pipeline
+    /// variable and wins over all of them.
+    pub fn settings(&self) -> anyhow::Result<Vec<(SettingsVariable, String)>> {
+        let mut all: Vec<(SettingsVariable, String)> = Vec::new();
+        let setting = |key: &str, value: &str, masked: bool, file: bool| SettingsVariable {
+            key: key.to_string(),
+            value: value.to_string(),
+            masked,
+            file,
         };
-        // Flags, then files, then the environment: for one key, the last one wins.
-        let mut masked: Vec<(String, String)> = Vec::new();
+        let project_file = if self.no_project_env_file {
+            None
+        } else {
+            env_file::project_env_file(Path::new("."))
+        };
+        let files = project_file
+            .iter()
+            .map(|p| (p.as_path(), PROJECT_ENV_FILE.to_string()))
+            .chain(
+                self.env_files
+                    .iter()
+                    .map(|p| (p.as_path(), p.display().to_string())),
+            );
+        for (path, shown) in files {
+            for entry in env_file::read(path)? {
+                all.push((entry.to_settings(), format!("{shown}:{}", entry.line)));
+            }
+        }
+        for (key, value) in &self.masked_vars {
+            all.push((setting(key, value, true, false), "--masked-var".to_string()));
+        }
+        for (key, value) in self.masked_var_files.iter().flatten() {
+            all.push((
+                setting(key, value, true, false),
+                "--masked-var-file".to_string(),
+            ));
+        }
         let from_env =
             glci_test::harness::env::masked_vars(std::env::vars()).map_err(anyhow::Error::msg)?;
-        for (key, value) in self
-            .masked_vars
-            .iter()
-            .chain(self.masked_var_files.iter().flatten())
-            .chain(&from_env)
-        {
-            masked.retain(|(k, _)| k != key);
-            masked.push((key.clone(), value.clone()));
+        for (key, value) in &from_env {
+            all.push((
+                setting(key, value, true, false),
+                format!("GLCI_MASKED_VAR_{key}"),
+            ));
         }
-        opts.settings_variables = settings(&masked, true, false);
-        opts.settings_variables
-            .extend(settings(&self.file_vars, false, true));
-        Ok(opts)
+        for (key, value) in &self.file_vars {
+            all.push((setting(key, value, false, true), "--file-var".to_string()));
+        }
+        let mut settings: Vec<(SettingsVariable, String)> = Vec::new();
+        for (var, source) in all {
+            settings.retain(|(v, _)| v.key != var.key);
+            settings.push((var, source));
+        }
+        Ok(settings)
+    }
+
+    /// Where each settings variable was given (see [`EventArgs::settings`]), by key.
+    pub fn settings_sources(&self) -> anyhow::Result<std::collections::HashMap<String, String>> {
+        Ok(self
+            .settings()?
+            .into_iter()
+            .map(|(v, source)| (v.key, source))
+            .collect())
     }
 
     pub fn to_event(&self) -> Event {

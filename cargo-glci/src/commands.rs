@@ -12,13 +12,21 @@ use crate::args::{Cli, Command, EventArgs};
 use crate::output;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
+    if cli.version {
+        return block_on(version(cli.verbose));
+    }
+    let Some(command) = cli.command else {
+        return Ok(ExitCode::from(2));
+    };
+    match command {
         Command::Plan { event, json } => Ok(plan(&event, json)),
         Command::Run(args) => block_on(crate::run_cmd::run(args)),
         Command::Runner(args) => block_on(crate::run_cmd::runner(args)),
         Command::Test(args) => Ok(crate::test_cmd::run(args)),
         Command::Lint { event } => Ok(lint(&event)),
         Command::Config { event } => Ok(config(&event)),
+        Command::Variables(args) => Ok(crate::variables_cmd::run(&args)),
+        Command::Artifacts(args) => crate::artifacts_cmd::run(&args),
         Command::Doctor => block_on(doctor()),
         Command::Clean { all } => block_on(clean(all)),
     }
@@ -44,10 +52,35 @@ pub fn config_failure(e: &PipelineError, json: bool) -> ExitCode {
 
 /// The pipeline options of the flags, or exit 2 with why they are wrong.
 pub fn options(event: &EventArgs) -> Result<glci_test::pipeline::PipelineOptions, ExitCode> {
+    warn_if_env_file_is_tracked(event);
     event.to_options().map_err(|e| {
         eprintln!("error: {e}");
         ExitCode::from(2)
     })
+}
+
+/// The project's `.glci.env` holds secrets, and a run's snapshot takes every file git does
+/// not ignore: say so when git does not ignore it (glci leaves `.gitignore` to the user).
+fn warn_if_env_file_is_tracked(event: &EventArgs) {
+    use glci_test::pipeline::env_file;
+    if event.no_project_env_file {
+        return;
+    }
+    let Some(file) = env_file::project_env_file(std::path::Path::new(".")) else {
+        return;
+    };
+    let ignored = std::process::Command::new("git")
+        .arg("-C")
+        .arg(file.parent().unwrap_or(std::path::Path::new(".")))
+        .args(["check-ignore", "-q", env_file::PROJECT_ENV_FILE])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ignored {
+        eprintln!(
+            "warning: {} is not ignored by git: jobs of `cargo glci run` check it out too (add it to .gitignore)",
+            env_file::PROJECT_ENV_FILE
+        );
+    }
 }
 
 fn plan(event: &EventArgs, as_json: bool) -> ExitCode {
@@ -110,15 +143,83 @@ fn config(event: &EventArgs) -> ExitCode {
     }
 }
 
-async fn doctor() -> Result<ExitCode> {
-    let engine = Engine::connect().await?;
+/// `--version`; with `-v` also the engine's version and API version (or why there is none).
+async fn version(verbose: bool) -> Result<ExitCode> {
+    println!("cargo-glci {}", env!("CARGO_PKG_VERSION"));
+    if verbose {
+        match Engine::connect().await {
+            Ok(engine) => println!("docker engine: {}", engine_version(&engine).await?),
+            Err(e) => println!("docker engine: none ({e})"),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `ENDPOINT (version X, API Y negotiated, engine's API Z)`.
+async fn engine_version(engine: &Engine) -> Result<String> {
     let version = engine.client().version().await?;
-    println!(
-        "docker engine: {} (version {}, API {} negotiated)",
+    Ok(format!(
+        "{} (version {}, API {} negotiated, engine's API {})",
         engine.endpoint(),
         version.version.unwrap_or_default(),
-        engine.api_version()
+        engine.api_version(),
+        version.api_version.unwrap_or_default()
+    ))
+}
+
+/// What a run will meet: the engine, the address jobs reach glci's server at, whether
+/// privileged containers work, the free space in GLCI_HOME, the fixture images.
+async fn doctor() -> Result<ExitCode> {
+    use glci_test::docker::probe::{self, Privileged};
+    use glci_test::docker::{HostAddress, Owner};
+
+    let engine = Engine::connect().await?;
+    println!("docker engine: {}", engine_version(&engine).await?);
+    match engine.host_address().await {
+        HostAddress::Bridge(ip) => println!("bridge address jobs use: {ip}"),
+        HostAddress::NotHere { tried } => println!(
+            "bridge address jobs use: none on this host; jobs reach glci through a relay container (tried: {})",
+            tried.join("; ")
+        ),
+    }
+    let owner = Owner::for_this_process("doctor");
+    match probe::privileged(&engine, &owner).await {
+        Ok(Privileged::Works) => println!("privileged containers: work"),
+        Ok(Privileged::Refused(why)) => println!(
+            "privileged containers: refused by this engine, the capability fallback will be used ({})",
+            printable(&why)
+        ),
+        Err(e) => println!("privileged containers: not probed ({e})"),
+    }
+    let home = pipeline::home::glci_home_path()?;
+    match pipeline::home::free_space(&home) {
+        Ok(free) => println!(
+            "GLCI_HOME: {} ({:.1} GiB free)",
+            home.display(),
+            free as f64 / (1024.0 * 1024.0 * 1024.0)
+        ),
+        Err(e) => println!("GLCI_HOME: {} (free space unknown: {e})", home.display()),
+    }
+    let present = probe::fixture_images(&engine).await?;
+    let missing: Vec<&str> = [probe::PROBE_IMAGE, "glci-fixture/debian:bookworm"]
+        .into_iter()
+        .filter(|i| !present.iter().any(|p| p == i))
+        .collect();
+    println!(
+        "fixture images: {}",
+        if present.is_empty() {
+            "none".to_string()
+        } else {
+            present.join(", ")
+        }
     );
+    if !missing.is_empty() {
+        println!(
+            "missing fixture images: {} (glci's repository builds them with scripts/fixture-images; \
+             jobs naming other images need them pulled)",
+            missing.join(", ")
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }
 

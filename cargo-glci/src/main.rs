@@ -2,10 +2,13 @@
 //! engine is the `glci-test` library.
 
 mod args;
+mod artifacts_cmd;
 mod commands;
+mod json_events;
 mod output;
 mod run_cmd;
 mod test_cmd;
+mod variables_cmd;
 
 use std::process::ExitCode;
 

@@ -16,8 +16,10 @@ use glci_test::pipeline::{JobReport, RunError, RunObserver, RunOptions, RunRepor
 use glci_test::plan::status::Status;
 use glci_test::printable::{printable, printable_lines};
 use regex::bytes::Regex;
+use serde_json::json;
 
 use crate::args::{RunArgs, RunnerArgs};
+use crate::json_events::{self, JsonEvents};
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let opts = match crate::commands::options(&args.event) {
@@ -42,27 +44,40 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     // Unknown job names and configuration errors are reported before anything starts.
     let draft = match glci_test::pipeline::plan(&opts) {
         Ok(planned) => planned,
-        Err(e) => return Ok(crate::commands::config_failure(&e, false)),
+        Err(e) => {
+            json_error(args.json, &e.to_string());
+            return Ok(crate::commands::config_failure(&e, false));
+        }
     };
     let known: Vec<&str> = draft.plan.jobs.iter().map(|j| j.name.as_str()).collect();
     if let Some(unknown) = args.names.iter().find(|n| !known.contains(&n.as_str())) {
-        eprintln!(
-            "error: no job `{}` in this pipeline (jobs: {})",
+        let message = format!(
+            "no job `{}` in this pipeline (jobs: {})",
             printable(unknown),
             printable(&known.join(", "))
         );
+        json_error(args.json, &message);
+        eprintln!("error: {message}");
         return Ok(ExitCode::from(1));
     }
     // From here on a signal cancels the run instead of ending the process (one arriving
     // while the session starts is heard once it runs).
     let mut interrupts = Interrupts::new()?;
     let width = 0;
-    let printer = Arc::new(Printer::new(args.quiet, width));
-    let session = match Session::start_planned(&opts, draft, options.clone(), printer.clone()).await
-    {
+    let printer = Arc::new(Printer::new(args.quiet, width, args.json));
+    let observer: Arc<dyn RunObserver> = if args.json {
+        Arc::new(JsonEvents::new(printer.clone(), args.json_logs))
+    } else {
+        printer.clone()
+    };
+    let session = match Session::start_planned(&opts, draft, options.clone(), observer).await {
         Ok(s) => s,
-        Err(RunError::Pipeline(e)) => return Ok(crate::commands::config_failure(&e, false)),
+        Err(RunError::Pipeline(e)) => {
+            json_error(args.json, &e.to_string());
+            return Ok(crate::commands::config_failure(&e, false));
+        }
         Err(e) => {
+            json_error(args.json, &e.to_string());
             eprintln!("error: {}", printable_lines(&e.to_string()));
             return Ok(ExitCode::from(1));
         }
@@ -77,16 +92,18 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
             .max()
             .unwrap_or(0),
     );
+    if args.json {
+        json_events::emit(json_events::pipeline_created(
+            &session,
+            options.external_runner,
+        ));
+    }
     if options.external_runner {
-        // Machine-readable, on stdout: a script can read these two lines.
-        println!("url: {}", session.server_url());
-        println!("registration-token: {}", session.registration_token());
-        let s3 = session.s3_credentials();
-        println!("cache-s3-server: {}", s3.server_address);
-        println!("cache-s3-bucket: {}", s3.bucket);
-        println!("cache-s3-access-key: {}", s3.access_key);
-        println!("cache-s3-secret-key: {}", s3.secret_key);
-        let _ = std::io::stdout().flush();
+        // Machine-readable, on stdout: a script can read these lines (with --json they are
+        // in the `pipeline_created` event).
+        if !args.json {
+            print_external_runner_lines(&session);
+        }
         eprintln!("waiting for a runner to register and take the jobs (Ctrl-C to stop)");
     } else {
         let jobs = session.planned().plan.jobs.len();
@@ -123,14 +140,18 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let report = match report {
         Ok(r) => r,
         Err(e) => {
+            json_error(args.json, &e.to_string());
             eprintln!("error: {e}");
             return Ok(ExitCode::from(1));
         }
     };
-    print_summary(&report);
+    print_summary(&report, args.json);
     // What jobs left behind (containers started through the socket) ends the summary too.
     for warning in printer.job_warnings() {
         eprintln!("warning: {}", printable_lines(&warning));
+    }
+    if args.json {
+        json_events::emit(json_events::pipeline_finished(&report));
     }
     Ok(match interrupted {
         // A canceled run ends as the signal would have ended it.
@@ -140,9 +161,31 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
+/// `--runner external` without --json: where the server is and how to register, one
+/// `name: value` per line.
+fn print_external_runner_lines(session: &Session) {
+    println!("url: {}", session.server_url());
+    println!("registration-token: {}", session.registration_token());
+    let s3 = session.s3_credentials();
+    println!("cache-s3-server: {}", s3.server_address);
+    println!("cache-s3-bucket: {}", s3.bucket);
+    println!("cache-s3-access-key: {}", s3.access_key);
+    println!("cache-s3-secret-key: {}", s3.secret_key);
+    let _ = std::io::stdout().flush();
+}
+
+/// With --json, an `error` event for what stops the run before or instead of its end.
+fn json_error(json: bool, message: &str) {
+    if json {
+        json_events::emit(json!({"event": "error", "message": message}));
+    }
+}
+
 /// Streams job logs line by line, each line prefixed with its job's name.
 struct Printer {
     quiet: bool,
+    /// Job logs to stderr (with --json, whose events own stdout).
+    to_stderr: bool,
     /// Colours only for a terminal; a file or pipe gets plain text.
     plain: Option<Regex>,
     width: Mutex<usize>,
@@ -153,11 +196,17 @@ struct Printer {
 }
 
 impl Printer {
-    fn new(quiet: bool, width: usize) -> Printer {
+    fn new(quiet: bool, width: usize, to_stderr: bool) -> Printer {
         use std::io::IsTerminal;
+        let terminal = if to_stderr {
+            std::io::stderr().is_terminal()
+        } else {
+            std::io::stdout().is_terminal()
+        };
         Printer {
             quiet,
-            plain: (!std::io::stdout().is_terminal())
+            to_stderr,
+            plain: (!terminal)
                 .then(|| Regex::new(r"\x1b\[[0-9;]*[A-Za-z]").expect("a valid regex")),
             width: Mutex::new(width),
             partial: Mutex::new(HashMap::new()),
@@ -191,8 +240,12 @@ impl Printer {
         let text = text.rsplit('\r').next().unwrap_or(text);
         let job = printable(job);
         let width = width.max(job.chars().count());
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{job:>width$} | {text}");
+        let line = format!("{job:>width$} | {text}\n");
+        if self.to_stderr {
+            let _ = std::io::stderr().lock().write_all(line.as_bytes());
+        } else {
+            let _ = std::io::stdout().lock().write_all(line.as_bytes());
+        }
     }
 }
 
@@ -274,12 +327,15 @@ fn seconds(d: Duration) -> String {
 
 /// The summary table and notes. Job and stage names are the user's: escaped
 /// ([`printable_lines`]) so a name cannot drive the terminal or corrupt a redirected file.
-fn print_summary(report: &RunReport) {
+fn print_summary(report: &RunReport, to_stderr: bool) {
     let mut out = String::new();
     write_summary(&mut out, report);
-    let _ = std::io::stdout()
-        .lock()
-        .write_all(printable_lines(&out).as_bytes());
+    let text = printable_lines(&out);
+    if to_stderr {
+        let _ = std::io::stderr().lock().write_all(text.as_bytes());
+    } else {
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
+    }
 }
 
 fn write_summary(out: &mut String, report: &RunReport) {

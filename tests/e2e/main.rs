@@ -2,7 +2,9 @@
 //! of the `cargo-glci` package, so cargo builds the binary first and hands it over as
 //! `CARGO_BIN_EXE_cargo-glci`): `cargo nextest run -p cargo-glci --test e2e`.
 
+mod artifacts;
 mod cli;
+mod doctor;
 mod external;
 mod harness;
 mod logs;
@@ -10,4 +12,6 @@ mod plan;
 mod remote;
 mod run;
 mod runner_config;
+mod run_json;
 mod scripts;
+mod variables;

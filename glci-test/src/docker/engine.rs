@@ -15,7 +15,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(5);
 /// Errors talking to the Docker engine, each naming what glci was doing.
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
-    #[error("no Docker engine answers at {endpoint}: {reason} (is dockerd running? `scripts/docker-engine` starts one)")]
+    #[error("no Docker engine answers at {endpoint}: {reason} (is dockerd running? start it, e.g. `sudo systemctl start docker`, or point DOCKER_HOST at one)")]
     Unreachable { endpoint: String, reason: String },
     #[error("Docker endpoint `{endpoint}` is not supported: {reason}")]
     BadEndpoint { endpoint: String, reason: String },

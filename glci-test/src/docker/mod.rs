@@ -10,6 +10,7 @@ mod cleanup;
 mod container;
 mod engine;
 mod labels;
+pub mod probe;
 mod reaper;
 
 pub use cleanup::{

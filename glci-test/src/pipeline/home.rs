@@ -6,7 +6,8 @@
 //! - `includes/` — fetched `include:remote` files, content-addressed, for `--offline`;
 //! - `pipelines/last-id` — the last pipeline id handed out;
 //! - `pipelines/<id>/` — one pipeline (the newest 20 are kept): `jobs/<job>/job.log`,
-//!   `jobs/<job>/artifacts/` (extracted), and the server's own `artifacts/<job id>/` and
+//!   `jobs/<job>/artifacts/` (extracted), `jobs/<job>/job.json` (the job's record, see
+//!   [`super::past_runs`]), and the server's own `artifacts/<job id>/` and
 //!   `traces/<job id>.log`.
 
 use std::path::PathBuf;
@@ -32,6 +33,17 @@ pub fn glci_home_path() -> std::io::Result<PathBuf> {
             PathBuf::from(home).join(".glci")
         }
     })
+}
+
+/// Bytes free for an unprivileged user on the file system holding `path` (or, when it does
+/// not exist yet, its nearest existing ancestor), for `cargo glci doctor`.
+pub fn free_space(path: &std::path::Path) -> std::io::Result<u64> {
+    let existing = path
+        .ancestors()
+        .find(|p| p.exists())
+        .unwrap_or(std::path::Path::new("/"));
+    let stat = rustix::fs::statvfs(existing)?;
+    Ok(stat.f_bavail.saturating_mul(stat.f_frsize))
 }
 
 /// The next pipeline id: one more than the last one handed out in this data directory, so

@@ -4,12 +4,16 @@
 //! `plan`, `git`, `server`, `runner`).
 
 pub mod duration;
+pub mod env_file;
 pub mod home;
 pub mod interrupt;
 pub mod job_spec;
+pub mod kept_artifacts;
+pub mod past_runs;
 pub mod results;
 pub mod run;
 pub mod staging;
+pub mod variable_trace;
 
 pub use run::{JobReport, Quiet, RunError, RunObserver, RunOptions, RunReport, Session};
 

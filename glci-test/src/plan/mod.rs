@@ -99,6 +99,11 @@ pub struct PlannedJob {
     pub variables: StrMap<Variable>,
     /// Job-level predefined variables (`CI_JOB_NAME`, `CI_NODE_*`, `CI_ENVIRONMENT_*`...).
     pub job_variables: StrMap<String>,
+    /// Where `variables` came from, beyond the configuration itself: the index in `rules` of
+    /// the rule that matched (`None` without `rules`) and this instance's `parallel:matrix`
+    /// values (`cargo glci variables` names them).
+    pub matched_rule: Option<usize>,
+    pub matrix: StrMap<String>,
     pub before_script: Vec<String>,
     pub script: Vec<String>,
     pub after_script: Vec<String>,
@@ -139,6 +144,8 @@ pub struct Plan {
     pub name: Option<String>,
     /// Top-level YAML variables after `workflow:rules:variables`.
     pub variables: StrMap<Variable>,
+    /// Index in `workflow:rules` of the rule that let the pipeline be created.
+    pub workflow_rule: Option<usize>,
     /// Stages that have jobs, in order.
     pub stages: Vec<String>,
     /// Jobs in stage order, then file order.

@@ -84,6 +84,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
     // Workflow: top-level variables are visible, job ones are not.
     let mut top = config.variables.clone();
     let mut name_source = None;
+    let mut workflow_rule = None;
     if let Some(workflow) = &config.workflow {
         name_source = workflow.name.as_deref();
         if let Some(wf_rules) = &workflow.rules {
@@ -109,6 +110,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             })?;
             match matched {
                 Some(rule) if rule.when != Some(When::Never) => {
+                    workflow_rule = wf_rules.iter().position(|r| std::ptr::eq(r, rule));
                     for (k, v) in &rule.variables {
                         top.insert(k.clone(), Variable::plain(v.clone()));
                     }
@@ -197,6 +199,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
         let mut start_in = job.start_in.clone();
         let mut interruptible = job.interruptible;
         let mut needs = job.needs.clone();
+        let mut matched_rule = None;
         if let Some(job_rules) = &job.rules {
             let env = RuleEnv {
                 scope: &scope,
@@ -223,6 +226,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                     format!("the rule at {} has `when: never`", rule.span),
                 )));
             }
+            matched_rule = job_rules.iter().position(|r| std::ptr::eq(r, rule));
             if let Some(w) = rule.when {
                 when = w;
             }
@@ -345,6 +349,8 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             services: job.services.clone(),
             variables: yaml,
             job_variables: job_vars,
+            matched_rule,
+            matrix: inst.matrix.clone(),
             before_script: job.before_script.clone(),
             script: job.script.clone(),
             after_script: job.after_script.clone(),
@@ -381,6 +387,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             reason: Some(NO_JOBS.to_string()),
             name,
             variables: top,
+            workflow_rule,
             excluded,
             ..Plan::default()
         });
@@ -400,6 +407,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
         reason: None,
         name,
         variables: top,
+        workflow_rule,
         stages,
         jobs,
         excluded,

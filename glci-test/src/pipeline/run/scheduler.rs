@@ -3,6 +3,7 @@
 //! not run. It follows the server's job states; it never talks to a runner.
 
 use std::collections::{HashMap, HashSet};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,7 +14,7 @@ use crate::server::{JobEvent, JobId, JobState};
 
 use crate::pipeline::duration::parse_duration;
 use crate::pipeline::job_spec::{dependency, job_spec};
-use crate::pipeline::results;
+use crate::pipeline::{past_runs, results};
 
 use super::report::{not_run, JobReport};
 use super::{InFlight, Shared, State};
@@ -250,7 +251,44 @@ fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job
         kept_container: kept,
         not_run_because: None,
     };
+    remember(shared, id, &report);
     shared.add_report(state, report);
+}
+
+/// Leaves the job's record for the commands that look back at runs (`cargo glci
+/// artifacts`, dotenv in `cargo glci variables`); a run goes on without it.
+fn remember(shared: &Shared, id: JobId, report: &JobReport) {
+    let artifacts = shared
+        .server
+        .artifacts(id)
+        .into_iter()
+        .map(|a| past_runs::ArtifactRecord {
+            path: a
+                .path
+                .strip_prefix(&shared.dir)
+                .map(Path::to_path_buf)
+                .unwrap_or(a.path),
+            artifact_type: a.artifact_type,
+            format: a.format,
+            filename: a.filename,
+            size: a.size,
+            expire_in: a.expire_in,
+        })
+        .collect();
+    let record = past_runs::JobRecord {
+        name: report.name.clone(),
+        stage: report.stage.clone(),
+        job_id: id.0,
+        pipeline_id: shared.facts.pipeline_id,
+        status: report.status.as_str().to_string(),
+        finished_at: past_runs::now_secs(),
+        project: shared.planned.loaded.facts.top_level.clone(),
+        artifacts,
+        dotenv: report.dotenv.clone(),
+    };
+    if let Err(e) = past_runs::write(&shared.dir, &record) {
+        tracing::warn!("job record not kept: {e}");
+    }
 }
 
 /// `retry:max`, `retry:when` (failure reasons, `always`) and `retry:exit_codes`.
