@@ -32,6 +32,12 @@ pub struct RegistryConfig {
     pub max_manifest_bytes: u64,
     /// Largest blob accepted.
     pub max_blob_bytes: u64,
+    /// The pull-through cache's upstreams, asked in order (default: Docker Hub, then
+    /// `registry.gitlab.com`; `Upstream::from_env` reads `GLCI_REGISTRY_UPSTREAMS`).
+    pub upstreams: Vec<super::Upstream>,
+    /// Whether the engine the jobs run on (`DOCKER_HOST`, the Docker context, or the local
+    /// socket) is the cache's last upstream: images only it has are served from it.
+    pub engine_upstream: bool,
 }
 
 /// The S3 cache endpoint.
@@ -111,6 +117,8 @@ impl ServerConfig {
                 dir: None,
                 max_manifest_bytes: 4 * 1024 * 1024,
                 max_blob_bytes: 64 * 1024 * 1024 * 1024,
+                upstreams: super::Upstream::defaults(),
+                engine_upstream: true,
             },
         }
     }
@@ -130,6 +138,8 @@ pub enum ServerError {
     },
     #[error("invalid server configuration: {0}")]
     Config(String),
+    #[error("{0}")]
+    Upstreams(#[from] super::UpstreamListError),
 }
 
 /// The registry's address and the host's own credential (full access), for `docker login`.

@@ -197,6 +197,8 @@ pub(super) async fn start_server(
     config.s3.dir = Some(home.join("cache"));
     // Images persist across runs, like the cache.
     config.registry.dir = Some(home.join("registry"));
+    config.registry.upstreams =
+        crate::server::Upstream::from_env().map_err(crate::server::ServerError::from)?;
     // Generic packages and earlier runs' artifacts are reachable from later pipelines.
     config.api.packages_dir = Some(home.join("packages"));
     config.api.earlier_runs = Some(home.join("pipelines"));
