@@ -20,6 +20,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Lint { event } => Ok(lint(&event)),
         Command::Config { event } => Ok(config(&event)),
         Command::Doctor => block_on(doctor()),
+        Command::Registry { command } => crate::registry_cmd::run(command),
         Command::Clean { all } => block_on(clean(all)),
     }
 }

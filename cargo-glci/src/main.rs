@@ -4,6 +4,7 @@
 mod args;
 mod commands;
 mod output;
+mod registry_cmd;
 mod run_cmd;
 mod test_cmd;
 

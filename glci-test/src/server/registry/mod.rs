@@ -7,6 +7,7 @@
 //! digest matches; bodies are streamed to disk, never held whole (manifests, at most
 //! [`RegistryConfig::max_manifest_bytes`](crate::server::RegistryConfig), excepted).
 
+pub mod admin;
 mod auth;
 mod engine_source;
 mod error;
