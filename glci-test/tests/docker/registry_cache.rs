@@ -59,10 +59,14 @@ impl Reference {
             .stderr(log)
             .spawn()
             .expect("docker-registry runs (apt-get install docker-registry)");
-        let addr = format!("127.0.0.1:{port}");
+        // Owned (and killed on drop) before anything can panic.
+        let reference = Reference {
+            child,
+            addr: format!("127.0.0.1:{port}"),
+        };
         for _ in 0..200 {
-            if std::net::TcpStream::connect(&addr).is_ok() {
-                return Reference { child, addr };
+            if std::net::TcpStream::connect(&reference.addr).is_ok() {
+                return reference;
             }
             std::thread::sleep(Duration::from_millis(50));
         }

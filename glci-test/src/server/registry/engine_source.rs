@@ -155,15 +155,16 @@ fn read_saved(reader: impl Read, blobs_root: &Path, max_blob_bytes: u64) -> Resu
                     .map_err(|e| e.message)?;
                 layers.insert(path, stored);
             }
-        } else if kind.is_file() && path.extension().is_some_and(|e| e == "json") {
-            if path.components().count() == 1 {
-                let mut data = Vec::new();
-                (&mut entry)
-                    .take(MAX_JSON_BYTES)
-                    .read_to_end(&mut data)
-                    .map_err(|e| e.to_string())?;
-                jsons.insert(path, data);
-            }
+        } else if kind.is_file()
+            && path.extension().is_some_and(|e| e == "json")
+            && path.components().count() == 1
+        {
+            let mut data = Vec::new();
+            (&mut entry)
+                .take(MAX_JSON_BYTES)
+                .read_to_end(&mut data)
+                .map_err(|e| e.to_string())?;
+            jsons.insert(path, data);
         }
     }
     let manifest: serde_json::Value = serde_json::from_slice(
