@@ -205,7 +205,10 @@ fn run(rounds: usize) -> Result<(), String> {
         ],
     )?;
     let idle_kib = memory("VmRSS:");
-    let registries = [("glci", creds.address.clone()), ("reference", ref_addr.clone())];
+    let registries = [
+        ("glci", creds.address.clone()),
+        ("reference", ref_addr.clone()),
+    ];
     for (label, layers, layer_bytes) in [
         ("100 MiB single-layer image", 1, 100 * MIB),
         ("20-layer image (5 MiB a layer)", 20, 5 * MIB),
@@ -325,7 +328,11 @@ fn big_blob(
     let reference_pid = reference_pid.to_string();
     let mut lines = Vec::new();
     for (i, (name, addr)) in registries.iter().enumerate() {
-        let auth: Vec<&str> = if i == 0 { vec!["-u", glci_user] } else { vec![] };
+        let auth: Vec<&str> = if i == 0 {
+            vec!["-u", glci_user]
+        } else {
+            vec![]
+        };
         let with_auth = |rest: &[&str]| {
             let mut all = auth.clone();
             all.extend_from_slice(rest);
@@ -358,7 +365,11 @@ fn big_blob(
         let upload_start = Instant::now();
         with_auth(&["-o", "/dev/null", "-X", "PUT", "-T", &file, &put])?;
         let upload = upload_start.elapsed();
-        let pid = if i == 0 { "self" } else { reference_pid.as_str() };
+        let pid = if i == 0 {
+            "self"
+        } else {
+            reference_pid.as_str()
+        };
         // Reset the high-water mark to the current RSS, then serve the blob.
         std::fs::write(format!("/proc/{pid}/clear_refs"), "5").map_err(|e| e.to_string())?;
         let before = memory_of(pid, "VmRSS:");

@@ -281,3 +281,109 @@ async fn the_engine_is_the_last_upstream_and_its_images_have_stable_digests() {
     }
     assert_eq!(digests[0], digests[1], "the same image, the same digest");
 }
+
+/// Forwards connections from `listener` to `to` (the registry listens on loopback only; a
+/// nested engine reaches this host on the bridge address).
+async fn forward(listener: tokio::net::TcpListener, to: String) {
+    while let Ok((mut inbound, _)) = listener.accept().await {
+        let to = to.clone();
+        tokio::spawn(async move {
+            if let Ok(mut outbound) = tokio::net::TcpStream::connect(&to).await {
+                let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+            }
+        });
+    }
+}
+
+/// The DinD container; removed (with its volumes) when dropped.
+struct Dind(String);
+impl Drop for Dind {
+    fn drop(&mut self) {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", &self.0])
+            .output();
+    }
+}
+
+/// A second engine (Docker 20.10 in Docker) whose `registry-mirrors` is glci's registry pulls
+/// a fixture image that only this host's engine has: the engine-as-upstream image is valid
+/// for a real daemon, and gets the same image ID.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dind_daemon_pulls_an_engine_image_through_its_registry_mirror() {
+    let engine = glci_test::docker::Engine::connect().await.unwrap();
+    let glci_test::docker::HostAddress::Bridge(bridge) = engine.host_address().await else {
+        panic!("the engine's bridge is not an address of this host");
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let server = start(tmp.path(), Vec::new(), true).await;
+    let listener = tokio::net::TcpListener::bind((bridge, 0)).await.unwrap();
+    let mirror = listener.local_addr().unwrap();
+    let forwarder = tokio::spawn(forward(listener, server.registry_credentials().address));
+
+    let labels = glci_test::docker::Owner::for_this_process("registry-cache-test").labels();
+    let mut args: Vec<String> = [
+        "run",
+        "-d",
+        "--cap-add",
+        "ALL",
+        "--cap-drop",
+        "SYS_RESOURCE",
+        "--security-opt",
+        "seccomp=unconfined",
+        "--security-opt",
+        "apparmor=unconfined",
+        "--security-opt",
+        "systempaths=unconfined",
+        "-v",
+        "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+        "-p",
+        "127.0.0.1::2375",
+    ]
+    .map(str::to_string)
+    .to_vec();
+    for (k, v) in labels {
+        args.push("--label".into());
+        args.push(format!("{k}={v}"));
+    }
+    args.extend([
+        "glci-fixture/docker:dind".to_string(),
+        "dockerd".to_string(),
+        "--host=tcp://0.0.0.0:2375".to_string(),
+        "--tls=false".to_string(),
+        format!("--registry-mirror=http://{mirror}"),
+        format!("--insecure-registry={mirror}"),
+    ]);
+    let id = run(Command::new("docker").args(&args)).trim().to_string();
+    let _dind = Dind(id.clone());
+    let port = run(Command::new("docker").args(["port", &id, "2375/tcp"]));
+    let host = format!(
+        "tcp://{}",
+        port.lines()
+            .find(|l| l.starts_with("127.0.0.1:"))
+            .expect("published on loopback")
+    );
+    let nested = move |args: &[&str]| {
+        let mut c = Command::new("docker");
+        c.env("DOCKER_HOST", &host).args(args);
+        c
+    };
+    let fixture_id =
+        run(Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", FIXTURE]));
+    let pulled = tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while !nested(&["version"]).output().unwrap().status.success() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the nested engine did not answer"
+            );
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        run(&mut nested(&["pull", FIXTURE]));
+        run(&mut nested(&["image", "inspect", "-f", "{{.Id}}", FIXTURE]))
+    })
+    .await
+    .unwrap();
+    assert_eq!(pulled.trim(), fixture_id.trim());
+    forwarder.abort();
+    server.shutdown().await;
+}
