@@ -131,3 +131,79 @@ fn list_stats_pull_and_clean() {
         stderr(&out)
     );
 }
+
+/// The cache's upstream asks for credentials (Bearer token flow, glci's own registry as the
+/// upstream): `pull` answers with the `auths` entry `docker login` wrote to the user's Docker
+/// configuration.
+#[test]
+fn the_cache_logs_in_to_an_upstream_with_the_docker_configuration() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream_dir = tempfile::tempdir().unwrap();
+    let mut config = glci_test::server::ServerConfig::new(upstream_dir.path());
+    config.registry.engine_upstream = false;
+    let upstream = rt
+        .block_on(glci_test::server::Server::start(config))
+        .unwrap();
+    let creds = upstream.registry_credentials();
+    let user = format!("{}:{}", creds.username, creds.password);
+    let copied = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false", "--dest-creds", &user])
+        .arg(format!("docker-daemon:{FIXTURE}"))
+        .arg(format!("docker://{}/library/busybox:e2e", creds.address))
+        .output()
+        .unwrap();
+    assert!(copied.status.success(), "{}", stderr(&copied));
+
+    let home = tempfile::tempdir().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let docker_config = tempfile::tempdir().unwrap();
+    let upstreams = format!("up=http://{}", creds.address);
+    let env = [
+        ("GLCI_HOME", home.path().to_str().unwrap()),
+        ("GLCI_REGISTRY_UPSTREAMS", upstreams.as_str()),
+        ("DOCKER_CONFIG", docker_config.path().to_str().unwrap()),
+    ];
+    let glci = |args: &[&str]| run(glci_bin!(), cwd.path(), args, &env);
+    const LOCAL: &str = "glci-e2e-auth/up/library/busybox:e2e";
+    let _untag = Untag(LOCAL);
+
+    // Anonymous: the upstream refuses, and the error says what was tried.
+    let out = glci(&[
+        "registry",
+        "pull",
+        "up/library/busybox:e2e",
+        "glci-e2e-auth",
+    ]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains(&format!(
+            "up (http://{}/v2/library/busybox/manifests/e2e): 401",
+            creds.address
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let login = Command::new("docker")
+        .env("DOCKER_CONFIG", docker_config.path())
+        .args([
+            "login",
+            &creds.address,
+            "-u",
+            &creds.username,
+            "-p",
+            &creds.password,
+        ])
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", stderr(&login));
+    let out = glci(&[
+        "registry",
+        "pull",
+        "up/library/busybox:e2e",
+        "glci-e2e-auth",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(stdout(&out).trim(), LOCAL);
+    assert_eq!(image_id(LOCAL), image_id(FIXTURE));
+    rt.block_on(upstream.shutdown());
+}
