@@ -215,6 +215,29 @@ async fn pulls_go_through_the_cache_and_a_second_pull_asks_no_upstream() {
     )])
     .await;
     assert_eq!(reply.status, 401);
+    // A push makes the repository a project's: the anonymous token no longer reaches it.
+    let creds = server.registry_credentials();
+    let user = format!("{}:{}", creds.username, creds.password);
+    let reply = curl(&[
+        "-u",
+        &user,
+        "-X",
+        "POST",
+        &format!("http://{addr}/v2/busybox/blobs/uploads/"),
+    ])
+    .await;
+    assert_eq!(reply.status, 202);
+    assert!(!tmp
+        .path()
+        .join("registry/repositories/busybox/_mirror")
+        .exists());
+    let reply = curl(&[
+        "-H",
+        &auth,
+        &format!("http://{addr}/v2/busybox/manifests/latest"),
+    ])
+    .await;
+    assert_eq!(reply.status, 401);
     server.shutdown().await;
 }
 

@@ -209,12 +209,11 @@ async fn serve(
     if let Some(name) = endpoint.repository() {
         names::repository(name)?;
         let action = action_for(&method);
+        // A blob `HEAD` is a pusher asking whether to upload, never a pull: local only.
         mirror = matches!(
             (&method, &endpoint),
-            (
-                &Method::GET | &Method::HEAD,
-                Endpoint::Manifest { .. } | Endpoint::Blob { .. }
-            )
+            (&Method::GET | &Method::HEAD, Endpoint::Manifest { .. })
+                | (&Method::GET, Endpoint::Blob { .. })
         ) && registry.is_mirror(identity.as_ref(), name).await;
         let identity = identity
             .as_ref()
@@ -252,6 +251,7 @@ async fn serve(
             get_manifest(r, &name, &reference, &req, m == Method::HEAD).await
         }
         (Method::PUT, Endpoint::Manifest { name, reference }) => {
+            r.store.forget_mirror(&name).await?;
             put_manifest(r, &name, &reference, req).await
         }
         (Method::DELETE, Endpoint::Manifest { name, reference }) => {
@@ -270,7 +270,10 @@ async fn serve(
             }
             Ok(accepted_empty())
         }
-        (Method::POST, Endpoint::Uploads { name }) => start_upload(r, &identity, &name, req).await,
+        (Method::POST, Endpoint::Uploads { name }) => {
+            r.store.forget_mirror(&name).await?;
+            start_upload(r, &identity, &name, req).await
+        }
         (Method::GET, Endpoint::Upload { name, id }) => {
             let size = r.store.upload_size(&name, &id)?;
             Ok(upload_status(StatusCode::NO_CONTENT, &name, &id, size))

@@ -734,6 +734,13 @@ impl Store {
         write_small(self.mirror_marker(repository), origin.as_bytes().to_vec()).await
     }
 
+    /// A push makes the repository a project's: the cache no longer fills it, and only
+    /// credentials that may pull from it reach it.
+    pub(crate) async fn forget_mirror(&self, repository: &str) -> Result<(), ApiError> {
+        remove_optional(&self.mirror_marker(repository)).await?;
+        Ok(())
+    }
+
     /// Where a mirrored repository's content came from; none for a project's repository.
     pub(crate) async fn mirror_origin(&self, repository: &str) -> Option<String> {
         let data = tokio::fs::read(self.mirror_marker(repository)).await.ok()?;
