@@ -57,11 +57,48 @@ pub enum Command {
     /// Check the Docker engine and what runs will meet there: the bridge address jobs use,
     /// privileged containers, free disk in GLCI_HOME, the fixture images.
     Doctor,
+    /// The registry's store in GLCI_HOME/registry: list, stats, pull, clean.
+    Registry {
+        #[command(subcommand)]
+        command: RegistryCommand,
+    },
     /// Remove Docker objects left behind by glci runs whose process is gone.
     Clean {
         /// Also remove objects of glci runs that are still alive.
         #[arg(long)]
         all: bool,
+    },
+}
+
+/// `cargo glci registry`.
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Repositories and their tags (a pull-through cache's repositories say where from).
+    List {
+        /// Only this project's repositories (`group/project` and below).
+        #[arg(long, value_name = "GROUP/PROJECT")]
+        project: Option<String>,
+    },
+    /// Repositories, tags, blobs, bytes on disk and the deduplication ratio.
+    Stats,
+    /// Pull an image from the registry (through its cache) into the local engine.
+    Pull {
+        /// `NAME[:TAG]` in the registry, e.g. `group/project/app:1` or `library/busybox`.
+        #[arg(value_name = "REF")]
+        reference: String,
+        /// Tag the pulled image `PREFIX/NAME:TAG` in the engine (default: `NAME:TAG`).
+        #[arg(value_name = "PREFIX")]
+        prefix: Option<String>,
+    },
+    /// Garbage-collect: drop untagged manifests, then blobs nothing uses. Safe while runs go
+    /// on: nothing younger than the grace period is removed.
+    Clean {
+        /// Only this project's repositories (the blob sweep still looks at all).
+        #[arg(long, value_name = "GROUP/PROJECT")]
+        project: Option<String>,
+        /// Keep what is younger than this many seconds.
+        #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+        grace: u64,
     },
 }
 

@@ -28,6 +28,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Variables(args) => Ok(crate::variables_cmd::run(&args)),
         Command::Artifacts(args) => crate::artifacts_cmd::run(&args),
         Command::Doctor => block_on(doctor()),
+        Command::Registry { command } => crate::registry_cmd::run(command),
         Command::Clean { all } => block_on(clean(all)),
     }
 }

@@ -6,6 +6,7 @@ mod artifacts_cmd;
 mod commands;
 mod json_events;
 mod output;
+mod registry_cmd;
 mod run_cmd;
 mod test_cmd;
 mod variables_cmd;

@@ -35,6 +35,12 @@ pub struct RegistryConfig {
     /// Serve the registry to jobs over TLS too, on the main listener's address (`None`: no
     /// TLS listener; jobs then use the plain one).
     pub tls: Option<RegistryTlsConfig>,
+    /// The pull-through cache's upstreams, asked in order (default: Docker Hub, then
+    /// `registry.gitlab.com`; `Upstream::from_env` reads `GLCI_REGISTRY_UPSTREAMS`).
+    pub upstreams: Vec<super::Upstream>,
+    /// Whether the engine the jobs run on (`DOCKER_HOST`, the Docker context, or the local
+    /// socket) is the cache's last upstream: images only it has are served from it.
+    pub engine_upstream: bool,
 }
 
 /// The registry's TLS listener for jobs (see `server/tls.rs`).
@@ -127,6 +133,8 @@ impl ServerConfig {
                 max_manifest_bytes: 4 * 1024 * 1024,
                 max_blob_bytes: 64 * 1024 * 1024 * 1024,
                 tls: None,
+                upstreams: super::Upstream::defaults(),
+                engine_upstream: true,
             },
         }
     }
@@ -148,6 +156,8 @@ pub enum ServerError {
     Config(String),
     #[error(transparent)]
     RegistryTls(#[from] super::tls::TlsError),
+    #[error("{0}")]
+    Upstreams(#[from] super::UpstreamListError),
 }
 
 /// The registry's address and the host's own credential (full access), for `docker login`.

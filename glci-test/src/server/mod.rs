@@ -53,6 +53,8 @@ pub use config::{
     ApiConfig, RegistryConfig, RegistryCredentials, RegistryTlsConfig, RegistryTlsEndpoint,
     S3Config, S3Credentials, ServerConfig, ServerError,
 };
+pub use registry::admin as registry_admin;
+pub use registry::{Upstream, UpstreamListError, DOCKER_HUB, UPSTREAMS_ENV};
 pub use runner_api::spec::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, HookSpec, ImageSpec, JobSpec, JobVariable,
     PortSpec, ProjectSpec, RefType, ServiceSpec, StepSpec, StepWhen,

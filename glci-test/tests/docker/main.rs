@@ -9,6 +9,7 @@
 mod support;
 
 mod docker_plumbing;
+mod registry_cache;
 mod run_cache;
 mod run_catalog;
 mod run_dind;

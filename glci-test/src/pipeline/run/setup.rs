@@ -265,6 +265,8 @@ pub(super) async fn start_server(
             extra_names: registry_names(),
         });
     }
+    config.registry.upstreams =
+        crate::server::Upstream::from_env().map_err(crate::server::ServerError::from)?;
     // Generic packages and earlier runs' artifacts are reachable from later pipelines.
     config.api.packages_dir = Some(home.join("packages"));
     config.api.earlier_runs = Some(home.join("pipelines"));

@@ -48,6 +48,9 @@ pub(crate) enum Action {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Identity {
     Host,
+    /// A token issued without (valid) credentials, for pull scopes only: a Docker daemon
+    /// asking its `registry-mirrors`. It reaches the pull-through cache, nothing else.
+    Anonymous,
     /// A running job of `project` (its path, lower-cased).
     Job {
         id: JobId,
@@ -89,6 +92,7 @@ impl Auth {
             .as_secs();
         let sub = match identity {
             Identity::Host => "host".to_string(),
+            Identity::Anonymous => "anon".to_string(),
             Identity::Job { id, .. } => format!("job:{id}"),
         };
         let payload = format!("{sub}.{exp}");
@@ -108,6 +112,7 @@ impl Auth {
         }
         match sub {
             "host" => Some(Identity::Host),
+            "anon" => Some(Identity::Anonymous),
             _ => {
                 let id = JobId(sub.strip_prefix("job:")?.parse().ok()?);
                 active_job(api, |job| job.id == id)
@@ -149,8 +154,19 @@ impl Auth {
 
     /// `GET /jwt/auth`: Basic credentials in, a bearer token out (distribution's token
     /// response, `token` and `access_token` both, as GitLab sends them).
-    pub(crate) fn token_endpoint(&self, api: &ApiState, headers: &HeaderMap) -> Response {
-        let Some(identity) = self.authenticate(api, headers) else {
+    /// Without valid credentials, a request whose scopes all ask to pull gets an anonymous
+    /// token (Docker's token flow for a mirror); any other is refused, so `docker login`
+    /// with wrong credentials fails.
+    pub(crate) fn token_endpoint(
+        &self,
+        api: &ApiState,
+        headers: &HeaderMap,
+        query: Option<&str>,
+    ) -> Response {
+        let identity = self
+            .authenticate(api, headers)
+            .or_else(|| pull_only(query).then_some(Identity::Anonymous));
+        let Some(identity) = identity else {
             return ApiError::unauthorized(
                 "registry access needs credentials: CI_REGISTRY_USER and CI_REGISTRY_PASSWORD \
                  of a running job",
@@ -183,10 +199,23 @@ fn active_job(
     })
 }
 
-/// Whether `identity` may do `action` in `repository`.
+/// Whether a token request names scopes, all `repository:<name>:pull`.
+fn pull_only(query: Option<&str>) -> bool {
+    let pairs = h::query_pairs(query);
+    let mut scopes = pairs.iter().filter(|(k, _)| k == "scope").peekable();
+    scopes.peek().is_some()
+        && scopes.all(|(_, scope)| {
+            scope.split(' ').all(|s| {
+                s.starts_with("repository:") && s.rsplit_once(':').is_some_and(|(_, a)| a == "pull")
+            })
+        })
+}
+
+/// Whether `identity` may do `action` in `repository` (the pull-through cache aside).
 pub(crate) fn allowed(identity: &Identity, repository: &str, _action: Action) -> bool {
     match identity {
         Identity::Host => true,
+        Identity::Anonymous => false,
         // GitLab's default job token scope: the job's own project only.
         Identity::Job { project, .. } => {
             repository == project

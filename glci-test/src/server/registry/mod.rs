@@ -1,16 +1,20 @@
 //! The container registry of the stand-in GitLab: the OCI Distribution Spec v1.1 under
 //! `/v2/`, GitLab's token realm at `/jwt/auth` (`auth.rs`), content-addressed storage in
-//! `GLCI_HOME/registry` (`store.rs`).
+//! `GLCI_HOME/registry` (`store.rs`), and a pull-through cache for repositories that received
+//! no pushes (`upstream.rs`, with the job engine as the last upstream in `engine_source.rs`).
 //!
 //! Every blob and manifest is hashed while it arrives and becomes visible only when its
 //! digest matches; bodies are streamed to disk, never held whole (manifests, at most
 //! [`RegistryConfig::max_manifest_bytes`](crate::server::RegistryConfig), excepted).
 
+pub mod admin;
 mod auth;
+mod engine_source;
 mod error;
 mod manifest;
 mod names;
 mod store;
+mod upstream;
 
 use std::io;
 use std::path::Path;
@@ -25,11 +29,16 @@ use super::http::{self as h, Request, Response};
 use super::{RegistryConfig, Shared};
 
 pub(crate) use auth::HOST_USER;
+pub use upstream::{Upstream, UpstreamListError, DOCKER_HUB, UPSTREAMS_ENV};
 
 pub(crate) struct Registry {
     store: store::Store,
     auth: auth::Auth,
     max_manifest_bytes: u64,
+    max_blob_bytes: u64,
+    cache: upstream::Cache,
+    /// Whether the job engine is the cache's last upstream.
+    engine_upstream: bool,
 }
 
 impl Registry {
@@ -38,6 +47,13 @@ impl Registry {
             store: store::Store::open(dir, config.max_blob_bytes)?,
             auth: auth::Auth::new(),
             max_manifest_bytes: config.max_manifest_bytes,
+            max_blob_bytes: config.max_blob_bytes,
+            cache: upstream::Cache::new(
+                config.upstreams.clone(),
+                config.max_manifest_bytes,
+                config.max_blob_bytes,
+            ),
+            engine_upstream: config.engine_upstream,
         })
     }
 
@@ -145,7 +161,9 @@ pub(crate) async fn handle(shared: &Shared, req: Request) -> Response {
     // The token realm is on the listener the client used, with its scheme.
     let tls = req.extensions().get::<super::tls::ViaTls>().is_some();
     let mut resp = if req.uri().path() == "/jwt/auth" {
-        registry.auth.token_endpoint(&shared.api, req.headers())
+        registry
+            .auth
+            .token_endpoint(&shared.api, req.headers(), req.uri().query())
     } else {
         let endpoint = Endpoint::parse(req.uri().path());
         let scope = endpoint
@@ -176,11 +194,9 @@ async fn serve(
     req: Request,
 ) -> Result<Response, ApiError> {
     let registry = &shared.registry;
-    let identity = registry
-        .auth
-        .authenticate(&shared.api, req.headers())
-        .ok_or_else(|| ApiError::unauthorized("authentication required"))?;
+    let identity = registry.auth.authenticate(&shared.api, req.headers());
     let Some(endpoint) = endpoint else {
+        identity.ok_or_else(|| ApiError::unauthorized("authentication required"))?;
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "NOT_FOUND",
@@ -188,10 +204,24 @@ async fn serve(
         ));
     };
     let method = req.method().clone();
+    // Pulls of a repository that is not the caller's project and received no pushes go
+    // through the cache; anyone who reaches the registry may make them (a Docker daemon
+    // asks its `registry-mirrors` anonymously).
+    let mut mirror = false;
     if let Some(name) = endpoint.repository() {
         names::repository(name)?;
         let action = action_for(&method);
-        if !auth::allowed(&identity, name, action) {
+        // A blob `HEAD` is a pusher asking whether to upload, never a pull: local only.
+        mirror = matches!(
+            (&method, &endpoint),
+            (&Method::GET | &Method::HEAD, Endpoint::Manifest { .. })
+                | (&Method::GET, Endpoint::Blob { .. })
+        ) && registry.is_mirror(identity.as_ref(), name).await;
+        let identity = identity
+            .as_ref()
+            .filter(|i| mirror || **i != Identity::Anonymous)
+            .ok_or_else(|| ApiError::unauthorized("authentication required"))?;
+        if !mirror && !auth::allowed(identity, name, action) {
             return Err(ApiError::denied(format!(
                 "this job's token may not {} {name}: a job reaches its own project's \
                  repositories only",
@@ -202,7 +232,13 @@ async fn serve(
                 }
             )));
         }
+    } else if !matches!(endpoint, Endpoint::Base) || identity.is_none() {
+        identity
+            .as_ref()
+            .filter(|i| **i != Identity::Anonymous)
+            .ok_or_else(|| ApiError::unauthorized("authentication required"))?;
     }
+    let identity = identity.unwrap_or(Identity::Anonymous);
     let r = registry;
     match (method, endpoint) {
         (Method::GET | Method::HEAD, Endpoint::Base) => {
@@ -211,15 +247,22 @@ async fn serve(
         (Method::GET, Endpoint::Catalog) => catalog(r, &identity, &req).await,
         (Method::GET, Endpoint::Tags { name }) => tags(r, &name, &req).await,
         (m @ (Method::GET | Method::HEAD), Endpoint::Manifest { name, reference }) => {
+            if mirror {
+                r.cache_manifest(&name, &reference).await?;
+            }
             get_manifest(r, &name, &reference, &req, m == Method::HEAD).await
         }
         (Method::PUT, Endpoint::Manifest { name, reference }) => {
+            r.store.forget_mirror(&name).await?;
             put_manifest(r, &name, &reference, req).await
         }
         (Method::DELETE, Endpoint::Manifest { name, reference }) => {
             delete_manifest(r, &name, &reference).await
         }
         (m @ (Method::GET | Method::HEAD), Endpoint::Blob { name, digest }) => {
+            if mirror {
+                r.cache_blob(&name, &Digest::parse(&digest)?).await?;
+            }
             get_blob(r, &name, &digest, &req, m == Method::HEAD).await
         }
         (Method::DELETE, Endpoint::Blob { name, digest }) => {
@@ -229,7 +272,10 @@ async fn serve(
             }
             Ok(accepted_empty())
         }
-        (Method::POST, Endpoint::Uploads { name }) => start_upload(r, &identity, &name, req).await,
+        (Method::POST, Endpoint::Uploads { name }) => {
+            r.store.forget_mirror(&name).await?;
+            start_upload(r, &identity, &name, req).await
+        }
         (Method::GET, Endpoint::Upload { name, id }) => {
             let size = r.store.upload_size(&name, &id)?;
             Ok(upload_status(StatusCode::NO_CONTENT, &name, &id, size))
@@ -250,6 +296,98 @@ async fn serve(
         (method, _) => Err(ApiError::unsupported(format!(
             "{method} is not supported here"
         ))),
+    }
+}
+
+impl Registry {
+    /// Whether a pull of `name` goes through the cache: not the caller's own project
+    /// (a job's pushes land there: a miss is a miss), and no pushes ever went there.
+    async fn is_mirror(&self, identity: Option<&Identity>, name: &str) -> bool {
+        if let Some(id @ Identity::Job { .. }) = identity {
+            if auth::allowed(id, name, Action::Pull) {
+                return false;
+            }
+        }
+        !self.store.is_pushed_repository(name).await
+    }
+
+    /// Makes sure the manifest is in `name`, fetching it on a miss: from the upstreams, then
+    /// (for a tag) the job engine. The error lists what was tried.
+    async fn cache_manifest(&self, name: &str, reference: &str) -> Result<(), ApiError> {
+        if reference.contains(':') {
+            let digest = Digest::parse(reference)?;
+            if self.store.has_manifest(name, &digest).await {
+                return Ok(());
+            }
+        } else if !names::is_tag(reference)
+            || self.store.resolve_tag(name, reference).await?.is_some()
+        {
+            return Ok(());
+        }
+        let mut tried = match self.cache.fetch_manifest(name, reference).await {
+            Ok(fetched) => {
+                let tag = (!reference.contains(':')).then_some(reference);
+                // Marked first: a repository with content but no mark is a project's.
+                self.store.mark_mirrored(name, &fetched.origin).await?;
+                self.store
+                    .put_manifest(name, fetched.data, &fetched.media_type, tag)
+                    .await?;
+                return Ok(());
+            }
+            Err(tried) => tried,
+        };
+        if self.engine_upstream && !reference.contains(':') {
+            match engine_source::import(&self.store, name, reference, self.max_blob_bytes).await {
+                Ok(Some(_)) => return Ok(()),
+                Ok(None) => tried.push(format!(
+                    "the Docker engine: no image {}:{reference}",
+                    upstream::engine_name(name)
+                )),
+                Err(e) => tried.push(e.to_string()),
+            }
+        }
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "MANIFEST_UNKNOWN",
+            format!(
+                "manifest {name}:{reference} is not in this registry, and no upstream has it; \
+                 tried: {}",
+                tried_list(&tried)
+            ),
+        ))
+    }
+
+    /// Makes sure the blob is in `name`: linked when another repository has its data,
+    /// else fetched from the upstreams.
+    async fn cache_blob(&self, name: &str, digest: &Digest) -> Result<(), ApiError> {
+        if self.store.blob_size(name, digest).await.is_some() {
+            return Ok(());
+        }
+        if !self.store.has_blob_data(digest).await {
+            if let Err(tried) = self.cache.fetch_blob(&self.store, name, digest).await {
+                return Err(ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "BLOB_UNKNOWN",
+                    format!(
+                        "blob {digest} of {name} is not in this registry, and no upstream has \
+                         it; tried: {}",
+                        tried_list(&tried)
+                    ),
+                ));
+            }
+        }
+        if self.store.mirror_origin(name).await.is_none() {
+            self.store.mark_mirrored(name, "blobs only").await?;
+        }
+        self.store.link_blob(name, digest).await
+    }
+}
+
+fn tried_list(tried: &[String]) -> String {
+    if tried.is_empty() {
+        "no upstream is configured".to_string()
+    } else {
+        tried.join("; ")
     }
 }
 

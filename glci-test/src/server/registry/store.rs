@@ -156,33 +156,37 @@ impl Store {
         })
     }
 
-    fn blob_path(&self, digest: &Digest) -> PathBuf {
-        let hex = digest.hex();
-        self.root.join("blobs/sha256").join(&hex[..2]).join(hex)
+    pub(super) fn blob_path(&self, digest: &Digest) -> PathBuf {
+        blob_path_in(&self.blobs_root(), digest)
+    }
+
+    /// `blobs/sha256`: every blob, two hex digits of fan-out below it.
+    pub(super) fn blobs_root(&self) -> PathBuf {
+        self.root.join("blobs/sha256")
     }
 
     /// `repository` is validated by [`super::names::repository`]: it stays below `root`.
-    fn repo_dir(&self, repository: &str) -> PathBuf {
+    pub(super) fn repo_dir(&self, repository: &str) -> PathBuf {
         self.root.join("repositories").join(repository)
     }
 
-    fn layer_link(&self, repository: &str, digest: &Digest) -> PathBuf {
+    pub(super) fn layer_link(&self, repository: &str, digest: &Digest) -> PathBuf {
         self.repo_dir(repository)
             .join("_layers/sha256")
             .join(digest.hex())
     }
 
-    fn revision_link(&self, repository: &str, digest: &Digest) -> PathBuf {
+    pub(super) fn revision_link(&self, repository: &str, digest: &Digest) -> PathBuf {
         self.repo_dir(repository)
             .join("_manifests/revisions/sha256")
             .join(digest.hex())
     }
 
-    fn tags_dir(&self, repository: &str) -> PathBuf {
+    pub(super) fn tags_dir(&self, repository: &str) -> PathBuf {
         self.repo_dir(repository).join("_manifests/tags")
     }
 
-    fn referrers_dir(&self, repository: &str, subject: &Digest) -> PathBuf {
+    pub(super) fn referrers_dir(&self, repository: &str, subject: &Digest) -> PathBuf {
         self.repo_dir(repository)
             .join("_referrers/sha256")
             .join(subject.hex())
@@ -237,7 +241,11 @@ impl Store {
         )
     }
 
-    async fn link_blob(&self, repository: &str, digest: &Digest) -> Result<(), ApiError> {
+    pub(crate) async fn link_blob(
+        &self,
+        repository: &str,
+        digest: &Digest,
+    ) -> Result<(), ApiError> {
         write_small(self.layer_link(repository, digest), Vec::new()).await
     }
 
@@ -649,5 +657,106 @@ impl Store {
         })
         .await
         .map_err(|e| ApiError::internal("listing repositories", e))
+    }
+}
+
+/// `blobs/sha256/<2 hex>/<hex>` below `blobs_root`.
+pub(super) fn blob_path_in(blobs_root: &Path, digest: &Digest) -> PathBuf {
+    let hex = digest.hex();
+    blobs_root.join(&hex[..2]).join(hex)
+}
+
+/// Streams `reader` into the blob store below `blobs_root` (blocking; for a thread of its
+/// own): a temp file in `blobs_root` (the file system of every blob), hashed on the way,
+/// fsynced, renamed to its digest's path. Nothing is stored when `expected` is given and does
+/// not match, when the data exceeds `limit`, or when reading fails.
+pub(super) fn write_blob_sync(
+    blobs_root: &Path,
+    reader: &mut dyn io::Read,
+    expected: Option<&Digest>,
+    limit: u64,
+) -> Result<(Digest, u64), ApiError> {
+    use std::io::Write as _;
+    let mut temp = tempfile::Builder::new()
+        .prefix(".tmp-")
+        .tempfile_in(blobs_root)
+        .map_err(io_err("creating a blob"))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut size = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(ApiError::internal("reading a blob", e)),
+        };
+        size += n as u64;
+        if size > limit {
+            return Err(body_err(BodyError::TooLarge(limit)));
+        }
+        hasher.update(&buf[..n]);
+        temp.write_all(&buf[..n])
+            .map_err(io_err("writing a blob"))?;
+    }
+    let actual = Digest::from_sha256(&hasher.finalize());
+    if let Some(expected) = expected {
+        if &actual != expected {
+            return Err(ApiError::digest_invalid(format!(
+                "the content's digest is {actual}, not {expected}"
+            )));
+        }
+    }
+    temp.as_file()
+        .sync_all()
+        .map_err(io_err("storing a blob"))?;
+    let dest = blob_path_in(blobs_root, &actual);
+    if let Some(dir) = dest.parent() {
+        std::fs::create_dir_all(dir).map_err(io_err("storing a blob"))?;
+    }
+    temp.persist(&dest)
+        .map_err(|e| ApiError::internal("storing a blob", e.error))?;
+    Ok((actual, size))
+}
+
+/// What the pull-through cache keeps in a repository it filled: `_mirror` holds where the
+/// content came from. A repository without it received pushes: a project's.
+impl Store {
+    fn mirror_marker(&self, repository: &str) -> PathBuf {
+        self.repo_dir(repository).join("_mirror")
+    }
+
+    pub(crate) async fn mark_mirrored(
+        &self,
+        repository: &str,
+        origin: &str,
+    ) -> Result<(), ApiError> {
+        write_small(self.mirror_marker(repository), origin.as_bytes().to_vec()).await
+    }
+
+    /// A push makes the repository a project's: the cache no longer fills it, and only
+    /// credentials that may pull from it reach it.
+    pub(crate) async fn forget_mirror(&self, repository: &str) -> Result<(), ApiError> {
+        remove_optional(&self.mirror_marker(repository)).await?;
+        Ok(())
+    }
+
+    /// Where a mirrored repository's content came from; none for a project's repository.
+    pub(crate) async fn mirror_origin(&self, repository: &str) -> Option<String> {
+        let data = tokio::fs::read(self.mirror_marker(repository)).await.ok()?;
+        Some(String::from_utf8_lossy(&data).into_owned())
+    }
+
+    /// A repository that exists and was not filled by the cache: pushes went there.
+    pub(crate) async fn is_pushed_repository(&self, repository: &str) -> bool {
+        let dir = self.repo_dir(repository);
+        let has = |sub: &'static str| tokio::fs::metadata(dir.join(sub));
+        (has("_layers").await.is_ok() || has("_manifests").await.is_ok())
+            && self.mirror_origin(repository).await.is_none()
+    }
+
+    /// Whether the blob's data is in the store (in any repository).
+    pub(crate) async fn has_blob_data(&self, digest: &Digest) -> bool {
+        tokio::fs::metadata(self.blob_path(digest)).await.is_ok()
     }
 }
