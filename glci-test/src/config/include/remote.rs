@@ -15,9 +15,46 @@ pub const MAX_BYTES: u64 = 2 * 1024 * 1024;
 /// Redirects followed, as GitLab's HTTP client does.
 const MAX_REDIRECTS: usize = 10;
 
-/// Fetches `url`; the error is GitLab's sentence for the failure. Unless `allow_private`,
-/// every URL on the way (redirects included) must name a public address.
-pub fn fetch(url: &str, timeout: Duration, allow_private: bool) -> Result<String, String> {
+/// Why a fetch failed; [`FetchError::remote_message`] words it as GitLab does for
+/// `include:remote`, the include kinds fetched for glci (templates, components) name their own.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0}; pass `--allow-private-includes` to allow it")]
+    NotPublic(String),
+    #[error("timeout error")]
+    Timeout,
+    #[error("redirect error")]
+    Redirect,
+    #[error("HTTP code `{0}` error")]
+    Status(u16),
+    #[error("socket error ({0})")]
+    Socket(String),
+    #[error("read error ({0})")]
+    Read(String),
+}
+
+impl FetchError {
+    /// GitLab's sentence for an `include:remote` of `url` that failed this way.
+    pub fn remote_message(&self, url: &str) -> String {
+        match self {
+            FetchError::NotPublic(_) => format!("Remote file `{url}` is not fetched: {self}"),
+            FetchError::Read(why) => format!("Remote file `{url}` could not be read: {why}"),
+            FetchError::Socket(why) => format!(
+                "Remote file `{url}` could not be fetched because of a socket error! ({why})"
+            ),
+            FetchError::Timeout | FetchError::Redirect => {
+                format!("Remote file `{url}` could not be fetched because of a {self}!")
+            }
+            FetchError::Status(_) => {
+                format!("Remote file `{url}` could not be fetched because of {self}!")
+            }
+        }
+    }
+}
+
+/// Fetches `url`. Unless `allow_private`, every URL on the way (redirects included) must
+/// name a public address.
+pub fn fetch(url: &str, timeout: Duration, allow_private: bool) -> Result<String, FetchError> {
     let deadline = Instant::now() + timeout;
     let config = ureq::Agent::config_builder()
         .timeout_global(Some(timeout))
@@ -28,61 +65,41 @@ pub fn fetch(url: &str, timeout: Duration, allow_private: bool) -> Result<String
     let mut current = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
         if !allow_private {
-            check_public(&current).map_err(|why| {
-                format!("Remote file `{url}` is not fetched: {why}; pass `--allow-private-includes` to allow it")
-            })?;
+            check_public(&current).map_err(FetchError::NotPublic)?;
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "Remote file `{url}` could not be fetched because of a timeout error!"
-            ));
+            return Err(FetchError::Timeout);
         }
-        let response = get(&agent, url, &current)?;
+        let response = get(&agent, &current)?;
         let status = response.status().as_u16();
         if (300..400).contains(&status) {
             let location = response
                 .headers()
                 .get("location")
                 .and_then(|l| l.to_str().ok())
-                .ok_or_else(|| {
-                    format!("Remote file `{url}` could not be fetched because of a redirect error!")
-                })?;
+                .ok_or(FetchError::Redirect)?;
             current = join(&current, location);
             continue;
         }
         if status != 200 {
-            return Err(format!(
-                "Remote file `{url}` could not be fetched because of HTTP code `{status}` error!"
-            ));
+            return Err(FetchError::Status(status));
         }
         return response
             .into_body()
             .with_config()
             .limit(MAX_BYTES)
             .read_to_string()
-            .map_err(|e| format!("Remote file `{url}` could not be read: {e}"));
+            .map_err(|e| FetchError::Read(e.to_string()));
     }
-    Err(format!(
-        "Remote file `{url}` could not be fetched because of a redirect error!"
-    ))
+    Err(FetchError::Redirect)
 }
 
-/// One GET of `current` (on the way to `url`, which the errors name).
-fn get(
-    agent: &ureq::Agent,
-    url: &str,
-    current: &str,
-) -> Result<ureq::http::Response<ureq::Body>, String> {
+/// One GET of `current`.
+fn get(agent: &ureq::Agent, current: &str) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
     agent.get(current).call().map_err(|e| match e {
-        ureq::Error::Timeout(_) => {
-            format!("Remote file `{url}` could not be fetched because of a timeout error!")
-        }
-        ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => {
-            format!("Remote file `{url}` could not be fetched because of a redirect error!")
-        }
-        other => {
-            format!("Remote file `{url}` could not be fetched because of a socket error! ({other})")
-        }
+        ureq::Error::Timeout(_) => FetchError::Timeout,
+        ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => FetchError::Redirect,
+        other => FetchError::Socket(other.to_string()),
     })
 }
 
