@@ -2,6 +2,9 @@
 //! As GitLab's `UrlBlocker` does by default, a URL whose host is or resolves to a loopback,
 //! private, link-local or otherwise local address is refused (also after a redirect) unless
 //! the user allows it: a configuration must not make `lint` read the machine's own services.
+//! The check runs in the HTTP client's own resolver ([`PublicOnly`]), so the connection goes to
+//! exactly the addresses that passed it: a name that resolves to a public address for the
+//! check and to a private one for the connection (DNS rebinding) gets nowhere.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -56,12 +59,7 @@ impl FetchError {
 /// name a public address.
 pub fn fetch(url: &str, timeout: Duration, allow_private: bool) -> Result<String, FetchError> {
     let deadline = Instant::now() + timeout;
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
+    let agent = agent(timeout, allow_private);
     let mut current = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
         if !allow_private {
@@ -94,9 +92,66 @@ pub fn fetch(url: &str, timeout: Duration, allow_private: bool) -> Result<String
     Err(FetchError::Redirect)
 }
 
+/// The HTTP client: redirects are followed by [`fetch`] (to check each hop), and unless
+/// `allow_private` it connects only to public addresses.
+fn agent(timeout: Duration, allow_private: bool) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build();
+    if allow_private {
+        ureq::Agent::new_with_config(config)
+    } else {
+        ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            PublicOnly::default(),
+        )
+    }
+}
+
+/// The default resolver, refusing names with a non-public address among their addresses.
+#[derive(Debug, Default)]
+struct PublicOnly {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+}
+
+/// [`PublicOnly`]'s refusal, carried through the client's I/O error.
+#[derive(Debug, thiserror::Error)]
+#[error("`{host}` is a local or private address ({ip})")]
+struct NotPublicAddress {
+    host: String,
+    ip: IpAddr,
+}
+
+impl ureq::unversioned::resolver::Resolver for PublicOnly {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let addresses = self.inner.resolve(uri, config, timeout)?;
+        match addresses.iter().find(|a| !is_public(&a.ip())) {
+            Some(a) => Err(ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                NotPublicAddress {
+                    host: uri.host().unwrap_or_default().to_string(),
+                    ip: a.ip(),
+                },
+            ))),
+            None => Ok(addresses),
+        }
+    }
+}
+
 /// One GET of `current`.
 fn get(agent: &ureq::Agent, current: &str) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
     agent.get(current).call().map_err(|e| match e {
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|i| i.is::<NotPublicAddress>()) => {
+            FetchError::NotPublic(io.into_inner().map(|i| i.to_string()).unwrap_or_default())
+        }
         ureq::Error::Timeout(_) => FetchError::Timeout,
         ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => FetchError::Redirect,
         other => FetchError::Socket(other.to_string()),
@@ -225,6 +280,51 @@ mod tests {
         ] {
             assert_eq!(check_public(url), Ok(()), "{url}");
         }
+    }
+
+    #[test]
+    fn the_connection_only_goes_to_addresses_that_passed_the_check() {
+        // As if a name had resolved to a public address for `check_public` and resolves to
+        // loopback now: the client's own resolver refuses, and nothing connects.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let agent = agent(Duration::from_secs(5), false);
+        for url in [
+            format!("http://127.0.0.1:{port}/ci.yml"),
+            format!("http://localhost:{port}/ci.yml"),
+        ] {
+            match get(&agent, &url) {
+                Err(FetchError::NotPublic(why)) => {
+                    assert!(
+                        why.contains("is a local or private address (127.0.0.1)")
+                            || why.contains("(::1)"),
+                        "{why}"
+                    )
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert!(listener.accept().is_err(), "a connection was made");
+        // Allowed, the same fetch connects.
+        assert!(
+            private_fetch_connects(),
+            "no connection when private addresses are allowed"
+        );
+    }
+
+    /// Whether a GET with private addresses allowed reaches a listener on loopback.
+    fn private_fetch_connects() -> bool {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let server = std::thread::spawn(move || listener.accept().is_ok());
+        let _ = get(
+            &agent(Duration::from_secs(2), true),
+            &format!("http://127.0.0.1:{port}/x.yml"),
+        );
+        server.join().unwrap_or(false)
     }
 
     #[test]
