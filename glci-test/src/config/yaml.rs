@@ -96,7 +96,10 @@ impl From<libyaml_safer::Error> for SyntaxError {
 /// NUL sentinel; with the break it parses, and [`Events`] takes the break back out of the one
 /// scalar it lands in. A blank unterminated last line is dropped instead: it only ever adds
 /// trailing blanks, which Psych ignores too (outside a block scalar indented less than them).
+/// A byte order mark is left out here rather than by the parser, whose offsets then count
+/// from after it, as [`Events`] needs.
 fn parser_text(text: &str) -> Cow<'_, str> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let last_line = text.rsplit(['\n', '\r']).next().unwrap_or_default();
     if last_line.is_empty() {
         Cow::Borrowed(text)
@@ -195,7 +198,8 @@ fn build_documents(text: &str, file: &Arc<str>, pipelined: bool) -> Result<Vec<N
         docs: Vec::new(),
     };
     let parser_text = parser_text(text);
-    let events = || Events::new(&parser_text, text.len());
+    let written = text.strip_prefix('\u{feff}').unwrap_or(text).len();
+    let events = || Events::new(&parser_text, written);
     if !pipelined {
         for item in events() {
             builder.item(item, file)?;

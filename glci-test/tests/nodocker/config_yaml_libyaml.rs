@@ -128,6 +128,9 @@ const CASES: &[&str] = &[
     "a: [b]",
     "a: b\n ",
     "a: b\n# c",
+    "\u{feff}a: |\n b",
+    "a: |\r\n b\r\n c",
+    "a: >+\n b\n\n c",
     // Tags and anchors in flow collections.
     "a: [!!str , b]\n",
     "a: [!!str, b]\n",

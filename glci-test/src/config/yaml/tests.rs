@@ -368,3 +368,11 @@ fn parser_failures_are_located_errors() {
     let e = err("a: [!!str, b]\n");
     assert!(e.starts_with("t.yml:1:"), "{e}");
 }
+
+#[test]
+fn block_scalar_at_the_end_after_a_byte_order_mark() {
+    assert_eq!(
+        parse("\u{feff}a: |\n  b").get("a").and_then(Node::as_str),
+        Some("b")
+    );
+}
