@@ -136,15 +136,27 @@ pub struct EventArgs {
     #[arg(long = "project", value_name = "GROUP/PROJECT=PATH", value_parser = parse_project)]
     pub project_map: Vec<(String, PathBuf)>,
     /// Where `include:template` finds GitLab's CI templates (a copy of GitLab's
-    /// `lib/gitlab/ci/templates`).
+    /// `lib/gitlab/ci/templates`) instead of fetching them.
     #[arg(long = "template-dir", value_name = "DIR")]
     pub template_dir: Option<PathBuf>,
+    /// The GitLab release whose templates `include:template` fetches (a gitlab-org/gitlab
+    /// tag such as `v17.11.0-ee`; default: GLCI_TEMPLATE_REF, else the release glci pins).
+    #[arg(long = "template-ref", value_name = "REF")]
+    pub template_ref: Option<String>,
+    /// URL prefix `include:template` fetches from, `{ref}` standing for the release
+    /// (default: GLCI_TEMPLATE_URL, else GitLab's raw files on gitlab.com).
+    #[arg(long = "template-url", value_name = "URL")]
+    pub template_url: Option<String>,
+    /// Base URL standing for `https://<host>` of `include:component` addresses not mapped
+    /// with `--project` (default: GLCI_COMPONENT_URL, else the address's own host).
+    #[arg(long = "component-url", value_name = "URL")]
+    pub component_url: Option<String>,
     /// Let `include:remote` fetch from loopback, private and link-local addresses (refused
     /// by default, as on GitLab).
     #[arg(long)]
     pub allow_private_includes: bool,
-    /// Read `include:remote` files only from glci's cache (`GLCI_HOME/includes`, filled by
-    /// earlier runs), never from the network.
+    /// Read fetched includes (`remote`, `template`, `component`) only from glci's cache
+    /// (`GLCI_HOME/includes`, filled by earlier runs), never from the network.
     #[arg(long)]
     pub offline: bool,
     /// A masked variable, as in the project's CI/CD settings: `[MASKED]` in every log
@@ -246,6 +258,18 @@ impl EventArgs {
         opts.event = self.to_event();
         opts.project_map = self.project_map.iter().cloned().collect();
         opts.template_dir = self.template_dir.clone();
+        let setting = |flag: &Option<String>, env: &str| {
+            flag.clone()
+                .or_else(|| std::env::var(env).ok().filter(|v| !v.is_empty()))
+        };
+        let defaults = glci_test::config::FetchSources::default();
+        opts.include_sources = glci_test::config::FetchSources {
+            template_url: setting(&self.template_url, "GLCI_TEMPLATE_URL")
+                .unwrap_or(defaults.template_url),
+            template_ref: setting(&self.template_ref, "GLCI_TEMPLATE_REF")
+                .unwrap_or(defaults.template_ref),
+            component_url: setting(&self.component_url, "GLCI_COMPONENT_URL"),
+        };
         opts.allow_private_includes = self.allow_private_includes;
         opts.offline = self.offline;
         opts.inputs = self.inputs.clone();

@@ -100,3 +100,82 @@ fn outside_a_repository_is_one_clear_error() {
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.to_lowercase().contains("git"), "{err}");
 }
+
+/// Serves one file at `path` on 127.0.0.1, counting requests; returns the base URL.
+fn serve_one(
+    path: &'static str,
+    body: &'static str,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = hits.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut reader = BufReader::new(&stream);
+            let mut request = String::new();
+            let _ = reader.read_line(&mut request);
+            let mut line = String::new();
+            while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                line.clear();
+            }
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let found = request.split_whitespace().nth(1) == Some(path);
+            let (status, body) = if found {
+                ("200 OK", body)
+            } else {
+                ("404 Not Found", "")
+            };
+            let _ = write!(
+                &stream,
+                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    (base, hits)
+}
+
+#[test]
+fn plan_fetches_a_template_at_the_chosen_release_then_plans_offline() {
+    let (base, hits) = serve_one(
+        "/v1/templates/Lint.gitlab-ci.yml",
+        "lint:\n  script: [lint]\n",
+    );
+    let project = temp_project(
+        None,
+        &[(
+            ".gitlab-ci.yml",
+            "include:\n  - template: Lint.gitlab-ci.yml\nbuild: {script: [make]}\n",
+        )],
+    );
+    let home = tempfile::tempdir().unwrap();
+    let home_env = [("GLCI_HOME", home.path().to_str().unwrap())];
+    let url = format!("{base}/{{ref}}/templates");
+    let args = |extra: &[&'static str]| {
+        let mut args = vec!["plan", "--template-url", &url, "--template-ref", "v1"];
+        args.extend_from_slice(extra);
+        args.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+    };
+    let plan = |extra: &[&'static str]| {
+        let args = args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(glci_bin!(), project.path(), &args, &home_env)
+    };
+    // Loopback is refused unless allowed, as for `include:remote`.
+    let refused = plan(&[]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("--allow-private-includes"),
+        "{}",
+        stderr(&refused)
+    );
+    let out = plan(&["--allow-private-includes"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("lint"), "{}", stdout(&out));
+    let offline = plan(&["--offline"]);
+    assert!(offline.status.success(), "{}", stderr(&offline));
+    assert_eq!(stdout(&offline), stdout(&out));
+    assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1);
+}

@@ -13,7 +13,7 @@ use super::error::ConfigError;
 use super::extends::apply_extends;
 use super::flatten::flatten_lists;
 use super::include::files::{self, ReadError};
-use super::include::{string_inputs, FileCtx, Includer, MAX_FILE_BYTES};
+use super::include::{string_inputs, FetchSources, FileCtx, Includer, MAX_FILE_BYTES};
 use super::jobs::drop_hidden;
 use super::reference::resolve_references;
 use super::value::{Node, Span};
@@ -28,8 +28,11 @@ pub struct LoadOptions {
     pub file: String,
     /// `group/project` → local checkout, for `include:project` and `include:component`.
     pub project_map: BTreeMap<String, PathBuf>,
-    /// A directory holding GitLab's CI templates, for `include:template`.
+    /// A directory holding GitLab's CI templates, for `include:template` (else they are
+    /// fetched from `sources`).
     pub template_dir: Option<PathBuf>,
+    /// Where `include:template` and unmapped `include:component` are fetched from.
+    pub sources: FetchSources,
     /// Variables for include paths, `include:rules` and `| expand_vars` (predefined and
     /// CI/CD variables; YAML `variables:` never apply there).
     pub variables: Vec<(String, String)>,
@@ -44,9 +47,10 @@ pub struct LoadOptions {
     /// Let `include:remote` fetch from loopback, private and link-local addresses (GitLab's
     /// `allow_local_requests_from_web_hooks_and_services`, off by default).
     pub allow_private_remote: bool,
-    /// Where fetched `include:remote` files are kept (`GLCI_HOME/includes`); `None`: nowhere.
+    /// Where fetched includes (remote, template, component) are kept (`GLCI_HOME/includes`);
+    /// `None`: nowhere.
     pub include_cache: Option<PathBuf>,
-    /// Read `include:remote` only from `include_cache`, never from the network.
+    /// Read fetched includes only from `include_cache`, never from the network.
     pub offline: bool,
 }
 
@@ -57,6 +61,7 @@ impl Default for LoadOptions {
             file: ".gitlab-ci.yml".into(),
             project_map: BTreeMap::new(),
             template_dir: None,
+            sources: FetchSources::default(),
             variables: Vec::new(),
             inputs: Vec::new(),
             changed_files: None,

@@ -38,6 +38,7 @@ pub use error::ConfigError;
 pub use expand::{expand, expand_existing};
 pub use extends::apply_extends;
 pub use flatten::flatten_lists;
+pub use include::{FetchSources, DEFAULT_TEMPLATE_REF, DEFAULT_TEMPLATE_URL};
 pub use inputs::{interpolate, ComponentInfo, Context as InputContext};
 pub use jobs::{drop_hidden, entry_kind, EntryKind};
 pub use load::{

@@ -2,11 +2,18 @@
 //! scalars, aliases expanded (with a budget against "billion laughs"), `<<` merge keys applied
 //! in position like `Psych::Visitors::ToRuby#revive_hash`, `!reference` kept for later, keys
 //! turned into strings, and every node carrying the 1-based line:col it was written at.
+//!
+//! The events come from `libyaml-safer`, a safe-Rust port of libyaml, the C parser under Psych:
+//! what GitLab accepts as YAML (a flow sequence whose `]` sits left of its key, a quoted scalar
+//! continued at column 1, a tab after `:`) is what glci accepts, and what libyaml refuses is
+//! refused with libyaml's message at its line and column. Everything above the events (anchors,
+//! merge keys, tags, the budgets) is glci's own, mirroring Psych's `ToRuby` visitor.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use saphyr_parser::{Event, Parser, ScalarStyle, Tag};
+use libyaml_safer::{Event, EventData, Mark, Parser, ScalarStyle};
 
 use super::error::ConfigError;
 use super::scalar::{resolve_plain, ruby_float, Resolved};
@@ -56,8 +63,121 @@ pub fn parse_documents(text: &str, file: &str) -> Result<Documents, ConfigError>
     Ok(Documents { header, content })
 }
 
-/// One parser item: an event and where it was written, or the parser's error.
-type Item<'a> = Result<(Event<'a>, saphyr_parser::Span), saphyr_parser::ScanError>;
+/// One parser item: an event (with where it was written), or the parser's refusal.
+type Item = Result<Event, SyntaxError>;
+
+/// libyaml's refusal of a text: Psych's wording and where.
+#[derive(Debug)]
+struct SyntaxError {
+    message: String,
+    mark: Mark,
+}
+
+impl From<libyaml_safer::Error> for SyntaxError {
+    /// As Psych words it (`problem context`, e.g. "did not find expected ',' or ']' while
+    /// parsing a flow sequence"), at the problem's line and column.
+    fn from(e: libyaml_safer::Error) -> Self {
+        let message = match e.context() {
+            Some(context) => format!("{} {context}", e.problem()),
+            // A reader error (a control character, say) has no mark: its text has the offset.
+            None if e.problem_mark().is_none() => e.to_string(),
+            None => e.problem().to_string(),
+        };
+        SyntaxError {
+            message,
+            mark: e.problem_mark().unwrap_or_default(),
+        }
+    }
+}
+
+/// The text handed to the parser: `text` with a line break added when its last line has
+/// none and is not blank. libyaml-safer panics ("unexpected end of input") on a block scalar
+/// that runs to the end of the text without a final break, where libyaml's C reader sees its
+/// NUL sentinel; with the break it parses, and [`Events`] takes the break back out of the one
+/// scalar it lands in. A blank unterminated last line is dropped instead: it only ever adds
+/// trailing blanks, which Psych ignores too (outside a block scalar indented less than them).
+/// A byte order mark is left out here rather than by the parser, whose offsets then count
+/// from after it, as [`Events`] needs.
+fn parser_text(text: &str) -> Cow<'_, str> {
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let last_line = text.rsplit(['\n', '\r']).next().unwrap_or_default();
+    if last_line.is_empty() {
+        Cow::Borrowed(text)
+    } else if last_line.trim_matches([' ', '\t']).is_empty() {
+        Cow::Borrowed(&text[..text.len() - last_line.len()])
+    } else {
+        Cow::Owned(format!("{text}\n"))
+    }
+}
+
+/// libyaml's events for a text, ending after the end of the stream or at the first error.
+struct Events<'t> {
+    parser: Parser<&'t [u8]>,
+    /// The length of the text as written (the parser may see one more line break).
+    written: usize,
+    /// Where the last event ended, to place a parser failure.
+    last: Mark,
+    done: bool,
+}
+
+impl<'t> Events<'t> {
+    fn new(parser_text: &'t str, written: usize) -> Self {
+        let mut parser = Parser::new();
+        parser.set_input(parser_text.as_bytes());
+        Events {
+            parser,
+            written,
+            last: Mark::default(),
+            done: false,
+        }
+    }
+}
+
+impl Iterator for Events<'_> {
+    type Item = Item;
+
+    fn next(&mut self) -> Option<Item> {
+        if self.done {
+            return None;
+        }
+        // libyaml-safer has a few `panic!`s where libyaml's C code goes on (a tag right before
+        // `,` in a flow collection); a panic becomes a located error, never a crash.
+        let parser = &mut self.parser;
+        let next = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| parser.next()));
+        match next {
+            Ok(Some(Ok(mut event))) => {
+                if let EventData::Scalar { value, style, .. } = &mut event.data {
+                    // The break [`parser_text`] added ends the last line of a block scalar
+                    // (`|`, `>`); clipped or kept, that line had no break of its own.
+                    if matches!(style, ScalarStyle::Literal | ScalarStyle::Folded)
+                        && usize::try_from(event.end_mark.index).unwrap_or(usize::MAX)
+                            > self.written
+                        && value.ends_with('\n')
+                    {
+                        value.pop();
+                    }
+                }
+                self.last = event.end_mark;
+                Some(Ok(event))
+            }
+            Ok(Some(Err(e))) => {
+                self.done = true;
+                Some(Err(SyntaxError::from(e)))
+            }
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(_) => {
+                self.done = true;
+                Some(Err(SyntaxError {
+                    message: "the YAML parser (libyaml-safer) failed on what follows; GitLab's libyaml may read it".into(),
+                    mark: self.last,
+                }))
+            }
+        }
+    }
+}
 
 /// Events handed from the parsing thread to the building one at a time.
 const BATCH: usize = 1024;
@@ -77,22 +197,25 @@ fn build_documents(text: &str, file: &Arc<str>, pipelined: bool) -> Result<Vec<N
         nodes: 0,
         docs: Vec::new(),
     };
+    let parser_text = parser_text(text);
+    let written = text.strip_prefix('\u{feff}').unwrap_or(text).len();
+    let events = || Events::new(&parser_text, written);
     if !pipelined {
-        for item in Parser::new_from_str(text) {
+        for item in events() {
             builder.item(item, file)?;
         }
         return Ok(builder.docs);
     }
     // A big file is parsed on a second thread while this one builds the tree from the
-    // events already parsed: scanning (saphyr) is two thirds of the work and building the
+    // events already parsed: scanning (libyaml) is most of the work and building the
     // other third, so the two overlap. Events arrive in order and building stops at the
     // first error, parser's or builder's, exactly as the one-thread loop does; dropping the
     // receiver then stops the parser at its next batch.
     std::thread::scope(|s| {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item<'_>>>(8);
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(8);
         s.spawn(move || {
             let mut batch = Vec::with_capacity(BATCH);
-            for item in Parser::new_from_str(text) {
+            for item in events() {
                 let failed = item.is_err();
                 batch.push(item);
                 if failed || batch.len() == BATCH {
@@ -118,85 +241,97 @@ enum Frame {
     Seq {
         items: Vec<Node>,
         span: Span,
-        anchor: usize,
+        anchor: Option<String>,
         reference: bool,
     },
     Map {
         map: Mapping,
         key: Option<(Node, bool)>,
         span: Span,
-        anchor: usize,
+        anchor: Option<String>,
     },
 }
 
 struct Builder {
     stack: Vec<Frame>,
-    /// Anchor id → (node, its node count), for alias expansion.
-    anchors: HashMap<usize, (Node, usize)>,
+    /// Anchor name → (node, its node count), for alias expansion. A later anchor of the same
+    /// name replaces an earlier one, as in libyaml and Psych.
+    anchors: HashMap<String, (Node, usize)>,
     nodes: usize,
     docs: Vec<Node>,
 }
 
-fn is_core(tag: &Tag, suffix: &str) -> bool {
-    tag.is_yaml_core_schema() && tag.suffix == suffix
+/// The prefix libyaml expands the `!!` handle to.
+const CORE_PREFIX: &str = "tag:yaml.org,2002:";
+
+/// `str` for `!!str` (resolved by libyaml to `tag:yaml.org,2002:str`), and so on.
+fn core_suffix(tag: &str) -> Option<&str> {
+    tag.strip_prefix(CORE_PREFIX)
 }
 
-fn is_reference(tag: &Tag) -> bool {
-    tag.handle == "!" && tag.suffix == "reference"
+fn is_reference(tag: &str) -> bool {
+    tag == "!reference"
+}
+
+/// A libyaml mark (0-based line and column) as a 1-based span in `file`.
+fn span_at(file: &Arc<str>, mark: Mark) -> Span {
+    Span {
+        file: file.clone(),
+        line: u32::try_from(mark.line + 1).unwrap_or(u32::MAX),
+        col: u32::try_from(mark.column + 1).unwrap_or(u32::MAX),
+    }
 }
 
 impl Builder {
     /// One parser item: its error as a configuration error, or its event built in.
-    fn item(&mut self, item: Item<'_>, file: &Arc<str>) -> Result<(), ConfigError> {
-        let (event, span) = item.map_err(|e| {
-            let m = e.marker();
-            ConfigError::at(
-                &Span {
-                    file: file.clone(),
-                    line: u32::try_from(m.line()).unwrap_or(u32::MAX),
-                    col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
-                },
-                e.info().to_string(),
-            )
-        })?;
-        let at = Span {
-            file: file.clone(),
-            line: u32::try_from(span.start.line()).unwrap_or(u32::MAX),
-            col: u32::try_from(span.start.col() + 1).unwrap_or(u32::MAX),
-        };
-        self.event(event, at)
+    fn item(&mut self, item: Item, file: &Arc<str>) -> Result<(), ConfigError> {
+        let event = item.map_err(|e| ConfigError::at(&span_at(file, e.mark), e.message))?;
+        let at = span_at(file, event.start_mark);
+        self.event(event.data, at)
     }
 
-    fn event(&mut self, event: Event<'_>, at: Span) -> Result<(), ConfigError> {
+    fn event(&mut self, event: EventData, at: Span) -> Result<(), ConfigError> {
         match event {
-            Event::Nothing
-            | Event::StreamStart
-            | Event::StreamEnd
-            | Event::DocumentStart(_)
-            | Event::DocumentEnd => Ok(()),
-            Event::Alias(id) => {
-                let (node, size) = match self.anchors.get(&id) {
+            EventData::StreamStart { .. }
+            | EventData::StreamEnd
+            | EventData::DocumentStart { .. }
+            | EventData::DocumentEnd { .. } => Ok(()),
+            EventData::Alias { anchor } => {
+                let (node, size) = match self.anchors.get(&anchor) {
                     Some(found) => found.clone(),
-                    // saphyr registers an anchor before its node is complete, so an alias
-                    // inside its own anchor's node lands here.
-                    None => {
+                    // An anchor is registered when its node is complete, so an alias inside
+                    // its own anchor's node is not found yet.
+                    None if self.is_open(&anchor) => {
                         return Err(ConfigError::at(
                             &at,
                             "alias refers to a node that contains it (recursive alias)",
                         ))
                     }
+                    // Psych's wording (`Psych::AnchorNotDefined`).
+                    None => {
+                        return Err(ConfigError::at(
+                            &at,
+                            format!("An alias referenced an unknown anchor: {anchor}"),
+                        ))
+                    }
                 };
                 self.count(size, &at)?;
-                self.complete(node, false, 0)
+                self.complete(node, false, None)
             }
-            Event::Scalar(text, style, anchor, tag) => {
+            EventData::Scalar {
+                anchor,
+                tag,
+                value,
+                style,
+                ..
+            } => {
                 self.count(1, &at)?;
                 let tag = tag.as_deref();
-                let str_tagged = tag.is_some_and(|t| is_core(t, "str"));
-                let value = self.scalar(&text, style, tag, &at)?;
+                let str_tagged = tag.and_then(core_suffix) == Some("str");
+                let value = self.scalar(&value, style, tag, &at)?;
                 self.complete(Node::new(value, at), str_tagged, anchor)
             }
-            Event::SequenceStart(anchor, tag) => {
+            EventData::SequenceStart { anchor, tag, .. } => {
                 self.count(1, &at)?;
                 self.push(
                     Frame::Seq {
@@ -208,7 +343,7 @@ impl Builder {
                     &at,
                 )
             }
-            Event::MappingStart(anchor, tag) => {
+            EventData::MappingStart { anchor, tag, .. } => {
                 self.count(1, &at)?;
                 if tag.as_deref().is_some_and(is_reference) {
                     return Err(ConfigError::at(
@@ -226,7 +361,7 @@ impl Builder {
                     &at,
                 )
             }
-            Event::SequenceEnd => match self.stack.pop() {
+            EventData::SequenceEnd => match self.stack.pop() {
                 Some(Frame::Seq {
                     items,
                     span,
@@ -242,7 +377,7 @@ impl Builder {
                 }
                 _ => Err(ConfigError::at(&at, "unbalanced YAML sequence end")),
             },
-            Event::MappingEnd => match self.stack.pop() {
+            EventData::MappingEnd => match self.stack.pop() {
                 Some(Frame::Map {
                     map,
                     key,
@@ -257,6 +392,15 @@ impl Builder {
                 _ => Err(ConfigError::at(&at, "unbalanced YAML mapping end")),
             },
         }
+    }
+
+    /// Whether `anchor` names a collection still being built.
+    fn is_open(&self, anchor: &str) -> bool {
+        self.stack.iter().any(|frame| match frame {
+            Frame::Seq { anchor: a, .. } | Frame::Map { anchor: a, .. } => {
+                a.as_deref() == Some(anchor)
+            }
+        })
     }
 
     fn count(&mut self, n: usize, at: &Span) -> Result<(), ConfigError> {
@@ -279,7 +423,7 @@ impl Builder {
         &self,
         text: &str,
         style: ScalarStyle,
-        tag: Option<&Tag>,
+        tag: Option<&str>,
         at: &Span,
     ) -> Result<Value, ConfigError> {
         if let Some(tag) = tag {
@@ -289,14 +433,14 @@ impl Builder {
                     format!("!reference {text} is not valid: it takes a sequence of keys, e.g. !reference [.job, script]"),
                 ));
             }
-            if tag.suffix.starts_with("ruby/") {
+            if tag.starts_with("!ruby/") || tag.starts_with("tag:ruby.yaml.org,") {
                 return Err(ConfigError::at(
                     at,
                     format!("Tried to load unspecified class: {tag}"),
                 ));
             }
-            if tag.is_yaml_core_schema() {
-                return core_tagged(text, &tag.suffix, at);
+            if let Some(suffix) = core_suffix(tag) {
+                return core_tagged(text, suffix, at);
             }
             // Psych ignores other tags on scalars and resolves the text as if untagged.
         }
@@ -312,8 +456,13 @@ impl Builder {
         }
     }
 
-    fn complete(&mut self, node: Node, str_tagged: bool, anchor: usize) -> Result<(), ConfigError> {
-        if anchor != 0 {
+    fn complete(
+        &mut self,
+        node: Node,
+        str_tagged: bool,
+        anchor: Option<String>,
+    ) -> Result<(), ConfigError> {
+        if let Some(anchor) = anchor {
             // Sized only here: counting every collection as it closed walked each subtree
             // once per enclosing level, for nothing when no alias would ever copy it.
             let size = node_count(&node);

@@ -42,6 +42,8 @@ pub struct PipelineOptions {
     pub project_map: BTreeMap<String, PathBuf>,
     /// A directory holding GitLab's CI templates, for `include:template`.
     pub template_dir: Option<PathBuf>,
+    /// Where `include:template` and unmapped `include:component` are fetched from.
+    pub include_sources: config::FetchSources,
     /// Let `include:remote` fetch from loopback, private and link-local addresses.
     pub allow_private_includes: bool,
     /// Read `include:remote` files only from the cache in `GLCI_HOME/includes`.
@@ -124,6 +126,7 @@ impl PipelineOptions {
             event: Event::default(),
             project_map: BTreeMap::new(),
             template_dir: None,
+            include_sources: config::FetchSources::default(),
             allow_private_includes: false,
             offline: false,
             inputs: Vec::new(),
@@ -217,6 +220,7 @@ fn load_config(
         file: opts.file.clone(),
         project_map: opts.project_map.clone(),
         template_dir: opts.template_dir.clone(),
+        sources: opts.include_sources.clone(),
         allow_private_remote: opts.allow_private_includes,
         include_cache: home::glci_home_path().ok().map(|h| h.join("includes")),
         offline: opts.offline,

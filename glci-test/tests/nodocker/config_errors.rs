@@ -55,7 +55,7 @@ fn gitlab_messages_with_locations() {
         (&[(".gitlab-ci.yml", "include:\n  - file: a.yml\n")], ".gitlab-ci.yml:2:5: `{\"file\" => \"a.yml\"}` does not have a valid subkey for include. Valid subkeys are: `local`, `project`, `remote`, `template`, `artifact`, `component`"),
         (&[(".gitlab-ci.yml", "include:\n  - local: a.yml\n    rules:\n      - if: $X = 1\n")], ".gitlab-ci.yml:4:13: include rule if invalid expression syntax"),
         (&[(".gitlab-ci.yml", "include:\n  - local: a.yml\n    inputs: {x: 1}\n"), ("a.yml", "j: {script: x}\n")], ".gitlab-ci.yml:2:5: Given inputs not defined in the `spec` section of the included configuration file"),
-        (&[(".gitlab-ci.yml", "include: a.yml\n"), ("a.yml", "job:\n  script: [a\n")], "a.yml:3:1: while parsing a flow sequence, expected ',' or ']'"),
+        (&[(".gitlab-ci.yml", "include: a.yml\n"), ("a.yml", "job:\n  script: [a\n")], "a.yml:3:1: did not find expected ',' or ']' while parsing a flow sequence"),
         (&[(".gitlab-ci.yml", "include: a.yml\nj: {script: x}\n"), ("a.yml", "k:\n  script: !reference [.nope, script]\n")], "a.yml:2:11: !reference [\".nope\", \"script\"] could not be found"),
         (&[(".gitlab-ci.yml", "job:\n  extends: .base\n  script: x\n")], ".gitlab-ci.yml:2:12: job: unknown keys in `extends` (.base)"),
         (&[(".gitlab-ci.yml", "cache: {key: a}\ndefault: {cache: {key: b}}\nj: {script: x}\n")], ".gitlab-ci.yml:1:1: cache is defined in top-level and `default:` entry"),

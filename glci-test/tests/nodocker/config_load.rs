@@ -99,14 +99,18 @@ fn pipeline_inputs_and_templates() {
 
 #[test]
 fn template_without_directory_names_what_to_configure() {
-    let err = load(&opts("inputs"))
-        .err()
-        .map(|e| e.to_string())
-        .unwrap_or_default();
+    // Offline, with nothing cached (tests never reach gitlab.com): the error names the URL
+    // glci would fetch and the flag that reads templates locally instead.
+    let cache = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut o = opts("inputs");
+    o.offline = true;
+    o.include_cache = Some(cache.path().to_path_buf());
+    let err = load(&o).err().map(|e| e.to_string()).unwrap_or_default();
     assert!(
         err.starts_with(
-            ".gitlab-ci.yml:14:5: template `Bash.gitlab-ci.yml` is not available locally"
-        ),
+            ".gitlab-ci.yml:14:5: Template file `Bash.gitlab-ci.yml` could not be read from `https://gitlab.com/gitlab-org/gitlab/-/raw/"
+        ) && err.contains("`--offline` is set")
+            && err.contains("pass `--template-dir DIR`"),
         "{err}"
     );
 }

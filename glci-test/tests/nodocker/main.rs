@@ -7,6 +7,7 @@
 mod support;
 
 mod config_errors;
+mod config_fetched;
 mod config_load;
 mod config_remote;
 mod config_yaml_libyaml;

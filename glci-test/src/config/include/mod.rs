@@ -1,10 +1,12 @@
 //! `include:` as GitLab's `External::Processor` does it, per file: read, interpolate inputs,
 //! resolve that file's own includes (rules, variables, wildcards), then deep-merge the
-//! included files in order and the including file last. `project`, `component` and
-//! `template` are read from local directories the user maps; `remote` is fetched over HTTP.
+//! included files in order and the including file last. `project` is read from a local
+//! checkout the user maps; `remote` is fetched over HTTP; `template` and `component` are read
+//! from a mapped directory when there is one, else fetched ([`fetched`]).
 
 mod cache;
 mod condition;
+mod fetched;
 pub mod files;
 mod remote;
 mod rules;
@@ -19,6 +21,7 @@ use super::load::{LoadOptions, SourceFile, SourceLocation};
 use super::merge::deep_merge;
 use super::value::{Key, Mapping, Node, Span, Value};
 use super::yaml::{parse_documents, Documents, TOO_BIG};
+pub use fetched::{FetchSources, DEFAULT_TEMPLATE_REF, DEFAULT_TEMPLATE_URL};
 
 /// GitLab's `ci_max_includes` default: every included file counts, repeats too.
 pub const MAX_INCLUDES: usize = 150;
@@ -231,7 +234,9 @@ impl<'a> Includer<'a> {
             "template" => self
                 .template(&string("template")?, ctx, at)
                 .map(|f| vec![f]),
-            "component" => self.component(&string("component")?, at).map(|f| vec![f]),
+            "component" => self
+                .component(&string("component")?, ctx, at)
+                .map(|f| vec![f]),
             _ => Err(ConfigError::at(
                 at,
                 "include `artifact` only works in child pipelines, which glci does not run",
@@ -331,31 +336,18 @@ impl<'a> Includer<'a> {
         at: &Span,
     ) -> Result<Found, ConfigError> {
         check_extension(url, at)?;
-        let cache = self
-            .opts
-            .include_cache
-            .as_deref()
-            .map(cache::IncludeCache::new);
-        let text = if self.opts.offline {
-            cache.and_then(|c| c.get(url)).ok_or_else(|| {
-                ConfigError::at(
-                    at,
-                    format!("Remote file `{url}` is not in glci's include cache and `--offline` is set: run once without `--offline` to fetch it"),
-                )
-            })?
-        } else {
-            let text = remote::fetch(
-                url,
-                self.opts.remote_timeout,
-                self.opts.allow_private_remote,
+        // GitLab fetches a remote file for every pipeline: the cache only serves `--offline`.
+        let text = fetched::text(self.opts, url, false).map_err(|e| {
+            ConfigError::at(
+                at,
+                match e {
+                    fetched::Unavailable::NotCached => format!(
+                        "Remote file `{url}` is not in glci's include cache and `--offline` is set: run once without `--offline` to fetch it"
+                    ),
+                    fetched::Unavailable::Fetch(e) => e.remote_message(url),
+                },
             )
-            .map_err(|e| ConfigError::at(at, e))?;
-            if let Some(cache) = &cache {
-                // A cache that cannot be written only costs a later offline run.
-                let _ = cache.put(url, &text);
-            }
-            text
-        };
+        })?;
         if let Some(integrity) = integrity {
             remote::check_integrity(url, &text, integrity).map_err(|e| ConfigError::at(at, e))?;
         }
@@ -378,21 +370,41 @@ impl<'a> Includer<'a> {
 
     fn template(&self, name: &str, ctx: &FileCtx, at: &Span) -> Result<Found, ConfigError> {
         check_extension(name, at)?;
-        let Some(dir) = &self.opts.template_dir else {
-            return Err(ConfigError::at(
-                at,
-                format!("template `{name}` is not available locally: pass `--template-dir DIR`, DIR holding GitLab's CI templates (its `lib/gitlab/ci/templates`)"),
-            ));
+        let (text, location) = match &self.opts.template_dir {
+            Some(dir) => {
+                let full = files::inside(dir, name)
+                    .filter(|p| p.is_file())
+                    .ok_or_else(|| {
+                        ConfigError::at(
+                            at,
+                            format!("Template file `{name}` is not a valid location! (no such file in `--template-dir` {})", dir.display()),
+                        )
+                    })?;
+                (read(dir, &full, name, at)?, SourceLocation::Path(full))
+            }
+            None => {
+                if files::inside(Path::new(""), name).is_none() {
+                    return Err(ConfigError::at(
+                        at,
+                        format!("Template file `{name}` is not a valid location!"),
+                    ));
+                }
+                let url = self.opts.sources.template(name);
+                let text = fetched::text(self.opts, &url, true).map_err(|e| {
+                    let hint = match e {
+                        fetched::Unavailable::Fetch(remote::FetchError::Status(404)) => {
+                            "no such template in that GitLab version: check the name, pick another version with `--template-ref`"
+                        }
+                        _ => "pass `--template-dir DIR` (a copy of GitLab's `lib/gitlab/ci/templates`) to read templates locally",
+                    };
+                    ConfigError::at(
+                        at,
+                        format!("Template file `{name}` could not be read from `{url}`: {e}; {hint}"),
+                    )
+                })?;
+                (text, SourceLocation::Url(url))
+            }
         };
-        let full = files::inside(dir, name)
-            .filter(|p| p.is_file())
-            .ok_or_else(|| {
-                ConfigError::at(
-                    at,
-                    format!("Template file `{name}` is not a valid location!"),
-                )
-            })?;
-        let text = read(dir, &full, name, at)?;
         if text.trim().is_empty() {
             return Err(ConfigError::at(
                 at,
@@ -402,7 +414,7 @@ impl<'a> Includer<'a> {
         Ok(Found {
             name: format!("template:{name}"),
             text,
-            location: SourceLocation::Path(full),
+            location,
             ctx: FileCtx {
                 component: None,
                 ..ctx.clone()
@@ -410,7 +422,7 @@ impl<'a> Includer<'a> {
         })
     }
 
-    fn component(&self, address: &str, at: &Span) -> Result<Found, ConfigError> {
+    fn component(&self, address: &str, ctx: &FileCtx, at: &Span) -> Result<Found, ConfigError> {
         let bad = || {
             ConfigError::at(
                 at,
@@ -418,18 +430,18 @@ impl<'a> Includer<'a> {
             )
         };
         let (path, version) = address.rsplit_once('@').ok_or_else(bad)?;
-        let (_fqdn, rest) = path.split_once('/').ok_or_else(bad)?;
+        let (fqdn, rest) = path.split_once('/').ok_or_else(bad)?;
         let (project, name) = rest.rsplit_once('/').ok_or_else(bad)?;
         if project.is_empty() || name.is_empty() || version.is_empty() {
             return Err(bad());
         }
-        let root = match self
+        let mapped = self
             .opts
             .project_map
             .get(path.rsplit_once('/').map_or(path, |(p, _)| p))
-        {
-            Some(r) => r.clone(),
-            None => self.project_root(project, at)?,
+            .or_else(|| self.opts.project_map.get(project));
+        let Some(root) = mapped.cloned() else {
+            return self.fetched_component(address, fqdn, project, name, version, ctx, at);
         };
         let candidates = [
             format!("templates/{name}.yml"),
@@ -470,6 +482,102 @@ impl<'a> Includer<'a> {
                 component: Some(info),
             },
         })
+    }
+
+    /// A component of a project no `--project` maps: its `templates/<name>.yml`, else
+    /// `templates/<name>/template.yml`, fetched at `version` from the project's host, as
+    /// GitLab's `Components::InstancePath` reads them from the repository.
+    #[allow(clippy::too_many_arguments)]
+    fn fetched_component(
+        &self,
+        address: &str,
+        fqdn: &str,
+        project: &str,
+        name: &str,
+        version: &str,
+        ctx: &FileCtx,
+        at: &Span,
+    ) -> Result<Found, ConfigError> {
+        let unmapped = format!("or map the project to a checkout with `--project {project}=PATH`");
+        if version.starts_with('~') {
+            return Err(ConfigError::at(
+                at,
+                format!("component `{address}`: glci cannot ask the CI/CD catalog for `{version}`: pin a version (a tag or commit SHA) {unmapped}"),
+            ));
+        }
+        let candidates = [
+            format!("templates/{name}.yml"),
+            format!("templates/{name}/template.yml"),
+        ]
+        .map(|rel| {
+            let url = self
+                .opts
+                .sources
+                .component_file(fqdn, project, version, &rel);
+            (rel, url)
+        });
+        // A fixed version found in the cache under either layout is not asked for again.
+        let reuse = fetched::is_fixed_version(version)
+            && candidates
+                .iter()
+                .any(|(_, url)| fetched::cached(self.opts, url).is_some());
+        let mut tried = Vec::new();
+        for (rel, url) in candidates {
+            let got = if reuse {
+                fetched::cached(self.opts, &url).ok_or(fetched::Unavailable::NotCached)
+            } else {
+                fetched::text(self.opts, &url, false)
+            };
+            match got {
+                Ok(text) => {
+                    if text.trim().is_empty() {
+                        return Err(ConfigError::at(
+                            at,
+                            format!("Component file `{rel}` of `{address}` is empty!"),
+                        ));
+                    }
+                    let sha = if version.len() == 40 { version } else { "" };
+                    return Ok(Found {
+                        name: url.clone(),
+                        text,
+                        location: SourceLocation::Url(url),
+                        ctx: FileCtx {
+                            project: Some(project.to_string()),
+                            component: Some(ComponentInfo {
+                                name: name.to_string(),
+                                sha: sha.to_string(),
+                                version: version.to_string(),
+                                reference: version.to_string(),
+                            }),
+                            ..ctx.clone()
+                        },
+                    });
+                }
+                // The first layout missing: try the second.
+                Err(fetched::Unavailable::Fetch(remote::FetchError::Status(404)))
+                | Err(fetched::Unavailable::NotCached) => tried.push(url),
+                Err(e) => {
+                    return Err(ConfigError::at(
+                        at,
+                        format!(
+                            "component `{address}` could not be read from `{url}`: {e}; {unmapped}"
+                        ),
+                    ))
+                }
+            }
+        }
+        let why = if self.opts.offline {
+            "not in glci's include cache and `--offline` is set"
+        } else {
+            "HTTP code `404`"
+        };
+        Err(ConfigError::at(
+            at,
+            format!(
+                "component `{address}` not found: `{}` ({why}); check the name and version {unmapped}",
+                tried.join("` and `")
+            ),
+        ))
     }
 }
 

@@ -2,6 +2,9 @@
 //! As GitLab's `UrlBlocker` does by default, a URL whose host is or resolves to a loopback,
 //! private, link-local or otherwise local address is refused (also after a redirect) unless
 //! the user allows it: a configuration must not make `lint` read the machine's own services.
+//! The check runs in the HTTP client's own resolver ([`PublicOnly`]), so the connection goes to
+//! exactly the addresses that passed it: a name that resolves to a public address for the
+//! check and to a private one for the connection (DNS rebinding) gets nowhere.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, ToSocketAddrs};
 use std::time::{Duration, Instant};
@@ -15,74 +18,143 @@ pub const MAX_BYTES: u64 = 2 * 1024 * 1024;
 /// Redirects followed, as GitLab's HTTP client does.
 const MAX_REDIRECTS: usize = 10;
 
-/// Fetches `url`; the error is GitLab's sentence for the failure. Unless `allow_private`,
-/// every URL on the way (redirects included) must name a public address.
-pub fn fetch(url: &str, timeout: Duration, allow_private: bool) -> Result<String, String> {
+/// Why a fetch failed; [`FetchError::remote_message`] words it as GitLab does for
+/// `include:remote`, the include kinds fetched for glci (templates, components) name their own.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{0}; pass `--allow-private-includes` to allow it")]
+    NotPublic(String),
+    #[error("timeout error")]
+    Timeout,
+    #[error("redirect error")]
+    Redirect,
+    #[error("HTTP code `{0}` error")]
+    Status(u16),
+    #[error("socket error ({0})")]
+    Socket(String),
+    #[error("read error ({0})")]
+    Read(String),
+}
+
+impl FetchError {
+    /// GitLab's sentence for an `include:remote` of `url` that failed this way.
+    pub fn remote_message(&self, url: &str) -> String {
+        match self {
+            FetchError::NotPublic(_) => format!("Remote file `{url}` is not fetched: {self}"),
+            FetchError::Read(why) => format!("Remote file `{url}` could not be read: {why}"),
+            FetchError::Socket(why) => format!(
+                "Remote file `{url}` could not be fetched because of a socket error! ({why})"
+            ),
+            FetchError::Timeout | FetchError::Redirect => {
+                format!("Remote file `{url}` could not be fetched because of a {self}!")
+            }
+            FetchError::Status(_) => {
+                format!("Remote file `{url}` could not be fetched because of {self}!")
+            }
+        }
+    }
+}
+
+/// Fetches `url`. Unless `allow_private`, every URL on the way (redirects included) must
+/// name a public address.
+pub fn fetch(url: &str, timeout: Duration, allow_private: bool) -> Result<String, FetchError> {
     let deadline = Instant::now() + timeout;
-    let config = ureq::Agent::config_builder()
-        .timeout_global(Some(timeout))
-        .http_status_as_error(false)
-        .max_redirects(0)
-        .build();
-    let agent = ureq::Agent::new_with_config(config);
+    let agent = agent(timeout, allow_private);
     let mut current = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
         if !allow_private {
-            check_public(&current).map_err(|why| {
-                format!("Remote file `{url}` is not fetched: {why}; pass `--allow-private-includes` to allow it")
-            })?;
+            check_public(&current).map_err(FetchError::NotPublic)?;
         }
         if Instant::now() >= deadline {
-            return Err(format!(
-                "Remote file `{url}` could not be fetched because of a timeout error!"
-            ));
+            return Err(FetchError::Timeout);
         }
-        let response = get(&agent, url, &current)?;
+        let response = get(&agent, &current)?;
         let status = response.status().as_u16();
         if (300..400).contains(&status) {
             let location = response
                 .headers()
                 .get("location")
                 .and_then(|l| l.to_str().ok())
-                .ok_or_else(|| {
-                    format!("Remote file `{url}` could not be fetched because of a redirect error!")
-                })?;
+                .ok_or(FetchError::Redirect)?;
             current = join(&current, location);
             continue;
         }
         if status != 200 {
-            return Err(format!(
-                "Remote file `{url}` could not be fetched because of HTTP code `{status}` error!"
-            ));
+            return Err(FetchError::Status(status));
         }
         return response
             .into_body()
             .with_config()
             .limit(MAX_BYTES)
             .read_to_string()
-            .map_err(|e| format!("Remote file `{url}` could not be read: {e}"));
+            .map_err(|e| FetchError::Read(e.to_string()));
     }
-    Err(format!(
-        "Remote file `{url}` could not be fetched because of a redirect error!"
-    ))
+    Err(FetchError::Redirect)
 }
 
-/// One GET of `current` (on the way to `url`, which the errors name).
-fn get(
-    agent: &ureq::Agent,
-    url: &str,
-    current: &str,
-) -> Result<ureq::http::Response<ureq::Body>, String> {
+/// The HTTP client: redirects are followed by [`fetch`] (to check each hop), and unless
+/// `allow_private` it connects only to public addresses.
+fn agent(timeout: Duration, allow_private: bool) -> ureq::Agent {
+    let config = ureq::Agent::config_builder()
+        .timeout_global(Some(timeout))
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .build();
+    if allow_private {
+        ureq::Agent::new_with_config(config)
+    } else {
+        ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            PublicOnly::default(),
+        )
+    }
+}
+
+/// The default resolver, refusing names with a non-public address among their addresses.
+#[derive(Debug, Default)]
+struct PublicOnly {
+    inner: ureq::unversioned::resolver::DefaultResolver,
+}
+
+/// [`PublicOnly`]'s refusal, carried through the client's I/O error.
+#[derive(Debug, thiserror::Error)]
+#[error("`{host}` is a local or private address ({ip})")]
+struct NotPublicAddress {
+    host: String,
+    ip: IpAddr,
+}
+
+impl ureq::unversioned::resolver::Resolver for PublicOnly {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        let addresses = self.inner.resolve(uri, config, timeout)?;
+        match addresses.iter().find(|a| !is_public(&a.ip())) {
+            Some(a) => Err(ureq::Error::Io(std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                NotPublicAddress {
+                    host: uri.host().unwrap_or_default().to_string(),
+                    ip: a.ip(),
+                },
+            ))),
+            None => Ok(addresses),
+        }
+    }
+}
+
+/// One GET of `current`.
+fn get(agent: &ureq::Agent, current: &str) -> Result<ureq::http::Response<ureq::Body>, FetchError> {
     agent.get(current).call().map_err(|e| match e {
-        ureq::Error::Timeout(_) => {
-            format!("Remote file `{url}` could not be fetched because of a timeout error!")
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|i| i.is::<NotPublicAddress>()) => {
+            FetchError::NotPublic(io.into_inner().map(|i| i.to_string()).unwrap_or_default())
         }
-        ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => {
-            format!("Remote file `{url}` could not be fetched because of a redirect error!")
-        }
-        other => {
-            format!("Remote file `{url}` could not be fetched because of a socket error! ({other})")
-        }
+        ureq::Error::Timeout(_) => FetchError::Timeout,
+        ureq::Error::TooManyRedirects | ureq::Error::RedirectFailed => FetchError::Redirect,
+        other => FetchError::Socket(other.to_string()),
     })
 }
 
@@ -208,6 +280,51 @@ mod tests {
         ] {
             assert_eq!(check_public(url), Ok(()), "{url}");
         }
+    }
+
+    #[test]
+    fn the_connection_only_goes_to_addresses_that_passed_the_check() {
+        // As if a name had resolved to a public address for `check_public` and resolves to
+        // loopback now: the client's own resolver refuses, and nothing connects.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        listener
+            .set_nonblocking(true)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let agent = agent(Duration::from_secs(5), false);
+        for url in [
+            format!("http://127.0.0.1:{port}/ci.yml"),
+            format!("http://localhost:{port}/ci.yml"),
+        ] {
+            match get(&agent, &url) {
+                Err(FetchError::NotPublic(why)) => {
+                    assert!(
+                        why.contains("is a local or private address (127.0.0.1)")
+                            || why.contains("(::1)"),
+                        "{why}"
+                    )
+                }
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+        assert!(listener.accept().is_err(), "a connection was made");
+        // Allowed, the same fetch connects.
+        assert!(
+            private_fetch_connects(),
+            "no connection when private addresses are allowed"
+        );
+    }
+
+    /// Whether a GET with private addresses allowed reaches a listener on loopback.
+    fn private_fetch_connects() -> bool {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or_default();
+        let server = std::thread::spawn(move || listener.accept().is_ok());
+        let _ = get(
+            &agent(Duration::from_secs(2), true),
+            &format!("http://127.0.0.1:{port}/x.yml"),
+        );
+        server.join().unwrap_or(false)
     }
 
     #[test]

@@ -314,3 +314,65 @@ fn pipelined_parse_builds_what_one_thread_builds() {
     assert!(one.is_some());
     assert_eq!(one, two);
 }
+
+#[test]
+fn flow_collections_continue_left_of_their_key_as_in_libyaml() {
+    // Issue 15: GitLab (libyaml) reads this; a stricter parser called it bad indentation.
+    let n = parse(
+        "job:\n  script: [echo]\n  parallel:\n    matrix:\n      - V: [\n          a,\n          b\n      ]\n",
+    );
+    let matrix = n
+        .get("job")
+        .and_then(|j| j.get("parallel"))
+        .and_then(|p| p.get("matrix"))
+        .and_then(Node::as_seq)
+        .unwrap_or_default();
+    let v = matrix
+        .first()
+        .and_then(|m| m.get("V"))
+        .and_then(Node::as_seq);
+    let v: Vec<_> = v
+        .unwrap_or_default()
+        .iter()
+        .filter_map(Node::as_str)
+        .collect();
+    assert_eq!(v, ["a", "b"]);
+    let n = parse("a:\n  b: \"c\nd\"\n");
+    assert_eq!(
+        n.get("a").and_then(|a| a.get("b")).and_then(Node::as_str),
+        Some("c d")
+    );
+}
+
+#[test]
+fn block_scalar_at_the_end_without_a_line_break() {
+    for (text, want) in [
+        ("a: |\n  make\n  make test", "make\nmake test"),
+        ("a: |+\n  b", "b"),
+        ("a: |-\n  b", "b"),
+        ("a: >\n  b\n  c", "b c"),
+        ("a: |\n  b\n", "b\n"),
+        ("a: |\n  b\n ", "b\n"),
+    ] {
+        assert_eq!(
+            parse(text).get("a").and_then(Node::as_str),
+            Some(want),
+            "{text:?}"
+        );
+    }
+}
+
+#[test]
+fn parser_failures_are_located_errors() {
+    // libyaml-safer panics here (libyaml reads `["", "b"]`): an error, never a crash.
+    let e = err("a: [!!str, b]\n");
+    assert!(e.starts_with("t.yml:1:"), "{e}");
+}
+
+#[test]
+fn block_scalar_at_the_end_after_a_byte_order_mark() {
+    assert_eq!(
+        parse("\u{feff}a: |\n  b").get("a").and_then(Node::as_str),
+        Some("b")
+    );
+}
