@@ -271,7 +271,11 @@ pub(super) async fn replan_for_server(
 ) -> Result<(Planned, RunningServer), RunError> {
     let mut real = opts.clone();
     real.server_url = server.url().to_string();
-    real.registry = Some(server.registry_credentials().address);
+    // `CI_REGISTRY` is where jobs reach it: the TLS listener when there is one.
+    real.registry = Some(match server.registry_tls() {
+        Some(tls) => tls.address.clone(),
+        None => server.registry_credentials().address,
+    });
     real.pipeline_id = pipeline_id;
     real.commit_sha = Some(snapshot.sha.clone());
     let planned = match replan(&real, draft) {
