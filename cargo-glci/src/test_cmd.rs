@@ -38,6 +38,8 @@ pub struct TestArgs {
     /// Seconds services get to accept connections.
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]
     pub services_timeout: u64,
+    #[command(flatten)]
+    pub registry: crate::args::RegistryArgs,
     /// libtest arguments (after `--`): filters, `--exact`, `--skip`, `--list`, `--ignored`,
     /// `--include-ignored`, `--test-threads`, `--format`, `--nocapture`.
     #[arg(last = true, value_name = "LIBTEST_ARGS")]
@@ -52,6 +54,14 @@ pub fn run(args: TestArgs) -> ExitCode {
     };
     if let Some(n) = args.concurrency {
         run.concurrency = n.max(1);
+    }
+    match args.registry.choice() {
+        Ok(Some(registry)) => run.registry = registry,
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     }
     if let Some(image) = &args.default_image {
         run.default_image = image.clone();

@@ -7,6 +7,7 @@ mod external;
 mod harness;
 mod logs;
 mod plan;
+mod registry;
 mod remote;
 mod run;
 mod scripts;

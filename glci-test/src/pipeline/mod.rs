@@ -11,7 +11,10 @@ pub mod results;
 pub mod run;
 pub mod staging;
 
-pub use run::{JobReport, Quiet, RunError, RunObserver, RunOptions, RunReport, Session};
+pub use run::{
+    BadRegistryAddress, ExternalRegistry, JobReport, Quiet, RegistryChoice, RunError, RunObserver,
+    RunOptions, RunReport, Session,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;

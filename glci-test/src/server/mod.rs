@@ -55,7 +55,7 @@ pub use config::{
 };
 pub use runner_api::spec::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, HookSpec, ImageSpec, JobSpec, JobVariable,
-    PortSpec, ProjectSpec, RefType, ServiceSpec, StepSpec, StepWhen,
+    PortSpec, ProjectSpec, RefType, RegistryLogin, ServiceSpec, StepSpec, StepWhen,
 };
 pub use runner_api::state::{
     JobEvent, JobId, JobState, PackageFile, Release, RunnerCredentials, StoredArtifact,

@@ -98,11 +98,18 @@ impl Session {
         let snapshot = setup::spawn_snapshot(&draft, &opts.event, &at, &refs);
         let engine = setup::connect_engine(&options).await?;
         let reach = setup::reach(engine.as_ref(), options.bind).await?;
-        let server = setup::start_server(&at, &reach).await?;
+        let server = setup::start_server(&at, &reach, &options.registry).await?;
         let (snapshot, server) = setup::finish_snapshot(snapshot, server).await?;
-        let (planned, server) =
-            setup::replan_for_server(opts, &draft, at.pipeline_id, &snapshot, server).await?;
-        let facts = setup::job_facts(
+        let (planned, server) = setup::replan_for_server(
+            opts,
+            &draft,
+            at.pipeline_id,
+            &snapshot,
+            server,
+            &options.registry,
+        )
+        .await?;
+        let mut facts = setup::job_facts(
             opts,
             &planned,
             &snapshot,
@@ -110,6 +117,7 @@ impl Session {
             refs,
             server.url(),
         );
+        facts.registry_login = setup::registry_login(&options.registry);
 
         let (reports_changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
