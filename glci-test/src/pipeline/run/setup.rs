@@ -204,6 +204,7 @@ pub(super) async fn start_server(
     // Jobs reach the registry over TLS on the address they reach the server at (see
     // `runner::registry_access`); a relayed server is on loopback, where jobs cannot see it.
     let served = *registry == RegistryChoice::Served;
+    config.registry.served = served;
     if served && reach.relay_agent.is_none() && !reach.bind.is_loopback() {
         config.registry.tls = Some(RegistryTlsConfig {
             ca_dir: home.join("registry-ca"),
