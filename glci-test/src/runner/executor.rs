@@ -516,7 +516,6 @@ async fn run_stages(
         }
     };
     resources.containers.insert(0, build.clone());
-    let ca_variable = trust_registry(engine, &build, options, &variables).await?;
     // Where the sources go on the host (`None`: a tar into the container).
     let host_project_dir = builds_dir.as_ref().map(|b| b.project.clone());
     resources.builds_dir = builds_dir;
@@ -529,12 +528,15 @@ async fn run_stages(
     // written only once sources, cache and artifacts are in place. Starting a container is
     // the slowest step of a short job, so it runs while the files are prepared.
     let has_script = payload.steps.iter().any(|s| s.name != "after_script");
+    // glci's registry CA goes in first: the container must trust it from its first command.
     let first_stage = async {
-        if has_script {
+        let ca_variable = trust_registry(engine, &build, options, &variables).await?;
+        let stage = if has_script {
             Some(build.start_stage(engine).await)
         } else {
             None
-        }
+        };
+        Ok::<_, Failure>((ca_variable, stage))
     };
     let job_cache = JobCache {
         payload,
@@ -562,6 +564,7 @@ async fn run_stages(
         Ok(checkout) => checkout,
         Err(failed) => return Ok(failed),
     };
+    let (ca_variable, first_stage) = first_stage?;
     let mut first_stage = first_stage.transpose().map_err(Failure::system)?;
 
     // step_script (and any other non-after_script steps, in order)
