@@ -120,3 +120,28 @@ impl Default for RunOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_registry_url_becomes_ci_registrys_host_and_port() {
+        for (url, address) in [
+            ("https://registry.example:5000/", "registry.example:5000"),
+            ("registry.example", "registry.example"),
+            ("http://10.0.0.2:5000", "10.0.0.2:5000"),
+        ] {
+            assert_eq!(ExternalRegistry::address_of(url).unwrap(), address);
+        }
+        for bad in [
+            "",
+            "https://",
+            "registry.example/group",
+            "user@registry.example",
+            "a b",
+        ] {
+            assert!(ExternalRegistry::address_of(bad).is_err(), "{bad}");
+        }
+    }
+}

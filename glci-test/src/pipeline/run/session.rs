@@ -98,7 +98,7 @@ impl Session {
         let snapshot = setup::spawn_snapshot(&draft, &opts.event, &at, &refs);
         let engine = setup::connect_engine(&options).await?;
         let reach = setup::reach(engine.as_ref(), options.bind).await?;
-        let server = setup::start_server(&at, &reach, &options.registry).await?;
+        let server = setup::start_server(&at, &reach, &options).await?;
         let (snapshot, server) = setup::finish_snapshot(snapshot, server).await?;
         let (planned, server) = setup::replan_for_server(
             opts,

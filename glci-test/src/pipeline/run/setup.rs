@@ -189,7 +189,7 @@ pub(super) async fn reach(
 pub(super) async fn start_server(
     at: &PipelineHome,
     reach: &Reach,
-    registry: &RegistryChoice,
+    options: &RunOptions,
 ) -> Result<RunningServer, RunError> {
     let home = &at.home;
     let mut config = ServerConfig::new(&at.dir);
@@ -203,9 +203,12 @@ pub(super) async fn start_server(
     config.registry.dir = Some(home.join("registry"));
     // Jobs reach the registry over TLS on the address they reach the server at (see
     // `runner::registry_access`); a relayed server is on loopback, where jobs cannot see it.
-    let served = *registry == RegistryChoice::Served;
+    // An external runner neither maps pulls to the loopback listener nor puts glci's CA
+    // into its jobs: its engine pulls `$CI_REGISTRY_IMAGE/...` from loopback, as before.
+    let served = options.registry == RegistryChoice::Served;
     config.registry.served = served;
-    if served && reach.relay_agent.is_none() && !reach.bind.is_loopback() {
+    let tls = served && !options.external_runner && reach.relay_agent.is_none();
+    if tls && !reach.bind.is_loopback() {
         config.registry.tls = Some(RegistryTlsConfig {
             ca_dir: home.join("registry-ca"),
             port: 0,
