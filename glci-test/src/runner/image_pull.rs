@@ -156,6 +156,35 @@ async fn with_policy(
         .map_err(|e| (e, true))
 }
 
+/// Removes the engine's names for images pulled from `engine_address` (the loopback listener
+/// of a run that is ending): the next run's listener has another port, so they would only
+/// pile up in `docker images`. Only the names go; layers other names use stay, and an image
+/// a kept container uses stays whole (the engine refuses without `force`).
+pub async fn forget_pulled_names(engine: &Engine, engine_address: &str) {
+    let prefix = format!("{engine_address}/");
+    let Ok(images) = engine
+        .client()
+        .list_images(None::<bollard::query_parameters::ListImagesOptions>)
+        .await
+    else {
+        return;
+    };
+    for tag in images
+        .iter()
+        .flat_map(|i| i.repo_tags.iter())
+        .filter(|t| t.starts_with(&prefix))
+    {
+        let _ = engine
+            .client()
+            .remove_image(
+                tag,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await;
+    }
+}
+
 async fn pull(
     engine: &Engine,
     reference: &str,

@@ -216,6 +216,10 @@ async fn jobs_and_skopeo_reach_the_registry_over_tls_with_glcis_ca() {
     .expect("session");
     let report = session.run(&[]).await.unwrap();
     session.shutdown().await;
+    // The name the engine pulled it by (the run's loopback port) went with the run.
+    let listed =
+        run(Command::new("docker").args(["images", "--format", "{{.Repository}}:{{.Tag}}"]));
+    assert!(!listed.contains(&format!("/{path}/copied:tls")), "{listed}");
     assert_eq!(
         std::fs::read_to_string(home.path().join("registry-ca/ca.crt")).unwrap(),
         ca_pem,

@@ -342,6 +342,12 @@ impl Session {
             };
             if let Ok(engine) = engine {
                 let _ = docker::remove_owned_except(&engine, &owner, &kept).await;
+                // Images the runner pulled by the registry's loopback name, a name that
+                // dies with this run (runner/image_pull.rs).
+                if self.shared.server.registry_tls().is_some() {
+                    let loopback = self.shared.server.registry_credentials().address;
+                    crate::runner::image_pull::forget_pulled_names(&engine, &loopback).await;
+                }
             }
         }
         // Cleaned up (kept containers stay): the watchdog ends without touching anything.
