@@ -528,16 +528,16 @@ async fn run_stages(
     // written only once sources, cache and artifacts are in place. Starting a container is
     // the slowest step of a short job, so it runs while the files are prepared.
     let has_script = payload.steps.iter().any(|s| s.name != "after_script");
-    // glci's registry CA goes in first: the container must trust it from its first command.
     let first_stage = async {
-        let ca_variable = trust_registry(engine, &build, options, &variables).await?;
-        let stage = if has_script {
+        if has_script {
             Some(build.start_stage(engine).await)
         } else {
             None
-        };
-        Ok::<_, Failure>((ca_variable, stage))
+        }
     };
+    // glci's registry CA goes in at the same time: the shell only waits for its script, which
+    // is written once the CA is in place (a put-archive costs ~100 ms on the critical path).
+    let trust = trust_registry(engine, &build, options, &variables);
     let job_cache = JobCache {
         payload,
         variables: &variables,
@@ -559,12 +559,12 @@ async fn run_stages(
         &build_files,
         host_project_dir.as_deref(),
     );
-    let (first_stage, files) = tokio::join!(first_stage, files);
+    let (first_stage, files, ca_variable) = tokio::join!(first_stage, files, trust);
     let checkout = match files? {
         Ok(checkout) => checkout,
         Err(failed) => return Ok(failed),
     };
-    let (ca_variable, first_stage) = first_stage?;
+    let ca_variable = ca_variable?;
     let mut first_stage = first_stage.transpose().map_err(Failure::system)?;
 
     // step_script (and any other non-after_script steps, in order)
