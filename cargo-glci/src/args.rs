@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use clap::{Args, Parser, Subcommand};
 use glci_test::pipeline::env_file::{self, PROJECT_ENV_FILE};
-use glci_test::pipeline::{PipelineOptions, SettingsVariable};
+use glci_test::pipeline::{ExternalRegistry, PipelineOptions, RegistryChoice, SettingsVariable};
 use glci_test::plan::{Event, PipelineSource};
 
 /// Run your GitLab CI pipeline on this machine, in Docker, each job as a Rust test.
@@ -247,6 +247,55 @@ pub struct RunArgs {
     /// Give jobs the Docker engine's socket (socket passthrough; see the README's warning).
     #[arg(long)]
     pub docker_socket: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Which container registry jobs get (`run` and `test`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct RegistryArgs {
+    /// Serve no container registry: jobs get no CI_REGISTRY* variables, as on a GitLab
+    /// instance without one (also GLCI_NO_REGISTRY=1).
+    #[arg(long, conflicts_with = "registry")]
+    pub no_registry: bool,
+    /// Use a real registry (`[https://]host[:port]`) instead of glci's: CI_REGISTRY and
+    /// CI_REGISTRY_IMAGE name it (also GLCI_REGISTRY).
+    #[arg(long, value_name = "URL")]
+    pub registry: Option<String>,
+    /// The user jobs log in to --registry as (CI_REGISTRY_USER; also GLCI_REGISTRY_USER).
+    #[arg(long, value_name = "USER", requires = "registry")]
+    pub registry_user: Option<String>,
+    /// Its password (CI_REGISTRY_PASSWORD, masked); GLCI_REGISTRY_PASSWORD keeps it out of
+    /// `ps`.
+    #[arg(long, value_name = "PASSWORD", requires = "registry")]
+    pub registry_password: Option<String>,
+}
+
+impl RegistryArgs {
+    /// The registry these flags choose, `None` without any (the environment's choice, see
+    /// `RegistryChoice::from_env`).
+    pub fn choice(&self) -> anyhow::Result<Option<RegistryChoice>> {
+        if self.no_registry {
+            return Ok(Some(RegistryChoice::Disabled));
+        }
+        let Some(url) = &self.registry else {
+            return Ok(None);
+        };
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        Ok(Some(RegistryChoice::External(ExternalRegistry {
+            address: ExternalRegistry::address_of(url)?,
+            username: self
+                .registry_user
+                .clone()
+                .or_else(|| env("GLCI_REGISTRY_USER"))
+                .unwrap_or_default(),
+            password: self
+                .registry_password
+                .clone()
+                .or_else(|| env("GLCI_REGISTRY_PASSWORD"))
+                .unwrap_or_default(),
+        })))
+    }
 }
 
 impl EventArgs {

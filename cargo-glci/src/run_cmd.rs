@@ -38,6 +38,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(n) = args.concurrency {
         options.concurrency = n.max(1);
     }
+    match args.registry.choice() {
+        Ok(Some(registry)) => options.registry = registry,
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     if let Some(image) = &args.default_image {
         options.default_image = image.clone();
     }

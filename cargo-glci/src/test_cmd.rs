@@ -45,6 +45,8 @@ pub struct TestArgs {
     /// Give jobs the Docker engine's socket (socket passthrough; see the README's warning).
     #[arg(long)]
     pub docker_socket: bool,
+    #[command(flatten)]
+    pub registry: crate::args::RegistryArgs,
     /// libtest arguments (after `--`): filters, `--exact`, `--skip`, `--list`, `--ignored`,
     /// `--include-ignored`, `--test-threads`, `--format`, `--nocapture`.
     #[arg(last = true, value_name = "LIBTEST_ARGS")]
@@ -61,6 +63,14 @@ pub fn run(args: TestArgs) -> ExitCode {
     run.docker_socket |= args.docker_socket;
     if let Some(n) = args.concurrency {
         run.concurrency = n.max(1);
+    }
+    match args.registry.choice() {
+        Ok(Some(registry)) => run.registry = registry,
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
     }
     if let Some(image) = &args.default_image {
         run.default_image = image.clone();

@@ -10,6 +10,7 @@ mod harness;
 mod logs;
 mod plan;
 mod registry;
+mod registry_flags;
 mod remote;
 mod run;
 mod run_json;

@@ -7,7 +7,7 @@ use crate::plan::model::{Artifacts, Cache, CacheKey, Image, ReleaseConfig, Servi
 use crate::plan::{Event, PlannedJob};
 use crate::server::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, ImageSpec, JobId, JobSpec, JobVariable,
-    ProjectSpec, RefType, ServiceSpec, StepSpec, StepWhen,
+    ProjectSpec, RefType, RegistryLogin, ServiceSpec, StepSpec, StepWhen,
 };
 
 use super::duration::parse_duration;
@@ -39,6 +39,8 @@ pub struct PipelineFacts {
     pub settings_variables: Vec<SettingsVariable>,
     /// The pipeline commit (`CI_COMMIT_SHA`), whose files `cache:key:files` digests.
     pub commit: CommitTree,
+    /// The login for `CI_REGISTRY` when it is a real registry (`None`: the job token).
+    pub registry_login: Option<RegistryLogin>,
 }
 
 /// The runner payload for one planned job. `dependencies` maps the jobs whose artifacts it
@@ -137,6 +139,7 @@ pub fn job_spec(
             .rev()
             .find(|(k, _)| k == "CI_REGISTRY")
             .map(|(_, v)| v.clone()),
+        registry_login: facts.registry_login.clone(),
     }
 }
 

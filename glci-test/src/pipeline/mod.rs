@@ -15,7 +15,10 @@ pub mod run;
 pub mod staging;
 pub mod variable_trace;
 
-pub use run::{JobReport, Quiet, RunError, RunObserver, RunOptions, RunReport, Session};
+pub use run::{
+    BadRegistryAddress, ExternalRegistry, JobReport, Quiet, RegistryChoice, RunError, RunObserver,
+    RunOptions, RunReport, Session,
+};
 
 use std::collections::BTreeMap;
 use std::fmt;

@@ -10,12 +10,13 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::InspectContainerOptions;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker::{create_network, DockerError, Engine, Owner};
+use crate::docker::{create_network, Engine, Owner};
 
 use super::archive::{self, Selection, TarStream};
 use super::cache::{CacheConfig, JobCache, ProjectFiles};
 use super::container::{ContainerConfig, JobContainer, StageEnd};
 use super::dind::{self, DindOptions, DindService};
+use super::image_pull;
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
 use super::services::{service_aliases, service_slug, wait_for_ports};
 use super::shell::{tmp_dir, ScriptVariable, StageScript, SHELL_DETECTOR};
@@ -332,8 +333,12 @@ pub async fn execute(
     .await;
     let mut outcome = match result {
         Ok(outcome) => outcome,
-        Err(f) => {
+        Err(f) if f.reason == "runner_system_failure" => {
             trace.error(&format!("Job failed (system failure): {}", f.message));
+            JobOutcome::failed(f.reason, None)
+        }
+        Err(f) => {
+            trace.error(&format!("Job failed: {}", f.message));
             JobOutcome::failed(f.reason, None)
         }
     };
@@ -510,11 +515,12 @@ async fn run_stages(
             .map(|e| e.docker.pull_policy.clone())
             .unwrap_or_default();
     }
-    ensure_image(
+    let image_reference = ensure_image(
         engine,
         &image,
         &pull_policy,
         payload.registry_credential(&image),
+        options,
         trace,
     )
     .await?;
@@ -575,7 +581,7 @@ async fn run_stages(
         .map(|i| i.entrypoint.clone());
     let mut build_config = ContainerConfig {
         name: format!("{prefix}-build"),
-        image: image.clone(),
+        image: image_reference,
         entrypoint,
         cmd: vec!["sh".into(), "-c".into(), SHELL_DETECTOR.into()],
         env: variables
@@ -651,6 +657,9 @@ async fn run_stages(
             None
         }
     };
+    // glci's registry CA goes in at the same time: the shell only waits for its script, which
+    // is written once the CA is in place (a put-archive costs ~100 ms on the critical path).
+    let trust = trust_registry(engine, &build, options, &variables);
     let job_cache = JobCache {
         payload,
         variables: &variables,
@@ -672,11 +681,12 @@ async fn run_stages(
         &build_files,
         host_project_dir.as_deref(),
     );
-    let (first_stage, files) = tokio::join!(first_stage, files);
+    let (first_stage, files, ca_variable) = tokio::join!(first_stage, files, trust);
     let checkout = match files? {
         Ok(checkout) => checkout,
         Err(failed) => return Ok(failed),
     };
+    let ca_variable = ca_variable?;
     let mut first_stage = first_stage.transpose().map_err(Failure::system)?;
 
     // step_script (and any other non-after_script steps, in order)
@@ -687,6 +697,7 @@ async fn run_stages(
             value: v.value.clone(),
             file: v.file,
         })
+        .chain(ca_variable)
         .collect();
     let debug_trace = payload.variable("CI_DEBUG_TRACE") == Some("true");
     let mut script_end = StageEnd::Exited(0);
@@ -959,62 +970,28 @@ fn expand_with_job_variables(payload: &JobPayload, value: &str) -> String {
     })
 }
 
-/// Makes sure `image` is present, per the job's pull policy (default `if-not-present`).
-/// No registry is assumed reachable: a missing image is one clear error naming it.
+/// Makes `image` present per the job's pull policies (runner/image_pull.rs) and returns the
+/// reference its containers are created from.
 async fn ensure_image(
     engine: &Engine,
     image: &str,
     pull_policy: &[String],
     credential: Option<&crate::runner::payload::Credential>,
+    options: &ExecutorOptions,
     trace: &Trace,
-) -> Result<(), Failure> {
-    let policy = pull_policy
-        .first()
-        .map(String::as_str)
-        .unwrap_or("if-not-present");
-    trace.line(&format!(
-        "Using effective pull policy of [{policy}] for container {image}"
-    ));
-    match engine.require_image(image).await {
-        Ok(()) => {
-            trace.line(&format!("Using locally found image version due to \"{policy}\" pull policy"));
-            Ok(())
-        }
-        Err(DockerError::MissingImage { .. }) if policy == "never" => Err(Failure {
-            reason: "runner_system_failure",
-            message: format!("failed to pull image \"{image}\": image is not present locally and the pull policy is \"never\""),
-        }),
-        Err(DockerError::MissingImage { .. }) => {
-            trace.line(&format!("Pulling docker image {image} ..."));
-            pull_image(engine, image, credential).await.map_err(|e| Failure {
-                reason: "runner_system_failure",
-                message: format!("failed to pull image \"{image}\": {e}"),
-            })
-        }
-        Err(e) => Err(Failure::system(e)),
-    }
-}
-
-async fn pull_image(
-    engine: &Engine,
-    image: &str,
-    credential: Option<&crate::runner::payload::Credential>,
-) -> Result<(), String> {
-    use futures_util::StreamExt;
-    let opts = bollard::query_parameters::CreateImageOptionsBuilder::new()
-        .from_image(image)
-        .build();
-    let auth = credential.map(|c| bollard::auth::DockerCredentials {
-        username: Some(c.username.clone()),
-        password: Some(c.password.clone()),
-        serveraddress: Some(c.url.clone()),
-        ..Default::default()
-    });
-    let mut stream = engine.client().create_image(Some(opts), None, auth);
-    while let Some(item) = stream.next().await {
-        item.map_err(|e| e.to_string())?;
-    }
-    Ok(())
+) -> Result<String, Failure> {
+    let registry = options.registry.as_ref();
+    image_pull::ensure_image(engine, image, pull_policy, credential, registry, trace)
+        .await
+        .map_err(|e| Failure {
+            // As the runner: a failed pull fails the job, a missing local image the system.
+            reason: if e.pulled {
+                "script_failure"
+            } else {
+                "runner_system_failure"
+            },
+            message: e.to_string(),
+        })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1034,11 +1011,12 @@ async fn start_services(
     let mut dinds = Vec::new();
     for (index, service) in payload.services.iter().enumerate() {
         trace.line(&format!("Starting service {} ...", service.name));
-        ensure_image(
+        let image = ensure_image(
             engine,
             &service.name,
             &service.pull_policy,
             payload.registry_credential(&service.name),
+            options,
             trace,
         )
         .await?;
@@ -1048,7 +1026,7 @@ async fn start_services(
             .collect();
         let config = ContainerConfig {
             name: format!("{prefix}-{}-{index}", service_slug(&service.name)),
-            image: service.name.clone(),
+            image,
             entrypoint: (!service.entrypoint.is_empty()).then(|| service.entrypoint.clone()),
             cmd: service.command.clone(),
             env,
@@ -1079,6 +1057,7 @@ async fn start_services(
             .await
             .map_err(Failure::system)?;
         resources.containers.push(container.clone());
+        trust_registry(engine, &container, options, &[]).await?;
         container.start(engine).await.map_err(Failure::system)?;
         started.push((service, container));
     }
@@ -1131,6 +1110,23 @@ async fn start_services(
         trace.flush();
     }
     Ok(dinds)
+}
+
+/// glci's registry CA into a created job container (runner/registry_trust.rs); the
+/// `SSL_CERT_FILE` the script then needs, if any.
+async fn trust_registry(
+    engine: &Engine,
+    container: &JobContainer,
+    options: &ExecutorOptions,
+    variables: &[JobVariable],
+) -> Result<Option<ScriptVariable>, Failure> {
+    let Some(access) = &options.registry else {
+        return Ok(None);
+    };
+    let has_bundle = super::registry_trust::inject_ca(engine, container, access)
+        .await
+        .map_err(Failure::system)?;
+    Ok(super::registry_trust::ssl_cert_file(has_bundle, variables))
 }
 
 /// The service's address on the job network and its exposed TCP ports (from the image).

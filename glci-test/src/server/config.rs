@@ -25,6 +25,9 @@ pub struct ServerConfig {
 /// The container registry (`/v2/`).
 #[derive(Debug, Clone)]
 pub struct RegistryConfig {
+    /// Serve the registry at all (`false`: `/v2/` and `/jwt/auth` answer 404 and no registry
+    /// listener is opened, as a GitLab instance without a registry).
+    pub served: bool,
     /// Where blobs and repositories live; default `<data_dir>/registry`. Point every server
     /// at one directory (`GLCI_HOME/registry`) to keep images across runs.
     pub dir: Option<PathBuf>,
@@ -129,6 +132,7 @@ impl ServerConfig {
                 earlier_runs: None,
             },
             registry: RegistryConfig {
+                served: true,
                 dir: None,
                 max_manifest_bytes: 4 * 1024 * 1024,
                 max_blob_bytes: 64 * 1024 * 1024 * 1024,

@@ -57,7 +57,7 @@ pub use registry::admin as registry_admin;
 pub use registry::{Upstream, UpstreamListError, DOCKER_HUB, UPSTREAMS_ENV};
 pub use runner_api::spec::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, HookSpec, ImageSpec, JobSpec, JobVariable,
-    PortSpec, ProjectSpec, RefType, ServiceSpec, StepSpec, StepWhen,
+    PortSpec, ProjectSpec, RefType, RegistryLogin, ServiceSpec, StepSpec, StepWhen,
 };
 pub use runner_api::state::{
     JobEvent, JobId, JobState, PackageFile, Release, RunnerCredentials, StoredArtifact,
@@ -143,7 +143,7 @@ impl Server {
         // Docker engines speak plain HTTP only to loopback registries (or ones configured as
         // insecure, which glci never asks of the user): the registry is always reachable on
         // a loopback address, the main listener's when that is one, else its own.
-        let loopback = if local.ip().is_loopback() {
+        let loopback = if local.ip().is_loopback() || !config.registry.served {
             None
         } else {
             let addr = SocketAddr::new(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 0);
@@ -164,7 +164,12 @@ impl Server {
             IpAddr::V6(ip) => format!("[{ip}]:{}", registry_addr.port()),
             IpAddr::V4(ip) => format!("{ip}:{}", registry_addr.port()),
         };
-        let tls = match &config.registry.tls {
+        let tls = match config
+            .registry
+            .tls
+            .as_ref()
+            .filter(|_| config.registry.served)
+        {
             Some(tls) => {
                 Some(bind_registry_tls(tls, local, &host, config.public_host.as_deref()).await?)
             }
@@ -380,7 +385,7 @@ async fn route(shared: Arc<Shared>, req: http::Request) -> http::Response {
     let request_id = req.headers().get("x-request-id").cloned();
     let mut resp = if path == "/api/v4" || path.starts_with("/api/v4/") {
         runner_api::handle(&shared, req).await
-    } else if registry::owns_path(&path) {
+    } else if shared.config.registry.served && registry::owns_path(&path) {
         registry::handle(&shared, req).await
     } else if s3::owns_path(&shared.config.s3.bucket, &path) {
         // Before git: a cache key may well end in `.git`; the bucket name is reserved.

@@ -469,20 +469,30 @@ async fn a_job_without_image_runs_in_the_default_image() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_image_is_one_clear_error_naming_it() {
     let report = run_fixture("missing-image").await;
-    for (name, image) in [
-        ("ghost", "glci-fixture/no-such-image:1.0"),
-        ("ghost-pull", "glci-fixture/no-such-image:2.0"),
+    // As the runner's pull manager: a missing local image (`never`) is the system's failure,
+    // a failed pull (a `BuildError` of `script_failure`) the job's.
+    for (name, image, reason, prefix) in [
+        (
+            "ghost",
+            "glci-fixture/no-such-image:1.0",
+            "runner_system_failure",
+            "ERROR: Job failed (system failure): ",
+        ),
+        (
+            "ghost-pull",
+            "glci-fixture/no-such-image:2.0",
+            "script_failure",
+            "ERROR: Job failed: ",
+        ),
     ] {
         let j = job(&report, name);
         assert_eq!(j.status, Status::Failed);
-        assert_eq!(j.failure_reason.as_deref(), Some("runner_system_failure"));
+        assert_eq!(j.failure_reason.as_deref(), Some(reason));
         let log = plain_log(j);
         let errors: Vec<&str> = log.lines().filter(|l| l.starts_with("ERROR")).collect();
         assert_eq!(errors.len(), 1, "{log}");
         assert!(
-            errors[0].starts_with(&format!(
-                "ERROR: Job failed (system failure): failed to pull image \"{image}\""
-            )),
+            errors[0].starts_with(&format!("{prefix}failed to pull image \"{image}\"")),
             "{log}"
         );
         assert!(!log.contains("never runs"));

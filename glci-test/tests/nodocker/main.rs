@@ -22,5 +22,6 @@ mod plan_validate;
 mod server_git;
 mod server_job_api;
 mod server_params;
+mod server_registry_tls;
 mod server_runner_api;
 mod server_s3;

@@ -17,7 +17,7 @@ mod scheduler;
 mod session;
 mod setup;
 
-pub use options::RunOptions;
+pub use options::{BadRegistryAddress, ExternalRegistry, RegistryChoice, RunOptions};
 pub use report::{JobReport, Quiet, RunObserver, RunReport};
 pub use session::{RunError, Session};
 

@@ -101,11 +101,18 @@ impl Session {
         let snapshot = setup::spawn_snapshot(&draft, &opts.event, &at, &refs);
         let engine = setup::connect_engine(&options).await?;
         let reach = setup::reach(engine.as_ref(), options.bind).await?;
-        let server = setup::start_server(&at, &reach).await?;
+        let server = setup::start_server(&at, &reach, &options).await?;
         let (snapshot, server) = setup::finish_snapshot(snapshot, server).await?;
-        let (planned, server) =
-            setup::replan_for_server(opts, &draft, at.pipeline_id, &snapshot, server).await?;
-        let facts = setup::job_facts(
+        let (planned, server) = setup::replan_for_server(
+            opts,
+            &draft,
+            at.pipeline_id,
+            &snapshot,
+            server,
+            &options.registry,
+        )
+        .await?;
+        let mut facts = setup::job_facts(
             opts,
             &planned,
             &snapshot,
@@ -113,6 +120,7 @@ impl Session {
             refs,
             server.url(),
         );
+        facts.registry_login = setup::registry_login(&options.registry);
 
         let (reports_changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
@@ -338,6 +346,12 @@ impl Session {
             };
             if let Ok(engine) = engine {
                 let _ = docker::remove_owned_except(&engine, &owner, &kept).await;
+                // Images the runner pulled by the registry's loopback name, a name that
+                // dies with this run (runner/image_pull.rs).
+                if self.shared.server.registry_tls().is_some() {
+                    let loopback = self.shared.server.registry_credentials().address;
+                    crate::runner::image_pull::forget_pulled_names(&engine, &loopback).await;
+                }
             }
         }
         // Cleaned up (kept containers stay): the watchdog ends without touching anything.

@@ -22,14 +22,16 @@ use crate::runner::runner_config::{RunnerConfig, RunnerEntry};
 use crate::runner::socket;
 use crate::runner::sources::SourceCache;
 use crate::runner::worker::serve;
-use crate::server::{ProjectSpec, RefType, RegistryTlsConfig, RunningServer, Server, ServerConfig};
+use crate::server::{
+    ProjectSpec, RefType, RegistryLogin, RegistryTlsConfig, RunningServer, Server, ServerConfig,
+};
 
 use crate::pipeline::home;
 use crate::pipeline::job_spec::PipelineFacts;
 use crate::pipeline::staging;
 use crate::pipeline::{replan, PipelineOptions, Planned};
 
-use super::options::RunOptions;
+use super::options::{RegistryChoice, RunOptions};
 use super::session::RunError;
 use super::Shared;
 
@@ -245,6 +247,7 @@ pub(super) async fn reach(
 pub(super) async fn start_server(
     at: &PipelineHome,
     reach: &Reach,
+    options: &RunOptions,
 ) -> Result<RunningServer, RunError> {
     let home = &at.home;
     let mut config = ServerConfig::new(&at.dir);
@@ -258,7 +261,12 @@ pub(super) async fn start_server(
     config.registry.dir = Some(home.join("registry"));
     // Jobs reach the registry over TLS on the address they reach the server at (see
     // `runner::registry_access`); a relayed server is on loopback, where jobs cannot see it.
-    if reach.relay_agent.is_none() && !reach.bind.is_loopback() {
+    // An external runner neither maps pulls to the loopback listener nor puts glci's CA
+    // into its jobs: its engine pulls `$CI_REGISTRY_IMAGE/...` from loopback, as before.
+    let served = options.registry == RegistryChoice::Served;
+    config.registry.served = served;
+    let tls = served && !options.external_runner && reach.relay_agent.is_none();
+    if tls && !reach.bind.is_loopback() {
         config.registry.tls = Some(RegistryTlsConfig {
             ca_dir: home.join("registry-ca"),
             port: 0,
@@ -292,6 +300,18 @@ pub(super) fn registry_access(server: &RunningServer) -> Option<RegistryAccess> 
         engine_address: server.registry_credentials().address,
         ca_pem: tls.ca_pem.clone(),
     })
+}
+
+/// The login jobs get for a real registry used instead of the stand-in's (`None`: the job
+/// token, as GitLab gives for its own).
+pub(super) fn registry_login(registry: &RegistryChoice) -> Option<RegistryLogin> {
+    match registry {
+        RegistryChoice::External(external) => Some(RegistryLogin {
+            username: external.username.clone(),
+            password: external.password.clone(),
+        }),
+        _ => None,
+    }
 }
 
 /// The snapshot [`spawn_snapshot`] started. On failure the server is shut down: the session
@@ -328,10 +348,19 @@ pub(super) async fn replan_for_server(
     pipeline_id: u64,
     snapshot: &Snapshot,
     server: RunningServer,
+    registry: &RegistryChoice,
 ) -> Result<(Planned, RunningServer), RunError> {
     let mut real = opts.clone();
     real.server_url = server.url().to_string();
-    real.registry = Some(server.registry_credentials().address);
+    // `CI_REGISTRY` is where jobs reach it: the TLS listener when there is one.
+    real.registry = match registry {
+        RegistryChoice::Served => Some(match server.registry_tls() {
+            Some(tls) => tls.address.clone(),
+            None => server.registry_credentials().address,
+        }),
+        RegistryChoice::Disabled => None,
+        RegistryChoice::External(external) => Some(external.address.clone()),
+    };
     real.pipeline_id = pipeline_id;
     real.commit_sha = Some(snapshot.sha.clone());
     let planned = match replan(&real, draft) {
@@ -397,6 +426,7 @@ pub(super) fn job_facts(
         predefined: planned.predefined.clone(),
         settings_variables: opts.settings_variables.clone(),
         commit: CommitTree::new(snapshot.bare_repo.clone(), snapshot.sha.clone()),
+        registry_login: None,
     }
 }
 

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
 
-use super::spec::{ImageSpec, JobVariable, RefType, ServiceSpec};
+use super::spec::{ImageSpec, JobSpec, JobVariable, RefType, ServiceSpec};
 use super::state::{Inner, Job};
 
 /// GitLab's failure reasons the runner may report as such (`commit_status.rb`).
@@ -74,6 +74,15 @@ pub(crate) struct ServerUrls<'a> {
     pub(crate) url: &'a str,
     /// `host:port`
     pub(crate) host_port: &'a str,
+}
+
+/// The registry login a job gets: the spec's for a real registry, else GitLab's
+/// `gitlab-ci-token` with the job token.
+fn registry_login<'a>(spec: &'a JobSpec, token: &'a str) -> (&'a str, &'a str) {
+    match &spec.registry_login {
+        Some(login) => (&login.username, &login.password),
+        None => ("gitlab-ci-token", token),
+    }
 }
 
 fn var(key: &str, value: &str, public: bool, masked: bool) -> Value {
@@ -189,8 +198,9 @@ pub(crate) fn build(inner: &Inner, job: &Job, urls: &ServerUrls<'_>) -> Value {
         ),
     ];
     if spec.registry.is_some() {
-        variables.push(var("CI_REGISTRY_USER", "gitlab-ci-token", true, false));
-        variables.push(var("CI_REGISTRY_PASSWORD", &job.token, false, true));
+        let (user, password) = registry_login(spec, &job.token);
+        variables.push(var("CI_REGISTRY_USER", user, true, false));
+        variables.push(var("CI_REGISTRY_PASSWORD", password, false, true));
     }
     variables.push(var("CI_REPOSITORY_URL", &repo_url, false, false));
     // The instance a job is told about (`CI_SERVER_URL`, `_HOST`, ...) is the project's own
@@ -304,9 +314,10 @@ pub(crate) fn build(inner: &Inner, job: &Job, urls: &ServerUrls<'_>) -> Value {
         .registry
         .iter()
         .map(|url| {
+            let (username, password) = registry_login(spec, &job.token);
             json!({
                 "type": "registry", "url": url,
-                "username": "gitlab-ci-token", "password": job.token,
+                "username": username, "password": password,
             })
         })
         .collect();

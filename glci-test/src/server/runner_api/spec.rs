@@ -35,6 +35,16 @@ pub struct JobSpec {
     /// `host:port` of a registry whose credentials (`gitlab-ci-token` / job token) the job
     /// gets, and `CI_REGISTRY_USER`/`CI_REGISTRY_PASSWORD` with them.
     pub registry: Option<String>,
+    /// The login for `registry` when it is not the stand-in's own (`cargo glci run
+    /// --registry`): jobs get it instead of `gitlab-ci-token` and their job token.
+    pub registry_login: Option<RegistryLogin>,
+}
+
+/// A user name and password for a registry.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryLogin {
+    pub username: String,
+    pub password: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
