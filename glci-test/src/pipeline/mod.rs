@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::config::{self, ConfigError, LoadOptions};
-use crate::git::{self, GitError, Repo, RepoFacts};
+use crate::git::{GitError, Repo, RepoFacts};
 use crate::plan::predefined::{self, PipelineContext};
 use crate::plan::StrMap;
 use crate::plan::{
@@ -272,7 +272,7 @@ pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
             let (repo, facts, event) = (&repo, facts.clone(), &event);
             s.spawn(move || {
                 (
-                    git::changed_files(repo, &facts, event),
+                    plan::changed_files(repo, &facts, event),
                     merge_request_diff_base(repo, &facts, event),
                 )
             })

@@ -26,6 +26,7 @@ mod validate;
 mod var_cycles;
 mod warnings;
 
+pub use changes::changed_files;
 pub use child::child_context;
 pub use environment::{guess_tier, slug as environment_slug};
 pub use event::{Event, PipelineSource};
