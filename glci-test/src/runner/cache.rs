@@ -32,22 +32,6 @@ pub struct CacheConfig {
 }
 
 impl CacheConfig {
-    /// The cache of a glci server (`RunningServer::s3_credentials()`), over plain HTTP.
-    pub fn from_server(creds: &crate::server::S3Credentials) -> CacheConfig {
-        CacheConfig {
-            s3: S3Target {
-                server_address: creds.server_address.clone(),
-                bucket: creds.bucket.clone(),
-                region: creds.region.clone(),
-                access_key: creds.access_key.clone(),
-                secret_key: creds.secret_key.clone(),
-                insecure: true,
-            },
-            path: String::new(),
-            shared: false,
-        }
-    }
-
     /// The object key of a cache key, as `cache.GetAdapter` builds it; `None` when the key
     /// would leave the project's prefix.
     pub fn object_key(&self, short_token: &str, project_id: u64, key: &str) -> Option<String> {
@@ -726,7 +710,7 @@ mod tests {
         let server = crate::server::Server::start(crate::server::ServerConfig::new(tmp.path()))
             .await
             .unwrap();
-        let config = CacheConfig::from_server(&server.s3_credentials());
+        let config = crate::pipeline::run::runner_cache_config(&server.s3_credentials(), false);
         let entry = Cache {
             key: "deps-$CI_COMMIT_REF_SLUG".into(),
             paths: vec!["vendor/".into()],
