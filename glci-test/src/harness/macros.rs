@@ -57,11 +57,11 @@ macro_rules! main {
 #[macro_export]
 macro_rules! assert_plan_snapshot {
     ($pipeline:expr $(,)?) => {{
-        let text = $crate::harness::api::plan_text(&$pipeline);
+        let text = $crate::harness::test_api::plan_text(&$pipeline);
         $crate::__insta::assert_snapshot!(text)
     }};
     ($name:expr, $pipeline:expr $(,)?) => {{
-        let text = $crate::harness::api::plan_text(&$pipeline);
+        let text = $crate::harness::test_api::plan_text(&$pipeline);
         $crate::__insta::assert_snapshot!($name, text)
     }};
 }

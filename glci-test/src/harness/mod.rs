@@ -44,13 +44,13 @@
 //! second). `cargo test` (one process) runs every job once. Listing (`--list`) never
 //! touches Docker and prints exactly `<job>: test` lines, as nextest requires.
 
-pub mod api;
 pub mod env;
 pub mod macros;
 pub mod normalize;
 pub mod outcome;
 mod session;
 pub mod snapshot;
+pub mod test_api;
 #[cfg(test)]
 mod test_support;
 mod trials;
@@ -62,11 +62,11 @@ use std::sync::Arc;
 use crate::pipeline::{self, PipelineOptions, RunOptions};
 use crate::plan::PipelineSource;
 
-pub use api::{Job, Pipeline, PipelineRun, PlanSummary, RunningPipeline};
 /// libtest's command line, as the harness reads it.
 pub use libtest_mimic::Arguments;
 pub use normalize::Normalizer;
 pub use snapshot::Selection;
+pub use test_api::{Job, Pipeline, PipelineRun, PlanSummary, RunningPipeline};
 
 /// A pipeline as a test suite: what to run, and how to snapshot it.
 #[derive(Debug, Clone)]

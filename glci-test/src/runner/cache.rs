@@ -16,10 +16,10 @@ use http_body_util::Full;
 
 use super::archive::{self, ExpandLimits, Selection, TarStream};
 use super::http_client::{self, Answer};
+use super::job_variables::expand_once;
 use super::payload::{Cache, JobPayload, JobVariable};
 use super::s3_presign::S3Target;
 use super::trace::Trace;
-use super::variables::expand_once;
 
 /// Why one cache entry was skipped or could not be moved: every one is a line in the job's
 /// log (a warning or an info), never a job failure. The messages are the official runner's.

@@ -4,10 +4,11 @@
 
 pub mod api;
 pub mod archive;
+pub mod build_container;
 pub mod cache;
-pub mod container;
 pub mod executor;
 mod http_client;
+pub mod job_variables;
 pub mod payload;
 pub mod registry_access;
 pub mod s3_presign;
@@ -15,5 +16,4 @@ pub mod services;
 pub mod shell;
 pub mod sources;
 pub mod trace;
-pub mod variables;
 pub mod worker;
