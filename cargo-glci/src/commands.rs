@@ -4,12 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use glci_test::docker::{self, Engine};
-use glci_test::pipeline::{self, PipelineError};
+use glci_test::pipeline::{self, render, PipelineError};
 use glci_test::printable::{printable, printable_lines};
 use serde_json::json;
 
 use crate::args::{Cli, Command, EventArgs};
-use crate::output;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -60,11 +59,11 @@ fn plan(event: &EventArgs, as_json: bool) -> ExitCode {
         Err(e) => return config_failure(&e, as_json),
     };
     if as_json {
-        println!("{}", output::plan_json(&planned));
+        println!("{}", render::plan_json(&planned));
     } else {
         print!(
             "{}",
-            printable_lines(&output::plan_text(&planned, &event.to_event()))
+            printable_lines(&render::plan_text(&planned, &event.to_event()))
         );
     }
     ExitCode::SUCCESS

@@ -3,7 +3,6 @@
 
 mod args;
 mod commands;
-mod output;
 mod run_cmd;
 mod test_cmd;
 

@@ -7,6 +7,7 @@ pub mod duration;
 pub mod home;
 pub mod interrupt;
 pub mod job_spec;
+pub mod render;
 pub mod results;
 pub mod run;
 pub mod staging;

@@ -141,11 +141,9 @@ fn workflow() {
 // ---------------------------------------------------------------------------------------------
 // fixtures/plan-projects: real repositories, the `cargo glci plan` text and JSON.
 
-/// The CLI's own rendering, compiled into this test so that the text snapshot is exactly what
-/// `cargo glci plan` prints (it depends only on `glci_test` and `serde_json`).
-#[path = "../../../cargo-glci/src/output.rs"]
-#[allow(dead_code)]
-mod output;
+/// The CLI's own rendering (the library's), so that the text snapshot is exactly what
+/// `cargo glci plan` prints.
+use glci_test::pipeline::render as output;
 
 const COMMIT_DATE: &str = "1767261600 +0100";
 
