@@ -60,7 +60,8 @@ pub fn resolve_need(need: &Need, inst: &Instance, job: &str) -> Result<Need, Lin
     if need.matrix.is_none() && !need.job.contains("$[[") {
         return Ok(need.clone());
     }
-    let fail = |e: String| LintError::new(Some(&need.span), format!("{job} job: {e}"));
+    let fail =
+        |e: parallel::MatrixError| LintError::new(Some(&need.span), format!("{job} job: {e}"));
     let mut out = need.clone();
     out.job = parallel::interpolate_matrix(&need.job, &inst.matrix).map_err(fail)?;
     if let Some(entries) = &mut out.matrix {
