@@ -4,11 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use glci_test::docker::{self, Engine};
-use glci_test::pipeline::{self, render, PipelineError};
+use glci_test::pipeline::{self, render};
 use glci_test::printable::{printable, printable_lines};
-use serde_json::json;
 
 use crate::args::{Cli, Command, EventArgs};
+use crate::exit::{config_failure, options};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
@@ -28,25 +28,6 @@ pub fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(f: F) -> Resu
         .enable_all()
         .build()?;
     rt.block_on(f)
-}
-
-/// Exit 1 with GitLab's message(s) on stderr (and in `errors` with --json).
-pub fn config_failure(e: &PipelineError, json: bool) -> ExitCode {
-    for line in e.messages() {
-        eprintln!("{}", printable(&line));
-    }
-    if json {
-        println!("{}", json!({"created": false, "errors": e.messages()}));
-    }
-    ExitCode::from(1)
-}
-
-/// The pipeline options of the flags, or exit 2 with why they are wrong.
-pub fn options(event: &EventArgs) -> Result<glci_test::pipeline::PipelineOptions, ExitCode> {
-    event.to_options().map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    })
 }
 
 fn plan(event: &EventArgs, as_json: bool) -> ExitCode {

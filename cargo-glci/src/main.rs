@@ -3,6 +3,7 @@
 
 mod args;
 mod commands;
+mod exit;
 mod run_cmd;
 mod test_cmd;
 

@@ -18,9 +18,10 @@ use glci_test::printable::{printable, printable_lines};
 use regex::bytes::Regex;
 
 use crate::args::{RunArgs, RunnerArgs};
+use crate::exit;
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
-    let opts = match crate::commands::options(&args.event) {
+    let opts = match exit::options(&args.event) {
         Ok(o) => o,
         Err(code) => return Ok(code),
     };
@@ -40,7 +41,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     // Unknown job names and configuration errors are reported before anything starts.
     let draft = match glci_test::pipeline::plan(&opts) {
         Ok(planned) => planned,
-        Err(e) => return Ok(crate::commands::config_failure(&e, false)),
+        Err(e) => return Ok(exit::config_failure(&e, false)),
     };
     let known: Vec<&str> = draft.plan.jobs.iter().map(|j| j.name.as_str()).collect();
     if let Some(unknown) = args.names.iter().find(|n| !known.contains(&n.as_str())) {
@@ -59,7 +60,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let session = match Session::start_planned(&opts, draft, options.clone(), printer.clone()).await
     {
         Ok(s) => s,
-        Err(RunError::Pipeline(e)) => return Ok(crate::commands::config_failure(&e, false)),
+        Err(RunError::Pipeline(e)) => return Ok(exit::config_failure(&e, false)),
         Err(e) => {
             eprintln!("error: {}", printable_lines(&e.to_string()));
             return Ok(ExitCode::from(1));
