@@ -4,12 +4,11 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use glci_test::docker::{self, Engine};
-use glci_test::pipeline::{self, PipelineError};
+use glci_test::pipeline::{self, render};
 use glci_test::printable::{printable, printable_lines};
-use serde_json::json;
 
 use crate::args::{Cli, Command, EventArgs};
-use crate::output;
+use crate::exit::{config_failure, options};
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     if cli.version {
@@ -40,50 +39,6 @@ pub fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(f: F) -> Resu
     rt.block_on(f)
 }
 
-/// Exit 1 with GitLab's message(s) on stderr (and in `errors` with --json).
-pub fn config_failure(e: &PipelineError, json: bool) -> ExitCode {
-    for line in e.messages() {
-        eprintln!("{}", printable(&line));
-    }
-    if json {
-        println!("{}", json!({"created": false, "errors": e.messages()}));
-    }
-    ExitCode::from(1)
-}
-
-/// The pipeline options of the flags, or exit 2 with why they are wrong.
-pub fn options(event: &EventArgs) -> Result<glci_test::pipeline::PipelineOptions, ExitCode> {
-    warn_if_env_file_is_tracked(event);
-    event.to_options().map_err(|e| {
-        eprintln!("error: {e}");
-        ExitCode::from(2)
-    })
-}
-
-/// The project's `.glci.env` holds secrets, and a run's snapshot takes every file git does
-/// not ignore: say so when git does not ignore it (glci leaves `.gitignore` to the user).
-fn warn_if_env_file_is_tracked(event: &EventArgs) {
-    use glci_test::pipeline::env_file;
-    if event.no_project_env_file {
-        return;
-    }
-    let Some(file) = env_file::project_env_file(std::path::Path::new(".")) else {
-        return;
-    };
-    let ignored = std::process::Command::new("git")
-        .arg("-C")
-        .arg(file.parent().unwrap_or(std::path::Path::new(".")))
-        .args(["check-ignore", "-q", env_file::PROJECT_ENV_FILE])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !ignored {
-        eprintln!(
-            "warning: {} is not ignored by git: jobs of `cargo glci run` check it out too (add it to .gitignore)",
-            env_file::PROJECT_ENV_FILE
-        );
-    }
-}
-
 fn plan(event: &EventArgs, as_json: bool) -> ExitCode {
     let opts = match options(event) {
         Ok(o) => o,
@@ -94,11 +49,11 @@ fn plan(event: &EventArgs, as_json: bool) -> ExitCode {
         Err(e) => return config_failure(&e, as_json),
     };
     if as_json {
-        println!("{}", output::plan_json(&planned));
+        println!("{}", render::plan_json(&planned));
     } else {
         print!(
             "{}",
-            printable_lines(&output::plan_text(&planned, &event.to_event()))
+            printable_lines(&render::plan_text(&planned, &event.to_event()))
         );
     }
     ExitCode::SUCCESS

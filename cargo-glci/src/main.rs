@@ -4,8 +4,8 @@
 mod args;
 mod artifacts_cmd;
 mod commands;
+mod exit;
 mod json_events;
-mod output;
 mod registry_cmd;
 mod run_cmd;
 mod test_cmd;

@@ -19,10 +19,11 @@ use regex::bytes::Regex;
 use serde_json::json;
 
 use crate::args::{RunArgs, RunnerArgs};
+use crate::exit;
 use crate::json_events::{self, JsonEvents};
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
-    let opts = match crate::commands::options(&args.event) {
+    let opts = match exit::options(&args.event) {
         Ok(o) => o,
         Err(code) => return Ok(code),
     };
@@ -54,7 +55,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         Ok(planned) => planned,
         Err(e) => {
             json_error(args.json, &e.to_string());
-            return Ok(crate::commands::config_failure(&e, false));
+            return Ok(exit::config_failure(&e, false));
         }
     };
     let known: Vec<&str> = draft.plan.jobs.iter().map(|j| j.name.as_str()).collect();
@@ -82,7 +83,7 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
         Ok(s) => s,
         Err(RunError::Pipeline(e)) => {
             json_error(args.json, &e.to_string());
-            return Ok(crate::commands::config_failure(&e, false));
+            return Ok(exit::config_failure(&e, false));
         }
         Err(e) => {
             json_error(args.json, &e.to_string());

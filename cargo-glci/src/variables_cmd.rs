@@ -36,7 +36,7 @@ const SET_AT_START: &str = "CI_JOB_ID, CI_JOB_URL, CI_JOB_TOKEN, CI_JOB_STARTED_
     the server's URLs are the run's";
 
 pub fn run(args: &VariablesArgs) -> ExitCode {
-    let opts = match crate::commands::options(&args.event) {
+    let opts = match crate::exit::options(&args.event) {
         Ok(o) => o,
         Err(code) => return code,
     };
@@ -49,7 +49,7 @@ pub fn run(args: &VariablesArgs) -> ExitCode {
     };
     let planned = match pipeline::plan(&opts) {
         Ok(p) => p,
-        Err(e) => return crate::commands::config_failure(&e, false),
+        Err(e) => return crate::exit::config_failure(&e, false),
     };
     let home = home::glci_home_path().ok();
     let vars = match variable_trace::trace(&opts, &planned, &args.job, home.as_deref()) {

@@ -13,7 +13,7 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use glci_test::config::{self, LoadOptions};
-use glci_test::git::{self, Repo};
+use glci_test::git::Repo;
 use glci_test::pipeline::{self, PipelineOptions};
 use glci_test::plan::predefined::{self, PipelineContext};
 use glci_test::plan::{self as planner, Event, PipelineSource, PlanContext};
@@ -188,7 +188,7 @@ fn phases(opts: &PipelineOptions) -> Result<[Duration; 5], String> {
     let validate = t.elapsed();
     let t = Instant::now();
     let changed_files =
-        git::changed_files(&repo, &facts, &opts.event).map_err(|e| e.to_string())?;
+        planner::changed_files(&repo, &facts, &opts.event).map_err(|e| e.to_string())?;
     let files = repo.files().map_err(|e| e.to_string())?;
     let git_changes = t.elapsed();
     let plan_ctx = PlanContext {

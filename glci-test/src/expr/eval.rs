@@ -180,7 +180,7 @@ pub(crate) fn compile_literal(body: &str, flags: &str, column: usize) -> Result<
     if body.contains('\n') {
         return Err(invalid("a pattern literal cannot span lines"));
     }
-    re2::compile(body, flags).map_err(|e| invalid(&e))
+    re2::compile(body, flags).map_err(|e| invalid(&e.to_string()))
 }
 
 /// The source RE2 sees: flags prepended as a group, like `RubySyntax.create_untrusted_regexp`.

@@ -12,6 +12,7 @@ mod re2;
 pub use error::{ExprError, ExprErrorKind};
 pub use eval::Value;
 pub use parser::{BinaryOp, Node, Operand, Pattern};
+pub use re2::Re2Error;
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -120,7 +121,7 @@ impl std::str::FromStr for Expression {
 
 /// Compiles an RE2 pattern (with optional `i m s U` flags) with RE2's semantics; the error
 /// says what RE2 would reject. For other users of GitLab's untrusted regexes.
-pub fn re2_regex(pattern: &str, flags: &str) -> Result<regex::Regex, String> {
+pub fn re2_regex(pattern: &str, flags: &str) -> Result<regex::Regex, Re2Error> {
     re2::compile(pattern, flags)
 }
 

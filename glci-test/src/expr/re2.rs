@@ -13,7 +13,37 @@ use std::sync::{Mutex, OnceLock};
 use regex::{Regex, RegexBuilder};
 
 /// Memoised compilations, keyed by (body, flags).
-type Compiled = HashMap<(String, String), Result<Regex, String>>;
+type Compiled = HashMap<(String, String), Result<Regex, Re2Error>>;
+
+/// What RE2 would reject in a pattern, in RE2's words where it has them.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Re2Error {
+    #[error("unsupported regular expression flag `{0}`")]
+    UnsupportedFlag(char),
+    /// What follows "bad repetition operator: " (the operator, or why the count is wrong).
+    #[error("bad repetition operator: {0}")]
+    BadRepetition(String),
+    #[error("trailing \\")]
+    TrailingBackslash,
+    /// The escape without its backslash.
+    #[error("invalid escape sequence: \\{0}")]
+    InvalidEscape(String),
+    #[error("missing closing ]")]
+    MissingBracket,
+    #[error("missing closing )")]
+    MissingParen,
+    #[error("invalid named capture group")]
+    UnclosedNamedGroup,
+    #[error("invalid named capture group: {0}")]
+    InvalidNamedGroup(String),
+    #[error("invalid or unsupported Perl syntax: `{0}`")]
+    UnsupportedPerlSyntax(String),
+    #[error("pattern too large")]
+    TooLarge,
+    /// The `regex` crate's own reason (its last line).
+    #[error("{0}")]
+    Rejected(String),
+}
 
 /// RE2's `kMaxRepeat`: counted repetitions above this are a syntax error in RE2.
 const MAX_REPEAT: u32 = 1000;
@@ -25,7 +55,7 @@ const MAX_REPEAT: u32 = 1000;
 /// 1,000-job pipeline compiled `/^v\d+/` a thousand times, 14% of planning), and a `Regex`
 /// clone is a reference-count bump. The cache is bounded because patterns can also come
 /// from variable values.
-pub(crate) fn compile(body: &str, flags: &str) -> Result<Regex, String> {
+pub(crate) fn compile(body: &str, flags: &str) -> Result<Regex, Re2Error> {
     const MAX_CACHED: usize = 512;
     static CACHE: OnceLock<Mutex<Compiled>> = OnceLock::new();
     let cache = CACHE.get_or_init(Mutex::default);
@@ -43,9 +73,9 @@ pub(crate) fn compile(body: &str, flags: &str) -> Result<Regex, String> {
     compiled
 }
 
-fn compile_uncached(body: &str, flags: &str) -> Result<Regex, String> {
+fn compile_uncached(body: &str, flags: &str) -> Result<Regex, Re2Error> {
     if let Some(bad) = flags.chars().find(|c| !"imsU".contains(*c)) {
-        return Err(format!("unsupported regular expression flag `{bad}`"));
+        return Err(Re2Error::UnsupportedFlag(bad));
     }
     let translated = translate(body)?;
     let pattern = if flags.is_empty() {
@@ -58,9 +88,9 @@ fn compile_uncached(body: &str, flags: &str) -> Result<Regex, String> {
         .size_limit(8 << 20)
         .build()
         .map_err(|e| match e {
-            regex::Error::Syntax(msg) => last_line(&msg),
-            regex::Error::CompiledTooBig(_) => "pattern too large".to_string(),
-            other => other.to_string(),
+            regex::Error::Syntax(msg) => Re2Error::Rejected(last_line(&msg)),
+            regex::Error::CompiledTooBig(_) => Re2Error::TooLarge,
+            other => Re2Error::Rejected(other.to_string()),
         })
 }
 
@@ -76,7 +106,7 @@ fn last_line(msg: &str) -> String {
 }
 
 /// Rewrites an RE2 pattern into `regex` syntax with the same meaning.
-fn translate(src: &str) -> Result<String, String> {
+fn translate(src: &str) -> Result<String, Re2Error> {
     let chars: Vec<char> = src.chars().collect();
     let mut out = String::with_capacity(src.len() + 16);
     let mut i = 0;
@@ -92,7 +122,7 @@ fn translate(src: &str) -> Result<String, String> {
         match c {
             '*' | '+' | '?' if !in_class => {
                 if was_repeat {
-                    return Err(format!("bad repetition operator: {c}"));
+                    return Err(Re2Error::BadRepetition(c.to_string()));
                 }
                 out.push(c);
                 i += 1;
@@ -105,7 +135,7 @@ fn translate(src: &str) -> Result<String, String> {
             }
             '\\' => {
                 let Some(&next) = chars.get(i + 1) else {
-                    return Err("trailing \\".to_string());
+                    return Err(Re2Error::TrailingBackslash);
                 };
                 i += 2;
                 match next {
@@ -152,13 +182,13 @@ fn translate(src: &str) -> Result<String, String> {
                             i += 1;
                         }
                         if next != '0' && digits.len() == 1 {
-                            return Err(format!("invalid escape sequence: \\{next}"));
+                            return Err(Re2Error::InvalidEscape(next.to_string()));
                         }
                         let code = u32::from_str_radix(&digits, 8)
-                            .map_err(|_| format!("invalid escape sequence: \\{digits}"))?;
+                            .map_err(|_| Re2Error::InvalidEscape(digits.clone()))?;
                         out.push_str(&format!("\\x{{{code:X}}}"));
                     }
-                    '8' | '9' => return Err(format!("invalid escape sequence: \\{next}")),
+                    '8' | '9' => return Err(Re2Error::InvalidEscape(next.to_string())),
                     'p' | 'P' | 'x' => {
                         out.push('\\');
                         out.push(next);
@@ -169,10 +199,10 @@ fn translate(src: &str) -> Result<String, String> {
                     }
                     'b' => out.push_str("\\x08"), // inside a class: RE2 has no \b there either
                     n if n.is_ascii_alphanumeric() => {
-                        return Err(format!("invalid escape sequence: \\{n}"));
+                        return Err(Re2Error::InvalidEscape(n.to_string()));
                     }
                     n if n.is_ascii() => push_literal(&mut out, n),
-                    n => return Err(format!("invalid escape sequence: \\{n}")),
+                    n => return Err(Re2Error::InvalidEscape(n.to_string())),
                 }
                 continue;
             }
@@ -212,13 +242,13 @@ fn translate(src: &str) -> Result<String, String> {
             '{' if !in_class => match repetition(&chars[i..]) {
                 Some((len, min, max)) => {
                     if min > MAX_REPEAT || max.is_some_and(|m| m > MAX_REPEAT) {
-                        return Err("bad repetition operator: repeat count over 1000".into());
+                        return Err(Re2Error::BadRepetition("repeat count over 1000".into()));
                     }
                     if max.is_some_and(|m| m < min) {
-                        return Err("bad repetition operator: max below min".into());
+                        return Err(Re2Error::BadRepetition("max below min".into()));
                     }
                     if was_repeat {
-                        return Err("bad repetition operator: {".into());
+                        return Err(Re2Error::BadRepetition("{".into()));
                     }
                     out.extend(&chars[i..i + len]);
                     i += len;
@@ -243,7 +273,7 @@ fn translate(src: &str) -> Result<String, String> {
         i += 1;
     }
     if in_class {
-        return Err("missing closing ]".to_string());
+        return Err(Re2Error::MissingBracket);
     }
     Ok(out)
 }
@@ -303,7 +333,7 @@ fn parse_count(s: &str) -> Option<u32> {
 }
 
 /// Validates a `(?` group opener the way RE2 does and returns its length.
-fn group_prefix(s: &[char]) -> Result<usize, String> {
+fn group_prefix(s: &[char]) -> Result<usize, Re2Error> {
     let text: String = s.iter().take(4).collect();
     if text.starts_with("(?P<")
         || text.starts_with("(?<") && !text.starts_with("(?<=") && !text.starts_with("(?<!")
@@ -313,10 +343,10 @@ fn group_prefix(s: &[char]) -> Result<usize, String> {
         let close = s
             .iter()
             .position(|&c| c == '>')
-            .ok_or_else(|| "invalid named capture group".to_string())?;
+            .ok_or(Re2Error::UnclosedNamedGroup)?;
         let name: String = s[open..close].iter().collect();
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(format!("invalid named capture group: {name}"));
+            return Err(Re2Error::InvalidNamedGroup(name));
         }
         return Ok(close + 1);
     }
@@ -345,12 +375,9 @@ fn group_prefix(s: &[char]) -> Result<usize, String> {
         i += 1;
     }
     if i >= s.len() {
-        return Err("missing closing )".to_string());
+        return Err(Re2Error::MissingParen);
     }
-    Err(format!(
-        "invalid or unsupported Perl syntax: `{}`",
-        take(s, i + 1)
-    ))
+    Err(Re2Error::UnsupportedPerlSyntax(take(s, i + 1)))
 }
 
 fn take(s: &[char], n: usize) -> String {

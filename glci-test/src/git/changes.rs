@@ -1,11 +1,11 @@
 //! The file sets `rules:changes` and `rules:exists` look at, computed against the working
 //! tree (glci runs the working tree, so uncommitted and untracked files count).
 
+use std::path::Path;
+
 use super::command::{git, split_nul};
 use super::worktree::{capture_tree, with_objects};
-use super::{GitError, Repo, RepoFacts};
-use crate::plan::predefined::{merge_request_target, pipeline_ref, PipelineRef};
-use crate::plan::{Event, PipelineSource};
+use super::{GitError, Repo};
 
 impl Repo {
     /// Every file of the working tree as the snapshot will hold it, for `rules:exists`:
@@ -13,33 +13,7 @@ impl Repo {
     /// --exclude-standard`), minus tracked files deleted from disk. Sorted, `/`-separated,
     /// relative to the top level.
     pub fn files(&self) -> Result<Vec<String>, GitError> {
-        // One git process (`-t` tags each entry) instead of one per list: planning time is
-        // mostly git start-up. A tracked file deleted from disk is listed twice, as `H`
-        // (cached) and `R` (removed); untracked files are `?`.
-        let out = git(self.top_level())
-            .args([
-                "ls-files",
-                "-z",
-                "-t",
-                "--cached",
-                "--deleted",
-                "--others",
-                "--exclude-standard",
-            ])
-            .run()?;
-        let entries = split_nul(&out);
-        let tagged = || entries.iter().filter_map(|e| e.split_once(' '));
-        let deleted: std::collections::BTreeSet<&str> = tagged()
-            .filter(|(tag, _)| *tag == "R")
-            .map(|(_, path)| path)
-            .collect();
-        let mut files: Vec<String> = tagged()
-            .filter(|(tag, path)| *tag != "R" && !deleted.contains(path))
-            .map(|(_, path)| path.to_string())
-            .collect();
-        files.sort();
-        files.dedup();
-        Ok(files)
+        files_in(self.top_level())
     }
 
     /// Paths that differ between commit `base` and the working tree: added, modified and
@@ -52,17 +26,7 @@ impl Repo {
                 name: base.to_string(),
                 repo: self.top_level().to_path_buf(),
             })?;
-        // New objects of the capture go to a scratch store that disappears afterwards.
-        let scratch = tempfile::Builder::new()
-            .prefix("glci-objects-")
-            .tempdir()
-            .map_err(|e| {
-                GitError::io(
-                    "cannot create a scratch directory in",
-                    std::env::temp_dir(),
-                    e,
-                )
-            })?;
+        let scratch = scratch_objects()?;
         let tree = capture_tree(self, scratch.path())?;
         let out = with_objects(git(self.top_level()), self, scratch.path())
             .args([
@@ -78,6 +42,22 @@ impl Repo {
         let mut paths = split_nul(&out);
         paths.sort();
         Ok(paths)
+    }
+
+    /// Whether git ignores `path` (relative to the top level), so that a snapshot of the
+    /// working tree leaves it out (`git check-ignore`).
+    pub fn is_ignored(&self, path: &str) -> Result<bool, GitError> {
+        Ok(git(self.top_level())
+            .args(["check-ignore", "-q", "--", path])
+            .run_opt()?
+            .is_some())
+    }
+
+    /// Whether the working tree, as a snapshot would capture it (untracked non-ignored files
+    /// included), is exactly the tree `tree`: a clean checkout of a commit with that tree.
+    pub fn working_tree_is(&self, tree: &str) -> Result<bool, GitError> {
+        let scratch = scratch_objects()?;
+        Ok(capture_tree(self, scratch.path())? == tree)
     }
 
     /// A branch as GitLab knows it: the remote-tracking ref `<remote>/<name>` when there is
@@ -128,58 +108,51 @@ impl Repo {
     }
 }
 
-/// The changed-file set of `rules:changes` for `event`, as GitLab computes it for the
-/// pipeline of the working tree. `Some(paths)`:
-/// - merge request: the diff between the merge base of the target branch and the source;
-/// - push to a branch the remote already has: the diff against the before-SHA
-///   ([`RepoFacts::before_sha`]).
-///
-/// `None` means GitLab has no changed-file set, and every `changes:` clause is true: a new
-/// branch, a tag, and every non-push source (web, schedule, API, trigger, ...).
-/// `event.changed_files` (given by the user) is returned as is.
-pub fn changed_files(
-    repo: &Repo,
-    facts: &RepoFacts,
-    event: &Event,
-) -> Result<Option<Vec<String>>, GitError> {
-    if let Some(given) = &event.changed_files {
-        return Ok(Some(given.clone()));
-    }
-    let remote = facts.remote.as_deref();
-    match (event.source, pipeline_ref(facts, event)) {
-        (PipelineSource::MergeRequestEvent, _) => {
-            let target = merge_request_target(facts, event);
-            repo.changed_since_merge_base(&target, remote).map(Some)
-        }
-        (PipelineSource::Push, PipelineRef::Branch(branch)) => {
-            let Some(head) = facts.head.as_ref() else {
-                return Ok(None);
-            };
-            // Without a remote-tracking tip the branch is new to the remote: no before-SHA,
-            // whatever the tree holds, so skip capturing it (two git processes, one of
-            // which hashes the whole working tree).
-            if !facts.remote_tips.contains_key(&branch) {
-                return Ok(None);
-            }
-            // The pipeline commit is HEAD when the tree is clean, else a new snapshot commit
-            // (which no remote tip can equal).
-            let scratch = tempfile::Builder::new()
-                .prefix("glci-objects-")
-                .tempdir()
-                .map_err(|e| {
-                    GitError::io(
-                        "cannot create a scratch directory in",
-                        std::env::temp_dir(),
-                        e,
-                    )
-                })?;
-            let clean = capture_tree(repo, scratch.path())? == head.tree;
-            let pipeline_sha = if clean { head.sha.as_str() } else { "" };
-            match facts.before_sha(&branch, pipeline_sha) {
-                Some(before) => repo.changed_since(&before).map(Some),
-                None => Ok(None),
-            }
-        }
-        _ => Ok(None),
-    }
+/// Every file git would hold for the directory `dir` of a work tree: tracked and untracked
+/// non-ignored files (`git ls-files --cached --others --exclude-standard`), minus tracked
+/// files deleted from disk. Sorted, `/`-separated, relative to `dir`. Fails when `dir` is not
+/// inside a git work tree.
+pub fn files_in(dir: &Path) -> Result<Vec<String>, GitError> {
+    // One git process (`-t` tags each entry) instead of one per list: planning time is
+    // mostly git start-up. A tracked file deleted from disk is listed twice, as `H`
+    // (cached) and `R` (removed); untracked files are `?`.
+    let out = git(dir)
+        .args([
+            "ls-files",
+            "-z",
+            "-t",
+            "--cached",
+            "--deleted",
+            "--others",
+            "--exclude-standard",
+        ])
+        .run()?;
+    let entries = split_nul(&out);
+    let tagged = || entries.iter().filter_map(|e| e.split_once(' '));
+    let deleted: std::collections::BTreeSet<&str> = tagged()
+        .filter(|(tag, _)| *tag == "R")
+        .map(|(_, path)| path)
+        .collect();
+    let mut files: Vec<String> = tagged()
+        .filter(|(tag, path)| *tag != "R" && !deleted.contains(path))
+        .map(|(_, path)| path.to_string())
+        .collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// A scratch object store for a capture of the working tree: new objects go there and
+/// disappear with it, so the user's repository is never written.
+fn scratch_objects() -> Result<tempfile::TempDir, GitError> {
+    tempfile::Builder::new()
+        .prefix("glci-objects-")
+        .tempdir()
+        .map_err(|e| {
+            GitError::io(
+                "cannot create a scratch directory in",
+                std::env::temp_dir(),
+                e,
+            )
+        })
 }

@@ -31,7 +31,7 @@ mod repo;
 mod snapshot;
 mod worktree;
 
-pub use changes::changed_files;
+pub use changes::files_in;
 pub use commit::{CommitInfo, GitDate, Signature, NO_COMMIT_MESSAGE};
 pub use commit_tree::CommitTree;
 pub use error::GitError;

@@ -24,6 +24,41 @@
 ///     redact = [(r"build \d+", "build [N]")],
 /// }
 /// ```
+///
+/// Misuse is a compile error, not a surprise at run time (these examples are compile-fail
+/// doctests: `cargo test --doc -p glci-test`). An unknown option names itself:
+///
+/// ```compile_fail,E0425
+/// glci_test::main! { brnach = "main" }
+/// ```
+///
+/// A value of the wrong type:
+///
+/// ```compile_fail,E0308
+/// glci_test::main! { branch = 42 }
+/// ```
+///
+/// A list where pairs are expected:
+///
+/// ```compile_fail,E0271
+/// glci_test::main! { vars = ["DEPLOY=false"] }
+/// ```
+///
+/// One name where a list is expected:
+///
+/// ```compile_fail,E0277
+/// glci_test::main! { snapshots = "build" }
+/// ```
+///
+/// Anything but `key = value` pairs:
+///
+/// ```compile_fail
+/// glci_test::main! { branch: "main" }
+/// ```
+///
+/// ```compile_fail
+/// glci_test::main! { "main" }
+/// ```
 #[macro_export]
 macro_rules! main {
     () => {
@@ -57,11 +92,11 @@ macro_rules! main {
 #[macro_export]
 macro_rules! assert_plan_snapshot {
     ($pipeline:expr $(,)?) => {{
-        let text = $crate::harness::api::plan_text(&$pipeline);
+        let text = $crate::harness::test_api::plan_text(&$pipeline);
         $crate::__insta::assert_snapshot!(text)
     }};
     ($name:expr, $pipeline:expr $(,)?) => {{
-        let text = $crate::harness::api::plan_text(&$pipeline);
+        let text = $crate::harness::test_api::plan_text(&$pipeline);
         $crate::__insta::assert_snapshot!($name, text)
     }};
 }

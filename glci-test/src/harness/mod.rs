@@ -44,13 +44,13 @@
 //! second). `cargo test` (one process) runs every job once. Listing (`--list`) never
 //! touches Docker and prints exactly `<job>: test` lines, as nextest requires.
 
-pub mod api;
 pub mod env;
 pub mod macros;
 pub mod normalize;
 pub mod outcome;
 mod session;
 pub mod snapshot;
+pub mod test_api;
 #[cfg(test)]
 mod test_support;
 mod trials;
@@ -62,17 +62,18 @@ use std::sync::Arc;
 use crate::pipeline::{self, PipelineOptions, RunOptions};
 use crate::plan::PipelineSource;
 
-pub use api::{Job, Pipeline, PipelineRun, PlanSummary, RunningPipeline};
 /// libtest's command line, as the harness reads it.
 pub use libtest_mimic::Arguments;
 pub use normalize::Normalizer;
 pub use snapshot::Selection;
+pub use test_api::{Job, Pipeline, PipelineRun, PlanSummary, RunningPipeline};
 
-/// A pipeline as a test suite: what to run, and how to snapshot it.
+/// A pipeline as a test suite: what to run, and how to snapshot it. What to run is a
+/// [`Pipeline`], the builder hand-written tests use, so both entry points set the repository,
+/// file, event and variables the same way.
 #[derive(Debug, Clone)]
 pub struct Harness {
-    options: PipelineOptions,
-    run: RunOptions,
+    pipeline: Pipeline,
     snapshots: Selection,
     snapshot_dir: Option<PathBuf>,
     redactions: Vec<(String, String)>,
@@ -85,9 +86,18 @@ impl Harness {
     /// The pipeline of the repository containing `project_dir` (for `main!`, the test
     /// crate's directory), for a push to its current branch.
     pub fn new(project_dir: impl Into<PathBuf>) -> Harness {
+        Harness::from_pipeline(Pipeline::new(project_dir))
+    }
+
+    /// The pipeline described by `options` as they are.
+    pub fn from_options(options: PipelineOptions) -> Harness {
+        Harness::from_pipeline(Pipeline::from_options(options))
+    }
+
+    /// `pipeline` as a test suite.
+    pub fn from_pipeline(pipeline: Pipeline) -> Harness {
         Harness {
-            options: PipelineOptions::new(project_dir),
-            run: RunOptions::default(),
+            pipeline,
             snapshots: Selection::None,
             snapshot_dir: None,
             redactions: Vec::new(),
@@ -96,55 +106,48 @@ impl Harness {
         }
     }
 
-    /// The pipeline described by `options` as they are.
-    pub fn from_options(options: PipelineOptions) -> Harness {
-        Harness {
-            options,
-            ..Harness::new(".")
-        }
+    fn with_pipeline(mut self, set: impl FnOnce(Pipeline) -> Pipeline) -> Harness {
+        self.pipeline = set(self.pipeline);
+        self
     }
 
     /// The CI file, relative to the repository root (default `.gitlab-ci.yml`).
-    pub fn file(mut self, file: &str) -> Harness {
-        self.options.file = file.to_string();
-        self
+    pub fn file(self, file: &str) -> Harness {
+        self.with_pipeline(|p| p.file(file))
     }
 
-    pub fn branch(mut self, branch: &str) -> Harness {
-        self.options.set_branch(branch);
-        self
+    pub fn branch(self, branch: &str) -> Harness {
+        self.with_pipeline(|p| p.branch(branch))
     }
 
-    pub fn tag(mut self, tag: &str) -> Harness {
-        self.options.set_tag(tag);
-        self
+    pub fn tag(self, tag: &str) -> Harness {
+        self.with_pipeline(|p| p.tag(tag))
     }
 
-    pub fn source(mut self, source: PipelineSource) -> Harness {
-        self.options.event.source = source;
-        self
+    pub fn source(self, source: PipelineSource) -> Harness {
+        self.with_pipeline(|p| p.source(source))
     }
 
     /// `CI_PIPELINE_SOURCE` by name (`push`, `merge_request_event`...); a bad name is
     /// reported when the suite starts.
     pub fn source_str(mut self, source: &str) -> Harness {
         match source.parse() {
-            Ok(s) => self.options.event.source = s,
-            Err(e) => self.errors.push(format!("source: {e}")),
+            Ok(s) => self.with_pipeline(|p| p.source(s)),
+            Err(e) => {
+                self.errors.push(format!("source: {e}"));
+                self
+            }
         }
-        self
     }
 
     /// A pipeline variable (highest precedence, as on GitLab).
-    pub fn var(mut self, key: &str, value: &str) -> Harness {
-        self.options.add_var(key, value);
-        self
+    pub fn var(self, key: &str, value: &str) -> Harness {
+        self.with_pipeline(|p| p.var(key, value))
     }
 
     /// A masked CI/CD settings variable: `[MASKED]` in logs and snapshots.
-    pub fn masked_var(mut self, key: &str, value: &str) -> Harness {
-        self.options.add_masked_var(key, value);
-        self
+    pub fn masked_var(self, key: &str, value: &str) -> Harness {
+        self.with_pipeline(|p| p.masked_var(key, value))
     }
 
     /// Adds jobs whose log is snapshotted (`"*"`: all).
@@ -170,9 +173,8 @@ impl Harness {
         self
     }
 
-    pub fn run_options(mut self, run: RunOptions) -> Harness {
-        self.run = run;
-        self
+    pub fn run_options(self, run: RunOptions) -> Harness {
+        self.with_pipeline(|p| p.run_options(run))
     }
 
     /// Ignore the `GLCI_*` environment variables (see [`env`](mod@env)).
@@ -196,7 +198,10 @@ impl Harness {
         // before anything else; glci-test's own manifest directory would be wrong for the
         // user's snapshots. Set before any thread of ours exists.
         if std::env::var_os("INSTA_WORKSPACE_ROOT").is_none() {
-            std::env::set_var("INSTA_WORKSPACE_ROOT", absolute(&self.options.project_dir));
+            std::env::set_var(
+                "INSTA_WORKSPACE_ROOT",
+                absolute(&self.pipeline.options.project_dir),
+            );
         }
         match self.prepare(args) {
             Ok((trials, session)) => {
@@ -223,15 +228,15 @@ impl Harness {
             return Err(e.clone());
         }
         if self.use_env {
-            let env = env::apply(&mut self.options, std::env::vars())?;
+            let env = env::apply(&mut self.pipeline.options, std::env::vars())?;
             self.snapshots = std::mem::take(&mut self.snapshots).union(env.snapshots);
             if env.snapshot_dir.is_some() {
                 self.snapshot_dir = env.snapshot_dir;
             }
         }
-        let project_dir = absolute(&self.options.project_dir);
-        self.options.project_dir = project_dir.clone();
-        let planned = pipeline::plan(&self.options).map_err(|e| e.to_string())?;
+        let project_dir = absolute(&self.pipeline.options.project_dir);
+        self.pipeline.options.project_dir = project_dir.clone();
+        let planned = pipeline::plan(&self.pipeline.options).map_err(|e| e.to_string())?;
         if !planned.plan.created {
             // No pipeline for this event: no trial, and say why (not an error: GitLab
             // would simply not create one).
@@ -245,7 +250,8 @@ impl Harness {
             );
         }
         let mut normalizer = Normalizer::new().mask(
-            self.options
+            self.pipeline
+                .options
                 .settings_variables
                 .iter()
                 .filter(|v| v.masked)
@@ -261,11 +267,15 @@ impl Harness {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("tests/snapshots")),
         );
-        let ci_file = planned.loaded.facts.top_level.join(&self.options.file);
+        let ci_file = planned
+            .loaded
+            .facts
+            .top_level
+            .join(&self.pipeline.options.file);
         let stream_logs = args.nocapture && !args.list;
         let session = Arc::new(session::LazySession::new(
-            self.options.clone(),
-            self.run.clone(),
+            self.pipeline.options.clone(),
+            self.pipeline.run.clone(),
             stream_logs,
         )?);
         let ctx = Arc::new(trials::Context {

@@ -10,6 +10,7 @@ pub mod interrupt;
 pub mod job_spec;
 pub mod kept_artifacts;
 pub mod past_runs;
+pub mod render;
 pub mod results;
 pub mod run;
 pub mod staging;
@@ -25,7 +26,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use crate::config::{self, ConfigError, LoadOptions};
-use crate::git::{self, GitError, Repo, RepoFacts};
+use crate::git::{GitError, Repo, RepoFacts};
 use crate::plan::predefined::{self, PipelineContext};
 use crate::plan::StrMap;
 use crate::plan::{
@@ -283,7 +284,7 @@ pub fn plan(opts: &PipelineOptions) -> Result<Planned, PipelineError> {
             let (repo, facts, event) = (&repo, facts.clone(), &event);
             s.spawn(move || {
                 (
-                    git::changed_files(repo, &facts, event),
+                    plan::changed_files(repo, &facts, event),
                     merge_request_diff_base(repo, &facts, event),
                 )
             })

@@ -1,4 +1,5 @@
-//! `rules:changes`, `rules:exists`, `only:changes`: Ruby's
+//! `rules:changes`, `rules:exists`, `only:changes`: which diff an event means to GitLab
+//! ([`changed_files`], asking `git` for the diff), and Ruby's
 //! `File.fnmatch?(glob, path, FNM_PATHNAME | FNM_DOTMATCH | FNM_EXTGLOB)` over path lists,
 //! with each glob compiled once per planning run.
 
@@ -8,8 +9,58 @@ use std::sync::{Mutex, MutexGuard};
 
 use globset::{GlobBuilder, GlobMatcher};
 
+use super::predefined::{merge_request_target, pipeline_ref, PipelineRef};
+use super::{Event, PipelineSource};
+use crate::git::{GitError, Repo, RepoFacts};
+
 /// Above this many path × glob comparisons GitLab gives up and answers true.
 const MAX_COMPARISONS: usize = 50_000;
+
+/// The changed-file set of `rules:changes` for `event`, as GitLab computes it for the
+/// pipeline of the working tree. `Some(paths)`:
+/// - merge request: the diff between the merge base of the target branch and the source;
+/// - push to a branch the remote already has: the diff against the before-SHA
+///   ([`RepoFacts::before_sha`]).
+///
+/// `None` means GitLab has no changed-file set, and every `changes:` clause is true: a new
+/// branch, a tag, and every non-push source (web, schedule, API, trigger, ...).
+/// `event.changed_files` (given by the user) is returned as is.
+pub fn changed_files(
+    repo: &Repo,
+    facts: &RepoFacts,
+    event: &Event,
+) -> Result<Option<Vec<String>>, GitError> {
+    if let Some(given) = &event.changed_files {
+        return Ok(Some(given.clone()));
+    }
+    let remote = facts.remote.as_deref();
+    match (event.source, pipeline_ref(facts, event)) {
+        (PipelineSource::MergeRequestEvent, _) => {
+            let target = merge_request_target(facts, event);
+            repo.changed_since_merge_base(&target, remote).map(Some)
+        }
+        (PipelineSource::Push, PipelineRef::Branch(branch)) => {
+            let Some(head) = facts.head.as_ref() else {
+                return Ok(None);
+            };
+            // Without a remote-tracking tip the branch is new to the remote: no before-SHA,
+            // whatever the tree holds, so skip capturing it (two git processes, one of
+            // which hashes the whole working tree).
+            if !facts.remote_tips.contains_key(&branch) {
+                return Ok(None);
+            }
+            // The pipeline commit is HEAD when the tree is clean, else a new snapshot commit
+            // (which no remote tip can equal).
+            let clean = repo.working_tree_is(&head.tree)?;
+            let pipeline_sha = if clean { head.sha.as_str() } else { "" };
+            match facts.before_sha(&branch, pipeline_sha) {
+                Some(before) => repo.changed_since(&before).map(Some),
+                None => Ok(None),
+            }
+        }
+        _ => Ok(None),
+    }
+}
 
 type Globs = HashMap<String, Option<GlobMatcher>>;
 

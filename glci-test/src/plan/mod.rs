@@ -1,7 +1,7 @@
 //! From a resolved configuration and an event to the pipeline GitLab would create: which
 //! jobs, in which stages, with which `when`, `needs` and variables.
 //!
-//! [`model::validate`] reads the resolved tree into a [`PipelineConfig`] (entry and logical
+//! [`validate()`] reads the resolved tree into a [`PipelineConfig`] (entry and logical
 //! validation, GitLab's messages); [`plan`] evaluates `workflow`, `rules`/`only`/`except`,
 //! expands `parallel`, and checks needs against the jobs that remain; [`status`] propagates
 //! job statuses through the planned DAG.
@@ -19,6 +19,7 @@ mod only_except;
 pub mod parallel;
 mod planner;
 pub mod predefined;
+mod regexp;
 mod rules;
 mod scope;
 pub mod status;
@@ -26,15 +27,17 @@ mod validate;
 mod var_cycles;
 mod warnings;
 
+pub use changes::changed_files;
 pub use child::child_context;
 pub use environment::{guess_tier, slug as environment_slug};
 pub use event::{Event, PipelineSource};
 pub use lint::LintError;
 pub use model::{
-    validate, AllowFailure, Artifacts, Cache, Environment, Image, JobConfig, PipelineConfig, Retry,
-    Service, StrMap, Trigger, Variable, When,
+    AllowFailure, Artifacts, Cache, Environment, Image, JobConfig, PipelineConfig, Retry, Service,
+    StrMap, Trigger, Variable, When,
 };
 pub use planner::plan;
+pub use validate::validate;
 pub use warnings::warnings;
 
 /// Everything planning needs besides the configuration.

@@ -81,9 +81,16 @@ pub fn instances(job: &JobConfig) -> Vec<Instance> {
     }
 }
 
+/// Why `$[[ matrix.VAR ]]` could not be replaced (GitLab's text, without the job prefix).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MatrixError {
+    #[error("'{0}' does not exist in matrix configuration")]
+    UnknownVariable(String),
+}
+
 /// Replaces `$[[ matrix.VAR ]]` in a need's job name or matrix values with this instance's
 /// values. Unknown names give GitLab's error text (without the job prefix).
-pub fn interpolate_matrix(text: &str, matrix: &StrMap<String>) -> Result<String, String> {
+pub fn interpolate_matrix(text: &str, matrix: &StrMap<String>) -> Result<String, MatrixError> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("$[[") {
@@ -95,7 +102,7 @@ pub fn interpolate_matrix(text: &str, matrix: &StrMap<String>) -> Result<String,
         match inner.strip_prefix("matrix.") {
             Some(var) => match matrix.get(var) {
                 Some(v) => out.push_str(v),
-                None => return Err(format!("'{var}' does not exist in matrix configuration")),
+                None => return Err(MatrixError::UnknownVariable(var.to_string())),
             },
             None => out.push_str(&rest[start..start + len + 2]),
         }

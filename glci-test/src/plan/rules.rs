@@ -19,9 +19,19 @@ pub struct RuleEnv<'a> {
     pub globs: &'a GlobCache,
 }
 
+/// A rule that can not be evaluated (GitLab: "Failed to parse rule for <job>: <msg>").
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuleError {
+    #[error("rules:changes:compare_to is not a valid ref: {0}")]
+    CompareToNotARef(String),
+}
+
 /// The first matching rule, `Ok(None)` when none matches, `Err` for a rule that can not be
-/// evaluated (GitLab: "Failed to parse rule for <job>: <msg>").
-pub fn first_match<'r>(rules: &'r [Rule], env: &RuleEnv<'_>) -> Result<Option<&'r Rule>, String> {
+/// evaluated.
+pub fn first_match<'r>(
+    rules: &'r [Rule],
+    env: &RuleEnv<'_>,
+) -> Result<Option<&'r Rule>, RuleError> {
     for rule in rules {
         if matches(rule, env)? {
             return Ok(Some(rule));
@@ -30,7 +40,7 @@ pub fn first_match<'r>(rules: &'r [Rule], env: &RuleEnv<'_>) -> Result<Option<&'
     Ok(None)
 }
 
-fn matches(rule: &Rule, env: &RuleEnv<'_>) -> Result<bool, String> {
+fn matches(rule: &Rule, env: &RuleEnv<'_>) -> Result<bool, RuleError> {
     if let Some(expr) = &rule.if_ {
         if !condition::evaluate(expr, env.scope) {
             return Ok(false);
@@ -53,7 +63,7 @@ fn matches(rule: &Rule, env: &RuleEnv<'_>) -> Result<bool, String> {
     Ok(true)
 }
 
-fn changed(changes: &Changes, env: &RuleEnv<'_>) -> Result<bool, String> {
+fn changed(changes: &Changes, env: &RuleEnv<'_>) -> Result<bool, RuleError> {
     let paths: Vec<String> = changes
         .paths
         .iter()
@@ -64,9 +74,7 @@ fn changed(changes: &Changes, env: &RuleEnv<'_>) -> Result<bool, String> {
             let reference = condition::expand_existing(reference, env.scope);
             match env.compare_to.get(&reference) {
                 Some(files) => Ok(env.globs.any_changed(&paths, Some(files))),
-                None => Err(format!(
-                    "rules:changes:compare_to is not a valid ref: {reference}"
-                )),
+                None => Err(RuleError::CompareToNotARef(reference)),
             }
         }
         None => Ok(env.globs.any_changed(&paths, env.changed_files)),

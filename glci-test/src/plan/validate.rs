@@ -1,13 +1,25 @@
-//! Logical validation over the whole pipeline (`YamlProcessor#validate_job!` and
-//! `YamlProcessor::Dag`): stage exists → dependencies → needs → cycles. First error wins.
+//! Validation of a resolved configuration: the model's entry validation
+//! ([`super::model::read`]), then the logical checks over the whole pipeline
+//! (`YamlProcessor#validate_job!` and `YamlProcessor::Dag`): stage exists → dependencies →
+//! needs → cycles. First logical error wins.
 
 use foldhash::{HashMap, HashSet, HashSetExt};
 
 use crate::plan::StrMap;
 
 use super::lint::LintError;
-use super::model::{JobConfig, Need, PipelineConfig};
+use super::model::{self, JobConfig, Need, PipelineConfig};
 use super::parallel::{self, Instance};
+use crate::config::Node;
+
+/// Reads and validates a resolved configuration tree. Entry errors are all collected (as
+/// GitLab reports several at once); logical errors (stages, needs, dependencies, cycles) stop
+/// at the first one, after entry errors.
+pub fn validate(tree: &Node) -> Result<PipelineConfig, Vec<LintError>> {
+    let config = model::read(tree)?;
+    logical(&config).map_err(|e| vec![e])?;
+    Ok(config)
+}
 
 /// Every concrete job after `parallel` expansion, in file order.
 pub struct Expanded<'a> {
@@ -48,7 +60,8 @@ pub fn resolve_need(need: &Need, inst: &Instance, job: &str) -> Result<Need, Lin
     if need.matrix.is_none() && !need.job.contains("$[[") {
         return Ok(need.clone());
     }
-    let fail = |e: String| LintError::new(Some(&need.span), format!("{job} job: {e}"));
+    let fail =
+        |e: parallel::MatrixError| LintError::new(Some(&need.span), format!("{job} job: {e}"));
     let mut out = need.clone();
     out.job = parallel::interpolate_matrix(&need.job, &inst.matrix).map_err(fail)?;
     if let Some(entries) = &mut out.matrix {

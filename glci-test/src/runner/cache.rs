@@ -16,10 +16,59 @@ use http_body_util::Full;
 
 use super::archive::{self, ExpandLimits, Selection, TarStream};
 use super::http_client::{self, Answer};
+use super::job_variables::expand_once;
 use super::payload::{Cache, JobPayload, JobVariable};
 use super::s3_presign::S3Target;
 use super::trace::Trace;
-use super::variables::expand_once;
+
+/// Why one cache entry was skipped or could not be moved: every one is a line in the job's
+/// log (a warning or an info), never a job failure. The messages are the official runner's.
+#[derive(Debug, thiserror::Error)]
+pub enum CacheError {
+    #[error("cache key {0:?} could not be sanitized")]
+    Unsanitizable(String),
+    #[error("empty cache key")]
+    EmptyKey,
+    #[error("unknown cache policy {0}")]
+    UnknownPolicy(String),
+    /// No cache server configured: there is no local cache to extract either.
+    #[error("Cache file does not exist")]
+    NoServer,
+    #[error("file does not exist")]
+    NotFound,
+    #[error("computed cache path outside of project bucket for key {0:?}")]
+    OutsideBucket(String),
+    #[error("GET {url}: the cache server answered {status}")]
+    GetRefused { url: String, status: StatusCode },
+    /// `body`: the start of the server's answer (at most 300 characters).
+    #[error("PUT {url}: the cache server answered {status}: {body}")]
+    PutRefused {
+        url: String,
+        status: StatusCode,
+        body: String,
+    },
+    #[error("cache {key}: {source}")]
+    Unpack {
+        key: String,
+        source: archive::UnpackError,
+    },
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
+    #[error("cannot read container files: {0}")]
+    ReadTar(std::io::Error),
+    #[error("bad path in container files: {0}")]
+    TarPath(std::io::Error),
+    /// A request that got no answer (`detail`: the transport's reason, or the time-out).
+    #[error("{method} {url}: {detail}")]
+    Transport {
+        method: Method,
+        url: String,
+        detail: String,
+    },
+    /// Moving files in or out of the build container ([`ProjectFiles`]).
+    #[error("{0}")]
+    Project(String),
+}
 
 /// The runner's `[runners.cache]` with `Type = "s3"`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,22 +81,6 @@ pub struct CacheConfig {
 }
 
 impl CacheConfig {
-    /// The cache of a glci server (`RunningServer::s3_credentials()`), over plain HTTP.
-    pub fn from_server(creds: &crate::server::S3Credentials) -> CacheConfig {
-        CacheConfig {
-            s3: S3Target {
-                server_address: creds.server_address.clone(),
-                bucket: creds.bucket.clone(),
-                region: creds.region.clone(),
-                access_key: creds.access_key.clone(),
-                secret_key: creds.secret_key.clone(),
-                insecure: true,
-            },
-            path: String::new(),
-            shared: false,
-        }
-    }
-
     /// The object key of a cache key, as `cache.GetAdapter` builds it; `None` when the key
     /// would leave the project's prefix.
     pub fn object_key(&self, short_token: &str, project_id: u64, key: &str) -> Option<String> {
@@ -90,7 +123,7 @@ fn clean_path(p: &str) -> String {
 /// gitlab-runner's `cachekey.Sanitize`: `%2f`/`%2e` decoded, `\` read as `/`, `.`/`..`
 /// resolved inside the key, trailing whitespace and empty trailing segments dropped. An
 /// empty input stays empty; a key that sanitises to nothing is an error naming it.
-pub fn sanitize_key(raw: &str) -> Result<String, String> {
+pub fn sanitize_key(raw: &str) -> Result<String, CacheError> {
     if raw.is_empty() {
         return Ok(String::new());
     }
@@ -126,7 +159,7 @@ pub fn sanitize_key(raw: &str) -> Result<String, String> {
     }
     let key = parts.join("/");
     if key.is_empty() {
-        return Err(format!("cache key {raw:?} could not be sanitized"));
+        return Err(CacheError::Unsanitizable(raw.to_string()));
     }
     Ok(key)
 }
@@ -139,11 +172,11 @@ enum Transfer {
     Push,
 }
 
-fn policy_allows(policy: &str, wanted: &str) -> Result<bool, String> {
+fn policy_allows(policy: &str, wanted: &str) -> Result<bool, CacheError> {
     match policy {
         "" | "pull-push" => Ok(true),
         "pull" | "push" => Ok(policy == wanted),
-        other => Err(format!("unknown cache policy {other}")),
+        other => Err(CacheError::UnknownPolicy(other.to_string())),
     }
 }
 
@@ -202,7 +235,7 @@ impl JobCache<'_> {
 
     /// `newCacheConfig`: the key (default `<job name>/<ref>`), expanded and sanitised, with
     /// the official warning when sanitising changed it. `Err` carries the reason to skip.
-    fn key(&self, user_key: &str, expand: bool) -> Result<Key, String> {
+    fn key(&self, user_key: &str, expand: bool) -> Result<Key, CacheError> {
         let raw = if user_key.is_empty() {
             let joined = format!(
                 "{}/{}",
@@ -217,8 +250,8 @@ impl JobCache<'_> {
         let human = match sanitize_key(&raw) {
             Ok(h) => h,
             Err(e) => {
-                self.trace.warning(&e);
-                return Err("empty cache key".to_string());
+                self.trace.warning(&e.to_string());
+                return Err(CacheError::EmptyKey);
             }
         };
         if human != raw {
@@ -226,7 +259,7 @@ impl JobCache<'_> {
                 .warning(&format!("cache key {raw:?} sanitized to {human:?}"));
         }
         if human.is_empty() {
-            return Err("empty cache key".to_string());
+            return Err(CacheError::EmptyKey);
         }
         Ok(Key { human })
     }
@@ -331,7 +364,7 @@ impl JobCache<'_> {
                         break;
                     }
                     Err(e) => {
-                        trace.warning(&e);
+                        trace.warning(&e.to_string());
                         trace.warning("Failed to extract cache");
                     }
                 }
@@ -345,33 +378,29 @@ impl JobCache<'_> {
         key: &Key,
         files: &impl ProjectFiles,
         project_dir: &str,
-    ) -> Result<(), String> {
+    ) -> Result<(), CacheError> {
         let Some(config) = self.config else {
             self.trace.line(
                 "No URL provided, cache will not be downloaded from shared cache server. \
                  Instead a local version of cache will be extracted.",
             );
-            return Err("Cache file does not exist".to_string());
+            return Err(CacheError::NoServer);
         };
         let Some(object) = self.object_key(key) else {
-            return Err(format!(
-                "computed cache path outside of project bucket for key {:?}",
-                key.human
-            ));
+            return Err(CacheError::OutsideBucket(key.human.clone()));
         };
         let url = config
             .s3
             .presign("GET", &object, &[], self.expires(), SystemTime::now());
         let answer = send_with_retry(Method::GET, &url, &[], Bytes::new()).await?;
         if answer.status == StatusCode::NOT_FOUND {
-            return Err("file does not exist".to_string());
+            return Err(CacheError::NotFound);
         }
         if !answer.status.is_success() {
-            return Err(format!(
-                "GET {}: the cache server answered {}",
-                config.s3.object_url(&object),
-                answer.status
-            ));
+            return Err(CacheError::GetRefused {
+                url: config.s3.object_url(&object),
+                status: answer.status,
+            });
         }
         match answer.header("etag") {
             Some(etag) => self.trace.line(&format!(
@@ -384,8 +413,11 @@ impl JobCache<'_> {
             )),
         }
         let tar = archive::zip_to_tar_stream(answer.body, project_dir, ExpandLimits::default())
-            .map_err(|e| format!("cache {}: {e}", key.human))?;
-        files.upload_tar(tar).await
+            .map_err(|source| CacheError::Unpack {
+                key: key.human.clone(),
+                source,
+            })?;
+        files.upload_tar(tar).await.map_err(CacheError::Project)
     }
 
     /// `archive_cache` / `archive_cache_on_failure`: each entry whose `when` matches the job's
@@ -431,7 +463,7 @@ impl JobCache<'_> {
             match self.create(&key, entry, tar, tracked).await {
                 Ok(()) => trace.info("Created cache"),
                 Err(e) => {
-                    trace.warning(&e);
+                    trace.warning(&e.to_string());
                     trace.warning("Failed to create cache");
                 }
             }
@@ -446,12 +478,11 @@ impl JobCache<'_> {
         entry: &Cache,
         project_tar: &[u8],
         tracked: &BTreeSet<String>,
-    ) -> Result<(), String> {
+    ) -> Result<(), CacheError> {
         let trace = self.trace;
         let names = tar_names(project_tar)?;
         for path in &entry.paths {
-            let one = Selection::new(std::slice::from_ref(path), &[], false, BTreeSet::new())
-                .map_err(|e| e.to_string())?;
+            let one = Selection::new(std::slice::from_ref(path), &[], false, BTreeSet::new())?;
             let found = names.iter().filter(|n| one.selects(n)).count();
             if found == 0 {
                 trace.warning(&format!(
@@ -465,15 +496,12 @@ impl JobCache<'_> {
             }
         }
         if entry.untracked {
-            let only =
-                Selection::new(&[], &[], true, tracked.clone()).map_err(|e| e.to_string())?;
+            let only = Selection::new(&[], &[], true, tracked.clone())?;
             let found = names.iter().filter(|n| only.selects(n)).count();
             trace.line(&format!("untracked: found {found} files"));
         }
-        let selection = Selection::new(&entry.paths, &[], entry.untracked, tracked.clone())
-            .map_err(|e| e.to_string())?;
-        let (zip, count) =
-            archive::tar_to_zip(project_tar, &selection).map_err(|e| e.to_string())?;
+        let selection = Selection::new(&entry.paths, &[], entry.untracked, tracked.clone())?;
+        let (zip, count) = archive::tar_to_zip(project_tar, &selection)?;
         if count == 0 {
             trace.warning("No files to cache.");
             // The archiver exits 0 here, so the script still says "Created cache".
@@ -487,10 +515,7 @@ impl JobCache<'_> {
             return Ok(());
         };
         let Some(object) = self.object_key(key) else {
-            return Err(format!(
-                "computed cache path outside of project bucket for key {:?}",
-                key.human
-            ));
+            return Err(CacheError::OutsideBucket(key.human.clone()));
         };
         let meta = [("x-amz-meta-cachekey", key.human.as_str())];
         let url = config
@@ -506,15 +531,14 @@ impl JobCache<'_> {
         ];
         let answer = send_with_retry(Method::PUT, &url, &headers, Bytes::from(zip)).await?;
         if !answer.status.is_success() {
-            return Err(format!(
-                "PUT {}: the cache server answered {}: {}",
-                config.s3.object_url(&object),
-                answer.status,
-                String::from_utf8_lossy(&answer.body)
+            return Err(CacheError::PutRefused {
+                url: config.s3.object_url(&object),
+                status: answer.status,
+                body: String::from_utf8_lossy(&answer.body)
                     .chars()
                     .take(300)
-                    .collect::<String>()
-            ));
+                    .collect(),
+            });
         }
         Ok(())
     }
@@ -522,17 +546,15 @@ impl JobCache<'_> {
 
 /// Relative paths (files and directories) of a project tar as the Docker archive API returns
 /// it (top-level entry: the project directory's own name).
-fn tar_names(tar_bytes: &[u8]) -> Result<Vec<String>, String> {
+fn tar_names(tar_bytes: &[u8]) -> Result<Vec<String>, CacheError> {
     let mut archive = tar::Archive::new(tar_bytes);
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("cannot read container files: {e}"))?;
+    let entries = archive.entries().map_err(CacheError::ReadTar)?;
     let mut names = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| format!("cannot read container files: {e}"))?;
+        let entry = entry.map_err(CacheError::ReadTar)?;
         let path = entry
             .path()
-            .map_err(|e| format!("bad path in container files: {e}"))?
+            .map_err(CacheError::TarPath)?
             .to_string_lossy()
             .into_owned();
         if let Some((_, rel)) = path.trim_end_matches('/').split_once('/') {
@@ -553,8 +575,13 @@ async fn send(
     url: &str,
     headers: &[(&str, String)],
     body: Bytes,
-) -> Result<Answer, String> {
+) -> Result<Answer, CacheError> {
     let clean = url.split('?').next().unwrap_or(url).to_string();
+    let transport = |detail: String| CacheError::Transport {
+        method: method.clone(),
+        url: clean.clone(),
+        detail,
+    };
     let client = http_client::client();
     let mut req = Request::builder().method(method.clone()).uri(url);
     for (k, v) in headers {
@@ -563,15 +590,15 @@ async fn send(
     let req = req
         .header("content-length", body.len().to_string())
         .body(Full::new(body))
-        .map_err(|e| format!("{method} {clean}: {e}"))?;
+        .map_err(|e| transport(e.to_string()))?;
     let exchange = http_client::exchange(&client, req);
     match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
         Ok(Ok(answer)) => Ok(answer),
-        Ok(Err(e)) => Err(format!("{method} {clean}: {}", e.with_causes())),
-        Err(_) => Err(format!(
-            "{method} {clean}: no answer within {} minutes",
+        Ok(Err(e)) => Err(transport(e.with_causes())),
+        Err(_) => Err(transport(format!(
+            "no answer within {} minutes",
             REQUEST_TIMEOUT.as_secs() / 60
-        )),
+        ))),
     }
 }
 
@@ -581,7 +608,7 @@ async fn send_with_retry(
     url: &str,
     headers: &[(&str, String)],
     body: Bytes,
-) -> Result<Answer, String> {
+) -> Result<Answer, CacheError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
@@ -625,7 +652,7 @@ mod tests {
             " \t\r\n",
             r"//\",
         ] {
-            let e = sanitize_key(bad).unwrap_err();
+            let e = sanitize_key(bad).unwrap_err().to_string();
             assert!(e.contains("could not be sanitized"), "{bad:?}: {e}");
         }
     }
@@ -726,7 +753,7 @@ mod tests {
         let server = crate::server::Server::start(crate::server::ServerConfig::new(tmp.path()))
             .await
             .unwrap();
-        let config = CacheConfig::from_server(&server.s3_credentials());
+        let config = crate::pipeline::run::runner_cache_config(&server.s3_credentials(), false);
         let entry = Cache {
             key: "deps-$CI_COMMIT_REF_SLUG".into(),
             paths: vec!["vendor/".into()],
@@ -927,8 +954,8 @@ mod tests {
             trace: &trace,
         };
         assert_eq!(
-            cache.key("", true).map(|k| k.human),
-            Ok("build/main".into())
+            cache.key("", true).map(|k| k.human).ok(),
+            Some("build/main".into())
         );
         assert!(cache.key("..", true).is_err());
         assert!(text(&trace).contains("could not be sanitized"));
@@ -936,10 +963,10 @@ mod tests {
 
     #[test]
     fn policies_and_whens() {
-        assert_eq!(policy_allows("", "pull"), Ok(true));
-        assert_eq!(policy_allows("pull-push", "push"), Ok(true));
-        assert_eq!(policy_allows("pull", "push"), Ok(false));
-        assert_eq!(policy_allows("push", "push"), Ok(true));
+        assert_eq!(policy_allows("", "pull").ok(), Some(true));
+        assert_eq!(policy_allows("pull-push", "push").ok(), Some(true));
+        assert_eq!(policy_allows("pull", "push").ok(), Some(false));
+        assert_eq!(policy_allows("push", "push").ok(), Some(true));
         assert!(policy_allows("sometimes", "pull").is_err());
         assert!(when_matches("", true) && !when_matches("", false));
         assert!(when_matches("on_failure", false) && !when_matches("on_failure", true));

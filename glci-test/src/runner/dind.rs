@@ -42,7 +42,7 @@ use futures_util::StreamExt;
 
 use crate::docker::{DockerError, Engine, Owner};
 
-use super::container::{ContainerConfig, JobContainer};
+use super::build_container::{ContainerConfig, JobContainer};
 use super::docker_settings::HostSettings;
 use super::payload::{Image, JobVariable};
 use super::registry_access::RegistryAccess;

@@ -209,7 +209,7 @@ pub async fn engine_allows_privileged(engine: &Engine, owner: &Owner, image: &st
 }
 
 async fn probe_privileged(engine: &Engine, owner: &Owner, image: &str) -> Option<bool> {
-    use super::container::{ContainerConfig, JobContainer};
+    use super::build_container::{ContainerConfig, JobContainer};
     let config = ContainerConfig {
         name: format!(
             "{}-privileged-probe-{}",

@@ -13,16 +13,16 @@ use tokio_util::sync::CancellationToken;
 use crate::docker::{create_network, Engine, Owner};
 
 use super::archive::{self, Selection, TarStream};
+use super::build_container::{ContainerConfig, JobContainer, StageEnd};
 use super::cache::{CacheConfig, JobCache, ProjectFiles};
-use super::container::{ContainerConfig, JobContainer, StageEnd};
 use super::dind::{self, DindOptions, DindService};
 use super::image_pull;
+use super::job_variables::{job_variables, service_variables, RunnerIdentity};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
 use super::services::{service_aliases, service_slug, wait_for_ports};
 use super::shell::{tmp_dir, ScriptVariable, StageScript, SHELL_DETECTOR};
 use super::sources;
 use super::trace::Trace;
-use super::variables::{job_variables, service_variables, RunnerIdentity};
 
 /// What the executor needs from GitLab besides the payload: artifacts of dependencies, and a
 /// place to upload the job's own. The runner API client implements it.
@@ -960,7 +960,7 @@ async fn upload_artifact(
 /// `value` with the payload's variables expanded once (the last definition wins), as the
 /// official runner expands image names.
 fn expand_with_job_variables(payload: &JobPayload, value: &str) -> String {
-    crate::runner::variables::expand_once(value, &|name| {
+    crate::runner::job_variables::expand_once(value, &|name| {
         payload
             .variables
             .iter()

@@ -4,13 +4,14 @@
 
 pub mod api;
 pub mod archive;
+pub mod build_container;
 pub mod cache;
-pub mod container;
 pub mod dind;
 pub mod docker_settings;
 pub mod executor;
 mod http_client;
 pub mod image_pull;
+pub mod job_variables;
 pub mod payload;
 pub mod registry_access;
 pub mod registry_trust;
@@ -21,5 +22,4 @@ pub mod shell;
 pub mod socket;
 pub mod sources;
 pub mod trace;
-pub mod variables;
 pub mod worker;

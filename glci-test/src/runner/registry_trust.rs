@@ -19,7 +19,7 @@ use std::io::Read;
 
 use crate::docker::{DockerError, Engine};
 
-use super::container::JobContainer;
+use super::build_container::JobContainer;
 use super::payload::JobVariable;
 use super::registry_access::RegistryAccess;
 use super::shell::ScriptVariable;

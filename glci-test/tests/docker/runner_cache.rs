@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use glci_test::docker::{count_labelled, Engine, Owner, LABEL_OWNER};
 use glci_test::git::{snapshot, Repo, SnapshotRequest};
+use glci_test::pipeline::run::runner_cache_config;
 use glci_test::runner::api::RunnerApi;
 use glci_test::runner::cache::CacheConfig;
 use glci_test::runner::executor::ExecutorOptions;
@@ -132,7 +133,7 @@ impl Env {
     }
 
     fn cache_config(&self) -> CacheConfig {
-        CacheConfig::from_server(&self.server.s3_credentials())
+        runner_cache_config(&self.server.s3_credentials(), false)
     }
 
     /// [`Env::run`] of [`Env::spec`] with the server's S3 cache configured.

@@ -5,11 +5,11 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use glci_test::git::{changed_files, GitError, Repo, BLANK_SHA};
+use glci_test::git::{GitError, Repo, BLANK_SHA};
 use glci_test::plan::predefined::{
     predefined_variables, rules_variables, user_variables, PipelineContext,
 };
-use glci_test::plan::{Event, PipelineSource};
+use glci_test::plan::{changed_files, Event, PipelineSource};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let out = Command::new("git")

@@ -1,12 +1,12 @@
 //! Plan snapshots.
 //!
-//! - `fixtures/plans/<name>/`: realistic projects copied into real temporary git repositories
-//!   (origin `https://gitlab.example.com/acme/<name>.git`) and planned through the public API
-//!   (`pipeline::plan`) for a push to main, a push to a feature branch, a tag and a merge
+//! - `fixtures/plan-projects/<name>/`: realistic projects copied into real temporary git
+//!   repositories (origin `https://gitlab.example.com/acme/<name>.git`) and planned through
+//!   the public API (`pipeline::plan`) for a push to main, a push to a feature branch, a tag and a merge
 //!   request; both the `cargo glci plan` text and the `--json` document are snapshotted in
 //!   `snapshots/` next to this file, SHAs and times redacted.
-//! - `fixtures/plan/<name>/`: the planner alone on synthetic contexts (no git), snapshots next
-//!   to the fixtures.
+//! - `fixtures/plan-configs/<name>/`: CI files alone, for the planner on synthetic contexts
+//!   (no git), snapshots next to the fixtures.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -20,7 +20,7 @@ use glci_test::plan::{plan, validate, Event, PipelineSource, PlanContext};
 fn fixture(name: &str) -> glci_test::config::Node {
     let opts = LoadOptions {
         project_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../fixtures/plan")
+            .join("../fixtures/plan-configs")
             .join(name),
         ..LoadOptions::default()
     };
@@ -120,7 +120,7 @@ fn snapshot_fixture(name: &str) {
             Err(e) => format!("error: {e}"),
         };
         insta::with_settings!({
-            snapshot_path => "../../../fixtures/plan/snapshots",
+            snapshot_path => "../../../fixtures/plan-configs/snapshots",
             prepend_module_to_snapshot => false,
         }, {
             insta::assert_snapshot!(format!("{name}__{}", ev.name), json);
@@ -139,13 +139,11 @@ fn workflow() {
 }
 
 // ---------------------------------------------------------------------------------------------
-// fixtures/plans: real repositories, the `cargo glci plan` text and JSON.
+// fixtures/plan-projects: real repositories, the `cargo glci plan` text and JSON.
 
-/// The CLI's own rendering, compiled into this test so that the text snapshot is exactly what
-/// `cargo glci plan` prints (it depends only on `glci_test` and `serde_json`).
-#[path = "../../../cargo-glci/src/output.rs"]
-#[allow(dead_code)]
-mod output;
+/// The CLI's own rendering (the library's), so that the text snapshot is exactly what
+/// `cargo glci plan` prints.
+use glci_test::pipeline::render as output;
 
 const COMMIT_DATE: &str = "1767261600 +0100";
 
@@ -216,7 +214,7 @@ fn fixture_repo(name: &str, main_paths: &[&str], feature_paths: &[&str]) -> Repo
     let tmp = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
     let dir = tmp.path().join(name);
     let src = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures/plans")
+        .join("../fixtures/plan-projects")
         .join(name);
     copy_dir(&src, &dir);
     git(&dir, &["init", "-q", "-b", "main"]);
@@ -366,7 +364,7 @@ fn snapshot_project(name: &str, main_paths: &[&str], feature_paths: &[&str]) {
         insta::with_settings!({
             snapshot_path => "snapshots",
             prepend_module_to_snapshot => false,
-            description => format!("fixtures/plans/{name}, event {}", case.name),
+            description => format!("fixtures/plan-projects/{name}, event {}", case.name),
         }, {
             insta::assert_snapshot!(format!("{name}__{}__text", case.name), text);
             insta::assert_snapshot!(format!("{name}__{}__json", case.name), json);

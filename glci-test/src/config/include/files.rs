@@ -4,7 +4,6 @@
 //! checkout, so ignored build output is not searched; a directory walk otherwise).
 
 use std::path::{Component, Path, PathBuf};
-use std::process::Command;
 
 use globset::{GlobBuilder, GlobMatcher};
 use regex::Regex;
@@ -150,28 +149,13 @@ pub fn list(root: &Path) -> Vec<String> {
 }
 
 fn git_ls_files(root: &Path) -> Option<Vec<String>> {
-    // Tracked and untracked-but-not-ignored files: what a snapshot of the working tree holds.
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    let text = String::from_utf8_lossy(&output.stdout);
+    // Tracked and untracked-but-not-ignored files: what a snapshot of the working tree holds
+    // (`None` when `root` is not in a git work tree: the caller walks the directory).
+    let files = crate::git::files_in(root).ok()?;
     Some(
-        text.split('\0')
-            .filter(|p| !p.is_empty())
+        files
+            .into_iter()
             .filter(|p| root.join(p).is_file())
-            .map(str::to_string)
             .collect(),
     )
 }

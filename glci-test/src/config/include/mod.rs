@@ -12,7 +12,6 @@ mod remote;
 mod rules;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use super::error::ConfigError;
 use super::expand::expand;
@@ -664,14 +663,10 @@ fn display_name(project: Option<&str>, path: &str) -> String {
 
 /// The commit a mapped checkout is at, for `$[[ component.sha ]]` (empty when not a git repo).
 fn head_sha(root: &Path) -> String {
-    Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["rev-parse", "HEAD"])
-        .output()
+    crate::git::Repo::discover(root)
+        .and_then(|repo| repo.head_sha())
         .ok()
-        .filter(|o| o.status.success())
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .flatten()
         .unwrap_or_default()
 }
 

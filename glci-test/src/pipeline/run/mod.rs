@@ -11,12 +11,14 @@
 //! release, `report.rs` what a caller hears, `options.rs` how a run is configured; the state
 //! they share is here.
 
+mod cache;
 mod options;
 mod report;
 mod scheduler;
 mod session;
 mod setup;
 
+pub use cache::runner_cache_config;
 pub use options::{BadRegistryAddress, ExternalRegistry, RegistryChoice, RunOptions};
 pub use report::{JobReport, Quiet, RunObserver, RunReport};
 pub use session::{RunError, Session};

@@ -15,7 +15,6 @@ use crate::plan::predefined::{self, PipelineContext};
 use crate::plan::{Event, PipelineSource};
 use crate::relay::{self, Relay};
 use crate::runner::api::RunnerApi;
-use crate::runner::cache::CacheConfig;
 use crate::runner::executor::{CleanupTasks, ExecutorOptions};
 use crate::runner::registry_access::RegistryAccess;
 use crate::runner::runner_config::{RunnerConfig, RunnerEntry};
@@ -32,6 +31,7 @@ use crate::pipeline::staging;
 use crate::pipeline::{replan, PipelineOptions, Planned};
 
 use super::options::{RegistryChoice, RunOptions};
+use super::runner_cache_config;
 use super::session::RunError;
 use super::Shared;
 
@@ -491,13 +491,13 @@ pub(super) async fn start_runners(
         staging_root: staging_root.clone(),
         // Shared: the cache outlives the per-pipeline runner tokens, so the next run finds
         // it.
-        cache: Some(CacheConfig {
-            shared: true,
-            ..CacheConfig::from_server(&crate::server::S3Credentials {
+        cache: Some(runner_cache_config(
+            &crate::server::S3Credentials {
                 server_address: shared.server.local_addr().to_string(),
                 ..shared.server.s3_credentials()
-            })
-        }),
+            },
+            true,
+        )),
         clone_url: (local_url != shared.server.url()).then(|| local_url.clone()),
         relay,
         registry: registry_access(&shared.server),

@@ -603,8 +603,8 @@ fn refs(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Vec<String> {
         "config should be an array of strings or regular expressions using re2 syntax";
     let list = string_list(node, loc, MSG, errors);
     for item in &list {
-        if let Some((body, flags)) = super::super::only_except::split_regex(item) {
-            if super::super::only_except::compile(body, flags).is_none() {
+        if let Some((body, flags)) = crate::plan::regexp::split_regex(item) {
+            if crate::plan::regexp::compile(body, flags).is_none() {
                 errors.push(LintError::entry(&node.span, loc, MSG));
                 break;
             }

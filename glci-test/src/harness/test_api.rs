@@ -27,10 +27,9 @@ use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
 
 use crate::pipeline::{
-    self, JobReport, PipelineError, PipelineOptions, Planned, Quiet, RunError, RunOptions,
+    self, render, JobReport, PipelineError, PipelineOptions, Planned, Quiet, RunError, RunOptions,
     RunReport, Session,
 };
-use crate::plan::model::AllowFailure;
 use crate::plan::{PipelineSource, PlannedJob};
 
 /// Why a pipeline could not be planned or run.
@@ -47,15 +46,20 @@ pub enum Error {
 /// A pipeline to plan or run: the repository, the CI file, the event and variables.
 #[derive(Debug, Clone)]
 pub struct Pipeline {
-    options: PipelineOptions,
-    run: RunOptions,
+    pub(super) options: PipelineOptions,
+    pub(super) run: RunOptions,
 }
 
 impl Pipeline {
     /// The repository containing `dir`, a push to its current branch.
     pub fn new(dir: impl Into<PathBuf>) -> Pipeline {
+        Pipeline::from_options(PipelineOptions::new(dir))
+    }
+
+    /// The pipeline described by `options` as they are.
+    pub fn from_options(options: PipelineOptions) -> Pipeline {
         Pipeline {
-            options: PipelineOptions::new(dir),
+            options,
             run: RunOptions::default(),
         }
     }
@@ -342,19 +346,13 @@ impl PlanSummary {
             return out;
         }
         for job in &plan.jobs {
-            let _ = write!(out, "{} / {}  {}", job.stage, job.name, job.when.as_str());
-            match &job.allow_failure {
-                AllowFailure::Bool(true) => out.push_str("  allow_failure"),
-                AllowFailure::ExitCodes(codes) => {
-                    let _ = write!(out, "  allow_failure(exit codes {codes:?})");
-                }
-                AllowFailure::Bool(false) => {}
-            }
-            if let Some(needs) = &job.needs {
-                let names: Vec<&str> = needs.iter().map(|n| n.name.as_str()).collect();
-                let _ = write!(out, "  needs: [{}]", names.join(", "));
-            }
-            out.push('\n');
+            let _ = writeln!(
+                out,
+                "{} / {}  {}",
+                job.stage,
+                job.name,
+                render::job_attributes(job)
+            );
         }
         out
     }

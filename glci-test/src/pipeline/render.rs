@@ -1,9 +1,11 @@
-//! How plans are shown: a table for people, a stable JSON shape for programs.
+//! How plans are shown: a table for people, a stable JSON shape for programs. One renderer
+//! for `cargo glci plan` and for the harness's plan text (`assert_plan_snapshot!`), so a
+//! planned job reads the same everywhere.
 
 use std::fmt::Write;
 
-use glci_test::pipeline::Planned;
-use glci_test::plan::{AllowFailure, Event, PipelineSource};
+use super::Planned;
+use crate::plan::{AllowFailure, Event, PipelineSource, PlannedJob};
 use serde_json::{Map, Value};
 
 /// `cargo glci plan --json`: the plan's JSON with `variables` = predefined variables, then
@@ -69,20 +71,26 @@ pub fn plan_text(planned: &Planned, event: &Event) -> String {
     for stage in &plan.stages {
         let _ = writeln!(out, "\nstage {stage}");
         for job in plan.jobs.iter().filter(|j| &j.stage == stage) {
-            let mut line = format!("  {:<width$}  {}", job.name, job.when.as_str());
-            match &job.allow_failure {
-                AllowFailure::Bool(true) => line.push_str("  allow_failure"),
-                AllowFailure::ExitCodes(codes) => {
-                    let _ = write!(line, "  allow_failure(exit codes {codes:?})");
-                }
-                AllowFailure::Bool(false) => {}
-            }
-            if let Some(needs) = &job.needs {
-                let names: Vec<&str> = needs.iter().map(|n| n.name.as_str()).collect();
-                let _ = write!(line, "  needs: [{}]", names.join(", "));
-            }
-            let _ = writeln!(out, "{line}");
+            let _ = writeln!(out, "  {:<width$}  {}", job.name, job_attributes(job));
         }
     }
     out
+}
+
+/// What a plan says of one job after its name: `when`, then `allow_failure` (with its exit
+/// codes) and `needs: [...]` when set.
+pub fn job_attributes(job: &PlannedJob) -> String {
+    let mut line = job.when.as_str().to_string();
+    match &job.allow_failure {
+        AllowFailure::Bool(true) => line.push_str("  allow_failure"),
+        AllowFailure::ExitCodes(codes) => {
+            let _ = write!(line, "  allow_failure(exit codes {codes:?})");
+        }
+        AllowFailure::Bool(false) => {}
+    }
+    if let Some(needs) = &job.needs {
+        let names: Vec<&str> = needs.iter().map(|n| n.name.as_str()).collect();
+        let _ = write!(line, "  needs: [{}]", names.join(", "));
+    }
+    line
 }
