@@ -345,6 +345,18 @@ pub async fn execute(
     if !outcome.success && options.keep_failed {
         outcome.kept_container = resources.containers.first().map(|c| c.name.clone());
     } else if let Some(tasks) = &options.deferred_cleanup {
+        // A builds directory shared with the host gives the next job the same project
+        // directory (gitlab-runner's `<token>/<concurrent id>/<project>` layout): this job's
+        // must be gone before the next one starts there, not removed under it later.
+        if let Some(builds) = resources.builds_dir.as_mut().filter(|b| b.dir.is_none()) {
+            let dirs = std::mem::take(&mut builds.shared_paths);
+            let _ = tokio::task::spawn_blocking(move || {
+                for dir in dirs {
+                    let _ = std::fs::remove_dir_all(dir);
+                }
+            })
+            .await;
+        }
         let engine = engine.clone();
         tasks.push(tokio::spawn(async move {
             remove_resources(&engine, &resources).await;
@@ -545,6 +557,11 @@ async fn run_stages(
         Some(network)
     };
     let mut variables = job_variables(payload, &options.identity, &image, network.as_deref());
+    if let (Some(entry), Some(access)) = (entry, &options.registry) {
+        if super::socket::mounts_socket(&entry.docker.volumes) {
+            access.for_host_engine(&mut variables);
+        }
+    }
     // `[runners.docker]` for the build container and the services (runner/docker_settings.rs).
     let (build_host, service_host) = match entry {
         Some(entry) => {

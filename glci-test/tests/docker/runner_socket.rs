@@ -118,6 +118,18 @@ build:
     - docker run --rm -v "$CI_PROJECT_DIR:/src" glci-fixture/busybox:latest cat /src/docker/greeting.txt
     - echo "project dir $CI_PROJECT_DIR builds dir [$CI_BUILDS_DIR]"
     - docker run -d --name {left} glci-fixture/busybox:latest sleep 120
+    # The pipeline's registry through the host engine: pushed here, run by the next job.
+    - echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$CI_REGISTRY"
+    - docker tag {image} "$CI_REGISTRY_IMAGE/app:$CI_COMMIT_SHORT_SHA"
+    - docker push -q "$CI_REGISTRY_IMAGE/app:$CI_COMMIT_SHORT_SHA"
+    - docker rmi "$CI_REGISTRY_IMAGE/app:$CI_COMMIT_SHORT_SHA"
+
+use:
+  stage: test
+  image: $CI_REGISTRY_IMAGE/app:$CI_COMMIT_SHORT_SHA
+  tags: [dockerd]
+  script:
+    - cat /greeting.txt
 "#
     );
     commit(
@@ -133,8 +145,8 @@ build:
     );
     // The second blog post's runner: the socket plus a builds volume at the same path (a
     // temporary directory standing for the post's `/builds`).
-    let builds = tempfile::tempdir().unwrap();
-    let builds = builds.path().to_str().unwrap();
+    let builds_dir = tempfile::tempdir().unwrap();
+    let builds = builds_dir.path().to_str().unwrap();
     let config_dir = tempfile::tempdir().unwrap();
     let config = config_dir.path().join("config.toml");
     std::fs::write(
@@ -166,6 +178,10 @@ check_interval = 0
     let job = report.job("build").unwrap();
     assert_eq!(job.status, Status::Success, "{}", job.log);
     assert!(job.log.contains("engine 2"), "{}", job.log);
+    assert!(job.log.contains("Login Succeeded"), "{}", job.log);
+    let used = report.job("use").unwrap();
+    assert_eq!(used.status, Status::Success, "{}", used.log);
+    assert!(used.log.contains("hello from the project"), "{}", used.log);
     // Built by the host engine from the job's files, and the job's files seen by a container
     // the host engine started with `-v "$CI_PROJECT_DIR:/src"`.
     assert_eq!(
