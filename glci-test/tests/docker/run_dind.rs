@@ -4,7 +4,8 @@
 //! `--privileged` is refused, so each test also covers the fall-back to the capability set.
 //!
 //! The inner daemons have no images and no registry is reachable: the base image of the
-//! `docker build` goes in as a `docker save` tar in the project, `docker load`ed by the job.
+//! `docker build` comes through the daemon's registry mirror, glci's registry, whose last
+//! upstream is the engine the job runs on.
 
 use std::path::Path;
 use std::process::Command;
@@ -43,15 +44,10 @@ fn ensure_fixtures() {
     });
 }
 
-/// A committed project with `pipeline` as its `.gitlab-ci.yml` and the busybox fixture as
-/// `busybox.tar`, for the inner daemon to load.
+/// A committed project with `pipeline` as its `.gitlab-ci.yml`.
 fn project(pipeline: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".gitlab-ci.yml"), pipeline).unwrap();
-    run(Command::new("docker")
-        .args(["save", "-o"])
-        .arg(dir.path().join("busybox.tar"))
-        .arg("glci-fixture/busybox:latest"));
     let git = |args: &[&str]| {
         run(Command::new("git")
             .arg("-C")
@@ -149,17 +145,14 @@ build:
   script:
     - echo "host=$DOCKER_HOST verify=$DOCKER_TLS_VERIFY certs=$DOCKER_CERT_PATH"
     - echo "client files:" $(ls /certs/client)
-    - docker load -i busybox.tar
+    # The inner daemon has no images: the base comes through its registry mirror, glci's
+    # registry, whose last upstream is the engine this job runs on.
     - printf 'FROM glci-fixture/busybox:latest\nRUN echo built-in-dind > /built\nCMD ["cat", "/built"]\n' > Dockerfile
     - docker build -q -t dind-test:1 .
     - docker run --rm dind-test:1
-    # The registry as jobs reach it: CI_REGISTRY while it is the engine's loopback address
-    # (unreachable from a DinD daemon), else the mirror glci configured in the daemon.
-    - mirror=$(docker info --format '{{range .RegistryConfig.Mirrors}}{{.}}{{end}}' | sed 's#https://##; s#/$##')
-    - case "$CI_REGISTRY" in 127.0.0.1:*) registry=$mirror ;; *) registry=$CI_REGISTRY ;; esac
-    - echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$registry"
-    - docker tag dind-test:1 "$registry/${CI_REGISTRY_IMAGE#*/}:$CI_COMMIT_SHORT_SHA"
-    - docker push "$registry/${CI_REGISTRY_IMAGE#*/}:$CI_COMMIT_SHORT_SHA"
+    - echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$CI_REGISTRY"
+    - docker tag dind-test:1 "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"
+    - docker push "$CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA"
 use:
   stage: use
   image: $CI_REGISTRY_IMAGE:$CI_COMMIT_SHORT_SHA
