@@ -569,6 +569,22 @@ async fn run_stages(
         }
         None => Default::default(),
     };
+    // A runner configuration decides services' privileges, as gitlab-runner's does: a daemon
+    // it gives none cannot start, so say so instead of starting a DinD that never answers.
+    // (Without a configuration glci gives DinD what it needs, like GitLab's local tool.)
+    if let Some(entry) = entry {
+        let docker = &entry.docker;
+        let service = payload.services.iter().find(|s| options.dind.recognises(s));
+        if let (Some(service), false) = (
+            service,
+            docker.services_privileged.unwrap_or(docker.privileged),
+        ) {
+            return Err(Failure::system(format!(
+                "service {} is Docker-in-Docker, which needs privileges, and the runner configuration gives services none (privileged = false, services_privileged unset or false); set `privileged = true` or `services_privileged = true` under [runners.docker], as gitlab-runner needs too",
+                service.name
+            )));
+        }
+    }
     let dinds = match &network {
         Some(network) => {
             start_services(

@@ -393,3 +393,44 @@ async fn a_broken_runner_configuration_names_file_and_line_before_anything_runs(
     let text = err.to_string();
     assert!(text.contains(".glci/runner.toml:3:"), "{text}");
 }
+
+/// gitlab-runner starts services unprivileged unless `privileged` or `services_privileged`
+/// says otherwise, and a Docker daemon cannot start so: with such a configuration a DinD job
+/// fails at once, saying which setting to change, before any service starts.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_runner_configuration_without_privileges_refuses_docker_in_docker_saying_why() {
+    let project = tempfile::tempdir().unwrap();
+    commit(
+        project.path(),
+        &[(
+            ".gitlab-ci.yml",
+            r#"
+build:
+  image: glci-fixture/busybox:latest
+  services:
+    - name: glci-fixture/docker:dind
+      alias: docker
+  script:
+    - echo script ran
+"#,
+        )],
+    );
+    let config_dir = tempfile::tempdir().unwrap();
+    let config = config_dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[[runners]]\n  executor = \"docker\"\n  [runners.docker]\n    privileged = false\n",
+    )
+    .unwrap();
+    let (report, _) = run(project.path(), &config).await;
+    let job = report.job("build").unwrap();
+    assert_eq!(job.status, Status::Failed, "{}", job.log);
+    assert!(job.log.contains("needs privileges"), "{}", job.log);
+    assert!(
+        job.log.contains("services_privileged = true"),
+        "{}",
+        job.log
+    );
+    assert!(!job.log.contains("Starting service"), "{}", job.log);
+    assert!(!job.log.contains("script ran"), "{}", job.log);
+}
