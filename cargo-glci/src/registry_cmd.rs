@@ -47,6 +47,12 @@ pub fn run(command: RegistryCommand) -> Result<ExitCode> {
                 "removed {} manifest(s), {} blob link(s), {} blob(s) ({} bytes)",
                 r.manifests, r.links, r.blobs, r.bytes
             );
+            if r.temp_files > 0 {
+                println!(
+                    "removed {} unfinished temporary file(s) of writes that never ended",
+                    r.temp_files
+                );
+            }
             Ok(ExitCode::SUCCESS)
         }
         RegistryCommand::Pull { reference, prefix } => block_on(pull(reference, prefix)),

@@ -98,7 +98,10 @@ fn list_stats_pull_and_clean() {
         stderr(&out)
     );
     drop(lock);
-    // Old enough: the manifest, its links and every blob go.
+    // Old enough: the manifest, its links and every blob go, and so does a temporary file
+    // of a process that died while writing a blob (any clean sweeps those).
+    let crashed = registry.join("blobs/sha256/.tmp-crashed-write");
+    std::fs::write(&crashed, b"half a blob").unwrap();
     age(&registry);
     let out = glci(&["registry", "clean", "--project", "other/project"]);
     assert!(
@@ -106,6 +109,12 @@ fn list_stats_pull_and_clean() {
         "{}",
         stdout(&out)
     );
+    assert!(
+        stdout(&out).contains("removed 1 unfinished temporary file(s)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(!crashed.exists());
     let out = glci(&["registry", "clean"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let report = stdout(&out);

@@ -6,9 +6,10 @@
 //!   index's entries and referrers of kept manifests included) are kept, other revisions are
 //!   dropped; blob links no kept manifest names are dropped;
 //! - then every blob no repository links is deleted;
+//! - then `.tmp-*` files (writes of processes that died before their rename) are deleted;
 //! - nothing younger than the grace period is touched (a push in progress uploads its blobs
-//!   and links them before its manifest arrives; a cache fetch stores before it tags), nor
-//!   temp files and upload sessions, which belong to running servers;
+//!   and links them before its manifest arrives; a cache fetch stores before it tags; a
+//!   write in progress is recent), nor upload sessions, which belong to running servers;
 //! - `registry/gc.lock` (an exclusive `flock`) keeps two collections from running at once.
 
 use std::collections::HashSet;
@@ -89,6 +90,9 @@ pub struct CleanReport {
     pub links: usize,
     pub blobs: usize,
     pub bytes: u64,
+    /// `.tmp-*` files older than the grace period: writes of processes that died before
+    /// their rename (a write in progress is younger).
+    pub temp_files: usize,
 }
 
 /// Sorted entry names of `dir` (none when missing), temp files left out.
@@ -276,7 +280,28 @@ pub fn clean(
             }
         }
     }
+    report.temp_files = sweep_temp_files(root, cutoff)?;
     Ok(report)
+}
+
+/// Removes the `.tmp-*` files below `dir` last changed before `cutoff`; how many.
+fn sweep_temp_files(dir: &Path, cutoff: SystemTime) -> Result<usize, RegistryAdminError> {
+    let mut removed = 0;
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let Ok(kind) = entry.file_type() else {
+            continue;
+        };
+        if kind.is_dir() {
+            removed += sweep_temp_files(&path, cutoff)?;
+        } else if entry.file_name().to_string_lossy().starts_with(".tmp-")
+            && older_than(&path, cutoff)
+            && remove(&path)?
+        {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 fn remove(path: &Path) -> Result<bool, RegistryAdminError> {
