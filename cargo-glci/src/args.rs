@@ -269,9 +269,44 @@ pub struct RegistryArgs {
     /// `ps`.
     #[arg(long, value_name = "PASSWORD", requires = "registry")]
     pub registry_password: Option<String>,
+    /// Mirror every push to glci's registry to this registry too (`http(s)://host[:port]`;
+    /// also GLCI_PUSH_THROUGH); a push fails when the mirror cannot take it.
+    #[arg(long, value_name = "URL", conflicts_with = "no_registry")]
+    pub push_through: Option<String>,
+    /// The user for --push-through (also GLCI_PUSH_THROUGH_USER).
+    #[arg(long, value_name = "USER", requires = "push_through")]
+    pub push_through_user: Option<String>,
+    /// Its password (also GLCI_PUSH_THROUGH_PASSWORD, which keeps it out of `ps`).
+    #[arg(long, value_name = "PASSWORD", requires = "push_through")]
+    pub push_through_password: Option<String>,
 }
 
 impl RegistryArgs {
+    /// The push-through mirror these flags name, `None` without `--push-through` (the
+    /// environment's choice then); `Err` for a URL that is not `http(s)://`.
+    pub fn push_through(&self) -> anyhow::Result<Option<glci_test::server::PushThroughConfig>> {
+        let Some(url) = &self.push_through else {
+            return Ok(None);
+        };
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            anyhow::bail!("--push-through `{url}` is not an http:// or https:// URL");
+        }
+        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        Ok(Some(glci_test::server::PushThroughConfig {
+            url: url.clone(),
+            username: self
+                .push_through_user
+                .clone()
+                .or_else(|| env("GLCI_PUSH_THROUGH_USER"))
+                .unwrap_or_default(),
+            password: self
+                .push_through_password
+                .clone()
+                .or_else(|| env("GLCI_PUSH_THROUGH_PASSWORD"))
+                .unwrap_or_default(),
+        }))
+    }
+
     /// The registry these flags choose, `None` without any (the environment's choice, see
     /// `RegistryChoice::from_env`).
     pub fn choice(&self) -> anyhow::Result<Option<RegistryChoice>> {

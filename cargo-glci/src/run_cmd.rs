@@ -39,6 +39,14 @@ pub async fn run(args: RunArgs) -> Result<ExitCode> {
     if let Some(n) = args.concurrency {
         options.concurrency = n.max(1);
     }
+    match args.registry.push_through() {
+        Ok(Some(mirror)) => options.push_through = Some(mirror),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    }
     match args.registry.choice() {
         Ok(Some(registry)) => options.registry = registry,
         Ok(None) => {}

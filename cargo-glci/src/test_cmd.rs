@@ -23,6 +23,14 @@ pub fn run(args: TestArgs) -> ExitCode {
     if let Some(n) = args.concurrency {
         run.concurrency = n.max(1);
     }
+    match args.registry.push_through() {
+        Ok(Some(mirror)) => run.push_through = Some(mirror),
+        Ok(None) => {}
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    }
     match args.registry.choice() {
         Ok(Some(registry)) => run.registry = registry,
         Ok(None) => {}

@@ -89,3 +89,22 @@ fn a_registry_with_a_path_is_refused() {
         stderr(&out)
     );
 }
+
+#[test]
+fn a_push_through_mirror_that_is_not_an_http_url_is_refused() {
+    let home = tempfile::tempdir().unwrap();
+    let project = temp_project(None, &[(".gitlab-ci.yml", PRINT)]);
+    let out = run(
+        glci_bin!(),
+        project.path(),
+        &["run", "--push-through", "registry.example:5000"],
+        &[("GLCI_HOME", home.path().to_str().unwrap())],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out)
+            .contains("--push-through `registry.example:5000` is not an http:// or https:// URL"),
+        "{}",
+        stderr(&out)
+    );
+}

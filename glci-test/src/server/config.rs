@@ -44,6 +44,8 @@ pub struct RegistryConfig {
     /// Whether the engine the jobs run on (`DOCKER_HOST`, the Docker context, or the local
     /// socket) is the cache's last upstream: images only it has are served from it.
     pub engine_upstream: bool,
+    /// Mirror every push to this registry too (`--push-through`; `None`: no mirror).
+    pub push_through: Option<super::PushThroughConfig>,
 }
 
 /// The registry's TLS listener for jobs (see `server/tls.rs`).
@@ -139,6 +141,7 @@ impl ServerConfig {
                 tls: None,
                 upstreams: super::Upstream::defaults(),
                 engine_upstream: true,
+                push_through: None,
             },
         }
     }

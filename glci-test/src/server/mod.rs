@@ -54,7 +54,7 @@ pub use config::{
     S3Config, S3Credentials, ServerConfig, ServerError,
 };
 pub use registry::admin as registry_admin;
-pub use registry::{Upstream, UpstreamListError, DOCKER_HUB, UPSTREAMS_ENV};
+pub use registry::{PushThroughConfig, Upstream, UpstreamListError, DOCKER_HUB, UPSTREAMS_ENV};
 pub use runner_api::spec::{
     ArtifactSpec, CacheSpec, DependencySpec, GitSpec, HookSpec, ImageSpec, JobSpec, JobVariable,
     PortSpec, ProjectSpec, RefType, RegistryLogin, ServiceSpec, StepSpec, StepWhen,

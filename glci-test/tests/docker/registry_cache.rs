@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use glci_test::server::{RunningServer, Server, ServerConfig, Upstream};
+use glci_test::server::{PushThroughConfig, RunningServer, Server, ServerConfig, Upstream};
 use support::curl;
 
 const FIXTURE: &str = "glci-fixture/busybox:latest";
@@ -409,4 +409,122 @@ async fn a_dind_daemon_pulls_an_engine_image_through_its_registry_mirror() {
     assert_eq!(pulled.trim(), fixture_id.trim());
     forwarder.abort();
     server.shutdown().await;
+}
+
+/// `--push-through`: a push to glci is pushed on to the upstream (distribution's registry on
+/// loopback), blobs first; a second push of the same image sends no blob again; an upstream
+/// that cannot take it fails the push with a 5xx that names it, and the image stays here.
+#[tokio::test(flavor = "multi_thread")]
+async fn pushes_go_through_to_the_mirror_and_a_dead_one_fails_the_push() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ref_dir = tmp.path().join("reference");
+    std::fs::create_dir_all(&ref_dir).unwrap();
+    let reference = Reference::start(&ref_dir);
+    let start_mirrored = |dir: std::path::PathBuf, url: String| async move {
+        let mut config = ServerConfig::new(dir.join("data"));
+        config.registry.dir = Some(dir.join("registry"));
+        config.registry.upstreams = Vec::new();
+        config.registry.engine_upstream = false;
+        config.registry.push_through = Some(PushThroughConfig {
+            url,
+            username: String::new(),
+            password: String::new(),
+        });
+        Server::start(config).await.expect("server starts")
+    };
+    let server = start_mirrored(tmp.path().join("one"), format!("http://{}", reference.addr)).await;
+    let creds = server.registry_credentials();
+    let push = |addr: &str| {
+        let (addr, user, password) = (
+            addr.to_string(),
+            creds.username.clone(),
+            creds.password.clone(),
+        );
+        tokio::task::spawn_blocking(move || {
+            Command::new("skopeo")
+                .args([
+                    "copy",
+                    "--dest-tls-verify=false",
+                    "--dest-creds",
+                    &format!("{user}:{password}"),
+                    &format!("docker-daemon:{FIXTURE}"),
+                    &format!("docker://{addr}/group/app/image:1"),
+                ])
+                .output()
+                .unwrap()
+        })
+    };
+    let out = push(&creds.address).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The upstream has it, under the same name and tag.
+    let inspect = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        &format!("docker://{}/group/app/image:1", reference.addr),
+    ]));
+    assert!(inspect.contains("layers"), "{inspect}");
+    let uploads = || {
+        std::fs::read_to_string(ref_dir.join("log"))
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"POST /v2/group/app/image/blobs/uploads/"))
+            .count()
+    };
+    let first = uploads();
+    assert!(first >= 2, "config and layer uploaded: {first}");
+    // Idempotent: pushed again, the upstream's HEAD answers spare every blob.
+    let out = push(&creds.address).await.unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(uploads(), first);
+
+    // Nothing listens where the mirror should be: the push fails, naming it.
+    let dead = format!("http://127.0.0.1:{}", free_port());
+    let server = start_mirrored(tmp.path().join("two"), dead.clone()).await;
+    let creds = server.registry_credentials();
+    let out = tokio::task::spawn_blocking({
+        let (addr, user, password) = (
+            creds.address.clone(),
+            creds.username.clone(),
+            creds.password.clone(),
+        );
+        move || {
+            Command::new("skopeo")
+                .args([
+                    "copy",
+                    "--retry-times=0",
+                    "--dest-tls-verify=false",
+                    "--dest-creds",
+                    &format!("{user}:{password}"),
+                    &format!("docker-daemon:{FIXTURE}"),
+                    &format!("docker://{addr}/group/app/image:1"),
+                ])
+                .output()
+                .unwrap()
+        }
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    // skopeo shows the status, not the body (which names the upstream).
+    assert!(stderr.contains("502 Bad Gateway"), "{stderr}");
+    // Stored here all the same: a retry mirrors what is missing.
+    let here = run(Command::new("skopeo").args([
+        "inspect",
+        "--tls-verify=false",
+        "--raw",
+        "--creds",
+        &format!("{}:{}", creds.username, creds.password),
+        &format!("docker://{}/group/app/image:1", creds.address),
+    ]));
+    assert!(here.contains("layers"), "{here}");
 }

@@ -36,6 +36,20 @@ pub struct RunOptions {
     /// The container registry jobs get (`CI_REGISTRY*`); default from the environment (see
     /// [`RegistryChoice::from_env`]), else the stand-in's own.
     pub registry: RegistryChoice,
+    /// Mirror every push to glci's registry to this one too (`--push-through`; default from
+    /// `GLCI_PUSH_THROUGH`, `GLCI_PUSH_THROUGH_USER`, `GLCI_PUSH_THROUGH_PASSWORD`).
+    pub push_through: Option<crate::server::PushThroughConfig>,
+}
+
+/// The push-through mirror `GLCI_PUSH_THROUGH` names (`http(s)://host[:port]`), with
+/// `GLCI_PUSH_THROUGH_USER` and `GLCI_PUSH_THROUGH_PASSWORD`.
+pub fn push_through_from_env() -> Option<crate::server::PushThroughConfig> {
+    let var = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+    var("GLCI_PUSH_THROUGH").map(|url| crate::server::PushThroughConfig {
+        url,
+        username: var("GLCI_PUSH_THROUGH_USER").unwrap_or_default(),
+        password: var("GLCI_PUSH_THROUGH_PASSWORD").unwrap_or_default(),
+    })
 }
 
 /// Which container registry jobs are given.
@@ -127,6 +141,7 @@ impl Default for RunOptions {
                 tracing::error!("{e}; jobs get no registry");
                 RegistryChoice::Disabled
             }),
+            push_through: push_through_from_env(),
         }
     }
 }

@@ -273,6 +273,7 @@ pub(super) async fn start_server(
             extra_names: registry_names(),
         });
     }
+    config.registry.push_through = options.push_through.clone();
     config.registry.upstreams =
         crate::server::Upstream::from_env().map_err(crate::server::ServerError::from)?;
     // Generic packages and earlier runs' artifacts are reachable from later pipelines.

@@ -13,6 +13,7 @@ mod engine_source;
 mod error;
 mod manifest;
 mod names;
+mod push_through;
 mod store;
 mod upstream;
 
@@ -29,6 +30,7 @@ use super::http::{self as h, Request, Response};
 use super::{RegistryConfig, Shared};
 
 pub(crate) use auth::HOST_USER;
+pub use push_through::PushThroughConfig;
 pub use upstream::{Upstream, UpstreamListError, DOCKER_HUB, UPSTREAMS_ENV};
 
 pub(crate) struct Registry {
@@ -39,6 +41,8 @@ pub(crate) struct Registry {
     cache: upstream::Cache,
     /// Whether the job engine is the cache's last upstream.
     engine_upstream: bool,
+    /// Where pushes are mirrored (`--push-through`).
+    push_through: Option<std::sync::Arc<push_through::PushThrough>>,
 }
 
 impl Registry {
@@ -54,6 +58,10 @@ impl Registry {
                 config.max_blob_bytes,
             ),
             engine_upstream: config.engine_upstream,
+            push_through: config
+                .push_through
+                .as_ref()
+                .map(|c| std::sync::Arc::new(push_through::PushThrough::new(c))),
         })
     }
 
@@ -698,10 +706,34 @@ async fn put_manifest(
     }
     let size = data.len();
     let tag = (!by_digest).then_some(reference);
+    let mirrored = r.push_through.as_ref().map(|_| data.clone());
     let stored = r
         .store
         .put_manifest(name, data, &parsed.media_type, tag)
         .await?;
+    if let (Some(mirror), Some(data)) = (&r.push_through, mirrored) {
+        let blobs = parsed
+            .blobs
+            .iter()
+            .map(|digest| push_through::BlobFile {
+                digest: digest.clone(),
+                path: r.store.blob_path(digest),
+            })
+            .collect();
+        if let Err(why) = mirror
+            .mirror(name, reference, data, &parsed.media_type, blobs)
+            .await
+        {
+            return Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "UNKNOWN",
+                format!(
+                    "stored here, but the push-through to {} failed: {why}",
+                    mirror.url()
+                ),
+            ));
+        }
+    }
     let mut resp = h::response(StatusCode::CREATED, h::empty());
     if let Some(subject) = &parsed.subject {
         let mut descriptor = serde_json::json!({

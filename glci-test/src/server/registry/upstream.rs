@@ -495,7 +495,7 @@ impl Inner {
 }
 
 /// `realm="…",service="…",scope="…"` of a `WWW-Authenticate` header.
-fn challenge_params(text: &str) -> HashMap<String, String> {
+pub(super) fn challenge_params(text: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let mut rest = text.trim();
     while let Some((key, after)) = rest.split_once('=') {
