@@ -6,6 +6,7 @@ use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use glci_test::server::{RegistryCredentials, RunningServer, Server, ServerConfig};
 use sha2::{Digest as _, Sha256};
@@ -612,6 +613,29 @@ async fn docker_login_push_pull_and_manifest_inspect() {
         assert!(pulled.contains("Downloaded newer image"), "{pulled}");
         let id = |name: &str| run(docker().args(["image", "inspect", "-f", "{{.Id}}", name]));
         assert_eq!(id(&image), id(FIXTURE), "the same image came back");
+
+        // A multi-arch index, as `docker manifest` builds one: the pushed image under two
+        // platforms, then inspected as a manifest list with both entries.
+        let list = format!("{addr}/group/project/busybox:multi");
+        run(docker().args(["manifest", "create", "--insecure", &list, &image, &image]));
+        run(docker().args([
+            "manifest", "annotate", "--arch", "arm64", "--os", "linux", &list, &image,
+        ]));
+        let pushed = run(docker().args(["manifest", "push", "--purge", "--insecure", &list]));
+        assert!(pushed.starts_with("sha256:"), "{pushed}");
+        let inspect = run(docker().args(["manifest", "inspect", "--insecure", &list]));
+        let index: serde_json::Value = serde_json::from_str(&inspect).unwrap();
+        assert_eq!(
+            index["mediaType"], "application/vnd.docker.distribution.manifest.list.v2+json",
+            "{inspect}"
+        );
+        let arches: Vec<&str> = index["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|m| m["platform"]["architecture"].as_str())
+            .collect();
+        assert!(arches.contains(&"arm64"), "{inspect}");
     })
     .await
     .unwrap();
@@ -789,4 +813,74 @@ async fn the_runner_pulls_job_images_with_the_jobs_credentials() {
         "{log}"
     );
     assert!(log.contains("inside\n"), "{log}");
+}
+
+/// A client killed in the middle of a chunk: the upload keeps its whole chunks only, stays
+/// usable, and the blob that finally arrives is the right one.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_upload_whose_client_is_killed_keeps_only_its_whole_chunks() {
+    let r = Registry::start().await;
+    let data: Vec<u8> = (0..2 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
+    let d = digest(&data);
+    let reply = r
+        .curl(&["-X", "POST", &r.url("/v2/g/killed/blobs/uploads/")])
+        .await;
+    assert_eq!(reply.status, 202);
+    let location = reply.header("location").unwrap().to_string();
+    let tmp = tempfile::tempdir().unwrap();
+    let reply = patch(&r, &location, tmp.path(), "0-4", &data[..5], "a").await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+
+    // The rest, sent slowly by a curl that is killed half-way.
+    let rest = write(tmp.path(), "rest", &data[5..]);
+    let mut slow = Command::new("curl")
+        .args([
+            "-sS",
+            "-u",
+            &r.user(),
+            "-X",
+            "PATCH",
+            "--limit-rate",
+            "200K",
+        ])
+        .args(["-H", &format!("Content-Range: 5-{}", data.len() - 1)])
+        .args(["-H", "Content-Type: application/octet-stream"])
+        .args(["--data-binary", &rest, &r.url(&location)])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    slow.kill().unwrap();
+    slow.wait().unwrap();
+    // The server notices the connection end; the half chunk is dropped.
+    let mut range = None;
+    for _ in 0..50 {
+        let reply = r.curl(&[&r.url(&location)]).await;
+        if reply.status == 204 && reply.header("range") == Some("0-4") {
+            range = Some("0-4");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(range, Some("0-4"), "only the whole first chunk is kept");
+    let reply = patch(
+        &r,
+        &location,
+        tmp.path(),
+        &format!("5-{}", data.len() - 1),
+        &data[5..],
+        "b",
+    )
+    .await;
+    assert_eq!(reply.status, 202, "{}", reply.text());
+    let reply = r
+        .curl(&["-X", "PUT", &r.url(&format!("{location}?digest={d}"))])
+        .await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let reply = r.curl(&[&r.url(&format!("/v2/g/killed/blobs/{d}"))]).await;
+    assert!(
+        reply.body == data,
+        "the blob is the data, not the killed chunk"
+    );
 }
