@@ -13,15 +13,13 @@
 //! - A failure fails the push: the pusher gets a 5xx naming the upstream and the step, the
 //!   image stays stored here, and a retry mirrors what is missing.
 
-use std::collections::HashMap;
-use std::io::Read as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use base64::Engine as _;
 
 use super::names::Digest;
-use super::upstream::challenge_params;
+use super::upstream::bearer_token;
 
 /// Where pushes are mirrored, and as whom.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,43 +194,13 @@ impl PushThrough {
                 self.url
             ));
         }
-        let params: HashMap<String, String> = challenge_params(params);
-        let realm = params
-            .get("realm")
-            .ok_or_else(|| format!("{}'s challenge names no realm", self.url))?;
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        if let Some(service) = params.get("service") {
-            query.append_pair("service", service);
-        }
-        query.append_pair("scope", &format!("repository:{name}:pull,push"));
-        let url = format!(
-            "{realm}{}{}",
-            if realm.contains('?') { '&' } else { '?' },
-            query.finish()
-        );
-        let resp = self
-            .agent
-            .get(&url)
-            .header("authorization", &format!("Basic {basic}"))
-            .call()
-            .map_err(|e| format!("the token realm {realm} is unreachable: {e}"))?;
-        if resp.status() != 200 {
-            return Err(format!("the token realm {realm} answers {}", resp.status()));
-        }
-        let mut text = String::new();
-        resp.into_body()
-            .as_reader()
-            .take(1024 * 1024)
-            .read_to_string(&mut text)
-            .map_err(|e| format!("reading a token from {realm}: {e}"))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| format!("the token from {realm} is not JSON: {e}"))?;
-        value
-            .get("token")
-            .or_else(|| value.get("access_token"))
-            .and_then(|t| t.as_str())
-            .map(|t| format!("Bearer {t}"))
-            .ok_or_else(|| format!("the answer of {realm} holds no token"))
+        bearer_token(
+            &self.agent,
+            params,
+            &format!("repository:{name}:pull,push"),
+            Some(basic),
+        )
+        .map_err(|e| format!("{}: {e}", self.url))
     }
 }
 

@@ -453,49 +453,68 @@ impl Inner {
                 "answers 401 with an unknown challenge {challenge:?}"
             ));
         }
-        let params = challenge_params(params);
-        let realm = params
-            .get("realm")
-            .ok_or_else(|| format!("its challenge {challenge:?} names no realm"))?;
-        let mut query = form_urlencoded::Serializer::new(String::new());
-        if let Some(service) = params.get("service") {
-            query.append_pair("service", service);
-        }
-        query.append_pair("scope", &format!("repository:{remote}:pull"));
-        let url = format!(
-            "{realm}{}{}",
-            if realm.contains('?') { '&' } else { '?' },
-            query.finish()
-        );
-        let mut req = self.agent.get(&url);
-        if let Some(b) = basic {
-            req = req.header("authorization", &format!("Basic {b}"));
-        }
-        let resp = req
-            .call()
-            .map_err(|e| format!("its token realm {realm} is unreachable: {e}"))?;
-        if resp.status() != 200 {
-            return Err(format!("its token realm {realm} answers {}", resp.status()));
-        }
-        let mut text = String::new();
-        resp.into_body()
-            .as_reader()
-            .take(1024 * 1024)
-            .read_to_string(&mut text)
-            .map_err(|e| format!("reading a token from {realm}: {e}"))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
-            .map_err(|e| format!("the token from {realm} is not JSON: {e}"))?;
-        let token = value
-            .get("token")
-            .or_else(|| value.get("access_token"))
-            .and_then(|t| t.as_str())
-            .ok_or_else(|| format!("the answer of {realm} holds no token"))?;
-        Ok(format!("Bearer {token}"))
+        bearer_token(
+            &self.agent,
+            params,
+            &format!("repository:{remote}:pull"),
+            basic.map(String::as_str),
+        )
     }
 }
 
+/// distribution's token flow: the token a `Bearer` challenge's realm (`params`, the part
+/// after `Bearer `) hands out for `scope`, asked with `basic` (base64 `user:password`) when
+/// given; as an `Authorization` value. The pull-through cache asks for `pull`, the
+/// push-through mirror for `pull,push`.
+pub(super) fn bearer_token(
+    agent: &ureq::Agent,
+    params: &str,
+    scope: &str,
+    basic: Option<&str>,
+) -> Result<String, String> {
+    let raw = params;
+    let params = challenge_params(raw);
+    let realm = params
+        .get("realm")
+        .ok_or_else(|| format!("its challenge \"Bearer {raw}\" names no realm"))?;
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(service) = params.get("service") {
+        query.append_pair("service", service);
+    }
+    query.append_pair("scope", scope);
+    let url = format!(
+        "{realm}{}{}",
+        if realm.contains('?') { '&' } else { '?' },
+        query.finish()
+    );
+    let mut req = agent.get(&url);
+    if let Some(b) = basic {
+        req = req.header("authorization", &format!("Basic {b}"));
+    }
+    let resp = req
+        .call()
+        .map_err(|e| format!("its token realm {realm} is unreachable: {e}"))?;
+    if resp.status() != 200 {
+        return Err(format!("its token realm {realm} answers {}", resp.status()));
+    }
+    let mut text = String::new();
+    resp.into_body()
+        .as_reader()
+        .take(1024 * 1024)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("reading a token from {realm}: {e}"))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .map_err(|e| format!("the token from {realm} is not JSON: {e}"))?;
+    let token = value
+        .get("token")
+        .or_else(|| value.get("access_token"))
+        .and_then(|t| t.as_str())
+        .ok_or_else(|| format!("the answer of {realm} holds no token"))?;
+    Ok(format!("Bearer {token}"))
+}
+
 /// `realm="…",service="…",scope="…"` of a `WWW-Authenticate` header.
-pub(super) fn challenge_params(text: &str) -> HashMap<String, String> {
+fn challenge_params(text: &str) -> HashMap<String, String> {
     let mut out = HashMap::new();
     let mut rest = text.trim();
     while let Some((key, after)) = rest.split_once('=') {
