@@ -434,27 +434,7 @@ async fn pushes_go_through_to_the_mirror_and_a_dead_one_fails_the_push() {
     };
     let server = start_mirrored(tmp.path().join("one"), format!("http://{}", reference.addr)).await;
     let creds = server.registry_credentials();
-    let push = |addr: &str| {
-        let (addr, user, password) = (
-            addr.to_string(),
-            creds.username.clone(),
-            creds.password.clone(),
-        );
-        tokio::task::spawn_blocking(move || {
-            Command::new("skopeo")
-                .args([
-                    "copy",
-                    "--dest-tls-verify=false",
-                    "--dest-creds",
-                    &format!("{user}:{password}"),
-                    &format!("docker-daemon:{FIXTURE}"),
-                    &format!("docker://{addr}/group/app/image:1"),
-                ])
-                .output()
-                .unwrap()
-        })
-    };
-    let out = push(&creds.address).await.unwrap();
+    let out = skopeo_push(&creds).await;
     assert!(
         out.status.success(),
         "{}",
@@ -478,7 +458,7 @@ async fn pushes_go_through_to_the_mirror_and_a_dead_one_fails_the_push() {
     let first = uploads();
     assert!(first >= 2, "config and layer uploaded: {first}");
     // Idempotent: pushed again, the upstream's HEAD answers spare every blob.
-    let out = push(&creds.address).await.unwrap();
+    let out = skopeo_push(&creds).await;
     assert!(
         out.status.success(),
         "{}",
@@ -490,29 +470,7 @@ async fn pushes_go_through_to_the_mirror_and_a_dead_one_fails_the_push() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     let server = start_mirrored(tmp.path().join("two"), dead.clone()).await;
     let creds = server.registry_credentials();
-    let out = tokio::task::spawn_blocking({
-        let (addr, user, password) = (
-            creds.address.clone(),
-            creds.username.clone(),
-            creds.password.clone(),
-        );
-        move || {
-            Command::new("skopeo")
-                .args([
-                    "copy",
-                    "--retry-times=0",
-                    "--dest-tls-verify=false",
-                    "--dest-creds",
-                    &format!("{user}:{password}"),
-                    &format!("docker-daemon:{FIXTURE}"),
-                    &format!("docker://{addr}/group/app/image:1"),
-                ])
-                .output()
-                .unwrap()
-        }
-    })
-    .await
-    .unwrap();
+    let out = skopeo_push(&creds).await;
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     // skopeo shows the status, not the body (which names the upstream).
@@ -527,4 +485,24 @@ async fn pushes_go_through_to_the_mirror_and_a_dead_one_fails_the_push() {
         &format!("docker://{}/group/app/image:1", creds.address),
     ]));
     assert!(here.contains("layers"), "{here}");
+}
+
+/// `skopeo copy` of the fixture to `group/app/image:1` on glci's loopback listener, as the
+/// host (no retries: a refusal is the answer).
+async fn skopeo_push(creds: &glci_test::server::RegistryCredentials) -> std::process::Output {
+    let (addr, login) = (
+        creds.address.clone(),
+        format!("{}:{}", creds.username, creds.password),
+    );
+    tokio::task::spawn_blocking(move || {
+        Command::new("skopeo")
+            .args(["copy", "--retry-times=0", "--dest-tls-verify=false"])
+            .args(["--dest-creds", &login])
+            .arg(format!("docker-daemon:{FIXTURE}"))
+            .arg(format!("docker://{addr}/group/app/image:1"))
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
 }

@@ -48,13 +48,7 @@ fn ensure_fixtures() {
 fn project(pipeline: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".gitlab-ci.yml"), pipeline).unwrap();
-    let git = |args: &[&str]| {
-        run(Command::new("git")
-            .arg("-C")
-            .arg(dir.path())
-            .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
-            .args(args))
-    };
+    let git = |args: &[&str]| crate::support::git(dir.path(), args);
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "one"]);

@@ -26,14 +26,7 @@ fn commit(dir: &Path, files: &[(&str, &str)]) {
         &["add", "-A"],
         &["commit", "-q", "-m", "one"],
     ] {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}");
+        crate::support::git(dir, args);
     }
 }
 
