@@ -4,7 +4,8 @@
 
 use std::fmt::Write;
 
-use super::scalar::{resolve_plain, ruby_float, Resolved};
+use super::scalar::{resolve_plain, Resolved};
+use super::value::ruby_float;
 use super::value::{Node, Value};
 
 /// Emits `node` as a YAML document (no `---`), ending with a newline.

@@ -47,6 +47,6 @@ pub use load::{
 };
 pub use merge::deep_merge;
 pub use reference::resolve_references;
-pub use scalar::ruby_float;
+pub use value::ruby_float;
 pub use value::{Key, Mapping, Node, Span, Value};
 pub use yaml::{parse_documents, parse_yaml, Documents};

@@ -127,9 +127,55 @@ impl Node {
             Value::Bool(b) => Some(b.to_string()),
             Value::Int(i) => Some(i.to_string()),
             // Ruby's `to_s`, as GitLab turns `1.0` into "1.0", not "1".
-            Value::Float(x) => Some(super::scalar::ruby_float(*x)),
+            Value::Float(x) => Some(ruby_float(*x)),
             Value::Null => Some(String::new()),
             _ => None,
         }
+    }
+}
+
+/// Ruby's `Float#to_s`: `1.0`, `1.5`, `1.0e+20`, `Infinity`, `NaN`.
+pub fn ruby_float(x: f64) -> String {
+    if x.is_nan() {
+        return "NaN".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "Infinity" } else { "-Infinity" }.into();
+    }
+    let abs = x.abs();
+    if abs != 0.0 && !(1e-4..1e16).contains(&abs) {
+        // Ruby switches to scientific notation outside this range, always with a fraction.
+        let s = format!("{x:e}");
+        let (mantissa, exp) = s.split_once('e').unwrap_or((&s, "0"));
+        let mantissa = if mantissa.contains('.') {
+            mantissa.to_string()
+        } else {
+            format!("{mantissa}.0")
+        };
+        let exp: i32 = exp.parse().unwrap_or(0);
+        return format!(
+            "{mantissa}e{}{:02}",
+            if exp < 0 { '-' } else { '+' },
+            exp.abs()
+        );
+    }
+    let s = format!("{x}");
+    if s.contains('.') {
+        s
+    } else {
+        format!("{s}.0")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ruby_float_strings() {
+        assert_eq!(ruby_float(1.0), "1.0");
+        assert_eq!(ruby_float(1.1), "1.1");
+        assert_eq!(ruby_float(1e20), "1.0e+20");
+        assert_eq!(ruby_float(-0.5), "-0.5");
     }
 }

@@ -151,7 +151,7 @@ fn matches(text: &Value, pattern: Value, column: usize) -> Result<bool, ExprErro
     let text = text.to_text();
     match pattern {
         Value::Regex(re, _) => Ok(re.is_match(&text)),
-        Value::String(s) => match string_as_regex(&s) {
+        Value::String(s) => match re2::string_as_regex(&s) {
             Some(re) => Ok(re.is_match(&text)),
             // Not a valid `/re/flags`: Ruby's `String#scan(text)`, i.e. a substring test with
             // the *left* value searched inside the *right* one.
@@ -162,40 +162,4 @@ fn matches(text: &Value, pattern: Value, column: usize) -> Result<bool, ExprErro
             Some(column),
         )),
     }
-}
-
-/// `Gitlab::UntrustedRegexp::RubySyntax`: a string of the form `/body/flags` (any body
-/// length, flags `ismU`) that RE2 accepts. Ruby's `^…$` are line anchors and `.` stops at a
-/// newline, hence `(?m)` and a newline-free body.
-/// Compiles a `/body/flags` literal of the expression. GitLab re-reads the literal with
-/// `RubySyntax` (`^/(.*)/([ismU]*)$`, where `.` stops at a newline), so a body spanning lines
-/// is invalid even though the lexer accepted it.
-pub(crate) fn compile_literal(body: &str, flags: &str, column: usize) -> Result<Regex, ExprError> {
-    let invalid = |why: &str| {
-        ExprError::syntax(
-            format!("Invalid regular expression! /{body}/{flags}: {why}"),
-            column,
-        )
-    };
-    if body.contains('\n') {
-        return Err(invalid("a pattern literal cannot span lines"));
-    }
-    re2::compile(body, flags).map_err(|e| invalid(&e.to_string()))
-}
-
-/// The source RE2 sees: flags prepended as a group, like `RubySyntax.create_untrusted_regexp`.
-pub(crate) fn regex_source(body: &str, flags: &str) -> String {
-    if flags.is_empty() {
-        body.to_string()
-    } else {
-        format!("(?{flags}){body}")
-    }
-}
-
-pub(crate) fn string_as_regex(s: &str) -> Option<Regex> {
-    use std::sync::LazyLock;
-    static RUBY_SYNTAX: LazyLock<Option<Regex>> =
-        LazyLock::new(|| Regex::new(r"(?m)^/(.*)/([ismU]*)$").ok());
-    let caps = RUBY_SYNTAX.as_ref()?.captures(s)?;
-    re2::compile(&caps[1], &caps[2]).ok()
 }

@@ -129,7 +129,7 @@ pub fn re2_regex(pattern: &str, flags: &str) -> Result<regex::Regex, Re2Error> {
 /// `None` when it is not of that form or RE2 rejects it. This is how `only/except: refs`
 /// items and variables on the right of `=~` are read.
 pub fn ruby_syntax_regex(s: &str) -> Option<regex::Regex> {
-    eval::string_as_regex(s)
+    re2::string_as_regex(s)
 }
 
 /// Parses and evaluates `src` in one step: `Ok(true)` iff a rule with `if: src` matches.

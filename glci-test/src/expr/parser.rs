@@ -8,8 +8,8 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::error::ExprError;
-use super::eval::{compile_literal, regex_source};
 use super::lexer::{Token, TokenKind};
+use super::re2::{compile_literal, regex_source};
 
 /// A `/body/flags` literal, compiled once when the expression is parsed.
 #[derive(Clone)]

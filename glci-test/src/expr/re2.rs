@@ -8,9 +8,11 @@
 //! rewrites an RE2 pattern into an equivalent `regex` pattern, rejecting what RE2 rejects.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::{LazyLock, Mutex, OnceLock};
 
 use regex::{Regex, RegexBuilder};
+
+use super::error::ExprError;
 
 /// Memoised compilations, keyed by (body, flags).
 type Compiled = HashMap<(String, String), Result<Regex, Re2Error>>;
@@ -382,6 +384,41 @@ fn group_prefix(s: &[char]) -> Result<usize, Re2Error> {
 
 fn take(s: &[char], n: usize) -> String {
     s.iter().take(n).collect()
+}
+
+/// Compiles a `/body/flags` literal of the expression. GitLab re-reads the literal with
+/// `RubySyntax` (`^/(.*)/([ismU]*)$`, where `.` stops at a newline), so a body spanning lines
+/// is invalid even though the lexer accepted it.
+pub(crate) fn compile_literal(body: &str, flags: &str, column: usize) -> Result<Regex, ExprError> {
+    let invalid = |why: &str| {
+        ExprError::syntax(
+            format!("Invalid regular expression! /{body}/{flags}: {why}"),
+            column,
+        )
+    };
+    if body.contains('\n') {
+        return Err(invalid("a pattern literal cannot span lines"));
+    }
+    compile(body, flags).map_err(|e| invalid(&e.to_string()))
+}
+
+/// The source RE2 sees: flags prepended as a group, like `RubySyntax.create_untrusted_regexp`.
+pub(crate) fn regex_source(body: &str, flags: &str) -> String {
+    if flags.is_empty() {
+        body.to_string()
+    } else {
+        format!("(?{flags}){body}")
+    }
+}
+
+/// `Gitlab::UntrustedRegexp::RubySyntax`: a string of the form `/body/flags` (any body
+/// length, flags `ismU`) that RE2 accepts. Ruby's `^…$` are line anchors and `.` stops at a
+/// newline, hence `(?m)` and a newline-free body.
+pub(crate) fn string_as_regex(s: &str) -> Option<Regex> {
+    static RUBY_SYNTAX: LazyLock<Option<Regex>> =
+        LazyLock::new(|| Regex::new(r"(?m)^/(.*)/([ismU]*)$").ok());
+    let caps = RUBY_SYNTAX.as_ref()?.captures(s)?;
+    compile(&caps[1], &caps[2]).ok()
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use regex::Regex;
 
 use super::error::ConfigError;
 use super::expand::expand_existing;
-use super::scalar::ruby_float;
+use super::value::ruby_float;
 use super::value::{Key, Mapping, Node, Span, Value};
 use crate::expr::Expression;
 

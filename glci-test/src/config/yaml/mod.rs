@@ -16,7 +16,8 @@ use std::sync::Arc;
 use libyaml_safer::{Event, EventData, Mark, Parser, ScalarStyle};
 
 use super::error::ConfigError;
-use super::scalar::{resolve_plain, ruby_float, Resolved};
+use super::scalar::{resolve_plain, Resolved};
+use super::value::ruby_float;
 use super::value::{Key, Mapping, Node, Span, Value};
 
 /// GitLab's `max_yaml_depth` default.
