@@ -16,7 +16,7 @@ use http_body_util::Full;
 
 use super::archive::{self, ExpandLimits, Selection, TarStream};
 use super::http_client::{self, Answer};
-use super::job_variables::expand_once;
+use super::job_variables;
 use super::payload::{Cache, JobPayload, JobVariable};
 use super::s3_presign::S3Target;
 use super::trace::Trace;
@@ -215,14 +215,7 @@ struct Key {
 
 impl JobCache<'_> {
     fn expand(&self, text: &str) -> String {
-        let lookup = |name: &str| {
-            self.variables
-                .iter()
-                .rev()
-                .find(|v| v.key == name)
-                .map(|v| v.value.as_str())
-        };
-        expand_once(text, &lookup)
+        job_variables::expand(text, self.variables)
     }
 
     fn variable(&self, name: &str) -> Option<&str> {

@@ -993,14 +993,7 @@ async fn upload_artifact(
 /// `value` with the payload's variables expanded once (the last definition wins), as the
 /// official runner expands image names.
 fn expand_with_job_variables(payload: &JobPayload, value: &str) -> String {
-    crate::runner::job_variables::expand_once(value, &|name| {
-        payload
-            .variables
-            .iter()
-            .rev()
-            .find(|v| v.key == name)
-            .map(|v| v.value.as_str())
-    })
+    crate::runner::job_variables::expand(value, &payload.variables)
 }
 
 /// Makes `image` present per the job's pull policies (runner/image_pull.rs) and returns the

@@ -3,6 +3,8 @@
 //! expanded once (`raw` values kept literal).
 
 use super::payload::{JobPayload, JobVariable};
+use crate::vars::runner as runner_expansion;
+use crate::vars::VariableLookup;
 
 /// Identity of this runner, as it appears in variables and the log header.
 #[derive(Debug, Clone)]
@@ -89,66 +91,37 @@ fn last_wins(vars: Vec<JobVariable>) -> Vec<JobVariable> {
 /// Expands `$KEY` / `${KEY}` in every non-raw value once, against the collection itself
 /// (the runner's `os.Expand` pass: unknown variables become empty).
 fn expand_all(vars: &[JobVariable]) -> Vec<JobVariable> {
-    let lookup = |name: &str| {
-        vars.iter()
-            .rev()
-            .find(|v| v.key == name)
-            .map(|v| v.value.as_str())
-    };
     vars.iter()
         .map(|v| {
             if v.raw || !v.value.contains('$') {
                 return v.clone();
             }
             JobVariable {
-                value: expand_once(&v.value, &lookup),
+                value: expand(&v.value, vars),
                 ..v.clone()
             }
         })
         .collect()
 }
 
-/// Go's `os.Expand` with the runner's mapping: `$$` stays a literal `$`, `$NAME` and
-/// `${NAME}` are replaced, undefined names become empty.
-pub fn expand_once<'a>(input: &str, lookup: &dyn Fn(&str) -> Option<&'a str>) -> String {
-    let bytes = input.as_bytes();
-    let mut out = String::with_capacity(input.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] != b'$' || i + 1 >= bytes.len() {
-            let c = input[i..].chars().next().unwrap_or('$');
-            out.push(c);
-            i += c.len_utf8();
-            continue;
-        }
-        let next = bytes[i + 1];
-        if next == b'$' {
-            out.push('$');
-            i += 2;
-        } else if next == b'{' {
-            match input[i + 2..].find('}') {
-                Some(end) => {
-                    let name = &input[i + 2..i + 2 + end];
-                    out.push_str(lookup(name).unwrap_or(""));
-                    i += end + 3;
-                }
-                None => {
-                    out.push_str(&input[i..]);
-                    break;
-                }
-            }
-        } else if next == b'_' || next.is_ascii_alphabetic() {
-            let len = input[i + 1..]
-                .find(|c: char| !(c == '_' || c.is_ascii_alphanumeric()))
-                .unwrap_or(input.len() - i - 1);
-            out.push_str(lookup(&input[i + 1..i + 1 + len]).unwrap_or(""));
-            i += 1 + len;
-        } else {
-            out.push('$');
-            i += 1;
-        }
+/// The job's variables as the runner looks a name up: the last definition wins.
+pub struct LastDefinition<'a>(pub &'a [JobVariable]);
+
+impl VariableLookup for LastDefinition<'_> {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|v| v.key == name)
+            .map(|v| v.value.as_str())
     }
-    out
+}
+
+/// `value` expanded once against `vars` with the runner's expansion (`vars::runner`, Go's
+/// `os.Expand` with `$$` kept as `$`), as the official runner expands image names, cache
+/// keys and paths, and service variables.
+pub fn expand(value: &str, vars: &[JobVariable]) -> String {
+    runner_expansion::expand_value(value, &LastDefinition(vars))
 }
 
 /// Variables a service container gets: the public ones, then the service's own (expanded
@@ -157,20 +130,13 @@ pub fn service_variables(
     job_vars: &[JobVariable],
     service_vars: &[JobVariable],
 ) -> Vec<JobVariable> {
-    let lookup = |name: &str| {
-        job_vars
-            .iter()
-            .rev()
-            .find(|v| v.key == name)
-            .map(|v| v.value.as_str())
-    };
     let mut out: Vec<JobVariable> = job_vars
         .iter()
         .filter(|v| v.public && !v.file)
         .cloned()
         .collect();
     out.extend(service_vars.iter().map(|v| JobVariable {
-        value: expand_once(&v.value, &lookup),
+        value: expand(&v.value, job_vars),
         ..v.clone()
     }));
     last_wins(out)
@@ -191,12 +157,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn expansion_follows_go_os_expand_with_dollar_escape() {
-        let vars = [("A", "1"), ("B_2", "two")];
-        let lookup = |n: &str| vars.iter().find(|(k, _)| *k == n).map(|(_, v)| *v);
-        assert_eq!(expand_once("$A-${B_2}-$$A-$NOPE-$", &lookup), "1-two-$A--$");
-        assert_eq!(expand_once("${unclosed", &lookup), "${unclosed");
-        assert_eq!(expand_once("ünï $A", &lookup), "ünï 1");
+    fn expansion_is_the_runners_with_the_last_definition_winning() {
+        let vars = [
+            var("A", "0"),
+            var("A", "1"),
+            var("B_2", "two"),
+            var("U", "ünï"),
+        ];
+        assert_eq!(expand("$A-${B_2}-$$A-$NOPE-$", &vars), "1-two-$A--$");
+        assert_eq!(expand("$U $A", &vars), "ünï 1");
+        // Go's os.Expand eats a `${` that is never closed.
+        assert_eq!(expand("${unclosed", &vars), "unclosed");
     }
 
     #[test]
