@@ -106,3 +106,52 @@ impl ApiError {
         h::json(self.status, &body)
     }
 }
+
+/// Why a registry glci talks to as a client (an upstream of the pull-through cache, the
+/// push-through mirror, or their token realms) did not do what was asked. The messages read
+/// after the registry's name or address.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum RemoteError {
+    #[error("unreachable: {0}")]
+    Unreachable(#[source] Box<ureq::Error>),
+    #[error("{request} answered {status}")]
+    Status {
+        request: String,
+        status: http::StatusCode,
+    },
+    #[error("{request} answered no Location")]
+    NoLocation { request: String },
+    #[error("asks for credentials, and none were given for it")]
+    NoCredentials,
+    #[error("answers 401 with an unknown challenge {0:?}")]
+    UnknownChallenge(String),
+    #[error("its challenge \"Bearer {0}\" names no realm")]
+    NoRealm(String),
+    #[error("its token realm {realm} is unreachable: {source}")]
+    RealmUnreachable {
+        realm: String,
+        #[source]
+        source: Box<ureq::Error>,
+    },
+    #[error("its token realm {realm} answers {status}")]
+    RealmStatus {
+        realm: String,
+        status: http::StatusCode,
+    },
+    #[error("reading a token from {realm}: {source}")]
+    RealmRead {
+        realm: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the token from {realm} is not JSON: {source}")]
+    TokenNotJson {
+        realm: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("the answer of {realm} holds no token")]
+    NoToken { realm: String },
+    #[error("the push task failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 
+use super::error::RemoteError;
 use super::names::Digest;
 use super::upstream::bearer_token;
 
@@ -76,7 +77,7 @@ impl PushThrough {
         data: Vec<u8>,
         media_type: &str,
         blobs: Vec<BlobFile>,
-    ) -> Result<(), String> {
+    ) -> Result<(), RemoteError> {
         let this = self.clone();
         let (name, reference, media_type) = (
             name.to_string(),
@@ -96,14 +97,19 @@ impl PushThrough {
                 }
                 req.send(&data[..])
             })?;
-            expect(resp, 201, &format!("PUT {url}"))
+            expect(resp, 201, format!("PUT {url}"))
         })
         .await
-        .unwrap_or_else(|e| Err(format!("the mirror task failed: {e}")))
+        .unwrap_or_else(|e| Err(RemoteError::Task(e)))
     }
 
     /// One blob: nothing when the upstream has it, else a monolithic upload.
-    fn blob(&self, name: &str, blob: &BlobFile, auth: &mut Option<String>) -> Result<(), String> {
+    fn blob(
+        &self,
+        name: &str,
+        blob: &BlobFile,
+        auth: &mut Option<String>,
+    ) -> Result<(), RemoteError> {
         let url = format!("{}/v2/{name}/blobs/{}", self.url, blob.digest);
         let head = self.send(name, auth, |auth| {
             let mut req = self.agent.head(&url);
@@ -124,13 +130,18 @@ impl PushThrough {
             req.send_empty()
         })?;
         if session.status() != 202 {
-            return Err(format!("POST {start} answered {}", session.status()));
+            return Err(RemoteError::Status {
+                request: format!("POST {start}"),
+                status: session.status(),
+            });
         }
         let location = session
             .headers()
             .get("location")
             .and_then(|l| l.to_str().ok())
-            .ok_or_else(|| format!("POST {start} answered no Location"))?;
+            .ok_or_else(|| RemoteError::NoLocation {
+                request: format!("POST {start}"),
+            })?;
         let location = if location.starts_with("http://") || location.starts_with("https://") {
             location.to_string()
         } else {
@@ -152,7 +163,7 @@ impl PushThrough {
             }
             req.send(file)
         })?;
-        expect(resp, 201, &format!("PUT of blob {}", blob.digest))
+        expect(resp, 201, format!("PUT of blob {}", blob.digest))
     }
 
     /// Sends a request, answering one auth challenge (and keeping the answer in `auth` for
@@ -162,8 +173,8 @@ impl PushThrough {
         name: &str,
         auth: &mut Option<String>,
         request: impl Fn(Option<&str>) -> Result<ureq::http::Response<ureq::Body>, ureq::Error>,
-    ) -> Result<ureq::http::Response<ureq::Body>, String> {
-        let unreachable = |e: ureq::Error| format!("{} is unreachable: {e}", self.url);
+    ) -> Result<ureq::http::Response<ureq::Body>, RemoteError> {
+        let unreachable = |e: ureq::Error| RemoteError::Unreachable(Box::new(e));
         let resp = request(auth.as_deref()).map_err(unreachable)?;
         if resp.status() != 401 {
             return Ok(resp);
@@ -179,20 +190,14 @@ impl PushThrough {
     }
 
     /// The `Authorization` value answering `challenge` for pushing to `name`.
-    fn authorize(&self, name: &str, challenge: &str) -> Result<String, String> {
+    fn authorize(&self, name: &str, challenge: &str) -> Result<String, RemoteError> {
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
-        let basic = self
-            .basic
-            .as_ref()
-            .ok_or_else(|| format!("{} asks for credentials and none were given", self.url))?;
+        let basic = self.basic.as_ref().ok_or(RemoteError::NoCredentials)?;
         if scheme.eq_ignore_ascii_case("basic") {
             return Ok(format!("Basic {basic}"));
         }
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(format!(
-                "{} answers an unknown challenge {challenge:?}",
-                self.url
-            ));
+            return Err(RemoteError::UnknownChallenge(challenge.to_string()));
         }
         bearer_token(
             &self.agent,
@@ -200,14 +205,20 @@ impl PushThrough {
             &format!("repository:{name}:pull,push"),
             Some(basic),
         )
-        .map_err(|e| format!("{}: {e}", self.url))
     }
 }
 
-fn expect(resp: ureq::http::Response<ureq::Body>, status: u16, what: &str) -> Result<(), String> {
+fn expect(
+    resp: ureq::http::Response<ureq::Body>,
+    status: u16,
+    request: String,
+) -> Result<(), RemoteError> {
     if resp.status().as_u16() == status {
         Ok(())
     } else {
-        Err(format!("{what} answered {}", resp.status()))
+        Err(RemoteError::Status {
+            request,
+            status: resp.status(),
+        })
     }
 }

@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::error::RemoteError;
 use super::manifest;
 use super::names::Digest;
 use super::store::{write_blob_sync, Store};
@@ -440,18 +441,18 @@ impl Inner {
         upstream: &Upstream,
         remote: &str,
         challenge: &str,
-    ) -> Result<String, String> {
+    ) -> Result<String, RemoteError> {
         let basic = self.credentials.get(&upstream.name);
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
         if scheme.eq_ignore_ascii_case("basic") {
-            return basic.map(|b| format!("Basic {b}")).ok_or_else(|| {
-                "asks for credentials, and the Docker configuration has none for it".to_string()
-            });
+            // The credentials come from the Docker configuration, so "none given" means none
+            // there for this upstream.
+            return basic
+                .map(|b| format!("Basic {b}"))
+                .ok_or(RemoteError::NoCredentials);
         }
         if !scheme.eq_ignore_ascii_case("bearer") {
-            return Err(format!(
-                "answers 401 with an unknown challenge {challenge:?}"
-            ));
+            return Err(RemoteError::UnknownChallenge(challenge.to_string()));
         }
         bearer_token(
             &self.agent,
@@ -471,12 +472,12 @@ pub(super) fn bearer_token(
     params: &str,
     scope: &str,
     basic: Option<&str>,
-) -> Result<String, String> {
+) -> Result<String, RemoteError> {
     let raw = params;
     let params = challenge_params(raw);
     let realm = params
         .get("realm")
-        .ok_or_else(|| format!("its challenge \"Bearer {raw}\" names no realm"))?;
+        .ok_or_else(|| RemoteError::NoRealm(raw.to_string()))?;
     let mut query = form_urlencoded::Serializer::new(String::new());
     if let Some(service) = params.get("service") {
         query.append_pair("service", service);
@@ -491,25 +492,37 @@ pub(super) fn bearer_token(
     if let Some(b) = basic {
         req = req.header("authorization", &format!("Basic {b}"));
     }
-    let resp = req
-        .call()
-        .map_err(|e| format!("its token realm {realm} is unreachable: {e}"))?;
+    let resp = req.call().map_err(|e| RemoteError::RealmUnreachable {
+        realm: realm.clone(),
+        source: Box::new(e),
+    })?;
     if resp.status() != 200 {
-        return Err(format!("its token realm {realm} answers {}", resp.status()));
+        return Err(RemoteError::RealmStatus {
+            realm: realm.clone(),
+            status: resp.status(),
+        });
     }
     let mut text = String::new();
     resp.into_body()
         .as_reader()
         .take(1024 * 1024)
         .read_to_string(&mut text)
-        .map_err(|e| format!("reading a token from {realm}: {e}"))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .map_err(|e| format!("the token from {realm} is not JSON: {e}"))?;
+        .map_err(|e| RemoteError::RealmRead {
+            realm: realm.clone(),
+            source: e,
+        })?;
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| RemoteError::TokenNotJson {
+            realm: realm.clone(),
+            source: e,
+        })?;
     let token = value
         .get("token")
         .or_else(|| value.get("access_token"))
         .and_then(|t| t.as_str())
-        .ok_or_else(|| format!("the answer of {realm} holds no token"))?;
+        .ok_or_else(|| RemoteError::NoToken {
+            realm: realm.clone(),
+        })?;
     Ok(format!("Bearer {token}"))
 }
 
