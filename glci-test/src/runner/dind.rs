@@ -26,8 +26,8 @@
 //!   `registry-mirrors` entry, so Docker Hub names pulled inside DinD come through glci.
 //!   `daemon.json` also moves the inner daemon's bridge off `172.17.0.0/16`, where it would
 //!   hide the outer bridge address that glci's server and registry listen on.
-//! - **Buildx**: stale `~/.docker/buildx` state of the job image is hidden under an empty
-//!   directory; `docker buildx create` gets no `--config` from glci (yet).
+//! - **Buildx**: the job gets a buildx configuration directory of its own whose default
+//!   BuildKit configuration trusts the registry (see [`super::buildx`]).
 //!
 //! Volumes carry the owner's labels: removed with the job, by the watchdog and by the next
 //! run's orphan sweep like every other glci object.
@@ -848,16 +848,9 @@ pub fn job_variables(dinds: &[DindService], job: &[JobVariable]) -> Vec<JobVaria
 }
 
 /// The build container's mounts for a job with DinD services: each TLS service's client
-/// certificates at the same path as in the service, and an empty `~/.docker/buildx` (stale
-/// builder state in the image would name daemons of other jobs).
-pub async fn prepare_build_container(
-    engine: &Engine,
-    dinds: &[DindService],
-    config: &mut ContainerConfig,
-) {
-    if dinds.is_empty() {
-        return;
-    }
+/// certificates at the same path as in the service. (Builder state baked into the image is
+/// left unused by the job's own buildx configuration directory, see [`super::buildx`].)
+pub fn prepare_build_container(dinds: &[DindService], config: &mut ContainerConfig) {
     for dind in dinds {
         if let (Some(dir), Some(volume)) = (&dind.tls_certdir, &dind.certs_volume) {
             let target = format!("{}/client", dir.trim_end_matches('/'));
@@ -866,28 +859,6 @@ pub async fn prepare_build_container(
             }
         }
     }
-    let home = image_home(engine, &config.image).await;
-    config
-        .tmpfs
-        .push(format!("{}/.docker/buildx", home.trim_end_matches('/')));
-}
-
-/// The job image's home directory: its `HOME`, else root's.
-async fn image_home(engine: &Engine, image: &str) -> String {
-    let config = engine
-        .client()
-        .inspect_image(image)
-        .await
-        .ok()
-        .and_then(|i| i.config);
-    config
-        .and_then(|c| c.env)
-        .and_then(|env| {
-            env.iter()
-                .find_map(|kv| kv.strip_prefix("HOME=").map(str::to_string))
-        })
-        .filter(|h| h.starts_with('/'))
-        .unwrap_or_else(|| "/root".into())
 }
 
 /// Says in the trace that a DinD service answers, and how it is reached.
