@@ -8,8 +8,10 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 use base64::Engine as _;
+use glci_test::pipeline::{PipelineOptions, Quiet, RunOptions, Session};
 use glci_test::plan::status::Status;
 
 use super::run_dind::{assert_clean, project, run_pipeline, Untag};
@@ -43,8 +45,7 @@ fn ensure_images() {
             format!(
                 "FROM {BUILDX_IMAGE}\n\
                  RUN for home in / /root; do mkdir -p $home/.docker/buildx/instances \
-                 && echo '{stale}' > $home/.docker/buildx/instances/stale \
-                 && echo stale > $home/.docker/buildx/current; done\n"
+                 && echo '{stale}' > $home/.docker/buildx/instances/stale; done\n"
             ),
         )
         .unwrap();
@@ -198,4 +199,80 @@ use:
         used.log
     );
     assert_clean(&owners);
+}
+
+/// With the engine's socket: `docker buildx create` records a builder whose configuration also
+/// lets BuildKit reach `CI_REGISTRY` (the loopback listener) over plain HTTP, and
+/// `docker buildx build --push` with the default driver (this machine's engine) pushes to it;
+/// a later job runs the image.
+#[tokio::test(flavor = "multi_thread")]
+async fn buildx_with_the_engines_socket_pushes_and_its_builders_reach_the_loopback_registry() {
+    ensure_images();
+    let builder = format!("glci-test-{}", std::process::id());
+    let project = project(&format!(
+        r#"
+stages: [build, use]
+build:
+  stage: build
+  image: {BUILDX_IMAGE}
+  script:
+    - echo "registry=$CI_REGISTRY"
+    - docker buildx create --name {builder}
+    - echo "state=$(cat "$BUILDX_CONFIG/instances/{builder}")"
+    - printf 'FROM glci-fixture/busybox:latest\nRUN echo built-by-buildx > /built\n' > Dockerfile
+    - echo "$CI_REGISTRY_PASSWORD" | docker login -u "$CI_REGISTRY_USER" --password-stdin "$CI_REGISTRY"
+    - docker buildx build --push -t "$CI_REGISTRY_IMAGE/buildx:$CI_COMMIT_SHORT_SHA" .
+    - echo "pushed=$CI_REGISTRY_IMAGE/buildx:$CI_COMMIT_SHORT_SHA"
+use:
+  stage: use
+  image: $CI_REGISTRY_IMAGE/buildx:$CI_COMMIT_SHORT_SHA
+  variables:
+    GIT_STRATEGY: none
+  script:
+    - echo "from the pushed image=$(cat /built)"
+"#
+    ));
+    let home = tempfile::tempdir().unwrap();
+    let options = RunOptions {
+        home: Some(home.path().to_path_buf()),
+        docker_socket: true,
+        ..RunOptions::default()
+    };
+    let session = Session::start(
+        &PipelineOptions::new(project.path()),
+        options,
+        Arc::new(Quiet),
+    )
+    .await
+    .expect("session");
+    let report = session.run(&[]).await.unwrap();
+    session.shutdown().await;
+    let build = report.job("build").unwrap();
+    // The host engine keeps the image it built and the one the next job ran: one tag.
+    let _untag = Untag(
+        build
+            .log
+            .lines()
+            .filter_map(|l| l.strip_prefix("pushed="))
+            .map(str::to_string)
+            .collect(),
+    );
+    assert_eq!(build.status, Status::Success, "{}", build.log);
+    let registry = value(&build.log, "registry");
+    assert!(registry.starts_with("127.0.0.1:"), "{}", build.log);
+    let state: serde_json::Value = serde_json::from_str(value(&build.log, "state")).unwrap();
+    let text = String::from_utf8(decoded(&state["Nodes"][0]["Files"], "buildkitd.toml")).unwrap();
+    let config: toml::Table = text.parse().unwrap();
+    assert_eq!(
+        config["registry"][registry]["http"].as_bool(),
+        Some(true),
+        "{text}"
+    );
+    let used = report.job("use").unwrap();
+    assert_eq!(used.status, Status::Success, "{}", used.log);
+    assert!(
+        used.log.contains("from the pushed image=built-by-buildx"),
+        "{}",
+        used.log
+    );
 }
