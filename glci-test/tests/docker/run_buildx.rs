@@ -31,13 +31,20 @@ fn run(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Builds the buildx fixture when missing, and the image with stale builder state (once per
-/// test process; removed with the fixtures, `io.glci.fixture`).
+/// Builds the buildx fixture and the image with stale builder state when missing (labelled
+/// as a fixture, `io.glci.fixture`).
 fn ensure_images() {
     static BUILT: std::sync::Once = std::sync::Once::new();
     BUILT.call_once(|| {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/fixture-images");
         run(Command::new(script).arg("docker-buildx"));
+        let present = Command::new("docker")
+            .args(["image", "inspect", STALE_IMAGE])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if present {
+            return;
+        }
         let ctx = tempfile::tempdir().unwrap();
         let stale = r#"{"Name":"stale","Driver":"docker-container","Nodes":[{"Name":"stale0","Endpoint":"tcp://elsewhere:2376"}]}"#;
         std::fs::write(
