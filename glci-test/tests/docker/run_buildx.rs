@@ -99,6 +99,7 @@ create:
     DOCKER_TLS_CERTDIR: /certs
   script:
     - echo "registry=$CI_REGISTRY"
+    - echo "config-dir-mode=$(stat -c %a "$BUILDX_CONFIG")"
     - echo "ca=$(base64 -w0 /etc/glci/registry-ca.crt)"
     - echo "builders=$(docker buildx ls | tr '\n' ' ')"
     # buildx makes no builder from TLS settings in the environment: a context first, as
@@ -120,6 +121,8 @@ create:
         "the image's builder state was used: {log}"
     );
 
+    // Writable by any user the job may run as: buildx keeps its state there.
+    assert_eq!(value(log, "config-dir-mode"), "1777", "{log}");
     let registry = value(log, "registry");
     let state: serde_json::Value = serde_json::from_str(value(log, "state")).unwrap();
     let node = &state["Nodes"][0];
