@@ -189,6 +189,25 @@ fn with_capability_set(host: &HostSettings) -> HostSettings {
     with_privileged(host).without_privileged()
 }
 
+/// [`with_capability_set`] as `docker run` flags: for the message of a refused start, and for
+/// whatever starts a Docker daemon by hand the way glci does (tests, scripts).
+pub fn capability_set_flags() -> Vec<String> {
+    let set = with_capability_set(&HostSettings::default());
+    let flagged = |flag: &str, values: &[String]| -> Vec<String> {
+        values
+            .iter()
+            .flat_map(|v| [flag.to_string(), v.clone()])
+            .collect()
+    };
+    [
+        flagged("--cap-add", &set.cap_add),
+        flagged("--cap-drop", &set.cap_drop),
+        flagged("--security-opt", &set.security_opt),
+        flagged("-v", &set.volumes),
+    ]
+    .concat()
+}
+
 /// How DinD services start on one engine, once learned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Learned {
@@ -468,14 +487,7 @@ pub async fn start(
             }
         }
     }
-    let set = with_capability_set(&HostSettings::default());
-    let set = format!(
-        "--cap-add {} --cap-drop {} --security-opt {} -v {}",
-        set.cap_add.join(","),
-        set.cap_drop.join(","),
-        set.security_opt.join(" --security-opt "),
-        set.volumes.join(" -v ")
-    );
+    let set = capability_set_flags().join(" ");
     let refusal = |way: Learned| {
         refusals
             .iter()
@@ -959,6 +971,16 @@ mod tests {
         );
         assert!(settings.merge_into(Some("[1]")).is_err());
         assert!(settings.merge_into(Some("{nope")).is_err());
+    }
+
+    #[test]
+    fn the_capability_set_as_docker_run_flags() {
+        assert_eq!(
+            capability_set_flags().join(" "),
+            "--cap-add ALL --cap-drop SYS_RESOURCE --security-opt seccomp=unconfined \
+             --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
+             -v /sys/fs/cgroup:/sys/fs/cgroup:rw"
+        );
     }
 
     #[test]
