@@ -4,7 +4,7 @@
 //!
 //! Buildx keeps its state (builder instances, the current builder) in its configuration
 //! directory, `$BUILDX_CONFIG`, else `$DOCKER_CONFIG/buildx` (`~/.docker/buildx`). When
-//! `docker buildx create` is given no `--config`, buildx (0.10 and later) reads
+//! `docker buildx create` is given no `--config`, buildx (0.9 and later) reads
 //! `buildkitd.default.toml` from that directory, resolves the CA files it names, and stores
 //! both in the builder's state (`instances/<name>`), from where the driver copies them into the
 //! BuildKit daemon it starts (`/etc/buildkit/buildkitd.toml`, `/etc/buildkit/certs/<host>/`).
