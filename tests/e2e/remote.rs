@@ -99,31 +99,15 @@ fn dind_image() -> Option<()> {
     Some(())
 }
 
-/// Starts DinD with the capability recipe (`--privileged` is refused on some hosts), its API
+/// Starts DinD with glci's capability set (`--privileged` is refused on some hosts), its API
 /// on a loopback port of this machine only, labelled as a glci object of this process so
 /// glci's orphan cleanup removes it if the test dies.
 fn start_dind() -> (Dind, String) {
     let labels = glci_test::docker::Owner::for_this_process("remote-engine-test").labels();
-    let mut args: Vec<String> = [
-        "run",
-        "-d",
-        "--cap-add",
-        "ALL",
-        "--cap-drop",
-        "SYS_RESOURCE",
-        "--security-opt",
-        "seccomp=unconfined",
-        "--security-opt",
-        "apparmor=unconfined",
-        "--security-opt",
-        "systempaths=unconfined",
-        "-v",
-        "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-        "-p",
-        "127.0.0.1::2375",
-    ]
-    .map(str::to_string)
-    .to_vec();
+    let mut args: Vec<String> = ["run", "-d", "-p", "127.0.0.1::2375"]
+        .map(str::to_string)
+        .to_vec();
+    args.extend(glci_test::runner::dind::capability_set_flags());
     for (k, v) in labels {
         args.push("--label".into());
         args.push(format!("{k}={v}"));

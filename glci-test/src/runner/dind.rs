@@ -26,8 +26,8 @@
 //!   `registry-mirrors` entry, so Docker Hub names pulled inside DinD come through glci.
 //!   `daemon.json` also moves the inner daemon's bridge off `172.17.0.0/16`, where it would
 //!   hide the outer bridge address that glci's server and registry listen on.
-//! - **Buildx**: stale `~/.docker/buildx` state of the job image is hidden under an empty
-//!   directory; `docker buildx create` gets no `--config` from glci (yet).
+//! - **Buildx**: the job gets a buildx configuration directory of its own whose default
+//!   BuildKit configuration trusts the registry (see [`super::buildx`]).
 //!
 //! Volumes carry the owner's labels: removed with the job, by the watchdog and by the next
 //! run's orphan sweep like every other glci object.
@@ -187,6 +187,25 @@ fn with_privileged(host: &HostSettings) -> HostSettings {
 /// or masked `/proc` paths; the host's cgroup hierarchy writable).
 fn with_capability_set(host: &HostSettings) -> HostSettings {
     with_privileged(host).without_privileged()
+}
+
+/// [`with_capability_set`] as `docker run` flags: for the message of a refused start, and for
+/// whatever starts a Docker daemon by hand the way glci does (tests, scripts).
+pub fn capability_set_flags() -> Vec<String> {
+    let set = with_capability_set(&HostSettings::default());
+    let flagged = |flag: &str, values: &[String]| -> Vec<String> {
+        values
+            .iter()
+            .flat_map(|v| [flag.to_string(), v.clone()])
+            .collect()
+    };
+    [
+        flagged("--cap-add", &set.cap_add),
+        flagged("--cap-drop", &set.cap_drop),
+        flagged("--security-opt", &set.security_opt),
+        flagged("-v", &set.volumes),
+    ]
+    .concat()
 }
 
 /// How DinD services start on one engine, once learned.
@@ -468,14 +487,7 @@ pub async fn start(
             }
         }
     }
-    let set = with_capability_set(&HostSettings::default());
-    let set = format!(
-        "--cap-add {} --cap-drop {} --security-opt {} -v {}",
-        set.cap_add.join(","),
-        set.cap_drop.join(","),
-        set.security_opt.join(" --security-opt "),
-        set.volumes.join(" -v ")
-    );
+    let set = capability_set_flags().join(" ");
     let refusal = |way: Learned| {
         refusals
             .iter()
@@ -848,16 +860,9 @@ pub fn job_variables(dinds: &[DindService], job: &[JobVariable]) -> Vec<JobVaria
 }
 
 /// The build container's mounts for a job with DinD services: each TLS service's client
-/// certificates at the same path as in the service, and an empty `~/.docker/buildx` (stale
-/// builder state in the image would name daemons of other jobs).
-pub async fn prepare_build_container(
-    engine: &Engine,
-    dinds: &[DindService],
-    config: &mut ContainerConfig,
-) {
-    if dinds.is_empty() {
-        return;
-    }
+/// certificates at the same path as in the service. (Builder state baked into the image is
+/// left unused by the job's own buildx configuration directory, see [`super::buildx`].)
+pub fn prepare_build_container(dinds: &[DindService], config: &mut ContainerConfig) {
     for dind in dinds {
         if let (Some(dir), Some(volume)) = (&dind.tls_certdir, &dind.certs_volume) {
             let target = format!("{}/client", dir.trim_end_matches('/'));
@@ -866,28 +871,6 @@ pub async fn prepare_build_container(
             }
         }
     }
-    let home = image_home(engine, &config.image).await;
-    config
-        .tmpfs
-        .push(format!("{}/.docker/buildx", home.trim_end_matches('/')));
-}
-
-/// The job image's home directory: its `HOME`, else root's.
-async fn image_home(engine: &Engine, image: &str) -> String {
-    let config = engine
-        .client()
-        .inspect_image(image)
-        .await
-        .ok()
-        .and_then(|i| i.config);
-    config
-        .and_then(|c| c.env)
-        .and_then(|env| {
-            env.iter()
-                .find_map(|kv| kv.strip_prefix("HOME=").map(str::to_string))
-        })
-        .filter(|h| h.starts_with('/'))
-        .unwrap_or_else(|| "/root".into())
 }
 
 /// Says in the trace that a DinD service answers, and how it is reached.
@@ -988,6 +971,16 @@ mod tests {
         );
         assert!(settings.merge_into(Some("[1]")).is_err());
         assert!(settings.merge_into(Some("{nope")).is_err());
+    }
+
+    #[test]
+    fn the_capability_set_as_docker_run_flags() {
+        assert_eq!(
+            capability_set_flags().join(" "),
+            "--cap-add ALL --cap-drop SYS_RESOURCE --security-opt seccomp=unconfined \
+             --security-opt apparmor=unconfined --security-opt systempaths=unconfined \
+             -v /sys/fs/cgroup:/sys/fs/cgroup:rw"
+        );
     }
 
     #[test]

@@ -14,11 +14,13 @@ use crate::docker::{create_network, Engine, Owner};
 
 use super::archive::{self, Selection, TarStream};
 use super::build_container::{ContainerConfig, JobContainer, StageEnd};
+use super::buildx::{self, JobDaemon};
 use super::cache::{CacheConfig, JobCache, ProjectFiles};
 use super::dind::{self, DindOptions, DindService};
 use super::image_pull;
 use super::job_variables::{job_variables, service_variables, RunnerIdentity};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
+use super::registry_trust::{inject_ca, write_files, FileEntry};
 use super::services::{service_aliases, service_slug, wait_for_ports};
 use super::shell::{tmp_dir, ScriptVariable, StageScript, SHELL_DETECTOR};
 use super::sources;
@@ -604,6 +606,21 @@ async fn run_stages(
         None => Vec::new(),
     };
     variables.extend(dind::job_variables(&dinds, &variables));
+    // A job with a Docker daemon gets a buildx configuration directory of its own, whose
+    // default BuildKit configuration trusts the registry (runner/buildx.rs).
+    let socket = entry.is_some_and(|e| super::socket::mounts_socket(&e.docker.volumes));
+    let job_daemon = match (dinds.is_empty(), socket) {
+        (false, _) => Some(JobDaemon::Dind),
+        (true, true) => Some(JobDaemon::HostEngine),
+        (true, false) => None,
+    };
+    let buildx_files = match job_daemon.zip(buildx::job_variable(&variables)) {
+        Some((daemon, variable)) => {
+            variables.push(variable);
+            buildx::files(options.registry.as_ref(), daemon)
+        }
+        None => Vec::new(),
+    };
     trace.section_end("prepare_executor");
 
     // The build container exists from here on; sources and artifacts are copied into it.
@@ -631,7 +648,7 @@ async fn run_stages(
         host: build_host,
         ..Default::default()
     };
-    dind::prepare_build_container(engine, &dinds, &mut build_config).await;
+    dind::prepare_build_container(&dinds, &mut build_config);
     // The builds directory from the host when the engine can mount it; cache and artifacts
     // still go in as tars, which the engine extracts into it.
     // A builds directory shared with the host (a runner configuration's builds volume, or
@@ -692,7 +709,7 @@ async fn run_stages(
     };
     // glci's registry CA goes in at the same time: the shell only waits for its script, which
     // is written once the CA is in place (a put-archive costs ~100 ms on the critical path).
-    let trust = trust_registry(engine, &build, options, &variables);
+    let trust = trust_registry(engine, &build, options, &variables, buildx_files);
     let job_cache = JobCache {
         payload,
         variables: &variables,
@@ -1083,7 +1100,7 @@ async fn start_services(
             .await
             .map_err(Failure::system)?;
         resources.containers.push(container.clone());
-        trust_registry(engine, &container, options, &[]).await?;
+        trust_registry(engine, &container, options, &[], Vec::new()).await?;
         container.start(engine).await.map_err(Failure::system)?;
         started.push((service, container));
     }
@@ -1138,18 +1155,24 @@ async fn start_services(
     Ok(dinds)
 }
 
-/// glci's registry CA into a created job container (runner/registry_trust.rs); the
-/// `SSL_CERT_FILE` the script then needs, if any.
+/// glci's registry CA into a created job container (runner/registry_trust.rs), with the
+/// buildx configuration in the same upload; the `SSL_CERT_FILE` the script then needs, if any.
 async fn trust_registry(
     engine: &Engine,
     container: &JobContainer,
     options: &ExecutorOptions,
     variables: &[JobVariable],
+    buildx_files: Vec<FileEntry>,
 ) -> Result<Option<ScriptVariable>, Failure> {
     let Some(access) = &options.registry else {
+        if !buildx_files.is_empty() {
+            write_files(engine, container, &buildx_files)
+                .await
+                .map_err(Failure::system)?;
+        }
         return Ok(None);
     };
-    let has_bundle = super::registry_trust::inject_ca(engine, container, access)
+    let has_bundle = inject_ca(engine, container, access, buildx_files)
         .await
         .map_err(Failure::system)?;
     Ok(super::registry_trust::ssl_cert_file(has_bundle, variables))

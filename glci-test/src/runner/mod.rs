@@ -5,6 +5,7 @@
 pub mod api;
 pub mod archive;
 pub mod build_container;
+pub mod buildx;
 pub mod cache;
 pub mod dind;
 pub mod docker_settings;

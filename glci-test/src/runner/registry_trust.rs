@@ -38,12 +38,14 @@ pub enum TrustError {
     Docker(#[from] DockerError),
 }
 
-/// Puts glci's CA into `container`, which is created and not started. Returns whether the
-/// image has a system bundle (which now holds the CA).
-pub async fn inject_ca(
+/// Puts glci's CA into `container`, which is created and not started, with `extra` files
+/// that go in the same upload (the buildx configuration, see [`super::buildx`]). Returns
+/// whether the image has a system bundle (which now holds the CA).
+pub(crate) async fn inject_ca(
     engine: &Engine,
     container: &JobContainer,
     access: &RegistryAccess,
+    extra: Vec<FileEntry>,
 ) -> Result<bool, TrustError> {
     let ca = normalized(&access.ca_pem);
     let bundle = system_bundle(engine, container).await;
@@ -66,8 +68,19 @@ pub async fn inject_ca(
         }
         files.push(FileEntry { contents, ..bundle });
     }
-    container.upload_tar(engine, tar_of(&files)?).await?;
+    files.extend(extra);
+    write_files(engine, container, &files).await?;
     Ok(has_bundle)
+}
+
+/// Writes `files` into `container` (created, not started) in one upload.
+pub(crate) async fn write_files(
+    engine: &Engine,
+    container: &JobContainer,
+    files: &[FileEntry],
+) -> Result<(), TrustError> {
+    container.upload_tar(engine, tar_of(files)?).await?;
+    Ok(())
 }
 
 /// `SSL_CERT_FILE` for a job whose image has no system bundle (and that sets none itself).
@@ -93,22 +106,35 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
     !needle.is_empty() && haystack.windows(needle.len()).any(|w| w == needle)
 }
 
-/// A file written into a container.
-struct FileEntry {
-    path: String,
+/// A file (or directory) written into a container.
+pub(crate) struct FileEntry {
+    pub(crate) path: String,
     contents: Vec<u8>,
     mode: u32,
     /// uid, gid.
     owner: (u64, u64),
+    directory: bool,
 }
 
 impl FileEntry {
-    fn root_readable(path: String, text: &str) -> FileEntry {
+    pub(crate) fn root_readable(path: String, text: &str) -> FileEntry {
         FileEntry {
             path,
             contents: text.as_bytes().to_vec(),
             mode: 0o644,
             owner: (0, 0),
+            directory: false,
+        }
+    }
+
+    /// A directory of root's with `mode` (the engine makes missing parents `0755`).
+    pub(crate) fn directory(path: String, mode: u32) -> FileEntry {
+        FileEntry {
+            path,
+            contents: Vec::new(),
+            mode,
+            owner: (0, 0),
+            directory: true,
         }
     }
 }
@@ -131,6 +157,7 @@ async fn system_bundle(engine: &Engine, container: &JobContainer) -> Option<File
                     contents,
                     mode: header.mode().unwrap_or(0o644),
                     owner: (header.uid().unwrap_or(0), header.gid().unwrap_or(0)),
+                    directory: false,
                 });
             }
             tar::EntryType::Symlink => {
@@ -148,7 +175,8 @@ async fn system_bundle(engine: &Engine, container: &JobContainer) -> Option<File
     None
 }
 
-/// A tar of regular files at absolute paths (the engine creates missing parents).
+/// A tar of regular files and directories at absolute paths (the engine creates missing
+/// parents; a directory comes before the files in it).
 fn tar_of(files: &[FileEntry]) -> std::io::Result<Vec<u8>> {
     let mut builder = tar::Builder::new(Vec::new());
     let now = std::time::SystemTime::now()
@@ -157,7 +185,11 @@ fn tar_of(files: &[FileEntry]) -> std::io::Result<Vec<u8>> {
         .unwrap_or(0);
     for file in files {
         let mut header = tar::Header::new_gnu();
-        header.set_entry_type(tar::EntryType::Regular);
+        header.set_entry_type(if file.directory {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
         header.set_size(file.contents.len() as u64);
         header.set_mode(file.mode);
         header.set_uid(file.owner.0);

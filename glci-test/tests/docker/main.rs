@@ -10,6 +10,7 @@ mod support;
 
 mod docker_plumbing;
 mod registry_cache;
+mod run_buildx;
 mod run_cache;
 mod run_catalog;
 mod run_dind;

@@ -45,7 +45,7 @@ fn ensure_fixtures() {
 }
 
 /// A committed project with `pipeline` as its `.gitlab-ci.yml`.
-fn project(pipeline: &str) -> tempfile::TempDir {
+pub(crate) fn project(pipeline: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".gitlab-ci.yml"), pipeline).unwrap();
     let git = |args: &[&str]| crate::support::git(dir.path(), args);
@@ -57,7 +57,7 @@ fn project(pipeline: &str) -> tempfile::TempDir {
 
 /// Runs the whole pipeline in a fresh glci home; returns the report and the owner ids of the
 /// run's Docker objects (from the jobs' `Running on glci-<owner>-job-…` lines).
-async fn run_pipeline(project: &Path) -> (RunReport, Vec<String>) {
+pub(crate) async fn run_pipeline(project: &Path) -> (RunReport, Vec<String>) {
     ensure_fixtures();
     let home = tempfile::tempdir().unwrap();
     let options = RunOptions {
@@ -102,7 +102,7 @@ fn left_behind(owner: &str) -> String {
     left
 }
 
-fn assert_clean(owners: &[String]) {
+pub(crate) fn assert_clean(owners: &[String]) {
     assert!(!owners.is_empty(), "no job said where it ran");
     for owner in owners {
         let left = left_behind(owner);
@@ -111,7 +111,7 @@ fn assert_clean(owners: &[String]) {
 }
 
 /// Removes the given local tags when the test ends, passing or not.
-struct Untag(Vec<String>);
+pub(crate) struct Untag(pub(crate) Vec<String>);
 impl Drop for Untag {
     fn drop(&mut self) {
         for tag in &self.0 {
