@@ -15,9 +15,10 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 
 use super::archive::{self, ExpandLimits, Selection, TarStream};
-use super::http_client::{self, Answer};
+use super::http_client::{self, Answer, Received};
 use super::job_variables::expand_once;
 use super::payload::{Cache, JobPayload, JobVariable};
+use super::progress::{self, Direction, JobProgress};
 use super::s3_presign::S3Target;
 use super::trace::Trace;
 
@@ -206,6 +207,8 @@ pub struct JobCache<'a> {
     pub config: Option<&'a CacheConfig>,
     pub short_token: &'a str,
     pub trace: &'a Trace,
+    /// Where large downloads and uploads of cache archives report their progress.
+    pub progress: &'a JobProgress,
 }
 
 /// A cache key after expansion and sanitising.
@@ -392,7 +395,12 @@ impl JobCache<'_> {
         let url = config
             .s3
             .presign("GET", &object, &[], self.expires(), SystemTime::now());
-        let answer = send_with_retry(Method::GET, &url, &[], Bytes::new()).await?;
+        let mut transfer =
+            self.progress
+                .transfer(&format!("cache {}", key.human), Direction::Download, None);
+        let answer =
+            send_with_retry(Method::GET, &url, &[], Bytes::new(), Some(&mut transfer)).await?;
+        transfer.finish();
         if answer.status == StatusCode::NOT_FOUND {
             return Err(CacheError::NotFound);
         }
@@ -529,7 +537,20 @@ impl JobCache<'_> {
             ("x-amz-meta-cachekey", key.human.clone()),
             ("content-type", "application/zip".to_string()),
         ];
-        let answer = send_with_retry(Method::PUT, &url, &headers, Bytes::from(zip)).await?;
+        // The body goes whole: its start and end are all there is to report.
+        let mut transfer = self.progress.transfer(
+            &format!("cache {}", key.human),
+            Direction::Upload,
+            Some(zip.len() as u64),
+        );
+        let size = zip.len() as u64;
+        transfer.advance(0);
+        let answer = send_with_retry(Method::PUT, &url, &headers, Bytes::from(zip), None).await;
+        if answer.is_ok() {
+            transfer.advance(size);
+        }
+        transfer.finish();
+        let answer = answer?;
         if !answer.status.is_success() {
             return Err(CacheError::PutRefused {
                 url: config.s3.object_url(&object),
@@ -575,6 +596,7 @@ async fn send(
     url: &str,
     headers: &[(&str, String)],
     body: Bytes,
+    received: Option<&mut progress::Transfer>,
 ) -> Result<Answer, CacheError> {
     let clean = url.split('?').next().unwrap_or(url).to_string();
     let transport = |detail: String| CacheError::Transport {
@@ -591,7 +613,12 @@ async fn send(
         .header("content-length", body.len().to_string())
         .body(Full::new(body))
         .map_err(|e| transport(e.to_string()))?;
-    let exchange = http_client::exchange(&client, req);
+    let exchange = async {
+        match received {
+            Some(received) => http_client::exchange_counting(&client, req, received).await,
+            None => http_client::exchange(&client, req).await,
+        }
+    };
     match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(e)) => Err(transport(e.with_causes())),
@@ -608,11 +635,19 @@ async fn send_with_retry(
     url: &str,
     headers: &[(&str, String)],
     body: Bytes,
+    mut received: Option<&mut progress::Transfer>,
 ) -> Result<Answer, CacheError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = send(method.clone(), url, headers, body.clone()).await;
+        let result = send(
+            method.clone(),
+            url,
+            headers,
+            body.clone(),
+            received.as_deref_mut(),
+        )
+        .await;
         let retry = match &result {
             Err(_) => true,
             Ok(a) => a.status.is_server_error(),
@@ -621,6 +656,16 @@ async fn send_with_retry(
             return result;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// A download's progress as its answer arrives.
+impl Received for progress::Transfer {
+    fn announced(&mut self, length: Option<u64>) {
+        self.restart(length);
+    }
+    fn part(&mut self, bytes: u64) {
+        self.advance(bytes);
     }
 }
 
@@ -772,6 +817,7 @@ mod tests {
             config: Some(&config),
             short_token: "AbCdEfGhI",
             trace: &trace,
+            progress: &JobProgress::default(),
         };
         let project = MemoryProject {
             files: vec![("vendor/lib.txt", "cached"), ("src/main.rs", "not cached")],
@@ -799,6 +845,7 @@ mod tests {
         let cache2 = JobCache {
             payload: &job2,
             trace: &trace2,
+            progress: &JobProgress::default(),
             ..cache
         };
         let fresh = MemoryProject::default();
@@ -844,6 +891,7 @@ mod tests {
             config: None,
             short_token: "",
             trace: &trace,
+            progress: &JobProgress::default(),
         };
         let project = MemoryProject {
             files: vec![("out/a", "a")],
@@ -889,6 +937,7 @@ mod tests {
             config: None,
             short_token: "",
             trace: &trace,
+            progress: &JobProgress::default(),
         };
         let project = MemoryProject::default();
         cache.restore(&project, "/builds/acme/demo").await;
@@ -926,6 +975,7 @@ mod tests {
             config: None,
             short_token: "",
             trace: &trace,
+            progress: &JobProgress::default(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -952,6 +1002,7 @@ mod tests {
             config: None,
             short_token: "",
             trace: &trace,
+            progress: &JobProgress::default(),
         };
         assert_eq!(
             cache.key("", true).map(|k| k.human).ok(),

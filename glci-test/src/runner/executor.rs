@@ -19,6 +19,7 @@ use super::dind::{self, DindOptions, DindService};
 use super::image_pull;
 use super::job_variables::{job_variables, service_variables, RunnerIdentity};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
+use super::progress::Progress;
 use super::services::{service_aliases, service_slug, wait_for_ports};
 use super::shell::{tmp_dir, ScriptVariable, StageScript, SHELL_DETECTOR};
 use super::sources;
@@ -89,6 +90,9 @@ pub struct ExecutorOptions {
     /// This worker's slot among its runner's (gitlab-runner's concurrent id): names the job's
     /// directory in a builds directory shared with the host.
     pub concurrent_id: usize,
+    /// Where image pulls, readiness waits and large cache transfers report their progress
+    /// (never into the job log; see [`super::progress`]).
+    pub progress: Progress,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -138,6 +142,7 @@ impl Default for ExecutorOptions {
             dind: DindOptions::default(),
             runner_config: None,
             concurrent_id: 0,
+            progress: Progress::default(),
         }
     }
 }
@@ -529,6 +534,7 @@ async fn run_stages(
     }
     let image_reference = ensure_image(
         engine,
+        &payload.job_info.name,
         &image,
         &pull_policy,
         payload.registry_credential(&image),
@@ -699,6 +705,7 @@ async fn run_stages(
         config: options.cache.as_ref(),
         short_token: &options.identity.short_token,
         trace,
+        progress: &options.progress.for_job(&payload.job_info.name),
     };
     let build_files = BuildFiles {
         engine,
@@ -1007,6 +1014,7 @@ fn expand_with_job_variables(payload: &JobPayload, value: &str) -> String {
 /// reference its containers are created from.
 async fn ensure_image(
     engine: &Engine,
+    job: &str,
     image: &str,
     pull_policy: &[String],
     credential: Option<&crate::runner::payload::Credential>,
@@ -1014,17 +1022,26 @@ async fn ensure_image(
     trace: &Trace,
 ) -> Result<String, Failure> {
     let registry = options.registry.as_ref();
-    image_pull::ensure_image(engine, image, pull_policy, credential, registry, trace)
-        .await
-        .map_err(|e| Failure {
-            // As the runner: a failed pull fails the job, a missing local image the system.
-            reason: if e.pulled {
-                "script_failure"
-            } else {
-                "runner_system_failure"
-            },
-            message: e.to_string(),
-        })
+    let progress = options.progress.for_job(job);
+    image_pull::ensure_image(
+        engine,
+        image,
+        pull_policy,
+        credential,
+        registry,
+        trace,
+        &progress,
+    )
+    .await
+    .map_err(|e| Failure {
+        // As the runner: a failed pull fails the job, a missing local image the system.
+        reason: if e.pulled {
+            "script_failure"
+        } else {
+            "runner_system_failure"
+        },
+        message: e.to_string(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1046,6 +1063,7 @@ async fn start_services(
         trace.line(&format!("Starting service {} ...", service.name));
         let image = ensure_image(
             engine,
+            &payload.job_info.name,
             &service.name,
             &service.pull_policy,
             payload.registry_credential(&service.name),
@@ -1103,9 +1121,13 @@ async fn start_services(
     ));
     // Docker daemons: a readiness gate instead of the port check (a daemon is of no use to
     // the job until it answers), waited for alongside the other services.
+    let progress = options.progress.for_job(&payload.job_info.name);
+    let progress = &progress;
     let dind_waits = dinds.iter().map(|dind| async move {
         let since = Instant::now();
-        dind::wait_until_ready(engine, dind, options.services_timeout)
+        let ready = dind::wait_until_ready(engine, dind, options.services_timeout);
+        progress
+            .wait(&dind.service, ready)
             .await
             .map(|id| (dind, id, since.elapsed()))
     });
@@ -1113,7 +1135,8 @@ async fn start_services(
         let (ip, ports) = service_endpoint(engine, container, network).await;
         let dead = match ip {
             Some(ip) if !ports.is_empty() => {
-                wait_for_ports(ip, &ports, options.services_timeout).await
+                let open = wait_for_ports(ip, &ports, options.services_timeout);
+                progress.wait(&service.name, open).await
             }
             _ => Vec::new(),
         };
