@@ -15,12 +15,14 @@ use glci_test::pipeline::interrupt::{Interrupt, Interrupts};
 use glci_test::pipeline::{JobReport, RunError, RunObserver, RunOptions, RunReport, Session};
 use glci_test::plan::status::Status;
 use glci_test::printable::{printable, printable_lines};
+use glci_test::runner::progress::ProgressEvent;
 use regex::bytes::Regex;
 use serde_json::json;
 
 use crate::args::{RunArgs, RunnerArgs};
 use crate::exit;
 use crate::json_events::{self, JsonEvents};
+use crate::progress::ProgressView;
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let opts = match exit::options(&args.event) {
@@ -210,6 +212,8 @@ struct Printer {
     sections: Regex,
     /// Warnings heard while jobs ran, repeated after the summary.
     job_warnings: Mutex<Vec<String>>,
+    /// The runner's progress (pulls, waits, transfers), on stderr.
+    progress: ProgressView,
 }
 
 impl Printer {
@@ -231,6 +235,7 @@ impl Printer {
             sections: Regex::new(r"section_(start|end):[0-9]+:[^\r\n]*\r\x1b\[0K")
                 .expect("a valid regex"),
             job_warnings: Mutex::new(Vec::new()),
+            progress: ProgressView::for_stderr(quiet),
         }
     }
 
@@ -258,18 +263,21 @@ impl Printer {
         let job = printable(job);
         let width = width.max(job.chars().count());
         let line = format!("{job:>width$} | {text}\n");
-        if self.to_stderr {
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
-        } else {
-            let _ = std::io::stdout().lock().write_all(line.as_bytes());
-        }
+        self.progress.suspend(|| {
+            if self.to_stderr {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            } else {
+                let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            }
+        });
     }
 }
 
 impl RunObserver for Printer {
     fn job_started(&self, job: &str) {
         if !self.quiet {
-            eprintln!("▶ {} started", printable(job));
+            self.progress
+                .suspend(|| eprintln!("▶ {} started", printable(job)));
         }
     }
 
@@ -310,14 +318,21 @@ impl RunObserver for Printer {
         if let Some(rest) = rest.filter(|r| !r.is_empty() && !self.quiet) {
             self.line(&report.name, &rest);
         }
+        self.progress.job_finished(&report.name);
         if report.attempts > 0 {
-            eprintln!(
-                "■ {} {} in {}",
-                printable(&report.name),
-                status_word(report),
-                seconds(report.duration)
-            );
+            self.progress.suspend(|| {
+                eprintln!(
+                    "■ {} {} in {}",
+                    printable(&report.name),
+                    status_word(report),
+                    seconds(report.duration)
+                )
+            });
         }
+    }
+
+    fn progress(&self, event: &ProgressEvent) {
+        self.progress.event(event);
     }
 }
 

@@ -269,8 +269,14 @@ impl PullLayers {
             .position(|(l, s, _)| l == layer && *s == step)
         {
             Some(index) => index,
-            None if finished && step == LayerStep::Extract => {
-                // `Pull complete` without an `Extracting` line (a tiny layer).
+            None if finished => {
+                // `Pull complete` without an `Extracting` line (a tiny layer): it ends
+                // all the same.
+                let none = Amount::Bytes {
+                    done: 0,
+                    total: None,
+                };
+                reports.push((layer_task(image, layer, step), none, true));
                 return reports;
             }
             None => {
