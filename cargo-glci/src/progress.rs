@@ -354,7 +354,7 @@ mod tests {
         heard(layer("aaa", LayerStep::Download, 0, false), 0);
         heard(layer("bbb", LayerStep::Download, 0, false), 10);
         for ms in (100..12_000).step_by(100) {
-            heard(layer("aaa", LayerStep::Download, ms * 100, false), ms);
+            heard(layer("aaa", LayerStep::Download, ms * 1024 / 10, false), ms);
         }
         heard(layer("aaa", LayerStep::Download, 2 << 20, true), 12_000);
         heard(layer("aaa", LayerStep::Extract, 0, true), 12_100);
