@@ -16,7 +16,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use glci_test::printable::printable;
-use glci_test::runner::progress::{Amount, Direction, LayerStep, ProgressEvent, Task};
+use glci_test::runner::progress::{
+    Amount, Direction, LayerStep, ProgressEvent, ProgressSink, Task,
+};
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressStyle};
 
 /// How often a plain line about one pull, wait or transfer may repeat while it runs.
@@ -27,7 +29,7 @@ pub enum ProgressView {
     /// `--quiet`.
     Off,
     /// stderr is a terminal.
-    Bars(Bars),
+    Bars(Box<Bars>),
     /// stderr is anything else.
     Plain(Mutex<PlainLines>),
 }
@@ -41,7 +43,7 @@ impl ProgressView {
             ProgressView::Off
         } else if std::io::stderr().is_terminal() {
             let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            ProgressView::Bars(Bars::new(colour))
+            ProgressView::Bars(Box::new(Bars::new(colour)))
         } else {
             ProgressView::Plain(Mutex::new(PlainLines::default()))
         }
@@ -77,6 +79,13 @@ impl ProgressView {
             ProgressView::Bars(bars) => bars.multi.suspend(print),
             _ => print(),
         }
+    }
+}
+
+/// The standalone runner (`cargo glci runner`) reports to the view directly.
+impl ProgressSink for ProgressView {
+    fn progress(&self, event: &ProgressEvent) {
+        self.event(event);
     }
 }
 

@@ -496,6 +496,9 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
     if let Some(image) = &args.default_image {
         executor.default_image = image.clone();
     }
+    // The runner's progress as `run` shows it; its jobs' logs go to the server.
+    let progress = Arc::new(ProgressView::for_stderr(false));
+    executor.progress = glci_test::runner::progress::Progress::to(progress.clone());
     let owner = Owner::for_this_process("runner");
     // Removes the runner's containers if it is killed.
     let reaper = docker::Reaper::spawn(&owner, None);
@@ -504,6 +507,7 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
         max_jobs: args.max_jobs,
         taken: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
+        progress,
     };
     let workers = futures_util::future::join_all(
         (0..args.concurrency.max(1))
@@ -536,6 +540,7 @@ struct Tally {
     max_jobs: Option<usize>,
     taken: AtomicUsize,
     failed: AtomicUsize,
+    progress: Arc<ProgressView>,
 }
 
 impl glci_test::runner::worker::WorkerHooks for Tally {
@@ -546,7 +551,8 @@ impl glci_test::runner::worker::WorkerHooks for Tally {
 
     fn started(&self, job: &glci_test::runner::payload::JobPayload) {
         self.taken.fetch_add(1, Ordering::SeqCst);
-        eprintln!("▶ job {} ({})", job.id, printable(&job.job_info.name));
+        self.progress
+            .suspend(|| eprintln!("▶ job {} ({})", job.id, printable(&job.job_info.name)));
     }
 
     fn finished(
@@ -559,7 +565,9 @@ impl glci_test::runner::worker::WorkerHooks for Tally {
             self.failed.fetch_add(1, Ordering::SeqCst);
         }
         let word = if outcome.success { "passed" } else { "failed" };
-        eprintln!("■ {} {word}", printable(name));
+        self.progress.job_finished(name);
+        self.progress
+            .suspend(|| eprintln!("■ {} {word}", printable(name)));
     }
 
     fn request_failed(&self, error: &glci_test::runner::api::ApiError) {

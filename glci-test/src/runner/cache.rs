@@ -15,7 +15,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 
 use super::archive::{self, ExpandLimits, Selection, TarStream};
-use super::http_client::{self, Answer, Received};
+use super::http_client::{self, Answer};
 use super::job_variables::expand_once;
 use super::payload::{Cache, JobPayload, JobVariable};
 use super::progress::{self, Direction, JobProgress};
@@ -656,16 +656,6 @@ async fn send_with_retry(
             return result;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// A download's progress as its answer arrives.
-impl Received for progress::Transfer {
-    fn announced(&mut self, length: Option<u64>) {
-        self.restart(length);
-    }
-    fn part(&mut self, bytes: u64) {
-        self.advance(bytes);
     }
 }
 

@@ -19,7 +19,7 @@ use super::dind::{self, DindOptions, DindService};
 use super::image_pull;
 use super::job_variables::{job_variables, service_variables, RunnerIdentity};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
-use super::progress::Progress;
+use super::progress::{Direction, JobProgress, Progress, Transfer};
 use super::services::{service_aliases, service_slug, wait_for_ports};
 use super::shell::{tmp_dir, ScriptVariable, StageScript, SHELL_DETECTOR};
 use super::sources;
@@ -33,6 +33,16 @@ pub trait JobIo: Sync {
         &self,
         dependency: &Dependency,
     ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    /// [`JobIo::download_artifacts`], telling `transfer` the bytes as they arrive (by
+    /// default it hears nothing).
+    fn download_artifacts_counting(
+        &self,
+        dependency: &Dependency,
+        transfer: &mut Transfer,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send {
+        let _ = transfer;
+        self.download_artifacts(dependency)
+    }
     /// Uploads one artifact archive of this job.
     fn upload_artifacts(
         &self,
@@ -428,7 +438,14 @@ async fn prepare_files(
                 "Downloading artifacts for {} ({})...",
                 dep.name, dep.id
             ));
-            let result = match io.download_artifacts(dep).await {
+            let mut transfer = options.progress.for_job(&payload.job_info.name).transfer(
+                &format!("artifacts of {}", dep.name),
+                Direction::Download,
+                None,
+            );
+            let downloaded = io.download_artifacts_counting(dep, &mut transfer).await;
+            transfer.finish();
+            let result = match downloaded {
                 Ok(zip) => archive::zip_to_tar_stream(
                     zip.into(),
                     &project_dir,
@@ -877,9 +894,11 @@ async fn run_stages(
             .download_tar(engine, &project_dir)
             .await
             .map_err(Failure::system)?;
+        let progress = options.progress.for_job(&payload.job_info.name);
         for artifact in artifacts {
+            let tracked = &checkout.tracked;
             if let Err(e) =
-                upload_artifact(io, artifact, &project_tar, &checkout.tracked, trace).await
+                upload_artifact(io, artifact, &project_tar, tracked, trace, &progress).await
             {
                 trace.error(&format!(
                     "Uploading artifacts as \"{}\" to coordinator... error: {e}",
@@ -963,6 +982,7 @@ async fn upload_artifact(
     project_tar: &[u8],
     tracked: &BTreeSet<String>,
     trace: &Trace,
+    progress: &JobProgress,
 ) -> Result<(), String> {
     trace.line("Uploading artifacts...");
     let selection = Selection::new(
@@ -989,7 +1009,16 @@ async fn upload_artifact(
         trace.warning("No files to upload");
         return Ok(());
     }
-    io.upload_artifacts(artifact, zip).await?;
+    // The archive goes whole: its start and end are all there is to report.
+    let size = zip.len() as u64;
+    let mut transfer = progress.transfer("artifacts", Direction::Upload, Some(size));
+    transfer.advance(0);
+    let uploaded = io.upload_artifacts(artifact, zip).await;
+    if uploaded.is_ok() {
+        transfer.advance(size);
+    }
+    transfer.finish();
+    uploaded?;
     trace.line(&format!(
         "Uploading artifacts as \"{}\" to coordinator... 201 Created",
         artifact_type(artifact)

@@ -235,6 +235,16 @@ impl Transfer {
     }
 }
 
+/// A download's progress as its answer arrives.
+impl super::http_client::Received for Transfer {
+    fn announced(&mut self, length: Option<u64>) {
+        self.restart(length);
+    }
+    fn part(&mut self, bytes: u64) {
+        self.advance(bytes);
+    }
+}
+
 impl Drop for Transfer {
     /// A transfer dropped mid-way (an error, a timeout) ends for the consumer too.
     fn drop(&mut self) {

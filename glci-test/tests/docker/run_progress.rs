@@ -34,15 +34,6 @@ fn docker(args: &[&str]) -> std::process::Output {
         .expect("docker runs")
 }
 
-fn docker_ok(args: &[&str]) {
-    let out = docker(args);
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Removes the given local tags when the test ends, passing or not.
 struct Untag(Mutex<Vec<String>>);
 impl Drop for Untag {
