@@ -8,7 +8,7 @@
 //! - nothing with `--quiet`.
 //!
 //! `NO_COLOR` (any non-empty value, as <https://no-color.org> says) leaves the bars
-//! uncoloured. Progress is never part of a job's log.
+//! uncoloured (and the job logs `run` prints). Progress is never part of a job's log.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -42,8 +42,7 @@ impl ProgressView {
         if quiet {
             ProgressView::Off
         } else if std::io::stderr().is_terminal() {
-            let colour = std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
-            ProgressView::Bars(Box::new(Bars::new(colour)))
+            ProgressView::Bars(Box::new(Bars::new(!no_color())))
         } else {
             ProgressView::Plain(Mutex::new(PlainLines::default()))
         }
@@ -80,6 +79,11 @@ impl ProgressView {
             _ => print(),
         }
     }
+}
+
+/// `NO_COLOR` is set to something (<https://no-color.org>): no colour anywhere.
+pub fn no_color() -> bool {
+    std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty())
 }
 
 /// The standalone runner (`cargo glci runner`) reports to the view directly.
@@ -142,7 +146,7 @@ impl Bars {
                 "{{prefix}} | {{msg}} [{bar}] {{bytes}}/{{total_bytes}}"
             )),
             bytes_only: style(&format!("{{prefix}} | {spinner} {{msg}} {{bytes}}")),
-            wait: style(&format!("{{prefix}} | {spinner} {{msg}} {{elapsed}}")),
+            wait: style(&format!("{{prefix}} | {spinner} {{msg}}")),
             shown: Mutex::new(HashMap::new()),
         }
     }
@@ -157,27 +161,31 @@ impl Bars {
             }
             return;
         }
+        let (style, message) = match event.amount {
+            Amount::Bytes { total: Some(_), .. } => (&self.bytes, describe(&event.task)),
+            Amount::Bytes { total: None, .. } => (&self.bytes_only, describe(&event.task)),
+            // The wait's own clock: it was already a second old when first reported.
+            Amount::Elapsed(waited) => (
+                &self.wait,
+                format!("{} ({} s)", describe(&event.task), waited.as_secs()),
+            ),
+        };
         let bar = shown.entry(key).or_insert_with(|| {
-            let bar = self.multi.add(ProgressBar::no_length());
-            bar.set_prefix(printable(&event.job).into_owned());
-            bar.set_message(describe(&event.task));
+            // Styled before it is added, so its first frame is already the right one.
+            let bar = ProgressBar::no_length()
+                .with_style(style.clone())
+                .with_prefix(printable(&event.job).into_owned());
+            let bar = self.multi.add(bar);
             bar.enable_steady_tick(Duration::from_millis(120));
             bar
         });
-        match event.amount {
-            Amount::Bytes {
-                done,
-                total: Some(total),
-            } => {
-                bar.set_style(self.bytes.clone());
+        bar.set_style(style.clone());
+        bar.set_message(message);
+        if let Amount::Bytes { done, total } = event.amount {
+            if let Some(total) = total {
                 bar.set_length(total);
-                bar.set_position(done);
             }
-            Amount::Bytes { done, total: None } => {
-                bar.set_style(self.bytes_only.clone());
-                bar.set_position(done);
-            }
-            Amount::Elapsed(_) => bar.set_style(self.wait.clone()),
+            bar.set_position(done);
         }
     }
 

@@ -205,7 +205,7 @@ struct Printer {
     quiet: bool,
     /// Job logs to stderr (with --json, whose events own stdout).
     to_stderr: bool,
-    /// Colours only for a terminal; a file or pipe gets plain text.
+    /// Colours only for a terminal without `NO_COLOR`; a file or pipe gets plain text.
     plain: Option<Regex>,
     width: Mutex<usize>,
     partial: Mutex<HashMap<String, Vec<u8>>>,
@@ -227,7 +227,8 @@ impl Printer {
         Printer {
             quiet,
             to_stderr,
-            plain: (!terminal)
+            // `NO_COLOR` (any non-empty value) too: no colour on a terminal either.
+            plain: (!terminal || crate::progress::no_color())
                 .then(|| Regex::new(r"\x1b\[[0-9;]*[A-Za-z]").expect("a valid regex")),
             width: Mutex::new(width),
             partial: Mutex::new(HashMap::new()),
