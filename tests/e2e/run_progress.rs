@@ -1,6 +1,7 @@
 //! `cargo glci run`'s progress on stderr when it is no terminal: plain lines (a service that
 //! takes seconds to answer: one line when the wait passes a second, one when it ends), never
-//! in the job log, and none with `--quiet` (needs the Docker engine and the fixture images).
+//! in the job log, not among `--json`'s events, and none with `--quiet` (needs the Docker
+//! engine and the fixture images).
 
 use glci_e2e::{glci_bin, run, stderr, stdout, temp_project};
 
@@ -46,6 +47,19 @@ fn a_slow_service_is_shown_as_plain_lines_and_quiet_shows_none() {
     assert!(progress.len() <= 3, "{err}");
     // Progress is not the job's log.
     assert!(!log.contains("for service glci"), "{log}");
+
+    // --json: the events on stdout stay the run's (no progress among them), the lines go to
+    // stderr with the rest of the human view.
+    let out = run(glci_bin!(), project.path(), &["run", "--json"], &env);
+    let (err, events) = (stderr(&out), stdout(&out));
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("| waited for service"), "{err}");
+    for line in events.lines() {
+        let event: serde_json::Value = serde_json::from_str(line).unwrap();
+        let kind = event["event"].as_str().unwrap();
+        assert!(!kind.contains("progress"), "{line}");
+    }
+    assert!(!events.contains("for service"), "{events}");
 
     let out = run(glci_bin!(), project.path(), &["run", "--quiet"], &env);
     let err = stderr(&out);
