@@ -866,6 +866,122 @@ mod tests {
         server.shutdown().await;
     }
 
+    /// What a job's progress reported.
+    #[derive(Default)]
+    struct Heard(std::sync::Mutex<Vec<super::super::progress::ProgressEvent>>);
+    impl super::super::progress::ProgressSink for Heard {
+        fn progress(&self, event: &super::super::progress::ProgressEvent) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    /// A cache of 8 MiB of random text (about 6 MiB zipped) through the real S3 endpoint: its
+    /// upload is reported at start and end, its download as the bytes arrive; a small
+    /// cache's transfers are not reported at all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_cache_reports_its_upload_and_download_as_they_go() {
+        use super::super::progress::{Amount, Direction, Progress, ProgressEvent, Task};
+        let tmp = tempfile::tempdir().unwrap();
+        let server = crate::server::Server::start(crate::server::ServerConfig::new(tmp.path()))
+            .await
+            .unwrap();
+        let config = crate::pipeline::run::runner_cache_config(&server.s3_credentials(), false);
+        let entry = Cache {
+            key: "big".into(),
+            paths: vec!["vendor/".into()],
+            ..Default::default()
+        };
+        let job = payload(vec![entry]);
+        let trace = Trace::new(super::super::trace::Masker::new([]), false);
+        let heard = std::sync::Arc::new(Heard::default());
+        let progress = Progress::to(heard.clone()).for_job("build");
+        let cache = JobCache {
+            payload: &job,
+            variables: &[],
+            config: Some(&config),
+            short_token: "AbCdEfGhI",
+            trace: &trace,
+            progress: &progress,
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let blob: String = (0..8 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect();
+        let project = MemoryProject {
+            files: vec![("vendor/blob.txt", Box::leak(blob.into_boxed_str()))],
+            ..Default::default()
+        };
+        cache.archive(&project, &BTreeSet::new(), true).await;
+        assert!(text(&trace).contains("Created cache"), "{}", text(&trace));
+        let events: Vec<ProgressEvent> = std::mem::take(&mut *heard.0.lock().unwrap());
+        let upload = Task::Transfer {
+            what: "cache big".into(),
+            direction: Direction::Upload,
+        };
+        assert!(events.iter().all(|e| e.task == upload && e.job == "build"));
+        let (first, last) = (events.first().unwrap(), events.last().unwrap());
+        let Amount::Bytes {
+            done: 0,
+            total: Some(size),
+        } = first.amount
+        else {
+            panic!("{events:?}");
+        };
+        assert!(
+            size >= super::super::progress::TRANSFER_SHOWN_FROM,
+            "{size}"
+        );
+        assert!(
+            last.finished
+                && last.amount
+                    == Amount::Bytes {
+                        done: size,
+                        total: Some(size)
+                    }
+        );
+
+        cache
+            .restore(&MemoryProject::default(), "/builds/acme/demo")
+            .await;
+        let events: Vec<ProgressEvent> = std::mem::take(&mut *heard.0.lock().unwrap());
+        let download = Task::Transfer {
+            what: "cache big".into(),
+            direction: Direction::Download,
+        };
+        assert!(events.iter().all(|e| e.task == download), "{events:?}");
+        let partial = |e: &ProgressEvent| matches!(e.amount, Amount::Bytes { done, total: Some(t) } if t == size && done < t);
+        assert!(
+            events.iter().any(|e| !e.finished && partial(e)),
+            "{events:?}"
+        );
+        let last = events.last().unwrap();
+        assert!(
+            last.finished
+                && last.amount
+                    == Amount::Bytes {
+                        done: size,
+                        total: Some(size)
+                    }
+        );
+
+        // A small cache: nothing to report.
+        let small = MemoryProject {
+            files: vec![("vendor/lib.txt", "cached")],
+            ..Default::default()
+        };
+        cache.archive(&small, &BTreeSet::new(), true).await;
+        cache
+            .restore(&MemoryProject::default(), "/builds/acme/demo")
+            .await;
+        assert!(heard.0.lock().unwrap().is_empty());
+        server.shutdown().await;
+    }
+
     #[tokio::test]
     async fn without_a_cache_server_nothing_fails_and_the_runner_says_so() {
         let job = payload(vec![Cache {
