@@ -544,7 +544,6 @@ impl JobCache<'_> {
             Some(zip.len() as u64),
         );
         let size = zip.len() as u64;
-        transfer.advance(0);
         let answer = send_with_retry(Method::PUT, &url, &headers, Bytes::from(zip), None).await;
         if answer.is_ok() {
             transfer.advance(size);

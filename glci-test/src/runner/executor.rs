@@ -100,8 +100,8 @@ pub struct ExecutorOptions {
     /// This worker's slot among its runner's (gitlab-runner's concurrent id): names the job's
     /// directory in a builds directory shared with the host.
     pub concurrent_id: usize,
-    /// Where image pulls, readiness waits and large cache transfers report their progress
-    /// (never into the job log; see [`super::progress`]).
+    /// Where image pulls, readiness waits and large cache and artifact transfers report
+    /// their progress (never into the job log; see [`super::progress`]).
     pub progress: Progress,
 }
 
@@ -1012,7 +1012,6 @@ async fn upload_artifact(
     // The archive goes whole: its start and end are all there is to report.
     let size = zip.len() as u64;
     let mut transfer = progress.transfer("artifacts", Direction::Upload, Some(size));
-    transfer.advance(0);
     let uploaded = io.upload_artifacts(artifact, zip).await;
     if uploaded.is_ok() {
         transfer.advance(size);

@@ -175,7 +175,7 @@ impl JobProgress {
 
     /// A transfer of `total` bytes (when known), reported only if it is large enough.
     pub fn transfer(&self, what: &str, direction: Direction, total: Option<u64>) -> Transfer {
-        Transfer {
+        let mut transfer = Transfer {
             progress: self.clone(),
             task: Task::Transfer {
                 what: what.to_string(),
@@ -184,12 +184,15 @@ impl JobProgress {
             total,
             done: 0,
             shown: false,
-        }
+        };
+        transfer.advance(0);
+        transfer
     }
 }
 
 /// A transfer under way: [`Transfer::advance`] as bytes move, [`Transfer::finish`] at the
-/// end. Its first report comes once it is known to reach [`TRANSFER_SHOWN_FROM`] bytes.
+/// end. Its first report comes once it is known to reach [`TRANSFER_SHOWN_FROM`] bytes (at
+/// once when its size is known up front).
 pub struct Transfer {
     progress: JobProgress,
     task: Task,
@@ -215,6 +218,7 @@ impl Transfer {
     pub fn restart(&mut self, total: Option<u64>) {
         self.total = total;
         self.done = 0;
+        self.advance(0);
     }
 
     /// `bytes` more have moved.
