@@ -8,6 +8,7 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use glci_test::pipeline::{JobReport, RunObserver, RunReport, Session};
+use glci_test::runner::progress::ProgressEvent;
 use serde_json::{json, Value};
 
 /// Writes one event as a line of stdout (a whole line per write, so lines never interleave).
@@ -80,6 +81,12 @@ impl RunObserver for JsonEvents {
     fn job_finished(&self, report: &JobReport) {
         self.human.job_finished(report);
         emit(job_finished(report));
+    }
+
+    /// Progress stays human (stderr): bytes and seconds many times a second are no events
+    /// of the run.
+    fn progress(&self, event: &ProgressEvent) {
+        self.human.progress(event);
     }
 }
 

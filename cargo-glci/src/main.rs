@@ -6,6 +6,7 @@ mod artifacts_cmd;
 mod commands;
 mod exit;
 mod json_events;
+mod progress;
 mod registry_cmd;
 mod run_cmd;
 mod test_cmd;

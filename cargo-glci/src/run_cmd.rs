@@ -15,12 +15,14 @@ use glci_test::pipeline::interrupt::{Interrupt, Interrupts};
 use glci_test::pipeline::{JobReport, RunError, RunObserver, RunOptions, RunReport, Session};
 use glci_test::plan::status::Status;
 use glci_test::printable::{printable, printable_lines};
+use glci_test::runner::progress::ProgressEvent;
 use regex::bytes::Regex;
 use serde_json::json;
 
 use crate::args::{RunArgs, RunnerArgs};
 use crate::exit;
 use crate::json_events::{self, JsonEvents};
+use crate::progress::ProgressView;
 
 pub async fn run(args: RunArgs) -> Result<ExitCode> {
     let opts = match exit::options(&args.event) {
@@ -203,13 +205,15 @@ struct Printer {
     quiet: bool,
     /// Job logs to stderr (with --json, whose events own stdout).
     to_stderr: bool,
-    /// Colours only for a terminal; a file or pipe gets plain text.
+    /// Colours only for a terminal without `NO_COLOR`; a file or pipe gets plain text.
     plain: Option<Regex>,
     width: Mutex<usize>,
     partial: Mutex<HashMap<String, Vec<u8>>>,
     sections: Regex,
     /// Warnings heard while jobs ran, repeated after the summary.
     job_warnings: Mutex<Vec<String>>,
+    /// The runner's progress (pulls, waits, transfers), on stderr.
+    progress: ProgressView,
 }
 
 impl Printer {
@@ -223,7 +227,8 @@ impl Printer {
         Printer {
             quiet,
             to_stderr,
-            plain: (!terminal)
+            // `NO_COLOR` (any non-empty value) too: no colour on a terminal either.
+            plain: (!terminal || crate::progress::no_color())
                 .then(|| Regex::new(r"\x1b\[[0-9;]*[A-Za-z]").expect("a valid regex")),
             width: Mutex::new(width),
             partial: Mutex::new(HashMap::new()),
@@ -231,6 +236,7 @@ impl Printer {
             sections: Regex::new(r"section_(start|end):[0-9]+:[^\r\n]*\r\x1b\[0K")
                 .expect("a valid regex"),
             job_warnings: Mutex::new(Vec::new()),
+            progress: ProgressView::for_stderr(quiet),
         }
     }
 
@@ -258,18 +264,21 @@ impl Printer {
         let job = printable(job);
         let width = width.max(job.chars().count());
         let line = format!("{job:>width$} | {text}\n");
-        if self.to_stderr {
-            let _ = std::io::stderr().lock().write_all(line.as_bytes());
-        } else {
-            let _ = std::io::stdout().lock().write_all(line.as_bytes());
-        }
+        self.progress.suspend(|| {
+            if self.to_stderr {
+                let _ = std::io::stderr().lock().write_all(line.as_bytes());
+            } else {
+                let _ = std::io::stdout().lock().write_all(line.as_bytes());
+            }
+        });
     }
 }
 
 impl RunObserver for Printer {
     fn job_started(&self, job: &str) {
         if !self.quiet {
-            eprintln!("▶ {} started", printable(job));
+            self.progress
+                .suspend(|| eprintln!("▶ {} started", printable(job)));
         }
     }
 
@@ -310,14 +319,21 @@ impl RunObserver for Printer {
         if let Some(rest) = rest.filter(|r| !r.is_empty() && !self.quiet) {
             self.line(&report.name, &rest);
         }
+        self.progress.job_finished(&report.name);
         if report.attempts > 0 {
-            eprintln!(
-                "■ {} {} in {}",
-                printable(&report.name),
-                status_word(report),
-                seconds(report.duration)
-            );
+            self.progress.suspend(|| {
+                eprintln!(
+                    "■ {} {} in {}",
+                    printable(&report.name),
+                    status_word(report),
+                    seconds(report.duration)
+                )
+            });
         }
+    }
+
+    fn progress(&self, event: &ProgressEvent) {
+        self.progress.event(event);
     }
 }
 
@@ -481,6 +497,9 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
     if let Some(image) = &args.default_image {
         executor.default_image = image.clone();
     }
+    // The runner's progress as `run` shows it; its jobs' logs go to the server.
+    let progress = Arc::new(ProgressView::for_stderr(false));
+    executor.progress = glci_test::runner::progress::Progress::to(progress.clone());
     let owner = Owner::for_this_process("runner");
     // Removes the runner's containers if it is killed.
     let reaper = docker::Reaper::spawn(&owner, None);
@@ -489,6 +508,7 @@ pub async fn runner(args: RunnerArgs) -> Result<ExitCode> {
         max_jobs: args.max_jobs,
         taken: AtomicUsize::new(0),
         failed: AtomicUsize::new(0),
+        progress,
     };
     let workers = futures_util::future::join_all(
         (0..args.concurrency.max(1))
@@ -521,6 +541,7 @@ struct Tally {
     max_jobs: Option<usize>,
     taken: AtomicUsize,
     failed: AtomicUsize,
+    progress: Arc<ProgressView>,
 }
 
 impl glci_test::runner::worker::WorkerHooks for Tally {
@@ -531,7 +552,8 @@ impl glci_test::runner::worker::WorkerHooks for Tally {
 
     fn started(&self, job: &glci_test::runner::payload::JobPayload) {
         self.taken.fetch_add(1, Ordering::SeqCst);
-        eprintln!("▶ job {} ({})", job.id, printable(&job.job_info.name));
+        self.progress
+            .suspend(|| eprintln!("▶ job {} ({})", job.id, printable(&job.job_info.name)));
     }
 
     fn finished(
@@ -544,7 +566,9 @@ impl glci_test::runner::worker::WorkerHooks for Tally {
             self.failed.fetch_add(1, Ordering::SeqCst);
         }
         let word = if outcome.success { "passed" } else { "failed" };
-        eprintln!("■ {} {word}", printable(name));
+        self.progress.job_finished(name);
+        self.progress
+            .suspend(|| eprintln!("■ {} {word}", printable(name)));
     }
 
     fn request_failed(&self, error: &glci_test::runner::api::ApiError) {

@@ -14,6 +14,7 @@ mod registry_flags;
 mod remote;
 mod run;
 mod run_json;
+mod run_progress;
 mod runner_config;
 mod scripts;
 mod variables;

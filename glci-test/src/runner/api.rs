@@ -7,8 +7,9 @@ use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 use serde_json::{json, Value};
 
-use super::http_client::{self, Answer, HttpClient};
+use super::http_client::{self, Answer, HttpClient, Received};
 use super::payload::{Artifact, JobPayload};
+use super::progress::Transfer;
 
 /// A failed API call, naming the call.
 #[derive(Debug, thiserror::Error)]
@@ -138,6 +139,20 @@ impl RunnerApi {
         headers: &[(&str, String)],
         body: Bytes,
     ) -> Result<Answer, ApiError> {
+        self.call_counting(call, method, path, headers, body, None)
+            .await
+    }
+
+    /// [`RunnerApi::call`], telling `received` about the answer's body as it arrives.
+    async fn call_counting(
+        &self,
+        call: &'static str,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: Bytes,
+        received: Option<&mut (dyn Received + Send)>,
+    ) -> Result<Answer, ApiError> {
         let mut req = Request::builder()
             .method(method)
             .uri(format!("{}{path}", self.base));
@@ -152,12 +167,14 @@ impl RunnerApi {
             call,
             reason: e.to_string(),
         })?;
-        http_client::exchange(&self.client, req)
-            .await
-            .map_err(|e| ApiError::Transport {
-                call,
-                reason: e.to_string(),
-            })
+        match received {
+            Some(received) => http_client::exchange_counting(&self.client, req, received).await,
+            None => http_client::exchange(&self.client, req).await,
+        }
+        .map_err(|e| ApiError::Transport {
+            call,
+            reason: e.to_string(),
+        })
     }
 
     async fn json_call(
@@ -409,13 +426,24 @@ impl RunnerApi {
 
     /// Downloads the artifacts archive of job `id` with `token` (the consuming job's).
     pub async fn download_artifacts(&self, id: u64, token: &str) -> Result<Vec<u8>, ApiError> {
+        self.download_artifacts_counting(id, token, None).await
+    }
+
+    /// [`RunnerApi::download_artifacts`], reporting the bytes to `transfer` as they arrive.
+    pub async fn download_artifacts_counting(
+        &self,
+        id: u64,
+        token: &str,
+        transfer: Option<&mut Transfer>,
+    ) -> Result<Vec<u8>, ApiError> {
         let answer = self
-            .call(
+            .call_counting(
                 "download artifacts",
                 Method::GET,
                 &format!("/jobs/{id}/artifacts"),
                 &[("job-token", token.to_string())],
                 Bytes::new(),
+                transfer.map(|t| t as &mut (dyn Received + Send)),
             )
             .await?;
         if answer.status != StatusCode::OK {

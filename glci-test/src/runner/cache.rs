@@ -18,6 +18,7 @@ use super::archive::{self, ExpandLimits, Selection, TarStream};
 use super::http_client::{self, Answer};
 use super::job_variables;
 use super::payload::{Cache, JobPayload, JobVariable};
+use super::progress::{self, Direction, JobProgress};
 use super::s3_presign::S3Target;
 use super::trace::Trace;
 
@@ -206,6 +207,8 @@ pub struct JobCache<'a> {
     pub config: Option<&'a CacheConfig>,
     pub short_token: &'a str,
     pub trace: &'a Trace,
+    /// Where large downloads and uploads of cache archives report their progress.
+    pub progress: &'a JobProgress,
 }
 
 /// A cache key after expansion and sanitising.
@@ -385,7 +388,12 @@ impl JobCache<'_> {
         let url = config
             .s3
             .presign("GET", &object, &[], self.expires(), SystemTime::now());
-        let answer = send_with_retry(Method::GET, &url, &[], Bytes::new()).await?;
+        let mut transfer =
+            self.progress
+                .transfer(&format!("cache {}", key.human), Direction::Download, None);
+        let answer =
+            send_with_retry(Method::GET, &url, &[], Bytes::new(), Some(&mut transfer)).await?;
+        transfer.finish();
         if answer.status == StatusCode::NOT_FOUND {
             return Err(CacheError::NotFound);
         }
@@ -522,7 +530,19 @@ impl JobCache<'_> {
             ("x-amz-meta-cachekey", key.human.clone()),
             ("content-type", "application/zip".to_string()),
         ];
-        let answer = send_with_retry(Method::PUT, &url, &headers, Bytes::from(zip)).await?;
+        // The body goes whole: its start and end are all there is to report.
+        let mut transfer = self.progress.transfer(
+            &format!("cache {}", key.human),
+            Direction::Upload,
+            Some(zip.len() as u64),
+        );
+        let size = zip.len() as u64;
+        let answer = send_with_retry(Method::PUT, &url, &headers, Bytes::from(zip), None).await;
+        if answer.is_ok() {
+            transfer.advance(size);
+        }
+        transfer.finish();
+        let answer = answer?;
         if !answer.status.is_success() {
             return Err(CacheError::PutRefused {
                 url: config.s3.object_url(&object),
@@ -568,6 +588,7 @@ async fn send(
     url: &str,
     headers: &[(&str, String)],
     body: Bytes,
+    received: Option<&mut progress::Transfer>,
 ) -> Result<Answer, CacheError> {
     let clean = url.split('?').next().unwrap_or(url).to_string();
     let transport = |detail: String| CacheError::Transport {
@@ -584,7 +605,12 @@ async fn send(
         .header("content-length", body.len().to_string())
         .body(Full::new(body))
         .map_err(|e| transport(e.to_string()))?;
-    let exchange = http_client::exchange(&client, req);
+    let exchange = async {
+        match received {
+            Some(received) => http_client::exchange_counting(&client, req, received).await,
+            None => http_client::exchange(&client, req).await,
+        }
+    };
     match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(e)) => Err(transport(e.with_causes())),
@@ -601,11 +627,19 @@ async fn send_with_retry(
     url: &str,
     headers: &[(&str, String)],
     body: Bytes,
+    mut received: Option<&mut progress::Transfer>,
 ) -> Result<Answer, CacheError> {
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = send(method.clone(), url, headers, body.clone()).await;
+        let result = send(
+            method.clone(),
+            url,
+            headers,
+            body.clone(),
+            received.as_deref_mut(),
+        )
+        .await;
         let retry = match &result {
             Err(_) => true,
             Ok(a) => a.status.is_server_error(),
@@ -765,6 +799,7 @@ mod tests {
             config: Some(&config),
             short_token: "AbCdEfGhI",
             trace: &trace,
+            progress: &JobProgress::default(),
         };
         let project = MemoryProject {
             files: vec![("vendor/lib.txt", "cached"), ("src/main.rs", "not cached")],
@@ -792,6 +827,7 @@ mod tests {
         let cache2 = JobCache {
             payload: &job2,
             trace: &trace2,
+            progress: &JobProgress::default(),
             ..cache
         };
         let fresh = MemoryProject::default();
@@ -822,6 +858,122 @@ mod tests {
         server.shutdown().await;
     }
 
+    /// What a job's progress reported.
+    #[derive(Default)]
+    struct Heard(std::sync::Mutex<Vec<super::super::progress::ProgressEvent>>);
+    impl super::super::progress::ProgressSink for Heard {
+        fn progress(&self, event: &super::super::progress::ProgressEvent) {
+            self.0.lock().unwrap().push(event.clone());
+        }
+    }
+
+    /// A cache of 8 MiB of random text (about 6 MiB zipped) through the real S3 endpoint: its
+    /// upload is reported at start and end, its download as the bytes arrive; a small
+    /// cache's transfers are not reported at all.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_large_cache_reports_its_upload_and_download_as_they_go() {
+        use super::super::progress::{Amount, Direction, Progress, ProgressEvent, Task};
+        let tmp = tempfile::tempdir().unwrap();
+        let server = crate::server::Server::start(crate::server::ServerConfig::new(tmp.path()))
+            .await
+            .unwrap();
+        let config = crate::pipeline::run::runner_cache_config(&server.s3_credentials(), false);
+        let entry = Cache {
+            key: "big".into(),
+            paths: vec!["vendor/".into()],
+            ..Default::default()
+        };
+        let job = payload(vec![entry]);
+        let trace = Trace::new(super::super::trace::Masker::new([]), false);
+        let heard = std::sync::Arc::new(Heard::default());
+        let progress = Progress::to(heard.clone()).for_job("build");
+        let cache = JobCache {
+            payload: &job,
+            variables: &[],
+            config: Some(&config),
+            short_token: "AbCdEfGhI",
+            trace: &trace,
+            progress: &progress,
+        };
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        let blob: String = (0..8 << 20)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                char::from(b'a' + (x % 26) as u8)
+            })
+            .collect();
+        let project = MemoryProject {
+            files: vec![("vendor/blob.txt", Box::leak(blob.into_boxed_str()))],
+            ..Default::default()
+        };
+        cache.archive(&project, &BTreeSet::new(), true).await;
+        assert!(text(&trace).contains("Created cache"), "{}", text(&trace));
+        let events: Vec<ProgressEvent> = std::mem::take(&mut *heard.0.lock().unwrap());
+        let upload = Task::Transfer {
+            what: "cache big".into(),
+            direction: Direction::Upload,
+        };
+        assert!(events.iter().all(|e| e.task == upload && e.job == "build"));
+        let (first, last) = (events.first().unwrap(), events.last().unwrap());
+        let Amount::Bytes {
+            done: 0,
+            total: Some(size),
+        } = first.amount
+        else {
+            panic!("{events:?}");
+        };
+        assert!(
+            size >= super::super::progress::TRANSFER_SHOWN_FROM,
+            "{size}"
+        );
+        assert!(
+            last.finished
+                && last.amount
+                    == Amount::Bytes {
+                        done: size,
+                        total: Some(size)
+                    }
+        );
+
+        cache
+            .restore(&MemoryProject::default(), "/builds/acme/demo")
+            .await;
+        let events: Vec<ProgressEvent> = std::mem::take(&mut *heard.0.lock().unwrap());
+        let download = Task::Transfer {
+            what: "cache big".into(),
+            direction: Direction::Download,
+        };
+        assert!(events.iter().all(|e| e.task == download), "{events:?}");
+        let partial = |e: &ProgressEvent| matches!(e.amount, Amount::Bytes { done, total: Some(t) } if t == size && done < t);
+        assert!(
+            events.iter().any(|e| !e.finished && partial(e)),
+            "{events:?}"
+        );
+        let last = events.last().unwrap();
+        assert!(
+            last.finished
+                && last.amount
+                    == Amount::Bytes {
+                        done: size,
+                        total: Some(size)
+                    }
+        );
+
+        // A small cache: nothing to report.
+        let small = MemoryProject {
+            files: vec![("vendor/lib.txt", "cached")],
+            ..Default::default()
+        };
+        cache.archive(&small, &BTreeSet::new(), true).await;
+        cache
+            .restore(&MemoryProject::default(), "/builds/acme/demo")
+            .await;
+        assert!(heard.0.lock().unwrap().is_empty());
+        server.shutdown().await;
+    }
+
     #[tokio::test]
     async fn without_a_cache_server_nothing_fails_and_the_runner_says_so() {
         let job = payload(vec![Cache {
@@ -837,6 +989,7 @@ mod tests {
             config: None,
             short_token: "",
             trace: &trace,
+            progress: &JobProgress::default(),
         };
         let project = MemoryProject {
             files: vec![("out/a", "a")],
@@ -882,6 +1035,7 @@ mod tests {
             config: None,
             short_token: "",
             trace: &trace,
+            progress: &JobProgress::default(),
         };
         let project = MemoryProject::default();
         cache.restore(&project, "/builds/acme/demo").await;
@@ -919,6 +1073,7 @@ mod tests {
             config: None,
             short_token: "",
             trace: &trace,
+            progress: &JobProgress::default(),
         };
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -945,6 +1100,7 @@ mod tests {
             config: None,
             short_token: "",
             trace: &trace,
+            progress: &JobProgress::default(),
         };
         assert_eq!(
             cache.key("", true).map(|k| k.human).ok(),

@@ -20,6 +20,7 @@ use super::dind::{self, DindOptions, DindService};
 use super::image_pull;
 use super::job_variables::{job_variables, service_variables, RunnerIdentity};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
+use super::progress::{Direction, JobProgress, Progress, Transfer};
 use super::registry_trust::{inject_ca, write_files, FileEntry};
 use super::services::{service_aliases, service_slug, wait_for_ports};
 use super::shell::{tmp_dir, ScriptVariable, StageScript, SHELL_DETECTOR};
@@ -34,6 +35,16 @@ pub trait JobIo: Sync {
         &self,
         dependency: &Dependency,
     ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    /// [`JobIo::download_artifacts`], telling `transfer` the bytes as they arrive (by
+    /// default it hears nothing).
+    fn download_artifacts_counting(
+        &self,
+        dependency: &Dependency,
+        transfer: &mut Transfer,
+    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send {
+        let _ = transfer;
+        self.download_artifacts(dependency)
+    }
     /// Uploads one artifact archive of this job.
     fn upload_artifacts(
         &self,
@@ -91,6 +102,9 @@ pub struct ExecutorOptions {
     /// This worker's slot among its runner's (gitlab-runner's concurrent id): names the job's
     /// directory in a builds directory shared with the host.
     pub concurrent_id: usize,
+    /// Where image pulls, readiness waits and large cache and artifact transfers report
+    /// their progress (never into the job log; see [`super::progress`]).
+    pub progress: Progress,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -140,6 +154,7 @@ impl Default for ExecutorOptions {
             dind: DindOptions::default(),
             runner_config: None,
             concurrent_id: 0,
+            progress: Progress::default(),
         }
     }
 }
@@ -425,7 +440,14 @@ async fn prepare_files(
                 "Downloading artifacts for {} ({})...",
                 dep.name, dep.id
             ));
-            let result = match io.download_artifacts(dep).await {
+            let mut transfer = options.progress.for_job(&payload.job_info.name).transfer(
+                &format!("artifacts of {}", dep.name),
+                Direction::Download,
+                None,
+            );
+            let downloaded = io.download_artifacts_counting(dep, &mut transfer).await;
+            transfer.finish();
+            let result = match downloaded {
                 Ok(zip) => archive::zip_to_tar_stream(
                     zip.into(),
                     &project_dir,
@@ -531,6 +553,7 @@ async fn run_stages(
     }
     let image_reference = ensure_image(
         engine,
+        &payload.job_info.name,
         &image,
         &pull_policy,
         payload.registry_credential(&image),
@@ -716,6 +739,7 @@ async fn run_stages(
         config: options.cache.as_ref(),
         short_token: &options.identity.short_token,
         trace,
+        progress: &options.progress.for_job(&payload.job_info.name),
     };
     let build_files = BuildFiles {
         engine,
@@ -887,9 +911,11 @@ async fn run_stages(
             .download_tar(engine, &project_dir)
             .await
             .map_err(Failure::system)?;
+        let progress = options.progress.for_job(&payload.job_info.name);
         for artifact in artifacts {
+            let tracked = &checkout.tracked;
             if let Err(e) =
-                upload_artifact(io, artifact, &project_tar, &checkout.tracked, trace).await
+                upload_artifact(io, artifact, &project_tar, tracked, trace, &progress).await
             {
                 trace.error(&format!(
                     "Uploading artifacts as \"{}\" to coordinator... error: {e}",
@@ -973,6 +999,7 @@ async fn upload_artifact(
     project_tar: &[u8],
     tracked: &BTreeSet<String>,
     trace: &Trace,
+    progress: &JobProgress,
 ) -> Result<(), String> {
     trace.line("Uploading artifacts...");
     let selection = Selection::new(
@@ -999,7 +1026,15 @@ async fn upload_artifact(
         trace.warning("No files to upload");
         return Ok(());
     }
-    io.upload_artifacts(artifact, zip).await?;
+    // The archive goes whole: its start and end are all there is to report.
+    let size = zip.len() as u64;
+    let mut transfer = progress.transfer("artifacts", Direction::Upload, Some(size));
+    let uploaded = io.upload_artifacts(artifact, zip).await;
+    if uploaded.is_ok() {
+        transfer.advance(size);
+    }
+    transfer.finish();
+    uploaded?;
     trace.line(&format!(
         "Uploading artifacts as \"{}\" to coordinator... 201 Created",
         artifact_type(artifact)
@@ -1017,6 +1052,7 @@ fn expand_with_job_variables(payload: &JobPayload, value: &str) -> String {
 /// reference its containers are created from.
 async fn ensure_image(
     engine: &Engine,
+    job: &str,
     image: &str,
     pull_policy: &[String],
     credential: Option<&crate::runner::payload::Credential>,
@@ -1024,17 +1060,26 @@ async fn ensure_image(
     trace: &Trace,
 ) -> Result<String, Failure> {
     let registry = options.registry.as_ref();
-    image_pull::ensure_image(engine, image, pull_policy, credential, registry, trace)
-        .await
-        .map_err(|e| Failure {
-            // As the runner: a failed pull fails the job, a missing local image the system.
-            reason: if e.pulled {
-                "script_failure"
-            } else {
-                "runner_system_failure"
-            },
-            message: e.to_string(),
-        })
+    let progress = options.progress.for_job(job);
+    image_pull::ensure_image(
+        engine,
+        image,
+        pull_policy,
+        credential,
+        registry,
+        trace,
+        &progress,
+    )
+    .await
+    .map_err(|e| Failure {
+        // As the runner: a failed pull fails the job, a missing local image the system.
+        reason: if e.pulled {
+            "script_failure"
+        } else {
+            "runner_system_failure"
+        },
+        message: e.to_string(),
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1056,6 +1101,7 @@ async fn start_services(
         trace.line(&format!("Starting service {} ...", service.name));
         let image = ensure_image(
             engine,
+            &payload.job_info.name,
             &service.name,
             &service.pull_policy,
             payload.registry_credential(&service.name),
@@ -1113,9 +1159,13 @@ async fn start_services(
     ));
     // Docker daemons: a readiness gate instead of the port check (a daemon is of no use to
     // the job until it answers), waited for alongside the other services.
+    let progress = options.progress.for_job(&payload.job_info.name);
+    let progress = &progress;
     let dind_waits = dinds.iter().map(|dind| async move {
         let since = Instant::now();
-        dind::wait_until_ready(engine, dind, options.services_timeout)
+        let ready = dind::wait_until_ready(engine, dind, options.services_timeout);
+        progress
+            .wait(&dind.service, ready)
             .await
             .map(|id| (dind, id, since.elapsed()))
     });
@@ -1123,7 +1173,8 @@ async fn start_services(
         let (ip, ports) = service_endpoint(engine, container, network).await;
         let dead = match ip {
             Some(ip) if !ports.is_empty() => {
-                wait_for_ports(ip, &ports, options.services_timeout).await
+                let open = wait_for_ports(ip, &ports, options.services_timeout);
+                progress.wait(&service.name, open).await
             }
             _ => Vec::new(),
         };

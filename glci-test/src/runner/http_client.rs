@@ -81,3 +81,43 @@ pub(crate) async fn exchange(
         body,
     })
 }
+
+/// [`exchange`], telling `received` the answer's announced length (`Content-Length`) once
+/// its head arrives and then each part of its body as it arrives (for progress of large
+/// downloads).
+pub(crate) async fn exchange_counting(
+    client: &HttpClient,
+    request: Request<Full<Bytes>>,
+    received: &mut (dyn Received + Send),
+) -> Result<Answer, ExchangeError> {
+    let response = client.request(request).await?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    received.announced(
+        headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok()),
+    );
+    let mut body = response.into_body();
+    let mut whole = bytes::BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame?.into_data() {
+            received.part(data.len() as u64);
+            whole.extend_from_slice(&data);
+        }
+    }
+    Ok(Answer {
+        status,
+        headers,
+        body: whole.freeze(),
+    })
+}
+
+/// What [`exchange_counting`] reports to.
+pub(crate) trait Received {
+    /// The answer's head arrived, announcing `length` body bytes (`None`: not said).
+    fn announced(&mut self, length: Option<u64>);
+    /// `bytes` more of the body arrived.
+    fn part(&mut self, bytes: u64);
+}

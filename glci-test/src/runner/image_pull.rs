@@ -11,12 +11,16 @@
 //!   TLS listener the engine does not trust) is pulled from the loopback listener instead,
 //!   with the job's credentials: same store, same repository path (see
 //!   [`RegistryAccess`]).
+//!
+//! The engine's pull stream (each layer's download and extraction, in bytes) goes to the
+//! job's [`JobProgress`], not to its log: GitLab's log shows only `Pulling docker image …`.
 
 use futures_util::StreamExt;
 
 use crate::docker::Engine;
 
 use super::payload::Credential;
+use super::progress::{Amount, JobProgress, LayerStep, Task};
 use super::registry_access::RegistryAccess;
 use super::trace::Trace;
 
@@ -59,6 +63,7 @@ pub async fn ensure_image(
     credential: Option<&Credential>,
     registry: Option<&RegistryAccess>,
     trace: &Trace,
+    progress: &JobProgress,
 ) -> Result<String, PullError> {
     let reference = engine_reference(registry, image);
     let policies: Vec<String> = if policies.is_empty() {
@@ -93,6 +98,7 @@ pub async fn ensure_image(
             policy,
             credential.as_ref(),
             trace,
+            progress,
         )
         .await
         {
@@ -122,6 +128,7 @@ async fn with_policy(
     policy: &str,
     credential: Option<&Credential>,
     trace: &Trace,
+    progress: &JobProgress,
 ) -> Result<(), (String, bool)> {
     let present = match engine.client().inspect_image(reference).await {
         Ok(_) => true,
@@ -151,7 +158,7 @@ async fn with_policy(
         trace.line("Authenticating with credentials from job payload (GitLab Registry)");
     }
     trace.line(&format!("Pulling docker image {image} ..."));
-    pull(engine, reference, credential)
+    pull(engine, image, reference, credential, progress)
         .await
         .map_err(|e| (e, true))
 }
@@ -187,8 +194,10 @@ pub async fn forget_pulled_names(engine: &Engine, engine_address: &str) {
 
 async fn pull(
     engine: &Engine,
+    image: &str,
     reference: &str,
     credential: Option<&Credential>,
+    progress: &JobProgress,
 ) -> Result<(), String> {
     // As the runner: a reference without tag or digest pulls `latest`, not every tag.
     let last = reference.rsplit('/').next().unwrap_or(reference);
@@ -207,10 +216,123 @@ async fn pull(
         ..Default::default()
     });
     let mut stream = engine.client().create_image(Some(opts), None, auth);
-    while let Some(item) = stream.next().await {
-        item.map_err(|e| e.to_string())?;
+    let mut layers = PullLayers::default();
+    let mut report = |(task, amount, finished)| progress.report(&task, amount, finished);
+    let result = loop {
+        match stream.next().await {
+            None => break Ok(()),
+            Some(Ok(info)) => layers.heard(image, &info).into_iter().for_each(&mut report),
+            Some(Err(e)) => break Err(e.to_string()),
+        }
+    };
+    layers.end(image).into_iter().for_each(report);
+    result
+}
+
+/// The layers of one pull as the engine's stream reports them (`Pulling fs layer`,
+/// `Downloading` with bytes, `Download complete`, `Extracting` with bytes, `Pull
+/// complete`), turned into progress of each layer's download and extraction.
+#[derive(Default)]
+struct PullLayers {
+    /// Layers whose current step has not ended yet, with the step's last amount.
+    open: Vec<(String, LayerStep, Amount)>,
+}
+
+type LayerReport = (Task, Amount, bool);
+
+impl PullLayers {
+    fn heard(&mut self, image: &str, info: &bollard::models::CreateImageInfo) -> Vec<LayerReport> {
+        let (Some(layer), Some(status)) = (info.id.as_deref(), info.status.as_deref()) else {
+            return Vec::new();
+        };
+        let bytes = info.progress_detail.as_ref().map(|d| Amount::Bytes {
+            done: d.current.unwrap_or(0).max(0) as u64,
+            total: d.total.filter(|t| *t > 0).map(|t| t as u64),
+        });
+        let (step, amount, finished) = match status {
+            "Pulling fs layer" | "Waiting" => (LayerStep::Download, None, false),
+            "Downloading" => (LayerStep::Download, bytes, false),
+            "Download complete" => (LayerStep::Download, None, true),
+            "Extracting" => (LayerStep::Extract, bytes, false),
+            "Pull complete" => (LayerStep::Extract, None, true),
+            // `Already exists`, `Verifying Checksum`, the tag's own lines: nothing moves.
+            _ => return Vec::new(),
+        };
+        let mut reports = Vec::new();
+        // A layer's extraction starts: its download is over, whether or not it was said.
+        if step == LayerStep::Extract {
+            reports.extend(self.close(image, layer, LayerStep::Download));
+        }
+        let index = match self
+            .open
+            .iter()
+            .position(|(l, s, _)| l == layer && *s == step)
+        {
+            Some(index) => index,
+            None if finished => {
+                // `Pull complete` without an `Extracting` line (a tiny layer): it ends
+                // all the same.
+                let none = Amount::Bytes {
+                    done: 0,
+                    total: None,
+                };
+                reports.push((layer_task(image, layer, step), none, true));
+                return reports;
+            }
+            None => {
+                let start = Amount::Bytes {
+                    done: 0,
+                    total: None,
+                };
+                self.open.push((layer.to_string(), step, start));
+                self.open.len() - 1
+            }
+        };
+        if let Some(amount) = amount {
+            self.open[index].2 = amount;
+        }
+        if finished {
+            reports.extend(self.close(image, layer, step));
+        } else {
+            let task = layer_task(image, layer, step);
+            reports.push((task, self.open[index].2, false));
+        }
+        reports
     }
-    Ok(())
+
+    /// Ends `layer`'s `step` if it is open.
+    fn close(&mut self, image: &str, layer: &str, step: LayerStep) -> Option<LayerReport> {
+        let index = self
+            .open
+            .iter()
+            .position(|(l, s, _)| l == layer && *s == step)?;
+        let (_, _, amount) = self.open.remove(index);
+        let amount = match amount {
+            // Done means all of it.
+            Amount::Bytes { total: Some(t), .. } => Amount::Bytes {
+                done: t,
+                total: Some(t),
+            },
+            other => other,
+        };
+        Some((layer_task(image, layer, step), amount, true))
+    }
+
+    /// The pull is over (or failed): every open step ends.
+    fn end(&mut self, image: &str) -> Vec<LayerReport> {
+        std::mem::take(&mut self.open)
+            .into_iter()
+            .map(|(layer, step, amount)| (layer_task(image, &layer, step), amount, true))
+            .collect()
+    }
+}
+
+fn layer_task(image: &str, layer: &str, step: LayerStep) -> Task {
+    Task::Layer {
+        image: image.to_string(),
+        layer: layer.to_string(),
+        step,
+    }
 }
 
 #[cfg(test)]
@@ -242,6 +364,74 @@ mod tests {
             engine_reference(None, "172.17.0.1:41000/a"),
             "172.17.0.1:41000/a"
         );
+    }
+
+    fn info(
+        id: &str,
+        status: &str,
+        detail: Option<(i64, i64)>,
+    ) -> bollard::models::CreateImageInfo {
+        bollard::models::CreateImageInfo {
+            id: Some(id.into()),
+            status: Some(status.into()),
+            progress_detail: detail.map(|(current, total)| bollard::models::ProgressDetail {
+                current: Some(current),
+                total: Some(total),
+            }),
+            ..Default::default()
+        }
+    }
+
+    /// The engine's stream of a pull of two layers, one already present.
+    #[test]
+    fn each_layer_reports_its_download_and_extraction() {
+        let mut layers = PullLayers::default();
+        let stream = [
+            info("1", "Pulling from library/x", None),
+            info("aaa", "Already exists", None),
+            info("bbb", "Pulling fs layer", None),
+            info("bbb", "Downloading", Some((100, 1000))),
+            info("bbb", "Downloading", Some((1000, 1000))),
+            info("bbb", "Verifying Checksum", None),
+            info("bbb", "Download complete", None),
+            info("bbb", "Extracting", Some((500, 4000))),
+            info("bbb", "Pull complete", None),
+        ];
+        let heard: Vec<LayerReport> = stream.iter().flat_map(|i| layers.heard("x", i)).collect();
+        let bytes = |done, total| Amount::Bytes {
+            done,
+            total: Some(total),
+        };
+        let download = layer_task("x", "bbb", LayerStep::Download);
+        let extract = layer_task("x", "bbb", LayerStep::Extract);
+        assert_eq!(
+            heard,
+            [
+                (
+                    download.clone(),
+                    Amount::Bytes {
+                        done: 0,
+                        total: None
+                    },
+                    false
+                ),
+                (download.clone(), bytes(100, 1000), false),
+                (download.clone(), bytes(1000, 1000), false),
+                (download, bytes(1000, 1000), true),
+                (extract.clone(), bytes(500, 4000), false),
+                (extract, bytes(4000, 4000), true),
+            ]
+        );
+        assert!(layers.end("x").is_empty());
+    }
+
+    #[test]
+    fn a_broken_pull_ends_its_open_layers() {
+        let mut layers = PullLayers::default();
+        layers.heard("x", &info("ccc", "Downloading", Some((5, 10))));
+        let end = layers.end("x");
+        assert_eq!(end.len(), 1);
+        assert!(end[0].2);
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::docker::{Engine, Owner};
 use super::api::{ApiError, PatchResult, RemoteJobState, RunnerApi, UpdateResult};
 use super::executor::{execute, ExecutorOptions, JobIo, JobOutcome};
 use super::payload::{Artifact, Dependency, JobPayload};
+use super::progress::Transfer;
 use super::trace::{Masker, Trace};
 
 /// How often new log output is sent while a job runs. GitLab's runners default to 3 s; the
@@ -49,6 +50,22 @@ impl JobIo for ApiIo<'_> {
         };
         self.api
             .download_artifacts(dependency.id, token)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn download_artifacts_counting(
+        &self,
+        dependency: &Dependency,
+        transfer: &mut Transfer,
+    ) -> Result<Vec<u8>, String> {
+        let token = if dependency.token.is_empty() {
+            &self.job.token
+        } else {
+            &dependency.token
+        };
+        self.api
+            .download_artifacts_counting(dependency.id, token, Some(transfer))
             .await
             .map_err(|e| e.to_string())
     }

@@ -16,6 +16,7 @@ mod run_catalog;
 mod run_dind;
 mod run_job_api;
 mod run_lifecycle;
+mod run_progress;
 mod run_registry;
 mod run_registry_tls;
 mod run_sources;

@@ -4,8 +4,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use crate::plan::status::Status;
 use crate::plan::PlannedJob;
+use crate::runner::progress::{ProgressEvent, ProgressSink};
 use crate::server::{PackageFile, Release};
 
 /// What a caller hears while a pipeline runs. Every method has an empty default.
@@ -23,6 +26,18 @@ pub trait RunObserver: Send + Sync {
     /// unless the observer shows it elsewhere: never dropped.
     fn warning(&self, message: &str) {
         eprintln!("warning: {message}");
+    }
+    /// Progress of a built-in runner's slow steps (image layers, readiness waits, large
+    /// cache transfers; see [`crate::runner::progress`]). Never part of a job's log.
+    fn progress(&self, _event: &ProgressEvent) {}
+}
+
+/// The built-in runners' progress, passed on to the run's observer.
+pub(super) struct ObservedProgress(pub(super) Arc<dyn RunObserver>);
+
+impl ProgressSink for ObservedProgress {
+    fn progress(&self, event: &ProgressEvent) {
+        self.0.progress(event);
     }
 }
 

@@ -16,6 +16,7 @@ use crate::plan::{Event, PipelineSource};
 use crate::relay::{self, Relay};
 use crate::runner::api::RunnerApi;
 use crate::runner::executor::{CleanupTasks, ExecutorOptions};
+use crate::runner::progress::Progress;
 use crate::runner::registry_access::RegistryAccess;
 use crate::runner::runner_config::{RunnerConfig, RunnerEntry};
 use crate::runner::socket;
@@ -31,6 +32,7 @@ use crate::pipeline::staging;
 use crate::pipeline::{replan, PipelineOptions, Planned};
 
 use super::options::{RegistryChoice, RunOptions};
+use super::report::ObservedProgress;
 use super::runner_cache_config;
 use super::session::RunError;
 use super::Shared;
@@ -502,6 +504,7 @@ pub(super) async fn start_runners(
         clone_url: (local_url != shared.server.url()).then(|| local_url.clone()),
         relay,
         registry: registry_access(&shared.server),
+        progress: Progress::to(Arc::new(ObservedProgress(shared.observer.clone()))),
         ..ExecutorOptions::default()
     };
     let entries = runner_entries(
