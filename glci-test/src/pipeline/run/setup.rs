@@ -136,6 +136,21 @@ pub(super) fn pipeline_home(options: &RunOptions) -> Result<PipelineHome, RunErr
     })
 }
 
+/// The pipeline's record as it starts (`cargo glci history`); a record that cannot be
+/// written costs the history line, not the run.
+pub(super) fn record_start(at: &PipelineHome, draft: &Planned, event: &Event, refs: &PipelineRef) {
+    let record = crate::pipeline::history::PipelineRecord::starting(
+        at.pipeline_id,
+        &draft.loaded.facts.top_level,
+        event.source.as_str(),
+        refs.tag.clone().or_else(|| refs.branch.clone()),
+        refs.tag.is_some(),
+    );
+    if let Err(e) = crate::pipeline::history::write(&at.dir, &record) {
+        tracing::warn!("pipeline record not kept: {e}");
+    }
+}
+
 /// The ref a pipeline runs for: a tag pipeline has no branch; otherwise the event's branch,
 /// else the checkout's.
 pub(super) struct PipelineRef {
