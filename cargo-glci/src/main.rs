@@ -8,6 +8,7 @@ mod exit;
 mod json_events;
 mod registry_cmd;
 mod run_cmd;
+mod system_cmd;
 mod test_cmd;
 mod variables_cmd;
 
