@@ -224,6 +224,13 @@ fn df_text(f: &Footprint) -> String {
         out,
         "Docker (the engine's numbers, as `docker system df -v`):"
     );
+    row(
+        &mut out,
+        "TYPE",
+        "COUNT".into(),
+        "SIZE".into(),
+        String::new(),
+    );
     match (&f.engine, &f.engine_error) {
         (Some(e), _) => {
             let running = e.containers.iter().filter(|c| c.state == "running").count();
@@ -280,6 +287,13 @@ fn df_text(f: &Footprint) -> String {
         printable(&f.home.display().to_string())
     );
     let d = &f.disk;
+    row(
+        &mut out,
+        "PART",
+        "FILES".into(),
+        "ON DISK".into(),
+        String::new(),
+    );
     for (what, u, note) in [
         ("cache", d.cache, "cache: of every project"),
         ("registry", d.registry, "the container registry's images"),
@@ -302,7 +316,7 @@ fn df_text(f: &Footprint) -> String {
         row(
             &mut out,
             what,
-            format!("{}f", u.files),
+            u.files.to_string(),
             human(u.allocated),
             format!(
                 "{} apparent{}{note}",
