@@ -98,7 +98,7 @@ impl Session {
         let runner_config = setup::runner_config(&options, &draft, observer.as_ref())?;
         let at = setup::pipeline_home(&options)?;
         let refs = setup::PipelineRef::of(&opts.event, &draft);
-        setup::record_start(&at, &draft, &opts.event, &refs);
+        let record = setup::pipeline_record(&at, &draft, &opts.event, &refs);
         let snapshot = setup::spawn_snapshot(&draft, &opts.event, &at, &refs);
         let engine = setup::connect_engine(&options).await?;
         let reach = setup::reach(engine.as_ref(), options.bind).await?;
@@ -154,6 +154,8 @@ impl Session {
             }
         };
         tasks.extend(runners.tasks);
+        // Once the pipeline exists (a run that could not start leaves no history line).
+        setup::write_record(&shared.dir, &record);
         Ok(Session {
             shared,
             tasks: Mutex::new(tasks),
