@@ -182,7 +182,7 @@ async fn df_shows_the_engines_and_dus_numbers_and_prune_removes_exactly_its_plan
     assert_eq!(usage.images.len(), 1);
     let img = &usage.images[0];
     assert_eq!(img.kind, ImageKind::Fixture);
-    assert_eq!(img.tags, [image.clone()]);
+    assert_eq!(img.tags, std::slice::from_ref(&image));
     let size: u64 = docker(&["image", "inspect", "-f", "{{.Size}}", &image])
         .parse()
         .unwrap();
