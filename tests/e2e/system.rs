@@ -201,3 +201,67 @@ fn history_logs_df_and_prune_after_real_runs() {
     let entries: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     assert_eq!(entries[0]["id"], 3);
 }
+
+#[test]
+fn a_running_pipeline_is_kept_by_prune_and_a_killed_one_is_failed_then_pruned() {
+    use std::io::{BufRead, BufReader};
+    use std::time::{Duration, Instant};
+
+    const SLEEPER: &str = "sleeper:\n  image: glci-fixture/busybox:latest\n  script:\n    - echo started\n    - sleep 60\n";
+    let home = tempfile::tempdir().unwrap();
+    let h = home.path();
+    let project = temp_project(None, &[(".gitlab-ci.yml", SLEEPER)]);
+    let dir = project.path();
+    let mut child = std::process::Command::new(glci_bin!())
+        .args(["run", "--jobs", "1"])
+        .current_dir(dir)
+        .env("GLCI_HOME", h)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = BufReader::new(child.stdout.take().unwrap());
+    let mut started = false;
+    for line in out.lines().map_while(Result::ok) {
+        if line.contains("sleeper | started") {
+            started = true;
+            break;
+        }
+    }
+    assert!(started, "the job never started");
+
+    let nothing = format!("--label=io.glci.test-scope=none-{}", std::process::id());
+    let out = glci(dir, h, &["history", "--json"]);
+    let entries: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(entries[0]["status"], "running", "{entries}");
+    let out = glci(dir, h, &["system", "prune", "--force", &nothing]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(
+        stdout(&out).contains("keeps: 1 running pipeline(s)"),
+        "{}",
+        stdout(&out)
+    );
+    assert!(h.join("pipelines/1/pipeline.json").exists());
+
+    child.kill().unwrap();
+    let _ = child.wait();
+    // Its watchdog removes the staging directory; then nothing of it is in use.
+    let killed = Instant::now();
+    while h.join("pipelines/1/staging").exists() && killed.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let out = glci(dir, h, &["history", "--json"]);
+    let entries: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(entries[0]["status"], "failed", "{entries}");
+    assert_eq!(entries[0]["died"], true, "{entries}");
+    let out = glci(dir, h, &["history"]);
+    assert!(
+        stdout(&out).contains("failed (its process died)"),
+        "{}",
+        stdout(&out)
+    );
+    let out = glci(dir, h, &["system", "prune", "--force", &nothing]);
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("  pipeline #1 ("), "{}", stdout(&out));
+    assert!(!h.join("pipelines/1").exists());
+}
