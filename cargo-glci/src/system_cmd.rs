@@ -266,7 +266,7 @@ fn df_text(f: &Footprint) -> String {
                 e.images.len().to_string(),
                 human(e.image_unique_bytes()),
                 format!(
-                    "{} relay, {} fixture (images you pulled are not counted); layers only they hold: at most {} with the layers they share with other images",
+                    "{} relay, {} fixture (images you pulled are not counted); SIZE: layers only they hold; {} counting shared layers once per image",
                     e.images_of(ImageKind::Relay),
                     e.images_of(ImageKind::Fixture),
                     human(e.image_bytes())
