@@ -62,6 +62,13 @@ pub enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// What glci holds in Docker and GLCI_HOME, and freeing it: df, prune, cache clean,
+    /// logs info|clean.
+    System(crate::system_cmd::SystemArgs),
+    /// The kept pipelines, newest first: status, event, ref, duration.
+    History(crate::system_cmd::HistoryArgs),
+    /// A job's log from the newest pipeline of this repository that ran it (or --pipeline N).
+    Logs(crate::system_cmd::LogsArgs),
     /// Remove Docker objects left behind by glci runs whose process is gone.
     Clean {
         /// Also remove objects of glci runs that are still alive.

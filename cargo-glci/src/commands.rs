@@ -29,6 +29,9 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor => block_on(doctor()),
         Command::Registry { command } => crate::registry_cmd::run(command),
         Command::Clean { all } => block_on(clean(all)),
+        Command::System(args) => crate::system_cmd::system(&args),
+        Command::History(args) => crate::system_cmd::history_cmd(&args),
+        Command::Logs(args) => crate::system_cmd::logs_cmd(&args),
     }
 }
 

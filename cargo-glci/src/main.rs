@@ -9,6 +9,7 @@ mod json_events;
 mod progress;
 mod registry_cmd;
 mod run_cmd;
+mod system_cmd;
 mod test_cmd;
 mod variables_cmd;
 

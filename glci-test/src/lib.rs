@@ -17,6 +17,7 @@ mod calendar;
 pub mod config;
 pub mod docker;
 pub mod expr;
+pub mod footprint;
 pub mod git;
 pub mod harness;
 pub mod pipeline;

@@ -17,4 +17,5 @@ mod run_json;
 mod run_progress;
 mod runner_config;
 mod scripts;
+mod system;
 mod variables;

@@ -130,7 +130,6 @@ async fn remove_matching_except(
     select: impl Fn(&HashMap<String, String>) -> bool,
     keep: &[String],
 ) -> Result<CleanupReport, DockerError> {
-    let docker = engine.client();
     let found = list_labelled(engine, label).await?;
     let mut report = CleanupReport::default();
 
@@ -149,14 +148,8 @@ async fn remove_matching_except(
         if kept {
             continue;
         }
-        let opts = RemoveContainerOptionsBuilder::new()
-            .force(true)
-            .v(true)
-            .build();
-        match docker.remove_container(&id, Some(opts)).await {
-            Ok(()) => report.containers += 1,
-            Err(e) if is_gone(&e) => {}
-            Err(e) => return Err(DockerError::api(format!("remove container {id}"), e)),
+        if remove_container(engine, &id).await? {
+            report.containers += 1;
         }
     }
 
@@ -167,10 +160,8 @@ async fn remove_matching_except(
         if !select(&labels) {
             continue;
         }
-        match docker.remove_network(&id).await {
-            Ok(()) => report.networks += 1,
-            Err(e) if is_gone(&e) => {}
-            Err(e) => return Err(DockerError::api(format!("remove network {id}"), e)),
+        if remove_network(engine, &id).await? {
+            report.networks += 1;
         }
     }
 
@@ -178,18 +169,48 @@ async fn remove_matching_except(
         if !select(&v.labels) {
             continue;
         }
-        let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
-        match docker.remove_volume(&v.name, Some(opts)).await {
-            Ok(()) => report.volumes += 1,
-            Err(e) if is_gone(&e) => {}
-            Err(e) => return Err(DockerError::api(format!("remove volume {}", v.name), e)),
+        if remove_volume(engine, &v.name).await? {
+            report.volumes += 1;
         }
     }
     Ok(report)
 }
 
+/// Removes one container, running or not, with its anonymous volumes; `false` when it was
+/// gone already.
+pub(crate) async fn remove_container(engine: &Engine, id: &str) -> Result<bool, DockerError> {
+    let opts = RemoveContainerOptionsBuilder::new()
+        .force(true)
+        .v(true)
+        .build();
+    match engine.client().remove_container(id, Some(opts)).await {
+        Ok(()) => Ok(true),
+        Err(e) if is_gone(&e) => Ok(false),
+        Err(e) => Err(DockerError::api(format!("remove container {id}"), e)),
+    }
+}
+
+/// Removes one network; `false` when it was gone already.
+pub(crate) async fn remove_network(engine: &Engine, id: &str) -> Result<bool, DockerError> {
+    match engine.client().remove_network(id).await {
+        Ok(()) => Ok(true),
+        Err(e) if is_gone(&e) => Ok(false),
+        Err(e) => Err(DockerError::api(format!("remove network {id}"), e)),
+    }
+}
+
+/// Removes one volume; `false` when it was gone already.
+pub(crate) async fn remove_volume(engine: &Engine, name: &str) -> Result<bool, DockerError> {
+    let opts = RemoveVolumeOptionsBuilder::new().force(true).build();
+    match engine.client().remove_volume(name, Some(opts)).await {
+        Ok(()) => Ok(true),
+        Err(e) if is_gone(&e) => Ok(false),
+        Err(e) => Err(DockerError::api(format!("remove volume {name}"), e)),
+    }
+}
+
 /// 404: removed meanwhile (by a concurrent cleanup, or `--rm`); that is what we wanted.
-fn is_gone(e: &bollard::errors::Error) -> bool {
+pub(crate) fn is_gone(e: &bollard::errors::Error) -> bool {
     matches!(
         e,
         bollard::errors::Error::DockerResponseServerError {

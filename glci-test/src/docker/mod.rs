@@ -16,6 +16,7 @@ mod reaper;
 pub use cleanup::{
     count_labelled, remove_all, remove_orphans, remove_owned, remove_owned_except, CleanupReport,
 };
+pub(crate) use cleanup::{is_gone, remove_container, remove_network, remove_volume};
 pub use container::{
     container_logs, create_network, run_container, ContainerOutput, ContainerSpec,
 };

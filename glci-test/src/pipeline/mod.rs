@@ -5,6 +5,7 @@
 
 pub mod duration;
 pub mod env_file;
+pub mod history;
 pub mod home;
 pub mod interrupt;
 pub mod job_spec;

@@ -55,6 +55,13 @@ pub fn remove(pipeline_dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Whether the staging directory of `pipeline_dir` names a process that is still there:
+/// its run goes on (`cargo glci system prune` leaves such a pipeline alone).
+pub fn is_live(pipeline_dir: &Path) -> bool {
+    let dir = staging_dir(pipeline_dir);
+    dir.is_dir() && read_owner(&dir.join(OWNER_FILE)).is_some_and(|l| !owner_is_dead(&l))
+}
+
 /// Removes the staging directories of runs in `home` whose process is gone (or that name
 /// no owner: made by a glci before this file existed); returns how many.
 pub fn remove_dead(home: &Path) -> io::Result<usize> {

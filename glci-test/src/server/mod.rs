@@ -62,6 +62,7 @@ pub use runner_api::spec::{
 pub use runner_api::state::{
     JobEvent, JobId, JobState, PackageFile, Release, RunnerCredentials, StoredArtifact,
 };
+pub use s3::{clear_cache, ClearedCache};
 
 /// State every handler shares.
 pub(crate) struct Shared {

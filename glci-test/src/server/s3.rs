@@ -42,6 +42,54 @@ pub(crate) struct Store {
     space: tokio::sync::Mutex<()>,
 }
 
+/// What [`clear_cache`] removed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct ClearedCache {
+    pub objects: u64,
+    /// Their sizes (header included).
+    pub bytes: u64,
+    /// Temporary files of uploads that never ended.
+    pub temp_files: u64,
+}
+
+/// Empties the cache store in `dir` (`cargo glci system cache clean`): every object, and the
+/// temporary files older than `temp_grace` (younger ones are uploads going on now; a live
+/// run's upload then lands in an empty cache, and a download already open reads on).
+pub fn clear_cache(dir: &Path, temp_grace: Duration) -> io::Result<ClearedCache> {
+    let mut cleared = ClearedCache::default();
+    let entries = match std::fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(cleared),
+        Err(e) => return Err(e),
+    };
+    for entry in entries.filter_map(Result::ok) {
+        let path = entry.path();
+        let Ok(md) = entry.metadata() else { continue };
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let object = name.ends_with(".obj");
+        let stale_temp = name.starts_with(".tmp-")
+            && md
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age > temp_grace);
+        if !md.is_file() || !(object || stale_temp) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) if object => {
+                cleared.objects += 1;
+                cleared.bytes += md.len();
+            }
+            Ok(()) => cleared.temp_files += 1,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(cleared)
+}
+
 pub(crate) fn owns_path(bucket: &str, path: &str) -> bool {
     let rest = path.strip_prefix('/').unwrap_or(path);
     let first = rest.split('/').next().unwrap_or("");

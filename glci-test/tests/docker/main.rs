@@ -9,6 +9,7 @@
 mod support;
 
 mod docker_plumbing;
+mod footprint;
 mod registry_cache;
 mod run_buildx;
 mod run_cache;

@@ -98,6 +98,7 @@ impl Session {
         let runner_config = setup::runner_config(&options, &draft, observer.as_ref())?;
         let at = setup::pipeline_home(&options)?;
         let refs = setup::PipelineRef::of(&opts.event, &draft);
+        let record = setup::pipeline_record(&at, &draft, &opts.event, &refs);
         let snapshot = setup::spawn_snapshot(&draft, &opts.event, &at, &refs);
         let engine = setup::connect_engine(&options).await?;
         let reach = setup::reach(engine.as_ref(), options.bind).await?;
@@ -153,6 +154,8 @@ impl Session {
             }
         };
         tasks.extend(runners.tasks);
+        // Once the pipeline exists (a run that could not start leaves no history line).
+        setup::write_record(&shared.dir, &record);
         Ok(Session {
             shared,
             tasks: Mutex::new(tasks),
@@ -330,6 +333,7 @@ impl Session {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
         self.cleanup.wait().await;
+        self.record_end();
         let dir = self.shared.dir.clone();
         let _ = tokio::task::spawn_blocking(move || staging::remove(&dir)).await;
         if let Some(owner) = self.guard.owner_id.take() {
@@ -367,6 +371,24 @@ impl Session {
 }
 
 impl Session {
+    /// The pipeline's status as the run ends, into its record (`cargo glci history`): that of
+    /// the jobs that ran and what they need, `canceled` after a cancel.
+    fn record_end(&self) {
+        let status = {
+            let state = self.shared.lock();
+            if state.canceling {
+                Status::Canceled
+            } else {
+                let plan = &self.shared.planned.plan;
+                let ran: Vec<String> = state.reports.keys().cloned().collect();
+                status::propagate(&sub_plan(plan, &closure(plan, &ran)), &state.outcomes).pipeline
+            }
+        };
+        if let Err(e) = crate::pipeline::history::finish(&self.shared.dir, status.as_str()) {
+            tracing::warn!("pipeline record not finished: {e}");
+        }
+    }
+
     fn tasks(&self) -> std::sync::MutexGuard<'_, Vec<JoinHandle<()>>> {
         self.tasks.lock().unwrap_or_else(|e| e.into_inner())
     }

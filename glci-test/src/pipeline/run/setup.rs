@@ -26,6 +26,7 @@ use crate::server::{
     ProjectSpec, RefType, RegistryLogin, RegistryTlsConfig, RunningServer, Server, ServerConfig,
 };
 
+use crate::pipeline::history::PipelineRecord;
 use crate::pipeline::home;
 use crate::pipeline::job_spec::PipelineFacts;
 use crate::pipeline::staging;
@@ -136,6 +137,30 @@ pub(super) fn pipeline_home(options: &RunOptions) -> Result<PipelineHome, RunErr
         pipeline_id,
         dir,
     })
+}
+
+/// The pipeline's record as it starts (`cargo glci history`), written by [`write_record`].
+pub(super) fn pipeline_record(
+    at: &PipelineHome,
+    draft: &Planned,
+    event: &Event,
+    refs: &PipelineRef,
+) -> PipelineRecord {
+    PipelineRecord::starting(
+        at.pipeline_id,
+        &draft.loaded.facts.top_level,
+        event.source.as_str(),
+        refs.tag.clone().or_else(|| refs.branch.clone()),
+        refs.tag.is_some(),
+    )
+}
+
+/// Writes the pipeline's record into its directory `dir`; a record that cannot be written
+/// costs the history line, not the run.
+pub(super) fn write_record(dir: &std::path::Path, record: &PipelineRecord) {
+    if let Err(e) = crate::pipeline::history::write(dir, record) {
+        tracing::warn!("pipeline record not kept: {e}");
+    }
 }
 
 /// The ref a pipeline runs for: a tag pipeline has no branch; otherwise the event's branch,
