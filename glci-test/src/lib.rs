@@ -25,6 +25,7 @@ pub mod printable;
 pub mod relay;
 pub mod runner;
 pub mod server;
+pub mod settings;
 mod sigv4;
 mod threads;
 pub mod vars;

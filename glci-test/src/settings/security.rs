@@ -1,0 +1,71 @@
+//! What a project's `.glci.toml` may not do on its own: it comes with the repository, so a
+//! cloned project must not be able to open the stand-in GitLab (and every job's secrets) to
+//! the network, hand its jobs the engine's socket (root on this machine), or turn privileged
+//! containers back on. Each needs the user's global file to allow it; the error names the
+//! project file, the line and the key.
+
+use super::file::FileSettings;
+use super::schema::{
+    DOCKER_ALLOW_PROJECT_PRIVILEGED, DOCKER_ALLOW_PROJECT_SOCKET, DOCKER_PRIVILEGED,
+    DOCKER_SOCKET_PASSTHROUGH, NETWORK_ALLOW_PROJECT_BIND_ALL, NETWORK_BIND,
+};
+use super::value::Value;
+use super::SettingsError;
+
+/// Whether `global` (if any) sets the boolean `key` to true.
+fn allows(global: Option<&FileSettings>, key: &str) -> bool {
+    global
+        .and_then(|g| g.get(key))
+        .is_some_and(|(v, _)| *v == Value::Bool(true))
+}
+
+/// Refuses the first setting of `project` that loosens security without the global file's
+/// leave.
+pub fn check_project(
+    project: &FileSettings,
+    global: Option<&FileSettings>,
+) -> Result<(), SettingsError> {
+    let refuse = |key: &str, line: usize, what: &str, allow_key: &str| {
+        SettingsError::Invalid {
+        path: project.path.clone(),
+        line,
+        key: key.to_string(),
+        message: format!(
+            "a project's settings file may not {what}; set `{allow_key} = true` in the global settings file (GLCI_HOME/config.toml) to allow it"
+        ),
+    }
+    };
+    if let Some((Value::Ip(ip), line)) = project.get(NETWORK_BIND) {
+        if ip.is_unspecified() && !allows(global, NETWORK_ALLOW_PROJECT_BIND_ALL) {
+            return Err(refuse(
+                NETWORK_BIND,
+                *line,
+                &format!(
+                    "bind all interfaces (`{ip}`): every job's secrets pass through this server"
+                ),
+                NETWORK_ALLOW_PROJECT_BIND_ALL,
+            ));
+        }
+    }
+    if let Some((Value::Bool(true), line)) = project.get(DOCKER_SOCKET_PASSTHROUGH) {
+        if !allows(global, DOCKER_ALLOW_PROJECT_SOCKET) {
+            return Err(refuse(
+                DOCKER_SOCKET_PASSTHROUGH,
+                *line,
+                "turn socket passthrough on (a job with the engine's socket controls this machine)",
+                DOCKER_ALLOW_PROJECT_SOCKET,
+            ));
+        }
+    }
+    if let Some((Value::Choice(policy), line)) = project.get(DOCKER_PRIVILEGED) {
+        if *policy != "never" && !allows(global, DOCKER_ALLOW_PROJECT_PRIVILEGED) {
+            return Err(refuse(
+                DOCKER_PRIVILEGED,
+                *line,
+                &format!("allow privileged containers (`privileged = \"{policy}\"`)"),
+                DOCKER_ALLOW_PROJECT_PRIVILEGED,
+            ));
+        }
+    }
+    Ok(())
+}
