@@ -121,10 +121,15 @@ pub struct DindOptions {
 }
 
 impl Default for DindOptions {
-    /// The default images, or the comma-separated globs of `GLCI_DIND_SERVICES` (`none`: off).
+    /// The default images, or the comma-separated globs of `GLCI_DIND_SERVICES` (`none`: off);
+    /// never `--privileged` when glci's settings say `[docker] privileged = "never"`.
     fn default() -> Self {
         let configured = std::env::var(ENV_DIND_SERVICES).ok();
-        DindOptions::from_setting(configured.as_deref())
+        let mut options = DindOptions::from_setting(configured.as_deref());
+        if crate::settings::current().privileged_never() {
+            options.privileges = DindPrivileges::Capabilities;
+        }
+        options
     }
 }
 

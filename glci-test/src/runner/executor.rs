@@ -119,11 +119,9 @@ impl CleanupTasks {
 impl Default for ExecutorOptions {
     fn default() -> Self {
         ExecutorOptions {
-            // `GLCI_DEFAULT_IMAGE`, else the offline fixture image with bash and git.
-            default_image: std::env::var("GLCI_DEFAULT_IMAGE")
-                .ok()
-                .filter(|i| !i.is_empty())
-                .unwrap_or_else(|| "glci-fixture/debian:bookworm".to_string()),
+            // `[images] default` (`GLCI_DEFAULT_IMAGE`), else the offline fixture image with
+            // bash and git.
+            default_image: crate::settings::current().default_image(),
             services_timeout: Duration::from_secs(30),
             keep_failed: false,
             identity: RunnerIdentity::default(),

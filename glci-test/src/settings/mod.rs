@@ -199,7 +199,8 @@ impl Settings {
         self.values.get(key).map(|s| &s.value)
     }
 
-    fn text(&self, key: &str) -> Option<&str> {
+    /// A text or secret `key`'s value, if set and not empty.
+    pub fn text(&self, key: &str) -> Option<&str> {
         match self.value(key)? {
             Value::Text(s) => Some(s.as_str()).filter(|s| !s.is_empty()),
             Value::Secret(s) => Some(s.value.as_str()),

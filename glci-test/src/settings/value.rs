@@ -195,7 +195,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 
 fn show_size(bytes: u64) -> String {
     for (name, factor) in &UNITS[..4] {
-        if bytes >= *factor && bytes % factor == 0 {
+        if bytes >= *factor && bytes.is_multiple_of(*factor) {
             return format!("\"{}{name}\"", bytes / factor);
         }
     }
@@ -205,7 +205,7 @@ fn show_size(bytes: u64) -> String {
 fn show_duration(d: Duration) -> String {
     let secs = d.as_secs();
     for (unit, factor) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
-        if secs >= factor && secs % factor == 0 {
+        if secs >= factor && secs.is_multiple_of(factor) {
             return format!("\"{}{unit}\"", secs / factor);
         }
     }
