@@ -31,6 +31,7 @@ default = "from-project:1"
 const PRINT: &str = r#"print:
   script:
     - test -x /bin/busybox && echo runs-in-busybox
+    - grep settings-host.example /etc/hosts
 "#;
 
 fn line_of<'a>(text: &'a str, key: &str) -> &'a str {
@@ -101,10 +102,7 @@ fn config_show_prints_each_setting_and_where_it_came_from() {
         line_of(&text, "docker.privileged").ends_with("# default"),
         "{text}"
     );
-    assert!(
-        text.contains("# network.extra_hosts: not supported"),
-        "{text}"
-    );
+    assert!(text.contains("# tls.validity: not supported"), "{text}");
     // The unknown key: a warning naming file, line and key.
     assert!(
         err.contains(&format!(
@@ -116,8 +114,13 @@ fn config_show_prints_each_setting_and_where_it_came_from() {
 }
 
 #[test]
-fn the_default_image_from_the_project_file_runs_the_job() {
+fn the_default_image_and_extra_hosts_from_the_settings_files_reach_the_job() {
     let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        "[network]\nextra_hosts = [\"settings-host.example:10.11.12.13\"]\n",
+    )
+    .unwrap();
     let project = temp_project(
         None,
         &[
@@ -140,6 +143,11 @@ fn the_default_image_from_the_project_file_runs_the_job() {
     let text = stdout(&out);
     assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
     assert!(text.contains("runs-in-busybox"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("10.11.12.13") && l.contains("settings-host.example")),
+        "{text}"
+    );
 }
 
 #[test]

@@ -89,6 +89,10 @@ pub struct ExecutorOptions {
     /// This worker's slot among its runner's (gitlab-runner's concurrent id): names the job's
     /// directory in a builds directory shared with the host.
     pub concurrent_id: usize,
+    /// `/etc/hosts` entries (`name:address`) of every job and service container, as
+    /// gitlab-runner's `[runners.docker] extra_hosts` (default: glci's settings' `[network]
+    /// extra_hosts`; a runner configuration's own are added to these).
+    pub extra_hosts: Vec<String>,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -136,6 +140,7 @@ impl Default for ExecutorOptions {
             dind: DindOptions::default(),
             runner_config: None,
             concurrent_id: 0,
+            extra_hosts: crate::settings::current().extra_hosts(),
         }
     }
 }
@@ -625,7 +630,10 @@ async fn run_stages(
         extra_hosts: match (&options.relay, &network) {
             (Some(relay), None) => vec![relay.host_entry()],
             _ => Vec::new(),
-        },
+        }
+        .into_iter()
+        .chain(options.extra_hosts.iter().cloned())
+        .collect(),
         host: build_host,
         ..Default::default()
     };
@@ -1064,6 +1072,7 @@ async fn start_services(
             network: Some(network.to_string()),
             aliases: service_aliases(&service.name, &service.alias),
             stdin: false,
+            extra_hosts: options.extra_hosts.clone(),
             host: host.clone(),
             ..Default::default()
         };

@@ -334,6 +334,11 @@ impl Settings {
             .map_err(|e| self.invalid(schema::REGISTRY_UPSTREAMS, e.to_string()))
     }
 
+    /// `[network] extra_hosts`: `name:address` entries for jobs' and services' `/etc/hosts`.
+    pub fn extra_hosts(&self) -> Vec<String> {
+        self.list(schema::NETWORK_EXTRA_HOSTS)
+    }
+
     /// `[tls] extra_sans` (`GLCI_REGISTRY_NAMES`).
     pub fn tls_extra_sans(&self) -> Vec<String> {
         self.list(schema::TLS_EXTRA_SANS)
@@ -393,6 +398,20 @@ impl Settings {
         self.registry_choice()?;
         self.push_through()?;
         self.upstreams()?;
+        // Docker's `--add-host` form: the engine would refuse anything else at the first job.
+        for entry in self.extra_hosts() {
+            let valid = entry.split_once(':').is_some_and(|(name, address)| {
+                !name.is_empty()
+                    && !name.contains(char::is_whitespace)
+                    && (address == "host-gateway" || address.parse::<IpAddr>().is_ok())
+            });
+            if !valid {
+                return Err(self.invalid(
+                    schema::NETWORK_EXTRA_HOSTS,
+                    format!("`{entry}` is not `name:address` (an IP address, or `host-gateway`)"),
+                ));
+            }
+        }
         Ok(())
     }
 }

@@ -186,8 +186,8 @@ pub const KEYS: &[Key] = &[
         kind: Kind::List,
         env: Env::None,
         default: None,
-        support: Support::Refused("not supported here yet; set `extra_hosts` under [runners.docker] in a runner configuration (.glci/runner.toml), as with gitlab-runner"),
-        about: "/etc/hosts entries for jobs",
+        support: Support::Wired,
+        about: "/etc/hosts entries (`name:address`) of every job and service container, as gitlab-runner's extra_hosts",
     },
     Key {
         name: CACHE_PERSISTENT,

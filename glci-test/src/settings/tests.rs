@@ -184,11 +184,6 @@ fn a_literal_secret_in_the_project_file_is_warned_about() {
 #[test]
 fn settings_without_behaviour_are_refused_not_ignored() {
     for (text, key, line) in [
-        (
-            "[network]\nextra_hosts = [\"a:1.2.3.4\"]\n",
-            "network.extra_hosts",
-            2,
-        ),
         ("[tls]\n\nvalidity = \"30d\"\n", "tls.validity", 3),
         (
             "[network]\ncontainer_host = \"gitlab\"\n",
@@ -274,4 +269,21 @@ fn the_project_file_is_found_at_the_repository_root() {
     std::fs::create_dir_all(dir.path().join("crates/app")).unwrap();
     let root = project_root(&dir.path().join("crates/app"));
     assert_eq!(root, std::path::absolute(dir.path()).unwrap());
+}
+
+#[test]
+fn extra_hosts_must_be_name_and_address() {
+    let p = project("[network]\nextra_hosts = [\"db.example:10.0.0.7\", \"gw:host-gateway\"]\n")
+        .unwrap();
+    let s = Settings::resolve(None, Some(&p), &env_of(&[])).unwrap();
+    assert_eq!(
+        s.extra_hosts(),
+        vec!["db.example:10.0.0.7", "gw:host-gateway"]
+    );
+    let p = project("[network]\n\nextra_hosts = [\"db.example\"]\n").unwrap();
+    let e = Settings::resolve(None, Some(&p), &env_of(&[])).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/repo/.glci.toml:3: `network.extra_hosts`: `db.example` is not `name:address` (an IP address, or `host-gateway`)"
+    );
 }
