@@ -125,11 +125,7 @@ impl Default for DindOptions {
     /// never `--privileged` when glci's settings say `[docker] privileged = "never"`.
     fn default() -> Self {
         let configured = std::env::var(ENV_DIND_SERVICES).ok();
-        let mut options = DindOptions::from_setting(configured.as_deref());
-        if crate::settings::current().privileged_never() {
-            options.privileges = DindPrivileges::Capabilities;
-        }
-        options
+        DindOptions::from_setting(configured.as_deref()).with_policy(crate::settings::current())
     }
 }
 
@@ -152,6 +148,15 @@ impl DindOptions {
             images,
             privileges: DindPrivileges::default(),
         }
+    }
+
+    /// These options under glci's settings: `[docker] privileged = "never"` starts daemons
+    /// with the capability set only, never `--privileged`.
+    pub fn with_policy(mut self, settings: &crate::settings::Settings) -> DindOptions {
+        if settings.privileged_never() {
+            self.privileges = DindPrivileges::Capabilities;
+        }
+        self
     }
 
     /// Whether `service` runs a Docker daemon.

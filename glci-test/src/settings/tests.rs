@@ -287,3 +287,32 @@ fn extra_hosts_must_be_name_and_address() {
         "/repo/.glci.toml:3: `network.extra_hosts`: `db.example` is not `name:address` (an IP address, or `host-gateway`)"
     );
 }
+
+#[test]
+fn privileged_never_refuses_privileged_runners_and_keeps_dind_to_capabilities() {
+    use crate::runner::dind::{DindOptions, DindPrivileges};
+    use crate::runner::runner_config::RunnerConfig;
+    let runners = RunnerConfig::parse(
+        Path::new("/repo/.glci/runner.toml"),
+        "[[runners]]\nname = \"a\"\n[runners.docker]\nservices_privileged = true\n",
+    )
+    .unwrap();
+    let never = Settings::resolve(
+        Some(&global("[docker]\nprivileged = \"never\"\n")),
+        None,
+        &env_of(&[]),
+    )
+    .unwrap();
+    let e = security::refuse_privileged_runners(&runners, &never).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "/repo/.glci/runner.toml: `runners[0].docker.services_privileged`: privileged containers are off: glci's settings say `privileged = \"never\"` under [docker] (global file /home/u/.glci/config.toml:2)"
+    );
+    let dind = DindOptions::from_setting(None).with_policy(&never);
+    assert_eq!(dind.privileges, DindPrivileges::Capabilities);
+    // The default policy leaves both alone.
+    let auto = Settings::resolve(None, None, &env_of(&[])).unwrap();
+    assert!(security::refuse_privileged_runners(&runners, &auto).is_ok());
+    let dind = DindOptions::from_setting(None).with_policy(&auto);
+    assert_eq!(dind.privileges, DindPrivileges::Probe);
+}

@@ -71,7 +71,7 @@ pub(super) fn runner_config(
         for warning in &config.warnings {
             observer.warning(warning);
         }
-        refuse_privileged(config)?;
+        crate::settings::security::refuse_privileged_runners(config, crate::settings::current())?;
     }
     let socket = options.docker_socket
         || config.as_ref().is_some_and(|c| {
@@ -83,41 +83,6 @@ pub(super) fn runner_config(
         observer.warning(socket::SECURITY_WARNING);
     }
     Ok(config.map(Arc::new))
-}
-
-/// Under `[docker] privileged = "never"` a runner configuration asking for privileged
-/// containers is refused at start rather than quietly run without them.
-fn refuse_privileged(config: &RunnerConfig) -> Result<(), RunError> {
-    let settings = crate::settings::current();
-    if !settings.privileged_never() {
-        return Ok(());
-    }
-    let origin = settings
-        .get(crate::settings::schema::DOCKER_PRIVILEGED)
-        .map(|s| s.origin.to_string())
-        .unwrap_or_default();
-    for (i, runner) in config.runners.iter().enumerate() {
-        let docker = &runner.docker;
-        for (key, on) in [
-            ("privileged", docker.privileged),
-            (
-                "services_privileged",
-                docker.services_privileged == Some(true),
-            ),
-        ] {
-            if on {
-                return Err(crate::runner::runner_config::RunnerConfigError::Invalid {
-                    path: config.path.clone(),
-                    key: format!("runners[{i}].docker.{key}"),
-                    message: format!(
-                        "privileged containers are off: glci's settings say `privileged = \"never\"` under [docker] ({origin})"
-                    ),
-                }
-                .into());
-            }
-        }
-    }
-    Ok(())
 }
 
 /// The entries glci's runners are made from: the configuration's, with the engine's socket
