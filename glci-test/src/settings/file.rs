@@ -144,20 +144,18 @@ impl FileSettings {
             }
             _ => {}
         }
+        if spec.kind == Kind::Secret && self.scope == Scope::Project {
+            // Written out it would be committed with the repository; as a $NAME reference it
+            // would let any repository read any of the user's environment variables into
+            // its jobs. Secrets are the user's: global file or environment.
+            return Err(invalid(
+                "a project's settings file may not hold secrets, neither written out (they would be committed) nor as $NAME references (a repository could read any of your environment variables); set it in the global settings file (GLCI_HOME/config.toml) or the environment".to_string(),
+            ));
+        }
         let mut parsed = Value::from_toml(spec.kind, value).map_err(|e| invalid(e.to_string()))?;
         if let (Kind::Secret, Value::Secret(secret)) = (spec.kind, &parsed) {
             let resolved =
                 Secret::from_file_text(&secret.value, env).map_err(|e| invalid(e.to_string()))?;
-            if self.scope == Scope::Project
-                && resolved.reference.is_none()
-                && !resolved.value.is_empty()
-            {
-                self.warnings.push(format!(
-                    "{}:{line}: `{}` is written into the project's file; a $NAME reference to an environment variable keeps it out of the repository",
-                    self.path.display(),
-                    spec.name
-                ));
-            }
             parsed = Value::Secret(resolved);
         }
         self.values.insert(spec.name, (parsed, line));

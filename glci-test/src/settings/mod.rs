@@ -117,7 +117,7 @@ impl Settings {
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Settings, SettingsError> {
         if let Some(project) = project {
-            security::check_project(project, global)?;
+            security::check_project(project, global, env)?;
         }
         let mut settings = Settings::default();
         for file in [global, project].into_iter().flatten() {

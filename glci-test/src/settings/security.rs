@@ -6,8 +6,9 @@
 
 use super::file::FileSettings;
 use super::schema::{
-    DOCKER_ALLOW_PROJECT_PRIVILEGED, DOCKER_ALLOW_PROJECT_SOCKET, DOCKER_PRIVILEGED,
-    DOCKER_SOCKET_PASSTHROUGH, NETWORK_ALLOW_PROJECT_BIND_ALL, NETWORK_BIND,
+    self, DOCKER_ALLOW_PROJECT_PRIVILEGED, DOCKER_ALLOW_PROJECT_SOCKET, DOCKER_PRIVILEGED,
+    DOCKER_SOCKET_PASSTHROUGH, NETWORK_ALLOW_PROJECT_BIND_ALL, NETWORK_BIND, REGISTRY_EXTERNAL,
+    REGISTRY_PASSWORD, REGISTRY_PUSH_THROUGH, REGISTRY_PUSH_THROUGH_PASSWORD,
 };
 use super::value::Value;
 use super::{Settings, SettingsError};
@@ -25,7 +26,12 @@ fn allows(global: Option<&FileSettings>, key: &str) -> bool {
 pub fn check_project(
     project: &FileSettings,
     global: Option<&FileSettings>,
+    env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), SettingsError> {
+    let env_password = |key: &str| match schema::key(key).map(|k| k.env) {
+        Some(schema::Env::Var(var)) => env(var).filter(|v| !v.is_empty()),
+        _ => None,
+    };
     let refuse = |key: &str, line: usize, what: &str, allow_key: &str| {
         SettingsError::Invalid {
         path: project.path.clone(),
@@ -56,6 +62,28 @@ pub fn check_project(
                 "turn socket passthrough on (a job with the engine's socket controls this machine)",
                 DOCKER_ALLOW_PROJECT_SOCKET,
             ));
+        }
+    }
+    // A registry the repository chose never gets the user's password (from the global file
+    // or the environment), which was meant for a registry the user chose.
+    for (address, password) in [
+        (REGISTRY_EXTERNAL, REGISTRY_PASSWORD),
+        (REGISTRY_PUSH_THROUGH, REGISTRY_PUSH_THROUGH_PASSWORD),
+    ] {
+        let Some((_, line)) = project.get(address) else {
+            continue;
+        };
+        let password_given =
+            global.is_some_and(|g| g.get(password).is_some()) || env_password(password).is_some();
+        if password_given {
+            return Err(SettingsError::Invalid {
+                path: project.path.clone(),
+                line: *line,
+                key: address.to_string(),
+                message: format!(
+                    "a project's settings file may not name the registry your `{password}` is sent to; name it in the global settings file or the environment, next to the password"
+                ),
+            });
         }
     }
     if let Some((Value::Choice(policy), line)) = project.get(DOCKER_PRIVILEGED) {

@@ -154,10 +154,16 @@ fn registry_with_a_secret_reference_and_upstreams_from_the_file() {
 
 #[test]
 fn a_missing_secret_or_a_bad_value_is_one_error_naming_file_line_and_key() {
-    let e = project("[registry]\n\npush_through = \"https://m.example\"\npush_through_password = \"$NOT_SET\"\n").unwrap_err();
+    let e = FileSettings::parse(
+        Path::new("/home/u/.glci/config.toml"),
+        Scope::Global,
+        "[registry]\n\npush_through = \"https://m.example\"\npush_through_password = \"$NOT_SET\"\n",
+        &env_of(&[]),
+    )
+    .unwrap_err();
     assert_eq!(
         e.to_string(),
-        "/repo/.glci.toml:4: `registry.push_through_password`: refers to $NOT_SET, which is not set in the environment"
+        "/home/u/.glci/config.toml:4: `registry.push_through_password`: refers to $NOT_SET, which is not set in the environment"
     );
     let e = project("[cache]\nmax_size = \"lots\"\n").unwrap_err();
     assert_eq!(
@@ -174,11 +180,30 @@ fn a_missing_secret_or_a_bad_value_is_one_error_naming_file_line_and_key() {
 }
 
 #[test]
-fn a_literal_secret_in_the_project_file_is_warned_about() {
-    let p = project("[registry]\nexternal = \"r.example\"\npassword = \"plain\"\n").unwrap();
-    assert_eq!(p.warnings.len(), 1);
-    assert!(p.warnings[0]
-        .starts_with("/repo/.glci.toml:3: `registry.password` is written into the project's file"));
+fn a_project_file_holds_no_secret_and_gets_none_of_the_users() {
+    for text in [
+        "[registry]\nexternal = \"r.example\"\npassword = \"plain\"\n",
+        "[registry]\nexternal = \"r.example\"\npassword = \"$HOME\"\n",
+    ] {
+        let e = project(text).unwrap_err();
+        assert!(
+            e.to_string().starts_with("/repo/.glci.toml:3: `registry.password`: a project's settings file may not hold secrets"),
+            "{e}"
+        );
+    }
+    // A registry the project names never gets the user's password.
+    let p = project("[registry]\npush_through = \"https://evil.example\"\n").unwrap();
+    let env = env_of(&[("GLCI_PUSH_THROUGH_PASSWORD", "users-own")]);
+    let e = Settings::resolve(None, Some(&p), &env).unwrap_err();
+    assert!(
+        e.to_string().starts_with("/repo/.glci.toml:2: `registry.push_through`: a project's settings file may not name the registry your `registry.push_through_password` is sent to"),
+        "{e}"
+    );
+    let g = global("[registry]\npassword = \"$REG_PASS\"\n");
+    let p = project("[registry]\nexternal = \"evil.example\"\n").unwrap();
+    assert!(Settings::resolve(Some(&g), Some(&p), &env_of(&[])).is_err());
+    // Without a password it is fine.
+    assert!(Settings::resolve(None, Some(&p), &env_of(&[])).is_ok());
 }
 
 #[test]
