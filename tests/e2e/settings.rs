@@ -204,3 +204,58 @@ fn a_project_file_binding_all_interfaces_is_refused_before_anything_runs() {
         "{text}"
     );
 }
+
+/// Files below `dir` (0 when it does not exist).
+fn files_below(dir: &Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                files_below(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn a_cache_that_is_not_persistent_stays_out_of_glci_home() {
+    const CACHED: &str = r#"fill:
+  image: glci-fixture/busybox:latest
+  cache:
+    key: settings-e2e
+    paths: [out/]
+  script:
+    - mkdir -p out && echo cached > out/file
+"#;
+    for (persistent, kept) in [(None, true), (Some(false), false)] {
+        let home = tempfile::tempdir().unwrap();
+        if let Some(persistent) = persistent {
+            std::fs::write(
+                home.path().join("config.toml"),
+                format!("[cache]\npersistent = {persistent}\n"),
+            )
+            .unwrap();
+        }
+        let project = temp_project(None, &[(".gitlab-ci.yml", CACHED)]);
+        let out = run(
+            glci_bin!(),
+            project.path(),
+            &["run", "--no-registry"],
+            &[("GLCI_HOME", home.path().to_str().unwrap())],
+        );
+        let text = stdout(&out);
+        assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+        assert!(text.contains("Created cache"), "{text}");
+        let in_home = files_below(&home.path().join("cache"));
+        assert_eq!(
+            in_home > 0,
+            kept,
+            "persistent = {persistent:?}: {in_home} files in GLCI_HOME/cache"
+        );
+    }
+}

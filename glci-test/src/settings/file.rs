@@ -139,7 +139,7 @@ impl FileSettings {
             Support::Refused(why) => return Err(invalid(why.to_string())),
             Support::GlobalOnly if self.scope == Scope::Project => {
                 return Err(invalid(
-                    "only the global settings file (GLCI_HOME/config.toml) may say this: a project may not loosen security on its own".to_string(),
+                    "only the global settings file (GLCI_HOME/config.toml) or the environment may say this: a repository may not loosen security, or choose where its jobs run, on its own".to_string(),
                 ))
             }
             _ => {}

@@ -42,7 +42,8 @@ pub enum Env {
 pub enum Support {
     /// Honoured, in either file.
     Wired,
-    /// Honoured, and only the global file may set it (what a project file may loosen).
+    /// Honoured, and only the global file may set it: what a project file could loosen (or
+    /// send elsewhere) on its own.
     GlobalOnly,
     /// Refused with this reason: glci has nothing behind it yet, and a setting that silently
     /// does nothing is worse than an error.
@@ -106,7 +107,8 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Text,
         env: Env::Var("DOCKER_HOST"),
         default: None,
-        support: Support::Wired,
+        // Not a repository's choice: jobs' sources and masked variables go to that engine.
+        support: Support::GlobalOnly,
         about: "the engine: unix://, tcp://, ssh:// (unset: the Docker context, else /var/run/docker.sock)",
     },
     Key {
@@ -114,7 +116,7 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Text,
         env: Env::Var("DOCKER_CONTEXT"),
         default: None,
-        support: Support::Wired,
+        support: Support::GlobalOnly,
         about: "the Docker context whose engine is used when no host is set (unset: currentContext of ~/.docker/config.json)",
     },
     Key {

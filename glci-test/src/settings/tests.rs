@@ -277,6 +277,13 @@ fn a_project_file_may_not_loosen_security_on_its_own() {
     let s = Settings::resolve(Some(&g), Some(&p), &env_of(&[])).unwrap();
     assert_eq!(s.bind(), Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
     assert!(s.privileged_never() && !s.socket_passthrough());
+    // The engine is the user's choice too: jobs' sources and masked variables go there.
+    let e = project("[docker]\nhost = \"tcp://build.example:2375\"\n").unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("/repo/.glci.toml:2: `docker.host`: only the global settings file"),
+        "{e}"
+    );
     // The leave itself is the global file's alone.
     let e = project("[network]\nallow_project_bind_all = true\n").unwrap_err();
     assert!(
