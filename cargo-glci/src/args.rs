@@ -6,6 +6,7 @@ use clap::{Args, Parser, Subcommand};
 use glci_test::pipeline::env_file::{self, PROJECT_ENV_FILE};
 use glci_test::pipeline::{ExternalRegistry, PipelineOptions, RegistryChoice, SettingsVariable};
 use glci_test::plan::{Event, PipelineSource};
+use glci_test::settings::schema;
 
 /// Run your GitLab CI pipeline on this machine, in Docker, each job as a Rust test.
 #[derive(Debug, Parser)]
@@ -41,10 +42,15 @@ pub enum Command {
         #[command(flatten)]
         event: EventArgs,
     },
-    /// Print the fully merged configuration (includes, extends, default, !reference) as YAML.
+    /// Print the fully merged configuration (includes, extends, default, !reference) as YAML;
+    /// with --show, glci's own settings instead.
     Config {
         #[command(flatten)]
         event: EventArgs,
+        /// Print every glci setting (GLCI_HOME/config.toml, .glci.toml, environment,
+        /// defaults) with where its value came from.
+        #[arg(long)]
+        show: bool,
     },
     /// glci's runner on its own, against any GitLab-compatible server (e.g. `cargo glci run
     /// --runner external` in another terminal): register, take jobs, run them in Docker.
@@ -298,24 +304,24 @@ impl RegistryArgs {
         if !(url.starts_with("http://") || url.starts_with("https://")) {
             anyhow::bail!("--push-through `{url}` is not an http:// or https:// URL");
         }
-        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        let setting = |key: &str| glci_test::settings::current().text(key).map(str::to_string);
         Ok(Some(glci_test::server::PushThroughConfig {
             url: url.clone(),
             username: self
                 .push_through_user
                 .clone()
-                .or_else(|| env("GLCI_PUSH_THROUGH_USER"))
+                .or_else(|| setting(schema::REGISTRY_PUSH_THROUGH_USER))
                 .unwrap_or_default(),
             password: self
                 .push_through_password
                 .clone()
-                .or_else(|| env("GLCI_PUSH_THROUGH_PASSWORD"))
+                .or_else(|| setting(schema::REGISTRY_PUSH_THROUGH_PASSWORD))
                 .unwrap_or_default(),
         }))
     }
 
-    /// The registry these flags choose, `None` without any (the environment's choice, see
-    /// `RegistryChoice::from_env`).
+    /// The registry these flags choose, `None` without any (the settings' choice, see
+    /// `Settings::registry_choice`).
     pub fn choice(&self) -> anyhow::Result<Option<RegistryChoice>> {
         if self.no_registry {
             return Ok(Some(RegistryChoice::Disabled));
@@ -323,18 +329,18 @@ impl RegistryArgs {
         let Some(url) = &self.registry else {
             return Ok(None);
         };
-        let env = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
+        let setting = |key: &str| glci_test::settings::current().text(key).map(str::to_string);
         Ok(Some(RegistryChoice::External(ExternalRegistry {
             address: ExternalRegistry::address_of(url)?,
             username: self
                 .registry_user
                 .clone()
-                .or_else(|| env("GLCI_REGISTRY_USER"))
+                .or_else(|| setting(schema::REGISTRY_USER))
                 .unwrap_or_default(),
             password: self
                 .registry_password
                 .clone()
-                .or_else(|| env("GLCI_REGISTRY_PASSWORD"))
+                .or_else(|| setting(schema::REGISTRY_PASSWORD))
                 .unwrap_or_default(),
         })))
     }

@@ -10,6 +10,7 @@ mod progress;
 mod registry_cmd;
 mod run_cmd;
 mod system_cmd;
+mod settings_cmd;
 mod test_cmd;
 mod variables_cmd;
 
@@ -31,6 +32,18 @@ fn main() -> ExitCode {
         argv.remove(1);
     }
     let cli = Cli::parse_from(argv);
+    // glci's settings files, read once at start: a bad one is one error before anything runs.
+    match glci_test::settings::check() {
+        Ok(settings) => {
+            for warning in &settings.warnings {
+                eprintln!("warning: {warning}");
+            }
+        }
+        Err(e) => {
+            eprintln!("error: glci settings: {e}");
+            return ExitCode::from(2);
+        }
+    }
     match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

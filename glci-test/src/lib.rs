@@ -10,7 +10,8 @@
 //! - [`git`] reads repository facts and snapshots the working tree;
 //! - [`server`] is the local stand-in for GitLab, [`runner`] the built-in runner,
 //!   [`docker`] the engine connection and cleanup, [`relay`] how jobs on a remote engine reach
-//!   the server, [`harness`] jobs as libtest trials; `sigv4` is the AWS signature both the
+//!   the server, [`harness`] jobs as libtest trials, [`settings`] glci's own settings
+//!   (`GLCI_HOME/config.toml`, `.glci.toml`, environment); `sigv4` is the AWS signature both the
 //!   runner (presigning) and the server (verifying) use for the S3 cache.
 
 mod calendar;
@@ -26,6 +27,7 @@ pub mod printable;
 pub mod relay;
 pub mod runner;
 pub mod server;
+pub mod settings;
 mod sigv4;
 mod threads;
 pub mod vars;

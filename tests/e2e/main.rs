@@ -18,4 +18,5 @@ mod run_progress;
 mod runner_config;
 mod scripts;
 mod system;
+mod settings;
 mod variables;

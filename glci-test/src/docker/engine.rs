@@ -86,13 +86,16 @@ pub struct Engine {
 }
 
 impl Engine {
-    /// Connects to the engine the user's environment names, negotiates the API version and
-    /// pings it. Order: `DOCKER_HOST`, then the current Docker context (`DOCKER_CONTEXT` or
-    /// `currentContext` in `$DOCKER_CONFIG/config.json`), then the local socket.
+    /// Connects to the engine the user's settings name, negotiates the API version and
+    /// pings it. Order: `[docker] host` (`DOCKER_HOST`), then the Docker context
+    /// (`[docker] context`, `DOCKER_CONTEXT`, else `currentContext` in
+    /// `$DOCKER_CONFIG/config.json`), then the local socket.
     pub async fn connect() -> Result<Engine, DockerError> {
-        let endpoint = match std::env::var("DOCKER_HOST") {
-            Ok(host) if !host.is_empty() => host,
-            _ => context_endpoint().unwrap_or_else(|| "unix:///var/run/docker.sock".to_string()),
+        let settings = crate::settings::current();
+        let endpoint = match settings.docker_host() {
+            Some(host) => host.to_string(),
+            None => context_endpoint(settings.docker_context())
+                .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string()),
         };
         Engine::connect_to(&endpoint).await
     }
@@ -252,15 +255,15 @@ impl Engine {
     }
 }
 
-/// The endpoint of the active Docker context, when one other than `default` is selected.
-/// bollard does not read contexts; the `docker` CLI stores them as
+/// The endpoint of the Docker context `context` (`None`: the active one), when one other than
+/// `default` is selected. bollard does not read contexts; the `docker` CLI stores them as
 /// `$DOCKER_CONFIG/contexts/meta/<sha256(name)>/meta.json`.
-fn context_endpoint() -> Option<String> {
+fn context_endpoint(context: Option<&str>) -> Option<String> {
     let config_dir = std::env::var_os("DOCKER_CONFIG")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".docker")))?;
-    let name = match std::env::var("DOCKER_CONTEXT") {
-        Ok(n) if !n.is_empty() => n,
+    let name = match context {
+        Some(n) if !n.is_empty() => n.to_string(),
         _ => {
             let config: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(config_dir.join("config.json")).ok()?)
@@ -337,7 +340,10 @@ mod tests {
         .unwrap();
         // Environment variables are process-wide: this is the only test that sets these.
         std::env::set_var("DOCKER_CONFIG", dir.path());
-        assert_eq!(context_endpoint().as_deref(), Some("tcp://10.0.0.9:2375"));
+        assert_eq!(
+            context_endpoint(None).as_deref(),
+            Some("tcp://10.0.0.9:2375")
+        );
         std::env::remove_var("DOCKER_CONFIG");
     }
 }

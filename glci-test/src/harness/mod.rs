@@ -227,6 +227,11 @@ impl Harness {
         if let Some(e) = self.errors.first() {
             return Err(e.clone());
         }
+        // glci's settings files, read once for the whole run, as `cargo glci` reads them.
+        let settings = crate::settings::check().map_err(|e| format!("glci settings: {e}"))?;
+        for warning in &settings.warnings {
+            eprintln!("warning: {warning}");
+        }
         if self.use_env {
             let env = env::apply(&mut self.pipeline.options, std::env::vars())?;
             self.snapshots = std::mem::take(&mut self.snapshots).union(env.snapshots);

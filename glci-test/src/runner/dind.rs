@@ -121,10 +121,11 @@ pub struct DindOptions {
 }
 
 impl Default for DindOptions {
-    /// The default images, or the comma-separated globs of `GLCI_DIND_SERVICES` (`none`: off).
+    /// The default images, or the comma-separated globs of `GLCI_DIND_SERVICES` (`none`: off);
+    /// never `--privileged` when glci's settings say `[docker] privileged = "never"`.
     fn default() -> Self {
         let configured = std::env::var(ENV_DIND_SERVICES).ok();
-        DindOptions::from_setting(configured.as_deref())
+        DindOptions::from_setting(configured.as_deref()).with_policy(crate::settings::current())
     }
 }
 
@@ -147,6 +148,15 @@ impl DindOptions {
             images,
             privileges: DindPrivileges::default(),
         }
+    }
+
+    /// These options under glci's settings: `[docker] privileged = "never"` starts daemons
+    /// with the capability set only, never `--privileged`.
+    pub fn with_policy(mut self, settings: &crate::settings::Settings) -> DindOptions {
+        if settings.privileged_never() {
+            self.privileges = DindPrivileges::Capabilities;
+        }
+        self
     }
 
     /// Whether `service` runs a Docker daemon.

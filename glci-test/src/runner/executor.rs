@@ -105,6 +105,10 @@ pub struct ExecutorOptions {
     /// Where image pulls, readiness waits and large cache and artifact transfers report
     /// their progress (never into the job log; see [`super::progress`]).
     pub progress: Progress,
+    /// `/etc/hosts` entries (`name:address`) of every job and service container, as
+    /// gitlab-runner's `[runners.docker] extra_hosts` (default: glci's settings' `[network]
+    /// extra_hosts`; a runner configuration's own are added to these).
+    pub extra_hosts: Vec<String>,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -135,11 +139,9 @@ impl CleanupTasks {
 impl Default for ExecutorOptions {
     fn default() -> Self {
         ExecutorOptions {
-            // `GLCI_DEFAULT_IMAGE`, else the offline fixture image with bash and git.
-            default_image: std::env::var("GLCI_DEFAULT_IMAGE")
-                .ok()
-                .filter(|i| !i.is_empty())
-                .unwrap_or_else(|| "glci-fixture/debian:bookworm".to_string()),
+            // `[images] default` (`GLCI_DEFAULT_IMAGE`), else the offline fixture image with
+            // bash and git.
+            default_image: crate::settings::current().default_image(),
             services_timeout: Duration::from_secs(30),
             keep_failed: false,
             identity: RunnerIdentity::default(),
@@ -155,6 +157,7 @@ impl Default for ExecutorOptions {
             runner_config: None,
             concurrent_id: 0,
             progress: Progress::default(),
+            extra_hosts: crate::settings::current().extra_hosts(),
         }
     }
 }
@@ -667,7 +670,10 @@ async fn run_stages(
         extra_hosts: match (&options.relay, &network) {
             (Some(relay), None) => vec![relay.host_entry()],
             _ => Vec::new(),
-        },
+        }
+        .into_iter()
+        .chain(options.extra_hosts.iter().cloned())
+        .collect(),
         host: build_host,
         ..Default::default()
     };
@@ -1122,6 +1128,7 @@ async fn start_services(
             network: Some(network.to_string()),
             aliases: service_aliases(&service.name, &service.alias),
             stdin: false,
+            extra_hosts: options.extra_hosts.clone(),
             host: host.clone(),
             ..Default::default()
         };

@@ -13,8 +13,9 @@ pub struct RunOptions {
     pub concurrency: usize,
     /// Leave the containers of failed jobs for inspection.
     pub keep_failed: bool,
-    /// Image for jobs without `image:`: `GLCI_DEFAULT_IMAGE`, else
-    /// `glci-fixture/debian:bookworm` (built offline by `scripts/fixture-images`).
+    /// Image for jobs without `image:`: `[images] default` of the settings
+    /// (`GLCI_DEFAULT_IMAGE`), else `glci-fixture/debian:bookworm` (built offline by
+    /// `scripts/fixture-images`).
     pub default_image: String,
     /// How long services get to accept connections.
     pub services_timeout: Duration,
@@ -22,8 +23,9 @@ pub struct RunOptions {
     pub wait_delayed: bool,
     /// Start no built-in runner: jobs wait for a runner the user registers.
     pub external_runner: bool,
-    /// Address the server listens on; default this host's address on the Docker bridge (see
-    /// [`Engine::host_address`]); an error when the engine has none.
+    /// Address the server listens on: `[network] bind` of the settings, else this host's
+    /// address on the Docker bridge (see [`Engine::host_address`]); an error when the engine
+    /// has none.
     pub bind: Option<IpAddr>,
     /// glci's data directory; default `GLCI_HOME`, else `~/.glci`.
     pub home: Option<PathBuf>,
@@ -33,23 +35,13 @@ pub struct RunOptions {
     pub runner_config: Option<PathBuf>,
     /// Give jobs the engine's socket (`--docker-socket`; see [`crate::runner::socket`]).
     pub docker_socket: bool,
-    /// The container registry jobs get (`CI_REGISTRY*`); default from the environment (see
-    /// [`RegistryChoice::from_env`]), else the stand-in's own.
+    /// The container registry jobs get (`CI_REGISTRY*`); default from the settings'
+    /// `[registry]` (see [`crate::settings::Settings::registry_choice`]), else the
+    /// stand-in's own.
     pub registry: RegistryChoice,
-    /// Mirror every push to glci's registry to this one too (`--push-through`; default from
-    /// `GLCI_PUSH_THROUGH`, `GLCI_PUSH_THROUGH_USER`, `GLCI_PUSH_THROUGH_PASSWORD`).
+    /// Mirror every push to glci's registry to this one too (`--push-through`; default the
+    /// settings' `[registry] push_through`, `GLCI_PUSH_THROUGH`).
     pub push_through: Option<crate::server::PushThroughConfig>,
-}
-
-/// The push-through mirror `GLCI_PUSH_THROUGH` names (`http(s)://host[:port]`), with
-/// `GLCI_PUSH_THROUGH_USER` and `GLCI_PUSH_THROUGH_PASSWORD`.
-pub fn push_through_from_env() -> Option<crate::server::PushThroughConfig> {
-    let var = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
-    var("GLCI_PUSH_THROUGH").map(|url| crate::server::PushThroughConfig {
-        url,
-        username: var("GLCI_PUSH_THROUGH_USER").unwrap_or_default(),
-        password: var("GLCI_PUSH_THROUGH_PASSWORD").unwrap_or_default(),
-    })
 }
 
 /// Which container registry jobs are given.
@@ -99,30 +91,12 @@ impl ExternalRegistry {
     }
 }
 
-impl RegistryChoice {
-    /// From `GLCI_NO_REGISTRY` (`1`/`true`: [`RegistryChoice::Disabled`]) or
-    /// `GLCI_REGISTRY` with `GLCI_REGISTRY_USER` and `GLCI_REGISTRY_PASSWORD`
-    /// ([`RegistryChoice::External`]), else [`RegistryChoice::Served`]: how
-    /// `glci_test::main!()` gets what `cargo glci run --no-registry` / `--registry` say.
-    pub fn from_env() -> Result<RegistryChoice, BadRegistryAddress> {
-        let var = |key: &str| std::env::var(key).ok().filter(|v| !v.is_empty());
-        if matches!(var("GLCI_NO_REGISTRY").as_deref(), Some("1" | "true")) {
-            return Ok(RegistryChoice::Disabled);
-        }
-        match var("GLCI_REGISTRY") {
-            Some(url) => Ok(RegistryChoice::External(ExternalRegistry {
-                address: ExternalRegistry::address_of(&url)?,
-                username: var("GLCI_REGISTRY_USER").unwrap_or_default(),
-                password: var("GLCI_REGISTRY_PASSWORD").unwrap_or_default(),
-            })),
-            None => Ok(RegistryChoice::Served),
-        }
-    }
-}
-
 impl Default for RunOptions {
+    /// glci's settings (files and environment, see [`crate::settings`]) where they say
+    /// something; they were checked when read, so what fails here is reported there.
     fn default() -> Self {
         let executor = ExecutorOptions::default();
+        let settings = crate::settings::current();
         RunOptions {
             concurrency: std::thread::available_parallelism().map_or(2, |n| n.get()),
             keep_failed: false,
@@ -130,18 +104,16 @@ impl Default for RunOptions {
             services_timeout: executor.services_timeout,
             wait_delayed: true,
             external_runner: false,
-            bind: None,
+            bind: settings.bind(),
             home: None,
             runner_config: None,
-            // For `glci_test::main!()`, which has no flags.
-            docker_socket: std::env::var("GLCI_DOCKER_SOCKET")
-                .is_ok_and(|v| matches!(v.as_str(), "1" | "true" | "yes")),
-            registry: RegistryChoice::from_env().unwrap_or_else(|e| {
-                // Default can't fail; an unusable GLCI_REGISTRY is reported, never guessed at.
+            docker_socket: settings.socket_passthrough(),
+            registry: settings.registry_choice().unwrap_or_else(|e| {
+                // Checked at start; an unusable registry is never guessed at.
                 tracing::error!("{e}; jobs get no registry");
                 RegistryChoice::Disabled
             }),
-            push_through: push_through_from_env(),
+            push_through: settings.push_through().unwrap_or_default(),
         }
     }
 }

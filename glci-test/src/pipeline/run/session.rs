@@ -46,6 +46,8 @@ pub enum RunError {
     NotCreated(String),
     #[error("{0}")]
     RunnerConfig(#[from] crate::runner::runner_config::RunnerConfigError),
+    #[error("glci settings: {0}")]
+    Settings(#[from] crate::settings::SettingsError),
 }
 
 fn hint(planned: &[String]) -> String {
@@ -94,6 +96,9 @@ impl Session {
         options: RunOptions,
         observer: Arc<dyn RunObserver>,
     ) -> Result<Session, RunError> {
+        // A bad settings file stops the run here, before anything starts (its defaults would
+        // otherwise stand in for what the user wrote).
+        crate::settings::check()?;
         setup::ensure_created(&draft)?;
         let runner_config = setup::runner_config(&options, &draft, observer.as_ref())?;
         let at = setup::pipeline_home(&options)?;

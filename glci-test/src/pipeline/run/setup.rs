@@ -74,6 +74,7 @@ pub(super) fn runner_config(
         for warning in &config.warnings {
             observer.warning(warning);
         }
+        crate::settings::security::refuse_privileged_runners(config, crate::settings::current())?;
     }
     let socket = options.docker_socket
         || config.as_ref().is_some_and(|c| {
@@ -283,7 +284,18 @@ pub(super) async fn start_server(
         .relay_agent
         .as_ref()
         .map(|_| relay::SERVER_HOST.to_string());
-    config.s3.dir = Some(home.join("cache"));
+    // `[cache]`: kept across runs in GLCI_HOME/cache unless `persistent = false` (then in the
+    // pipeline's own directory, gone with it), within the configured size and age.
+    let settings = crate::settings::current();
+    if settings.cache_persistent() {
+        config.s3.dir = Some(home.join("cache"));
+    }
+    if let Some(max) = settings.cache_max_size() {
+        config.s3.max_total_bytes = max;
+    }
+    if let Some(ttl) = settings.cache_ttl() {
+        config.s3.ttl = ttl;
+    }
     // Images persist across runs, like the cache.
     config.registry.dir = Some(home.join("registry"));
     // Jobs reach the registry over TLS on the address they reach the server at (see
@@ -297,28 +309,15 @@ pub(super) async fn start_server(
         config.registry.tls = Some(RegistryTlsConfig {
             ca_dir: home.join("registry-ca"),
             port: 0,
-            extra_names: registry_names(),
+            extra_names: crate::settings::current().tls_extra_sans(),
         });
     }
     config.registry.push_through = options.push_through.clone();
-    config.registry.upstreams =
-        crate::server::Upstream::from_env().map_err(crate::server::ServerError::from)?;
+    config.registry.upstreams = crate::server::Upstream::configured();
     // Generic packages and earlier runs' artifacts are reachable from later pipelines.
     config.api.packages_dir = Some(home.join("packages"));
     config.api.earlier_runs = Some(home.join("pipelines"));
     Ok(Server::start(config).await?)
-}
-
-/// Extra names for the registry's certificate: `GLCI_REGISTRY_NAMES`, comma-separated (for
-/// jobs that reach this host under another name or address).
-fn registry_names() -> Vec<String> {
-    std::env::var("GLCI_REGISTRY_NAMES")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .map(str::to_string)
-        .collect()
 }
 
 /// The registry as jobs and the job engine reach it, when jobs reach it over TLS.

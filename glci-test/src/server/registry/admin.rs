@@ -403,8 +403,7 @@ pub async fn pull_into_engine(
     let data = tempfile::tempdir().map_err(io_at(root))?;
     let mut config = crate::server::ServerConfig::new(data.path());
     config.registry.dir = Some(root.to_path_buf());
-    config.registry.upstreams =
-        super::Upstream::from_env().map_err(crate::server::ServerError::from)?;
+    config.registry.upstreams = super::Upstream::configured();
     let server = crate::server::Server::start(config).await?;
     let creds = server.registry_credentials();
     let remote = format!("{}/{name}:{tag}", creds.address);

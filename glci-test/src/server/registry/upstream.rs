@@ -48,7 +48,7 @@ pub struct Upstream {
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamListError {
     #[error(
-        "{UPSTREAMS_ENV}: `{entry}` is not `URL` or `NAME=URL` with an http:// or https:// URL \
+        "upstream `{entry}` is not `URL` or `NAME=URL` with an http:// or https:// URL \
          (NAME: lower-case letters, digits, `.`, `_`, `-`)"
     )]
     BadEntry { entry: String },
@@ -103,12 +103,12 @@ impl Upstream {
             .collect()
     }
 
-    /// `GLCI_REGISTRY_UPSTREAMS` if set (empty: none), else [`Upstream::defaults`].
-    pub fn from_env() -> Result<Vec<Upstream>, UpstreamListError> {
-        match std::env::var(UPSTREAMS_ENV) {
-            Ok(list) => Upstream::parse_list(&list),
-            Err(_) => Ok(Upstream::defaults()),
-        }
+    /// `[registry] upstreams` of glci's settings (`GLCI_REGISTRY_UPSTREAMS`; empty: none),
+    /// else [`Upstream::defaults`]. The list was checked when the settings were read.
+    pub fn configured() -> Vec<Upstream> {
+        crate::settings::current()
+            .upstreams()
+            .unwrap_or_else(|_| Upstream::defaults())
     }
 
     /// The repository to ask this upstream for when a client asked for `name`.
