@@ -11,6 +11,7 @@ pub mod job_spec;
 pub mod kept_artifacts;
 pub mod past_runs;
 pub mod render;
+pub mod resource_group;
 pub mod results;
 pub mod run;
 pub mod staging;

@@ -336,6 +336,11 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             .iter()
             .map(|t| condition::expand_existing(t, &scope))
             .collect();
+        // `Seed::Build#resource_group`: the key with the job's variables expanded.
+        let resource_group = job
+            .resource_group
+            .as_ref()
+            .map(|g| condition::expand(g, &scope));
         Ok(Outcome::Planned(Box::new(PlannedJob {
             name: inst.name.clone(),
             group: job.name.clone(),
@@ -365,7 +370,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             tags,
             interruptible,
             coverage: job.coverage.clone(),
-            resource_group: job.resource_group.clone(),
+            resource_group,
             release: job.release.clone(),
         })))
     };

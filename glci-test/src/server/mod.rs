@@ -554,6 +554,11 @@ impl RunningServer {
         self.shared.api.notes(id)
     }
 
+    /// Adds a line to the job's notes (see [`Self::notes`]).
+    pub fn add_note(&self, id: JobId, line: String) {
+        job_api::note(&mut self.shared.api.lock(), id, line);
+    }
+
     /// Variables parsed from the job's `dotenv` report.
     pub fn dotenv(&self, id: JobId) -> Vec<(String, String)> {
         self.shared.api.dotenv(id)
