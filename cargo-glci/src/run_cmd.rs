@@ -421,6 +421,9 @@ fn write_summary(out: &mut String, report: &RunReport) {
                 package.path.display()
             );
         }
+        for change in report.deployments.iter().filter(|d| d.job == job.name) {
+            let _ = writeln!(out, "{}: {}", printable(&job.name), change.describe());
+        }
         if matches!(job.status, Status::Failed) && !job.allowed_failure {
             if let Some(path) = &job.log_path {
                 let _ = writeln!(

@@ -5,6 +5,7 @@
 
 pub mod duration;
 pub mod env_file;
+pub mod environments;
 pub mod home;
 pub mod interrupt;
 pub mod job_spec;

@@ -172,6 +172,11 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 url,
                 action: e.action.clone().unwrap_or_else(|| "start".to_string()),
                 tier,
+                on_stop: e.on_stop.clone(),
+                auto_stop_in: e
+                    .auto_stop_in
+                    .as_ref()
+                    .map(|a| condition::expand(a, &scope)),
             }
         });
         if let Some(env) = &env_planned {

@@ -12,6 +12,7 @@
 //! they share is here.
 
 mod cache;
+mod deployments;
 mod options;
 mod report;
 mod resources;
@@ -83,6 +84,8 @@ struct State {
     aborted: bool,
     /// `resource_group`: tickets of waiting jobs, resources held by running ones.
     resources: resources::Resources,
+    /// What finished jobs did to their environments, in the order they finished.
+    deployments: Vec<crate::pipeline::environments::EnvironmentChange>,
 }
 
 struct InFlight {

@@ -257,6 +257,7 @@ fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job
         not_run_because: None,
     };
     remember(shared, id, &report);
+    super::deployments::record(shared, state, job, id, status);
     shared.add_report(state, report);
 }
 
