@@ -408,6 +408,13 @@ fn write_summary(out: &mut String, report: &RunReport) {
                 "{}: release {:?} (tag {})",
                 job.name, release.name, release.tag_name
             );
+            for link in &release.links {
+                let _ = writeln!(
+                    out,
+                    "  asset {:?} ({}): {}",
+                    link.name, link.link_type, link.url
+                );
+            }
         }
         for package in &job.packages {
             let _ = writeln!(

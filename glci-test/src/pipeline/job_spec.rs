@@ -245,6 +245,11 @@ fn shell_quoted(value: &str) -> String {
     out
 }
 
+/// `value` as a JSON string (variables in it still expand in the shell).
+fn json_string(value: &str) -> String {
+    serde_json::Value::String(value.to_string()).to_string()
+}
+
 /// The `release` step's command. GitLab generates a `release-cli create` (or `glab release
 /// create`) command, which needs that tool in the job's image; glci's step runs it when the
 /// image has it and otherwise sends the same `POST /projects/:id/releases` with `curl`.
@@ -282,6 +287,33 @@ fn release_script(release: &ReleaseConfig) -> String {
             " --data-urlencode {}",
             shell_quoted(&format!("milestones[]={milestone}"))
         ));
+    }
+    for link in &release.links {
+        // release-cli takes each link as JSON; the API as `assets[links][][key]` pairs, a
+        // repeated `name` starting the next link (Rack's arrays of hashes).
+        let mut json = format!(
+            "{{\"name\":{},\"url\":{}",
+            json_string(&link.name),
+            json_string(&link.url)
+        );
+        let mut pairs = vec![("name", link.name.as_str()), ("url", link.url.as_str())];
+        for (key, value) in [
+            ("direct_asset_path", &link.direct_asset_path),
+            ("link_type", &link.link_type),
+        ] {
+            if let Some(v) = value {
+                json.push_str(&format!(",\"{key}\":{}", json_string(v)));
+                pairs.push((key, v));
+            }
+        }
+        json.push('}');
+        cli.push_str(&format!(" --assets-link {}", shell_quoted(&json)));
+        for (key, value) in pairs {
+            curl.push_str(&format!(
+                " --data-urlencode {}",
+                shell_quoted(&format!("assets[links][][{key}]={value}"))
+            ));
+        }
     }
     curl.push_str(" \"$CI_API_V4_URL/projects/$CI_PROJECT_ID/releases\"");
     format!(
@@ -408,6 +440,29 @@ mod tests {
         assert!(
             !script.contains("--name"),
             "unset keys are not sent: {script}"
+        );
+    }
+
+    #[test]
+    fn release_links_go_as_json_to_release_cli_and_as_pairs_to_the_api() {
+        let script = release_script(&ReleaseConfig {
+            tag_name: "v1".to_string(),
+            description: "notes".to_string(),
+            links: vec![crate::plan::model::ReleaseLink {
+                name: "bin $CI_COMMIT_SHORT_SHA".to_string(),
+                url: "https://x/bin".to_string(),
+                direct_asset_path: Some("/bin".to_string()),
+                link_type: None,
+            }],
+            ..ReleaseConfig::default()
+        });
+        assert!(
+            script.contains(r#"--assets-link "{\"name\":\"bin $CI_COMMIT_SHORT_SHA\",\"url\":\"https://x/bin\",\"direct_asset_path\":\"/bin\"}""#),
+            "{script}"
+        );
+        assert!(
+            script.contains(r#"--data-urlencode "assets[links][][name]=bin $CI_COMMIT_SHORT_SHA" --data-urlencode "assets[links][][url]=https://x/bin" --data-urlencode "assets[links][][direct_asset_path]=/bin""#),
+            "{script}"
         );
     }
 }

@@ -161,13 +161,20 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 .push(&yaml_values)
                 .push(&pipeline_vars);
             let name = condition::expand(&e.name, &scope);
+            let slug = environment::slug(&name);
+            // The URL may use the environment's own variables (GitLab's example:
+            // `https://$CI_ENVIRONMENT_SLUG.example.com`, `Ci::Build#expanded_environment_url`).
+            let mut named = StrMap::default();
+            named.insert("CI_ENVIRONMENT_NAME".into(), name.clone());
+            named.insert("CI_ENVIRONMENT_SLUG".into(), slug.clone());
+            scope.push(&named);
             let url = e.url.as_ref().map(|u| condition::expand(u, &scope));
             let tier = e
                 .deployment_tier
                 .clone()
                 .unwrap_or_else(|| environment::guess_tier(&name).to_string());
             PlannedEnvironment {
-                slug: environment::slug(&name),
+                slug,
                 name,
                 url,
                 action: e.action.clone().unwrap_or_else(|| "start".to_string()),

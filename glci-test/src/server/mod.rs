@@ -60,7 +60,8 @@ pub use runner_api::spec::{
     PortSpec, ProjectSpec, RefType, RegistryLogin, ServiceSpec, StepSpec, StepWhen,
 };
 pub use runner_api::state::{
-    JobEvent, JobId, JobState, PackageFile, Release, RunnerCredentials, StoredArtifact,
+    JobEvent, JobId, JobState, PackageFile, Release, ReleaseAssetLink, RunnerCredentials,
+    StoredArtifact,
 };
 
 /// State every handler shares.

@@ -132,3 +132,132 @@ async fn jobs_of_one_resource_group_never_overlap_across_pipelines() {
         .count();
     assert_eq!(noted, 4);
 }
+
+const ENVIRONMENT_CI: &str = r#"
+default:
+  image: glci-fixture/debian:bookworm
+stages: [deploy, release]
+review:
+  stage: deploy
+  environment:
+    name: review/$CI_COMMIT_REF_NAME
+    url: https://$CI_ENVIRONMENT_SLUG.example.com
+    on_stop: stop_review
+    auto_stop_in: 1 week
+  script:
+    - echo "ENV $CI_ENVIRONMENT_NAME $CI_ENVIRONMENT_SLUG $CI_ENVIRONMENT_ACTION $CI_ENVIRONMENT_TIER $CI_ENVIRONMENT_URL"
+stop_review:
+  stage: deploy
+  environment:
+    name: review/$CI_COMMIT_REF_NAME
+    action: stop
+  when: manual
+  script:
+    - echo "STOP $CI_ENVIRONMENT_NAME $CI_ENVIRONMENT_ACTION"
+publish:
+  stage: release
+  script: [echo publishing]
+  release:
+    tag_name: v1.$CI_PIPELINE_ID
+    description: notes
+    assets:
+      links:
+        - name: binary
+          url: https://example.com/bin
+          link_type: package
+          direct_asset_path: /bin/app
+        - name: docs for $CI_COMMIT_REF_NAME
+          url: https://example.com/docs
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_environment_is_deployed_then_stopped_by_its_on_stop_job_and_a_release_keeps_its_links()
+{
+    use glci_test::pipeline::environments;
+    let project = project(ENVIRONMENT_CI);
+    let home = tempfile::tempdir().unwrap();
+    let report = run(project.path(), home.path(), Arc::default(), &[]).await;
+
+    let review = report.job("review").unwrap();
+    assert_eq!(review.status, Status::Success, "{}", review.log);
+    assert!(
+        review.log.contains("ENV review/main review-main-")
+            && review
+                .log
+                .contains(" start development https://review-main-"),
+        "{}",
+        review.log
+    );
+    // The stop job is manual: it did not run, the environment is up.
+    assert_eq!(report.job("stop_review").unwrap().status, Status::Manual);
+    assert_eq!(report.deployments.len(), 1, "{:?}", report.deployments);
+    assert_eq!(report.deployments[0].job, "review");
+    let envs = environments::load(home.path(), "acme/shop").unwrap();
+    assert_eq!(envs.len(), 1, "{envs:?}");
+    let env = &envs[0];
+    assert_eq!(
+        (env.name.as_str(), env.state.as_str()),
+        ("review/main", "available")
+    );
+    assert_eq!(env.tier, "development");
+    assert_eq!(env.on_stop.as_deref(), Some("stop_review"));
+    assert!(env
+        .url
+        .as_deref()
+        .unwrap()
+        .starts_with("https://review-main-"));
+    assert!(env.auto_stop_at.is_some());
+    let last = env.last_deployment.as_ref().unwrap();
+    assert_eq!(
+        (last.job.as_str(), last.status.as_str(), last.pipeline_id),
+        ("review", "success", report.pipeline_id)
+    );
+
+    // The release and its asset links, through the job-token API.
+    let publish = report.job("publish").unwrap();
+    assert_eq!(publish.status, Status::Success, "{}", publish.log);
+    let release = &publish.releases[0];
+    assert_eq!(release.tag_name, format!("v1.{}", report.pipeline_id));
+    let links: Vec<(&str, &str, &str, Option<&str>)> = release
+        .links
+        .iter()
+        .map(|l| {
+            (
+                l.name.as_str(),
+                l.url.as_str(),
+                l.link_type.as_str(),
+                l.direct_asset_path.as_deref(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        links,
+        [
+            (
+                "binary",
+                "https://example.com/bin",
+                "package",
+                Some("/bin/app")
+            ),
+            ("docs for main", "https://example.com/docs", "other", None),
+        ]
+    );
+
+    // Playing the stop job (a later run, as the user does by naming it) stops the environment.
+    let stopped = run(
+        project.path(),
+        home.path(),
+        Arc::default(),
+        &["stop_review"],
+    )
+    .await;
+    let stop = stopped.job("stop_review").unwrap();
+    assert_eq!(stop.status, Status::Success, "{}", stop.log);
+    assert!(stop.log.contains("STOP review/main stop"), "{}", stop.log);
+    let env = &environments::load(home.path(), "acme/shop").unwrap()[0];
+    assert_eq!(env.state, "stopped");
+    assert_eq!(
+        env.last_deployment.as_ref().unwrap().pipeline_id,
+        report.pipeline_id
+    );
+}
