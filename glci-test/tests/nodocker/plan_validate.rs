@@ -410,3 +410,17 @@ fn release_needs_a_tag_name_and_a_description() {
         ]
     );
 }
+
+#[test]
+fn release_asset_links_need_a_name_and_a_url() {
+    let c = config(
+        "rel:\n  script: x\n  release:\n    tag_name: v1\n    description: d\n    assets:\n      links:\n        - name: bin\n          url: https://x/bin\n          filepath: /bin\n",
+    );
+    let links = c.jobs["rel"].release.clone().expect("release read").links;
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].direct_asset_path.as_deref(), Some("/bin"));
+    assert_eq!(
+        errors("rel:\n  script: x\n  release:\n    tag_name: v1\n    description: d\n    assets:\n      links:\n        - name: bin\n"),
+        ["jobs:rel:release:assets:links:link url can't be blank"]
+    );
+}

@@ -401,12 +401,16 @@ fn release_links(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Vec<Rel
                 .and_then(|n| parse::scalar(n, &format!("{loc}:link {key}"), errors))
         };
         let (name, url) = (field("name", errors), field("url", errors));
+        for (key, value) in [("name", &name), ("url", &url)] {
+            if value.is_none() {
+                errors.push(LintError::entry(
+                    &item.span,
+                    &format!("{loc}:link"),
+                    &format!("{key} can't be blank"),
+                ));
+            }
+        }
         let (Some(name), Some(url)) = (name, url) else {
-            errors.push(LintError::entry(
-                &item.span,
-                &format!("{loc}:link"),
-                "name can't be blank, url can't be blank",
-            ));
             continue;
         };
         out.push(ReleaseLink {
