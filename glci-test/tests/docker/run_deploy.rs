@@ -261,3 +261,68 @@ async fn an_environment_is_deployed_then_stopped_by_its_on_stop_job_and_a_releas
         report.pipeline_id
     );
 }
+
+const ONE_DEPLOY_CI: &str = r#"
+deploy:
+  image: glci-fixture/debian:bookworm
+  resource_group: production
+  script:
+    - start=$(date +%s%N); sleep 3; echo "WINDOW $start $(date +%s%N)"
+"#;
+
+/// The resource goes to waiting jobs in the group's process mode: with `newest_first`, the
+/// latest pipeline's job runs before an older one's that waited as long.
+#[tokio::test(flavor = "multi_thread")]
+async fn newest_first_gives_the_resource_to_the_latest_pipeline() {
+    use glci_test::pipeline::resource_group::{self, ProcessMode};
+    let project = project(ONE_DEPLOY_CI);
+    let home = tempfile::tempdir().unwrap();
+    resource_group::set_process_mode(
+        &resource_group::project_dir(home.path(), "acme/shop"),
+        "production",
+        ProcessMode::NewestFirst,
+    )
+    .unwrap();
+    let options = || RunOptions {
+        home: Some(home.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    // Created in order: pipeline ids grow.
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        let session = Session::start(
+            &PipelineOptions::new(project.path()),
+            options(),
+            Arc::new(LiveLog::default()),
+        )
+        .await
+        .expect("session");
+        sessions.push(session);
+    }
+    // The oldest takes the resource; the other two wait for it together.
+    let later = |i: usize| {
+        let session = &sessions[i];
+        async move {
+            tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            session.run(&[]).await.unwrap()
+        }
+    };
+    let (first, second, third) = tokio::join!(sessions[0].run(&[]), later(1), later(2));
+    let first = first.unwrap();
+    let [one, two, three] = [&first, &second, &third].map(|r| {
+        let job = r.job("deploy").unwrap();
+        assert_eq!(job.status, Status::Success, "{}", job.log);
+        window(&job.log)
+    });
+    assert!(
+        one.1 <= three.0,
+        "first, then the newest: {one:?} {three:?}"
+    );
+    assert!(
+        three.1 <= two.0,
+        "the newest before the older: {three:?} {two:?}"
+    );
+    for session in sessions {
+        session.shutdown().await;
+    }
+}
