@@ -351,6 +351,39 @@ mod tests {
         assert!(!stale.exists(), "dead ticket removed");
     }
 
+    /// The resource held by another process (through util-linux `flock(1)`, the same
+    /// `flock(2)` lock) is free again the moment that process is killed: nothing stale is
+    /// left.
+    #[test]
+    fn a_killed_holder_gives_the_resource_back() {
+        let home = tempfile::tempdir().unwrap();
+        let dir = project_dir(home.path(), "group/app");
+        std::fs::create_dir_all(&dir).unwrap();
+        let lock = dir.join("deploy.lock");
+        // The shell opens the lock file as fd 9, `flock 9` locks that open file, and the
+        // shell becomes `sleep`, which keeps fd 9 (and so the lock) until it is killed.
+        let mut holder = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(r#"exec 9>"$1"; flock 9; exec sleep 60"#)
+            .arg("sh")
+            .arg(&lock)
+            .spawn()
+            .expect("sh with util-linux flock");
+        let ticket = Ticket::join(&dir, "deploy", order(1, 0)).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        // Wait until the other process has the lock.
+        while ticket.try_acquire().unwrap().is_some() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "flock never took the lock"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        holder.kill().unwrap();
+        holder.wait().unwrap();
+        assert!(ticket.try_acquire().unwrap().is_some(), "freed by the kill");
+    }
+
     #[test]
     fn group_names_become_one_file_each() {
         assert_eq!(file_key("production"), "production");
