@@ -424,3 +424,22 @@ fn release_asset_links_need_a_name_and_a_url() {
         ["jobs:rel:release:assets:links:link url can't be blank"]
     );
 }
+
+#[test]
+fn deployment_tiers_are_gitlabs_five() {
+    let c =
+        config("d:\n  script: x\n  environment:\n    name: prod\n    deployment_tier: staging\n");
+    assert_eq!(
+        c.jobs["d"]
+            .environment
+            .clone()
+            .unwrap()
+            .deployment_tier
+            .as_deref(),
+        Some("staging")
+    );
+    assert_eq!(
+        errors("d:\n  script: x\n  environment:\n    name: prod\n    deployment_tier: live\n"),
+        ["jobs:d:environment deployment tier must be one of production, staging, testing, development, other"]
+    );
+}
