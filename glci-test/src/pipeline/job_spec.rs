@@ -270,6 +270,8 @@ fn release_script(release: &ReleaseConfig) -> String {
             fields.push((flag, key, v));
         }
     }
+    // (API parameter, value) in the order curl sends them, for the wget fallback.
+    let mut form: Vec<(String, String)> = Vec::new();
     let mut cli = String::from("release-cli create");
     let mut curl = String::from(
         "curl --fail-with-body --silent --show-error --header \"JOB-TOKEN: $CI_JOB_TOKEN\"",
@@ -280,6 +282,7 @@ fn release_script(release: &ReleaseConfig) -> String {
             " --data-urlencode {}",
             shell_quoted(&format!("{key}={value}"))
         ));
+        form.push((key.to_string(), value.to_string()));
     }
     for milestone in &release.milestones {
         cli.push_str(&format!(" --milestone {}", shell_quoted(milestone)));
@@ -287,6 +290,7 @@ fn release_script(release: &ReleaseConfig) -> String {
             " --data-urlencode {}",
             shell_quoted(&format!("milestones[]={milestone}"))
         ));
+        form.push(("milestones[]".to_string(), milestone.clone()));
     }
     for link in &release.links {
         // release-cli takes each link as JSON; the API as `assets[links][][key]` pairs, a
@@ -313,13 +317,27 @@ fn release_script(release: &ReleaseConfig) -> String {
                 " --data-urlencode {}",
                 shell_quoted(&format!("assets[links][][{key}]={value}"))
             ));
+            form.push((format!("assets[links][][{key}]"), value.to_string()));
         }
     }
     curl.push_str(" \"$CI_API_V4_URL/projects/$CI_PROJECT_ID/releases\"");
+    // Minimal images (busybox, alpine) have neither but have `wget`: the same form, every
+    // value's bytes percent-encoded with `od`.
+    let data: Vec<String> = form
+        .iter()
+        .map(|(key, value)| format!("{key}=$(glci_urlencode {})", shell_quoted(value)))
+        .collect();
+    let wget = format!(
+        "glci_urlencode() {{ printf %s \"$1\" | od -An -tx1 -v | tr -d ' \\n' | sed 's/../%&/g'; }}\n  \
+         wget -q -O - --header \"JOB-TOKEN: $CI_JOB_TOKEN\" --post-data \"{}\" \
+         \"$CI_API_V4_URL/projects/$CI_PROJECT_ID/releases\" && echo",
+        data.join("&")
+    );
     format!(
         "if command -v release-cli >/dev/null 2>&1; then\n  {cli}\n\
          elif command -v curl >/dev/null 2>&1; then\n  {curl} && echo\n\
-         else\n  echo 'release: the job image needs release-cli or curl' >&2; exit 1\nfi"
+         elif command -v wget >/dev/null 2>&1; then\n  {wget}\n\
+         else\n  echo 'release: the job image needs release-cli, curl or wget' >&2; exit 1\nfi"
     )
 }
 

@@ -168,6 +168,18 @@ publish:
           direct_asset_path: /bin/app
         - name: docs for $CI_COMMIT_REF_NAME
           url: https://example.com/docs
+publish_small:
+  stage: release
+  image: glci-fixture/busybox:latest
+  script: [echo publishing]
+  release:
+    tag_name: small-$CI_PIPELINE_ID
+    description: 'a "quoted" & spaced \ note for $CI_COMMIT_REF_NAME, 100%'
+    milestones: [m1]
+    assets:
+      links:
+        - name: tarball
+          url: https://example.com/t.tgz?a=1&b=2
 "#;
 
 #[tokio::test(flavor = "multi_thread")]
@@ -242,6 +254,18 @@ async fn an_environment_is_deployed_then_stopped_by_its_on_stop_job_and_a_releas
             ("docs for main", "https://example.com/docs", "other", None),
         ]
     );
+
+    // An image with neither release-cli nor curl (busybox): the same request with wget.
+    let small = report.job("publish_small").unwrap();
+    assert_eq!(small.status, Status::Success, "{}", small.log);
+    let release = &small.releases[0];
+    assert_eq!(release.tag_name, format!("small-{}", report.pipeline_id));
+    assert_eq!(
+        release.description,
+        r#"a "quoted" & spaced \ note for main, 100%"#
+    );
+    assert_eq!(release.milestones, ["m1"]);
+    assert_eq!(release.links[0].url, "https://example.com/t.tgz?a=1&b=2");
 
     // Playing the stop job (a later run, as the user does by naming it) stops the environment.
     let stopped = run(
