@@ -60,6 +60,10 @@ pub enum Command {
     Variables(crate::variables_cmd::VariablesArgs),
     /// The artifacts of this project's earlier runs: `list`, `inspect JOB`, `extract JOB`.
     Artifacts(crate::artifacts_cmd::ArtifactsArgs),
+    /// This project's environments and their last deployment (as glci's runs left them).
+    Environments,
+    /// Show or set a resource group's process mode (`--process-mode`).
+    ResourceGroup(crate::deploy_cmd::ResourceGroupArgs),
     /// Check the Docker engine and what runs will meet there: the bridge address jobs use,
     /// privileged containers, free disk in GLCI_HOME, the fixture images.
     Doctor,

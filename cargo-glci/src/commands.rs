@@ -27,6 +27,8 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Config { event, .. } => Ok(config(&event)),
         Command::Variables(args) => Ok(crate::variables_cmd::run(&args)),
         Command::Artifacts(args) => crate::artifacts_cmd::run(&args),
+        Command::Environments => crate::deploy_cmd::environments(),
+        Command::ResourceGroup(args) => crate::deploy_cmd::resource_group(&args),
         Command::Doctor => block_on(doctor()),
         Command::Registry { command } => crate::registry_cmd::run(command),
         Command::Clean { all } => block_on(clean(all)),

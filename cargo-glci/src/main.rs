@@ -4,6 +4,7 @@
 mod args;
 mod artifacts_cmd;
 mod commands;
+mod deploy_cmd;
 mod exit;
 mod json_events;
 mod progress;

@@ -424,6 +424,13 @@ fn write_summary(out: &mut String, report: &RunReport) {
                 "{}: release {:?} (tag {})",
                 job.name, release.name, release.tag_name
             );
+            for link in &release.links {
+                let _ = writeln!(
+                    out,
+                    "  asset {:?} ({}): {}",
+                    link.name, link.link_type, link.url
+                );
+            }
         }
         for package in &job.packages {
             let _ = writeln!(
@@ -436,6 +443,9 @@ fn write_summary(out: &mut String, report: &RunReport) {
                 package.size,
                 package.path.display()
             );
+        }
+        for change in report.deployments.iter().filter(|d| d.job == job.name) {
+            let _ = writeln!(out, "{}: {}", printable(&job.name), change.describe());
         }
         if matches!(job.status, Status::Failed) && !job.allowed_failure {
             if let Some(path) = &job.log_path {

@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod cli;
+mod deploy;
 mod doctor;
 mod external;
 mod harness;

@@ -157,10 +157,23 @@ fn ensure_bare_repo(repo: &Repo, bare: &Path) -> Result<(), GitError> {
         let parent = bare.parent().unwrap_or(bare);
         fs::create_dir_all(parent)
             .map_err(|e| GitError::io("cannot create the data directory", parent, e))?;
+        // Made under a temporary name and renamed into place: two runs starting at once on
+        // a fresh data directory both get here, and `git init` of one path at once fails on
+        // `config.lock`. The first rename wins; the loser's copy goes with its temp dir.
+        let staging = tempfile::Builder::new()
+            .prefix(".init-")
+            .tempdir_in(parent)
+            .map_err(|e| GitError::io("cannot create a temp directory in", parent, e))?;
+        let staged = staging.path().join("repo.git");
         git(parent)
             .args(["init", "--bare", "--quiet", "--"])
-            .arg(bare)
+            .arg(&staged)
             .run()?;
+        match fs::rename(&staged, bare) {
+            Ok(()) => {}
+            Err(_) if bare.join("HEAD").exists() => {}
+            Err(e) => return Err(GitError::io("cannot create", bare, e)),
+        }
     }
     let info = bare.join("objects").join("info");
     fs::create_dir_all(&info).map_err(|e| GitError::io("cannot create", &info, e))?;

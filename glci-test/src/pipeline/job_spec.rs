@@ -245,6 +245,11 @@ fn shell_quoted(value: &str) -> String {
     out
 }
 
+/// `value` as a JSON string (variables in it still expand in the shell).
+fn json_string(value: &str) -> String {
+    serde_json::Value::String(value.to_string()).to_string()
+}
+
 /// The `release` step's command. GitLab generates a `release-cli create` (or `glab release
 /// create`) command, which needs that tool in the job's image; glci's step runs it when the
 /// image has it and otherwise sends the same `POST /projects/:id/releases` with `curl`.
@@ -265,6 +270,8 @@ fn release_script(release: &ReleaseConfig) -> String {
             fields.push((flag, key, v));
         }
     }
+    // (API parameter, value) in the order curl sends them, for the wget fallback.
+    let mut form: Vec<(String, String)> = Vec::new();
     let mut cli = String::from("release-cli create");
     let mut curl = String::from(
         "curl --fail-with-body --silent --show-error --header \"JOB-TOKEN: $CI_JOB_TOKEN\"",
@@ -275,6 +282,7 @@ fn release_script(release: &ReleaseConfig) -> String {
             " --data-urlencode {}",
             shell_quoted(&format!("{key}={value}"))
         ));
+        form.push((key.to_string(), value.to_string()));
     }
     for milestone in &release.milestones {
         cli.push_str(&format!(" --milestone {}", shell_quoted(milestone)));
@@ -282,12 +290,54 @@ fn release_script(release: &ReleaseConfig) -> String {
             " --data-urlencode {}",
             shell_quoted(&format!("milestones[]={milestone}"))
         ));
+        form.push(("milestones[]".to_string(), milestone.clone()));
+    }
+    for link in &release.links {
+        // release-cli takes each link as JSON; the API as `assets[links][][key]` pairs, a
+        // repeated `name` starting the next link (Rack's arrays of hashes).
+        let mut json = format!(
+            "{{\"name\":{},\"url\":{}",
+            json_string(&link.name),
+            json_string(&link.url)
+        );
+        let mut pairs = vec![("name", link.name.as_str()), ("url", link.url.as_str())];
+        for (key, value) in [
+            ("direct_asset_path", &link.direct_asset_path),
+            ("link_type", &link.link_type),
+        ] {
+            if let Some(v) = value {
+                json.push_str(&format!(",\"{key}\":{}", json_string(v)));
+                pairs.push((key, v));
+            }
+        }
+        json.push('}');
+        cli.push_str(&format!(" --assets-link {}", shell_quoted(&json)));
+        for (key, value) in pairs {
+            curl.push_str(&format!(
+                " --data-urlencode {}",
+                shell_quoted(&format!("assets[links][][{key}]={value}"))
+            ));
+            form.push((format!("assets[links][][{key}]"), value.to_string()));
+        }
     }
     curl.push_str(" \"$CI_API_V4_URL/projects/$CI_PROJECT_ID/releases\"");
+    // Minimal images (busybox, alpine) have neither but have `wget`: the same form, every
+    // value's bytes percent-encoded with `od`.
+    let data: Vec<String> = form
+        .iter()
+        .map(|(key, value)| format!("{key}=$(glci_urlencode {})", shell_quoted(value)))
+        .collect();
+    let wget = format!(
+        "glci_urlencode() {{ printf %s \"$1\" | od -An -tx1 -v | tr -d ' \\n' | sed 's/../%&/g'; }}\n  \
+         wget -q -O - --header \"JOB-TOKEN: $CI_JOB_TOKEN\" --post-data \"{}\" \
+         \"$CI_API_V4_URL/projects/$CI_PROJECT_ID/releases\" && echo",
+        data.join("&")
+    );
     format!(
         "if command -v release-cli >/dev/null 2>&1; then\n  {cli}\n\
          elif command -v curl >/dev/null 2>&1; then\n  {curl} && echo\n\
-         else\n  echo 'release: the job image needs release-cli or curl' >&2; exit 1\nfi"
+         elif command -v wget >/dev/null 2>&1; then\n  {wget}\n\
+         else\n  echo 'release: the job image needs release-cli, curl or wget' >&2; exit 1\nfi"
     )
 }
 
@@ -408,6 +458,29 @@ mod tests {
         assert!(
             !script.contains("--name"),
             "unset keys are not sent: {script}"
+        );
+    }
+
+    #[test]
+    fn release_links_go_as_json_to_release_cli_and_as_pairs_to_the_api() {
+        let script = release_script(&ReleaseConfig {
+            tag_name: "v1".to_string(),
+            description: "notes".to_string(),
+            links: vec![crate::plan::model::ReleaseLink {
+                name: "bin $CI_COMMIT_SHORT_SHA".to_string(),
+                url: "https://x/bin".to_string(),
+                direct_asset_path: Some("/bin".to_string()),
+                link_type: None,
+            }],
+            ..ReleaseConfig::default()
+        });
+        assert!(
+            script.contains(r#"--assets-link "{\"name\":\"bin $CI_COMMIT_SHORT_SHA\",\"url\":\"https://x/bin\",\"direct_asset_path\":\"/bin\"}""#),
+            "{script}"
+        );
+        assert!(
+            script.contains(r#"--data-urlencode "assets[links][][name]=bin $CI_COMMIT_SHORT_SHA" --data-urlencode "assets[links][][url]=https://x/bin" --data-urlencode "assets[links][][direct_asset_path]=/bin""#),
+            "{script}"
         );
     }
 }

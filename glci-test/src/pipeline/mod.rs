@@ -6,12 +6,14 @@
 pub mod duration;
 pub mod env_file;
 pub mod history;
+pub mod environments;
 pub mod home;
 pub mod interrupt;
 pub mod job_spec;
 pub mod kept_artifacts;
 pub mod past_runs;
 pub mod render;
+pub mod resource_group;
 pub mod results;
 pub mod run;
 pub mod staging;

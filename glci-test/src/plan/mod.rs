@@ -80,6 +80,10 @@ pub struct PlannedEnvironment {
     pub url: Option<String>,
     pub action: String,
     pub tier: String,
+    /// The job that stops this environment (`on_stop`).
+    pub on_stop: Option<String>,
+    /// `auto_stop_in`, expanded (a ChronicDuration, or `never`).
+    pub auto_stop_in: Option<String>,
 }
 
 /// A job of the created pipeline.

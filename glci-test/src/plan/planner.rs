@@ -161,17 +161,29 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
                 .push(&yaml_values)
                 .push(&pipeline_vars);
             let name = condition::expand(&e.name, &scope);
+            let slug = environment::slug(&name);
+            // The URL may use the environment's own variables (GitLab's example:
+            // `https://$CI_ENVIRONMENT_SLUG.example.com`, `Ci::Build#expanded_environment_url`).
+            let mut named = StrMap::default();
+            named.insert("CI_ENVIRONMENT_NAME".into(), name.clone());
+            named.insert("CI_ENVIRONMENT_SLUG".into(), slug.clone());
+            scope.push(&named);
             let url = e.url.as_ref().map(|u| condition::expand(u, &scope));
             let tier = e
                 .deployment_tier
                 .clone()
                 .unwrap_or_else(|| environment::guess_tier(&name).to_string());
             PlannedEnvironment {
-                slug: environment::slug(&name),
+                slug,
                 name,
                 url,
                 action: e.action.clone().unwrap_or_else(|| "start".to_string()),
                 tier,
+                on_stop: e.on_stop.clone(),
+                auto_stop_in: e
+                    .auto_stop_in
+                    .as_ref()
+                    .map(|a| condition::expand(a, &scope)),
             }
         });
         if let Some(env) = &env_planned {
@@ -336,6 +348,11 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             .iter()
             .map(|t| condition::expand_existing(t, &scope))
             .collect();
+        // `Seed::Build#resource_group`: the key with the job's variables expanded.
+        let resource_group = job
+            .resource_group
+            .as_ref()
+            .map(|g| condition::expand(g, &scope));
         Ok(Outcome::Planned(Box::new(PlannedJob {
             name: inst.name.clone(),
             group: job.name.clone(),
@@ -365,7 +382,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             tags,
             interruptible,
             coverage: job.coverage.clone(),
-            resource_group: job.resource_group.clone(),
+            resource_group,
             release: job.release.clone(),
         })))
     };

@@ -60,7 +60,8 @@ pub use runner_api::spec::{
     PortSpec, ProjectSpec, RefType, RegistryLogin, ServiceSpec, StepSpec, StepWhen,
 };
 pub use runner_api::state::{
-    JobEvent, JobId, JobState, PackageFile, Release, RunnerCredentials, StoredArtifact,
+    JobEvent, JobId, JobState, PackageFile, Release, ReleaseAssetLink, RunnerCredentials,
+    StoredArtifact,
 };
 pub use s3::{clear_cache, ClearedCache};
 
@@ -553,6 +554,11 @@ impl RunningServer {
     /// releases created).
     pub fn notes(&self, id: JobId) -> Vec<String> {
         self.shared.api.notes(id)
+    }
+
+    /// Adds a line to the job's notes (see [`Self::notes`]).
+    pub fn add_note(&self, id: JobId, line: String) {
+        job_api::note(&mut self.shared.api.lock(), id, line);
     }
 
     /// Variables parsed from the job's `dotenv` report.

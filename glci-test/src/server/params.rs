@@ -229,6 +229,26 @@ fn insert(map: &mut Map<String, Value>, path: &[&str], value: String) {
                 items.push(Value::String(value));
             }
         }
+        ["", tail @ ..] => {
+            // `a[][b]=…`: an array of hashes. As Rack does, the value goes into the last
+            // hash unless that one has the key already, which starts the next hash (so
+            // `links[][name]=x&links[][url]=y&links[][name]=z` is two links).
+            let slot = map
+                .entry(head.to_string())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if !slot.is_array() {
+                *slot = Value::Array(Vec::new());
+            }
+            if let Value::Array(items) = slot {
+                let reuse = matches!(items.last(), Some(Value::Object(last)) if !last.contains_key(tail[0]));
+                if !reuse {
+                    items.push(Value::Object(Map::new()));
+                }
+                if let Some(Value::Object(last)) = items.last_mut() {
+                    insert(last, tail, value);
+                }
+            }
+        }
         _ => {
             let slot = map
                 .entry(head.to_string())
@@ -237,12 +257,7 @@ fn insert(map: &mut Map<String, Value>, path: &[&str], value: String) {
                 *slot = Value::Object(Map::new());
             }
             if let Value::Object(inner) = slot {
-                // `a[][b]` (arrays of hashes) is not used by any endpoint here: keep the key.
-                let rest: Vec<&str> = rest
-                    .iter()
-                    .map(|s| if s.is_empty() { "[]" } else { s })
-                    .collect();
-                insert(inner, &rest, value);
+                insert(inner, rest, value);
             }
         }
     }
@@ -343,6 +358,17 @@ mod tests {
         assert_eq!(flag(&v, "/info/features/two_phase_job_commit"), Some(true));
         assert_eq!(list(&v, "tag_list"), ["a", "b"]);
         assert_eq!(pairs("a[b=1"), json!({"a[b": "1"}));
+    }
+
+    #[test]
+    fn arrays_of_hashes_start_a_hash_when_a_key_repeats() {
+        let v = pairs(
+            "assets[links][][name]=a&assets[links][][url]=u1&assets[links][][name]=b&assets[links][][url]=u2",
+        );
+        assert_eq!(
+            v,
+            json!({"assets": {"links": [{"name": "a", "url": "u1"}, {"name": "b", "url": "u2"}]}})
+        );
     }
 
     #[test]

@@ -14,6 +14,7 @@ mod registry_cache;
 mod run_buildx;
 mod run_cache;
 mod run_catalog;
+mod run_deploy;
 mod run_dind;
 mod run_job_api;
 mod run_lifecycle;

@@ -418,3 +418,31 @@ fn commit_tree_reads_files_listing_and_last_commits_of_the_snapshot() {
     );
     assert_eq!(tree.last_commit(&["missing.txt".to_string()]), None);
 }
+
+/// Two runs starting at once on a fresh data directory both find no bare repository: both
+/// snapshots succeed (the second `git init` in place failed on `config.lock`).
+#[test]
+fn concurrent_first_snapshots_share_one_bare_repository() {
+    for round in 0..6 {
+        let (tmp, dir) = repo_with_history();
+        let data = tmp.path().join("data");
+        let threads: Vec<_> = (0..8u64)
+            .map(|i| {
+                let (dir, data) = (dir.clone(), data.clone());
+                std::thread::spawn(move || {
+                    let repo = Repo::discover(&dir).expect("discover");
+                    let req = SnapshotRequest {
+                        pipeline_id: i + 1,
+                        branch: Some("main".into()),
+                        ..Default::default()
+                    };
+                    snapshot(&repo, &data, &req).map(|s| s.sha)
+                })
+            })
+            .collect();
+        for t in threads {
+            let result = t.join().expect("thread");
+            assert!(result.is_ok(), "round {round}: {result:?}");
+        }
+    }
+}

@@ -410,3 +410,36 @@ fn release_needs_a_tag_name_and_a_description() {
         ]
     );
 }
+
+#[test]
+fn release_asset_links_need_a_name_and_a_url() {
+    let c = config(
+        "rel:\n  script: x\n  release:\n    tag_name: v1\n    description: d\n    assets:\n      links:\n        - name: bin\n          url: https://x/bin\n          filepath: /bin\n",
+    );
+    let links = c.jobs["rel"].release.clone().expect("release read").links;
+    assert_eq!(links.len(), 1);
+    assert_eq!(links[0].direct_asset_path.as_deref(), Some("/bin"));
+    assert_eq!(
+        errors("rel:\n  script: x\n  release:\n    tag_name: v1\n    description: d\n    assets:\n      links:\n        - name: bin\n"),
+        ["jobs:rel:release:assets:links:link url can't be blank"]
+    );
+}
+
+#[test]
+fn deployment_tiers_are_gitlabs_five() {
+    let c =
+        config("d:\n  script: x\n  environment:\n    name: prod\n    deployment_tier: staging\n");
+    assert_eq!(
+        c.jobs["d"]
+            .environment
+            .clone()
+            .unwrap()
+            .deployment_tier
+            .as_deref(),
+        Some("staging")
+    );
+    assert_eq!(
+        errors("d:\n  script: x\n  environment:\n    name: prod\n    deployment_tier: live\n"),
+        ["jobs:d:environment deployment tier must be one of production, staging, testing, development, other"]
+    );
+}

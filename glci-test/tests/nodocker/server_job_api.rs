@@ -174,6 +174,34 @@ async fn packages_releases_and_unknown_endpoints() {
     assert_eq!(releases.len(), 1);
     assert_eq!(releases[0].milestones, ["m1"]);
 
+    // Asset links as release-cli sends them (JSON); a link without its URL is refused.
+    let linked = send_json(
+        "POST",
+        &format!("{api}/projects/3/releases"),
+        &json!({"tag_name": "v2", "description": "d", "job_token": token,
+                "assets": {"links": [{"name": "bin", "url": "https://x/bin", "link_type": "package"}]}}),
+    )
+    .await;
+    assert_eq!(linked.status, 201, "{}", linked.text());
+    assert_eq!(linked.json()["assets"]["count"], 1);
+    assert_eq!(linked.json()["assets"]["links"][0]["link_type"], "package");
+    let no_url = send_json(
+        "POST",
+        &format!("{api}/projects/3/releases"),
+        &json!({"tag_name": "v3", "description": "d", "job_token": token,
+                "assets": {"links": [{"name": "bin"}]}}),
+    )
+    .await;
+    assert_eq!(no_url.status, 400, "{}", no_url.text());
+    assert!(
+        no_url.text().contains("assets[links][url] is missing"),
+        "{}",
+        no_url.text()
+    );
+    let releases = server.releases(id);
+    assert_eq!(releases.len(), 2);
+    assert_eq!(releases[1].links[0].url, "https://x/bin");
+
     let unknown = get(&["-H", &auth], &format!("{api}/projects/3/environments")).await;
     assert_eq!(unknown.status, 404);
     assert_eq!(unknown.json(), json!({"message": "404 Not Found"}));

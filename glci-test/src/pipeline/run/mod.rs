@@ -12,8 +12,10 @@
 //! they share is here.
 
 mod cache;
+mod deployments;
 mod options;
 mod report;
+mod resources;
 mod scheduler;
 mod session;
 mod setup;
@@ -80,6 +82,10 @@ struct State {
     canceling: bool,
     /// The built-in runners' workers were dropped mid-job ([`Session::abort`]).
     aborted: bool,
+    /// `resource_group`: tickets of waiting jobs, resources held by running ones.
+    resources: resources::Resources,
+    /// What finished jobs did to their environments, in the order they finished.
+    deployments: Vec<crate::pipeline::environments::EnvironmentChange>,
 }
 
 struct InFlight {
@@ -127,6 +133,7 @@ impl Shared {
 
     fn add_report(&self, state: &mut State, report: JobReport) {
         self.observer.job_finished(&report);
+        state.resources.release(&report.name);
         state.reports.insert(report.name.clone(), report);
         self.reports_changed.send_modify(|n| *n += 1);
     }

@@ -97,6 +97,8 @@ pub struct RunReport {
     pub jobs: Vec<JobReport>,
     /// Where logs and artifacts of this pipeline are kept.
     pub dir: PathBuf,
+    /// What the jobs did to their environments (`environment:`), in the order they finished.
+    pub deployments: Vec<crate::pipeline::environments::EnvironmentChange>,
 }
 
 impl RunReport {

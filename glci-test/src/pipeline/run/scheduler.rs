@@ -117,7 +117,8 @@ fn step(shared: &Shared) {
             }
             _ => false,
         };
-        if release && !state.canceling {
+        // `resource_group`: released, but waiting for the group's resource (run/resources.rs).
+        if release && !state.canceling && state.resources.ready(shared, job) {
             dispatch(shared, &mut state, job);
             dispatched = true;
         }
@@ -129,7 +130,11 @@ fn step(shared: &Shared) {
         .due
         .keys()
         .any(|n| !state.outcomes.contains_key(n) && closure.contains(n));
-    if state.in_flight.is_empty() && !dispatched && !waiting_on_timer {
+    if state.in_flight.is_empty()
+        && !dispatched
+        && !waiting_on_timer
+        && !state.resources.any_waiting()
+    {
         let progress = status::propagate(&sub, &state.outcomes);
         for job in &sub.jobs {
             if state.reports.contains_key(&job.name) {
@@ -252,6 +257,7 @@ fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job
         not_run_because: None,
     };
     remember(shared, id, &report);
+    super::deployments::record(shared, state, job, id, status);
     shared.add_report(state, report);
 }
 
@@ -330,6 +336,7 @@ fn dispatch(shared: &Shared, state: &mut State, job: &PlannedJob) {
     let spec = job_spec(job, &shared.facts, dependencies);
     match shared.server.enqueue(spec) {
         Ok(id) => {
+            state.resources.dispatched(shared, &job.name, Some(id));
             state.attempts.entry(job.name.clone()).or_insert(1);
             state.ids.insert(job.name.clone(), id);
             state

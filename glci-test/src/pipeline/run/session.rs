@@ -255,6 +255,12 @@ impl Session {
                             .filter_map(|j| state.reports.get(&j.name).cloned())
                             .collect(),
                         dir: self.shared.dir.clone(),
+                        deployments: state
+                            .deployments
+                            .iter()
+                            .filter(|d| closure.contains(&d.job))
+                            .cloned()
+                            .collect(),
                     });
                 }
             }

@@ -353,11 +353,24 @@ pub fn environment(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Optio
                     ));
                 }
             }
+            // `Entry::Environment`: the tiers of `Environment.deployment_tiers`.
+            let deployment_tier = m.get("deployment_tier").and_then(Node::scalar_string);
+            if let Some(tier) = &deployment_tier {
+                const TIERS: [&str; 5] =
+                    ["production", "staging", "testing", "development", "other"];
+                if !TIERS.contains(&tier.as_str()) {
+                    errors.push(LintError::entry(
+                        &node.span,
+                        loc,
+                        "deployment tier must be one of production, staging, testing, development, other",
+                    ));
+                }
+            }
             Some(Environment {
                 name,
                 url: m.get("url").and_then(Node::scalar_string),
                 action,
-                deployment_tier: m.get("deployment_tier").and_then(Node::scalar_string),
+                deployment_tier,
                 on_stop: m.get("on_stop").and_then(Node::scalar_string),
                 auto_stop_in: m.get("auto_stop_in").and_then(Node::scalar_string),
             })

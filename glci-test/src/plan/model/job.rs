@@ -2,7 +2,7 @@
 
 use super::fields;
 use super::parse;
-use super::{AllowFailure, Inherit, InheritList, JobConfig, ReleaseConfig, When};
+use super::{AllowFailure, Inherit, InheritList, JobConfig, ReleaseConfig, ReleaseLink, When};
 use crate::config::{Mapping, Node, Value};
 use crate::plan::lint::LintError;
 
@@ -302,7 +302,7 @@ fn at<'b>(buf: &'b mut String, loc: &str, suffix: &str) -> &'b str {
 }
 
 /// `release:` as GitLab's `Entry::Release` validates it: `tag_name` and `description` are
-/// required; `assets:links` are accepted and not used (glci keeps no asset links).
+/// required; `assets:links` entries need `name` and `url`.
 fn release(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<ReleaseConfig> {
     let Value::Map(m) = &node.value else {
         errors.push(LintError::entry(&node.span, loc, "config should be a hash"));
@@ -351,6 +351,10 @@ fn release(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<Releas
             )
         })
         .unwrap_or_default();
+    let links = m
+        .get("assets")
+        .map(|n| release_links(n, &format!("{loc}:assets"), errors))
+        .unwrap_or_default();
     Some(ReleaseConfig {
         tag_name: tag_name?,
         description: description?,
@@ -359,7 +363,65 @@ fn release(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<Releas
         ref_name: field("ref", errors),
         released_at: field("released_at", errors),
         milestones,
+        links,
     })
+}
+
+/// `release:assets`: `links`, a list of `{name, url, direct_asset_path, link_type}`.
+fn release_links(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Vec<ReleaseLink> {
+    let Value::Map(assets) = &node.value else {
+        errors.push(LintError::entry(&node.span, loc, "config should be a hash"));
+        return Vec::new();
+    };
+    let Some(links) = assets.get("links") else {
+        errors.push(LintError::entry(&node.span, loc, "links can't be blank"));
+        return Vec::new();
+    };
+    let loc = format!("{loc}:links");
+    let Value::Seq(items) = &links.value else {
+        errors.push(LintError::entry(
+            &links.span,
+            &loc,
+            "config should be an array",
+        ));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let Value::Map(link) = &item.value else {
+            errors.push(LintError::entry(
+                &item.span,
+                &loc,
+                "config should be a hash",
+            ));
+            continue;
+        };
+        let field = |key: &str, errors: &mut Vec<LintError>| {
+            link.get(key)
+                .and_then(|n| parse::scalar(n, &format!("{loc}:link {key}"), errors))
+        };
+        let (name, url) = (field("name", errors), field("url", errors));
+        for (key, value) in [("name", &name), ("url", &url)] {
+            if value.is_none() {
+                errors.push(LintError::entry(
+                    &item.span,
+                    &format!("{loc}:link"),
+                    &format!("{key} can't be blank"),
+                ));
+            }
+        }
+        let (Some(name), Some(url)) = (name, url) else {
+            continue;
+        };
+        out.push(ReleaseLink {
+            name,
+            url,
+            direct_asset_path: field("direct_asset_path", errors)
+                .or_else(|| field("filepath", errors)),
+            link_type: field("link_type", errors),
+        });
+    }
+    out
 }
 
 fn allow_failure(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<AllowFailure> {

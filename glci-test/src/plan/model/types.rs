@@ -362,6 +362,19 @@ pub struct ReleaseConfig {
     pub ref_name: Option<String>,
     pub released_at: Option<String>,
     pub milestones: Vec<String>,
+    /// `assets:links`.
+    pub links: Vec<ReleaseLink>,
+}
+
+/// One `release:assets:links` entry (GitLab's `Entry::Release::Assets::Link`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReleaseLink {
+    pub name: String,
+    pub url: String,
+    /// `direct_asset_path` (or its deprecated name `filepath`).
+    pub direct_asset_path: Option<String>,
+    /// `other` (the default), `runbook`, `image` or `package`.
+    pub link_type: Option<String>,
 }
 
 impl JobConfig {

@@ -96,6 +96,18 @@ pub struct Release {
     pub ref_name: String,
     pub released_at: String,
     pub milestones: Vec<String>,
+    /// `assets[links]`.
+    pub links: Vec<ReleaseAssetLink>,
+}
+
+/// A link of a release's assets (`Releases::Link`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReleaseAssetLink {
+    pub name: String,
+    pub url: String,
+    pub direct_asset_path: Option<String>,
+    /// `other` unless given.
+    pub link_type: String,
 }
 
 /// One generic package file a job uploaded (`PUT /projects/:id/packages/generic/...`).
