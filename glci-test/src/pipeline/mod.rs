@@ -14,6 +14,7 @@ pub mod render;
 pub mod results;
 pub mod run;
 pub mod staging;
+pub mod test_reports;
 pub mod variable_trace;
 
 pub use run::{

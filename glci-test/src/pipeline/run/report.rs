@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::pipeline::test_reports::TestResults;
 use crate::plan::status::Status;
 use crate::plan::PlannedJob;
 use crate::server::{PackageFile, Release};
@@ -63,6 +64,8 @@ pub struct JobReport {
     pub kept_container: Option<String>,
     /// Why a job did not run (skipped, manual, blocked, canceled).
     pub not_run_because: Option<String>,
+    /// Its JUnit cases, `coverage:` figure and other reports.
+    pub tests: TestResults,
 }
 
 impl JobReport {
@@ -113,5 +116,6 @@ pub(super) fn not_run(job: &PlannedJob, status: Status, why: Option<String>) -> 
         packages: Vec::new(),
         kept_container: None,
         not_run_because: why,
+        tests: TestResults::default(),
     }
 }
