@@ -14,6 +14,7 @@ pub mod junit;
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
+use crate::pipeline::past_runs::{JobRecord, PastPipeline};
 use crate::server::StoredArtifact;
 
 pub use junit::{CaseStatus, TestCase};
@@ -76,6 +77,24 @@ impl TestResults {
             }
         }
         results
+    }
+
+    /// The results of a job recorded in an earlier run (`past_runs`): its reports only (the
+    /// log of an earlier run is not read again for coverage).
+    pub fn from_record(pipeline: &PastPipeline, job: &JobRecord) -> TestResults {
+        let artifacts: Vec<StoredArtifact> = job
+            .artifacts
+            .iter()
+            .map(|a| StoredArtifact {
+                artifact_type: a.artifact_type.clone(),
+                format: a.format.clone(),
+                filename: a.filename.clone(),
+                path: pipeline.dir.join(&a.path),
+                size: a.size,
+                expire_in: a.expire_in.clone(),
+            })
+            .collect();
+        TestResults::collect(&artifacts, None, None)
     }
 
     pub fn counts(&self) -> Option<Counts> {
