@@ -12,8 +12,8 @@
 //! kind (`[test] unit`); `when: manual` jobs are ignored trials (`--ignored`,
 //! `--include-ignored` play them); jobs excluded by rules are not trials. Running a trial
 //! runs what it needs first, once per process, on the harness's own async runtime. An
-//! allowed failure passes with the failure printed on stderr; a failure prints the last 40
-//! log lines and the path of the full log; a job kept from running by a failed upstream
+//! allowed failure passes with the failure printed on stderr; a failure prints the failed
+//! cases of the job's JUnit reports, the last 40 log lines and the path of the full log; a job kept from running by a failed upstream
 //! fails with "not run: needs `X`, which failed". Filters, `--exact`, `--skip`, `--list`,
 //! `--test-threads`, `--format` are libtest-mimic's; `--nocapture` streams job logs to
 //! stderr, each line prefixed with `[job]`.
