@@ -64,9 +64,8 @@ def test_subtracts():
     assert 3 - 1 == 2
 "#;
 
-#[tokio::test(flavor = "multi_thread")]
-async fn a_failing_pytest_case_is_named_in_the_trial_message_before_the_log_tail() {
-    ensure_fixture();
+/// A committed pytest project with [`PIPELINE`].
+fn pytest_project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".gitlab-ci.yml"), PIPELINE).unwrap();
     std::fs::create_dir(dir.path().join("tests")).unwrap();
@@ -75,7 +74,13 @@ async fn a_failing_pytest_case_is_named_in_the_trial_message_before_the_log_tail
     git(&["init", "-q", "-b", "main"]);
     git(&["add", "-A"]);
     git(&["commit", "-q", "-m", "one"]);
+    dir
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failing_pytest_case_is_named_in_the_trial_message_before_the_log_tail() {
+    ensure_fixture();
+    let dir = pytest_project();
     let home = tempfile::tempdir().unwrap();
     let options = RunOptions {
         home: Some(home.path().to_path_buf()),
@@ -106,6 +111,11 @@ async fn a_failing_pytest_case_is_named_in_the_trial_message_before_the_log_tail
     types.sort();
     assert_eq!(types, ["codequality", "junit"]);
     assert!(unit.tests.warnings.is_empty(), "{:?}", unit.tests.warnings);
+    let summary = unit.tests.summary_line().unwrap_or_default();
+    assert!(
+        summary.starts_with("tests: 2 passed, 1 failed, 0 skipped; coverage 75%; reports: "),
+        "{summary}"
+    );
 
     let reports: HashMap<_, _> = report
         .jobs

@@ -146,18 +146,15 @@ pub fn parse(
             Event::End(e) if matches!(e.local_name().as_ref(), "testsuite" | "testsuites") => {
                 suites.pop();
             }
-            Event::Start(e) if e.local_name().as_ref() == "testcase" && !suites.is_empty() => {
-                if open.is_none() {
-                    open = Some(Open {
-                        case: new_case(&e, &suites).map_err(xml_err)?,
-                        in_status: false,
-                    });
-                }
+            // A case outside any suite is not a case; one inside a case is not either.
+            Event::Start(e) if is_case(&e) && !suites.is_empty() && open.is_none() => {
+                open = Some(Open {
+                    case: new_case(&e, &suites).map_err(xml_err)?,
+                    in_status: false,
+                });
             }
-            Event::Empty(e) if e.local_name().as_ref() == "testcase" && !suites.is_empty() => {
-                if open.is_none() {
-                    push(cases, new_case(&e, &suites).map_err(xml_err)?, limits)?;
-                }
+            Event::Empty(e) if is_case(&e) && !suites.is_empty() && open.is_none() => {
+                push(cases, new_case(&e, &suites).map_err(xml_err)?, limits)?;
             }
             Event::End(e) if e.local_name().as_ref() == "testcase" => {
                 if let Some(o) = open.take() {
@@ -238,6 +235,10 @@ fn status_element(
         }
     }
     Ok(())
+}
+
+fn is_case(e: &BytesStart<'_>) -> bool {
+    e.local_name().as_ref() == "testcase"
 }
 
 fn is_suite(e: &BytesStart<'_>) -> bool {
