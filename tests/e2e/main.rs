@@ -16,4 +16,5 @@ mod run;
 mod run_json;
 mod runner_config;
 mod scripts;
+mod test_reports;
 mod variables;

@@ -3,8 +3,8 @@
 //! `classname`, in the suite named by the innermost enclosing suite's `name`. Its status comes
 //! from the child element it has — `<failure>` (failed), else `<error>` (error), else
 //! `<skipped>` (skipped), else success — never from a `status` attribute. `file` is kept as
-//! written (GitLab links it; a `#L55` anchor may be part of it); `line` (pytest's xunit1
-//! family) is kept too.
+//! written (GitLab links it; a `#L55` anchor may be part of it); `line` is kept as written
+//! too (GitLab ignores it; pytest's `xunit1` family writes it 0-based, PHPUnit 1-based).
 //!
 //! The reader streams events and never expands entities beyond XML's five predefined ones and
 //! character references: a document declaring its own entities (an "XML bomb") is read as
@@ -82,8 +82,8 @@ impl TestCase {
 /// Bounds on what one report may cost.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
-    /// Cases kept from one job's reports (GitLab's `ci_max_artifact_size_junit` plays this role
-    /// there; a million cases is far beyond any real suite).
+    /// Cases kept from one job's reports (glci's own bound: far beyond a real suite, small
+    /// enough to keep in memory).
     pub cases: usize,
     /// Bytes of failure/skip text kept per case.
     pub text_per_case: usize,
