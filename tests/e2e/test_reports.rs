@@ -71,6 +71,19 @@ fn run_counts_the_cases_and_report_tests_makes_each_case_a_test() {
         stderr(&out)
     );
 
+    // The same counts in `--json`'s job_finished event.
+    let out = glci(dir, home.path(), &["run", "--json"]);
+    let finished: serde_json::Value = stdout(&out)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|e| e["event"] == "job_finished")
+        .unwrap_or_else(|| panic!("no job_finished event: {}", stdout(&out)));
+    assert_eq!(
+        finished["tests"],
+        serde_json::json!({"passed": 1, "failed": 1, "skipped": 0})
+    );
+    assert_eq!(finished["coverage"], "75");
+
     let out = glci(
         dir,
         home.path(),
