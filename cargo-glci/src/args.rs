@@ -516,6 +516,10 @@ pub struct TestArgs {
     /// Where snapshots live, relative to the current directory (default tests/snapshots).
     #[arg(long, value_name = "DIR")]
     pub snapshot_dir: Option<String>,
+    /// Also a test per JUnit test case, `<job>/<suite>::<case>`, for the cases the last
+    /// recorded run of each job reported.
+    #[arg(long)]
+    pub report_tests: bool,
     /// A snapshot redaction: matches of REGEX become REPLACEMENT (repeatable).
     #[arg(long = "redact", value_name = "REGEX=REPLACEMENT")]
     pub redactions: Vec<String>,

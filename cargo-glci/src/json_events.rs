@@ -135,6 +135,10 @@ fn job_finished(job: &JobReport) -> Value {
         "not_run_because": job.not_run_because,
         "log_path": job.log_path,
         "artifacts_dir": job.artifacts_dir,
+        "tests": job.tests.counts().map(|c| json!({
+            "passed": c.passed, "failed": c.failed, "skipped": c.skipped,
+        })),
+        "coverage": job.tests.coverage,
     })
 }
 

@@ -418,6 +418,9 @@ fn write_summary(out: &mut String, report: &RunReport) {
                 let _ = writeln!(out, "{}: {why}", printable(&job.name));
             }
         }
+        if let Some(tests) = job.tests.summary_line() {
+            let _ = writeln!(out, "{}: {tests}", printable(&job.name));
+        }
         for release in &job.releases {
             let _ = writeln!(
                 out,

@@ -48,7 +48,8 @@ pub fn run(args: TestArgs) -> ExitCode {
     };
     let mut harness = Harness::from_options(opts)
         .run_options(run)
-        .snapshots(&args.snapshots);
+        .snapshots(&args.snapshots)
+        .report_tests(args.report_tests);
     if let Some(dir) = &args.snapshot_dir {
         harness = harness.snapshot_dir(dir);
     }

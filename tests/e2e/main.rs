@@ -20,4 +20,5 @@ mod runner_config;
 mod scripts;
 mod system;
 mod settings;
+mod test_reports;
 mod variables;

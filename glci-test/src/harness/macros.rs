@@ -22,6 +22,7 @@
 ///     snapshots = ["build", "test"],   // ["*"]: every job
 ///     snapshot_dir = "tests/snapshots",
 ///     redact = [(r"build \d+", "build [N]")],
+///     report_tests = true,             // a test per JUnit case too
 /// }
 /// ```
 ///
@@ -145,6 +146,11 @@ pub mod option {
 
     pub fn snapshot_dir(h: Harness, dir: &str) -> Harness {
         h.snapshot_dir(dir)
+    }
+
+    /// A test per JUnit case of each job's last recorded run, `<job>/<suite>::<case>`.
+    pub fn report_tests(h: Harness, on: bool) -> Harness {
+        h.report_tests(on)
     }
 
     pub fn redact<'a>(

@@ -12,8 +12,8 @@
 //! kind (`[test] unit`); `when: manual` jobs are ignored trials (`--ignored`,
 //! `--include-ignored` play them); jobs excluded by rules are not trials. Running a trial
 //! runs what it needs first, once per process, on the harness's own async runtime. An
-//! allowed failure passes with the failure printed on stderr; a failure prints the last 40
-//! log lines and the path of the full log; a job kept from running by a failed upstream
+//! allowed failure passes with the failure printed on stderr; a failure prints the failed
+//! cases of the job's JUnit reports, the last 40 log lines and the path of the full log; a job kept from running by a failed upstream
 //! fails with "not run: needs `X`, which failed". Filters, `--exact`, `--skip`, `--list`,
 //! `--test-threads`, `--format` are libtest-mimic's; `--nocapture` streams job logs to
 //! stderr, each line prefixed with `[job]`.
@@ -44,6 +44,7 @@
 //! second). `cargo test` (one process) runs every job once. Listing (`--list`) never
 //! touches Docker and prints exactly `<job>: test` lines, as nextest requires.
 
+mod case_trials;
 pub mod env;
 pub mod macros;
 pub mod normalize;
@@ -78,6 +79,8 @@ pub struct Harness {
     snapshot_dir: Option<PathBuf>,
     redactions: Vec<(String, String)>,
     use_env: bool,
+    /// A trial per JUnit case too (`--report-tests`).
+    report_tests: bool,
     /// Options that could not be applied, reported when the suite starts.
     errors: Vec<String>,
 }
@@ -102,6 +105,7 @@ impl Harness {
             snapshot_dir: None,
             redactions: Vec::new(),
             use_env: true,
+            report_tests: false,
             errors: Vec::new(),
         }
     }
@@ -175,6 +179,13 @@ impl Harness {
 
     pub fn run_options(self, run: RunOptions) -> Harness {
         self.with_pipeline(|p| p.run_options(run))
+    }
+
+    /// Adds a trial per JUnit test case, `<job>/<suite>::<case>`, for the cases of the last
+    /// recorded run of each job (see `case_trials`).
+    pub fn report_tests(mut self, on: bool) -> Harness {
+        self.report_tests = on;
+        self
     }
 
     /// Ignore the `GLCI_*` environment variables (see [`env`](mod@env)).
@@ -272,11 +283,8 @@ impl Harness {
                 .clone()
                 .unwrap_or_else(|| PathBuf::from("tests/snapshots")),
         );
-        let ci_file = planned
-            .loaded
-            .facts
-            .top_level
-            .join(&self.pipeline.options.file);
+        let project_top = planned.loaded.facts.top_level.clone();
+        let ci_file = project_top.join(&self.pipeline.options.file);
         let stream_logs = args.nocapture && !args.list;
         let session = Arc::new(session::LazySession::new(
             self.pipeline.options.clone(),
@@ -293,7 +301,15 @@ impl Harness {
                 normalizer,
             },
         });
-        let trials = trials::trials(&ctx, !args.list && !under_nextest());
+        let with_kind = !args.list && !under_nextest();
+        let mut trials = trials::trials(&ctx, with_kind);
+        if self.report_tests {
+            let home = match &self.pipeline.run.home {
+                Some(home) => home.clone(),
+                None => crate::pipeline::home::glci_home_path().map_err(|e| e.to_string())?,
+            };
+            trials.extend(case_trials::trials(&ctx, &home, &project_top, with_kind));
+        }
         drop(ctx);
         Ok((trials, session))
     }

@@ -1,6 +1,6 @@
 //! What a finished job means as a test (docs/ARCHITECTURE.md §4): passed, passed
-//! with an allowed failure shown, failed with the tail of its log, failed because an upstream
-//! job failed, or ignored because it was never meant to run.
+//! with an allowed failure shown, failed with its failed JUnit cases and the tail of its log,
+//! failed because an upstream job failed, or ignored because it was never meant to run.
 
 use std::collections::HashMap;
 
@@ -27,14 +27,18 @@ pub fn verdict(plan: &Plan, report: &JobReport, reports: &HashMap<String, JobRep
         Status::Success | Status::SuccessWithWarnings => Verdict::Pass(None),
         Status::Failed | Status::Canceled if report.allowed_failure => {
             Verdict::Pass(Some(format!(
-                "{} (allowed to fail)\n{}",
+                "{} (allowed to fail)\n{}{}",
                 failure_line(report),
+                report.tests.failed_cases_text(),
                 tail(report)
             )))
         }
-        Status::Failed | Status::Canceled => {
-            Verdict::Fail(format!("{}\n{}", failure_line(report), tail(report)))
-        }
+        Status::Failed | Status::Canceled => Verdict::Fail(format!(
+            "{}\n{}{}",
+            failure_line(report),
+            report.tests.failed_cases_text(),
+            tail(report)
+        )),
         Status::Skipped => match failed_upstream(plan, &report.name, reports) {
             Some(upstream) => Verdict::Fail(format!("not run: needs `{upstream}`, which failed")),
             None => Verdict::Ignored(format!(
@@ -152,6 +156,7 @@ pub(crate) mod tests {
             packages: Vec::new(),
             kept_container: None,
             not_run_because: None,
+            tests: Default::default(),
         }
     }
 
@@ -211,6 +216,35 @@ pub(crate) mod tests {
         assert!(!msg.contains("line 60\n"), "{msg}");
         assert!(
             msg.ends_with("line 100\nfull log: /data/logs/build.log"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn failed_junit_cases_come_before_the_log_tail() {
+        let p = plan();
+        let mut r = report("unit", Status::Failed);
+        r.exit_code = Some(1);
+        r.log = "collected 2 items\n1 failed\n".to_string();
+        r.tests.cases = Some(vec![crate::pipeline::test_reports::TestCase {
+            suite: "pytest".into(),
+            classname: Some("tests.test_calc".into()),
+            name: "test_divides".into(),
+            file: Some("tests/test_calc.py".into()),
+            line: Some("7".into()),
+            status: crate::pipeline::test_reports::CaseStatus::Failed,
+            message: Some("assert 2 == 3".into()),
+            details: "assert 2 == 3\nAssertionError".into(),
+        }]);
+        let Verdict::Fail(msg) = verdict(&p, &r, &HashMap::new()) else {
+            panic!("not a failure")
+        };
+        assert!(
+            msg.starts_with(
+                "job `unit` failed: exit code 1\n1 of 1 test cases failed:\n\
+                 - pytest::tests.test_calc::test_divides (tests/test_calc.py:7)\n    \
+                 assert 2 == 3\n    | AssertionError\ncollected 2 items\n"
+            ),
             "{msg}"
         );
     }

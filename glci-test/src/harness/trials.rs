@@ -56,6 +56,9 @@ fn run_trial(ctx: &Context, job: &str) -> Result<Completion, Failed> {
                 // libtest-mimic has no output for passing trials: say it on stderr.
                 eprintln!("{note}");
             }
+            if let Some(tests) = report.tests.summary_line() {
+                eprintln!("{job}: {tests}");
+            }
             if ctx.snapshots.includes(job) {
                 snapshot::assert_job_log(&ctx.snapshot_settings, job, &report.log)?;
             }

@@ -17,6 +17,7 @@ pub mod resource_group;
 pub mod results;
 pub mod run;
 pub mod staging;
+pub mod test_reports;
 pub mod variable_trace;
 
 pub use run::{

@@ -22,6 +22,7 @@ mod run_progress;
 mod run_registry;
 mod run_registry_tls;
 mod run_sources;
+mod run_test_reports;
 mod runner_cache;
 mod runner_e2e;
 mod runner_executor;

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use crate::pipeline::test_reports::TestResults;
 use crate::plan::status::Status;
 use crate::plan::PlannedJob;
 use crate::runner::progress::{ProgressEvent, ProgressSink};
@@ -78,6 +79,8 @@ pub struct JobReport {
     pub kept_container: Option<String>,
     /// Why a job did not run (skipped, manual, blocked, canceled).
     pub not_run_because: Option<String>,
+    /// Its JUnit cases, `coverage:` figure and other reports.
+    pub tests: TestResults,
 }
 
 impl JobReport {
@@ -130,5 +133,6 @@ pub(super) fn not_run(job: &PlannedJob, status: Status, why: Option<String>) -> 
         packages: Vec::new(),
         kept_container: None,
         not_run_because: why,
+        tests: TestResults::default(),
     }
 }

@@ -14,6 +14,7 @@ use crate::server::{JobEvent, JobId, JobState};
 
 use crate::pipeline::duration::parse_duration;
 use crate::pipeline::job_spec::{dependency, job_spec};
+use crate::pipeline::test_reports::TestResults;
 use crate::pipeline::{past_runs, results};
 
 use super::report::{not_run, JobReport};
@@ -236,6 +237,11 @@ fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job
         .remove(&id.0)
         .flatten();
     let stored = results::store(&shared.server, id, &shared.dir, &job.name);
+    let tests = TestResults::collect(
+        &shared.server.artifacts(id),
+        job.coverage.as_deref(),
+        stored.log_path.as_deref(),
+    );
     let allowed_failure =
         matches!(status, Status::Failed | Status::Canceled) && status::allowed(job, outcome);
     let report = JobReport {
@@ -255,6 +261,7 @@ fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job
         packages: shared.server.packages(id),
         kept_container: kept,
         not_run_because: None,
+        tests,
     };
     remember(shared, id, &report);
     super::deployments::record(shared, state, job, id, status);
