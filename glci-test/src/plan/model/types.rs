@@ -154,6 +154,9 @@ pub struct Need {
     pub matrix: Option<Vec<MatrixEntry>>,
     /// Cross-project or parent-pipeline needs (`project:`/`pipeline:`): not planned locally.
     pub external: bool,
+    /// `needs:pipeline:job`: the job is one of another pipeline of this project (in a child
+    /// pipeline, the parent's).
+    pub pipeline: bool,
     pub span: Span,
 }
 
