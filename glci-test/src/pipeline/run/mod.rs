@@ -12,6 +12,7 @@
 //! they share is here.
 
 mod cache;
+mod child;
 mod options;
 mod report;
 mod scheduler;
@@ -42,7 +43,8 @@ use super::Planned;
 
 /// What the session API, the scheduler and the built-in runners share.
 struct Shared {
-    server: RunningServer,
+    /// Shared with the session's child pipelines (`child.rs`).
+    server: Arc<RunningServer>,
     planned: Planned,
     /// What every job spec shares (project, ref, commit, variables).
     facts: PipelineFacts,
@@ -59,8 +61,11 @@ struct Shared {
     /// What the built-in runners' workers said when a job ended, by server job id: the
     /// container kept for inspection, if any. The scheduler waits for this before writing
     /// the report of a job a built-in runner ran (the server hears the final state first).
-    workers_done: Mutex<HashMap<u64, Option<String>>>,
+    /// Shared with the session's child pipelines, whose jobs the same runners run.
+    workers_done: Arc<Mutex<HashMap<u64, Option<String>>>>,
     stop: CancellationToken,
+    /// The pipelines this one's trigger jobs created, and its depth.
+    downstream: child::Downstream,
 }
 
 /// The scheduler's view of the pipeline, behind [`Shared::lock`].
@@ -80,6 +85,8 @@ struct State {
     canceling: bool,
     /// The built-in runners' workers were dropped mid-job ([`Session::abort`]).
     aborted: bool,
+    /// Trigger jobs and their child pipelines.
+    children: child::Children,
 }
 
 struct InFlight {
