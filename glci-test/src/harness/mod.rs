@@ -278,8 +278,10 @@ impl Harness {
             self.pipeline.run.clone(),
             stream_logs,
         )?);
+        let children = child_trials(&self.pipeline.options, &planned);
         let ctx = Arc::new(trials::Context {
             plan: planned.plan,
+            children,
             session: Arc::clone(&session),
             snapshots: self.snapshots.clone(),
             snapshot_settings: snapshot::SnapshotSettings {
@@ -292,6 +294,29 @@ impl Harness {
         drop(ctx);
         Ok((trials, session))
     }
+}
+
+/// The trials of the child pipelines that can be planned before the run. A child generated
+/// at run time, or one that cannot be planned, has none: its trigger job alone is a trial,
+/// and a note on stderr says why (stdout is the listing's).
+fn child_trials(options: &PipelineOptions, planned: &pipeline::Planned) -> Vec<trials::ChildTrial> {
+    let mut out = Vec::new();
+    for child in pipeline::child::static_children(options, planned) {
+        for nested in child.flatten() {
+            if let Err(e) = &nested.planned {
+                eprintln!("note: trigger job `{}`: {e}", nested.trigger);
+            }
+        }
+        for (name, job) in child.jobs() {
+            out.push(trials::ChildTrial {
+                trigger: child.trigger.clone(),
+                name,
+                stage: job.stage.clone(),
+                manual: job.when == crate::plan::model::When::Manual,
+            });
+        }
+    }
+    out
 }
 
 /// nextest runs `--exact <name>` per test; the name it knows has no `[kind]`.

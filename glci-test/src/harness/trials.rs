@@ -18,32 +18,47 @@ use super::outcome::{verdict, Verdict};
 use super::session::LazySession;
 use super::snapshot::{self, Selection, SnapshotSettings};
 
+/// A job of a child pipeline planned before the run: the trial `<trigger job>/<job>`.
+pub struct ChildTrial {
+    /// The trigger job of the plan it comes after.
+    pub trigger: String,
+    pub name: String,
+    pub stage: String,
+    pub manual: bool,
+}
+
 /// What every trial shares.
 pub struct Context {
     pub plan: Plan,
+    /// Child pipelines' jobs, each after its trigger job.
+    pub children: Vec<ChildTrial>,
     pub session: Arc<LazySession>,
     pub snapshots: Selection,
     pub snapshot_settings: SnapshotSettings,
 }
 
 pub fn trials(ctx: &Arc<Context>, with_kind: bool) -> Vec<Trial> {
-    ctx.plan
-        .jobs
-        .iter()
-        .map(|job| {
-            let name = job.name.clone();
-            let ctx = Arc::clone(ctx);
-            // Test names are printed to the terminal: escaped, and filters match them so.
-            let shown = crate::printable::printable(&job.name).into_owned();
-            let trial = Trial::ignorable_test(shown, move || run_trial(&ctx, &name))
-                .with_ignored_flag(job.when == When::Manual);
-            if with_kind {
-                trial.with_kind(crate::printable::printable(&job.stage).into_owned())
-            } else {
-                trial
-            }
-        })
-        .collect()
+    let trial = |name: &str, stage: &str, manual: bool| {
+        let job = name.to_string();
+        let ctx = Arc::clone(ctx);
+        // Test names are printed to the terminal: escaped, and filters match them so.
+        let shown = crate::printable::printable(name).into_owned();
+        let trial = Trial::ignorable_test(shown, move || run_trial(&ctx, &job))
+            .with_ignored_flag(manual);
+        if with_kind {
+            trial.with_kind(crate::printable::printable(stage).into_owned())
+        } else {
+            trial
+        }
+    };
+    let mut out = Vec::with_capacity(ctx.plan.jobs.len() + ctx.children.len());
+    for job in &ctx.plan.jobs {
+        out.push(trial(&job.name, &job.stage, job.when == When::Manual));
+        for child in ctx.children.iter().filter(|c| c.trigger == job.name) {
+            out.push(trial(&child.name, &child.stage, child.manual));
+        }
+    }
+    out
 }
 
 fn run_trial(ctx: &Context, job: &str) -> Result<Completion, Failed> {
@@ -91,6 +106,7 @@ mod tests {
         };
         let ctx = Arc::new(Context {
             plan,
+            children: Vec::new(),
             session,
             snapshots: Selection::None,
             snapshot_settings: SnapshotSettings {

@@ -12,6 +12,7 @@ mod docker_plumbing;
 mod registry_cache;
 mod run_cache;
 mod run_catalog;
+mod run_child;
 mod run_dind;
 mod run_job_api;
 mod run_lifecycle;

@@ -1,0 +1,105 @@
+//! Child pipelines planned before the run (`pipeline::child::static_children`): `local:`
+//! children with their own `workflow:rules` and the trigger's forwarded variables, nesting up
+//! to GitLab's depth, and a child generated at run time (`include: artifact:`), which cannot
+//! be planned yet.
+
+use glci_test::pipeline::child::{static_children, ChildError};
+use glci_test::pipeline::{self, PipelineOptions};
+
+use crate::support::git;
+
+fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    git(dir.path(), &["init", "-q", "-b", "main"]);
+    git(dir.path(), &["add", "-A"]);
+    git(dir.path(), &["commit", "-q", "-m", "one"]);
+    dir
+}
+
+#[test]
+fn local_children_are_planned_with_the_parent_pipeline_source_and_forwarded_variables() {
+    let dir = project(&[
+        (
+            ".gitlab-ci.yml",
+            "variables: {TOP: t}\n\
+             build: {script: [x]}\n\
+             child:\n  variables: {TARGET: arm}\n  trigger:\n    include: ci/child.yml\n\
+             dynamic:\n  trigger:\n    include:\n      - artifact: gen.yml\n        job: build\n",
+        ),
+        (
+            "ci/child.yml",
+            "workflow:\n  rules:\n    - if: $CI_PIPELINE_SOURCE == \"parent_pipeline\"\n\
+             arm: {script: [x], rules: [{if: $TARGET == \"arm\"}]}\n\
+             x86: {script: [x], rules: [{if: $TARGET == \"x86\"}]}\n\
+             top: {script: [x], rules: [{if: $TOP == \"t\"}]}\n\
+             nested:\n  trigger:\n    include: ci/nested.yml\n",
+        ),
+        (
+            "ci/nested.yml",
+            "deep: {script: [x]}\ndeeper:\n  trigger:\n    include: ci/nested.yml\n",
+        ),
+    ]);
+    let options = PipelineOptions::new(dir.path());
+    let planned = pipeline::plan(&options).unwrap();
+    let children = static_children(&options, &planned);
+    let summary: Vec<(&str, Option<&ChildError>)> = children
+        .iter()
+        .flat_map(|c| c.flatten())
+        .map(|c| (c.trigger.as_str(), c.planned.as_ref().err()))
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("child", None),
+            ("child/nested", None),
+            ("child/nested/deeper", Some(&ChildError::TooDeep)),
+            (
+                "dynamic",
+                Some(&ChildError::GeneratedAtRunTime {
+                    job: "build".into()
+                })
+            ),
+        ]
+    );
+    let jobs: Vec<(String, String)> = children[0]
+        .jobs()
+        .into_iter()
+        .map(|(name, job)| (name, job.stage.clone()))
+        .collect();
+    assert_eq!(
+        jobs,
+        [
+            ("child/arm".to_string(), "test".to_string()),
+            ("child/top".into(), "test".into()),
+            ("child/nested".into(), "test".into()),
+            ("child/nested/deep".into(), "test".into()),
+            ("child/nested/deeper".into(), "test".into()),
+        ]
+    );
+}
+
+#[test]
+fn a_child_whose_workflow_rules_refuse_it_is_not_created() {
+    let dir = project(&[
+        (
+            ".gitlab-ci.yml",
+            "child:\n  trigger:\n    include: child.yml\n",
+        ),
+        (
+            "child.yml",
+            "workflow: {rules: [{if: $CI_PIPELINE_SOURCE == \"push\"}]}\nj: {script: [x]}\n",
+        ),
+    ]);
+    let options = PipelineOptions::new(dir.path());
+    let planned = pipeline::plan(&options).unwrap();
+    let children = static_children(&options, &planned);
+    match &children[0].planned {
+        Err(ChildError::NotCreated(why)) => assert!(!why.is_empty()),
+        other => panic!("{other:?}"),
+    }
+}
