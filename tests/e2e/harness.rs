@@ -502,7 +502,8 @@ fn list_shows_the_jobs_of_child_pipelines() {
         stderr(&list)
     );
     assert!(
-        stderr(&list).contains("trigger job `dynamic`: its child pipeline is generated at run time"),
+        stderr(&list)
+            .contains("trigger job `dynamic`: its child pipeline is generated at run time"),
         "{}",
         stderr(&list)
     );

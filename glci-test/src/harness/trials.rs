@@ -43,8 +43,8 @@ pub fn trials(ctx: &Arc<Context>, with_kind: bool) -> Vec<Trial> {
         let ctx = Arc::clone(ctx);
         // Test names are printed to the terminal: escaped, and filters match them so.
         let shown = crate::printable::printable(name).into_owned();
-        let trial = Trial::ignorable_test(shown, move || run_trial(&ctx, &job))
-            .with_ignored_flag(manual);
+        let trial =
+            Trial::ignorable_test(shown, move || run_trial(&ctx, &job)).with_ignored_flag(manual);
         if with_kind {
             trial.with_kind(crate::printable::printable(stage).into_owned())
         } else {

@@ -109,7 +109,12 @@ pub fn plan_child(src: &ChildSource) -> Result<PlannedChild, ChildError> {
     // `PARENT_PIPELINE_ID: $CI_PIPELINE_ID` reaches the child as the parent's id; raw ones
     // (`expand: false`) go as written.
     let mut lookup: Vec<(String, String)> = parent.predefined.clone();
-    lookup.extend(src.bridge.job_variables.iter().map(|(k, v)| (k.clone(), v.clone())));
+    lookup.extend(
+        src.bridge
+            .job_variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
     lookup.extend(
         src.bridge
             .variables
@@ -156,10 +161,7 @@ pub fn plan_child(src: &ChildSource) -> Result<PlannedChild, ChildError> {
         parent_artifacts: Some(src.artifacts.cloned().unwrap_or_default()),
         ..LoadOptions::default()
     };
-    let at = include
-        .first()
-        .map(|n| n.span.clone())
-        .unwrap_or_default();
+    let at = include.first().map(|n| n.span.clone()).unwrap_or_default();
     let resolved = config::load_child(&load_options, include, &at)
         .map_err(|e| ChildError::NotCreated(vec![e.to_string()]))?;
     let config = plan::validate(&resolved.tree)
@@ -277,4 +279,41 @@ fn children_of(
             }
         })
         .collect()
+}
+
+/// The `cargo glci plan` view of child pipelines planned before the run: each child's stages
+/// and jobs under its trigger job, and why a child could not be planned.
+pub fn children_text(children: &[StaticChild]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    for child in children.iter().flat_map(StaticChild::flatten) {
+        let _ = write!(out, "\nchild pipeline of `{}`", child.trigger);
+        let planned = match &child.planned {
+            Ok(planned) => planned,
+            Err(e) => {
+                let _ = writeln!(out, ": not planned: {e}");
+                continue;
+            }
+        };
+        let _ = writeln!(out);
+        let plan = &planned.plan;
+        let width = plan
+            .jobs
+            .iter()
+            .map(|j| j.name.chars().count())
+            .max()
+            .unwrap_or(0);
+        for stage in &plan.stages {
+            let _ = writeln!(out, "  stage {stage}");
+            for job in plan.jobs.iter().filter(|j| &j.stage == stage) {
+                let _ = writeln!(
+                    out,
+                    "    {:<width$}  {}",
+                    job.name,
+                    super::render::job_attributes(job)
+                );
+            }
+        }
+    }
+    out
 }

@@ -116,7 +116,11 @@ async fn a_generated_child_runs_and_a_failing_child_job_fails_the_depending_trig
         ok.log
     );
     let trigger = report.job("run-child").unwrap();
-    assert!(trigger.log.contains("Child pipeline status: failed"), "{}", trigger.log);
+    assert!(
+        trigger.log.contains("Child pipeline status: failed"),
+        "{}",
+        trigger.log
+    );
     assert_eq!(report.status, Status::Failed);
 
     // The same child passing: the trigger mirrors it and the pipeline goes on.
@@ -193,7 +197,9 @@ async fn children_nest_two_levels_and_a_third_fails_with_gitlabs_reason() {
             ),
             (
                 "one.yml",
-                &format!("j1:\n{job}two:\n  trigger:\n    include: two.yml\n    strategy: depend\n"),
+                &format!(
+                    "j1:\n{job}two:\n  trigger:\n    include: two.yml\n    strategy: depend\n"
+                ),
             ),
             (
                 "two.yml",

@@ -11,7 +11,7 @@
 //! the child is canceled and failed when the child fails or is skipped. A child that cannot
 //! be created fails it with `downstream_pipeline_creation_failed` and the creation's errors;
 //! one nested too deep with `reached_max_descendant_pipelines_depth`. A multi-project trigger
-//! (`trigger: project:`) has no project to run here: it is skipped with how to map one.
+//! (`trigger: project:`) is skipped with one line saying so.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -84,7 +84,10 @@ impl Children {
 
     /// The child jobs reported under `trigger`, in plan order.
     pub(super) fn jobs_of(&self, trigger: &str) -> &[String] {
-        self.jobs.get(trigger).map(Vec::as_slice).unwrap_or_default()
+        self.jobs
+            .get(trigger)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
     }
 }
 
@@ -163,10 +166,19 @@ async fn run(
         Some(Trigger::Child { strategy, .. }) => strategy.as_deref() == Some("depend"),
         Some(Trigger::Project { project, .. }) => {
             let why = format!(
-                "multi-project pipeline of `{project}`: glci runs only this project's pipelines; \
-                 map it with `--project {project}=PATH` to run that project's pipeline"
+                "not run: multi-project pipeline of `{project}`: glci runs only this project's \
+                 pipelines (running one of a project mapped with `--project {project}=PATH` is \
+                 not implemented yet)"
             );
-            finish(&parent, &bridge, Status::Skipped, None, why, began, String::new());
+            finish(
+                &parent,
+                &bridge,
+                Status::Skipped,
+                None,
+                why,
+                began,
+                String::new(),
+            );
             return;
         }
         None => false,
@@ -327,7 +339,11 @@ fn plan_for_run(
     let commit = &parent.facts.commit;
     crate::git::add_pipeline_ref(commit.repo(), pipeline_id, commit.sha())
         .map_err(|e| not_created(e.to_string()))?;
-    Ok((planned, pipeline_id, home.join("pipelines").join(pipeline_id.to_string())))
+    Ok((
+        planned,
+        pipeline_id,
+        home.join("pipelines").join(pipeline_id.to_string()),
+    ))
 }
 
 /// Waits until every job of `child` (and every child of its own) has its report; the
@@ -338,7 +354,10 @@ async fn wait(child: &Arc<Shared>) -> Status {
         {
             let state = child.lock();
             let plan = &child.planned.plan;
-            if plan.jobs.iter().all(|j| state.reports.contains_key(&j.name))
+            if plan
+                .jobs
+                .iter()
+                .all(|j| state.reports.contains_key(&j.name))
                 && state.children.all_finished()
             {
                 if state.canceling {

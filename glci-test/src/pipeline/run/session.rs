@@ -19,11 +19,11 @@ use crate::server::{JobId, ServerError};
 use crate::pipeline::staging;
 use crate::pipeline::{plan, PipelineError, PipelineOptions, Planned};
 
+use super::child;
 use super::options::RunOptions;
 use super::report::{JobReport, RunObserver, RunReport};
 use super::scheduler::{closure, schedule, sub_plan};
 use super::setup;
-use super::child;
 use super::{Shared, State};
 
 /// Why a pipeline could not run.
