@@ -46,6 +46,10 @@ pub enum ChildError {
     /// `downstream_pipeline_creation_failed`, with the errors of the pipeline's creation.
     #[error("downstream pipeline can not be created: {}", .0.join("; "))]
     NotCreated(Vec<String>),
+    /// A multi-project trigger whose project has no local checkout: the trigger job is
+    /// skipped.
+    #[error("multi-project pipeline of `{project}`: map the project to a local checkout with `--project {project}=PATH` to run it")]
+    NotMapped { project: String },
 }
 
 impl ChildError {
@@ -104,30 +108,11 @@ pub fn plan_child(src: &ChildSource) -> Result<PlannedChild, ChildError> {
     let Some(mut plan_ctx) = plan::child_context(&parent_ctx, src.bridge) else {
         return Err(ChildError::NotCreated(Vec::new()));
     };
-    // GitLab expands what a trigger forwards against the trigger job's own variables
-    // (`Gitlab::Ci::Variables::Downstream::ExpandableVariableGenerator`), so
-    // `PARENT_PIPELINE_ID: $CI_PIPELINE_ID` reaches the child as the parent's id; raw ones
-    // (`expand: false`) go as written.
-    let mut lookup: Vec<(String, String)> = parent.predefined.clone();
-    lookup.extend(
-        src.bridge
-            .job_variables
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone())),
+    expand_forwarded(
+        src,
+        &parent_ctx.event.variables,
+        &mut plan_ctx.event.variables,
     );
-    lookup.extend(
-        src.bridge
-            .variables
-            .iter()
-            .map(|(k, v)| (k.clone(), v.value.clone())),
-    );
-    lookup.extend(parent_ctx.event.variables.iter().cloned());
-    for (key, value) in &mut plan_ctx.event.variables {
-        let raw = src.bridge.variables.get(key).is_some_and(|v| !v.expand);
-        if !raw {
-            *value = expand(value, &lookup);
-        }
-    }
     // CI/CD settings variables belong to the project: the child has them as the parent does.
     let mut variables: Vec<(String, String)> = src
         .opts
@@ -189,6 +174,99 @@ pub fn plan_child(src: &ChildSource) -> Result<PlannedChild, ChildError> {
     Ok(PlannedChild { planned, event })
 }
 
+/// GitLab expands what a trigger forwards against the trigger job's own variables
+/// (`Gitlab::Ci::Variables::Downstream::ExpandableVariableGenerator`), so
+/// `PARENT_PIPELINE_ID: $CI_PIPELINE_ID` reaches the child as the parent's id; raw ones
+/// (`expand: false`) go as written.
+fn expand_forwarded(
+    src: &ChildSource,
+    pipeline_variables: &[(String, String)],
+    forwarded: &mut [(String, String)],
+) {
+    let mut lookup: Vec<(String, String)> = src.parent.predefined.clone();
+    lookup.extend(
+        src.bridge
+            .job_variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone())),
+    );
+    lookup.extend(
+        src.bridge
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone())),
+    );
+    lookup.extend(pipeline_variables.iter().cloned());
+    for (key, value) in forwarded {
+        let raw = src.bridge.variables.get(key).is_some_and(|v| !v.expand);
+        if !raw {
+            *value = expand(value, &lookup);
+        }
+    }
+}
+
+/// A multi-project trigger's downstream pipeline, planned from the checkout `--project`
+/// maps the project to, with the options it was planned with (its children use them).
+#[derive(Debug, Clone)]
+pub struct PlannedProject {
+    pub opts: PipelineOptions,
+    pub planned: Planned,
+}
+
+/// Plans the pipeline a multi-project trigger (`trigger: project:`) creates, as GitLab's
+/// `Ci::Bridge#cross_project_params` asks for it: the project's own configuration, source
+/// `pipeline`, the trigger's `branch` (else the checkout's branch: glci has no remote to ask
+/// for the default one), the trigger's YAML variables forwarded (expanded as for a child).
+pub fn plan_project(src: &ChildSource) -> Result<PlannedProject, ChildError> {
+    let Some(Trigger::Project {
+        project, branch, ..
+    }) = &src.bridge.trigger
+    else {
+        return Err(ChildError::NotCreated(vec![format!(
+            "`{}` does not trigger a multi-project pipeline",
+            src.bridge.name
+        )]));
+    };
+    let Some(path) = src.opts.project_map.get(project) else {
+        return Err(ChildError::NotMapped {
+            project: project.clone(),
+        });
+    };
+    let parent = src.parent;
+    let (parent_ctx, _) = plan_context(src.opts, &parent.loaded, &parent.git);
+    let mut variables: Vec<(String, String)> = src
+        .bridge
+        .variables
+        .iter()
+        .map(|(k, v)| (k.clone(), v.value.clone()))
+        .collect();
+    expand_forwarded(src, &parent_ctx.event.variables, &mut variables);
+    let mut opts = src.opts.clone();
+    opts.project_dir = path.clone();
+    opts.file = ".gitlab-ci.yml".to_string();
+    opts.event = crate::plan::Event {
+        source: crate::plan::PipelineSource::Pipeline,
+        branch: branch.clone(),
+        variables,
+        ..crate::plan::Event::default()
+    };
+    // CI/CD settings variables and inputs are the triggering project's.
+    opts.settings_variables = Vec::new();
+    opts.inputs = Vec::new();
+    opts.pipeline_id = src.pipeline_id;
+    opts.commit_sha = None;
+    let planned = super::plan(&opts).map_err(|e| ChildError::NotCreated(e.messages()))?;
+    if !planned.plan.created {
+        let why = planned
+            .plan
+            .reason
+            .clone()
+            .unwrap_or_else(|| "Pipeline filtered out by workflow rules.".to_string());
+        return Err(ChildError::NotCreated(vec![why]));
+    }
+    Ok(PlannedProject { opts, planned })
+}
+
 /// The job of an `include: {artifact: ..., job: ...}` entry.
 fn artifact_job(entry: &Node) -> Option<String> {
     let Value::Map(map) = &entry.value else {
@@ -241,7 +319,8 @@ impl StaticChild {
 }
 
 /// The child pipelines of `planned` that can be planned before the run (`local:`,
-/// `project:` with `--project`, `template:`), recursively; a child generated at run time
+/// `project:` with `--project`, `template:`), and the pipelines of multi-project triggers
+/// whose project `--project` maps, recursively; a child generated at run time
 /// (`artifact:`) or failing to plan carries its reason.
 pub fn static_children(opts: &PipelineOptions, planned: &Planned) -> Vec<StaticChild> {
     children_of(opts, planned, "", 0)
@@ -257,24 +336,38 @@ fn children_of(
         .plan
         .jobs
         .iter()
-        .filter(|j| matches!(j.trigger, Some(Trigger::Child { .. })))
+        .filter(|j| j.trigger.is_some())
         .map(|bridge| {
             let trigger = format!("{prefix}{}", bridge.name);
-            let result = plan_child(&ChildSource {
+            let src = ChildSource {
                 opts,
                 parent: planned,
                 parent_depth: depth,
                 bridge,
                 artifacts: None,
                 pipeline_id: opts.pipeline_id,
-            });
-            let children = match &result {
-                Ok(child) => children_of(opts, &child.planned, &format!("{trigger}/"), depth + 1),
-                Err(_) => Vec::new(),
+            };
+            let nested = format!("{trigger}/");
+            let (result, children) = match &bridge.trigger {
+                Some(Trigger::Project { .. }) => match plan_project(&src) {
+                    // A project's pipeline starts a hierarchy of its own.
+                    Ok(p) => {
+                        let children = children_of(&p.opts, &p.planned, &nested, 0);
+                        (Ok(Box::new(p.planned)), children)
+                    }
+                    Err(e) => (Err(e), Vec::new()),
+                },
+                _ => match plan_child(&src) {
+                    Ok(c) => {
+                        let children = children_of(opts, &c.planned, &nested, depth + 1);
+                        (Ok(Box::new(c.planned)), children)
+                    }
+                    Err(e) => (Err(e), Vec::new()),
+                },
             };
             StaticChild {
                 trigger,
-                planned: result.map(|c| Box::new(c.planned)),
+                planned: result,
                 children,
             }
         })
@@ -287,7 +380,7 @@ pub fn children_text(children: &[StaticChild]) -> String {
     use std::fmt::Write;
     let mut out = String::new();
     for child in children.iter().flat_map(StaticChild::flatten) {
-        let _ = write!(out, "\nchild pipeline of `{}`", child.trigger);
+        let _ = write!(out, "\ndownstream pipeline of `{}`", child.trigger);
         let planned = match &child.planned {
             Ok(planned) => planned,
             Err(e) => {

@@ -268,3 +268,42 @@ async fn an_unmapped_multi_project_trigger_is_skipped_with_how_to_map_it() {
     assert!(why.contains("--project group/other=PATH"), "{why}");
     assert_eq!(report.job("after").unwrap().status, Status::Success);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_mapped_multi_project_trigger_runs_that_projects_pipeline() {
+    let project = tempfile::tempdir().unwrap();
+    commit(
+        project.path(),
+        &[(
+            ".gitlab-ci.yml",
+            "deploy:\n  variables:\n    FROM: upstream-$CI_PIPELINE_ID\n  trigger:\n    project: group/other\n    strategy: depend\n",
+        )],
+    );
+    let other = tempfile::tempdir().unwrap();
+    commit(
+        other.path(),
+        &[(
+            ".gitlab-ci.yml",
+            "job:\n  image: glci-fixture/busybox:latest\n  script: [echo \"from $FROM source $CI_PIPELINE_SOURCE\"]\n",
+        )],
+    );
+    let mut options = PipelineOptions::new(project.path());
+    options
+        .project_map
+        .insert("group/other".into(), other.path().to_path_buf());
+    let report = run(options).await;
+    assert_eq!(
+        names(&report),
+        [("deploy", "success"), ("deploy/job", "success")],
+        "{report:#?}"
+    );
+    let job = report.job("deploy/job").unwrap();
+    assert!(
+        job.log.contains(&format!(
+            "from upstream-{} source pipeline",
+            report.pipeline_id
+        )),
+        "{}",
+        job.log
+    );
+}

@@ -11,7 +11,9 @@
 //! the child is canceled and failed when the child fails or is skipped. A child that cannot
 //! be created fails it with `downstream_pipeline_creation_failed` and the creation's errors;
 //! one nested too deep with `reached_max_descendant_pipelines_depth`. A multi-project trigger
-//! (`trigger: project:`) is skipped with one line saying so.
+//! (`trigger: project:`) runs the pipeline of the checkout `--project` maps the project to
+//! (snapshotted and served like the run's own repository), and is skipped with one line
+//! saying how to map it otherwise.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -21,7 +23,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 
-use crate::pipeline::child::{plan_child, ChildError, ChildSource, PlannedChild};
+use crate::git::SnapshotRequest;
+use crate::pipeline::child::{
+    plan_child, plan_project, ChildError, ChildSource, PlannedChild, PlannedProject,
+};
+use crate::pipeline::job_spec::PipelineFacts;
+use crate::pipeline::Planned;
 use crate::pipeline::{home, JobReport, PipelineOptions};
 use crate::plan::model::Trigger;
 use crate::plan::status::{self, Outcome, Status};
@@ -30,6 +37,7 @@ use crate::server::JobId;
 
 use super::report::{not_run, RunObserver};
 use super::scheduler::schedule;
+use super::setup::{job_facts, PipelineRef};
 use super::{Shared, State};
 
 /// What a pipeline knows of the pipelines its trigger jobs create.
@@ -162,14 +170,21 @@ async fn run(
     ids: HashMap<String, JobId>,
 ) {
     let began = Instant::now();
-    let depend = match &bridge.trigger {
-        Some(Trigger::Child { strategy, .. }) => strategy.as_deref() == Some("depend"),
-        Some(Trigger::Project { project, .. }) => {
-            let why = format!(
-                "not run: multi-project pipeline of `{project}`: glci runs only this project's \
-                 pipelines (running one of a project mapped with `--project {project}=PATH` is \
-                 not implemented yet)"
-            );
+    let (depend, created) = match &bridge.trigger {
+        Some(Trigger::Project { strategy, .. }) => (
+            strategy.as_deref() == Some("depend"),
+            create_project(&parent, &bridge).await,
+        ),
+        Some(Trigger::Child { strategy, .. }) => (
+            strategy.as_deref() == Some("depend"),
+            create(&parent, &bridge, artifacts, ids).await,
+        ),
+        None => return,
+    };
+    let child = match created {
+        Ok(child) => child,
+        Err(e @ ChildError::NotMapped { .. }) => {
+            let why = format!("not run: {e}");
             finish(
                 &parent,
                 &bridge,
@@ -181,10 +196,6 @@ async fn run(
             );
             return;
         }
-        None => false,
-    };
-    let child = match create(&parent, &bridge, artifacts, ids).await {
-        Ok(child) => child,
         Err(e) => {
             let log = format!("Downstream pipeline can not be created: {e}\n");
             finish(
@@ -200,7 +211,7 @@ async fn run(
         }
     };
     let created = format!(
-        "Created child pipeline #{} ({} jobs)\n",
+        "Created downstream pipeline #{} ({} jobs)\n",
         child.facts.pipeline_id,
         child.planned.plan.jobs.len()
     );
@@ -230,13 +241,19 @@ async fn run(
         // `Ci::Bridge#inherit_status_from_downstream!`.
         let (mirrored, why) = match status {
             Status::Success | Status::SuccessWithWarnings => (Status::Success, String::new()),
-            Status::Canceled => (Status::Canceled, "the child pipeline was canceled".into()),
+            Status::Canceled => (
+                Status::Canceled,
+                "the downstream pipeline was canceled".into(),
+            ),
             other => (
                 Status::Failed,
-                format!("the child pipeline {} (strategy: depend)", other.as_str()),
+                format!(
+                    "the downstream pipeline {} (strategy: depend)",
+                    other.as_str()
+                ),
             ),
         };
-        let log = format!("{created}Child pipeline status: {}\n", status.as_str());
+        let log = format!("{created}Downstream pipeline status: {}\n", status.as_str());
         finish(&parent, &bridge, mirrored, None, why, began, log);
     }
 }
@@ -273,6 +290,133 @@ async fn create(
     facts.pipeline_id = pipeline_id;
     facts.predefined = planned.predefined.clone();
     facts.event = event;
+    let opts = parent.downstream.opts.clone();
+    Ok(start_pipeline(
+        parent,
+        bridge,
+        planned,
+        facts,
+        dir,
+        Downstream {
+            opts,
+            depth: depth + 1,
+            started: Mutex::new(Vec::new()),
+        },
+        seeded,
+    ))
+}
+
+/// Plans a multi-project trigger's pipeline from the mapped checkout, snapshots that
+/// checkout into the served repositories under the new pipeline's id and starts it.
+async fn create_project(
+    parent: &Arc<Shared>,
+    bridge: &PlannedJob,
+) -> Result<Arc<Shared>, ChildError> {
+    let creation = {
+        let parent = Arc::clone(parent);
+        let bridge = bridge.clone();
+        tokio::task::spawn_blocking(move || plan_project_for_run(&parent, &bridge))
+            .await
+            .map_err(|e| ChildError::NotCreated(vec![e.to_string()]))?
+    };
+    let (planned, facts, opts, dir) = creation?;
+    Ok(start_pipeline(
+        parent,
+        bridge,
+        planned,
+        facts,
+        dir,
+        // A project's pipeline starts a hierarchy of its own (the depth counts ancestors
+        // of the same project).
+        Downstream {
+            opts,
+            depth: 0,
+            started: Mutex::new(Vec::new()),
+        },
+        HashMap::new(),
+    ))
+}
+
+fn plan_project_for_run(
+    parent: &Shared,
+    bridge: &PlannedJob,
+) -> Result<(Planned, PipelineFacts, PipelineOptions, PathBuf), ChildError> {
+    let not_created = |e: String| ChildError::NotCreated(vec![e]);
+    let home = data_home(parent)?;
+    if let Some(Trigger::Project { project, .. }) = &bridge.trigger {
+        if !parent.downstream.opts.project_map.contains_key(project) {
+            return Err(ChildError::NotMapped {
+                project: project.clone(),
+            });
+        }
+    }
+    let pipeline_id = home::next_pipeline_id(&home).map_err(|e| not_created(e.to_string()))?;
+    let PlannedProject { mut opts, planned } = plan_project(&ChildSource {
+        opts: &parent.downstream.opts,
+        parent: &parent.planned,
+        parent_depth: parent.downstream.depth,
+        bridge,
+        artifacts: None,
+        pipeline_id,
+    })?;
+    let refs = PipelineRef::of(&opts.event, &planned);
+    let request = SnapshotRequest {
+        pipeline_id,
+        branch: refs.branch.clone(),
+        tag: refs.tag.clone(),
+        merge_request_iid: None,
+    };
+    let snapshot = crate::git::snapshot(&planned.loaded.repo, &home, &request)
+        .map_err(|e| not_created(e.to_string()))?;
+    // Planned again as the run plans its own pipeline: this server, this commit.
+    opts.server_url = parent.server.url().to_string();
+    opts.registry = parent
+        .planned
+        .predefined
+        .iter()
+        .find(|(k, _)| k == "CI_REGISTRY")
+        .map(|(_, v)| v.clone());
+    opts.commit_sha = Some(snapshot.sha.clone());
+    let planned = crate::pipeline::replan(&opts, &planned)
+        .map_err(|e| ChildError::NotCreated(e.messages()))?;
+    parent
+        .server
+        .add_repository(&planned.loaded.facts.project.path(), &snapshot.bare_repo)
+        .map_err(|e| not_created(e.to_string()))?;
+    let mut facts = job_facts(
+        &opts,
+        &planned,
+        &snapshot,
+        pipeline_id,
+        refs,
+        parent.server.url(),
+    );
+    facts.registry_login = parent.facts.registry_login.clone();
+    let dir = home.join("pipelines").join(pipeline_id.to_string());
+    Ok((planned, facts, opts, dir))
+}
+
+/// The data directory: a pipeline's directory is `<home>/pipelines/<id>`.
+fn data_home(parent: &Shared) -> Result<PathBuf, ChildError> {
+    parent
+        .dir
+        .parent()
+        .and_then(|p| p.parent())
+        .map(PathBuf::from)
+        .ok_or_else(|| ChildError::NotCreated(vec!["no data directory".into()]))
+}
+
+/// Starts the scheduler of a downstream pipeline `bridge` created, its jobs reported to
+/// `parent` as `<bridge>/<job>`.
+fn start_pipeline(
+    parent: &Arc<Shared>,
+    bridge: &PlannedJob,
+    planned: Planned,
+    facts: PipelineFacts,
+    dir: PathBuf,
+    downstream: Downstream,
+    seeded: HashMap<String, JobId>,
+) -> Arc<Shared> {
     let wanted: HashSet<String> = planned.plan.jobs.iter().map(|j| j.name.clone()).collect();
     let (reports_changed, _) = watch::channel(0);
     let child = Arc::new(Shared {
@@ -296,15 +440,11 @@ async fn create(
         reports_changed,
         workers_done: Arc::clone(&parent.workers_done),
         stop: parent.stop.child_token(),
-        downstream: Downstream {
-            opts: parent.downstream.opts.clone(),
-            depth: depth + 1,
-            started: Mutex::new(Vec::new()),
-        },
+        downstream,
     });
     let task = tokio::spawn(schedule(Arc::clone(&child)));
     parent.downstream.started().push((Arc::clone(&child), task));
-    Ok(child)
+    child
 }
 
 /// The blocking part of creating a child: its pipeline id (and directory), its plan, and its
@@ -317,12 +457,7 @@ fn plan_for_run(
 ) -> Result<(PlannedChild, u64, PathBuf), ChildError> {
     let not_created = |e: String| ChildError::NotCreated(vec![e]);
     // The data directory holds `pipelines/<id>/`: a child takes the next id like any pipeline.
-    let home = parent
-        .dir
-        .parent()
-        .and_then(|p| p.parent())
-        .map(PathBuf::from)
-        .ok_or_else(|| not_created("no data directory".into()))?;
+    let home = data_home(parent)?;
     let pipeline_id = if depth + 1 > crate::pipeline::child::MAX_DEPTH {
         0
     } else {
