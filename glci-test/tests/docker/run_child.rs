@@ -117,7 +117,7 @@ async fn a_generated_child_runs_and_a_failing_child_job_fails_the_depending_trig
     );
     let trigger = report.job("run-child").unwrap();
     assert!(
-        trigger.log.contains("Child pipeline status: failed"),
+        trigger.log.contains("Downstream pipeline status: failed"),
         "{}",
         trigger.log
     );
