@@ -302,17 +302,30 @@ impl Harness {
 fn child_trials(options: &PipelineOptions, planned: &pipeline::Planned) -> Vec<trials::ChildTrial> {
     let mut out = Vec::new();
     for child in pipeline::child::static_children(options, planned) {
+        // Each pipeline's plan, by the prefix of its jobs' names.
+        let mut plans: Vec<(String, Arc<crate::plan::Plan>)> = Vec::new();
         for nested in child.flatten() {
-            if let Err(e) = &nested.planned {
-                eprintln!("note: trigger job `{}`: {e}", nested.trigger);
+            match &nested.planned {
+                Ok(p) => plans.push((format!("{}/", nested.trigger), Arc::new(p.plan.clone()))),
+                Err(e) => eprintln!("note: trigger job `{}`: {e}", nested.trigger),
             }
         }
         for (name, job) in child.jobs() {
+            // The longest prefix is the job's own pipeline.
+            let Some((prefix, plan)) = plans
+                .iter()
+                .filter(|(prefix, _)| name.starts_with(prefix.as_str()))
+                .max_by_key(|(prefix, _)| prefix.len())
+            else {
+                continue;
+            };
             out.push(trials::ChildTrial {
                 trigger: child.trigger.clone(),
                 name,
                 stage: job.stage.clone(),
                 manual: job.when == crate::plan::model::When::Manual,
+                plan: Arc::clone(plan),
+                prefix: prefix.clone(),
             });
         }
     }

@@ -25,6 +25,10 @@ pub struct ChildTrial {
     pub name: String,
     pub stage: String,
     pub manual: bool,
+    /// The child pipeline's plan and the prefix of its jobs' names (`trigger/`), so a job
+    /// kept from running by a failed job of its own pipeline fails as one of the parent does.
+    pub plan: Arc<Plan>,
+    pub prefix: String,
 }
 
 /// What every trial shares.
@@ -38,13 +42,13 @@ pub struct Context {
 }
 
 pub fn trials(ctx: &Arc<Context>, with_kind: bool) -> Vec<Trial> {
-    let trial = |name: &str, stage: &str, manual: bool| {
+    let trial = |name: &str, stage: &str, manual: bool, child: Option<(Arc<Plan>, String)>| {
         let job = name.to_string();
         let ctx = Arc::clone(ctx);
         // Test names are printed to the terminal: escaped, and filters match them so.
         let shown = crate::printable::printable(name).into_owned();
-        let trial =
-            Trial::ignorable_test(shown, move || run_trial(&ctx, &job)).with_ignored_flag(manual);
+        let trial = Trial::ignorable_test(shown, move || run_trial(&ctx, &job, child.as_ref()))
+            .with_ignored_flag(manual);
         if with_kind {
             trial.with_kind(crate::printable::printable(stage).into_owned())
         } else {
@@ -53,17 +57,38 @@ pub fn trials(ctx: &Arc<Context>, with_kind: bool) -> Vec<Trial> {
     };
     let mut out = Vec::with_capacity(ctx.plan.jobs.len() + ctx.children.len());
     for job in &ctx.plan.jobs {
-        out.push(trial(&job.name, &job.stage, job.when == When::Manual));
+        out.push(trial(&job.name, &job.stage, job.when == When::Manual, None));
         for child in ctx.children.iter().filter(|c| c.trigger == job.name) {
-            out.push(trial(&child.name, &child.stage, child.manual));
+            let own = Some((Arc::clone(&child.plan), child.prefix.clone()));
+            out.push(trial(&child.name, &child.stage, child.manual, own));
         }
     }
     out
 }
 
-fn run_trial(ctx: &Context, job: &str) -> Result<Completion, Failed> {
+/// Runs `job` (of a child pipeline when `child` gives its plan and name prefix) and judges it.
+fn run_trial(
+    ctx: &Context,
+    job: &str,
+    child: Option<&(Arc<Plan>, String)>,
+) -> Result<Completion, Failed> {
     let (report, reports) = ctx.session.job(job)?;
-    match verdict(&ctx.plan, &report, &reports) {
+    let judged = match child {
+        None => verdict(&ctx.plan, &report, &reports),
+        Some((plan, prefix)) => {
+            // The child's jobs under their own names, as its plan knows them.
+            let own: std::collections::HashMap<String, crate::pipeline::JobReport> = reports
+                .iter()
+                .filter_map(|(name, r)| {
+                    Some((name.strip_prefix(prefix.as_str())?.to_string(), r.clone()))
+                })
+                .collect();
+            let mut mine = report.clone();
+            mine.name = job.strip_prefix(prefix.as_str()).unwrap_or(job).to_string();
+            verdict(plan, &mine, &own)
+        }
+    };
+    match judged {
         Verdict::Fail(message) => Err(message.into()),
         Verdict::Ignored(reason) => Ok(Completion::ignored_with(reason)),
         Verdict::Pass(note) => {
