@@ -103,3 +103,42 @@ fn a_child_whose_workflow_rules_refuse_it_is_not_created() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `include: artifact:` reads from the parent's jobs' artifacts, with GitLab's messages when
+/// the job or the file is not there.
+#[test]
+fn artifact_includes_read_the_parent_jobs_artifacts() {
+    use glci_test::config::{load_child, parse_yaml, LoadOptions, Span};
+    let project = tempfile::tempdir().unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    std::fs::write(
+        artifacts.path().join("child.yml"),
+        "generated: {script: [x]}\n",
+    )
+    .unwrap();
+    let mut options = LoadOptions::new(project.path());
+    options.parent_artifacts = Some(
+        [("gen".to_string(), artifacts.path().to_path_buf())]
+            .into_iter()
+            .collect(),
+    );
+    let load = |entry: &str| {
+        let include = parse_yaml(entry, "trigger").unwrap();
+        load_child(&options, &[include], &Span::default())
+            .map(|r| r.tree.get("generated").is_some())
+            .map_err(|e| e.to_string())
+    };
+    assert_eq!(load("{artifact: child.yml, job: gen}"), Ok(true));
+    let missing_job = load("{artifact: child.yml, job: other}").unwrap_err();
+    assert!(
+        missing_job
+            .ends_with("Job `other` not found in parent pipeline or does not have artifacts!"),
+        "{missing_job}"
+    );
+    let missing_file = load("{artifact: nope.yml, job: gen}").unwrap_err();
+    assert!(
+        missing_file
+            .ends_with("Path `nope.yml` does not exist inside the `gen` artifacts archive!"),
+        "{missing_file}"
+    );
+}
