@@ -142,3 +142,30 @@ fn artifact_includes_read_the_parent_jobs_artifacts() {
         "{missing_file}"
     );
 }
+
+#[test]
+fn multi_project_triggers_are_planned_from_the_mapped_checkout_only() {
+    let other = project(&[(
+        ".gitlab-ci.yml",
+        "job: {script: [x], rules: [{if: $CI_PIPELINE_SOURCE == \"pipeline\"}]}\n",
+    )]);
+    let dir = project(&[(
+        ".gitlab-ci.yml",
+        "deploy:\n  trigger:\n    project: group/other\n",
+    )]);
+    let mut options = PipelineOptions::new(dir.path());
+    let planned = pipeline::plan(&options).unwrap();
+    let unmapped = static_children(&options, &planned);
+    assert_eq!(
+        unmapped[0].planned.as_ref().err(),
+        Some(&ChildError::NotMapped {
+            project: "group/other".into()
+        })
+    );
+    options
+        .project_map
+        .insert("group/other".into(), other.path().to_path_buf());
+    let mapped = static_children(&options, &planned);
+    let jobs: Vec<String> = mapped[0].jobs().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(jobs, ["deploy/job"]);
+}
