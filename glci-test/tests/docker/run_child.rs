@@ -307,3 +307,58 @@ async fn a_mapped_multi_project_trigger_runs_that_projects_pipeline() {
         job.log
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn canceling_the_session_cancels_a_running_child_job() {
+    let project = tempfile::tempdir().unwrap();
+    commit(
+        project.path(),
+        &[
+            (
+                ".gitlab-ci.yml",
+                "child:\n  trigger:\n    include: child.yml\n    strategy: depend\n",
+            ),
+            (
+                "child.yml",
+                "slow:\n  image: glci-fixture/busybox:latest\n  script: [echo started, sleep 120]\n",
+            ),
+        ],
+    );
+    let home = tempfile::tempdir().unwrap();
+    let run_options = RunOptions {
+        home: Some(home.path().to_path_buf()),
+        ..RunOptions::default()
+    };
+    let session = Arc::new(
+        Session::start(
+            &PipelineOptions::new(project.path()),
+            run_options,
+            Arc::new(Quiet),
+        )
+        .await
+        .expect("session"),
+    );
+    let started = std::time::Instant::now();
+    let canceler = {
+        let session = Arc::clone(&session);
+        tokio::spawn(async move {
+            // Once the child's job has had time to start.
+            tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+            session.cancel();
+        })
+    };
+    let report = session.run(&[]).await.unwrap();
+    canceler.await.unwrap();
+    let session = Arc::try_unwrap(session).ok().expect("one session handle");
+    session.shutdown().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "the child's job was not canceled: {report:#?}"
+    );
+    assert_eq!(
+        names(&report),
+        [("child", "canceled"), ("child/slow", "canceled")],
+        "{report:#?}"
+    );
+    assert_eq!(report.status, Status::Canceled);
+}
