@@ -216,10 +216,14 @@ pub struct PlannedProject {
 /// Plans the pipeline a multi-project trigger (`trigger: project:`) creates, as GitLab's
 /// `Ci::Bridge#cross_project_params` asks for it: the project's own configuration, source
 /// `pipeline`, the trigger's `branch` (else the checkout's branch: glci has no remote to ask
-/// for the default one), the trigger's YAML variables forwarded (expanded as for a child).
+/// for the default one), the variables `trigger:forward` passes (expanded as for a child).
 pub fn plan_project(src: &ChildSource) -> Result<PlannedProject, ChildError> {
     let Some(Trigger::Project {
-        project, branch, ..
+        project,
+        branch,
+        forward_yaml_variables,
+        forward_pipeline_variables,
+        ..
     }) = &src.bridge.trigger
     else {
         return Err(ChildError::NotCreated(vec![format!(
@@ -234,12 +238,19 @@ pub fn plan_project(src: &ChildSource) -> Result<PlannedProject, ChildError> {
     };
     let parent = src.parent;
     let (parent_ctx, _) = plan_context(src.opts, &parent.loaded, &parent.git);
-    let mut variables: Vec<(String, String)> = src
-        .bridge
-        .variables
-        .iter()
-        .map(|(k, v)| (k.clone(), v.value.clone()))
-        .collect();
+    // `forward:` as for a child (`Gitlab::Ci::Variables::Downstream::Generator`).
+    let mut variables: Vec<(String, String)> = Vec::new();
+    if *forward_yaml_variables {
+        variables.extend(
+            src.bridge
+                .variables
+                .iter()
+                .map(|(k, v)| (k.clone(), v.value.clone())),
+        );
+    }
+    if *forward_pipeline_variables {
+        variables.extend(src.opts.event.variables.iter().cloned());
+    }
     expand_forwarded(src, &parent_ctx.event.variables, &mut variables);
     let mut opts = src.opts.clone();
     opts.project_dir = path.clone();

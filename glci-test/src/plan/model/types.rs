@@ -267,6 +267,10 @@ pub enum Trigger {
         project: String,
         branch: Option<String>,
         strategy: Option<String>,
+        /// `forward:yaml_variables` (default true).
+        forward_yaml_variables: bool,
+        /// `forward:pipeline_variables` (default false).
+        forward_pipeline_variables: bool,
     },
     /// Child pipeline: the include locations (local paths or include hashes, as written).
     Child {
