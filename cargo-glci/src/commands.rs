@@ -61,6 +61,11 @@ fn plan(event: &EventArgs, as_json: bool) -> ExitCode {
             "{}",
             printable_lines(&render::plan_text(&planned, &event.to_event()))
         );
+        let children = pipeline::child::static_children(&opts, &planned);
+        print!(
+            "{}",
+            printable_lines(&pipeline::child::children_text(&children))
+        );
     }
     ExitCode::SUCCESS
 }

@@ -473,3 +473,73 @@ fn main_macro_target_runs_under_cargo_test_and_nextest() {
     let text = both(&manual);
     assert!(text.contains("1 test run: 1 passed"), "{text}");
 }
+
+/// A parent-child pipeline: `--list` (no Docker) shows the child's jobs as
+/// `<trigger>/<job>` after their trigger job; a child generated at run time is listed as its
+/// trigger alone, with a note why.
+#[test]
+fn list_shows_the_jobs_of_child_pipelines() {
+    let project = temp_project(
+        None,
+        &[
+            (
+                ".gitlab-ci.yml",
+                "build: {script: [x]}\n\
+                 child:\n  trigger:\n    include: ci/child.yml\n\
+                 dynamic:\n  trigger:\n    include: [{artifact: gen.yml, job: build}]\n",
+            ),
+            (
+                "ci/child.yml",
+                "unit: {script: [x]}\nship: {script: [x], when: manual}\n",
+            ),
+        ],
+    );
+    let (list, _) = glci(project.path(), &["test", "--", "--list"]);
+    assert_eq!(
+        stdout(&list),
+        "build: test\nchild: test\nchild/unit: test\nchild/ship: test\ndynamic: test\n",
+        "{}",
+        stderr(&list)
+    );
+    assert!(
+        stderr(&list)
+            .contains("trigger job `dynamic`: its child pipeline is generated at run time"),
+        "{}",
+        stderr(&list)
+    );
+}
+
+/// `cargo glci test` runs a child pipeline's jobs as trials: a failing child job fails its
+/// trial, a child job after it fails as "not run: needs …" (judged against the child's own
+/// plan), and the depending trigger fails.
+#[test]
+fn child_jobs_run_as_trials() {
+    let project = temp_project(
+        None,
+        &[
+            (
+                ".gitlab-ci.yml",
+                "child:\n  trigger:\n    include: ci/child.yml\n    strategy: depend\n",
+            ),
+            (
+                "ci/child.yml",
+                "default: {image: glci-fixture/busybox:latest}\n\
+                 stages: [build, test]\n\
+                 broken: {stage: build, script: [echo breaking, exit 3]}\n\
+                 after: {stage: test, script: [echo after]}\n",
+            ),
+        ],
+    );
+    let (out, _) = glci(project.path(), &["test", "--", "--test-threads", "1"]);
+    let text = both(&out);
+    assert_eq!(out.status.code(), Some(101), "{text}");
+    assert!(
+        text.contains("test result: FAILED. 0 passed; 3 failed"),
+        "{text}"
+    );
+    assert!(text.contains("job `broken` failed: exit code 3"), "{text}");
+    assert!(
+        text.contains("not run: needs `broken`, which failed"),
+        "{text}"
+    );
+}

@@ -52,6 +52,9 @@ pub struct LoadOptions {
     pub include_cache: Option<PathBuf>,
     /// Read fetched includes only from `include_cache`, never from the network.
     pub offline: bool,
+    /// The parent pipeline's jobs and their extracted artifacts, when the configuration is a
+    /// child pipeline's (`include:artifact` reads from them); `None` for a pipeline of its own.
+    pub parent_artifacts: Option<BTreeMap<String, PathBuf>>,
 }
 
 impl Default for LoadOptions {
@@ -69,6 +72,7 @@ impl Default for LoadOptions {
             allow_private_remote: false,
             include_cache: None,
             offline: false,
+            parent_artifacts: None,
         }
     }
 }
@@ -188,6 +192,41 @@ pub fn load_main(opts: &LoadOptions, main: MainFile) -> Result<Resolved, ConfigE
         &start,
         "Invalid configuration format",
     )?;
+    let tree = resolve_tree(tree)?;
+    Ok(Resolved {
+        tree,
+        files: includer.files,
+    })
+}
+
+/// The configuration of a child pipeline: as `Ci::Bridge#downstream_pipeline_params` gives
+/// GitLab's pipeline creation a YAML holding only `include:` with the trigger's entries, the
+/// tree starts as `{include: <entries>}` and goes through every step [`load_main`] takes.
+/// `at` is where the trigger's `include` is written (errors without a file of their own point
+/// there).
+pub fn load_child(
+    opts: &LoadOptions,
+    include: &[Node],
+    at: &Span,
+) -> Result<Resolved, ConfigError> {
+    let mut map = super::value::Mapping::default();
+    map.insert(
+        super::value::Key::new("include", at.clone()),
+        Node::new(super::value::Value::Seq(include.to_vec()), at.clone()),
+    );
+    let docs = Documents {
+        header: None,
+        content: Node::new(super::value::Value::Map(map), at.clone()),
+    };
+    let mut includer = Includer::new(opts);
+    let ctx = FileCtx {
+        root: opts.project_dir.clone(),
+        project: None,
+        component: None,
+    };
+    let provided = string_inputs(&[], at);
+    let tree =
+        includer.process_documents(docs, &ctx, &provided, at, "Invalid configuration format")?;
     let tree = resolve_tree(tree)?;
     Ok(Resolved {
         tree,

@@ -42,8 +42,8 @@ pub use include::{FetchSources, DEFAULT_TEMPLATE_REF, DEFAULT_TEMPLATE_URL};
 pub use inputs::{interpolate, ComponentInfo, Context as InputContext};
 pub use jobs::{drop_hidden, entry_kind, EntryKind};
 pub use load::{
-    load, load_main, read_main, resolve_tree, LoadOptions, MainFile, Resolved, SourceFile,
-    SourceLocation,
+    load, load_child, load_main, read_main, resolve_tree, LoadOptions, MainFile, Resolved,
+    SourceFile, SourceLocation,
 };
 pub use merge::deep_merge;
 pub use reference::resolve_references;

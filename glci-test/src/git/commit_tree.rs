@@ -10,7 +10,7 @@ use super::command::{git, split_nul};
 /// One commit of a bare repository. Questions whose answer git cannot give (a missing path,
 /// a broken repository) answer `None` or nothing: a cache key then falls back the way
 /// GitLab's does for a file that is not there.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct CommitTree {
     repo: PathBuf,
     sha: String,
@@ -25,6 +25,11 @@ impl CommitTree {
             sha,
             files: OnceLock::new(),
         }
+    }
+
+    /// The repository holding the commit.
+    pub fn repo(&self) -> &std::path::Path {
+        &self.repo
     }
 
     /// The commit's id.

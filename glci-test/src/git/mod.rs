@@ -37,5 +37,5 @@ pub use commit_tree::CommitTree;
 pub use error::GitError;
 pub use remote::{instance_url, ProjectPath, FALLBACK_NAMESPACE};
 pub use repo::{GitUser, Repo, RepoFacts, BLANK_SHA};
-pub use snapshot::{bare_repo_path, snapshot, Snapshot, SnapshotRequest};
+pub use snapshot::{add_pipeline_ref, bare_repo_path, snapshot, Snapshot, SnapshotRequest};
 pub use worktree::capture_tree;

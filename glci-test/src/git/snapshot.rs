@@ -134,6 +134,18 @@ pub fn snapshot(repo: &Repo, data_dir: &Path, req: &SnapshotRequest) -> Result<S
     })
 }
 
+/// `refs/pipelines/<id>` at `sha` in the bare repository `bare`: the persistent ref of a
+/// pipeline created after the snapshot (a child pipeline runs the parent's commit under
+/// its own id, as on GitLab).
+pub fn add_pipeline_ref(bare: &Path, pipeline_id: u64, sha: &str) -> Result<(), GitError> {
+    git(bare)
+        .args(["update-ref", "--no-deref"])
+        .arg(format!("refs/pipelines/{pipeline_id}"))
+        .arg(sha)
+        .run()?;
+    Ok(())
+}
+
 fn check_ref_name(repo: &Repo, full: &str, name: &str, kind: &'static str) -> Result<(), GitError> {
     let ok = git(repo.top_level())
         .args(["check-ref-format", full])

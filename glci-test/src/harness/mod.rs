@@ -291,8 +291,10 @@ impl Harness {
             self.pipeline.run.clone(),
             stream_logs,
         )?);
+        let children = child_trials(&self.pipeline.options, &planned);
         let ctx = Arc::new(trials::Context {
             plan: planned.plan,
+            children,
             session: Arc::clone(&session),
             snapshots: self.snapshots.clone(),
             snapshot_settings: snapshot::SnapshotSettings {
@@ -313,6 +315,42 @@ impl Harness {
         drop(ctx);
         Ok((trials, session))
     }
+}
+
+/// The trials of the child pipelines that can be planned before the run. A child generated
+/// at run time, or one that cannot be planned, has none: its trigger job alone is a trial,
+/// and a note on stderr says why (stdout is the listing's).
+fn child_trials(options: &PipelineOptions, planned: &pipeline::Planned) -> Vec<trials::ChildTrial> {
+    let mut out = Vec::new();
+    for child in pipeline::child::static_children(options, planned) {
+        // Each pipeline's plan, by the prefix of its jobs' names.
+        let mut plans: Vec<(String, Arc<crate::plan::Plan>)> = Vec::new();
+        for nested in child.flatten() {
+            match &nested.planned {
+                Ok(p) => plans.push((format!("{}/", nested.trigger), Arc::new(p.plan.clone()))),
+                Err(e) => eprintln!("note: trigger job `{}`: {e}", nested.trigger),
+            }
+        }
+        for (name, job) in child.jobs() {
+            // The longest prefix is the job's own pipeline.
+            let Some((prefix, plan)) = plans
+                .iter()
+                .filter(|(prefix, _)| name.starts_with(prefix.as_str()))
+                .max_by_key(|(prefix, _)| prefix.len())
+            else {
+                continue;
+            };
+            out.push(trials::ChildTrial {
+                trigger: child.trigger.clone(),
+                name,
+                stage: job.stage.clone(),
+                manual: job.when == crate::plan::model::When::Manual,
+                plan: Arc::clone(plan),
+                prefix: prefix.clone(),
+            });
+        }
+    }
+    out
 }
 
 /// nextest runs `--exact <name>` per test; the name it knows has no `[kind]`.

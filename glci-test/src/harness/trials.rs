@@ -18,37 +18,77 @@ use super::outcome::{verdict, Verdict};
 use super::session::LazySession;
 use super::snapshot::{self, Selection, SnapshotSettings};
 
+/// A job of a child pipeline planned before the run: the trial `<trigger job>/<job>`.
+pub struct ChildTrial {
+    /// The trigger job of the plan it comes after.
+    pub trigger: String,
+    pub name: String,
+    pub stage: String,
+    pub manual: bool,
+    /// The child pipeline's plan and the prefix of its jobs' names (`trigger/`), so a job
+    /// kept from running by a failed job of its own pipeline fails as one of the parent does.
+    pub plan: Arc<Plan>,
+    pub prefix: String,
+}
+
 /// What every trial shares.
 pub struct Context {
     pub plan: Plan,
+    /// Child pipelines' jobs, each after its trigger job.
+    pub children: Vec<ChildTrial>,
     pub session: Arc<LazySession>,
     pub snapshots: Selection,
     pub snapshot_settings: SnapshotSettings,
 }
 
 pub fn trials(ctx: &Arc<Context>, with_kind: bool) -> Vec<Trial> {
-    ctx.plan
-        .jobs
-        .iter()
-        .map(|job| {
-            let name = job.name.clone();
-            let ctx = Arc::clone(ctx);
-            // Test names are printed to the terminal: escaped, and filters match them so.
-            let shown = crate::printable::printable(&job.name).into_owned();
-            let trial = Trial::ignorable_test(shown, move || run_trial(&ctx, &name))
-                .with_ignored_flag(job.when == When::Manual);
-            if with_kind {
-                trial.with_kind(crate::printable::printable(&job.stage).into_owned())
-            } else {
-                trial
-            }
-        })
-        .collect()
+    let trial = |name: &str, stage: &str, manual: bool, child: Option<(Arc<Plan>, String)>| {
+        let job = name.to_string();
+        let ctx = Arc::clone(ctx);
+        // Test names are printed to the terminal: escaped, and filters match them so.
+        let shown = crate::printable::printable(name).into_owned();
+        let trial = Trial::ignorable_test(shown, move || run_trial(&ctx, &job, child.as_ref()))
+            .with_ignored_flag(manual);
+        if with_kind {
+            trial.with_kind(crate::printable::printable(stage).into_owned())
+        } else {
+            trial
+        }
+    };
+    let mut out = Vec::with_capacity(ctx.plan.jobs.len() + ctx.children.len());
+    for job in &ctx.plan.jobs {
+        out.push(trial(&job.name, &job.stage, job.when == When::Manual, None));
+        for child in ctx.children.iter().filter(|c| c.trigger == job.name) {
+            let own = Some((Arc::clone(&child.plan), child.prefix.clone()));
+            out.push(trial(&child.name, &child.stage, child.manual, own));
+        }
+    }
+    out
 }
 
-fn run_trial(ctx: &Context, job: &str) -> Result<Completion, Failed> {
+/// Runs `job` (of a child pipeline when `child` gives its plan and name prefix) and judges it.
+fn run_trial(
+    ctx: &Context,
+    job: &str,
+    child: Option<&(Arc<Plan>, String)>,
+) -> Result<Completion, Failed> {
     let (report, reports) = ctx.session.job(job)?;
-    match verdict(&ctx.plan, &report, &reports) {
+    let judged = match child {
+        None => verdict(&ctx.plan, &report, &reports),
+        Some((plan, prefix)) => {
+            // The child's jobs under their own names, as its plan knows them.
+            let own: std::collections::HashMap<String, crate::pipeline::JobReport> = reports
+                .iter()
+                .filter_map(|(name, r)| {
+                    Some((name.strip_prefix(prefix.as_str())?.to_string(), r.clone()))
+                })
+                .collect();
+            let mut mine = report.clone();
+            mine.name = job.strip_prefix(prefix.as_str()).unwrap_or(job).to_string();
+            verdict(plan, &mine, &own)
+        }
+    };
+    match judged {
         Verdict::Fail(message) => Err(message.into()),
         Verdict::Ignored(reason) => Ok(Completion::ignored_with(reason)),
         Verdict::Pass(note) => {
@@ -94,6 +134,7 @@ mod tests {
         };
         let ctx = Arc::new(Context {
             plan,
+            children: Vec::new(),
             session,
             snapshots: Selection::None,
             snapshot_settings: SnapshotSettings {

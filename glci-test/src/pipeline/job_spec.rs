@@ -21,6 +21,7 @@ pub const DEFAULT_GIT_DEPTH: u32 = 20;
 
 /// What every job of one pipeline shares: built once when the run starts, read by every
 /// [`job_spec`].
+#[derive(Clone)]
 pub struct PipelineFacts {
     pub pipeline_id: u64,
     pub project: ProjectSpec,

@@ -3,6 +3,7 @@
 //! commands and users' own tests call; every step is delegated to its module (`config`,
 //! `plan`, `git`, `server`, `runner`).
 
+pub mod child;
 pub mod duration;
 pub mod env_file;
 pub mod history;
@@ -330,6 +331,17 @@ fn plan_with(
     loaded: Loaded,
     git_sets: GitSets,
 ) -> Result<Planned, PipelineError> {
+    let (plan_ctx, ctx) = plan_context(opts, &loaded, &git_sets);
+    plan_in(plan_ctx, ctx, loaded, git_sets)
+}
+
+/// The context `loaded` is planned in for `opts`, and the pipeline facts of its predefined
+/// variables.
+fn plan_context(
+    opts: &PipelineOptions,
+    loaded: &Loaded,
+    git_sets: &GitSets,
+) -> (PlanContext, PipelineContext) {
     let mut ctx = pipeline_context(opts);
     // One resolved event for everything below: refs from the flags, else from git.
     let event = &predefined::resolve_event(&loaded.facts, &event_with_settings(opts));
@@ -342,10 +354,20 @@ fn plan_with(
         compare_to: git_sets.compare_to.clone(),
         files: git_sets.files.clone(),
     };
+    (plan_ctx, ctx)
+}
+
+/// Plans `loaded` in `plan_ctx` (a pipeline's own context, or a child's).
+fn plan_in(
+    plan_ctx: PlanContext,
+    mut ctx: PipelineContext,
+    loaded: Loaded,
+    git_sets: GitSets,
+) -> Result<Planned, PipelineError> {
     let plan = plan::plan(&loaded.config, &plan_ctx).map_err(PipelineError::Plan)?;
     // `CI_PIPELINE_NAME` is the evaluated `workflow:name`, known only once workflow rules ran.
     ctx.pipeline_name = plan.name.clone();
-    let predefined = predefined::predefined_variables(&loaded.facts, event, &ctx);
+    let predefined = predefined::predefined_variables(&loaded.facts, &plan_ctx.event, &ctx);
     Ok(Planned {
         plan,
         loaded,
@@ -379,7 +401,7 @@ fn event_with_settings(opts: &PipelineOptions) -> Event {
 
 /// Changed files for every `rules:changes:compare_to` ref the configuration names. A ref
 /// git does not know is left out; the planner reports it as GitLab does.
-fn compare_to_sets(loaded: &Loaded) -> StrMap<Vec<String>> {
+pub(crate) fn compare_to_sets(loaded: &Loaded) -> StrMap<Vec<String>> {
     let mut sets = StrMap::default();
     let workflow_rules = loaded
         .config

@@ -119,6 +119,9 @@ pub struct PlannedJob {
     /// Jobs whose artifacts (and dotenv variables) this job downloads
     /// (docs/ci-yaml-semantics.md §8.2).
     pub dependencies: Vec<String>,
+    /// `needs:pipeline:job` with artifacts: jobs of the parent pipeline whose artifacts a
+    /// child pipeline's job downloads.
+    pub pipeline_needs: Vec<String>,
     pub retry: Option<Retry>,
     pub timeout: Option<String>,
     pub environment: Option<PlannedEnvironment>,

@@ -325,6 +325,12 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             start_in = Some(String::new());
         }
 
+        let pipeline_needs: Vec<String> = needs
+            .iter()
+            .flatten()
+            .filter(|n| n.pipeline && n.artifacts && !n.job.is_empty())
+            .map(|n| n.job.clone())
+            .collect();
         let planned_needs = match needs {
             None => None,
             Some(list) => {
@@ -374,6 +380,7 @@ pub fn plan(config: &PipelineConfig, ctx: &PlanContext) -> Result<Plan, PlanErro
             artifacts: job.artifacts.clone(),
             cache: job.cache.clone().unwrap_or_default(),
             dependencies: Vec::new(),
+            pipeline_needs,
             retry: job.retry.clone(),
             timeout: job.timeout.clone(),
             environment: env_planned,

@@ -15,6 +15,7 @@ mod run_buildx;
 mod run_cache;
 mod run_catalog;
 mod run_deploy;
+mod run_child;
 mod run_dind;
 mod run_job_api;
 mod run_lifecycle;

@@ -60,7 +60,7 @@ fn gitlab_messages_with_locations() {
         (&[(".gitlab-ci.yml", "job:\n  extends: .base\n  script: x\n")], ".gitlab-ci.yml:2:12: job: unknown keys in `extends` (.base)"),
         (&[(".gitlab-ci.yml", "cache: {key: a}\ndefault: {cache: {key: b}}\nj: {script: x}\n")], ".gitlab-ci.yml:1:1: cache is defined in top-level and `default:` entry"),
         (&[(".gitlab-ci.yml", ".hidden:\nj: {script: x}\n")], ".gitlab-ci.yml:1:1: jobs:.hidden config can't be blank"),
-        (&[(".gitlab-ci.yml", "include: {artifact: x.yml, job: gen}\n")], ".gitlab-ci.yml:1:10: include `artifact` only works in child pipelines, which glci does not run"),
+        (&[(".gitlab-ci.yml", "include: {artifact: x.yml, job: gen}\n")], ".gitlab-ci.yml:1:10: Including configs from artifacts is only allowed when triggering child pipelines"),
         (&[(".gitlab-ci.yml", "include: {component: foo}\n")], ".gitlab-ci.yml:1:10: component `foo` should be `<fqdn>/<project-path>/<component-name>@<version>`"),
         (&[(".gitlab-ci.yml", "when: 2024-01-01\n")], ".gitlab-ci.yml:1:7: Tried to load unspecified class: Date"),
     ];

@@ -15,6 +15,7 @@ mod expr_statement;
 mod expr_vars;
 mod git_repo;
 mod git_snapshot;
+mod plan_child;
 mod plan_pipeline;
 mod plan_real_configs;
 mod plan_snapshots;

@@ -236,10 +236,9 @@ impl<'a> Includer<'a> {
             "component" => self
                 .component(&string("component")?, ctx, at)
                 .map(|f| vec![f]),
-            _ => Err(ConfigError::at(
-                at,
-                "include `artifact` only works in child pipelines, which glci does not run",
-            )),
+            _ => self
+                .artifact(&string("artifact")?, item, at)
+                .map(|f| vec![f]),
         }
     }
 
@@ -287,6 +286,68 @@ impl<'a> Includer<'a> {
             ctx: FileCtx {
                 component: None,
                 ..ctx.clone()
+            },
+        })
+    }
+
+    /// `include:artifact` + `job`: a file of an earlier job's artifacts of the parent pipeline
+    /// (dynamic child pipelines), with GitLab's messages (`External::File::Artifact`,
+    /// `Gitlab::Ci::ArtifactFileReader`).
+    fn artifact(&self, path: &str, item: &Node, at: &Span) -> Result<Found, ConfigError> {
+        let Some(parent) = &self.opts.parent_artifacts else {
+            return Err(ConfigError::at(
+                at,
+                "Including configs from artifacts is only allowed when triggering child pipelines",
+            ));
+        };
+        let Some(job) = item
+            .get("job")
+            .and_then(Node::as_str)
+            .filter(|j| !j.is_empty())
+        else {
+            return Err(ConfigError::at(
+                at,
+                "Job must be provided when including configs from artifacts",
+            ));
+        };
+        let Some(root) = parent.get(job) else {
+            return Err(ConfigError::at(
+                at,
+                format!("Job `{job}` not found in parent pipeline or does not have artifacts!"),
+            ));
+        };
+        let path = path.trim_start_matches('/');
+        check_extension(path, at)?;
+        let full = files::inside(root, path).ok_or_else(|| {
+            ConfigError::at(
+                at,
+                format!("Path `{path}` does not exist inside the `{job}` artifacts archive!"),
+            )
+        })?;
+        if full.is_dir() {
+            return Err(ConfigError::at(
+                at,
+                format!("Path `{path}` was expected to be a file but it was a directory!"),
+            ));
+        }
+        if !full.is_file() {
+            return Err(ConfigError::at(
+                at,
+                format!("Path `{path}` does not exist inside the `{job}` artifacts archive!"),
+            ));
+        }
+        let text = read(root, &full, path, at)?;
+        if text.trim().is_empty() {
+            return Err(ConfigError::at(at, format!("File `{path}` is empty!")));
+        }
+        Ok(Found {
+            name: format!("{job}:{path}"),
+            text,
+            location: SourceLocation::Path(full),
+            ctx: FileCtx {
+                root: self.opts.project_dir.clone(),
+                project: None,
+                component: None,
             },
         })
     }

@@ -13,6 +13,7 @@
 
 mod cache;
 mod deployments;
+mod child;
 mod options;
 mod report;
 mod resources;
@@ -44,7 +45,8 @@ use super::Planned;
 
 /// What the session API, the scheduler and the built-in runners share.
 struct Shared {
-    server: RunningServer,
+    /// Shared with the session's child pipelines (`child.rs`).
+    server: Arc<RunningServer>,
     planned: Planned,
     /// What every job spec shares (project, ref, commit, variables).
     facts: PipelineFacts,
@@ -61,8 +63,11 @@ struct Shared {
     /// What the built-in runners' workers said when a job ended, by server job id: the
     /// container kept for inspection, if any. The scheduler waits for this before writing
     /// the report of a job a built-in runner ran (the server hears the final state first).
-    workers_done: Mutex<HashMap<u64, Option<String>>>,
+    /// Shared with the session's child pipelines, whose jobs the same runners run.
+    workers_done: Arc<Mutex<HashMap<u64, Option<String>>>>,
     stop: CancellationToken,
+    /// The pipelines this one's trigger jobs created, and its depth.
+    downstream: child::Downstream,
 }
 
 /// The scheduler's view of the pipeline, behind [`Shared::lock`].
@@ -86,6 +91,8 @@ struct State {
     resources: resources::Resources,
     /// What finished jobs did to their environments, in the order they finished.
     deployments: Vec<crate::pipeline::environments::EnvironmentChange>,
+    /// Trigger jobs and their child pipelines.
+    children: child::Children,
 }
 
 struct InFlight {

@@ -73,7 +73,7 @@ fn forward_log(shared: &Shared, event: JobEvent) {
 }
 
 /// One scheduling round.
-fn step(shared: &Shared) {
+fn step(shared: &Arc<Shared>) {
     let mut state = shared.lock();
     reconcile(shared, &mut state);
 
@@ -135,6 +135,7 @@ fn step(shared: &Shared) {
         && !dispatched
         && !waiting_on_timer
         && !state.resources.any_waiting()
+        && !state.children.bridges_pending()
     {
         let progress = status::propagate(&sub, &state.outcomes);
         for job in &sub.jobs {
@@ -168,7 +169,7 @@ fn step(shared: &Shared) {
 }
 
 /// Picks up state changes of queued and running jobs from the server.
-fn reconcile(shared: &Shared, state: &mut State) {
+fn reconcile(shared: &Arc<Shared>, state: &mut State) {
     let ids: Vec<JobId> = state.in_flight.keys().copied().collect();
     for id in ids {
         let Some(job_state) = shared.server.job_state(id) else {
@@ -202,7 +203,13 @@ fn reconcile(shared: &Shared, state: &mut State) {
     }
 }
 
-fn finished(shared: &Shared, state: &mut State, id: JobId, flight: InFlight, job_state: JobState) {
+fn finished(
+    shared: &Arc<Shared>,
+    state: &mut State,
+    id: JobId,
+    flight: InFlight,
+    job_state: JobState,
+) {
     let Some(job) = shared.job(&flight.name) else {
         return;
     };
@@ -325,7 +332,12 @@ fn retry_allowed(
     when_ok && code_ok
 }
 
-fn dispatch(shared: &Shared, state: &mut State, job: &PlannedJob) {
+fn dispatch(shared: &Arc<Shared>, state: &mut State, job: &PlannedJob) {
+    // A trigger job creates a pipeline instead of going to a runner.
+    if job.trigger.is_some() {
+        super::child::start(shared, state, job);
+        return;
+    }
     if let Some(why) = shared.no_runner_for(job) {
         state
             .outcomes

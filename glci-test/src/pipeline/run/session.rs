@@ -19,6 +19,7 @@ use crate::server::{JobId, ServerError};
 use crate::pipeline::staging;
 use crate::pipeline::{plan, PipelineError, PipelineOptions, Planned};
 
+use super::child;
 use super::options::RunOptions;
 use super::report::{JobReport, RunObserver, RunReport};
 use super::scheduler::{closure, schedule, sub_plan};
@@ -130,7 +131,7 @@ impl Session {
 
         let (reports_changed, _) = watch::channel(0);
         let shared = Arc::new(Shared {
-            server,
+            server: Arc::new(server),
             planned,
             facts,
             options,
@@ -140,8 +141,9 @@ impl Session {
             state: Mutex::new(State::default()),
             wake: Notify::new(),
             reports_changed,
-            workers_done: Mutex::new(HashMap::new()),
+            workers_done: Arc::new(Mutex::new(HashMap::new())),
             stop: CancellationToken::new(),
+            downstream: child::Downstream::root(opts),
         });
 
         let mut tasks = vec![tokio::spawn(schedule(shared.clone()))];
@@ -202,12 +204,20 @@ impl Session {
 
     /// Runs `name` and what it needs (its `needs`, or every job of earlier stages), each job
     /// once per session; a manual `name` is played. Returns when the job has its final status.
+    /// A child pipeline's job is `<trigger job>/<job>`: its trigger job runs, and the report
+    /// comes once the child has run it.
     pub async fn job(&self, name: &str) -> Result<JobReport, RunError> {
         self.want(std::slice::from_ref(&name.to_string()))?;
         let mut changed = self.shared.reports_changed.subscribe();
         loop {
-            if let Some(report) = self.shared.lock().reports.get(name) {
-                return Ok(report.clone());
+            {
+                let state = self.shared.lock();
+                if let Some(report) = state.reports.get(name) {
+                    return Ok(report.clone());
+                }
+                if let Some(report) = child::missing_report(&self.shared, &state, name) {
+                    return Ok(report);
+                }
             }
             if changed.changed().await.is_err() {
                 return Err(RunError::NotCreated("the session ended".to_string()));
@@ -235,12 +245,15 @@ impl Session {
         } else {
             self.want_unplayed(&names)?;
         }
+        let names: Vec<String> = names.iter().map(|n| self.own_job(n)).collect();
         let closure = closure(&self.shared.planned.plan, &names);
         let mut changed = self.shared.reports_changed.subscribe();
         loop {
             {
                 let state = self.shared.lock();
-                if closure.iter().all(|n| state.reports.contains_key(n)) {
+                if closure.iter().all(|n| state.reports.contains_key(n))
+                    && state.children.all_finished()
+                {
                     let sub = sub_plan(&self.shared.planned.plan, &closure);
                     let mut status = status::propagate(&sub, &state.outcomes).pipeline;
                     if state.canceling {
@@ -249,10 +262,14 @@ impl Session {
                     return Ok(RunReport {
                         pipeline_id: self.pipeline_id(),
                         status,
+                        // Each child pipeline's jobs right after its trigger job.
                         jobs: sub
                             .jobs
                             .iter()
-                            .filter_map(|j| state.reports.get(&j.name).cloned())
+                            .flat_map(|j| {
+                                std::iter::once(&j.name).chain(state.children.jobs_of(&j.name))
+                            })
+                            .filter_map(|n| state.reports.get(n).cloned())
                             .collect(),
                         dir: self.shared.dir.clone(),
                         deployments: state
@@ -270,11 +287,23 @@ impl Session {
         }
     }
 
+    /// The job of this pipeline that runs `name`: itself, or the trigger job of the child
+    /// pipeline `name` belongs to.
+    fn own_job(&self, name: &str) -> String {
+        if self.shared.planned.plan.job(name).is_some() {
+            return name.to_string();
+        }
+        child::root_trigger(&self.shared, name)
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| name.to_string())
+    }
+
     fn want(&self, names: &[String]) -> Result<(), RunError> {
-        self.check_names(names)?;
+        let names: Vec<String> = names.iter().map(|n| self.own_job(n)).collect();
+        self.check_names(&names)?;
         {
             let mut state = self.shared.lock();
-            for n in names {
+            for n in &names {
                 state.wanted.insert(n.clone());
                 state.played.insert(n.clone());
             }
@@ -284,7 +313,8 @@ impl Session {
     }
 
     fn want_unplayed(&self, names: &[String]) -> Result<(), RunError> {
-        self.check_names(names)?;
+        let names: Vec<String> = names.iter().map(|n| self.own_job(n)).collect();
+        self.check_names(&names)?;
         self.shared.lock().wanted.extend(names.iter().cloned());
         self.shared.wake.notify_one();
         Ok(())
@@ -314,6 +344,7 @@ impl Session {
         for id in ids {
             self.shared.server.cancel(id);
         }
+        child::cancel_children(&self.shared, false);
         self.shared.wake.notify_one();
     }
 
@@ -329,6 +360,7 @@ impl Session {
                 self.shared.server.abort(id);
             }
         }
+        child::cancel_children(&self.shared, true);
         // Workers are dropped mid-job; the scheduler stays to write the reports.
         for task in self.tasks().iter().skip(1) {
             task.abort();
@@ -343,6 +375,7 @@ impl Session {
         for task in tasks {
             let _ = tokio::time::timeout(Duration::from_secs(15), task).await;
         }
+        child::shut_down_children(&self.shared).await;
         self.cleanup.wait().await;
         self.record_end();
         let dir = self.shared.dir.clone();
@@ -376,7 +409,11 @@ impl Session {
         let shared = self.shared.clone();
         drop(self);
         if let Ok(shared) = Arc::try_unwrap(shared) {
-            shared.server.shutdown().await;
+            let server = Arc::clone(&shared.server);
+            drop(shared);
+            if let Ok(server) = Arc::try_unwrap(server) {
+                server.shutdown().await;
+            }
         }
     }
 }

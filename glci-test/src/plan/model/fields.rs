@@ -453,20 +453,22 @@ pub fn trigger(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<Tr
             project: s.clone(),
             branch: None,
             strategy: None,
+            forward_yaml_variables: true,
+            forward_pipeline_variables: false,
         }),
         Value::Map(m) => {
             let strategy = m.get("strategy").and_then(Node::scalar_string);
+            let forward = m.get("forward");
+            let flag = |key: &str, default: bool| {
+                forward
+                    .and_then(|f| f.get(key))
+                    .and_then(Node::as_bool)
+                    .unwrap_or(default)
+            };
             if let Some(include) = m.get("include") {
                 let items = match &include.value {
                     Value::Seq(items) => items.clone(),
                     _ => vec![include.clone()],
-                };
-                let forward = m.get("forward");
-                let flag = |key: &str, default: bool| {
-                    forward
-                        .and_then(|f| f.get(key))
-                        .and_then(Node::as_bool)
-                        .unwrap_or(default)
                 };
                 Some(Trigger::Child {
                     include: items,
@@ -479,6 +481,8 @@ pub fn trigger(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Option<Tr
                     project,
                     branch: m.get("branch").and_then(Node::scalar_string),
                     strategy,
+                    forward_yaml_variables: flag("yaml_variables", true),
+                    forward_pipeline_variables: flag("pipeline_variables", false),
                 })
             } else {
                 errors.push(LintError::entry(

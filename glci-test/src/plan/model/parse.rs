@@ -397,6 +397,7 @@ pub fn needs(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Vec<Need> {
                 optional: false,
                 matrix: None,
                 external: false,
+                pipeline: false,
                 span: item.span.clone(),
             }),
             Value::Map(map) => {
@@ -438,6 +439,7 @@ pub fn needs(node: &Node, loc: &str, errors: &mut Vec<LintError>) -> Vec<Need> {
                     optional,
                     matrix,
                     external,
+                    pipeline: map.contains_key("pipeline"),
                     span: item.span.clone(),
                 });
             }

@@ -154,6 +154,9 @@ pub struct Need {
     pub matrix: Option<Vec<MatrixEntry>>,
     /// Cross-project or parent-pipeline needs (`project:`/`pipeline:`): not planned locally.
     pub external: bool,
+    /// `needs:pipeline:job`: the job is one of another pipeline of this project (in a child
+    /// pipeline, the parent's).
+    pub pipeline: bool,
     pub span: Span,
 }
 
@@ -264,6 +267,10 @@ pub enum Trigger {
         project: String,
         branch: Option<String>,
         strategy: Option<String>,
+        /// `forward:yaml_variables` (default true).
+        forward_yaml_variables: bool,
+        /// `forward:pipeline_variables` (default false).
+        forward_pipeline_variables: bool,
     },
     /// Child pipeline: the include locations (local paths or include hashes, as written).
     Child {

@@ -287,12 +287,12 @@ pub(super) async fn download(shared: &Shared, req: Request, id: JobId) -> Respon
         let Some(caller) = ApiState::job_by_token(&inner, &token) else {
             return h::json_message(StatusCode::UNAUTHORIZED, "401 Unauthorized");
         };
-        // The producer itself while it runs, or any running job of the same pipeline
-        // (current GitLab hands consumers their own token for dependencies).
+        // The producer itself while it runs, or any running job of the same project
+        // (current GitLab hands consumers their own token for dependencies, and a job token
+        // reads its own project's artifacts: a child pipeline's `needs:pipeline:job` fetches
+        // the parent's).
         let allowed = caller.state.is_active()
-            && (caller.id == target.id
-                || (caller.spec.pipeline_id == target.spec.pipeline_id
-                    && caller.spec.project.path == target.spec.project.path));
+            && (caller.id == target.id || caller.spec.project.path == target.spec.project.path);
         if !allowed {
             return forbidden();
         }
