@@ -193,6 +193,7 @@ mod tests {
                 ci_file: ".gitlab-ci.yml".into(),
                 normalizer: Normalizer::new(),
             },
+            children: Vec::new(),
         });
         let listed = trials(&ctx, home.path(), project, true);
         let names: Vec<(&str, &str)> = listed.iter().map(|t| (t.name(), t.kind())).collect();
