@@ -78,6 +78,9 @@ pub struct Harness {
     snapshot_dir: Option<PathBuf>,
     redactions: Vec<(String, String)>,
     use_env: bool,
+    /// Started by [`Harness::main`] (a `main!` test binary, which can serve as the glci
+    /// daemon): under nextest its session is shared through the daemon.
+    from_main: bool,
     /// Options that could not be applied, reported when the suite starts.
     errors: Vec<String>,
 }
@@ -102,6 +105,7 @@ impl Harness {
             snapshot_dir: None,
             redactions: Vec::new(),
             use_env: true,
+            from_main: false,
             errors: Vec::new(),
         }
     }
@@ -184,8 +188,11 @@ impl Harness {
     }
 
     /// Runs the suite with the process's own arguments; for `fn main`.
-    pub fn main(self) -> ExitCode {
+    pub fn main(mut self) -> ExitCode {
         crate::docker::serve_if_asked();
+        // Started as the glci daemon (by another process of a test run): serve, then exit.
+        crate::daemon::serve_if_asked();
+        self.from_main = true;
         self.run_with(&Arguments::from_args())
     }
 
@@ -273,10 +280,16 @@ impl Harness {
             .top_level
             .join(&self.pipeline.options.file);
         let stream_logs = args.nocapture && !args.list;
+        let shared_run = if self.from_main {
+            shared_run(args)
+        } else {
+            None
+        };
         let session = Arc::new(session::LazySession::new(
             self.pipeline.options.clone(),
             self.pipeline.run.clone(),
             stream_logs,
+            shared_run,
         )?);
         let ctx = Arc::new(trials::Context {
             plan: planned.plan,
@@ -292,6 +305,15 @@ impl Harness {
         drop(ctx);
         Ok((trials, session))
     }
+}
+
+/// The run whose session lives in the glci daemon: `GLCI_RUN_ID` when set, else nextest's
+/// `NEXTEST_RUN_ID` when this process runs one test (`--exact <name>`, nextest's process per
+/// test). A process running the whole suite (`cargo test`) keeps its session to itself.
+fn shared_run(args: &Arguments) -> Option<String> {
+    let run = crate::daemon::run_id()?;
+    let explicit = std::env::var_os("GLCI_RUN_ID").is_some_and(|v| !v.is_empty());
+    (explicit || (args.exact && args.filter.is_some() && !args.list)).then_some(run)
 }
 
 /// nextest runs `--exact <name>` per test; the name it knows has no `[kind]`.

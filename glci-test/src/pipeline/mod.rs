@@ -35,7 +35,7 @@ use crate::plan::{
 use crate::threads::join;
 
 /// What a pipeline is made from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PipelineOptions {
     /// Any directory inside the repository.
     pub project_dir: PathBuf,
@@ -111,7 +111,7 @@ impl PipelineOptions {
 
 /// A variable from the project's CI/CD settings, the only place GitLab has masked and
 /// file-type variables.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SettingsVariable {
     pub key: String,
     pub value: String,
