@@ -62,6 +62,8 @@ pub enum Command {
         #[command(subcommand)]
         command: RegistryCommand,
     },
+    /// The daemon that holds one pipeline session per test run: status, start, stop, logs.
+    Daemon(crate::daemon_cmd::DaemonArgs),
     /// Remove Docker objects left behind by glci runs whose process is gone.
     Clean {
         /// Also remove objects of glci runs that are still alive.

@@ -29,6 +29,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Doctor => block_on(doctor()),
         Command::Registry { command } => crate::registry_cmd::run(command),
         Command::Clean { all } => block_on(clean(all)),
+        Command::Daemon(args) => crate::daemon_cmd::run(&args),
     }
 }
 
