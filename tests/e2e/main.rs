@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod cli;
+mod daemon;
 mod doctor;
 mod external;
 mod harness;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::pipeline::JobReport;
 
-use super::protocol::{encode, DaemonStatus, JobRequest, Reply, Request, BUILD_ID};
+use super::protocol::{build_id, encode, DaemonStatus, JobRequest, Reply, Request};
 use super::recovery::process_alive;
 use super::server::STOPPING;
 use super::{spawn, DaemonError, Paths};
@@ -52,7 +52,7 @@ impl Client {
             build: String::new(),
         };
         client.send(&Request::Hello {
-            build: BUILD_ID.to_string(),
+            build: build_id(),
         })?;
         match client.receive()? {
             Reply::Hello { build, pid } => {
@@ -71,11 +71,11 @@ impl Client {
     pub fn connect_or_start(paths: &Paths) -> Result<Client, DaemonError> {
         for _ in 0..10 {
             match Client::connect(paths)? {
-                Some(client) if client.build == BUILD_ID => return Ok(client),
+                Some(client) if client.build == build_id() => return Ok(client),
                 Some(client) => {
                     eprintln!(
-                        "glci: the daemon (pid {}) is build {}, this program {BUILD_ID}: restarting it once its running jobs are done",
-                        client.pid, client.build
+                        "glci: the daemon (pid {}) is build {}, this program {}: restarting it once its running jobs are done",
+                        client.pid, client.build, build_id()
                     );
                     client.stop(false)?;
                 }
@@ -83,7 +83,8 @@ impl Client {
             }
         }
         Err(DaemonError::Start(format!(
-            "no daemon of build {BUILD_ID} answers on {}",
+            "no daemon of build {} answers on {}",
+            build_id(),
             paths.socket.display()
         )))
     }

@@ -13,6 +13,15 @@ use crate::pipeline::{JobReport, PipelineOptions, RunOptions};
 /// serves only clients of the same build id.
 pub const BUILD_ID: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("GLCI_BUILD_ID"));
 
+/// [`BUILD_ID`], with `GLCI_DAEMON_BUILD_TAG` appended when set: two programs of one build
+/// told apart, so that tests can meet a daemon of "another build" without building twice.
+pub fn build_id() -> String {
+    match std::env::var("GLCI_DAEMON_BUILD_TAG") {
+        Ok(tag) if !tag.is_empty() => format!("{BUILD_ID}-{tag}"),
+        _ => BUILD_ID.to_string(),
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {

@@ -12,7 +12,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
 
-use super::protocol::{encode, DaemonStatus, JobRequest, Reply, Request, BUILD_ID};
+use super::protocol::{build_id, encode, DaemonStatus, JobRequest, Reply, Request};
 use super::sessions::{self, LogChunk, Table};
 use super::{recovery, DaemonError, DaemonSettings, Paths, SESSION_LINGER};
 
@@ -69,7 +69,7 @@ impl Daemon {
     fn status(&self) -> DaemonStatus {
         DaemonStatus {
             pid: std::process::id(),
-            build: BUILD_ID.to_string(),
+            build: build_id(),
             socket: self.paths.socket.clone(),
             started_at: self.started_at,
             idle_timeout_secs: self.settings.idle_timeout.as_secs(),
@@ -83,7 +83,8 @@ async fn serve(paths: Paths, settings: DaemonSettings) -> Result<(), DaemonError
     let recovered = recovery::recover(&paths.sessions()).await;
     let listener = bind(&paths)?;
     eprintln!(
-        "glci daemon {BUILD_ID}, pid {}, listening on {} (idle timeout {}s; {recovered} pipeline(s) of a dead daemon recovered)",
+        "glci daemon {}, pid {}, listening on {} (idle timeout {}s; {recovered} pipeline(s) of a dead daemon recovered)",
+        build_id(),
         std::process::id(),
         paths.socket.display(),
         settings.idle_timeout.as_secs()
@@ -241,7 +242,7 @@ async fn handle(daemon: Arc<Daemon>, stream: UnixStream) {
         return;
     };
     let hello = Reply::Hello {
-        build: BUILD_ID.to_string(),
+        build: build_id(),
         pid: std::process::id(),
     };
     if send(&mut write, &hello).await.is_err() {
@@ -262,8 +263,8 @@ async fn handle(daemon: Arc<Daemon>, stream: UnixStream) {
             daemon.request_stop(force);
             Reply::Stopping
         }
-        Some(Request::Job(_)) if build != BUILD_ID => Reply::Error {
-            message: format!("this daemon is build {BUILD_ID}, the client {build}"),
+        Some(Request::Job(_)) if build != build_id() => Reply::Error {
+            message: format!("this daemon is build {}, the client {build}", build_id()),
         },
         Some(Request::Job(_)) if daemon.stop.borrow().is_some() => Reply::Error {
             message: STOPPING.to_string(),
