@@ -11,7 +11,8 @@
 //! Each job that runs for the event is a trial named after the job, shown with its stage as
 //! kind (`[test] unit`); `when: manual` jobs are ignored trials (`--ignored`,
 //! `--include-ignored` play them); jobs excluded by rules are not trials. Running a trial
-//! runs what it needs first, once per process, on the harness's own async runtime. An
+//! runs what it needs first, once per run, on the harness's own async runtime (or in the
+//! daemon, under nextest). An
 //! allowed failure passes with the failure printed on stderr; a failure prints the last 40
 //! log lines and the path of the full log; a job kept from running by a failed upstream
 //! fails with "not run: needs `X`, which failed". Filters, `--exact`, `--skip`, `--list`,
@@ -37,12 +38,12 @@
 //!
 //! # Under nextest
 //!
-//! nextest runs each test in its own process (`<bin> --exact <job> --nocapture`), so each
-//! process starts its own pipeline session and runs the job's upstream jobs again (its
-//! `needs`, or every job of earlier stages): correct, but a job deep in the DAG costs its
-//! whole upstream each time, and the server and runner start once per test (about a
-//! second). `cargo test` (one process) runs every job once. Listing (`--list`) never
-//! touches Docker and prints exactly `<job>: test` lines, as nextest requires.
+//! nextest runs each test in its own process (`<bin> --exact <job> --nocapture`). Those
+//! processes share one session through the glci daemon ([`crate::daemon`]), keyed by
+//! `NEXTEST_RUN_ID` (or `GLCI_RUN_ID`) and the pipeline's options: each job runs once per
+//! run, and a trial streams only its own job's log. `cargo test` (one process) keeps its
+//! session in process. Listing (`--list`) never touches Docker and prints exactly
+//! `<job>: test` lines, as nextest requires.
 
 pub mod env;
 pub mod macros;
