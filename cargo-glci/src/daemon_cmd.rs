@@ -44,7 +44,10 @@ pub fn run(args: &DaemonArgs) -> Result<ExitCode> {
     match &args.command {
         DaemonCommand::Status => match Client::connect(&paths)? {
             None => {
-                println!("no daemon runs ({} does not answer)", paths.socket.display());
+                println!(
+                    "no daemon runs ({} does not answer)",
+                    paths.socket.display()
+                );
                 Ok(ExitCode::from(1))
             }
             Some(client) => {
@@ -78,9 +81,7 @@ pub fn run(args: &DaemonArgs) -> Result<ExitCode> {
             let end = match daemon::log_file::tail(&log, *lines, &mut out) {
                 Ok(end) => end,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound && *follow => 0,
-                Err(e) => {
-                    return Err(e).with_context(|| format!("cannot read {}", log.display()))
-                }
+                Err(e) => return Err(e).with_context(|| format!("cannot read {}", log.display())),
             };
             if *follow {
                 while !log.exists() {

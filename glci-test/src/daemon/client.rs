@@ -51,9 +51,7 @@ impl Client {
             pid: 0,
             build: String::new(),
         };
-        client.send(&Request::Hello {
-            build: build_id(),
-        })?;
+        client.send(&Request::Hello { build: build_id() })?;
         match client.receive()? {
             Reply::Hello { build, pid } => {
                 client.pid = pid;

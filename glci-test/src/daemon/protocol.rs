@@ -25,12 +25,16 @@ pub fn build_id() -> String {
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
-    Hello { build: String },
+    Hello {
+        build: String,
+    },
     /// Run a job (with what it needs) in the run's session and report it.
     Job(Box<JobRequest>),
     Status,
     /// Stop the daemon: after the running jobs, or (`force`) canceling them.
-    Stop { force: bool },
+    Stop {
+        force: bool,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

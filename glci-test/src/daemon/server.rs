@@ -177,13 +177,17 @@ fn bind(paths: &Paths) -> Result<UnixListener, DaemonError> {
             socket.display()
         )));
     }
-    let private = paths.dir.join(format!(".daemon-{}.sock", std::process::id()));
+    let private = paths
+        .dir
+        .join(format!(".daemon-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&private);
     let listener = UnixListener::bind(&private)
         .map_err(|e| DaemonError::io(format!("cannot listen on {}", private.display()), e))?;
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o600))
         .and_then(|()| std::fs::rename(&private, socket))
-        .map_err(|e| DaemonError::io(format!("cannot put the socket at {}", socket.display()), e))?;
+        .map_err(|e| {
+            DaemonError::io(format!("cannot put the socket at {}", socket.display()), e)
+        })?;
     SOCKET_INODE.store(inode(socket), Ordering::SeqCst);
     Ok(listener)
 }

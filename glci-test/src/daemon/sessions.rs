@@ -150,7 +150,10 @@ impl Hosted {
     }
 
     fn touch(&self) {
-        *self.last_used.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        *self
+            .last_used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Instant::now();
     }
 
     /// No client and no running job since `linger`.
@@ -242,7 +245,10 @@ impl Table {
             .map_err(|e| format!("the pipeline could not start: {e}"))?;
             let marker = Marker::new(markers, &session);
             marker.save();
-            *observer.marker.lock().unwrap_or_else(PoisonError::into_inner) = Some(marker);
+            *observer
+                .marker
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner) = Some(marker);
             eprintln!(
                 "[{key}] pipeline {} in {}",
                 session.pipeline_id(),

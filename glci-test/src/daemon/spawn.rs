@@ -45,9 +45,9 @@ pub fn start(paths: &Paths) -> Result<(), DaemonError> {
         .stdout(log)
         .stderr(log_err)
         .process_group(0);
-    let mut child = command.spawn().map_err(|e| {
-        DaemonError::io(format!("cannot start {} as the daemon", exe.display()), e)
-    })?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| DaemonError::io(format!("cannot start {} as the daemon", exe.display()), e))?;
     let deadline = Instant::now() + START_TIMEOUT;
     loop {
         if std::os::unix::net::UnixStream::connect(&paths.socket).is_ok() {

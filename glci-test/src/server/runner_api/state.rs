@@ -14,7 +14,9 @@ use tokio::sync::{broadcast, watch, Notify};
 use super::spec::JobSpec;
 use crate::server::random_string;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct JobId(pub u64);
 
 impl std::fmt::Display for JobId {
