@@ -79,6 +79,8 @@ pub enum Command {
     History(crate::system_cmd::HistoryArgs),
     /// A job's log from the newest pipeline of this repository that ran it (or --pipeline N).
     Logs(crate::system_cmd::LogsArgs),
+    /// The daemon that holds one pipeline session per test run: status, start, stop, logs.
+    Daemon(crate::daemon_cmd::DaemonArgs),
     /// Remove Docker objects left behind by glci runs whose process is gone.
     Clean {
         /// Also remove objects of glci runs that are still alive.

@@ -35,6 +35,7 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::System(args) => crate::system_cmd::system(&args),
         Command::History(args) => crate::system_cmd::history_cmd(&args),
         Command::Logs(args) => crate::system_cmd::logs_cmd(&args),
+        Command::Daemon(args) => crate::daemon_cmd::run(&args),
     }
 }
 

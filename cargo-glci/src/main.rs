@@ -4,14 +4,15 @@
 mod args;
 mod artifacts_cmd;
 mod commands;
+mod daemon_cmd;
 mod deploy_cmd;
 mod exit;
 mod json_events;
 mod progress;
 mod registry_cmd;
 mod run_cmd;
-mod system_cmd;
 mod settings_cmd;
+mod system_cmd;
 mod test_cmd;
 mod variables_cmd;
 
@@ -26,6 +27,8 @@ fn main() -> ExitCode {
     glci_test::docker::serve_if_asked();
     // Started as the relay agent in a container on a remote engine: serve and exit there.
     glci_test::relay::serve_if_asked();
+    // Started as the glci daemon (`cargo glci daemon start`, or by a test run).
+    glci_test::daemon::serve_if_asked();
     // Cargo runs a subcommand as `cargo-glci glci ARGS`; run directly it is `cargo-glci ARGS`.
     // Drop the repeated name so both behave the same.
     let mut argv: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -16,6 +16,7 @@
 
 mod calendar;
 pub mod config;
+pub mod daemon;
 pub mod docker;
 pub mod expr;
 pub mod footprint;

@@ -334,7 +334,9 @@ fn cargo(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .env_remove("INSTA_UPDATE")
         .env_remove("INSTA_WORKSPACE_ROOT")
         .env_remove("NEXTEST")
-        .env_remove("RUST_BACKTRACE");
+        .env_remove("RUST_BACKTRACE")
+        // Under nextest the tests share a session through the glci daemon: let it go soon.
+        .env("GLCI_DAEMON_IDLE_TIMEOUT", "10");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -440,7 +442,7 @@ fn main_macro_target_runs_under_cargo_test_and_nextest() {
     let plan = cargo(dir, &["test", "--offline", "--test", "plan"], &[]);
     assert!(plan.status.success(), "{}", both(&plan));
 
-    // nextest: one process per test; upstream jobs run again in each, and still pass.
+    // nextest: one process per test, one session for the run (in the glci daemon).
     let nextest = cargo(
         dir,
         &[

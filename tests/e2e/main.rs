@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod cli;
+mod daemon;
 mod deploy;
 mod doctor;
 mod external;
@@ -18,7 +19,7 @@ mod run_json;
 mod run_progress;
 mod runner_config;
 mod scripts;
-mod system;
 mod settings;
+mod system;
 mod test_reports;
 mod variables;

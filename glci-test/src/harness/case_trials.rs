@@ -182,8 +182,13 @@ mod tests {
             "unit: {stage: test, script: [x]}\nlint: {stage: test, script: [x]}\n",
         )
         .expect("plans");
-        let session = LazySession::new(PipelineOptions::new("."), RunOptions::default(), false)
-            .expect("session");
+        let session = LazySession::new(
+            PipelineOptions::new("."),
+            RunOptions::default(),
+            false,
+            None,
+        )
+        .expect("session");
         let ctx = Arc::new(Context {
             plan,
             session: Arc::new(session),

@@ -11,9 +11,10 @@
 //! Each job that runs for the event is a trial named after the job, shown with its stage as
 //! kind (`[test] unit`); `when: manual` jobs are ignored trials (`--ignored`,
 //! `--include-ignored` play them); jobs excluded by rules are not trials. Running a trial
-//! runs what it needs first, once per process, on the harness's own async runtime. An
-//! allowed failure passes with the failure printed on stderr; a failure prints the failed
-//! cases of the job's JUnit reports, the last 40 log lines and the path of the full log; a job kept from running by a failed upstream
+//! runs what it needs first, once per run, on the harness's own async runtime (or in the
+//! daemon, under nextest). An allowed failure passes with the failure printed on stderr; a
+//! failure prints the failed cases of the job's JUnit reports, the last 40 log lines and the
+//! path of the full log; a job kept from running by a failed upstream
 //! fails with "not run: needs `X`, which failed". Filters, `--exact`, `--skip`, `--list`,
 //! `--test-threads`, `--format` are libtest-mimic's; `--nocapture` streams job logs to
 //! stderr, each line prefixed with `[job]`.
@@ -37,12 +38,12 @@
 //!
 //! # Under nextest
 //!
-//! nextest runs each test in its own process (`<bin> --exact <job> --nocapture`), so each
-//! process starts its own pipeline session and runs the job's upstream jobs again (its
-//! `needs`, or every job of earlier stages): correct, but a job deep in the DAG costs its
-//! whole upstream each time, and the server and runner start once per test (about a
-//! second). `cargo test` (one process) runs every job once. Listing (`--list`) never
-//! touches Docker and prints exactly `<job>: test` lines, as nextest requires.
+//! nextest runs each test in its own process (`<bin> --exact <job> --nocapture`). Those
+//! processes share one session through the glci daemon ([`crate::daemon`]), keyed by
+//! `NEXTEST_RUN_ID` (or `GLCI_RUN_ID`) and the pipeline's options: each job runs once per
+//! run, and a trial streams only its own job's log. `cargo test` (one process) keeps its
+//! session in process. Listing (`--list`) never touches Docker and prints exactly
+//! `<job>: test` lines, as nextest requires.
 
 mod case_trials;
 pub mod env;
@@ -81,6 +82,9 @@ pub struct Harness {
     use_env: bool,
     /// A trial per JUnit case too (`--report-tests`).
     report_tests: bool,
+    /// Started by [`Harness::main`] (a `main!` test binary, which can serve as the glci
+    /// daemon): under nextest its session is shared through the daemon.
+    from_main: bool,
     /// Options that could not be applied, reported when the suite starts.
     errors: Vec<String>,
 }
@@ -106,6 +110,7 @@ impl Harness {
             redactions: Vec::new(),
             use_env: true,
             report_tests: false,
+            from_main: false,
             errors: Vec::new(),
         }
     }
@@ -195,8 +200,11 @@ impl Harness {
     }
 
     /// Runs the suite with the process's own arguments; for `fn main`.
-    pub fn main(self) -> ExitCode {
+    pub fn main(mut self) -> ExitCode {
         crate::docker::serve_if_asked();
+        // Started as the glci daemon (by another process of a test run): serve, then exit.
+        crate::daemon::serve_if_asked();
+        self.from_main = true;
         self.run_with(&Arguments::from_args())
     }
 
@@ -286,10 +294,16 @@ impl Harness {
         let project_top = planned.loaded.facts.top_level.clone();
         let ci_file = project_top.join(&self.pipeline.options.file);
         let stream_logs = args.nocapture && !args.list;
+        let shared_run = if self.from_main {
+            shared_run(args)
+        } else {
+            None
+        };
         let session = Arc::new(session::LazySession::new(
             self.pipeline.options.clone(),
             self.pipeline.run.clone(),
             stream_logs,
+            shared_run,
         )?);
         let children = child_trials(&self.pipeline.options, &planned);
         let ctx = Arc::new(trials::Context {
@@ -351,6 +365,15 @@ fn child_trials(options: &PipelineOptions, planned: &pipeline::Planned) -> Vec<t
         }
     }
     out
+}
+
+/// The run whose session lives in the glci daemon: `GLCI_RUN_ID` when set, else nextest's
+/// `NEXTEST_RUN_ID` when this process runs one test (`--exact <name>`, nextest's process per
+/// test). A process running the whole suite (`cargo test`) keeps its session to itself.
+fn shared_run(args: &Arguments) -> Option<String> {
+    let run = crate::daemon::run_id()?;
+    let explicit = std::env::var_os("GLCI_RUN_ID").is_some_and(|v| !v.is_empty());
+    (explicit || (args.exact && args.filter.is_some() && !args.list)).then_some(run)
 }
 
 /// nextest runs `--exact <name>` per test; the name it knows has no `[kind]`.

@@ -2,6 +2,10 @@
 //! lazily by the first trial that runs (so `--list` and filtered-out runs never touch
 //! Docker), on a tokio runtime the harness owns. Trials block their own test thread only;
 //! the jobs they depend on run on the runtime, so no `--test-threads` value can deadlock.
+//!
+//! When the process is one of many of a test run (nextest's process per test), the session
+//! lives in the glci daemon instead (`crate::daemon`): every process of the run shares it,
+//! and each job runs once per run.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -60,6 +64,9 @@ pub struct LazySession {
     run: RunOptions,
     collector: Arc<Collector>,
     session: OnceCell<Result<Started, String>>,
+    /// The test run whose shared session (in the daemon) this process uses; `None`: the
+    /// session is this process's own.
+    shared_run: Option<String>,
 }
 
 /// A running session and the task that turns Ctrl-C, SIGTERM or SIGHUP into a cancel (then
@@ -95,6 +102,7 @@ impl LazySession {
         options: PipelineOptions,
         run: RunOptions,
         stream_logs: bool,
+        shared_run: Option<String>,
     ) -> Result<LazySession, String> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
@@ -107,12 +115,16 @@ impl LazySession {
             run,
             collector: Arc::new(Collector::new(stream_logs)),
             session: OnceCell::new(),
+            shared_run,
         })
     }
 
     /// Runs `job` with what it needs (once per session) and returns its report with every
     /// report known so far.
     pub fn job(&self, job: &str) -> Result<(JobReport, HashMap<String, JobReport>), String> {
+        if let Some(run) = &self.shared_run {
+            return self.job_in_daemon(run, job);
+        }
         self.runtime.block_on(async {
             let session = self
                 .session
@@ -137,6 +149,30 @@ impl LazySession {
             let report = session.session.job(job).await.map_err(|e| e.to_string())?;
             Ok((report, self.collector.reports()))
         })
+    }
+
+    /// [`LazySession::job`] in the run's shared session. A signal ends this process only: the
+    /// job goes on for the rest of the run.
+    fn job_in_daemon(
+        &self,
+        run: &str,
+        job: &str,
+    ) -> Result<(JobReport, HashMap<String, JobReport>), String> {
+        let request = crate::daemon::protocol::JobRequest {
+            run: run.to_string(),
+            pipeline: self.options.clone(),
+            options: self.run.clone(),
+            job: job.to_string(),
+            stream: self.collector.stream,
+            client_pid: std::process::id(),
+        };
+        let collector = &self.collector;
+        let (report, reports) = crate::daemon::client::run_job(&request, &mut |job, text| {
+            collector.job_log(job, text.as_bytes())
+        })
+        .map_err(|e| format!("glci daemon: {e}"))?;
+        let reports = reports.into_iter().map(|r| (r.name.clone(), r)).collect();
+        Ok((report, reports))
     }
 
     /// Stops the session (if one started) and removes its Docker objects.

@@ -127,7 +127,12 @@ mod tests {
             Ok(p) => p,
             Err(e) => panic!("{e}"),
         };
-        let session = LazySession::new(PipelineOptions::new("."), RunOptions::default(), false);
+        let session = LazySession::new(
+            PipelineOptions::new("."),
+            RunOptions::default(),
+            false,
+            None,
+        );
         let session = match session {
             Ok(s) => Arc::new(s),
             Err(e) => panic!("{e}"),

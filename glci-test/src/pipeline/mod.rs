@@ -6,8 +6,8 @@
 pub mod child;
 pub mod duration;
 pub mod env_file;
-pub mod history;
 pub mod environments;
+pub mod history;
 pub mod home;
 pub mod interrupt;
 pub mod job_spec;
@@ -40,7 +40,7 @@ use crate::plan::{
 use crate::threads::join;
 
 /// What a pipeline is made from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PipelineOptions {
     /// Any directory inside the repository.
     pub project_dir: PathBuf,
@@ -116,7 +116,7 @@ impl PipelineOptions {
 
 /// A variable from the project's CI/CD settings, the only place GitLab has masked and
 /// file-type variables.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SettingsVariable {
     pub key: String,
     pub value: String,

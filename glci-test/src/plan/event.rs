@@ -4,7 +4,7 @@ use std::fmt;
 use std::str::FromStr;
 
 /// `CI_PIPELINE_SOURCE`: why the pipeline was created.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum PipelineSource {
     #[default]
     Push,
@@ -68,7 +68,7 @@ impl FromStr for PipelineSource {
 }
 
 /// The event a pipeline is planned for. `None` fields are filled from the git repository.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
 pub struct Event {
     pub source: PipelineSource,
     /// Branch pushed to (or the MR's source branch). Exclusive with `tag`.

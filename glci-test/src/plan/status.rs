@@ -8,7 +8,7 @@ use super::model::{AllowFailure, When};
 use super::{Plan, PlannedJob};
 
 /// A job's (or pipeline's) status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Status {
     Created,
     /// Ready to run (GitLab `pending`).

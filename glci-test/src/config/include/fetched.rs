@@ -24,7 +24,7 @@ pub const DEFAULT_TEMPLATE_URL: &str =
 pub const DEFAULT_TEMPLATE_REF: &str = "v18.8.2-ee";
 
 /// Where `include:template` and `include:component` are fetched from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FetchSources {
     /// URL prefix of the templates, `{ref}` standing for `template_ref`.
     pub template_url: String,

@@ -12,8 +12,8 @@
 //! they share is here.
 
 mod cache;
-mod deployments;
 mod child;
+mod deployments;
 mod options;
 mod report;
 mod resources;

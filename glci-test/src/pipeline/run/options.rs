@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::runner::executor::ExecutorOptions;
 
 /// How a pipeline is run.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RunOptions {
     /// Jobs running at once (built-in runners).
     pub concurrency: usize,
@@ -45,7 +45,7 @@ pub struct RunOptions {
 }
 
 /// Which container registry jobs are given.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum RegistryChoice {
     /// The stand-in's own registry, reached over TLS (see `runner::registry_access`).
     #[default]
@@ -58,7 +58,7 @@ pub enum RegistryChoice {
 }
 
 /// A real registry used instead of the stand-in's own.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ExternalRegistry {
     /// `host[:port]`, as `CI_REGISTRY` carries it.
     pub address: String,

@@ -47,7 +47,7 @@ pub struct Quiet;
 impl RunObserver for Quiet {}
 
 /// One job's result.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct JobReport {
     pub name: String,
     pub stage: String,

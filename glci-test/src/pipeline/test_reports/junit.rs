@@ -17,7 +17,7 @@ use quick_xml::events::{BytesStart, Event};
 use quick_xml::Reader;
 
 /// How a case ended, GitLab's four statuses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CaseStatus {
     Success,
     Failed,
@@ -52,7 +52,7 @@ impl CaseStatus {
 }
 
 /// One `<testcase>`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TestCase {
     /// The enclosing suite's `name` (empty when it has none).
     pub suite: String,

@@ -31,7 +31,7 @@ const FAILED_CASES_SHOWN: usize = 20;
 const DETAIL_LINES: usize = 8;
 
 /// What a job's reports and log say about its tests.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct TestResults {
     /// Cases of the `junit` reports, in report order; `None` when the job uploaded none.
     pub cases: Option<Vec<TestCase>>,

@@ -23,7 +23,7 @@ use super::names::Digest;
 use super::upstream::bearer_token;
 
 /// Where pushes are mirrored, and as whom.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PushThroughConfig {
     /// `http(s)://host[:port]` of the upstream registry.
     pub url: String,

@@ -14,7 +14,9 @@ use tokio::sync::{broadcast, watch, Notify};
 use super::spec::JobSpec;
 use crate::server::random_string;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct JobId(pub u64);
 
 impl std::fmt::Display for JobId {
@@ -86,7 +88,7 @@ pub enum JobEvent {
 }
 
 /// A release a job created (`POST /projects/:id/releases`, the `release:` keyword).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Release {
     pub job: JobId,
     pub tag_name: String,
@@ -101,7 +103,7 @@ pub struct Release {
 }
 
 /// A link of a release's assets (`Releases::Link`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReleaseAssetLink {
     pub name: String,
     pub url: String,
@@ -111,7 +113,7 @@ pub struct ReleaseAssetLink {
 }
 
 /// One generic package file a job uploaded (`PUT /projects/:id/packages/generic/...`).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PackageFile {
     pub job: JobId,
     pub package: String,

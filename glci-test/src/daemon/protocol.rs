@@ -1,0 +1,109 @@
+//! The daemon's wire: one JSON value per line over the unix socket. A connection opens with
+//! [`Request::Hello`] and the daemon's [`Reply::Hello`]; then one request, answered by zero or
+//! more [`Reply::Log`] lines and one final reply.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::pipeline::{JobReport, PipelineOptions, RunOptions};
+
+/// This build of glci-test: its version and a hash of its sources (see `build.rs`). A daemon
+/// serves only clients of the same build id.
+pub const BUILD_ID: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("GLCI_BUILD_ID"));
+
+/// [`BUILD_ID`], with `GLCI_DAEMON_BUILD_TAG` appended when set: two programs of one build
+/// told apart, so that tests can meet a daemon of "another build" without building twice.
+pub fn build_id() -> String {
+    match std::env::var("GLCI_DAEMON_BUILD_TAG") {
+        Ok(tag) if !tag.is_empty() => format!("{BUILD_ID}-{tag}"),
+        _ => BUILD_ID.to_string(),
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Request {
+    Hello {
+        build: String,
+    },
+    /// Run a job (with what it needs) in the run's session and report it.
+    Job(Box<JobRequest>),
+    Status,
+    /// Stop the daemon: after the running jobs, or (`force`) canceling them.
+    Stop {
+        force: bool,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRequest {
+    /// The test run (`NEXTEST_RUN_ID`, `GLCI_RUN_ID`).
+    pub run: String,
+    pub pipeline: PipelineOptions,
+    pub options: RunOptions,
+    pub job: String,
+    /// Send the job's log as it runs.
+    pub stream: bool,
+    /// The asking process, for the daemon's log.
+    pub client_pid: u32,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reply {
+    Hello {
+        build: String,
+        pid: u32,
+    },
+    /// Log output of the job asked for (masked already by the runner).
+    Log {
+        job: String,
+        text: String,
+    },
+    /// The job's final report, and every report of the session so far (to explain skipped
+    /// jobs).
+    Report {
+        report: Box<JobReport>,
+        reports: Vec<JobReport>,
+    },
+    Status(DaemonStatus),
+    /// The daemon is stopping; it exits when its sessions are shut down.
+    Stopping,
+    Error {
+        message: String,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    pub pid: u32,
+    pub build: String,
+    pub socket: PathBuf,
+    /// Seconds since the Unix epoch.
+    pub started_at: u64,
+    pub idle_timeout_secs: u64,
+    pub stopping: bool,
+    pub sessions: Vec<SessionStatus>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionStatus {
+    pub run: String,
+    pub pipeline_id: u64,
+    pub dir: PathBuf,
+    /// Clients waiting on this session now.
+    pub clients: usize,
+    pub running: Vec<String>,
+    /// How many times each job started (retries count).
+    pub job_runs: BTreeMap<String, u32>,
+}
+
+/// One line of JSON.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Serializing these types cannot fail (string keys only).
+    let mut line = serde_json::to_vec(value).unwrap_or_default();
+    line.push(b'\n');
+    line
+}
