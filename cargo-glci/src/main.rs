@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse_from(argv);
     // glci's settings files, read once at start: a bad one is one error before anything runs.
-    match glci_test::settings::check() {
+    match glci_test::pipeline::checked_settings() {
         Ok(settings) => {
             for warning in &settings.warnings {
                 eprintln!("warning: {warning}");

@@ -247,7 +247,8 @@ impl Harness {
             return Err(e.clone());
         }
         // glci's settings files, read once for the whole run, as `cargo glci` reads them.
-        let settings = crate::settings::check().map_err(|e| format!("glci settings: {e}"))?;
+        let settings =
+            crate::pipeline::checked_settings().map_err(|e| format!("glci settings: {e}"))?;
         for warning in &settings.warnings {
             eprintln!("warning: {warning}");
         }

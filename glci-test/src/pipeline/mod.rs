@@ -22,8 +22,8 @@ pub mod test_reports;
 pub mod variable_trace;
 
 pub use run::{
-    BadRegistryAddress, ExternalRegistry, JobReport, Quiet, RegistryChoice, RunError, RunObserver,
-    RunOptions, RunReport, Session,
+    checked_settings, push_through_from_settings, BadRegistryAddress, ExternalRegistry, JobReport,
+    Quiet, RegistryChoice, RunError, RunObserver, RunOptions, RunReport, Session,
 };
 
 use std::collections::BTreeMap;

@@ -505,6 +505,43 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Under `[docker] privileged = "never"`, a runner configuration asking for privileged
+/// containers (`privileged` or `services_privileged`) is refused at start rather than run
+/// without them.
+pub fn refuse_privileged_runners(
+    config: &RunnerConfig,
+    settings: &crate::settings::Settings,
+) -> Result<(), RunnerConfigError> {
+    if !settings.privileged_never() {
+        return Ok(());
+    }
+    let origin = settings
+        .get(crate::settings::schema::DOCKER_PRIVILEGED)
+        .map(|s| s.origin.to_string())
+        .unwrap_or_default();
+    for (i, runner) in config.runners.iter().enumerate() {
+        let docker = &runner.docker;
+        for (key, on) in [
+            ("privileged", docker.privileged),
+            (
+                "services_privileged",
+                docker.services_privileged == Some(true),
+            ),
+        ] {
+            if on {
+                return Err(RunnerConfigError::Invalid {
+                    path: config.path.clone(),
+                    key: format!("runners[{i}].docker.{key}"),
+                    message: format!(
+                        "privileged containers are off: glci's settings say `privileged = \"never\"` under [docker] ({origin})"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -28,9 +28,6 @@ pub use file::{FileSettings, Scope};
 use schema::{Env, Kind, KEYS};
 pub use value::Value;
 
-use crate::pipeline::{ExternalRegistry, RegistryChoice};
-use crate::server::{PushThroughConfig, Upstream};
-
 /// The global file's name in `GLCI_HOME`.
 pub const GLOBAL_FILE: &str = "config.toml";
 /// The project file's name at the repository's root.
@@ -208,14 +205,14 @@ impl Settings {
         }
     }
 
-    fn flag(&self, key: &str) -> Option<bool> {
+    pub(crate) fn flag(&self, key: &str) -> Option<bool> {
         match self.value(key)? {
             Value::Bool(b) => Some(*b),
             _ => None,
         }
     }
 
-    fn list(&self, key: &str) -> Vec<String> {
+    pub(crate) fn list(&self, key: &str) -> Vec<String> {
         match self.value(key) {
             Some(Value::List(items)) => items.clone(),
             _ => Vec::new(),
@@ -280,60 +277,6 @@ impl Settings {
         self.duration(schema::CACHE_TTL)
     }
 
-    /// The registry jobs get: `[registry] enabled` (`GLCI_NO_REGISTRY`), else `external`
-    /// with `user` and `password` (`GLCI_REGISTRY*`), else glci's own.
-    pub fn registry_choice(&self) -> Result<RegistryChoice, SettingsError> {
-        if self.flag(schema::REGISTRY_ENABLED) == Some(false) {
-            return Ok(RegistryChoice::Disabled);
-        }
-        let Some(url) = self.text(schema::REGISTRY_EXTERNAL) else {
-            return Ok(RegistryChoice::Served);
-        };
-        let address = ExternalRegistry::address_of(url)
-            .map_err(|e| self.invalid(schema::REGISTRY_EXTERNAL, e.to_string()))?;
-        Ok(RegistryChoice::External(ExternalRegistry {
-            address,
-            username: self
-                .text(schema::REGISTRY_USER)
-                .unwrap_or_default()
-                .to_string(),
-            password: self
-                .text(schema::REGISTRY_PASSWORD)
-                .unwrap_or_default()
-                .to_string(),
-        }))
-    }
-
-    /// `[registry] push_through` with its user and password (`GLCI_PUSH_THROUGH*`).
-    pub fn push_through(&self) -> Result<Option<PushThroughConfig>, SettingsError> {
-        let Some(url) = self.text(schema::REGISTRY_PUSH_THROUGH) else {
-            return Ok(None);
-        };
-        if !(url.starts_with("http://") || url.starts_with("https://")) {
-            return Err(self.invalid(
-                schema::REGISTRY_PUSH_THROUGH,
-                format!("`{url}` is not an http:// or https:// URL"),
-            ));
-        }
-        Ok(Some(PushThroughConfig {
-            url: url.to_string(),
-            username: self
-                .text(schema::REGISTRY_PUSH_THROUGH_USER)
-                .unwrap_or_default()
-                .to_string(),
-            password: self
-                .text(schema::REGISTRY_PUSH_THROUGH_PASSWORD)
-                .unwrap_or_default()
-                .to_string(),
-        }))
-    }
-
-    /// `[registry] upstreams` (`GLCI_REGISTRY_UPSTREAMS`), in order.
-    pub fn upstreams(&self) -> Result<Vec<Upstream>, SettingsError> {
-        Upstream::parse_list(&self.list(schema::REGISTRY_UPSTREAMS).join(","))
-            .map_err(|e| self.invalid(schema::REGISTRY_UPSTREAMS, e.to_string()))
-    }
-
     /// `[network] extra_hosts`: `name:address` entries for jobs' and services' `/etc/hosts`.
     pub fn extra_hosts(&self) -> Vec<String> {
         self.list(schema::NETWORK_EXTRA_HOSTS)
@@ -367,7 +310,7 @@ impl Settings {
     }
 
     /// An error about `key`'s value, naming where it was set.
-    fn invalid(&self, key: &str, message: String) -> SettingsError {
+    pub(crate) fn invalid(&self, key: &str, message: String) -> SettingsError {
         match self.values.get(key).map(|s| &s.origin) {
             Some(Origin::File { path, line, .. }) => SettingsError::Invalid {
                 path: path.clone(),
@@ -395,9 +338,6 @@ impl Settings {
 
     /// Checks what only makes sense read as a whole, so a bad value is reported at start.
     fn validate(&self) -> Result<(), SettingsError> {
-        self.registry_choice()?;
-        self.push_through()?;
-        self.upstreams()?;
         // Docker's `--add-host` form: the engine would refuse anything else at the first job.
         for entry in self.extra_hosts() {
             let valid = entry.split_once(':').is_some_and(|(name, address)| {

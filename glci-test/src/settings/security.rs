@@ -11,8 +11,7 @@ use super::schema::{
     REGISTRY_PASSWORD, REGISTRY_PUSH_THROUGH, REGISTRY_PUSH_THROUGH_PASSWORD,
 };
 use super::value::Value;
-use super::{Settings, SettingsError};
-use crate::runner::runner_config::{RunnerConfig, RunnerConfigError};
+use super::SettingsError;
 
 /// Whether `global` (if any) sets the boolean `key` to true.
 fn allows(global: Option<&FileSettings>, key: &str) -> bool {
@@ -94,43 +93,6 @@ pub fn check_project(
                 &format!("allow privileged containers (`privileged = \"{policy}\"`)"),
                 DOCKER_ALLOW_PROJECT_PRIVILEGED,
             ));
-        }
-    }
-    Ok(())
-}
-
-/// Under `[docker] privileged = "never"`, a runner configuration asking for privileged
-/// containers (`privileged` or `services_privileged`) is refused at start rather than run
-/// without them.
-pub fn refuse_privileged_runners(
-    config: &RunnerConfig,
-    settings: &Settings,
-) -> Result<(), RunnerConfigError> {
-    if !settings.privileged_never() {
-        return Ok(());
-    }
-    let origin = settings
-        .get(DOCKER_PRIVILEGED)
-        .map(|s| s.origin.to_string())
-        .unwrap_or_default();
-    for (i, runner) in config.runners.iter().enumerate() {
-        let docker = &runner.docker;
-        for (key, on) in [
-            ("privileged", docker.privileged),
-            (
-                "services_privileged",
-                docker.services_privileged == Some(true),
-            ),
-        ] {
-            if on {
-                return Err(RunnerConfigError::Invalid {
-                    path: config.path.clone(),
-                    key: format!("runners[{i}].docker.{key}"),
-                    message: format!(
-                        "privileged containers are off: glci's settings say `privileged = \"never\"` under [docker] ({origin})"
-                    ),
-                });
-            }
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use super::schema::{self, KEYS};
 use super::*;
+use crate::pipeline::{ExternalRegistry, RegistryChoice};
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let map: HashMap<String, String> = pairs
@@ -46,8 +47,14 @@ fn every_default_reads_as_its_kind() {
     assert_eq!(s.default_image(), "glci-fixture/debian:bookworm");
     assert_eq!(s.cache_max_size(), Some(20 << 30));
     assert_eq!(s.cache_ttl(), Some(Duration::from_secs(14 * 86_400)));
-    assert_eq!(s.upstreams().unwrap(), crate::server::Upstream::defaults());
-    assert_eq!(s.registry_choice().unwrap(), RegistryChoice::Served);
+    assert_eq!(
+        crate::server::Upstream::from_settings(&s).unwrap(),
+        crate::server::Upstream::defaults()
+    );
+    assert_eq!(
+        RegistryChoice::from_settings(&s).unwrap(),
+        RegistryChoice::Served
+    );
     assert!(!s.socket_passthrough() && !s.privileged_never() && s.cache_persistent());
     assert_eq!(s.bind(), None);
 }
@@ -117,9 +124,12 @@ fn environment_variables_keep_their_meaning() {
         ("GLCI_DAEMON_LOG_KEEP", "3"),
     ]);
     let s = Settings::resolve(None, None, &env).unwrap();
-    assert_eq!(s.registry_choice().unwrap(), RegistryChoice::Disabled);
+    assert_eq!(
+        RegistryChoice::from_settings(&s).unwrap(),
+        RegistryChoice::Disabled
+    );
     assert!(s.socket_passthrough());
-    assert_eq!(s.upstreams().unwrap(), vec![]);
+    assert_eq!(crate::server::Upstream::from_settings(&s).unwrap(), vec![]);
     assert_eq!(s.tls_extra_sans(), vec!["ci.example", "10.0.0.5"]);
     assert_eq!(s.daemon_idle_timeout(), Some(Duration::from_secs(90)));
     assert_eq!(s.daemon_log_count(), Some(3));
@@ -139,7 +149,7 @@ fn registry_with_a_secret_reference_and_upstreams_from_the_file() {
     );
     let s = Settings::resolve(Some(&g), None, &env_of(&[])).unwrap();
     assert_eq!(
-        s.registry_choice().unwrap(),
+        RegistryChoice::from_settings(&s).unwrap(),
         RegistryChoice::External(ExternalRegistry {
             address: "registry.example:5000".into(),
             username: "ci".into(),
@@ -148,7 +158,11 @@ fn registry_with_a_secret_reference_and_upstreams_from_the_file() {
     );
     let shown = s.get(schema::REGISTRY_PASSWORD).unwrap().value.shown();
     assert_eq!(shown, "[MASKED] ($REG_PASS)");
-    let names: Vec<String> = s.upstreams().unwrap().into_iter().map(|u| u.name).collect();
+    let names: Vec<String> = crate::server::Upstream::from_settings(&s)
+        .unwrap()
+        .into_iter()
+        .map(|u| u.name)
+        .collect();
     assert_eq!(names, vec!["mirror.example", "quay.io"]);
 }
 
@@ -175,7 +189,8 @@ fn a_missing_secret_or_a_bad_value_is_one_error_naming_file_line_and_key() {
     let e = project("[docker\nhost = 1\n").unwrap_err();
     assert!(e.to_string().starts_with("/repo/.glci.toml:1:"), "{e}");
     let p = project("[registry]\nexternal = \"registry.example/group\"\n").unwrap();
-    let e = Settings::resolve(None, Some(&p), &env_of(&[])).unwrap_err();
+    let s = Settings::resolve(None, Some(&p), &env_of(&[])).unwrap();
+    let e = RegistryChoice::from_settings(&s).unwrap_err();
     assert!(e.to_string().starts_with("/repo/.glci.toml:2: `registry.external`: registry `registry.example/group` is not `host[:port]`"), "{e}");
 }
 
@@ -335,7 +350,7 @@ fn privileged_never_refuses_privileged_runners_and_keeps_dind_to_capabilities() 
         &env_of(&[]),
     )
     .unwrap();
-    let e = security::refuse_privileged_runners(&runners, &never).unwrap_err();
+    let e = crate::runner::runner_config::refuse_privileged_runners(&runners, &never).unwrap_err();
     assert_eq!(
         e.to_string(),
         "/repo/.glci/runner.toml: `runners[0].docker.services_privileged`: privileged containers are off: glci's settings say `privileged = \"never\"` under [docker] (global file /home/u/.glci/config.toml:2)"
@@ -344,7 +359,7 @@ fn privileged_never_refuses_privileged_runners_and_keeps_dind_to_capabilities() 
     assert_eq!(dind.privileges, DindPrivileges::Capabilities);
     // The default policy leaves both alone.
     let auto = Settings::resolve(None, None, &env_of(&[])).unwrap();
-    assert!(security::refuse_privileged_runners(&runners, &auto).is_ok());
+    assert!(crate::runner::runner_config::refuse_privileged_runners(&runners, &auto).is_ok());
     let dind = DindOptions::from_setting(None).with_policy(&auto);
     assert_eq!(dind.privileges, DindPrivileges::Probe);
 }

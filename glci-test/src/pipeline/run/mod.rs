@@ -22,7 +22,10 @@ mod session;
 mod setup;
 
 pub use cache::runner_cache_config;
-pub use options::{BadRegistryAddress, ExternalRegistry, RegistryChoice, RunOptions};
+pub use options::{
+    checked_settings, push_through_from_settings, BadRegistryAddress, ExternalRegistry,
+    RegistryChoice, RunOptions,
+};
 pub use report::{JobReport, Quiet, RunObserver, RunReport};
 pub use session::{RunError, Session};
 

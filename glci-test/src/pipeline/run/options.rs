@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::runner::executor::ExecutorOptions;
+use crate::server::PushThroughConfig;
+use crate::settings::{Settings, SettingsError};
 
 /// How a pipeline is run.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -108,14 +110,78 @@ impl Default for RunOptions {
             home: None,
             runner_config: None,
             docker_socket: settings.socket_passthrough(),
-            registry: settings.registry_choice().unwrap_or_else(|e| {
+            registry: RegistryChoice::from_settings(settings).unwrap_or_else(|e| {
                 // Checked at start; an unusable registry is never guessed at.
                 tracing::error!("{e}; jobs get no registry");
                 RegistryChoice::Disabled
             }),
-            push_through: settings.push_through().unwrap_or_default(),
+            push_through: push_through_from_settings(settings).unwrap_or_default(),
         }
     }
+}
+
+impl RegistryChoice {
+    /// The registry jobs get: `[registry] enabled` (`GLCI_NO_REGISTRY`), else `external`
+    /// with `user` and `password` (`GLCI_REGISTRY*`), else glci's own.
+    pub fn from_settings(settings: &Settings) -> Result<RegistryChoice, SettingsError> {
+        if settings.flag(crate::settings::schema::REGISTRY_ENABLED) == Some(false) {
+            return Ok(RegistryChoice::Disabled);
+        }
+        let Some(url) = settings.text(crate::settings::schema::REGISTRY_EXTERNAL) else {
+            return Ok(RegistryChoice::Served);
+        };
+        let address = ExternalRegistry::address_of(url).map_err(|e| {
+            settings.invalid(crate::settings::schema::REGISTRY_EXTERNAL, e.to_string())
+        })?;
+        Ok(RegistryChoice::External(ExternalRegistry {
+            address,
+            username: settings
+                .text(crate::settings::schema::REGISTRY_USER)
+                .unwrap_or_default()
+                .to_string(),
+            password: settings
+                .text(crate::settings::schema::REGISTRY_PASSWORD)
+                .unwrap_or_default()
+                .to_string(),
+        }))
+    }
+}
+
+/// `[registry] push_through` with its user and password (`GLCI_PUSH_THROUGH*`).
+pub fn push_through_from_settings(
+    settings: &Settings,
+) -> Result<Option<PushThroughConfig>, SettingsError> {
+    let Some(url) = settings.text(crate::settings::schema::REGISTRY_PUSH_THROUGH) else {
+        return Ok(None);
+    };
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(settings.invalid(
+            crate::settings::schema::REGISTRY_PUSH_THROUGH,
+            format!("`{url}` is not an http:// or https:// URL"),
+        ));
+    }
+    Ok(Some(PushThroughConfig {
+        url: url.to_string(),
+        username: settings
+            .text(crate::settings::schema::REGISTRY_PUSH_THROUGH_USER)
+            .unwrap_or_default()
+            .to_string(),
+        password: settings
+            .text(crate::settings::schema::REGISTRY_PUSH_THROUGH_PASSWORD)
+            .unwrap_or_default()
+            .to_string(),
+    }))
+}
+
+/// glci's settings, checked as a whole at an entry point: what the settings module checks, and
+/// the registry settings read into the types the run uses, so a bad value is one error before
+/// anything runs.
+pub fn checked_settings() -> Result<&'static Settings, SettingsError> {
+    let settings = crate::settings::check()?;
+    RegistryChoice::from_settings(settings)?;
+    push_through_from_settings(settings)?;
+    crate::server::Upstream::from_settings(settings)?;
+    Ok(settings)
 }
 
 #[cfg(test)]

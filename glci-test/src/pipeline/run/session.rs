@@ -99,7 +99,7 @@ impl Session {
     ) -> Result<Session, RunError> {
         // A bad settings file stops the run here, before anything starts (its defaults would
         // otherwise stand in for what the user wrote).
-        crate::settings::check()?;
+        super::checked_settings()?;
         setup::ensure_created(&draft)?;
         let runner_config = setup::runner_config(&options, &draft, observer.as_ref())?;
         let at = setup::pipeline_home(&options)?;

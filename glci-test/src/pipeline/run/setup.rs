@@ -74,7 +74,10 @@ pub(super) fn runner_config(
         for warning in &config.warnings {
             observer.warning(warning);
         }
-        crate::settings::security::refuse_privileged_runners(config, crate::settings::current())?;
+        crate::runner::runner_config::refuse_privileged_runners(
+            config,
+            crate::settings::current(),
+        )?;
     }
     let socket = options.docker_socket
         || config.as_ref().is_some_and(|c| {

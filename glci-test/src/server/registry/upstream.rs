@@ -26,6 +26,7 @@ use super::error::RemoteError;
 use super::manifest;
 use super::names::Digest;
 use super::store::{write_blob_sync, Store};
+use crate::settings::{Settings, SettingsError};
 
 /// Docker Hub's name, as clients and `~/.docker/config.json` spell it.
 pub const DOCKER_HUB: &str = "docker.io";
@@ -106,9 +107,17 @@ impl Upstream {
     /// `[registry] upstreams` of glci's settings (`GLCI_REGISTRY_UPSTREAMS`; empty: none),
     /// else [`Upstream::defaults`]. The list was checked when the settings were read.
     pub fn configured() -> Vec<Upstream> {
-        crate::settings::current()
-            .upstreams()
-            .unwrap_or_else(|_| Upstream::defaults())
+        Upstream::from_settings(crate::settings::current()).unwrap_or_else(|_| Upstream::defaults())
+    }
+
+    /// `[registry] upstreams` (`GLCI_REGISTRY_UPSTREAMS`), in order.
+    pub fn from_settings(settings: &Settings) -> Result<Vec<Upstream>, SettingsError> {
+        Upstream::parse_list(
+            &settings
+                .list(crate::settings::schema::REGISTRY_UPSTREAMS)
+                .join(","),
+        )
+        .map_err(|e| settings.invalid(crate::settings::schema::REGISTRY_UPSTREAMS, e.to_string()))
     }
 
     /// The repository to ask this upstream for when a client asked for `name`.
