@@ -14,6 +14,7 @@
 mod cache;
 mod child;
 mod deployments;
+mod error;
 mod options;
 mod report;
 mod resources;
@@ -22,12 +23,13 @@ mod session;
 mod setup;
 
 pub use cache::runner_cache_config;
+pub use error::RunError;
 pub use options::{
     checked_settings, push_through_from_settings, BadRegistryAddress, ExternalRegistry,
     RegistryChoice, RunOptions,
 };
 pub use report::{JobReport, Quiet, RunObserver, RunReport};
-pub use session::{RunError, Session};
+pub use session::Session;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -9,55 +9,21 @@ use tokio::sync::{watch, Notify};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker::{self, DockerError, Engine, Owner};
-use crate::git::GitError;
+use crate::docker::{self, Engine, Owner};
 use crate::plan::status::{self, Status};
-use crate::relay::RelayError;
 use crate::runner::executor::CleanupTasks;
-use crate::server::{JobId, ServerError};
+use crate::server::JobId;
 
 use crate::pipeline::staging;
-use crate::pipeline::{plan, PipelineError, PipelineOptions, Planned};
+use crate::pipeline::{plan, PipelineOptions, Planned};
 
 use super::child;
+use super::error::RunError;
 use super::options::RunOptions;
 use super::report::{JobReport, RunObserver, RunReport};
 use super::scheduler::{closure, schedule, sub_plan};
 use super::setup;
 use super::{Shared, State};
-
-/// Why a pipeline could not run.
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("{0}")]
-    Pipeline(#[from] PipelineError),
-    #[error("{0}")]
-    Docker(#[from] DockerError),
-    #[error("{0}")]
-    Server(#[from] ServerError),
-    #[error("{0}")]
-    Git(#[from] GitError),
-    #[error("{0}")]
-    Relay(#[from] RelayError),
-    #[error("glci data directory: {0}")]
-    Home(std::io::Error),
-    #[error("no job `{name}` in this pipeline{}", hint(.planned))]
-    UnknownJob { name: String, planned: Vec<String> },
-    #[error("the pipeline was not created: {0}")]
-    NotCreated(String),
-    #[error("{0}")]
-    RunnerConfig(#[from] crate::runner::runner_config::RunnerConfigError),
-    #[error("glci settings: {0}")]
-    Settings(#[from] crate::settings::SettingsError),
-}
-
-fn hint(planned: &[String]) -> String {
-    if planned.is_empty() {
-        String::new()
-    } else {
-        format!(" (jobs: {})", planned.join(", "))
-    }
-}
 
 /// One pipeline being run.
 pub struct Session {

@@ -32,10 +32,10 @@ use crate::pipeline::job_spec::PipelineFacts;
 use crate::pipeline::staging;
 use crate::pipeline::{replan, PipelineOptions, Planned};
 
+use super::error::RunError;
 use super::options::{RegistryChoice, RunOptions};
 use super::report::ObservedProgress;
 use super::runner_cache_config;
-use super::session::RunError;
 use super::Shared;
 
 /// How many earlier pipelines' directories are kept in the data directory.
