@@ -57,7 +57,7 @@ pub enum Command {
     Runner(RunnerArgs),
     /// Every variable a job would get, its value (masked: `[MASKED]`) and where it comes
     /// from, in GitLab's order of precedence. No Docker.
-    Variables(crate::variables_cmd::VariablesArgs),
+    Variables(VariablesArgs),
     /// The artifacts of this project's earlier runs: `list`, `inspect JOB`, `extract JOB`.
     Artifacts(crate::artifacts_cmd::ArtifactsArgs),
     /// This project's environments and their last deployment (as glci's runs left them).
@@ -550,4 +550,21 @@ pub struct TestArgs {
     /// `--include-ignored`, `--test-threads`, `--format`, `--nocapture`.
     #[arg(last = true, value_name = "LIBTEST_ARGS")]
     pub libtest: Vec<String>,
+}
+
+/// `cargo glci variables`.
+#[derive(Debug, Args, Clone)]
+pub struct VariablesArgs {
+    #[command(flatten)]
+    pub event: EventArgs,
+    /// The job whose variables to list.
+    #[arg(value_name = "JOB")]
+    pub job: String,
+    /// Also list the definitions that were overridden, and by what.
+    #[arg(long)]
+    pub all: bool,
+    /// One JSON object: `variables` (the winning definitions), `overridden` (with `--all`),
+    /// `dotenv_unknown`.
+    #[arg(long)]
+    pub json: bool,
 }

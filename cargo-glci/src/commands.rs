@@ -9,6 +9,7 @@ use glci_test::printable::{printable, printable_lines};
 
 use crate::args::{Cli, Command, EventArgs};
 use crate::exit::{config_failure, options};
+use crate::runtime::block_on;
 
 pub fn run(cli: Cli) -> Result<ExitCode> {
     if cli.version {
@@ -37,13 +38,6 @@ pub fn run(cli: Cli) -> Result<ExitCode> {
         Command::Logs(args) => crate::system_cmd::logs_cmd(&args),
         Command::Daemon(args) => crate::daemon_cmd::run(&args),
     }
-}
-
-pub fn block_on<F: std::future::Future<Output = Result<ExitCode>>>(f: F) -> Result<ExitCode> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
-    rt.block_on(f)
 }
 
 fn plan(event: &EventArgs, as_json: bool) -> ExitCode {

@@ -11,6 +11,7 @@ mod json_events;
 mod progress;
 mod registry_cmd;
 mod run_cmd;
+mod runtime;
 mod settings_cmd;
 mod system_cmd;
 mod test_cmd;

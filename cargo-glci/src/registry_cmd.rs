@@ -10,7 +10,7 @@ use glci_test::pipeline::home::glci_home;
 use glci_test::server::registry_admin as admin;
 
 use crate::args::RegistryCommand;
-use crate::commands::block_on;
+use crate::runtime::block_on;
 
 fn registry_dir() -> Result<PathBuf> {
     Ok(glci_home()?.join("registry"))

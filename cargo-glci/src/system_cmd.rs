@@ -17,7 +17,7 @@ use glci_test::pipeline::home::glci_home_path;
 use glci_test::pipeline::past_runs::utc;
 use glci_test::printable::printable;
 
-use crate::commands::block_on;
+use crate::runtime::block_on;
 
 /// `cargo glci system`.
 #[derive(Debug, Args, Clone)]

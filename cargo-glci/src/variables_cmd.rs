@@ -5,30 +5,12 @@
 use std::fmt::Write;
 use std::process::ExitCode;
 
-use clap::Args;
 use glci_test::pipeline::variable_trace::{self, Definition, JobVariables, Origin};
 use glci_test::pipeline::{self, home};
 use glci_test::printable::{printable, printable_lines};
 use serde_json::json;
 
-use crate::args::EventArgs;
-
-/// `cargo glci variables`.
-#[derive(Debug, Args, Clone)]
-pub struct VariablesArgs {
-    #[command(flatten)]
-    pub event: EventArgs,
-    /// The job whose variables to list.
-    #[arg(value_name = "JOB")]
-    pub job: String,
-    /// Also list the definitions that were overridden, and by what.
-    #[arg(long)]
-    pub all: bool,
-    /// One JSON object: `variables` (the winning definitions), `overridden` (with `--all`),
-    /// `dotenv_unknown`.
-    #[arg(long)]
-    pub json: bool,
-}
+use crate::args::VariablesArgs;
 
 /// Variables the server and the runner add when the job starts: not known before.
 const SET_AT_START: &str = "CI_JOB_ID, CI_JOB_URL, CI_JOB_TOKEN, CI_JOB_STARTED_AT, \
