@@ -90,6 +90,15 @@ fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
     rx
 }
 
+/// The lines still on their way after the process ended: until its output closes (the reader
+/// thread ends), so a line written just before the exit is not lost to the race between the
+/// exit and the reader thread.
+fn drain(rx: &mpsc::Receiver<String>, seen: &mut Vec<String>) {
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(15)) {
+        seen.push(line);
+    }
+}
+
 /// Waits for a line containing `needle`; returns every line seen so far.
 fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, seen: &mut Vec<String>) {
     let deadline = Instant::now() + Duration::from_secs(90);
@@ -309,7 +318,7 @@ fn a_signal_cancels_the_pipeline(pipeline: &str, signal: &str, exit_code: i32) {
         .expect("run kill");
     assert!(sent.success());
     let status = wait_exit(&mut child, Duration::from_secs(60));
-    seen.extend(lines.try_iter());
+    drain(&lines, &mut seen);
     let text = seen.join("\n");
     assert!(
         started.elapsed() < Duration::from_secs(25),
@@ -422,7 +431,7 @@ next:
         .expect("run kill");
     assert!(sent.success());
     let status = wait_exit(&mut child, Duration::from_secs(60));
-    seen.extend(lines.try_iter());
+    drain(&lines, &mut seen);
     let text = seen.join("\n");
     assert_eq!(status.code(), Some(130), "{text}");
     assert!(!text.contains("which failed"), "{text}");
