@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use glci_e2e::{glci_bin, repo_root, stderr, stdout, temp_project};
 
+use super::harness::target_dir;
+
 /// A chain a → b → c → d, and two manual jobs the tests play by name.
 const CI: &str = r#"
 default:
@@ -27,38 +29,7 @@ forever: {stage: one, when: manual, script: [sleep 300]}
 /// A crate with the README's `main!()` target, built against this glci-test in the shared
 /// target directory (see `harness::user_crate` for the profile and `tracing-subscriber`).
 fn user_crate() -> tempfile::TempDir {
-    let workspace = std::fs::read_to_string(repo_root().join("Cargo.toml")).unwrap();
-    let tracing_subscriber = workspace
-        .lines()
-        .find(|l| l.starts_with("tracing-subscriber ="))
-        .expect("the workspace Cargo.toml names tracing-subscriber");
-    let manifest = format!(
-        r#"[package]
-name = "daemon-ci"
-version = "0.1.0"
-edition = "2021"
-publish = false
-
-[workspace]
-
-[dev-dependencies]
-glci-test = {{ path = "{}" }}
-{tracing_subscriber}
-
-[[test]]
-name = "ci"
-harness = false
-
-[profile.dev]
-debug = "line-tables-only"
-[profile.dev.package."*"]
-opt-level = 1
-debug = "line-tables-only"
-[profile.dev.package.glci-test]
-opt-level = 0
-"#,
-        repo_root().join("glci-test").display()
-    );
+    let manifest = super::harness::user_crate_manifest("daemon-ci");
     let lock = std::fs::read_to_string(repo_root().join("Cargo.lock")).unwrap();
     temp_project(
         None,
@@ -70,14 +41,6 @@ opt-level = 0
             ("tests/ci.rs", "glci_test::main!();\n"),
         ],
     )
-}
-
-fn target_dir() -> PathBuf {
-    glci_bin!()
-        .parent()
-        .and_then(Path::parent)
-        .expect("binary under <target>/debug")
-        .to_path_buf()
 }
 
 /// A command with a clean environment for the daemon: its own `GLCI_HOME`, no run id of the

@@ -264,16 +264,18 @@ fn plan_api() {
 /// `tracing-core`). A crate depending on glci-test alone would build those, and everything
 /// above them up to glci-test, a second time (minutes on two cores), so this one names the
 /// workspace's `tracing-subscriber` line as an (unused) dev-dependency.
-fn user_crate() -> tempfile::TempDir {
+/// The manifest of a user's crate named `name` with a `main!` test target `ci`, built with the
+/// workspace's profile and `tracing-subscriber` line (see [`user_crate`]).
+pub(crate) fn user_crate_manifest(name: &str) -> String {
     let glci_test = repo_root().join("glci-test");
     let workspace = read(&repo_root().join("Cargo.toml"));
     let tracing_subscriber = workspace
         .lines()
         .find(|l| l.starts_with("tracing-subscriber ="))
         .expect("the workspace Cargo.toml names tracing-subscriber");
-    let manifest = format!(
+    format!(
         r#"[package]
-name = "demo-ci"
+name = "{name}"
 version = "0.1.0"
 edition = "2021"
 publish = false
@@ -298,7 +300,11 @@ debug = "line-tables-only"
 opt-level = 0
 "#,
         glci_test.display()
-    );
+    )
+}
+
+fn user_crate() -> tempfile::TempDir {
+    let manifest = user_crate_manifest("demo-ci");
     let test = format!(
         "glci_test::main! {{\n    snapshots = [\"build\"],\n    masked_vars = [(\"SECRET\", \"{SECRET}\")],\n}}\n"
     );
@@ -316,7 +322,7 @@ opt-level = 0
     )
 }
 
-fn target_dir() -> PathBuf {
+pub(crate) fn target_dir() -> PathBuf {
     // …/target/debug/cargo-glci → …/target
     glci_bin!()
         .parent()

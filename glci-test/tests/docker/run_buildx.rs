@@ -14,22 +14,12 @@ use base64::Engine as _;
 use glci_test::pipeline::{PipelineOptions, Quiet, RunOptions, Session};
 use glci_test::plan::status::Status;
 
-use super::run_dind::{assert_clean, project, run_pipeline, Untag};
+use super::run_dind::{assert_clean, project, run, run_pipeline, Untag};
 
 const BUILDX_IMAGE: &str = "glci-fixture/docker:buildx";
 /// The buildx fixture with builder state baked in under both home directories a job may have
 /// (`/` when the image has no passwd entry, else `/root`), naming a daemon of another machine.
 const STALE_IMAGE: &str = "glci-fixture/docker:buildx-stale-state";
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().expect("runs");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// Builds the buildx fixture and the image with stale builder state when missing (labelled
 /// as a fixture, `io.glci.fixture`).

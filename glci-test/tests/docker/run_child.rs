@@ -4,7 +4,6 @@
 //! artifacts (`needs:pipeline:job`), nesting up to GitLab's depth, and multi-project triggers.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use glci_test::pipeline::{PipelineOptions, Quiet, RunOptions, RunReport, Session};
@@ -21,14 +20,7 @@ fn commit(dir: &Path, files: &[(&str, &str)]) {
         &["add", "-A"],
         &["commit", "-q", "-m", "one"],
     ] {
-        let out = Command::new("git")
-            .arg("-C")
-            .arg(dir)
-            .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}");
+        crate::support::git(dir, args);
     }
 }
 

@@ -17,7 +17,7 @@ use glci_test::plan::status::Status;
 const DIND_IMAGE: &str = "glci-fixture/docker:dind";
 const CLI_IMAGE: &str = "glci-fixture/docker:cli";
 
-fn run(cmd: &mut Command) -> String {
+pub(crate) fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("runs");
     assert!(
         out.status.success(),
