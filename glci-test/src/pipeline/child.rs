@@ -400,24 +400,7 @@ pub fn children_text(children: &[StaticChild]) -> String {
             }
         };
         let _ = writeln!(out);
-        let plan = &planned.plan;
-        let width = plan
-            .jobs
-            .iter()
-            .map(|j| j.name.chars().count())
-            .max()
-            .unwrap_or(0);
-        for stage in &plan.stages {
-            let _ = writeln!(out, "  stage {stage}");
-            for job in plan.jobs.iter().filter(|j| &j.stage == stage) {
-                let _ = writeln!(
-                    out,
-                    "    {:<width$}  {}",
-                    job.name,
-                    super::render::job_attributes(job)
-                );
-            }
-        }
+        super::render::write_stages(&mut out, &planned.plan, "  ", false);
     }
     out
 }

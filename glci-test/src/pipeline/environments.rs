@@ -118,16 +118,7 @@ struct StoreFile {
 
 /// `environments/<project>.json` of the data directory for the project `group/project`.
 pub fn store_path(home: &Path, project_path: &str) -> PathBuf {
-    let key: String = project_path
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '+'
-            }
-        })
-        .collect();
+    let key = super::home::project_key(project_path);
     home.join("environments").join(format!("{key}.json"))
 }
 

@@ -87,6 +87,22 @@ pub fn prune_pipelines(home: &std::path::Path, keep: usize) -> std::io::Result<(
     Ok(())
 }
 
+/// A project's GitLab path (`group/project`) as one file name of the data directory: what is
+/// not `[A-Za-z0-9._-]` becomes `+`, so two checkouts of one project share what is kept per
+/// project, as one GitLab project does.
+pub fn project_key(project_path: &str) -> String {
+    project_path
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '+'
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -5,7 +5,7 @@
 use std::fmt::Write;
 
 use super::Planned;
-use crate::plan::{AllowFailure, Event, PipelineSource, PlannedJob};
+use crate::plan::{AllowFailure, Event, PipelineSource, Plan, PlannedJob};
 use serde_json::{Map, Value};
 
 /// `cargo glci plan --json`: the plan's JSON with `variables` = predefined variables, then
@@ -62,19 +62,32 @@ pub fn plan_text(planned: &Planned, event: &Event) -> String {
     if let Some(name) = &plan.name {
         let _ = writeln!(out, "Name: {name}");
     }
+    write_stages(&mut out, plan, "", true);
+    out
+}
+
+/// Each stage of `plan` in order with its jobs aligned under it, each with its
+/// [`job_attributes`]: `indent` before every line, and with `separate` a blank line before
+/// each stage. The top-level plan and its downstream pipelines share it.
+pub(crate) fn write_stages(out: &mut String, plan: &Plan, indent: &str, separate: bool) {
     let width = plan
         .jobs
         .iter()
         .map(|j| j.name.chars().count())
         .max()
         .unwrap_or(0);
+    let gap = if separate { "\n" } else { "" };
     for stage in &plan.stages {
-        let _ = writeln!(out, "\nstage {stage}");
+        let _ = writeln!(out, "{gap}{indent}stage {stage}");
         for job in plan.jobs.iter().filter(|j| &j.stage == stage) {
-            let _ = writeln!(out, "  {:<width$}  {}", job.name, job_attributes(job));
+            let _ = writeln!(
+                out,
+                "{indent}  {:<width$}  {}",
+                job.name,
+                job_attributes(job)
+            );
         }
     }
-    out
 }
 
 /// What a plan says of one job after its name: `when`, then `allow_failure` (with its exit

@@ -63,16 +63,7 @@ pub struct ResourceGroupError {
 /// directory, `project` being the GitLab path (`group/project`), so two checkouts of one
 /// project share their groups as one GitLab project does.
 pub fn project_dir(home: &Path, project_path: &str) -> PathBuf {
-    let key: String = project_path
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '+'
-            }
-        })
-        .collect();
+    let key = super::home::project_key(project_path);
     home.join("resource-groups").join(key)
 }
 
