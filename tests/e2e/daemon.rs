@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use glci_e2e::{glci_bin, repo_root, stderr, stdout, temp_project};
+use glci_e2e::{clear_package_env, glci_bin, repo_root, stderr, stdout, temp_project};
 
 use super::harness::target_dir;
 
@@ -26,10 +26,11 @@ slow: {stage: one, when: manual, script: [sleep 6, echo slow done]}
 forever: {stage: one, when: manual, script: [sleep 300]}
 "#;
 
-/// A crate with the README's `main!()` target, built against this glci-test in the shared
-/// target directory (see `harness::user_crate` for the profile and `tracing-subscriber`).
-fn user_crate() -> tempfile::TempDir {
-    let manifest = super::harness::user_crate_manifest("daemon-ci");
+/// A crate named `name` with the README's `main!()` target, built against this glci-test in
+/// the shared target directory (see `harness::user_crate_manifest`). Each test needs its own
+/// name: see there why.
+fn user_crate(name: &str) -> tempfile::TempDir {
+    let manifest = super::harness::user_crate_manifest(name);
     let lock = std::fs::read_to_string(repo_root().join("Cargo.lock")).unwrap();
     temp_project(
         None,
@@ -47,7 +48,8 @@ fn user_crate() -> tempfile::TempDir {
 /// outer test run.
 fn command(program: &Path, dir: &Path, home: &Path) -> Command {
     let mut cmd = Command::new(program);
-    cmd.current_dir(dir)
+    clear_package_env(&mut cmd)
+        .current_dir(dir)
         .env("GLCI_HOME", home)
         .env("CARGO_TARGET_DIR", target_dir())
         .env("GLCI_DAEMON_IDLE_TIMEOUT", "120")
@@ -129,7 +131,7 @@ fn stop_daemon(dir: &Path, home: &Path) {
 
 #[test]
 fn nextest_runs_each_job_once_and_cargo_test_still_works() {
-    let project = user_crate();
+    let project = user_crate("daemon-nextest-ci");
     let dir = project.path();
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
@@ -213,7 +215,7 @@ fn client(bin: &Path, dir: &Path, home: &Path, run: &str, job: &str, tag: &str) 
 
 #[test]
 fn killed_clients_other_builds_and_stopping() {
-    let project = user_crate();
+    let project = user_crate("daemon-clients-ci");
     let dir = project.path();
     let home = tempfile::tempdir().unwrap();
     let home = home.path();

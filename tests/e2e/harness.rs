@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use glci_e2e::{glci_bin, repo_root, stderr, stdout, temp_project};
+use glci_e2e::{clear_package_env, glci_bin, repo_root, stderr, stdout, temp_project};
 
 const SECRET: &str = "hunter2-e2e-secret";
 
@@ -256,16 +256,20 @@ fn plan_api() {
 }
 "#;
 
-/// A cargo project with a `glci_test::main!()` test target, depending on this checkout's
-/// glci-test and sharing its target directory (so nothing is rebuilt but the tiny crate).
+/// The manifest of a user's crate named `name`: a `main!` test target `ci`, depending on this
+/// checkout's glci-test and sharing its target directory (so nothing is rebuilt but the tiny
+/// crate).
+///
+/// Every test needs a name of its own. Cargo names a path package's test binary after the
+/// package and its path relative to its workspace root, which is the same for every temporary
+/// crate, so two tests building one name at once overwrite each other's binary, and one test
+/// then runs a binary with the other's (deleted) project directory compiled in.
 ///
 /// Cargo unifies features per build: in the glci workspace, cargo-glci's `tracing-subscriber`
 /// turns on features of crates glci-test depends on too (`regex-automata`, `log`,
 /// `tracing-core`). A crate depending on glci-test alone would build those, and everything
 /// above them up to glci-test, a second time (minutes on two cores), so this one names the
 /// workspace's `tracing-subscriber` line as an (unused) dev-dependency.
-/// The manifest of a user's crate named `name` with a `main!` test target `ci`, built with the
-/// workspace's profile and `tracing-subscriber` line (see [`user_crate`]).
 pub(crate) fn user_crate_manifest(name: &str) -> String {
     let glci_test = repo_root().join("glci-test");
     let workspace = read(&repo_root().join("Cargo.toml"));
@@ -333,7 +337,8 @@ pub(crate) fn target_dir() -> PathBuf {
 
 fn cargo(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.args(args)
+    clear_package_env(&mut cmd)
+        .args(args)
         .current_dir(dir)
         .env("CARGO_TARGET_DIR", target_dir())
         .env_remove("CI")

@@ -34,6 +34,30 @@ pub fn run(bin: &Path, dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Outpu
     cmd.output().expect("run cargo-glci")
 }
 
+/// Removes from `cmd` what cargo set for this test process about the package under test
+/// (`CARGO_MANIFEST_DIR`, `CARGO_PKG_*`, ...), for a `cargo` (or a program running cargo) the
+/// test starts in a user's crate. Build scripts watch some of them (ring's watches
+/// `CARGO_MANIFEST_DIR`): inherited, they made every such build rebuild ring and everything
+/// above it up to glci-test in the shared target directory, and the next build of the
+/// workspace rebuild it all again (45 s each way on two cores).
+pub fn clear_package_env(cmd: &mut Command) -> &mut Command {
+    const PREFIXES: [&str; 5] = [
+        "CARGO_PKG_",
+        "CARGO_MANIFEST_",
+        "CARGO_CRATE_",
+        "CARGO_BIN_",
+        "CARGO_PRIMARY_PACKAGE",
+    ];
+    const NAMES: [&str; 3] = ["CARGO_TARGET_TMPDIR", "CARGO_RUSTC_CURRENT_DIR", "OUT_DIR"];
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if PREFIXES.iter().any(|p| name.starts_with(p)) || NAMES.contains(&name) {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
