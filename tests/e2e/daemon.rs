@@ -154,6 +154,14 @@ fn nextest_runs_each_job_once_and_cargo_test_still_works() {
     for job in ["a", "b", "c", "d"] {
         assert_eq!(runs(home, job), 1, "{}", daemon_log(home));
     }
+    // One session, started while nextest listed the tests, before any job was asked for.
+    let log = daemon_log(home);
+    let starts: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("starting a session"))
+        .collect();
+    assert_eq!(starts.len(), 1, "{log}");
+    assert!(starts[0].contains("while it is listed by pid"), "{log}");
     // The session is still there (it lingers for the rest of the run) with its record.
     let status = glci(dir, home, &["daemon", "status"]);
     let shown = both(&status);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::pipeline::JobReport;
 
-use super::protocol::{build_id, encode, DaemonStatus, JobRequest, Reply, Request};
+use super::protocol::{build_id, encode, DaemonStatus, JobRequest, Reply, Request, SessionRequest};
 use super::recovery::process_alive;
 use super::server::STOPPING;
 use super::{spawn, DaemonError, Paths};
@@ -146,6 +146,32 @@ impl Client {
                 other => return Err(DaemonError::Protocol(format!("{other:?}"))),
             }
         }
+    }
+}
+
+/// Asks the daemon under `GLCI_HOME` (started if none answers) to start `request`'s session
+/// now, and returns as soon as it has the request. A daemon of another build is left alone:
+/// restarting it means waiting for its running jobs, which the first job's client does.
+pub fn prepare(request: SessionRequest) -> Result<(), DaemonError> {
+    let paths = Paths::from_env()?;
+    let client = match Client::connect(&paths)? {
+        Some(client) => client,
+        None => {
+            spawn::start(&paths)?;
+            Client::connect(&paths)?.ok_or_else(|| {
+                DaemonError::Start(format!("no answer on {}", paths.socket.display()))
+            })?
+        }
+    };
+    if client.build != build_id() {
+        return Ok(());
+    }
+    let mut client = client;
+    client.send(&Request::Prepare(Box::new(request)))?;
+    match client.receive()? {
+        Reply::Preparing => Ok(()),
+        Reply::Error { message } => Err(DaemonError::Remote(message)),
+        other => Err(DaemonError::Protocol(format!("{other:?}"))),
     }
 }
 

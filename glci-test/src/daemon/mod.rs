@@ -26,6 +26,10 @@
 //!   runner — and a hash of the pipeline and run options, so two targets with different
 //!   events share nothing. Plain `cargo test` (one process holds all trials) keeps its session
 //!   in process, as before. `GLCI_DAEMON=0` turns the daemon off.
+//! - **When.** nextest (0.9.138 and later) lists the tests with the run's `NEXTEST_RUN_ID`
+//!   already: the listing asks the daemon to start the session then
+//!   ([`protocol::Request::Prepare`]), so the stand-in GitLab and the job network are ready
+//!   when the first test asks, instead of after.
 //! - **A client that dies.** The job goes on: it belongs to the run, and another process may
 //!   want it (nextest retries, a test that needs it). A session no client has used for
 //!   [`SESSION_LINGER`] and with no job running is shut down (its Docker objects removed).

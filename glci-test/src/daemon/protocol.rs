@@ -30,6 +30,9 @@ pub enum Request {
     },
     /// Run a job (with what it needs) in the run's session and report it.
     Job(Box<JobRequest>),
+    /// Start the run's session now, without running anything, and answer at once: sent while
+    /// nextest lists the tests, so that the session is ready when the first test asks.
+    Prepare(Box<SessionRequest>),
     Status,
     /// Stop the daemon: after the running jobs, or (`force`) canceling them.
     Stop {
@@ -37,17 +40,23 @@ pub enum Request {
     },
 }
 
+/// Which session: the run and everything the session is made from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct JobRequest {
+pub struct SessionRequest {
     /// The test run (`NEXTEST_RUN_ID`, `GLCI_RUN_ID`).
     pub run: String,
     pub pipeline: PipelineOptions,
     pub options: RunOptions,
+    /// The asking process, for the daemon's log.
+    pub client_pid: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobRequest {
+    pub session: SessionRequest,
     pub job: String,
     /// Send the job's log as it runs.
     pub stream: bool,
-    /// The asking process, for the daemon's log.
-    pub client_pid: u32,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -69,6 +78,8 @@ pub enum Reply {
         reports: Vec<JobReport>,
     },
     Status(DaemonStatus),
+    /// The session asked for by [`Request::Prepare`] is starting (or started).
+    Preparing,
     /// The daemon is stopping; it exits when its sessions are shut down.
     Stopping,
     Error {

@@ -12,7 +12,7 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
 
-use super::protocol::{build_id, encode, DaemonStatus, JobRequest, Reply, Request};
+use super::protocol::{build_id, encode, DaemonStatus, JobRequest, Reply, Request, SessionRequest};
 use super::sessions::{self, LogChunk, Table};
 use super::{recovery, DaemonError, DaemonSettings, Paths, SESSION_LINGER};
 
@@ -278,11 +278,33 @@ async fn handle(daemon: Arc<Daemon>, stream: UnixStream) {
             serve_job(&daemon, *request, &mut lines, &mut write).await;
             return;
         }
+        Some(Request::Prepare(_)) if build != build_id() || daemon.stop.borrow().is_some() => {
+            Reply::Error {
+                message: STOPPING.to_string(),
+            }
+        }
+        Some(Request::Prepare(request)) => {
+            prepare(&daemon, *request);
+            Reply::Preparing
+        }
         Some(Request::Hello { .. }) => Reply::Error {
             message: "hello twice".to_string(),
         },
     };
     let _ = send(&mut write, &reply).await;
+}
+
+/// Starts `request`'s session in the background. Nobody waits on it: a failed start reaches
+/// the jobs asked for next as their error (as if the first of them had started it), and a
+/// session no job asks for is shut down like any idle one, after [`SESSION_LINGER`].
+fn prepare(daemon: &Arc<Daemon>, request: SessionRequest) {
+    let daemon = Arc::clone(daemon);
+    tokio::spawn(async move {
+        let _ = daemon
+            .table
+            .get_or_start(&request, &daemon.paths.sessions(), true)
+            .await;
+    });
 }
 
 /// What a stopping daemon answers a job request; the client waits and starts a new one.
@@ -296,7 +318,7 @@ async fn serve_job(
 ) {
     let hosted = match daemon
         .table
-        .get_or_start(&request, &daemon.paths.sessions())
+        .get_or_start(&request.session, &daemon.paths.sessions(), false)
         .await
     {
         Ok(hosted) => hosted,
@@ -362,7 +384,7 @@ async fn serve_job(
     // The client is gone; the job belongs to the run and goes on.
     eprintln!(
         "[{}] client pid {} left while waiting for `{}`: the job goes on",
-        hosted.run, request.client_pid, request.job
+        hosted.run, request.session.client_pid, request.job
     );
 }
 

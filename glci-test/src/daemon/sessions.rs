@@ -12,7 +12,7 @@ use tokio::sync::{broadcast, OnceCell};
 
 use crate::pipeline::{JobReport, RunObserver, Session};
 
-use super::protocol::{JobRequest, SessionStatus};
+use super::protocol::{SessionRequest, SessionStatus};
 use super::recovery::Marker;
 
 /// Log bytes of one running job kept for clients that start waiting while it runs; beyond
@@ -20,7 +20,7 @@ use super::recovery::Marker;
 const REPLAY_MAX: usize = 4 * 1024 * 1024;
 
 /// The session's key: the run and a hash of everything the session is made from.
-pub fn key(request: &JobRequest) -> String {
+pub fn key(request: &SessionRequest) -> String {
     let mut hash = Sha256::new();
     hash.update(serde_json::to_vec(&request.pipeline).unwrap_or_default());
     hash.update([0]);
@@ -221,18 +221,25 @@ impl Table {
         self.slots.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The session for `request`, started by the first caller (the others wait for it).
+    /// The session for `request`, started by the first caller (the others wait for it):
+    /// for a job, or (`for_listing`) before any, while the client lists the tests.
     pub async fn get_or_start(
         &self,
-        request: &JobRequest,
+        request: &SessionRequest,
         markers: &std::path::Path,
+        for_listing: bool,
     ) -> Result<Arc<Hosted>, String> {
         let key = key(request);
         let slot = Arc::clone(self.slots().entry(key.clone()).or_default());
         slot.get_or_init(|| async {
             eprintln!(
-                "[{key}] starting a session for {} (asked by pid {})",
+                "[{key}] starting a session for {} ({} pid {})",
                 request.pipeline.project_dir.display(),
+                if for_listing {
+                    "ahead of its jobs, while it is listed by"
+                } else {
+                    "asked by"
+                },
                 request.client_pid
             );
             let observer = Arc::new(Observer::new(key.clone()));

@@ -306,6 +306,11 @@ impl Harness {
             stream_logs,
             shared_run,
         )?);
+        if let Some(run) = self.from_main.then(|| listing_run(args)).flatten() {
+            if planned.plan.created {
+                session.prepare_in_daemon(&run);
+            }
+        }
         let children = child_trials(&self.pipeline.options, &planned);
         let ctx = Arc::new(trials::Context {
             plan: planned.plan,
@@ -375,6 +380,18 @@ fn shared_run(args: &Arguments) -> Option<String> {
     let run = crate::daemon::run_id()?;
     let explicit = std::env::var_os("GLCI_RUN_ID").is_some_and(|v| !v.is_empty());
     (explicit || (args.exact && args.filter.is_some() && !args.list)).then_some(run)
+}
+
+/// The run whose session the glci daemon can start while nextest lists the tests: nextest
+/// (0.9.138 and later) gives its listing processes the run's `NEXTEST_RUN_ID` too. Starting
+/// the session then (the daemon, the stand-in GitLab, the job network) overlaps nextest's own
+/// start-up instead of delaying the first job. Only the plain listing asks, not the
+/// `--ignored` one that follows it.
+fn listing_run(args: &Arguments) -> Option<String> {
+    let nextest_run = std::env::var_os("NEXTEST_RUN_ID").is_some_and(|v| !v.is_empty());
+    (args.list && !args.ignored && nextest_run)
+        .then(crate::daemon::run_id)
+        .flatten()
 }
 
 /// nextest runs `--exact <name>` per test; the name it knows has no `[kind]`.

@@ -159,12 +159,9 @@ impl LazySession {
         job: &str,
     ) -> Result<(JobReport, HashMap<String, JobReport>), String> {
         let request = crate::daemon::protocol::JobRequest {
-            run: run.to_string(),
-            pipeline: self.options.clone(),
-            options: self.run.clone(),
+            session: self.session_request(run),
             job: job.to_string(),
             stream: self.collector.stream,
-            client_pid: std::process::id(),
         };
         let collector = &self.collector;
         let (report, reports) = crate::daemon::client::run_job(&request, &mut |job, text| {
@@ -173,6 +170,22 @@ impl LazySession {
         .map_err(|e| format!("glci daemon: {e}"))?;
         let reports = reports.into_iter().map(|r| (r.name.clone(), r)).collect();
         Ok((report, reports))
+    }
+
+    fn session_request(&self, run: &str) -> crate::daemon::protocol::SessionRequest {
+        crate::daemon::protocol::SessionRequest {
+            run: run.to_string(),
+            pipeline: self.options.clone(),
+            options: self.run.clone(),
+            client_pid: std::process::id(),
+        }
+    }
+
+    /// Has the glci daemon start run `run`'s session now, not when its first test asks: see
+    /// `Harness::prepare`. Best effort: whatever fails here fails again, and is reported, in
+    /// the tests.
+    pub fn prepare_in_daemon(&self, run: &str) {
+        let _ = crate::daemon::client::prepare(self.session_request(run));
     }
 
     /// Stops the session (if one started) and removes its Docker objects.
