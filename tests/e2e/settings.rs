@@ -355,6 +355,32 @@ fn a_container_host_names_the_server_in_every_url_and_resolves_in_the_job() {
 }
 
 #[test]
+fn a_container_host_is_what_docker_in_docker_reaches_the_registry_by() {
+    const DIND_JOB: &str = r#"dind:
+  image: glci-fixture/docker:cli
+  services:
+    - name: glci-fixture/docker:dind
+      alias: docker
+  script:
+    - echo "$CI_JOB_TOKEN" | docker login -u gitlab-ci-token --password-stdin "$CI_REGISTRY"
+    - docker pull -q "$CI_REGISTRY_IMAGE/absent:1" 2>&1 | sed 's/^/pulled-/' || true
+"#;
+    let text = run_with_global_settings(
+        "[network]\ncontainer_host = \"gitlab.test\"\n",
+        DIND_JOB,
+        &["run"],
+    );
+    // The daemon resolved the name, trusted the certificate for it, and asked the registry,
+    // which does not have the image.
+    assert!(
+        text.lines().any(|l| l.contains("pulled-")
+            && l.contains("gitlab.test:")
+            && l.contains("manifest unknown")),
+        "{text}"
+    );
+}
+
+#[test]
 fn a_tls_validity_makes_the_registrys_certificate_last_that_long() {
     // 2 days: valid for more than 47 hours, and for less than 49 (the default is a week).
     const CERT_JOB: &str = r#"cert:
