@@ -218,3 +218,54 @@ fn jobs_on_a_remote_engine_reach_the_server_through_the_relay() {
     drop(dind);
     assert!(Path::new(home.path()).join("pipelines/1").is_dir());
 }
+
+#[test]
+fn a_container_host_names_the_relay_on_a_remote_engine() {
+    const NAMED: &str = r#"direct:
+  image: glci-fixture/debian:bookworm
+  script:
+    - echo "api is $CI_API_V4_URL"
+    - git fetch origin && echo fetch-ok
+    - 'curl -sSf -H "JOB-TOKEN: $CI_JOB_TOKEN" "$CI_API_V4_URL/job" | grep -q "\"name\":\"direct\"" && echo job-api-ok'
+networked:
+  image: glci-fixture/debian:bookworm
+  services: [glci-fixture/tcp-service:latest]
+  script:
+    - git fetch origin && echo fetch-on-job-network-ok
+"#;
+    if dind_image().is_none() {
+        return;
+    }
+    let (_dind, host) = start_dind();
+    let load = sh(&format!(
+        "docker save {} {} | DOCKER_HOST={host} docker load -q",
+        FIXTURES[0], FIXTURES[2]
+    ));
+    assert!(load.status.success(), "docker load: {}", stderr(&load));
+    let project = temp_project(None, &[(".gitlab-ci.yml", NAMED)]);
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(
+        home.path().join("config.toml"),
+        "[network]\ncontainer_host = \"gitlab.test\"\n",
+    )
+    .unwrap();
+    let out = run(
+        glci_bin!(),
+        project.path(),
+        &["run"],
+        &[
+            ("DOCKER_HOST", host.as_str()),
+            ("GLCI_HOME", home.path().to_str().unwrap()),
+        ],
+    );
+    let text = format!("{}\n{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{text}");
+    for marker in [
+        "api is http://gitlab.test:",
+        "fetch-ok",
+        "job-api-ok",
+        "fetch-on-job-network-ok",
+    ] {
+        assert!(text.contains(marker), "no `{marker}` in:\n{text}");
+    }
+}

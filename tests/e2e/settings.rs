@@ -97,12 +97,21 @@ fn config_show_prints_each_setting_and_where_it_came_from() {
         password.contains("[MASKED] ($E2E_REGISTRY_PASSWORD)"),
         "{password}"
     );
-    // Defaults say so; refused keys are marked.
+    // Defaults say so; unset keys are marked.
     assert!(
         line_of(&text, "docker.privileged").ends_with("# default"),
         "{text}"
     );
-    assert!(text.contains("# tls.validity: not supported"), "{text}");
+    let validity = line_of(&text, "tls.validity");
+    assert!(
+        validity.contains("\"7d\"") && validity.ends_with("# default"),
+        "{validity}"
+    );
+    assert!(
+        line_of(&text, "docker.socket_path").contains("\"/var/run/docker.sock\""),
+        "{text}"
+    );
+    assert!(text.contains("# network.container_host: unset"), "{text}");
     // The unknown key: a warning naming file, line and key.
     assert!(
         err.contains(&format!(
@@ -258,4 +267,131 @@ fn a_cache_that_is_not_persistent_stays_out_of_glci_home() {
             "persistent = {persistent:?}: {in_home} files in GLCI_HOME/cache"
         );
     }
+}
+
+/// Runs `cargo glci run ARGS` in a project of `ci_yaml` with `config` as the global settings
+/// file; the job's output, after checking that the run passed.
+fn run_with_global_settings(config: &str, ci_yaml: &str, args: &[&str]) -> String {
+    let home = tempfile::tempdir().unwrap();
+    std::fs::write(home.path().join("config.toml"), config).unwrap();
+    let project = temp_project(None, &[(".gitlab-ci.yml", ci_yaml)]);
+    let out = run(
+        glci_bin!(),
+        project.path(),
+        args,
+        &[("GLCI_HOME", home.path().to_str().unwrap())],
+    );
+    let text = stdout(&out);
+    assert_eq!(out.status.code(), Some(0), "{text}\n{}", stderr(&out));
+    text
+}
+
+#[test]
+fn a_socket_path_puts_the_engines_socket_there_and_names_it_in_docker_host() {
+    const SOCKET_JOB: &str = r#"job:
+  image:
+    name: glci-fixture/docker:cli
+    entrypoint: [""]
+  script:
+    - test -S /run/engine.sock && echo "socket-at-path host=$DOCKER_HOST"
+    - test -e /var/run/docker.sock || printf 'no-socket-at-%s\n' /var/run/docker.sock
+    - docker info --format 'engine-id {{.ID}}'
+"#;
+    let text = run_with_global_settings(
+        "[docker]\nsocket_passthrough = true\nsocket_path = \"/run/engine.sock\"\n",
+        SOCKET_JOB,
+        &["run", "--no-registry"],
+    );
+    assert!(
+        text.contains("socket-at-path host=unix:///run/engine.sock"),
+        "{text}"
+    );
+    assert!(text.contains("no-socket-at-/var/run/docker.sock"), "{text}");
+    // The docker CLI found this machine's engine through DOCKER_HOST alone.
+    let engine_id = std::process::Command::new("docker")
+        .args(["info", "--format", "{{.ID}}"])
+        .output()
+        .unwrap();
+    let engine_id = String::from_utf8_lossy(&engine_id.stdout)
+        .trim()
+        .to_string();
+    assert!(!engine_id.is_empty());
+    assert!(text.contains(&format!("engine-id {engine_id}")), "{text}");
+}
+
+#[test]
+fn a_container_host_names_the_server_in_every_url_and_resolves_in_the_job() {
+    // The service serves its own /etc/hosts: services resolve the name too.
+    const REACH_JOB: &str = r#"reach:
+  services:
+    - name: glci-fixture/busybox:latest
+      alias: side
+      entrypoint: ["nc", "-ll", "-p", "8080", "-e", "cat", "/etc/hosts"]
+  script:
+    - echo "api $CI_API_V4_URL"
+    - echo "registry $CI_REGISTRY"
+    - echo "clone $CI_REPOSITORY_URL" | sed 's/gitlab-ci-token:[^@]*@//'
+    - curl -sf -H "JOB-TOKEN:$CI_JOB_TOKEN" "$CI_API_V4_URL/job" | grep -o '"name":"[a-z]*"'
+    - curl -s -o /dev/null -w 'registry-tls %{http_code}\n' "https://$CI_REGISTRY/v2/"
+    - for i in $(seq 20); do (exec 3<>/dev/tcp/side/8080 && cat <&3) 2>/dev/null | grep gitlab.test | sed 's/^/from-side /' && break; sleep 0.5; done
+"#;
+    let text = run_with_global_settings(
+        "[network]\ncontainer_host = \"gitlab.test\"\n",
+        REACH_JOB,
+        &["run"],
+    );
+    assert!(text.contains("api http://gitlab.test:"), "{text}");
+    assert!(text.contains("registry gitlab.test:"), "{text}");
+    assert!(text.contains("clone http://gitlab.test:"), "{text}");
+    // The API answered under that name...
+    assert!(text.contains("\"name\":\"reach\""), "{text}");
+    // ... and the registry's certificate is valid for it: curl verified it against glci's CA.
+    assert!(text.contains("registry-tls 401"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("from-side ") && l.contains("gitlab.test") && !l.contains("grep")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_container_host_is_what_docker_in_docker_reaches_the_registry_by() {
+    const DIND_JOB: &str = r#"dind:
+  image: glci-fixture/docker:cli
+  services:
+    - name: glci-fixture/docker:dind
+      alias: docker
+  script:
+    - echo "$CI_JOB_TOKEN" | docker login -u gitlab-ci-token --password-stdin "$CI_REGISTRY"
+    - docker pull -q "$CI_REGISTRY_IMAGE/absent:1" 2>&1 | sed 's/^/pulled-/' || true
+"#;
+    let text = run_with_global_settings(
+        "[network]\ncontainer_host = \"gitlab.test\"\n",
+        DIND_JOB,
+        &["run"],
+    );
+    // The daemon resolved the name, trusted the certificate for it, and asked the registry,
+    // which does not have the image.
+    assert!(
+        text.lines().any(|l| l.contains("pulled-")
+            && l.contains("gitlab.test:")
+            && l.contains("manifest unknown")),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_tls_validity_makes_the_registrys_certificate_last_that_long() {
+    // 2 days: valid for more than 47 hours, and for less than 49 (the default is a week).
+    const CERT_JOB: &str = r#"cert:
+  script:
+    - echo | openssl s_client -connect "$CI_REGISTRY" 2>/dev/null | openssl x509 -out leaf.pem
+    - openssl x509 -in leaf.pem -noout -enddate
+    - if openssl x509 -in leaf.pem -noout -checkend 169200; then printf 'leaf-valid-past-%sh\n' 47; fi
+    - if ! openssl x509 -in leaf.pem -noout -checkend 176400; then printf 'leaf-ends-before-%sh\n' 49; fi
+"#;
+    let text = run_with_global_settings("[tls]\nvalidity = \"2d\"\n", CERT_JOB, &["run"]);
+    assert!(text.contains("notAfter="), "{text}");
+    assert!(text.contains("leaf-valid-past-47h"), "{text}");
+    assert!(text.contains("leaf-ends-before-49h"), "{text}");
 }

@@ -26,7 +26,7 @@ use super::agent::AGENT_ARG;
 use super::frame::HELLO;
 use super::image::{ensure_image, AGENT_PATH};
 use super::mux::{read_frames, write_frames, Incoming, Mux};
-use super::{RelayError, SERVER_HOST};
+use super::RelayError;
 
 /// How long the agent gets to say it listens (a first start on a slow engine included).
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -47,6 +47,9 @@ struct Inner {
     name: String,
     /// The relay's address on the engine's default network.
     address: String,
+    /// The name jobs know the server by: [`SERVER_HOST`](super::SERVER_HOST) unless
+    /// `[network] container_host` names another.
+    server_host: String,
     stream: tokio::task::AbortHandle,
 }
 
@@ -59,12 +62,14 @@ impl Drop for Inner {
 impl Relay {
     /// Makes the relay image if needed (from `agent`, see `image.rs`), starts the relay
     /// container listening on `server`'s port and waits until the agent says it listens.
-    /// Every connection it accepts is connected to `server`.
+    /// Every connection it accepts is connected to `server`. Jobs find it under
+    /// `server_host`.
     pub async fn start(
         engine: &Engine,
         owner: &Owner,
         agent: &Path,
         server: SocketAddr,
+        server_host: &str,
     ) -> Result<Relay, RelayError> {
         let image = ensure_image(engine, agent).await?;
         let name = format!("{}-relay", owner.name_prefix());
@@ -105,7 +110,7 @@ impl Relay {
             .await
             .map_err(|e| RelayError::docker(format!("create container `{name}`"), e))?
             .id;
-        match Relay::attach_and_start(engine, &id, &name, server).await {
+        match Relay::attach_and_start(engine, &id, &name, server, server_host).await {
             Ok(relay) => Ok(relay),
             Err(e) => {
                 let rm = RemoveContainerOptionsBuilder::new().force(true).build();
@@ -120,6 +125,7 @@ impl Relay {
         id: &str,
         name: &str,
         server: SocketAddr,
+        server_host: &str,
     ) -> Result<Relay, RelayError> {
         let docker = engine.client();
         let options = AttachContainerOptionsBuilder::new()
@@ -230,24 +236,26 @@ impl Relay {
                 container: id.to_string(),
                 name: name.to_string(),
                 address,
+                server_host: server_host.to_string(),
                 stream,
             }),
         })
     }
 
-    /// The `extra_hosts` entry that makes [`SERVER_HOST`] the relay for a container on the
-    /// engine's default network (which has no DNS for aliases).
+    /// The `extra_hosts` entry that makes the server's name
+    /// ([`SERVER_HOST`](super::SERVER_HOST) unless configured) the relay for a container on
+    /// the engine's default network (which has no DNS for aliases).
     pub fn host_entry(&self) -> String {
-        format!("{SERVER_HOST}:{}", self.inner.address)
+        format!("{}:{}", self.inner.server_host, self.inner.address)
     }
 
-    /// Connects the relay to a job's network under the alias [`SERVER_HOST`], so the job and
-    /// its services find the server there.
+    /// Connects the relay to a job's network under the server's name as its alias, so the
+    /// job and its services find the server there.
     pub async fn join(&self, engine: &Engine, network: &str) -> Result<(), RelayError> {
         let request = NetworkConnectRequest {
             container: self.inner.container.clone(),
             endpoint_config: Some(EndpointSettings {
-                aliases: Some(vec![SERVER_HOST.to_string()]),
+                aliases: Some(vec![self.inner.server_host.clone()]),
                 ..Default::default()
             }),
         };

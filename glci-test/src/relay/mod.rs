@@ -11,9 +11,10 @@
 //!               glci-server:<port>           frames: open, data, eof, ack, reset           (loopback)
 //! ```
 //!
-//! - Jobs are told the server is `http://glci-server:<port>` ([`SERVER_HOST`]): on the
-//!   engine's default network through an `extra_hosts` entry, on a job's own network (jobs
-//!   with services) through a network alias of the relay, joined while the job runs.
+//! - Jobs are told the server is `http://glci-server:<port>` ([`SERVER_HOST`], or the name
+//!   `[network] container_host` gives): on the engine's default network through an
+//!   `extra_hosts` entry, on a job's own network (jobs with services) through a network alias
+//!   of the relay, joined while the job runs.
 //! - The agent ([`agent`]) is glci's own binary, run with a hidden argument; its image is
 //!   made on the engine from that binary and its shared libraries (`image.rs`), once per
 //!   binary, so nothing is pulled.

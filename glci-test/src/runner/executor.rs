@@ -109,6 +109,9 @@ pub struct ExecutorOptions {
     /// gitlab-runner's `[runners.docker] extra_hosts` (default: glci's settings' `[network]
     /// extra_hosts`; a runner configuration's own are added to these).
     pub extra_hosts: Vec<String>,
+    /// Where a job given the engine's socket finds it (`[docker] socket_path`, default
+    /// [`super::socket::SOCKET_IN_JOB`]).
+    pub socket_path: String,
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -158,6 +161,7 @@ impl Default for ExecutorOptions {
             concurrent_id: 0,
             progress: Progress::default(),
             extra_hosts: crate::settings::current().extra_hosts(),
+            socket_path: crate::settings::current().docker_socket_path().to_string(),
         }
     }
 }
@@ -586,7 +590,7 @@ async fn run_stages(
     };
     let mut variables = job_variables(payload, &options.identity, &image, network.as_deref());
     if let (Some(entry), Some(access)) = (entry, &options.registry) {
-        if super::socket::mounts_socket(&entry.docker.volumes) {
+        if super::socket::mounts_socket(&entry.docker.volumes, &options.socket_path) {
             access.for_host_engine(&mut variables);
         }
     }
@@ -634,12 +638,28 @@ async fn run_stages(
     variables.extend(dind::job_variables(&dinds, &variables));
     // A job with a Docker daemon gets a buildx configuration directory of its own, whose
     // default BuildKit configuration trusts the registry (runner/buildx.rs).
-    let socket = entry.is_some_and(|e| super::socket::mounts_socket(&e.docker.volumes));
+    let socket = entry
+        .is_some_and(|e| super::socket::mounts_socket(&e.docker.volumes, &options.socket_path));
     let job_daemon = match (dinds.is_empty(), socket) {
         (false, _) => Some(JobDaemon::Dind),
         (true, true) => Some(JobDaemon::HostEngine),
         (true, false) => None,
     };
+    // A socket away from where Docker clients look needs `DOCKER_HOST`; the job's own wins,
+    // and a job with Docker-in-Docker keeps talking to its daemon.
+    if job_daemon == Some(JobDaemon::HostEngine)
+        && !variables.iter().any(|v| v.key == "DOCKER_HOST")
+    {
+        let volumes = entry.map_or(&[][..], |e| &e.docker.volumes[..]);
+        if let Some(host) = super::socket::docker_host(volumes, &options.socket_path) {
+            variables.push(JobVariable {
+                key: "DOCKER_HOST".to_string(),
+                value: host,
+                public: true,
+                ..JobVariable::default()
+            });
+        }
+    }
     let buildx_files = match job_daemon.zip(buildx::job_variable(&variables)) {
         Some((daemon, variable)) => {
             variables.push(variable);
@@ -871,7 +891,9 @@ async fn run_stages(
 
     // Containers the job started through the engine's socket are the job's: said, not removed.
     let left_running = match entry {
-        Some(entry) if super::socket::mounts_socket(&entry.docker.volumes) => {
+        Some(entry)
+            if super::socket::mounts_socket(&entry.docker.volumes, &options.socket_path) =>
+        {
             super::socket::left_running(engine, &build.id).await
         }
         _ => Vec::new(),

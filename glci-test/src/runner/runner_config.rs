@@ -433,7 +433,7 @@ impl RunnerEntry {
         if let Some(shared) = SharedBuilds::from_volumes(builds_dir, &self.docker.volumes) {
             return Some(shared);
         }
-        let same_path = socket::mounts_socket(&self.docker.volumes)
+        let same_path = socket::mounts_socket(&self.docker.volumes, &options.socket_path)
             && options.stage_files_by_mount
             && !options.keep_failed;
         let staging = options.staging_root.as_ref().filter(|_| same_path)?;

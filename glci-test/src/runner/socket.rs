@@ -19,28 +19,45 @@ use bollard::query_parameters::ListContainersOptionsBuilder;
 
 use crate::docker::{Engine, LABEL_OWNER};
 
-/// Where jobs find the engine's socket.
+/// Where jobs find the engine's socket unless `[docker] socket_path` says otherwise: where the
+/// official runner's socket mode and the blog posts put it, and where Docker clients look
+/// without `DOCKER_HOST`.
 pub const SOCKET_IN_JOB: &str = "/var/run/docker.sock";
 
 /// Said once per run when a runner mounts the engine's socket into jobs.
 pub const SECURITY_WARNING: &str = "socket passthrough: jobs get the Docker engine's socket. A job with the socket controls every container on this machine's engine and, through it, the machine itself (it can start a privileged container mounting `/`). Run only pipelines you trust this way.";
 
-/// Whether `volumes` (`[runners.docker] volumes`) mount an engine socket into the job.
-pub fn mounts_socket(volumes: &[String]) -> bool {
+/// Whether `volumes` (`[runners.docker] volumes`) mount an engine socket into the job: a
+/// `docker.sock` on either side, or anything at `in_job` (`[docker] socket_path`).
+pub fn mounts_socket(volumes: &[String], in_job: &str) -> bool {
     volumes.iter().any(|v| {
         let mut parts = v.split(':');
         let (host, container) = (parts.next(), parts.next());
-        container.is_some_and(|c| c.ends_with("docker.sock"))
+        container.is_some_and(|c| c.ends_with("docker.sock") || c == in_job)
             || host.is_some_and(|h| h.ends_with("docker.sock") && container.is_some())
     })
 }
 
 /// The bind that gives jobs `engine`'s socket (`--docker-socket`): its unix socket at
-/// [`SOCKET_IN_JOB`]. `None` for an engine reached otherwise (`tcp://`, `ssh://`), whose
-/// socket is not a path on the engine's host that glci knows.
-pub fn socket_volume(engine: &Engine) -> Option<String> {
+/// `in_job` (`[docker] socket_path`, default [`SOCKET_IN_JOB`]). `None` for an engine reached
+/// otherwise (`tcp://`, `ssh://`), whose socket is not a path on the engine's host that glci
+/// knows.
+pub fn socket_volume(engine: &Engine, in_job: &str) -> Option<String> {
     let path = engine.endpoint().strip_prefix("unix://")?;
-    Some(format!("{path}:{SOCKET_IN_JOB}"))
+    Some(format!("{path}:{in_job}"))
+}
+
+/// `DOCKER_HOST` for a job whose `volumes` put the engine's socket at `in_job` when that is
+/// not where Docker clients look by themselves ([`SOCKET_IN_JOB`]); `None` otherwise, so
+/// jobs at the default path get exactly what gitlab-runner's socket mode gives (nothing).
+pub fn docker_host(volumes: &[String], in_job: &str) -> Option<String> {
+    if in_job == SOCKET_IN_JOB {
+        return None;
+    }
+    volumes
+        .iter()
+        .any(|v| v.split(':').nth(1) == Some(in_job))
+        .then(|| format!("unix://{in_job}"))
 }
 
 /// A builds directory the job shares with the host: where jobs see it and where it is on the
@@ -134,14 +151,39 @@ mod tests {
 
     #[test]
     fn the_socket_volume_is_recognised() {
-        assert!(mounts_socket(&[
-            "/builds:/builds".into(),
-            "/var/run/docker.sock:/var/run/docker.sock".into()
-        ]));
-        assert!(mounts_socket(&[
-            "/run/docker.sock:/var/run/docker.sock:ro".into()
-        ]));
-        assert!(!mounts_socket(&["/cache".into(), "/builds:/builds".into()]));
+        assert!(mounts_socket(
+            &[
+                "/builds:/builds".into(),
+                "/var/run/docker.sock:/var/run/docker.sock".into()
+            ],
+            SOCKET_IN_JOB
+        ));
+        assert!(mounts_socket(
+            &["/run/docker.sock:/var/run/docker.sock:ro".into()],
+            SOCKET_IN_JOB
+        ));
+        assert!(!mounts_socket(
+            &["/cache".into(), "/builds:/builds".into()],
+            SOCKET_IN_JOB
+        ));
+        // An engine socket of another name, at the configured path.
+        let podman = ["/run/podman/podman.sock:/run/engine.sock".to_string()];
+        assert!(mounts_socket(&podman, "/run/engine.sock"));
+        assert!(!mounts_socket(&podman, SOCKET_IN_JOB));
+    }
+
+    #[test]
+    fn only_a_socket_away_from_the_default_path_sets_docker_host() {
+        let at_default = ["/var/run/docker.sock:/var/run/docker.sock".to_string()];
+        assert_eq!(docker_host(&at_default, SOCKET_IN_JOB), None);
+        let elsewhere = ["/var/run/docker.sock:/run/engine.sock:ro".to_string()];
+        assert_eq!(
+            docker_host(&elsewhere, "/run/engine.sock").as_deref(),
+            Some("unix:///run/engine.sock")
+        );
+        // A volume that puts the socket somewhere else than the setting says is the
+        // configuration's own choice, as in gitlab-runner: no DOCKER_HOST.
+        assert_eq!(docker_host(&elsewhere, "/run/other.sock"), None);
     }
 
     #[test]

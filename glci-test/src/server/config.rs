@@ -58,6 +58,9 @@ pub struct RegistryTlsConfig {
     /// Names and addresses the certificate is valid for besides the listener's address,
     /// loopback and `localhost` (`GLCI_REGISTRY_NAMES`).
     pub extra_names: Vec<String>,
+    /// How long each leaf certificate is valid (`[tls] validity`; `None`:
+    /// [`LEAF_VALIDITY`](super::tls::LEAF_VALIDITY)).
+    pub leaf_validity: Option<Duration>,
 }
 
 /// The S3 cache endpoint.

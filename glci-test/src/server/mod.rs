@@ -260,7 +260,12 @@ async fn bind_registry_tls(
         .await
         .map_err(|e| ServerError::Config(format!("making the registry CA: {e}")))??;
     let ca_pem = ca.cert_pem().to_string();
-    let resolver = tls::LeafResolver::new(ca, names)?;
+    let validity = match config.leaf_validity {
+        Some(validity) => time::Duration::try_from(validity)
+            .map_err(|e| ServerError::Config(format!("registry certificate validity: {e}")))?,
+        None => tls::LEAF_VALIDITY,
+    };
+    let resolver = tls::LeafResolver::new(ca, names, validity)?;
     Ok(RegistryTlsListener {
         listener,
         acceptor: tokio_rustls::TlsAcceptor::from(tls::server_config(resolver)?),

@@ -8,9 +8,11 @@
 //!   others load the winner's, so the files never mix two CAs.
 //! - The CA is trusted only inside job containers (the runner injects it); glci never puts it
 //!   into the host's trust stores or Docker configuration.
-//! - Leaf certificates live [`LEAF_VALIDITY`] and are made in memory, never written: a new
-//!   one at every server start, and again on the first handshake within [`RENEW_BEFORE`] of
-//!   its end, so a server that runs for weeks keeps a valid certificate.
+//! - Leaf certificates live [`LEAF_VALIDITY`] (or the `[tls] validity` setting, within
+//!   [`MIN_LEAF_VALIDITY`]..=[`MAX_LEAF_VALIDITY`]) and are made in memory, never written: a
+//!   new one at every server start, and again on the first handshake once less than a
+//!   seventh of their validity is left ([`renew_before`]), so a server that runs for weeks
+//!   keeps a valid certificate. The CA's own validity (10 years) does not follow the leaf's.
 
 use std::fs;
 use std::io::{self, Write};
@@ -36,10 +38,21 @@ pub const CA_KEY_FILE: &str = "ca.key";
 const CA_COMMON_NAME: &str = "glci registry CA";
 /// How long a new CA is valid. Delete the directory to get a new one.
 const CA_VALIDITY: Duration = Duration::days(3650);
-/// How long a leaf certificate is valid.
+/// How long a leaf certificate is valid unless configured (`[tls] validity`).
 pub const LEAF_VALIDITY: Duration = Duration::days(7);
-/// A leaf this close to its end is replaced at the next handshake.
-pub const RENEW_BEFORE: Duration = Duration::days(1);
+/// The shortest leaf validity accepted: renewal comes a seventh before the end, so shorter
+/// leaves would be reissued every few minutes, and clients' clocks need some slack.
+pub const MIN_LEAF_VALIDITY: std::time::Duration = std::time::Duration::from_secs(3600);
+/// The longest leaf validity accepted: 825 days, the CA/Browser Forum's limit that Apple's
+/// TLS clients (and others since) enforce on leaf certificates; a longer one is refused by
+/// them even under a trusted CA.
+pub const MAX_LEAF_VALIDITY: std::time::Duration = std::time::Duration::from_secs(825 * 24 * 3600);
+
+/// How close to its end a leaf of `validity` is replaced at the next handshake: a seventh
+/// of it (a day of the default week).
+pub fn renew_before(validity: Duration) -> Duration {
+    validity / 7
+}
 
 /// Why the registry's TLS could not be set up.
 #[derive(Debug, thiserror::Error)]
@@ -156,9 +169,13 @@ impl RegistryCa {
         &self.cert_pem
     }
 
-    /// A new leaf for `names` (IP addresses and DNS names), valid from now for
-    /// [`LEAF_VALIDITY`], with its own new key; and when it should be replaced.
-    pub fn issue(&self, names: &[String]) -> Result<(Arc<CertifiedKey>, OffsetDateTime), TlsError> {
+    /// A new leaf for `names` (IP addresses and DNS names), valid from now for `validity`,
+    /// with its own new key; and when it should be replaced.
+    pub fn issue(
+        &self,
+        names: &[String],
+        validity: Duration,
+    ) -> Result<(Arc<CertifiedKey>, OffsetDateTime), TlsError> {
         let now = OffsetDateTime::now_utc();
         let mut params = CertificateParams::new(names.to_vec())?;
         let mut subject = DistinguishedName::new();
@@ -167,7 +184,7 @@ impl RegistryCa {
         params.distinguished_name = subject;
         // A few minutes back: a client whose clock runs a little behind still accepts it.
         params.not_before = now - Duration::minutes(5);
-        params.not_after = now + LEAF_VALIDITY;
+        params.not_after = now + validity;
         params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
         params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
         params.use_authority_key_identifier_extension = true;
@@ -176,7 +193,10 @@ impl RegistryCa {
         let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
         let signing_key = provider::sign::any_supported_type(&key_der)?;
         let certified = CertifiedKey::new(vec![cert.der().clone()], signing_key);
-        Ok((Arc::new(certified), params.not_after - RENEW_BEFORE))
+        Ok((
+            Arc::new(certified),
+            params.not_after - renew_before(validity),
+        ))
     }
 }
 
@@ -245,6 +265,7 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 pub(crate) struct LeafResolver {
     ca: RegistryCa,
     names: Vec<String>,
+    validity: Duration,
     current: RwLock<(Arc<CertifiedKey>, OffsetDateTime)>,
 }
 
@@ -257,11 +278,17 @@ impl std::fmt::Debug for LeafResolver {
 }
 
 impl LeafResolver {
-    pub(crate) fn new(ca: RegistryCa, names: Vec<String>) -> Result<LeafResolver, TlsError> {
-        let current = ca.issue(&names)?;
+    /// Issues the first leaf for `names`, valid for `validity`; later ones are issued alike.
+    pub(crate) fn new(
+        ca: RegistryCa,
+        names: Vec<String>,
+        validity: Duration,
+    ) -> Result<LeafResolver, TlsError> {
+        let current = ca.issue(&names, validity)?;
         Ok(LeafResolver {
             ca,
             names,
+            validity,
             current: RwLock::new(current),
         })
     }
@@ -275,7 +302,7 @@ impl LeafResolver {
         if OffsetDateTime::now_utc() < renew_at {
             return leaf;
         }
-        match self.ca.issue(&self.names) {
+        match self.ca.issue(&self.names, self.validity) {
             Ok(renewed) => {
                 let leaf = renewed.0.clone();
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = renewed;
@@ -375,11 +402,18 @@ mod tests {
     fn leaves_are_short_lived_and_renewed_before_their_end() {
         let home = tempfile::tempdir().unwrap();
         let ca = RegistryCa::load_or_create(&home.path().join("ca")).unwrap();
-        let (_, renew_at) = ca.issue(&["127.0.0.1".to_string()]).unwrap();
-        let left = renew_at - OffsetDateTime::now_utc();
-        assert!(left > LEAF_VALIDITY - RENEW_BEFORE - Duration::minutes(1));
-        assert!(left <= LEAF_VALIDITY - RENEW_BEFORE);
-        let resolver = LeafResolver::new(ca, vec!["127.0.0.1".to_string()]).unwrap();
+        let names = ["127.0.0.1".to_string()];
+        // The default week is renewed a day before its end, a configured validity a seventh
+        // of it before.
+        assert_eq!(renew_before(LEAF_VALIDITY), Duration::days(1));
+        for validity in [LEAF_VALIDITY, Duration::hours(2)] {
+            let (_, renew_at) = ca.issue(&names, validity).unwrap();
+            let left = renew_at - OffsetDateTime::now_utc();
+            let expected = validity - renew_before(validity);
+            assert!(left > expected - Duration::minutes(1), "{validity}");
+            assert!(left <= expected, "{validity}");
+        }
+        let resolver = LeafResolver::new(ca, names.to_vec(), LEAF_VALIDITY).unwrap();
         let first = resolver.leaf();
         assert!(Arc::ptr_eq(&first, &resolver.leaf()));
         // Due for renewal: the next handshake gets a new leaf.

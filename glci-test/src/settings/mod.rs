@@ -7,11 +7,13 @@
 //! keeps where it came from ([`Origin`]) for `cargo glci config --show`.
 //!
 //! - [`schema`]: every key, its type, variable, default and whether glci honours it;
+//! - [`checks`]: values of the right type that still cannot be used (paths, names, bounds);
 //! - [`file`]: reading one file, with file and line in every error and unknown-key warning;
 //! - [`secret`]: `$NAME` references for secrets;
 //! - [`security`]: what a project file may not loosen without the global file's leave;
 //! - [`value`]: values by type, read from TOML or an environment variable's text.
 
+pub mod checks;
 pub mod file;
 pub mod schema;
 pub mod secret;
@@ -254,6 +256,25 @@ impl Settings {
             .unwrap_or(false)
     }
 
+    /// `[docker] socket_path` (`GLCI_DOCKER_SOCKET_PATH`): where jobs with socket passthrough
+    /// find the engine's socket.
+    pub fn docker_socket_path(&self) -> &str {
+        self.text(schema::DOCKER_SOCKET_PATH)
+            .unwrap_or(crate::runner::socket::SOCKET_IN_JOB)
+    }
+
+    /// `[network] container_host`: the name jobs reach the stand-in GitLab under (`None`:
+    /// its address, or the relay's name).
+    pub fn container_host(&self) -> Option<&str> {
+        self.text(schema::NETWORK_CONTAINER_HOST)
+    }
+
+    /// `[tls] validity` (`GLCI_TLS_VALIDITY`): how long the registry's leaf certificates are
+    /// valid.
+    pub fn tls_validity(&self) -> Option<Duration> {
+        self.duration(schema::TLS_VALIDITY)
+    }
+
     /// `[network] bind`: where the stand-in GitLab listens (`None`: the bridge address).
     pub fn bind(&self) -> Option<IpAddr> {
         match self.value(schema::NETWORK_BIND)? {
@@ -350,6 +371,24 @@ impl Settings {
                     schema::NETWORK_EXTRA_HOSTS,
                     format!("`{entry}` is not `name:address` (an IP address, or `host-gateway`)"),
                 ));
+            }
+        }
+        let unusable = |key: &str, e: checks::Unusable| self.invalid(key, e.to_string());
+        // As written, so that `""` in a file is an error rather than the default.
+        let written = |key: &str| match self.value(key) {
+            Some(Value::Text(text)) => Some(text.as_str()),
+            _ => None,
+        };
+        if let Some(path) = written(schema::DOCKER_SOCKET_PATH) {
+            checks::socket_path(path).map_err(|e| unusable(schema::DOCKER_SOCKET_PATH, e))?;
+        }
+        if let Some(name) = written(schema::NETWORK_CONTAINER_HOST) {
+            checks::host_name(name).map_err(|e| unusable(schema::NETWORK_CONTAINER_HOST, e))?;
+        }
+        if let Some(setting) = self.get(schema::TLS_VALIDITY) {
+            if let Value::Duration(validity) = setting.value {
+                checks::leaf_validity(validity, setting.value.shown())
+                    .map_err(|e| unusable(schema::TLS_VALIDITY, e))?;
             }
         }
         Ok(())

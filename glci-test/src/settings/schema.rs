@@ -138,10 +138,12 @@ pub const KEYS: &[Key] = &[
     Key {
         name: DOCKER_SOCKET_PATH,
         kind: Kind::Text,
-        env: Env::None,
-        default: None,
-        support: Support::Refused("jobs always find the socket at /var/run/docker.sock, where the official runner's socket mode and the blog posts put it; another path is not supported yet"),
-        about: "where jobs would find the engine's socket",
+        env: Env::Var("GLCI_DOCKER_SOCKET_PATH"),
+        default: Some(crate::runner::socket::SOCKET_IN_JOB),
+        // Either file: the path only says where inside the job the socket goes, and turns
+        // nothing on (passthrough itself stays under `allow_project_socket_passthrough`).
+        support: Support::Wired,
+        about: "where jobs with socket passthrough find the engine's socket; another path than the default also sets DOCKER_HOST=unix://PATH in the job",
     },
     Key {
         name: DOCKER_ALLOW_PROJECT_PRIVILEGED,
@@ -180,8 +182,9 @@ pub const KEYS: &[Key] = &[
         kind: Kind::Text,
         env: Env::None,
         default: None,
-        support: Support::Refused("jobs reach the stand-in GitLab at the bridge address (or `glci-server` through the relay); another name is not supported yet"),
-        about: "the name jobs would reach the stand-in GitLab under",
+        // Either file: it renames what the project's own jobs reach, nothing else.
+        support: Support::Wired,
+        about: "the host name jobs reach the stand-in GitLab under (CI_API_V4_URL, the clone URL, CI_REGISTRY; unset: the bridge address, or `glci-server` through the relay)",
     },
     Key {
         name: NETWORK_EXTRA_HOSTS,
@@ -290,10 +293,10 @@ pub const KEYS: &[Key] = &[
     Key {
         name: TLS_VALIDITY,
         kind: Kind::Duration,
-        env: Env::None,
-        default: None,
-        support: Support::Refused("the registry's certificate is made for 7 days and renewed before it runs out; another validity is not supported yet"),
-        about: "how long the registry's certificate would be valid",
+        env: Env::Var("GLCI_TLS_VALIDITY"),
+        default: Some("7d"),
+        support: Support::Wired,
+        about: "how long the registry's certificate is valid (1h to 825d); it is renewed when a seventh of that is left",
     },
     Key {
         name: DAEMON_IDLE_TIMEOUT,

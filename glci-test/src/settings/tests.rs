@@ -222,25 +222,120 @@ fn a_project_file_holds_no_secret_and_gets_none_of_the_users() {
 }
 
 #[test]
-fn settings_without_behaviour_are_refused_not_ignored() {
-    for (text, key, line) in [
-        ("[tls]\n\nvalidity = \"30d\"\n", "tls.validity", 3),
+fn socket_path_container_host_and_validity_are_read_from_either_file() {
+    let defaults = Settings::resolve(None, None, &env_of(&[])).unwrap();
+    assert_eq!(
+        defaults.docker_socket_path(),
+        crate::runner::socket::SOCKET_IN_JOB
+    );
+    assert_eq!(defaults.container_host(), None);
+    // The default validity is the certificate's own default.
+    assert_eq!(
+        defaults.tls_validity().map(|d| d.as_secs()),
+        Some(crate::server::tls::LEAF_VALIDITY.whole_seconds() as u64)
+    );
+    let p = project(
+        "[docker]\nsocket_path = \"/run/engine.sock\"\n[network]\ncontainer_host = \"gitlab.test\"\n[tls]\nvalidity = \"2d\"\n",
+    )
+    .unwrap();
+    let s = Settings::resolve(None, Some(&p), &env_of(&[])).unwrap();
+    assert_eq!(s.docker_socket_path(), "/run/engine.sock");
+    assert_eq!(s.container_host(), Some("gitlab.test"));
+    assert_eq!(s.tls_validity(), Some(Duration::from_secs(2 * 86_400)));
+    // Setting the path turns nothing on.
+    assert!(!s.socket_passthrough());
+    let env = env_of(&[
+        ("GLCI_DOCKER_SOCKET_PATH", "/run/other.sock"),
+        ("GLCI_TLS_VALIDITY", "12h"),
+    ]);
+    let s = Settings::resolve(None, Some(&p), &env).unwrap();
+    assert_eq!(s.docker_socket_path(), "/run/other.sock");
+    assert_eq!(s.tls_validity(), Some(Duration::from_secs(12 * 3600)));
+}
+
+#[test]
+fn an_unusable_socket_path_host_name_or_validity_is_one_error_naming_file_line_and_key() {
+    for (text, key, line, says) in [
         (
-            "[network]\ncontainer_host = \"gitlab\"\n",
-            "network.container_host",
-            2,
+            "[docker]\n\nsocket_path = \"run/engine.sock\"\n",
+            "docker.socket_path",
+            3,
+            "must be absolute",
         ),
         (
-            "[docker]\nsocket_path = \"/run/docker.sock\"\n",
+            "[docker]\nsocket_path = \"/run/../etc/engine.sock\"\n",
             "docker.socket_path",
             2,
+            "`..`",
+        ),
+        (
+            "[docker]\nsocket_path = \"/\"\n",
+            "docker.socket_path",
+            2,
+            "below `/`",
+        ),
+        (
+            "[docker]\nsocket_path = \"\"\n",
+            "docker.socket_path",
+            2,
+            "must be absolute",
+        ),
+        (
+            "[network]\ncontainer_host = \"gitlab_test\"\n",
+            "network.container_host",
+            2,
+            "not a DNS host name",
+        ),
+        (
+            "[network]\ncontainer_host = \"http://gitlab\"\n",
+            "network.container_host",
+            2,
+            "not a DNS host name",
+        ),
+        (
+            "[network]\ncontainer_host = \"\"\n",
+            "network.container_host",
+            2,
+            "it is empty",
+        ),
+        (
+            "[tls]\nvalidity = \"30m\"\n",
+            "tls.validity",
+            2,
+            "\"30m\" is shorter than 1h",
+        ),
+        (
+            "[tls]\n# too long\nvalidity = \"826d\"\n",
+            "tls.validity",
+            3,
+            "\"826d\" is longer than 825d",
         ),
     ] {
-        let e = project(text).unwrap_err();
-        let prefix = format!("/repo/.glci.toml:{line}: `{key}`: ");
-        assert!(e.to_string().starts_with(&prefix), "{e}");
-        assert!(e.to_string().contains("not supported"), "{e}");
+        for (file, path) in [
+            (project(text).unwrap(), "/repo/.glci.toml"),
+            (global(text), "/home/u/.glci/config.toml"),
+        ] {
+            let (g, p) = match file.scope {
+                Scope::Global => (Some(&file), None),
+                Scope::Project => (None, Some(&file)),
+            };
+            let e = Settings::resolve(g, p, &env_of(&[])).unwrap_err();
+            let message = e.to_string();
+            assert!(
+                message.starts_with(&format!("{path}:{line}: `{key}`: ")),
+                "{message}"
+            );
+            assert!(message.contains(says), "{message}");
+        }
     }
+    // From the environment, the error names the variable.
+    let e = Settings::resolve(None, None, &env_of(&[("GLCI_TLS_VALIDITY", "900d")]))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("environment variable GLCI_TLS_VALIDITY (setting `tls.validity`): "),
+        "{e}"
+    );
 }
 
 #[test]

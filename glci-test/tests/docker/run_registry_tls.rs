@@ -140,6 +140,7 @@ async fn jobs_and_skopeo_reach_the_registry_over_tls_with_glcis_ca() {
         ca_dir: home.path().join("registry-ca"),
         port: 0,
         extra_names: Vec::new(),
+        leaf_validity: None,
     });
     let server = Server::start(config).await.unwrap();
     let tls = server.registry_tls().expect("a TLS listener").clone();

@@ -14,6 +14,7 @@ async fn the_tls_listener_serves_the_registry_with_glcis_ca() {
         ca_dir: tmp.path().join("registry-ca"),
         port: 0,
         extra_names: vec!["registry.test".to_string()],
+        leaf_validity: None,
     });
     let server = Server::start(config).await.unwrap();
     let tls = server.registry_tls().unwrap().clone();

@@ -79,11 +79,12 @@ pub(super) fn runner_config(
             crate::settings::current(),
         )?;
     }
+    let in_job = crate::settings::current().docker_socket_path();
     let socket = options.docker_socket
         || config.as_ref().is_some_and(|c| {
             c.runners
                 .iter()
-                .any(|r| socket::mounts_socket(&r.docker.volumes))
+                .any(|r| socket::mounts_socket(&r.docker.volumes, in_job))
         });
     if socket {
         observer.warning(socket::SECURITY_WARNING);
@@ -92,11 +93,12 @@ pub(super) fn runner_config(
 }
 
 /// The entries glci's runners are made from: the configuration's, with the engine's socket
-/// added to each for `--docker-socket` (one entry standing for glci's default runner when
-/// there is no configuration). Empty: glci's default runner.
+/// added to each for `--docker-socket` at `socket_path` (one entry standing for glci's default
+/// runner when there is no configuration). Empty: glci's default runner.
 fn runner_entries(
     config: Option<&RunnerConfig>,
     docker_socket: bool,
+    socket_path: &str,
     engine: &Engine,
 ) -> Vec<RunnerEntry> {
     let mut entries = config.map(|c| c.runners.clone()).unwrap_or_default();
@@ -104,9 +106,9 @@ fn runner_entries(
         if entries.is_empty() {
             entries.push(RunnerEntry::default());
         }
-        if let Some(volume) = socket::socket_volume(engine) {
+        if let Some(volume) = socket::socket_volume(engine, socket_path) {
             for entry in &mut entries {
-                if !socket::mounts_socket(&entry.docker.volumes) {
+                if !socket::mounts_socket(&entry.docker.volumes, socket_path) {
                     entry.docker.volumes.push(volume.clone());
                 }
             }
@@ -228,6 +230,21 @@ pub(super) struct Reach {
     pub(super) relay_agent: Option<PathBuf>,
     /// The address the server listens on.
     pub(super) bind: IpAddr,
+    /// The name jobs know the server by, in every URL they are given (`None`: its address):
+    /// `[network] container_host`, else [`relay::SERVER_HOST`] when relayed.
+    pub(super) server_host: Option<String>,
+}
+
+impl Reach {
+    /// The `/etc/hosts` entry that makes the configured server name the server's address
+    /// in jobs, their services and Docker-in-Docker daemons, as `[network] extra_hosts` does
+    /// (`None`: jobs are given the address itself, or the relay answers to the name).
+    fn server_host_entry(&self, server: IpAddr) -> Option<String> {
+        let name = self.server_host.as_ref()?;
+        self.relay_agent
+            .is_none()
+            .then(|| format!("{name}:{server}"))
+    }
 }
 
 /// Jobs reach the server at an address of this host on the engine's bridge; an engine
@@ -267,10 +284,15 @@ pub(super) async fn reach(
             Err(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
         },
     };
+    let server_host = crate::settings::current()
+        .container_host()
+        .map(str::to_string)
+        .or_else(|| relay_agent.as_ref().map(|_| relay::SERVER_HOST.to_string()));
     Ok(Reach {
         host_address,
         relay_agent,
         bind,
+        server_host,
     })
 }
 
@@ -283,10 +305,7 @@ pub(super) async fn start_server(
     let home = &at.home;
     let mut config = ServerConfig::new(&at.dir);
     config.bind = reach.bind;
-    config.public_host = reach
-        .relay_agent
-        .as_ref()
-        .map(|_| relay::SERVER_HOST.to_string());
+    config.public_host = reach.server_host.clone();
     // `[cache]`: kept across runs in GLCI_HOME/cache unless `persistent = false` (then in the
     // pipeline's own directory, gone with it), within the configured size and age.
     let settings = crate::settings::current();
@@ -313,6 +332,7 @@ pub(super) async fn start_server(
             ca_dir: home.join("registry-ca"),
             port: 0,
             extra_names: crate::settings::current().tls_extra_sans(),
+            leaf_validity: crate::settings::current().tls_validity(),
         });
     }
     config.registry.push_through = options.push_through.clone();
@@ -486,9 +506,16 @@ pub(super) async fn start_runners(
     // This process reaches the server directly, whatever name jobs know it by.
     let local_url = format!("http://{}", shared.server.local_addr());
     let relay = match (&engine, &reach.relay_agent) {
-        (Some(engine), Some(agent)) => {
-            Some(Relay::start(engine, &owner, agent, shared.server.local_addr()).await?)
-        }
+        (Some(engine), Some(agent)) => Some(
+            Relay::start(
+                engine,
+                &owner,
+                agent,
+                shared.server.local_addr(),
+                reach.server_host.as_deref().unwrap_or(relay::SERVER_HOST),
+            )
+            .await?,
+        ),
         _ => None,
     };
     let Some(engine) = engine else {
@@ -505,7 +532,7 @@ pub(super) async fn start_runners(
     // removed when the session ends, by the watchdog if the process dies first.
     let staging_root = staging::create(&shared.dir, &owner).ok();
     runners.reaper = docker::Reaper::spawn(&owner, staging_root.as_deref());
-    let executor = ExecutorOptions {
+    let mut executor = ExecutorOptions {
         default_image: options.default_image.clone(),
         services_timeout: options.services_timeout,
         keep_failed: options.keep_failed,
@@ -534,9 +561,13 @@ pub(super) async fn start_runners(
         progress: Progress::to(Arc::new(ObservedProgress(shared.observer.clone()))),
         ..ExecutorOptions::default()
     };
+    executor
+        .extra_hosts
+        .extend(reach.server_host_entry(shared.server.local_addr().ip()));
     let entries = runner_entries(
         shared.runner_config.as_deref(),
         options.docker_socket,
+        &executor.socket_path,
         &engine,
     );
     let concurrent = shared.runner_config.as_ref().and_then(|c| c.concurrent);
