@@ -2,8 +2,9 @@
 //! `glci_test::main!()` crate (the README's example) under `cargo nextest run` runs each job
 //! of a chain exactly once — the daemon's log records every job start — and still works under
 //! `cargo test`; a client killed while it waits leaves its job running for the next one; a
-//! client of another build restarts the daemon; `daemon stop` waits for running jobs and
-//! `--force` cancels them; after a daemon is killed, the next one fails its running jobs.
+//! client of another build or other settings restarts the daemon; `daemon stop` waits for
+//! running jobs and `--force` cancels them; after a daemon is killed, the next one fails its
+//! running jobs.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -24,6 +25,7 @@ c: {stage: three, needs: [b], script: [echo job c ran]}
 d: {stage: four, needs: [c], script: [echo job d ran]}
 slow: {stage: one, when: manual, script: [sleep 6, echo slow done]}
 forever: {stage: one, when: manual, script: [sleep 300]}
+hosts: {stage: one, when: manual, script: [cat /etc/hosts]}
 "#;
 
 /// A crate named `name` with the README's `main!()` target, built against this glci-test in
@@ -177,7 +179,7 @@ fn nextest_runs_each_job_once_and_cargo_test_still_works() {
     let test = cargo(dir, home, &["test", "--offline", "--test", "ci"]);
     let text = both(&test);
     assert!(
-        text.contains("test result: ok. 4 passed; 0 failed; 2 ignored"),
+        text.contains("test result: ok. 4 passed; 0 failed; 3 ignored"),
         "{text}"
     );
     assert_eq!(runs(home, "a"), 1, "cargo test used the daemon");
@@ -260,6 +262,25 @@ fn killed_clients_other_builds_and_stopping() {
     let shown = stdout(&status);
     assert!(shown.contains("-other"), "{shown}");
     assert_ne!(shown.lines().next(), old_pid.lines().next());
+
+    // A client that reads other settings (here a project file written since): the daemon,
+    // which read its own when it started, is restarted, and the job sees the new ones.
+    std::fs::write(
+        dir.join(".glci.toml"),
+        "[network]\nextra_hosts = [\"settings-probe.test:10.9.8.7\"]\n",
+    )
+    .unwrap();
+    let other_settings = client(&bin, dir, home, "run-2", "hosts", "other")
+        .wait_with_output()
+        .unwrap();
+    let text = both(&other_settings);
+    assert!(
+        other_settings.status.success(),
+        "{text}\n{}",
+        daemon_log(home)
+    );
+    assert!(text.contains("read other glci settings"), "{text}");
+    assert!(text.contains("10.9.8.7\tsettings-probe.test"), "{text}");
 
     // `stop` waits for the running job, which passes.
     let waited = client(&bin, dir, home, "run-3", "slow", "other");

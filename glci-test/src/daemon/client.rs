@@ -20,6 +20,8 @@ pub struct Client {
     pub pid: u32,
     /// The daemon's build id.
     pub build: String,
+    /// The daemon's settings digest (`Settings::digest`).
+    settings: String,
 }
 
 impl Client {
@@ -50,12 +52,18 @@ impl Client {
             writer,
             pid: 0,
             build: String::new(),
+            settings: String::new(),
         };
         client.send(&Request::Hello { build: build_id() })?;
         match client.receive()? {
-            Reply::Hello { build, pid } => {
+            Reply::Hello {
+                build,
+                pid,
+                settings,
+            } => {
                 client.pid = pid;
                 client.build = build;
+                client.settings = settings;
                 Ok(Some(client))
             }
             other => Err(DaemonError::Protocol(format!(
@@ -64,17 +72,30 @@ impl Client {
         }
     }
 
-    /// A daemon of this build: the one running, else a new one. One of another build is asked
-    /// to stop after its running jobs first.
+    /// Whether this daemon runs pipelines as this process would: the same build, read the
+    /// same settings.
+    fn is_like_this_process(&self) -> bool {
+        self.build == build_id() && self.settings == crate::settings::current().digest()
+    }
+
+    /// A daemon of this build and settings: the one running, else a new one. One of another
+    /// build or other settings is asked to stop after its running jobs first.
     pub fn connect_or_start(paths: &Paths) -> Result<Client, DaemonError> {
         for _ in 0..10 {
             match Client::connect(paths)? {
-                Some(client) if client.build == build_id() => return Ok(client),
+                Some(client) if client.is_like_this_process() => return Ok(client),
                 Some(client) => {
-                    eprintln!(
-                        "glci: the daemon (pid {}) is build {}, this program {}: restarting it once its running jobs are done",
-                        client.pid, client.build, build_id()
-                    );
+                    if client.build != build_id() {
+                        eprintln!(
+                            "glci: the daemon (pid {}) is build {}, this program {}: restarting it once its running jobs are done",
+                            client.pid, client.build, build_id()
+                        );
+                    } else {
+                        eprintln!(
+                            "glci: the daemon (pid {}) read other glci settings (another project's .glci.toml or other GLCI_* variables): restarting it once its running jobs are done",
+                            client.pid
+                        );
+                    }
                     client.stop(false)?;
                 }
                 None => spawn::start(paths)?,
@@ -150,8 +171,9 @@ impl Client {
 }
 
 /// Asks the daemon under `GLCI_HOME` (started if none answers) to start `request`'s session
-/// now, and returns as soon as it has the request. A daemon of another build is left alone:
-/// restarting it means waiting for its running jobs, which the first job's client does.
+/// now, and returns as soon as it has the request. A daemon of another build or settings is
+/// left alone: restarting it means waiting for its running jobs, which the first job's client
+/// does.
 pub fn prepare(request: SessionRequest) -> Result<(), DaemonError> {
     let paths = Paths::from_env()?;
     let client = match Client::connect(&paths)? {
@@ -163,7 +185,7 @@ pub fn prepare(request: SessionRequest) -> Result<(), DaemonError> {
             })?
         }
     };
-    if client.build != build_id() {
+    if !client.is_like_this_process() {
         return Ok(());
     }
     let mut client = client;

@@ -65,6 +65,9 @@ pub enum Reply {
     Hello {
         build: String,
         pid: u32,
+        /// The daemon's `Settings::digest` (absent from daemons before it was sent).
+        #[serde(default)]
+        settings: String,
     },
     /// Log output of the job asked for (masked already by the runner).
     Log {

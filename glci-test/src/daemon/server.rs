@@ -248,6 +248,7 @@ async fn handle(daemon: Arc<Daemon>, stream: UnixStream) {
     let hello = Reply::Hello {
         build: build_id(),
         pid: std::process::id(),
+        settings: crate::settings::current().digest(),
     };
     if send(&mut write, &hello).await.is_err() {
         return;

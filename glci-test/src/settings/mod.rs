@@ -178,6 +178,28 @@ impl Settings {
         Ok(settings)
     }
 
+    /// A digest of every resolved value (not where each came from): two processes with the
+    /// same digest run pipelines alike. The glci daemon serves only clients of its own digest
+    /// (another project's `.glci.toml` or other `GLCI_*` variables start another daemon), as
+    /// it reads the settings once, from its own directory and environment. Secrets go in
+    /// by value and the digest is never shown.
+    pub fn digest(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        for (key, setting) in &self.values {
+            let value = match &setting.value {
+                Value::Text(s) => s.clone(),
+                Value::Secret(s) => s.value.clone(),
+                other => format!("{other:?}"),
+            };
+            hash.update(key.as_bytes());
+            hash.update([0]);
+            hash.update(value.as_bytes());
+            hash.update([0]);
+        }
+        hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+    }
+
     /// `key`'s resolved value, if it has one.
     pub fn get(&self, key: &str) -> Option<&Setting> {
         self.values.get(key)
