@@ -323,7 +323,8 @@ async fn serve_job(
         .await
     {
         Ok(hosted) => hosted,
-        Err(message) => {
+        Err(e) => {
+            let message = format!("the pipeline could not start: {e}");
             let _ = send(write, &Reply::Error { message }).await;
             return;
         }

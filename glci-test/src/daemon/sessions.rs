@@ -10,7 +10,7 @@ use std::time::Instant;
 use sha2::{Digest, Sha256};
 use tokio::sync::{broadcast, OnceCell};
 
-use crate::pipeline::{JobReport, RunObserver, Session};
+use crate::pipeline::{JobReport, RunError, RunObserver, Session};
 
 use super::protocol::{SessionRequest, SessionStatus};
 use super::recovery::Marker;
@@ -208,7 +208,8 @@ impl Drop for Attached {
     }
 }
 
-type Slot = Arc<OnceCell<Result<Arc<Hosted>, String>>>;
+/// A session, or why it could not start (shared by every client that asked meanwhile).
+type Slot = Arc<OnceCell<Result<Arc<Hosted>, Arc<RunError>>>>;
 
 /// Every session of the daemon, by key.
 #[derive(Default)]
@@ -228,7 +229,7 @@ impl Table {
         request: &SessionRequest,
         markers: &std::path::Path,
         for_listing: bool,
-    ) -> Result<Arc<Hosted>, String> {
+    ) -> Result<Arc<Hosted>, Arc<RunError>> {
         let key = key(request);
         let slot = Arc::clone(self.slots().entry(key.clone()).or_default());
         slot.get_or_init(|| async {
@@ -249,7 +250,7 @@ impl Table {
                 Arc::clone(&observer) as Arc<dyn RunObserver>,
             )
             .await
-            .map_err(|e| format!("the pipeline could not start: {e}"))?;
+            .map_err(Arc::new)?;
             let marker = Marker::new(markers, &session);
             marker.save();
             *observer

@@ -28,8 +28,20 @@ pub struct EnvSettings {
     pub snapshot_dir: Option<PathBuf>,
 }
 
+/// A `GLCI_*` variable that cannot be applied; the message names it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EnvError {
+    /// `GLCI_SOURCE` names no pipeline source (the reason is the source parser's).
+    #[error("GLCI_SOURCE: {0}")]
+    Source(String),
+    #[error("{var}: `{name}` is not a CI/CD variable name (letters, digits and `_`)")]
+    VariableName { var: String, name: String },
+    #[error("GLCI_BRANCH and GLCI_TAG are both set; a pipeline runs for one ref")]
+    BranchAndTag,
+}
+
 /// Applies `vars` (normally `std::env::vars()`) to `opts`. `Err` names the variable at fault.
-pub fn apply<I>(opts: &mut PipelineOptions, vars: I) -> Result<EnvSettings, String>
+pub fn apply<I>(opts: &mut PipelineOptions, vars: I) -> Result<EnvSettings, EnvError>
 where
     I: IntoIterator<Item = (String, String)>,
 {
@@ -44,7 +56,7 @@ where
         match key.as_str() {
             "GLCI_FILE" => opts.file = value,
             "GLCI_SOURCE" => {
-                opts.event.source = value.parse().map_err(|e| format!("GLCI_SOURCE: {e}"))?;
+                opts.event.source = value.parse().map_err(EnvError::Source)?;
             }
             "GLCI_BRANCH" => {
                 opts.event.branch = Some(value);
@@ -83,7 +95,7 @@ where
         }
     }
     if opts.event.tag.is_some() && opts.event.branch.is_some() {
-        return Err("GLCI_BRANCH and GLCI_TAG are both set; a pipeline runs for one ref".into());
+        return Err(EnvError::BranchAndTag);
     }
     Ok(settings)
 }
@@ -95,7 +107,7 @@ pub const MASKED_VAR_PREFIX: &str = "GLCI_MASKED_VAR_";
 
 /// The `GLCI_MASKED_VAR_<KEY>` variables of `vars` (normally `std::env::vars()`) as
 /// (key, value), sorted by key. `Err` names a variable whose key is no variable name.
-pub fn masked_vars<I>(vars: I) -> Result<Vec<(String, String)>, String>
+pub fn masked_vars<I>(vars: I) -> Result<Vec<(String, String)>, EnvError>
 where
     I: IntoIterator<Item = (String, String)>,
 {
@@ -110,16 +122,17 @@ where
     Ok(out)
 }
 
-fn check_name(var: &str, name: &str) -> Result<(), String> {
+fn check_name(var: &str, name: &str) -> Result<(), EnvError> {
     let valid = !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
         && !name.starts_with(|c: char| c.is_ascii_digit());
     if valid {
         Ok(())
     } else {
-        Err(format!(
-            "{var}: `{name}` is not a CI/CD variable name (letters, digits and `_`)"
-        ))
+        Err(EnvError::VariableName {
+            var: var.to_string(),
+            name: name.to_string(),
+        })
     }
 }
 
@@ -171,12 +184,15 @@ mod tests {
 
     #[test]
     fn bad_values_name_the_variable() {
-        let mut opts = PipelineOptions::new(".");
-        let e = apply(&mut opts, env(&[("GLCI_SOURCE", "nope")])).err();
+        let message = |vars: &[(&str, &str)]| {
+            let mut opts = PipelineOptions::new(".");
+            apply(&mut opts, env(vars)).err().map(|e| e.to_string())
+        };
+        let e = message(&[("GLCI_SOURCE", "nope")]);
         assert!(e.is_some_and(|e| e.starts_with("GLCI_SOURCE: unknown pipeline source `nope`")));
-        let e = apply(&mut opts, env(&[("GLCI_VAR_", "x")])).err();
+        let e = message(&[("GLCI_VAR_", "x")]);
         assert!(e.is_some_and(|e| e.starts_with("GLCI_VAR_: ``")));
-        let e = apply(&mut opts, env(&[("GLCI_VAR_A-B", "x")])).err();
+        let e = message(&[("GLCI_VAR_A-B", "x")]);
         assert!(e.is_some_and(|e| e.contains("`A-B`")));
     }
 }

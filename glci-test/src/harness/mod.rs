@@ -67,6 +67,7 @@ use crate::plan::PipelineSource;
 /// libtest's command line, as the harness reads it.
 pub use libtest_mimic::Arguments;
 pub use normalize::Normalizer;
+pub use session::SessionError;
 pub use snapshot::Selection;
 pub use test_api::{Job, Pipeline, PipelineRun, PlanSummary, RunningPipeline};
 
@@ -85,8 +86,30 @@ pub struct Harness {
     /// Started by [`Harness::main`] (a `main!` test binary, which can serve as the glci
     /// daemon): under nextest its session is shared through the daemon.
     from_main: bool,
-    /// Options that could not be applied, reported when the suite starts.
-    errors: Vec<String>,
+    /// Why [`Harness::source_str`]'s name is no pipeline source, reported when the suite
+    /// starts.
+    bad_source: Option<String>,
+}
+
+/// Why the suite could not start (the harness prints it and exits with 2).
+#[derive(Debug, thiserror::Error)]
+pub enum HarnessError {
+    /// [`Harness::source_str`] was given no pipeline source (the reason is the source
+    /// parser's).
+    #[error("source: {0}")]
+    Source(String),
+    #[error("glci settings: {0}")]
+    Settings(#[from] crate::settings::SettingsError),
+    #[error("{0}")]
+    Env(#[from] env::EnvError),
+    #[error("{0}")]
+    Plan(#[from] crate::pipeline::PipelineError),
+    #[error("{0}")]
+    Redaction(#[from] normalize::RedactionError),
+    #[error("{0}")]
+    Session(#[from] SessionError),
+    #[error("glci data directory: {0}")]
+    Home(std::io::Error),
 }
 
 impl Harness {
@@ -111,7 +134,7 @@ impl Harness {
             use_env: true,
             report_tests: false,
             from_main: false,
-            errors: Vec::new(),
+            bad_source: None,
         }
     }
 
@@ -143,7 +166,7 @@ impl Harness {
         match source.parse() {
             Ok(s) => self.with_pipeline(|p| p.source(s)),
             Err(e) => {
-                self.errors.push(format!("source: {e}"));
+                self.bad_source.get_or_insert(e);
                 self
             }
         }
@@ -242,13 +265,12 @@ impl Harness {
     fn prepare(
         &mut self,
         args: &Arguments,
-    ) -> Result<(Vec<libtest_mimic::Trial>, Arc<session::LazySession>), String> {
-        if let Some(e) = self.errors.first() {
-            return Err(e.clone());
+    ) -> Result<(Vec<libtest_mimic::Trial>, Arc<session::LazySession>), HarnessError> {
+        if let Some(e) = &self.bad_source {
+            return Err(HarnessError::Source(e.clone()));
         }
         // glci's settings files, read once for the whole run, as `cargo glci` reads them.
-        let settings =
-            crate::pipeline::checked_settings().map_err(|e| format!("glci settings: {e}"))?;
+        let settings = crate::pipeline::checked_settings()?;
         for warning in &settings.warnings {
             eprintln!("warning: {warning}");
         }
@@ -261,7 +283,7 @@ impl Harness {
         }
         let project_dir = absolute(&self.pipeline.options.project_dir);
         self.pipeline.options.project_dir = project_dir.clone();
-        let planned = pipeline::plan(&self.pipeline.options).map_err(|e| e.to_string())?;
+        let planned = pipeline::plan(&self.pipeline.options)?;
         if !planned.plan.created {
             // No pipeline for this event: no trial, and say why (not an error: GitLab
             // would simply not create one).
@@ -283,9 +305,7 @@ impl Harness {
                 .map(|v| v.value.clone()),
         );
         for (pattern, replacement) in &self.redactions {
-            normalizer = normalizer
-                .redact(pattern, replacement)
-                .map_err(|e| e.to_string())?;
+            normalizer = normalizer.redact(pattern, replacement)?;
         }
         let snapshot_dir = project_dir.join(
             self.snapshot_dir
@@ -328,7 +348,7 @@ impl Harness {
         if self.report_tests {
             let home = match &self.pipeline.run.home {
                 Some(home) => home.clone(),
-                None => crate::pipeline::home::glci_home_path().map_err(|e| e.to_string())?,
+                None => crate::pipeline::home::glci_home_path().map_err(HarnessError::Home)?,
             };
             trials.extend(case_trials::trials(&ctx, &home, &project_top, with_kind));
         }
@@ -440,7 +460,12 @@ mod tests {
             Ok(r) => r,
             Err(e) => panic!("{e}"),
         };
-        let err = |mut h: Harness| h.prepare(&list_args()).err().unwrap_or_default();
+        let err = |mut h: Harness| {
+            h.prepare(&list_args())
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
         let bad_source = err(Harness::new(repo.path()).ignore_env().source_str("nope"));
         assert!(
             bad_source.starts_with("source: unknown pipeline source `nope`"),

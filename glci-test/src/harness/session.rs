@@ -13,8 +13,25 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::OnceCell;
 
+use crate::daemon::DaemonError;
 use crate::pipeline::interrupt::Interrupts;
-use crate::pipeline::{JobReport, PipelineOptions, RunObserver, RunOptions, Session};
+use crate::pipeline::{JobReport, PipelineOptions, RunError, RunObserver, RunOptions, Session};
+
+/// Why a trial's job could not be run: its test fails with this message. Shared (every trial
+/// of a session that could not start fails with the same error), hence the `Arc`s.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SessionError {
+    #[error("cannot start the async runtime: {0}")]
+    Runtime(Arc<std::io::Error>),
+    #[error("cannot listen for signals: {0}")]
+    Signals(Arc<std::io::Error>),
+    #[error("the pipeline could not start: {0}")]
+    Start(Arc<RunError>),
+    #[error("{0}")]
+    Job(Arc<RunError>),
+    #[error("glci daemon: {0}")]
+    Daemon(Arc<DaemonError>),
+}
 
 /// Remembers every finished job (to explain skipped ones) and streams logs when asked.
 pub struct Collector {
@@ -63,7 +80,7 @@ pub struct LazySession {
     options: PipelineOptions,
     run: RunOptions,
     collector: Arc<Collector>,
-    session: OnceCell<Result<Started, String>>,
+    session: OnceCell<Result<Started, SessionError>>,
     /// The test run whose shared session (in the daemon) this process uses; `None`: the
     /// session is this process's own.
     shared_run: Option<String>,
@@ -103,12 +120,12 @@ impl LazySession {
         run: RunOptions,
         stream_logs: bool,
         shared_run: Option<String>,
-    ) -> Result<LazySession, String> {
+    ) -> Result<LazySession, SessionError> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .thread_name("glci-harness")
             .build()
-            .map_err(|e| format!("cannot start the async runtime: {e}"))?;
+            .map_err(|e| SessionError::Runtime(Arc::new(e)))?;
         Ok(LazySession {
             runtime,
             options,
@@ -121,7 +138,7 @@ impl LazySession {
 
     /// Runs `job` with what it needs (once per session) and returns its report with every
     /// report known so far.
-    pub fn job(&self, job: &str) -> Result<(JobReport, HashMap<String, JobReport>), String> {
+    pub fn job(&self, job: &str) -> Result<(JobReport, HashMap<String, JobReport>), SessionError> {
         if let Some(run) = &self.shared_run {
             return self.job_in_daemon(run, job);
         }
@@ -132,10 +149,10 @@ impl LazySession {
                     let observer: Arc<dyn RunObserver> = self.collector.clone();
                     // Before the session: a signal while it starts is heard once it runs.
                     let signals =
-                        Interrupts::new().map_err(|e| format!("cannot listen for signals: {e}"))?;
+                        Interrupts::new().map_err(|e| SessionError::Signals(Arc::new(e)))?;
                     let session = Session::start(&self.options, self.run.clone(), observer)
                         .await
-                        .map_err(|e| format!("the pipeline could not start: {e}"))?;
+                        .map_err(|e| SessionError::Start(Arc::new(e)))?;
                     let session = Arc::new(session);
                     let interrupts = tokio::spawn(on_interrupts(Arc::clone(&session), signals));
                     Ok(Started {
@@ -146,7 +163,11 @@ impl LazySession {
                 .await
                 .as_ref()
                 .map_err(Clone::clone)?;
-            let report = session.session.job(job).await.map_err(|e| e.to_string())?;
+            let report = session
+                .session
+                .job(job)
+                .await
+                .map_err(|e| SessionError::Job(Arc::new(e)))?;
             Ok((report, self.collector.reports()))
         })
     }
@@ -157,7 +178,7 @@ impl LazySession {
         &self,
         run: &str,
         job: &str,
-    ) -> Result<(JobReport, HashMap<String, JobReport>), String> {
+    ) -> Result<(JobReport, HashMap<String, JobReport>), SessionError> {
         let request = crate::daemon::protocol::JobRequest {
             session: self.session_request(run),
             job: job.to_string(),
@@ -167,7 +188,7 @@ impl LazySession {
         let (report, reports) = crate::daemon::client::run_job(&request, &mut |job, text| {
             collector.job_log(job, text.as_bytes())
         })
-        .map_err(|e| format!("glci daemon: {e}"))?;
+        .map_err(|e| SessionError::Daemon(Arc::new(e)))?;
         let reports = reports.into_iter().map(|r| (r.name.clone(), r)).collect();
         Ok((report, reports))
     }
