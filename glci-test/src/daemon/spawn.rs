@@ -8,7 +8,6 @@ use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::client::Client;
 use super::{log_file, DaemonError, DaemonSettings, Paths, DAEMON_ARG};
 
 /// How long a new daemon gets to answer (it recovers a dead daemon's pipelines first).
@@ -27,9 +26,9 @@ pub fn start(paths: &Paths) -> Result<(), DaemonError> {
     // Released when `lock` is dropped (also when this process dies).
     lock.lock()
         .map_err(|e| DaemonError::io(format!("cannot lock {}", lock_path.display()), e))?;
-    if Client::connect(paths)?.is_some() {
+    if std::os::unix::net::UnixStream::connect(&paths.socket).is_ok() {
         // Started by another process meanwhile (or one of another build, which the caller
-        // handles).
+        // handles after its hello): a daemon binds its socket only once it serves.
         return Ok(());
     }
     let exe = std::env::current_exe()
