@@ -345,6 +345,7 @@ fn killed_clients_other_builds_and_stopping() {
         .collect::<Vec<_>>()
         .join("\n");
     assert!(record.contains("\"status\": \"failed\""), "{record}");
+    assert!(record.contains("\"stage\": \"one\""), "{record}");
     // The session's watchdog and the new daemon both remove them; a forced removal of a
     // running container takes the engine a moment.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -23,6 +23,9 @@ pub struct Marker {
     pub daemon_pid: u32,
     /// The jobs running now.
     pub running: Vec<String>,
+    /// Each job's stage, for the records of the jobs marked failed.
+    #[serde(default)]
+    pub stages: std::collections::BTreeMap<String, String>,
     #[serde(skip)]
     path: PathBuf,
 }
@@ -30,12 +33,20 @@ pub struct Marker {
 impl Marker {
     pub fn new(markers: &Path, session: &Session) -> Marker {
         let pipeline_id = session.pipeline_id();
+        let stages = session
+            .planned()
+            .plan
+            .jobs
+            .iter()
+            .map(|j| (j.name.clone(), j.stage.clone()))
+            .collect();
         Marker {
             pipeline_id,
             dir: session.dir().to_path_buf(),
             project: session.planned().loaded.facts.top_level.clone(),
             daemon_pid: std::process::id(),
             running: Vec::new(),
+            stages,
             path: markers.join(format!("{pipeline_id}.json")),
         }
     }
@@ -86,7 +97,8 @@ pub async fn recover(markers: &Path) -> usize {
         for job in &marker.running {
             let record = JobRecord {
                 name: job.clone(),
-                stage: String::new(),
+                stage: marker.stages.get(job).cloned().unwrap_or_default(),
+                // The server's id is not known here; the name and stage identify the job.
                 job_id: 0,
                 pipeline_id: marker.pipeline_id,
                 status: "failed".to_string(),
