@@ -147,6 +147,20 @@ fn start_dind() -> (Dind, String) {
 }
 
 /// Pseudo-random bytes (incompressible, so git moves all of them).
+/// `cargo glci run` of `project` on the remote engine `host` with `home` as `GLCI_HOME`;
+/// its output, once it passed.
+fn run_on(host: &str, project: &Path, home: &Path) -> String {
+    let out = run(
+        glci_bin!(),
+        project,
+        &["run"],
+        &[("DOCKER_HOST", host), ("GLCI_HOME", home.to_str().unwrap())],
+    );
+    let text = format!("{}\n{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{text}");
+    text
+}
+
 fn noise(len: usize) -> Vec<u8> {
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     (0..len)
@@ -175,17 +189,7 @@ fn jobs_on_a_remote_engine_reach_the_server_through_the_relay() {
     // Untracked: glci's snapshot takes the working tree as it is.
     std::fs::write(project.path().join("big.bin"), noise(16 * 1024 * 1024)).unwrap();
     let home = tempfile::tempdir().unwrap();
-    let out = run(
-        glci_bin!(),
-        project.path(),
-        &["run"],
-        &[
-            ("DOCKER_HOST", host.as_str()),
-            ("GLCI_HOME", home.path().to_str().unwrap()),
-        ],
-    );
-    let text = format!("{}\n{}", stdout(&out), stderr(&out));
-    assert!(out.status.success(), "{text}");
+    let text = run_on(&host, project.path(), home.path());
     for marker in [
         "api is http://glci-server:",
         "fetch-ok",
@@ -249,17 +253,7 @@ networked:
         "[network]\ncontainer_host = \"gitlab.test\"\n",
     )
     .unwrap();
-    let out = run(
-        glci_bin!(),
-        project.path(),
-        &["run"],
-        &[
-            ("DOCKER_HOST", host.as_str()),
-            ("GLCI_HOME", home.path().to_str().unwrap()),
-        ],
-    );
-    let text = format!("{}\n{}", stdout(&out), stderr(&out));
-    assert!(out.status.success(), "{text}");
+    let text = run_on(&host, project.path(), home.path());
     for marker in [
         "api is http://gitlab.test:",
         "fetch-ok",

@@ -2,7 +2,7 @@
 //! configuration is one error naming file and line before anything runs; `--docker-socket`
 //! gives the job the engine and says what that means, once.
 
-use glci_e2e::{glci_bin, run, stderr, stdout, temp_project};
+use glci_e2e::{docker_engine_id, glci_bin, run, stderr, stdout, temp_project};
 
 #[test]
 fn a_broken_runner_configuration_is_one_error_naming_file_and_line() {
@@ -47,13 +47,7 @@ fn docker_socket_gives_the_job_the_engine_and_warns_once() {
     );
     let (out_text, err) = (stdout(&out), stderr(&out));
     assert_eq!(out.status.code(), Some(0), "{out_text}\n{err}");
-    let engine_id = std::process::Command::new("docker")
-        .args(["info", "--format", "{{.ID}}"])
-        .output()
-        .unwrap();
-    let engine_id = String::from_utf8_lossy(&engine_id.stdout)
-        .trim()
-        .to_string();
+    let engine_id = docker_engine_id();
     assert!(
         out_text.contains(&format!("engine-id {engine_id}")),
         "{out_text}"

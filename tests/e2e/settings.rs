@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use glci_e2e::{glci_bin, run, stderr, stdout, temp_project};
+use glci_e2e::{docker_engine_id, glci_bin, run, stderr, stdout, temp_project};
 
 const GLOBAL: &str = r#"# the user's own
 [images]
@@ -308,14 +308,7 @@ fn a_socket_path_puts_the_engines_socket_there_and_names_it_in_docker_host() {
     );
     assert!(text.contains("no-socket-at-/var/run/docker.sock"), "{text}");
     // The docker CLI found this machine's engine through DOCKER_HOST alone.
-    let engine_id = std::process::Command::new("docker")
-        .args(["info", "--format", "{{.ID}}"])
-        .output()
-        .unwrap();
-    let engine_id = String::from_utf8_lossy(&engine_id.stdout)
-        .trim()
-        .to_string();
-    assert!(!engine_id.is_empty());
+    let engine_id = docker_engine_id();
     assert!(text.contains(&format!("engine-id {engine_id}")), "{text}");
 }
 

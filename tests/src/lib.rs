@@ -58,6 +58,18 @@ pub fn clear_package_env(cmd: &mut Command) -> &mut Command {
     cmd
 }
 
+/// The ID of the engine `docker` (the CLI, with this process's environment) talks to: what a
+/// job's own `docker info` prints when it reached the same engine.
+pub fn docker_engine_id() -> String {
+    let out = Command::new("docker")
+        .args(["info", "--format", "{{.ID}}"])
+        .output()
+        .expect("docker info");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(!id.is_empty(), "docker info printed no engine ID");
+    id
+}
+
 pub fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
