@@ -215,8 +215,9 @@ pub struct PlannedProject {
 
 /// Plans the pipeline a multi-project trigger (`trigger: project:`) creates, as GitLab's
 /// `Ci::Bridge#cross_project_params` asks for it: the project's own configuration, source
-/// `pipeline`, the trigger's `branch` (else the checkout's branch: glci has no remote to ask
-/// for the default one), the variables `trigger:forward` passes (expanded as for a child).
+/// `pipeline`, the trigger's `branch` (else the project's default branch, as the checkout
+/// knows it: `origin/HEAD`, else `main` or `master`), the variables `trigger:forward` passes
+/// (expanded as for a child). The configuration and files are the checkout's as they are.
 pub fn plan_project(src: &ChildSource) -> Result<PlannedProject, ChildError> {
     let Some(Trigger::Project {
         project,
@@ -255,9 +256,17 @@ pub fn plan_project(src: &ChildSource) -> Result<PlannedProject, ChildError> {
     let mut opts = src.opts.clone();
     opts.project_dir = path.clone();
     opts.file = ".gitlab-ci.yml".to_string();
+    // Without `branch:`, GitLab runs the project's default branch, not whatever the local
+    // checkout is on (a failed look is left to the planning below to report).
+    let branch = branch.clone().or_else(|| {
+        crate::git::Repo::discover(path)
+            .and_then(|repo| repo.facts())
+            .ok()
+            .map(|facts| facts.default_branch)
+    });
     opts.event = crate::plan::Event {
         source: crate::plan::PipelineSource::Pipeline,
-        branch: branch.clone(),
+        branch,
         variables,
         ..crate::plan::Event::default()
     };

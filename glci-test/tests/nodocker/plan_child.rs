@@ -169,3 +169,36 @@ fn multi_project_triggers_are_planned_from_the_mapped_checkout_only() {
     let jobs: Vec<String> = mapped[0].jobs().into_iter().map(|(n, _)| n).collect();
     assert_eq!(jobs, ["deploy/job"]);
 }
+
+#[test]
+fn a_multi_project_trigger_without_branch_runs_the_projects_default_branch() {
+    // The checkout is on a feature branch; GitLab would run `main`, the default branch.
+    let other = project(&[(
+        ".gitlab-ci.yml",
+        "on_default: {script: [x], rules: [{if: $CI_COMMIT_BRANCH == $CI_DEFAULT_BRANCH}]}\n\
+         on_feature: {script: [x], rules: [{if: $CI_COMMIT_BRANCH == \"feature\"}]}\n",
+    )]);
+    git(other.path(), &["checkout", "-q", "-b", "feature"]);
+    let jobs_for = |trigger: &str| {
+        let dir = project(&[(".gitlab-ci.yml", trigger)]);
+        let mut options = PipelineOptions::new(dir.path());
+        options
+            .project_map
+            .insert("group/other".into(), other.path().to_path_buf());
+        let planned = pipeline::plan(&options).unwrap();
+        let children = static_children(&options, &planned);
+        children[0]
+            .jobs()
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect::<Vec<String>>()
+    };
+    assert_eq!(
+        jobs_for("deploy:\n  trigger:\n    project: group/other\n"),
+        ["deploy/on_default"]
+    );
+    assert_eq!(
+        jobs_for("deploy:\n  trigger:\n    project: group/other\n    branch: feature\n"),
+        ["deploy/on_feature"]
+    );
+}
