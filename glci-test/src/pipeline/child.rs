@@ -32,8 +32,11 @@ pub const MAX_DEPTH: usize = 2;
 /// deep (`Enums::Ci::CommitStatus`); the text is `Gitlab::Ci::Status::Build::Failed`'s.
 pub const CREATION_FAILED: &str = "downstream_pipeline_creation_failed";
 pub const TOO_DEEP: &str = "reached_max_descendant_pipelines_depth";
+/// GitLab's failure reason for a multi-project trigger that would loop
+/// (`Ci::CreateDownstreamPipelineService#has_cyclic_dependency?`).
+pub const LOOP_DETECTED: &str = "pipeline_loop_detected";
 
-/// Why no child pipeline was planned.
+/// Why no downstream pipeline was planned.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChildError {
     /// The child's YAML is an artifact of a job of the parent pipeline: it exists only once
@@ -43,6 +46,10 @@ pub enum ChildError {
     /// `reached_max_descendant_pipelines_depth`.
     #[error("reached maximum depth of child pipelines (GitLab allows {MAX_DEPTH} levels)")]
     TooDeep,
+    /// `pipeline_loop_detected`: the trigger's pipeline and the pipelines upstream of it
+    /// (child pipelines left out) already run one project and ref twice.
+    #[error("job would create infinitely looping pipelines (`{project}` on `{git_ref}` runs twice upstream of it)")]
+    LoopDetected { project: String, git_ref: String },
     /// `downstream_pipeline_creation_failed`, with the errors of the pipeline's creation.
     #[error("downstream pipeline can not be created: {}", .0.join("; "))]
     NotCreated(Vec<String>),
@@ -57,6 +64,7 @@ impl ChildError {
     pub fn failure_reason(&self) -> &'static str {
         match self {
             ChildError::TooDeep => TOO_DEEP,
+            ChildError::LoopDetected { .. } => LOOP_DETECTED,
             _ => CREATION_FAILED,
         }
     }
@@ -412,4 +420,21 @@ pub fn children_text(children: &[StaticChild]) -> String {
         super::render::write_stages(&mut out, &planned.plan, "  ", false);
     }
     out
+}
+
+/// GitLab's loop check for a multi-project trigger: the (project, ref) of the trigger's
+/// pipeline and of each pipeline upstream of it, child pipelines left out, root first. A pair
+/// that is there twice means the chain has come round: the trigger fails with
+/// [`LOOP_DETECTED`]. As on GitLab the check looks at the chain as it is, so the loop is
+/// stopped the first time a pipeline would be created from a repeated pair's pipeline.
+pub fn check_loop(chain: &[(String, String)]) -> Result<(), ChildError> {
+    for (i, (project, git_ref)) in chain.iter().enumerate() {
+        if chain[..i].iter().any(|(p, r)| p == project && r == git_ref) {
+            return Err(ChildError::LoopDetected {
+                project: project.clone(),
+                git_ref: git_ref.clone(),
+            });
+        }
+    }
+    Ok(())
 }

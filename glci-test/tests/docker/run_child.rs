@@ -301,6 +301,58 @@ async fn a_mapped_multi_project_trigger_runs_that_projects_pipeline() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn projects_that_trigger_each_other_stop_with_pipeline_loop_detected() {
+    // group/a triggers group/b, which triggers group/a: GitLab lets the chain a, b, a be
+    // created and fails the next trigger, whose upstream runs group/a on main twice.
+    let checkout = |name: &str, other: &str| {
+        let dir = tempfile::tempdir().unwrap();
+        commit(
+            dir.path(),
+            &[(
+                ".gitlab-ci.yml",
+                &format!(
+                    "to_{other}:\n  trigger:\n    project: group/{other}\n    strategy: depend\n"
+                ),
+            )],
+        );
+        let url = format!("https://gitlab.example.com/group/{name}.git");
+        crate::support::git(dir.path(), &["remote", "add", "origin", &url]);
+        dir
+    };
+    let (a, b) = (checkout("a", "b"), checkout("b", "a"));
+    let mut options = PipelineOptions::new(a.path());
+    options
+        .project_map
+        .insert("group/a".into(), a.path().to_path_buf());
+    options
+        .project_map
+        .insert("group/b".into(), b.path().to_path_buf());
+    let report = run(options).await;
+    assert_eq!(
+        names(&report),
+        [
+            ("to_b", "failed"),
+            ("to_b/to_a", "failed"),
+            ("to_b/to_a/to_b", "failed"),
+        ],
+        "{report:#?}"
+    );
+    let looped = report.job("to_b/to_a/to_b").unwrap();
+    assert_eq!(
+        looped.failure_reason.as_deref(),
+        Some("pipeline_loop_detected"),
+        "{looped:#?}"
+    );
+    assert!(
+        looped
+            .log
+            .contains("job would create infinitely looping pipelines"),
+        "{}",
+        looped.log
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn canceling_the_session_cancels_a_running_child_job() {
     let project = tempfile::tempdir().unwrap();
     commit(

@@ -13,7 +13,8 @@
 //! one nested too deep with `reached_max_descendant_pipelines_depth`. A multi-project trigger
 //! (`trigger: project:`) runs the pipeline of the checkout `--project` maps the project to
 //! (snapshotted and served like the run's own repository), and is skipped with one line
-//! saying how to map it otherwise.
+//! saying how to map it otherwise; one whose upstream chain already runs a project and ref
+//! twice fails with `pipeline_loop_detected`, as on GitLab.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -47,15 +48,23 @@ pub(super) struct Downstream {
     pub(super) opts: PipelineOptions,
     /// Pipelines above this one: 0 for the root.
     pub(super) depth: usize,
+    /// (project, ref) of this pipeline and the pipelines upstream of it, child pipelines
+    /// left out, root first: what GitLab's loop check looks at (`child::check_loop`).
+    pub(super) chain: Vec<(String, String)>,
     /// The children started from this pipeline's trigger jobs, for cancel and shutdown.
     pub(super) started: Mutex<Vec<(Arc<Shared>, JoinHandle<()>)>>,
 }
 
 impl Downstream {
-    pub(super) fn root(opts: &PipelineOptions) -> Downstream {
+    pub(super) fn root(
+        opts: &PipelineOptions,
+        planned: &Planned,
+        facts: &PipelineFacts,
+    ) -> Downstream {
         Downstream {
             opts: opts.clone(),
             depth: 0,
+            chain: vec![(planned.loaded.facts.project.path(), facts.ref_name.clone())],
             started: Mutex::new(Vec::new()),
         }
     }
@@ -300,6 +309,8 @@ async fn create(
         Downstream {
             opts,
             depth: depth + 1,
+            // A child runs its parent's project and ref, and GitLab's check leaves it out.
+            chain: parent.downstream.chain.clone(),
             started: Mutex::new(Vec::new()),
         },
         seeded,
@@ -320,6 +331,8 @@ async fn create_project(
             .map_err(|e| ChildError::NotCreated(vec![e.to_string()]))?
     };
     let (planned, facts, opts, dir) = creation?;
+    let mut chain = parent.downstream.chain.clone();
+    chain.push((planned.loaded.facts.project.path(), facts.ref_name.clone()));
     Ok(start_pipeline(
         parent,
         bridge,
@@ -331,6 +344,7 @@ async fn create_project(
         Downstream {
             opts,
             depth: 0,
+            chain,
             started: Mutex::new(Vec::new()),
         },
         HashMap::new(),
@@ -350,6 +364,7 @@ fn plan_project_for_run(
             });
         }
     }
+    crate::pipeline::child::check_loop(&parent.downstream.chain)?;
     let pipeline_id = home::next_pipeline_id(&home).map_err(|e| not_created(e.to_string()))?;
     let PlannedProject { mut opts, planned } = plan_project(&ChildSource {
         opts: &parent.downstream.opts,

@@ -96,6 +96,7 @@ impl Session {
         facts.registry_login = setup::registry_login(&options.registry);
 
         let (reports_changed, _) = watch::channel(0);
+        let downstream = child::Downstream::root(opts, &planned, &facts);
         let shared = Arc::new(Shared {
             server: Arc::new(server),
             planned,
@@ -109,7 +110,7 @@ impl Session {
             reports_changed,
             workers_done: Arc::new(Mutex::new(HashMap::new())),
             stop: CancellationToken::new(),
-            downstream: child::Downstream::root(opts),
+            downstream,
         });
 
         let mut tasks = vec![tokio::spawn(schedule(shared.clone()))];
