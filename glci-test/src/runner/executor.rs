@@ -22,6 +22,7 @@ use super::job_variables::{job_variables, service_variables, RunnerIdentity};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
 use super::progress::{Direction, JobProgress, Progress, Transfer};
 use super::registry_trust::{inject_ca, write_files, FileEntry};
+use super::runner_config::{configure_job, BuildsPlacement};
 use super::services::{service_aliases, service_slug, wait_for_ports};
 use super::shell::{tmp_dir, ScriptVariable, StageScript, SHELL_DETECTOR};
 use super::sources;
@@ -112,6 +113,21 @@ pub struct ExecutorOptions {
     /// Where a job given the engine's socket finds it (`[docker] socket_path`, default
     /// [`super::socket::SOCKET_IN_JOB`]).
     pub socket_path: String,
+}
+
+impl ExecutorOptions {
+    /// What of these options a runner configuration's builds directory depends on.
+    pub fn builds_placement(&self) -> BuildsPlacement<'_> {
+        BuildsPlacement {
+            socket_path: &self.socket_path,
+            host_staging: self
+                .staging_root
+                .as_deref()
+                .filter(|_| self.stage_files_by_mount && !self.keep_failed),
+            short_token: &self.identity.short_token,
+            concurrent_id: self.concurrent_id,
+        }
+    }
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -328,7 +344,7 @@ pub async fn execute(
     let configured = options
         .runner_config
         .as_deref()
-        .map(|entry| super::runner_config::configure_job(payload, entry, options));
+        .map(|entry| configure_job(payload, entry, &options.builds_placement()));
     let payload = configured.as_ref().unwrap_or(payload);
     let identity = &options.identity;
     trace.line(&format!(
@@ -597,7 +613,7 @@ async fn run_stages(
     // `[runners.docker]` for the build container and the services (runner/docker_settings.rs).
     let (build_host, service_host) = match entry {
         Some(entry) => {
-            super::docker_settings::for_job(engine, owner, &image, &entry.docker, trace).await
+            super::privileges::for_job(engine, owner, &image, &entry.docker, trace).await
         }
         None => Default::default(),
     };
@@ -703,7 +719,7 @@ async fn run_stages(
     // A builds directory shared with the host (a runner configuration's builds volume, or
     // socket passthrough) is mounted by the configuration or at its own path.
     let builds_root = payload.builds_root().to_string();
-    let shared = entry.and_then(|e| e.shared_builds(options));
+    let shared = entry.and_then(|e| e.shared_builds(&options.builds_placement()));
     let mut builds_dir = (options.stage_files_by_mount && !options.keep_failed)
         .then(|| match &shared {
             Some(shared) => BuildsDir::shared(&shared.on_host, &builds_root, &project_dir).ok(),

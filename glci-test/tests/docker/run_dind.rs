@@ -261,9 +261,10 @@ mod without_server {
     use std::time::Duration;
 
     use glci_test::docker::{count_labelled, Engine, Owner, LABEL_OWNER};
-    use glci_test::runner::dind::{forget_privileges, DindOptions, DindPrivileges};
+    use glci_test::runner::dind::{DindOptions, DindPrivileges};
     use glci_test::runner::executor::{execute, ExecutorOptions, JobIo, JobOutcome};
     use glci_test::runner::payload::{Artifact, Dependency, JobPayload};
+    use glci_test::runner::privileges::forget_privileges;
     use glci_test::runner::trace::{Masker, Trace};
     use serde_json::json;
     use tokio_util::sync::CancellationToken;
