@@ -91,10 +91,29 @@ pub enum DindError {
         #[source]
         source: DockerError,
     },
-    #[error("Docker-in-Docker service `{service}`: the image's /etc/docker/daemon.json is not a JSON object, so glci cannot add the registry mirror to it: {reason}")]
-    BadDaemonJson { service: String, reason: String },
-    #[error("Docker-in-Docker service `{service}`: cannot package its daemon.json and registry CA: {reason}")]
-    Package { service: String, reason: String },
+    #[error("Docker-in-Docker service `{service}`: the image's /etc/docker/daemon.json is not a JSON object, so glci cannot add the registry mirror to it: {source}")]
+    BadDaemonJson {
+        service: String,
+        source: DaemonJsonError,
+    },
+    #[error("Docker-in-Docker service `{service}`: cannot package its daemon.json and registry CA: {source}")]
+    Package {
+        service: String,
+        source: std::io::Error,
+    },
+}
+
+/// Why an image's `daemon.json` cannot take what glci adds to it ([`DindError::BadDaemonJson`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonJsonError {
+    #[error("{0}")]
+    Parse(serde_json::Error),
+    #[error("not an object")]
+    NotAnObject,
+    #[error("`registry-mirrors` is not a list")]
+    MirrorsNotAList,
+    #[error("{0}")]
+    Write(serde_json::Error),
 }
 
 /// How glci may start DinD services.
@@ -529,9 +548,9 @@ async fn daemon_files(
     let daemon_json =
         settings
             .merge_into(existing.as_deref())
-            .map_err(|reason| DindError::BadDaemonJson {
+            .map_err(|source| DindError::BadDaemonJson {
                 service: service.to_string(),
-                reason,
+                source,
             })?;
     let mut tar = tar::Builder::new(Vec::new());
     let mut add = |path: &str, data: Option<&[u8]>| {
@@ -569,9 +588,9 @@ async fn daemon_files(
     // longer than a tar name): say so rather than start a daemon that does not trust it.
     built
         .and_then(|()| tar.into_inner())
-        .map_err(|e| DindError::Package {
+        .map_err(|source| DindError::Package {
             service: service.to_string(),
-            reason: e.to_string(),
+            source,
         })
 }
 
@@ -586,16 +605,14 @@ struct DaemonSettings {
 
 impl DaemonSettings {
     /// `existing` (a daemon.json, or none) with these settings added.
-    fn merge_into(&self, existing: Option<&str>) -> Result<String, String> {
+    fn merge_into(&self, existing: Option<&str>) -> Result<String, DaemonJsonError> {
         let mut json = match existing.map(str::trim).filter(|t| !t.is_empty()) {
             Some(text) => {
-                serde_json::from_str::<serde_json::Value>(text).map_err(|e| e.to_string())?
+                serde_json::from_str::<serde_json::Value>(text).map_err(DaemonJsonError::Parse)?
             }
             None => serde_json::json!({}),
         };
-        let object = json
-            .as_object_mut()
-            .ok_or_else(|| "not an object".to_string())?;
+        let object = json.as_object_mut().ok_or(DaemonJsonError::NotAnObject)?;
         if let Some(mirror) = &self.mirror {
             let mirror = serde_json::Value::String(mirror.clone());
             let mirrors = object
@@ -603,7 +620,7 @@ impl DaemonSettings {
                 .or_insert_with(|| serde_json::json!([]));
             let list = mirrors
                 .as_array_mut()
-                .ok_or_else(|| "`registry-mirrors` is not a list".to_string())?;
+                .ok_or(DaemonJsonError::MirrorsNotAList)?;
             if !list.contains(&mirror) {
                 list.push(mirror);
             }
@@ -613,7 +630,7 @@ impl DaemonSettings {
                 .entry("bip")
                 .or_insert_with(|| serde_json::Value::String(bip.clone()));
         }
-        serde_json::to_string_pretty(&json).map_err(|e| e.to_string())
+        serde_json::to_string_pretty(&json).map_err(DaemonJsonError::Write)
     }
 }
 
