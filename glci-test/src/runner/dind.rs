@@ -119,12 +119,13 @@ pub enum DaemonJsonError {
 /// How glci may start DinD services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DindPrivileges {
-    /// `--privileged` where the engine allows it, else [`capability_set`] (learned once).
+    /// `--privileged` where the engine allows it, else the capability set of
+    /// [`capability_set_flags`] (learned once, see [`super::privileges`]).
     #[default]
     Probe,
     /// `--privileged` only (a runner configured `privileged = true`).
     Privileged,
-    /// [`capability_set`] only, never `--privileged`.
+    /// The capability set of [`capability_set_flags`] only, never `--privileged`.
     Capabilities,
 }
 
