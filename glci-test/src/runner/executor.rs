@@ -657,7 +657,7 @@ async fn run_stages(
     // `[runners.docker]` for the build container and the services (runner/docker_settings.rs).
     let (build_host, service_host) = match entry {
         Some(entry) => {
-            super::privileges::for_job(engine, owner, &image, &entry.docker, trace).await
+            super::privileges::job_host_settings(engine, owner, &image, &entry.docker, trace).await
         }
         None => Default::default(),
     };

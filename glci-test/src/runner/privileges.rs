@@ -6,7 +6,7 @@
 //! ([`MEMO_VOLUME`]): Docker-in-Docker services (their first start is the probe, see
 //! [`super::dind`]) and `privileged = true` in a runner configuration's `[runners.docker]`
 //! (a probe container, see [`engine_allows_privileged`]), whose settings then fall back to
-//! [`HostSettings::without_privileged`], as [`for_job`] says in the job's log.
+//! [`HostSettings::without_privileged`], as [`job_host_settings`] says in the job's log.
 
 use std::collections::HashMap;
 use std::sync::{LazyLock, Mutex};
@@ -42,9 +42,10 @@ static KNOWN: LazyLock<Mutex<HashMap<String, PrivilegedStart>>> =
     LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// The empty volume that remembers on the engine itself how privileged containers start
-/// there, so that each run does not pay for a refused `--privileged` start again (about 1.5 s here). It
-/// carries `io.glci.pipeline`, so `cargo glci clean --all` forgets it; the next DinD job
-/// probes again.
+/// there, so that each run does not pay for a refused `--privileged` start again (about 1.5 s
+/// here). It carries `io.glci.pipeline`, so `cargo glci clean --all` forgets it; the next
+/// DinD job probes again. (Its name and label predate the probe for `[runners.docker]`; they
+/// stay, so that engines keep what they learned.)
 const MEMO_VOLUME: &str = "glci-dind-privileges";
 /// The memo volume's label holding [`PrivilegedStart::as_str`].
 const LABEL_MEMO: &str = "io.glci.dind-privileges";
@@ -121,7 +122,7 @@ pub(crate) async fn learn(engine: &Engine, how: PrivilegedStart) {
 
 /// The build container's and the services' settings for a job of `image`; privileges the
 /// engine refuses become [`HostSettings::without_privileged`], said in the job's log.
-pub async fn for_job(
+pub async fn job_host_settings(
     engine: &Engine,
     owner: &Owner,
     image: &str,
@@ -143,15 +144,13 @@ pub async fn for_job(
 }
 
 /// Whether the engine at `engine`'s endpoint runs privileged containers, probed once per
-/// engine and remembered with what Docker-in-Docker services learn ([`recall`]): a privileged container of `image` whose command does
-/// not exist is started; an engine that refuses privileges fails before looking for the
-/// command ("unable to apply caps"), one that allows them fails on the command.
+/// engine and remembered with what Docker-in-Docker services learn ([`recall`]): a
+/// privileged container of `image` whose command does not exist is started; an engine that
+/// refuses privileges fails before looking for the command ("unable to apply caps"), one that
+/// allows them fails on the command.
 pub async fn engine_allows_privileged(engine: &Engine, owner: &Owner, image: &str) -> bool {
-    if let Some(allowed) = recall(engine)
-        .await
-        .map(|how| how == PrivilegedStart::Privileged)
-    {
-        return allowed;
+    if let Some(how) = recall(engine).await {
+        return how == PrivilegedStart::Privileged;
     }
     match probe_privileged(engine, owner, image).await {
         Some(allowed) => {
