@@ -199,7 +199,7 @@ impl Relay {
             Ok(Ok(Ok(()))) => {}
             Ok(Ok(Err(e))) => {
                 stream.abort();
-                return Err(why_not(e));
+                return Err(why_not(e.to_string()));
             }
             Ok(Err(_)) => {
                 stream.abort();
@@ -282,13 +282,25 @@ impl Relay {
     }
 }
 
+/// The agent's hello named another protocol than this glci's [`HELLO`]: the agent is a
+/// binary of another version. Reported on [`serve`]'s `ready`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "the agent speaks {:?}, this glci {:?} (a binary of another version)",
+    String::from_utf8_lossy(heard),
+    String::from_utf8_lossy(HELLO)
+)]
+pub(crate) struct ForeignAgent {
+    heard: bytes::Bytes,
+}
+
 /// Serves the host end of the stream: checks the agent's hello (reported on `ready`) and
 /// connects every connection it announces to `server`. Ends with the stream.
 pub(crate) async fn serve(
     input: impl AsyncRead + Unpin,
     output: impl AsyncWrite + Unpin + Send + 'static,
     server: SocketAddr,
-    ready: oneshot::Sender<Result<(), String>>,
+    ready: oneshot::Sender<Result<(), ForeignAgent>>,
 ) -> Result<(), RelayError> {
     let (mux, frames) = Mux::new();
     let writer = tokio::spawn(write_frames(frames, output));
@@ -299,11 +311,7 @@ pub(crate) async fn serve(
                 let _ = ready.send(if hello == HELLO {
                     Ok(())
                 } else {
-                    Err(format!(
-                        "the agent speaks {:?}, this glci {:?} (a binary of another version)",
-                        String::from_utf8_lossy(&hello),
-                        String::from_utf8_lossy(HELLO)
-                    ))
+                    Err(ForeignAgent { heard: hello })
                 });
             }
         }

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 
+use crate::docker::DockerError;
+
 use super::archive::{self, ExpandLimits, Selection, TarStream};
 use super::http_client::{self, Answer};
 use super::job_variables;
@@ -67,8 +69,8 @@ pub enum CacheError {
         detail: String,
     },
     /// Moving files in or out of the build container ([`ProjectFiles`]).
-    #[error("{0}")]
-    Project(String),
+    #[error(transparent)]
+    Project(DockerError),
 }
 
 /// The runner's `[runners.cache]` with `Type = "s3"`.
@@ -193,9 +195,9 @@ fn when_matches(when: &str, succeeded: bool) -> bool {
 /// The files of the job's project directory, in the build container.
 pub trait ProjectFiles: Sync {
     /// Unpacks a tar (paths absolute, as [`archive::zip_to_tar_stream`] makes them) at `/`.
-    fn upload_tar(&self, tar: TarStream) -> impl Future<Output = Result<(), String>> + Send;
+    fn upload_tar(&self, tar: TarStream) -> impl Future<Output = Result<(), DockerError>> + Send;
     /// A tar of the project directory (top-level entry: its own name).
-    fn project_tar(&self) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    fn project_tar(&self) -> impl Future<Output = Result<Vec<u8>, DockerError>> + Send;
 }
 
 /// One job's view of the cache.
@@ -454,7 +456,7 @@ impl JobCache<'_> {
                 match files.project_tar().await {
                     Ok(t) => project_tar = Some(t),
                     Err(e) => {
-                        trace.warning(&e);
+                        trace.warning(&e.to_string());
                         trace.warning("Failed to create cache");
                         continue;
                     }
@@ -729,24 +731,25 @@ mod tests {
     }
 
     impl ProjectFiles for MemoryProject {
-        async fn upload_tar(&self, tar: TarStream) -> Result<(), String> {
+        // Its own failures are the test's bugs: they panic rather than pose as the engine's.
+        async fn upload_tar(&self, tar: TarStream) -> Result<(), DockerError> {
             use futures_util::TryStreamExt;
-            let chunks: Vec<bytes::Bytes> = tar.0.try_collect().await.map_err(|e| e.to_string())?;
+            let chunks: Vec<bytes::Bytes> = tar.0.try_collect().await.expect("the cache's tar");
             let tar = chunks.concat();
             let mut archive = tar::Archive::new(tar.as_slice());
             let mut out = self.extracted.lock().unwrap();
-            for e in archive.entries().map_err(|e| e.to_string())? {
-                let mut e = e.map_err(|e| e.to_string())?;
+            for e in archive.entries().expect("a tar") {
+                let mut e = e.expect("a tar entry");
                 if e.header().entry_type().is_file() {
                     let mut body = String::new();
-                    std::io::Read::read_to_string(&mut e, &mut body).map_err(|e| e.to_string())?;
+                    std::io::Read::read_to_string(&mut e, &mut body).expect("a text file");
                     out.push((e.path().unwrap().to_string_lossy().into_owned(), body));
                 }
             }
             Ok(())
         }
 
-        async fn project_tar(&self) -> Result<Vec<u8>, String> {
+        async fn project_tar(&self) -> Result<Vec<u8>, DockerError> {
             let mut b = tar::Builder::new(Vec::new());
             for (path, content) in &self.files {
                 let mut h = tar::Header::new_gnu();

@@ -9,8 +9,8 @@
 //! - **Privileges**: `--privileged` where the engine allows it; engines whose capability
 //!   bounding set lacks a capability (hardened or nested hosts) refuse it, so then the
 //!   explicit set of [`with_capability_set`]. Which one works is learned once per engine (the
-//!   first DinD service's start is the probe) and remembered on the engine ([`MEMO_VOLUME`]),
-//!   so later runs skip the refused start. Neither: the job fails saying why, never with a
+//!   first DinD service's start is the probe) and remembered on the engine (see
+//!   [`super::privileges`]), so later runs skip the refused start. Neither: the job fails saying why, never with a
 //!   daemon that half-works.
 //! - **Isolation**: each service gets its own `/var/lib/docker` volume; the job already has its
 //!   own network, on which the service answers to `docker` (the name in its certificate).
@@ -32,8 +32,6 @@
 //! Volumes carry the owner's labels: removed with the job, by the watchdog and by the next
 //! run's orphan sweep like every other glci object.
 
-use std::collections::HashMap;
-use std::sync::{LazyLock, Mutex};
 use std::time::{Duration, Instant};
 
 use bollard::exec::{CreateExecOptions, StartExecResults};
@@ -45,6 +43,7 @@ use crate::docker::{DockerError, Engine, Owner};
 use super::build_container::{ContainerConfig, JobContainer};
 use super::docker_settings::HostSettings;
 use super::payload::{Image, JobVariable};
+use super::privileges::{learn, recall, PrivilegedStart};
 use super::registry_access::RegistryAccess;
 use super::services::service_aliases;
 use super::trace::Trace;
@@ -92,21 +91,41 @@ pub enum DindError {
         #[source]
         source: DockerError,
     },
-    #[error("Docker-in-Docker service `{service}`: the image's /etc/docker/daemon.json is not a JSON object, so glci cannot add the registry mirror to it: {reason}")]
-    BadDaemonJson { service: String, reason: String },
-    #[error("Docker-in-Docker service `{service}`: cannot package its daemon.json and registry CA: {reason}")]
-    Package { service: String, reason: String },
+    #[error("Docker-in-Docker service `{service}`: the image's /etc/docker/daemon.json is not a JSON object, so glci cannot add the registry mirror to it: {source}")]
+    BadDaemonJson {
+        service: String,
+        source: DaemonJsonError,
+    },
+    #[error("Docker-in-Docker service `{service}`: cannot package its daemon.json and registry CA: {source}")]
+    Package {
+        service: String,
+        source: std::io::Error,
+    },
+}
+
+/// Why an image's `daemon.json` cannot take what glci adds to it ([`DindError::BadDaemonJson`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonJsonError {
+    #[error("{0}")]
+    Parse(serde_json::Error),
+    #[error("not an object")]
+    NotAnObject,
+    #[error("`registry-mirrors` is not a list")]
+    MirrorsNotAList,
+    #[error("{0}")]
+    Write(serde_json::Error),
 }
 
 /// How glci may start DinD services.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum DindPrivileges {
-    /// `--privileged` where the engine allows it, else [`capability_set`] (learned once).
+    /// `--privileged` where the engine allows it, else the capability set of
+    /// [`capability_set_flags`] (learned once, see [`super::privileges`]).
     #[default]
     Probe,
     /// `--privileged` only (a runner configured `privileged = true`).
     Privileged,
-    /// [`capability_set`] only, never `--privileged`.
+    /// The capability set of [`capability_set_flags`] only, never `--privileged`.
     Capabilities,
 }
 
@@ -216,109 +235,6 @@ pub fn capability_set_flags() -> Vec<String> {
         flagged("-v", &set.volumes),
     ]
     .concat()
-}
-
-/// How DinD services start on one engine, once learned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Learned {
-    Privileged,
-    Capabilities,
-}
-
-impl Learned {
-    fn as_str(self) -> &'static str {
-        match self {
-            Learned::Privileged => "privileged",
-            Learned::Capabilities => "capabilities",
-        }
-    }
-}
-
-/// What each engine (by endpoint) allows, as learned or recalled by this process.
-static LEARNED: LazyLock<Mutex<HashMap<String, Learned>>> =
-    LazyLock::new(|| Mutex::new(HashMap::new()));
-
-/// The empty volume that remembers on the engine itself how DinD services start there, so
-/// that each run does not pay for a refused `--privileged` start again (about 1.5 s here). It
-/// carries `io.glci.pipeline`, so `cargo glci clean --all` forgets it; the next DinD job
-/// probes again.
-const MEMO_VOLUME: &str = "glci-dind-privileges";
-/// The memo volume's label holding [`Learned::as_str`].
-const LABEL_MEMO: &str = "io.glci.dind-privileges";
-
-/// What this process, or the engine's memo volume, knows of `engine`.
-async fn recall(engine: &Engine) -> Option<Learned> {
-    let known = {
-        let map = LEARNED.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(engine.endpoint()).copied()
-    };
-    if known.is_some() {
-        return known;
-    }
-    let memo = engine.client().inspect_volume(MEMO_VOLUME).await.ok()?;
-    let how = match memo.labels.get(LABEL_MEMO).map(String::as_str) {
-        Some("privileged") => Learned::Privileged,
-        Some("capabilities") => Learned::Capabilities,
-        _ => return None,
-    };
-    let mut map = LEARNED.lock().unwrap_or_else(|e| e.into_inner());
-    map.insert(engine.endpoint().to_string(), how);
-    Some(how)
-}
-
-/// Whether `engine` runs privileged containers, if this process or the engine's memo knows
-/// (shared with `[runners.docker] privileged`, see [`super::docker_settings`]).
-pub(crate) async fn recall_privileged(engine: &Engine) -> Option<bool> {
-    recall(engine).await.map(|how| how == Learned::Privileged)
-}
-
-/// Remembers whether `engine` runs privileged containers (see [`recall_privileged`]).
-pub(crate) async fn remember_privileged(engine: &Engine, allowed: bool) {
-    let how = if allowed {
-        Learned::Privileged
-    } else {
-        Learned::Capabilities
-    };
-    if recall(engine).await != Some(how) {
-        learn(engine, how).await;
-    }
-}
-
-/// Forgets what was learned about `engine`, here and on the engine: the next DinD service
-/// probes again (after the engine's host changed, or to see the probe work).
-pub async fn forget_privileges(engine: &Engine) {
-    {
-        let mut map = LEARNED.lock().unwrap_or_else(|e| e.into_inner());
-        map.remove(engine.endpoint());
-    }
-    let opts = bollard::query_parameters::RemoveVolumeOptionsBuilder::new()
-        .force(true)
-        .build();
-    let _ = engine.client().remove_volume(MEMO_VOLUME, Some(opts)).await;
-}
-
-/// Remembers `how` for `engine`, in this process and in the engine's memo volume.
-async fn learn(engine: &Engine, how: Learned) {
-    forget_privileges(engine).await;
-    {
-        let mut map = LEARNED.lock().unwrap_or_else(|e| e.into_inner());
-        map.insert(engine.endpoint().to_string(), how);
-    }
-    // A concurrent run may have made it meanwhile (409): it learned the same thing.
-    let _ = engine
-        .client()
-        .create_volume(VolumeCreateRequest {
-            name: Some(MEMO_VOLUME.into()),
-            labels: Some(HashMap::from([
-                (
-                    crate::docker::LABEL_PIPELINE.to_string(),
-                    "dind-memo".to_string(),
-                ),
-                (LABEL_MEMO.to_string(), how.as_str().to_string()),
-            ])),
-            ..Default::default()
-        })
-        .await;
 }
 
 /// A started DinD service of a job.
@@ -431,20 +347,20 @@ pub async fn start(
         DindPrivileges::Probe => recall(engine).await,
         _ => None,
     };
-    let attempts: &[Learned] = match (options.privileges, recalled) {
-        (DindPrivileges::Privileged, _) => &[Learned::Privileged],
-        (DindPrivileges::Capabilities, _) => &[Learned::Capabilities],
-        (DindPrivileges::Probe, Some(Learned::Capabilities)) => {
-            &[Learned::Capabilities, Learned::Privileged]
+    let attempts: &[PrivilegedStart] = match (options.privileges, recalled) {
+        (DindPrivileges::Privileged, _) => &[PrivilegedStart::Privileged],
+        (DindPrivileges::Capabilities, _) => &[PrivilegedStart::Capabilities],
+        (DindPrivileges::Probe, Some(PrivilegedStart::Capabilities)) => {
+            &[PrivilegedStart::Capabilities, PrivilegedStart::Privileged]
         }
-        (DindPrivileges::Probe, _) => &[Learned::Privileged, Learned::Capabilities],
+        (DindPrivileges::Probe, _) => &[PrivilegedStart::Privileged, PrivilegedStart::Capabilities],
     };
-    let mut refusals: Vec<(Learned, String)> = Vec::new();
+    let mut refusals: Vec<(PrivilegedStart, String)> = Vec::new();
     for &how in attempts {
         let mut attempt = config.clone();
         attempt.host = match how {
-            Learned::Privileged => with_privileged(&config.host),
-            Learned::Capabilities => with_capability_set(&config.host),
+            PrivilegedStart::Privileged => with_privileged(&config.host),
+            PrivilegedStart::Capabilities => with_capability_set(&config.host),
         };
         let container = JobContainer::create(engine, owner, &attempt)
             .await
@@ -469,18 +385,20 @@ pub async fn start(
                 if options.privileges == DindPrivileges::Probe && recalled != Some(how) {
                     learn(engine, how).await;
                 }
-                let refused = refusals.iter().find(|(way, _)| *way == Learned::Privileged);
+                let refused = refusals
+                    .iter()
+                    .find(|(way, _)| *way == PrivilegedStart::Privileged);
                 match (how, refused, options.privileges) {
-                    (Learned::Capabilities, Some((_, error)), _) => trace.line(&format!(
+                    (PrivilegedStart::Capabilities, Some((_, error)), _) => trace.line(&format!(
                         "Service {name}: the engine refuses --privileged ({error}); Docker-in-Docker runs with the capability set instead"
                     )),
-                    (Learned::Capabilities, None, DindPrivileges::Probe) => trace.line(&format!(
+                    (PrivilegedStart::Capabilities, None, DindPrivileges::Probe) => trace.line(&format!(
                         "Service {name} runs Docker-in-Docker with the capability set (the engine refused --privileged before)"
                     )),
-                    (Learned::Capabilities, None, _) => trace.line(&format!(
+                    (PrivilegedStart::Capabilities, None, _) => trace.line(&format!(
                         "Service {name} runs Docker-in-Docker with the capability set (as configured)"
                     )),
-                    (Learned::Privileged, ..) => {}
+                    (PrivilegedStart::Privileged, ..) => {}
                 }
                 return Ok(DindService {
                     service: name,
@@ -498,14 +416,17 @@ pub async fn start(
         }
     }
     let set = capability_set_flags().join(" ");
-    let refusal = |way: Learned| {
+    let refusal = |way: PrivilegedStart| {
         refusals
             .iter()
             .find(|(how, _)| *how == way)
             .map(|(_, e)| e.clone())
             .unwrap_or_else(|| "not tried, as configured".into())
     };
-    let (privileged, capabilities) = (refusal(Learned::Privileged), refusal(Learned::Capabilities));
+    let (privileged, capabilities) = (
+        refusal(PrivilegedStart::Privileged),
+        refusal(PrivilegedStart::Capabilities),
+    );
     Err(DindError::Refused {
         service: name,
         privileged,
@@ -628,9 +549,9 @@ async fn daemon_files(
     let daemon_json =
         settings
             .merge_into(existing.as_deref())
-            .map_err(|reason| DindError::BadDaemonJson {
+            .map_err(|source| DindError::BadDaemonJson {
                 service: service.to_string(),
-                reason,
+                source,
             })?;
     let mut tar = tar::Builder::new(Vec::new());
     let mut add = |path: &str, data: Option<&[u8]>| {
@@ -668,9 +589,9 @@ async fn daemon_files(
     // longer than a tar name): say so rather than start a daemon that does not trust it.
     built
         .and_then(|()| tar.into_inner())
-        .map_err(|e| DindError::Package {
+        .map_err(|source| DindError::Package {
             service: service.to_string(),
-            reason: e.to_string(),
+            source,
         })
 }
 
@@ -685,16 +606,14 @@ struct DaemonSettings {
 
 impl DaemonSettings {
     /// `existing` (a daemon.json, or none) with these settings added.
-    fn merge_into(&self, existing: Option<&str>) -> Result<String, String> {
+    fn merge_into(&self, existing: Option<&str>) -> Result<String, DaemonJsonError> {
         let mut json = match existing.map(str::trim).filter(|t| !t.is_empty()) {
             Some(text) => {
-                serde_json::from_str::<serde_json::Value>(text).map_err(|e| e.to_string())?
+                serde_json::from_str::<serde_json::Value>(text).map_err(DaemonJsonError::Parse)?
             }
             None => serde_json::json!({}),
         };
-        let object = json
-            .as_object_mut()
-            .ok_or_else(|| "not an object".to_string())?;
+        let object = json.as_object_mut().ok_or(DaemonJsonError::NotAnObject)?;
         if let Some(mirror) = &self.mirror {
             let mirror = serde_json::Value::String(mirror.clone());
             let mirrors = object
@@ -702,7 +621,7 @@ impl DaemonSettings {
                 .or_insert_with(|| serde_json::json!([]));
             let list = mirrors
                 .as_array_mut()
-                .ok_or_else(|| "`registry-mirrors` is not a list".to_string())?;
+                .ok_or(DaemonJsonError::MirrorsNotAList)?;
             if !list.contains(&mirror) {
                 list.push(mirror);
             }
@@ -712,7 +631,7 @@ impl DaemonSettings {
                 .entry("bip")
                 .or_insert_with(|| serde_json::Value::String(bip.clone()));
         }
-        serde_json::to_string_pretty(&json).map_err(|e| e.to_string())
+        serde_json::to_string_pretty(&json).map_err(DaemonJsonError::Write)
     }
 }
 

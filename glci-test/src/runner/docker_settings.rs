@@ -4,17 +4,15 @@
 //! entries and the network of jobs without services.
 //!
 //! `privileged = true` on an engine that refuses privileged containers (a capability bounding
-//! set without `CAP_SYS_RESOURCE`: "unable to apply caps") falls back to the set of
-//! capabilities and security options that runs Docker-in-Docker there; the refusal is probed
-//! once per engine (remembered with what Docker-in-Docker services learn, see
-//! [`super::dind`]) and said in the job's log.
+//! set without `CAP_SYS_RESOURCE`: "unable to apply caps") falls back to
+//! [`HostSettings::without_privileged`], the set of capabilities and security options that
+//! runs Docker-in-Docker there; whether the engine refuses is learned by
+//! [`super::privileges`], which sits above this file and `build_container.rs` (it starts a
+//! probe container), so that the settings themselves import neither.
 
 use bollard::models::{ContainerCreateBody, DeviceMapping, HostConfig};
 
-use crate::docker::{Engine, Owner};
-
 use super::runner_config::DockerSettings;
-use super::trace::Trace;
 
 /// What `[runners.docker]` sets on one container.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -166,79 +164,6 @@ fn device(spec: &str) -> DeviceMapping {
     }
 }
 
-/// The build container's and the services' settings for a job of `image`; privileges the
-/// engine refuses become [`HostSettings::without_privileged`], said in the job's log.
-pub async fn for_job(
-    engine: &Engine,
-    owner: &Owner,
-    image: &str,
-    docker: &DockerSettings,
-    trace: &Trace,
-) -> (HostSettings, HostSettings) {
-    let mut build = HostSettings::for_build(docker);
-    let mut service = HostSettings::for_service(docker);
-    if (build.privileged || service.privileged)
-        && !engine_allows_privileged(engine, owner, image).await
-    {
-        trace.warning(
-            "privileged = true: this Docker engine refuses privileged containers (\"unable to apply caps\"); running them with every capability but SYS_RESOURCE and seccomp, AppArmor and system paths unconfined instead (enough for Docker-in-Docker)",
-        );
-        build = build.without_privileged();
-        service = service.without_privileged();
-    }
-    (build, service)
-}
-
-/// Whether the engine at `engine`'s endpoint runs privileged containers, probed once per
-/// engine and remembered with what Docker-in-Docker services learn
-/// ([`super::dind::recall_privileged`]): a privileged container of `image` whose command does
-/// not exist is started; an engine that refuses privileges fails before looking for the
-/// command ("unable to apply caps"), one that allows them fails on the command.
-pub async fn engine_allows_privileged(engine: &Engine, owner: &Owner, image: &str) -> bool {
-    if let Some(allowed) = super::dind::recall_privileged(engine).await {
-        return allowed;
-    }
-    match probe_privileged(engine, owner, image).await {
-        Some(allowed) => {
-            super::dind::remember_privileged(engine, allowed).await;
-            allowed
-        }
-        // No probe container: nothing learned, and privileges assumed refused.
-        None => false,
-    }
-}
-
-async fn probe_privileged(engine: &Engine, owner: &Owner, image: &str) -> Option<bool> {
-    use super::build_container::{ContainerConfig, JobContainer};
-    let config = ContainerConfig {
-        name: format!(
-            "{}-privileged-probe-{}",
-            owner.name_prefix(),
-            rand::random::<u32>()
-        ),
-        image: image.to_string(),
-        entrypoint: Some(vec!["/glci-privileged-probe".to_string()]),
-        host: HostSettings {
-            privileged: true,
-            ..HostSettings::default()
-        },
-        ..ContainerConfig::default()
-    };
-    let container = JobContainer::create(engine, owner, &config).await.ok()?;
-    let refused = match container.start(engine).await {
-        Ok(()) => false,
-        Err(e) => refuses_privileges(&e.to_string()),
-    };
-    container.remove(engine).await;
-    Some(!refused)
-}
-
-/// The engine's answer when its capability bounding set cannot grant what `--privileged`
-/// asks for.
-fn refuses_privileges(error: &str) -> bool {
-    error.contains("apply caps") || error.contains("operation not permitted")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,8 +229,5 @@ mod tests {
             .security_opt
             .unwrap()
             .contains(&"systempaths=unconfined".to_string()));
-        assert!(refuses_privileges(
-            "unable to apply caps: operation not permitted"
-        ));
     }
 }

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use bollard::query_parameters::InspectContainerOptions;
 use tokio_util::sync::CancellationToken;
 
-use crate::docker::{create_network, Engine, Owner};
+use crate::docker::{create_network, DockerError, Engine, Owner};
 
+use super::api::ApiError;
 use super::archive::{self, Selection, TarStream};
 use super::build_container::{ContainerConfig, JobContainer, StageEnd};
 use super::buildx::{self, JobDaemon};
@@ -22,26 +23,28 @@ use super::job_variables::{job_variables, service_variables, RunnerIdentity};
 use super::payload::{Artifact, Dependency, JobPayload, JobVariable};
 use super::progress::{Direction, JobProgress, Progress, Transfer};
 use super::registry_trust::{inject_ca, write_files, FileEntry};
+use super::runner_config::{configure_job, BuildsPlacement};
 use super::services::{service_aliases, service_slug, wait_for_ports};
 use super::shell::{tmp_dir, ScriptVariable, StageScript, SHELL_DETECTOR};
 use super::sources;
 use super::trace::Trace;
 
 /// What the executor needs from GitLab besides the payload: artifacts of dependencies, and a
-/// place to upload the job's own. The runner API client implements it.
+/// place to upload the job's own. The runner API client implements it, and its errors are
+/// the API's.
 pub trait JobIo: Sync {
     /// The artifacts archive (zip) of a dependency.
     fn download_artifacts(
         &self,
         dependency: &Dependency,
-    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send;
+    ) -> impl Future<Output = Result<Vec<u8>, ApiError>> + Send;
     /// [`JobIo::download_artifacts`], telling `transfer` the bytes as they arrive (by
     /// default it hears nothing).
     fn download_artifacts_counting(
         &self,
         dependency: &Dependency,
         transfer: &mut Transfer,
-    ) -> impl Future<Output = Result<Vec<u8>, String>> + Send {
+    ) -> impl Future<Output = Result<Vec<u8>, ApiError>> + Send {
         let _ = transfer;
         self.download_artifacts(dependency)
     }
@@ -50,7 +53,24 @@ pub trait JobIo: Sync {
         &self,
         artifact: &Artifact,
         zip: Vec<u8>,
-    ) -> impl Future<Output = Result<(), String>> + Send;
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+}
+
+/// Why a dependency's artifacts did not reach the build container, or one of the job's
+/// artifacts did not reach the coordinator. The job's log says it after
+/// `Downloading artifacts from coordinator... error: ` or `Uploading artifacts as "…" to
+/// coordinator... error: `, as the helper's messages go, and the job fails with
+/// `script_failure`.
+#[derive(Debug, thiserror::Error)]
+enum ArtifactsError {
+    #[error(transparent)]
+    Coordinator(#[from] ApiError),
+    /// A dependency's zip that cannot be unpacked into the project directory.
+    #[error(transparent)]
+    Unpack(#[from] archive::UnpackError),
+    /// The job's `artifacts:` paths, or the archive made of them.
+    #[error(transparent)]
+    Archive(#[from] archive::ArchiveError),
 }
 
 /// Executor settings a user can change.
@@ -112,6 +132,21 @@ pub struct ExecutorOptions {
     /// Where a job given the engine's socket finds it (`[docker] socket_path`, default
     /// [`super::socket::SOCKET_IN_JOB`]).
     pub socket_path: String,
+}
+
+impl ExecutorOptions {
+    /// What of these options a runner configuration's builds directory depends on.
+    pub fn builds_placement(&self) -> BuildsPlacement<'_> {
+        BuildsPlacement {
+            socket_path: &self.socket_path,
+            host_staging: self
+                .staging_root
+                .as_deref()
+                .filter(|_| self.stage_files_by_mount && !self.keep_failed),
+            short_token: &self.identity.short_token,
+            concurrent_id: self.concurrent_id,
+        }
+    }
 }
 
 /// Background removals of finished jobs' containers and networks.
@@ -190,10 +225,10 @@ impl JobOutcome {
             left_running: Vec::new(),
         }
     }
-    fn failed(reason: &str, exit_code: Option<i64>) -> JobOutcome {
+    fn failed(reason: FailureReason, exit_code: Option<i64>) -> JobOutcome {
         JobOutcome {
             success: false,
-            failure_reason: Some(reason.to_string()),
+            failure_reason: Some(reason.as_str().to_string()),
             exit_code,
             kept_container: None,
             left_running: Vec::new(),
@@ -201,16 +236,39 @@ impl JobOutcome {
     }
 }
 
+/// The failure reasons this executor reports, as GitLab names them (`failure_reason` of the
+/// final `PUT /jobs/:id`; gitlab-runner's `JobFailureReason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FailureReason {
+    /// The script, the sources, a pull or the artifacts failed: the job's own failure.
+    ScriptFailure,
+    /// The runner or the engine failed, not the job.
+    RunnerSystemFailure,
+    JobExecutionTimeout,
+    JobCanceled,
+}
+
+impl FailureReason {
+    fn as_str(self) -> &'static str {
+        match self {
+            FailureReason::ScriptFailure => "script_failure",
+            FailureReason::RunnerSystemFailure => "runner_system_failure",
+            FailureReason::JobExecutionTimeout => "job_execution_timeout",
+            FailureReason::JobCanceled => "job_canceled",
+        }
+    }
+}
+
 /// A failure that ends the job before or outside the script.
 struct Failure {
-    reason: &'static str,
+    reason: FailureReason,
     message: String,
 }
 
 impl Failure {
     fn system(e: impl std::fmt::Display) -> Failure {
         Failure {
-            reason: "runner_system_failure",
+            reason: FailureReason::RunnerSystemFailure,
             message: e.to_string(),
         }
     }
@@ -328,7 +386,7 @@ pub async fn execute(
     let configured = options
         .runner_config
         .as_deref()
-        .map(|entry| super::runner_config::configure_job(payload, entry, options));
+        .map(|entry| configure_job(payload, entry, &options.builds_placement()));
     let payload = configured.as_ref().unwrap_or(payload);
     let identity = &options.identity;
     trace.line(&format!(
@@ -357,7 +415,7 @@ pub async fn execute(
     .await;
     let mut outcome = match result {
         Ok(outcome) => outcome,
-        Err(f) if f.reason == "runner_system_failure" => {
+        Err(f) if f.reason == FailureReason::RunnerSystemFailure => {
             trace.error(&format!("Job failed (system failure): {}", f.message));
             JobOutcome::failed(f.reason, None)
         }
@@ -423,7 +481,7 @@ async fn prepare_files(
         Err(e) => {
             trace.section_end("get_sources");
             trace.error(&format!("Job failed: {e}"));
-            return Ok(Err(JobOutcome::failed("script_failure", None)));
+            return Ok(Err(JobOutcome::failed(FailureReason::ScriptFailure, None)));
         }
     };
     if let Some(tar) = tar {
@@ -454,15 +512,14 @@ async fn prepare_files(
             );
             let downloaded = io.download_artifacts_counting(dep, &mut transfer).await;
             transfer.finish();
-            let result = match downloaded {
-                Ok(zip) => archive::zip_to_tar_stream(
+            let result = downloaded.map_err(ArtifactsError::from).and_then(|zip| {
+                archive::zip_to_tar_stream(
                     zip.into(),
                     &project_dir,
                     archive::ExpandLimits::default(),
                 )
-                .map_err(|e| e.to_string()),
-                Err(e) => Err(e),
-            };
+                .map_err(ArtifactsError::from)
+            });
             match result {
                 Ok(tar) => {
                     build
@@ -477,7 +534,10 @@ async fn prepare_files(
                         "Downloading artifacts from coordinator... error: {e}"
                     ));
                     trace.error("Job failed: exit code 1");
-                    return Ok(Err(JobOutcome::failed("script_failure", Some(1))));
+                    return Ok(Err(JobOutcome::failed(
+                        FailureReason::ScriptFailure,
+                        Some(1),
+                    )));
                 }
             }
         }
@@ -597,7 +657,7 @@ async fn run_stages(
     // `[runners.docker]` for the build container and the services (runner/docker_settings.rs).
     let (build_host, service_host) = match entry {
         Some(entry) => {
-            super::docker_settings::for_job(engine, owner, &image, &entry.docker, trace).await
+            super::privileges::job_host_settings(engine, owner, &image, &entry.docker, trace).await
         }
         None => Default::default(),
     };
@@ -703,7 +763,7 @@ async fn run_stages(
     // A builds directory shared with the host (a runner configuration's builds volume, or
     // socket passthrough) is mounted by the configuration or at its own path.
     let builds_root = payload.builds_root().to_string();
-    let shared = entry.and_then(|e| e.shared_builds(options));
+    let shared = entry.and_then(|e| e.shared_builds(&options.builds_placement()));
     let mut builds_dir = (options.stage_files_by_mount && !options.keep_failed)
         .then(|| match &shared {
             Some(shared) => BuildsDir::shared(&shared.on_host, &builds_root, &project_dir).ok(),
@@ -964,7 +1024,7 @@ async fn run_stages(
     let mut outcome = match script_end {
         StageEnd::Exited(0) if upload_failed => {
             trace.error("Job failed: exit code 1");
-            JobOutcome::failed("script_failure", Some(1))
+            JobOutcome::failed(FailureReason::ScriptFailure, Some(1))
         }
         StageEnd::Exited(0) => {
             trace.info("Job succeeded");
@@ -972,18 +1032,18 @@ async fn run_stages(
         }
         StageEnd::Exited(code) => {
             trace.error(&format!("Job failed: exit code {code}"));
-            JobOutcome::failed("script_failure", Some(code))
+            JobOutcome::failed(FailureReason::ScriptFailure, Some(code))
         }
         StageEnd::TimedOut => {
             trace.error(&format!(
                 "Job failed: execution took longer than {} seconds",
                 go_duration(job_timeout)
             ));
-            JobOutcome::failed("job_execution_timeout", None)
+            JobOutcome::failed(FailureReason::JobExecutionTimeout, None)
         }
         StageEnd::Canceled => {
             trace.error("Job failed: canceled");
-            JobOutcome::failed("job_canceled", None)
+            JobOutcome::failed(FailureReason::JobCanceled, None)
         }
     };
     outcome.left_running = left_running;
@@ -998,18 +1058,12 @@ struct BuildFiles<'a> {
 }
 
 impl ProjectFiles for BuildFiles<'_> {
-    async fn upload_tar(&self, tar: TarStream) -> Result<(), String> {
-        self.build
-            .upload_tar_stream(self.engine, tar)
-            .await
-            .map_err(|e| e.to_string())
+    async fn upload_tar(&self, tar: TarStream) -> Result<(), DockerError> {
+        self.build.upload_tar_stream(self.engine, tar).await
     }
 
-    async fn project_tar(&self) -> Result<Vec<u8>, String> {
-        self.build
-            .download_tar(self.engine, self.project_dir)
-            .await
-            .map_err(|e| e.to_string())
+    async fn project_tar(&self) -> Result<Vec<u8>, DockerError> {
+        self.build.download_tar(self.engine, self.project_dir).await
     }
 }
 
@@ -1028,23 +1082,21 @@ async fn upload_artifact(
     tracked: &BTreeSet<String>,
     trace: &Trace,
     progress: &JobProgress,
-) -> Result<(), String> {
+) -> Result<(), ArtifactsError> {
     trace.line("Uploading artifacts...");
     let selection = Selection::new(
         &artifact.paths,
         &artifact.exclude,
         artifact.untracked,
         tracked.clone(),
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     // Reports are uploaded in their own format (`Ci::JobArtifact::TYPE_AND_FORMAT_PAIRS`);
     // the server refuses a zip sent as `gzip`.
     let (zip, count) = match artifact.artifact_format.as_str() {
         "gzip" => archive::tar_to_gzip(project_tar, &selection),
         "raw" => archive::tar_to_raw(project_tar, &selection),
         _ => archive::tar_to_zip(project_tar, &selection),
-    }
-    .map_err(|e| e.to_string())?;
+    }?;
     for path in &artifact.paths {
         trace.line(&format!(
             "{path}: found matching artifact files and directories"
@@ -1102,9 +1154,9 @@ async fn ensure_image(
     .map_err(|e| Failure {
         // As the runner: a failed pull fails the job, a missing local image the system.
         reason: if e.pulled {
-            "script_failure"
+            FailureReason::ScriptFailure
         } else {
-            "runner_system_failure"
+            FailureReason::RunnerSystemFailure
         },
         message: e.to_string(),
     })

@@ -40,6 +40,28 @@ pub struct PullError {
     pub pulled: bool,
 }
 
+/// Why one pull policy did not make the image present; the job's log says it after
+/// `Failed to pull image with policy "…": `, and the last one ends [`PullError`].
+#[derive(Debug, thiserror::Error)]
+enum PolicyFailure {
+    /// The engine could not say whether the image is here.
+    #[error("{0}")]
+    Inspect(bollard::errors::Error),
+    /// `never`, and the image is not here: the engine's answer, under the name the job gave.
+    #[error("Error response from daemon: No such image: {image}")]
+    NotPresent { image: String },
+    /// The pull itself failed (the registry refused or failed).
+    #[error("{0}")]
+    Pull(bollard::errors::Error),
+}
+
+impl PolicyFailure {
+    /// See [`PullError::pulled`].
+    fn pulled(&self) -> bool {
+        matches!(self, PolicyFailure::Pull(_))
+    }
+}
+
 /// The reference the engine pulls and runs for `image`: an image of the stand-in's registry
 /// named by the jobs' address is named by the engine's (loopback) address; every other
 /// image is unchanged.
@@ -83,7 +105,7 @@ pub async fn ensure_image(
         },
         _ => c.clone(),
     });
-    let mut last = (String::new(), false);
+    let mut last: Option<PolicyFailure> = None;
     for (index, policy) in policies.iter().enumerate() {
         if index > 0 {
             trace.info(&format!(
@@ -105,22 +127,21 @@ pub async fn ensure_image(
             Ok(()) => return Ok(reference),
             Err(failure) => {
                 trace.warning(&format!(
-                    "Failed to pull image with policy \"{policy}\": {}",
-                    failure.0
+                    "Failed to pull image with policy \"{policy}\": {failure}"
                 ));
-                last = failure;
+                last = Some(failure);
             }
         }
     }
     Err(PullError {
         image: image.to_string(),
         policies,
-        last: last.0,
-        pulled: last.1,
+        last: last.as_ref().map(ToString::to_string).unwrap_or_default(),
+        pulled: last.as_ref().is_some_and(PolicyFailure::pulled),
     })
 }
 
-/// One policy: `Err((message, pulled))`.
+/// One policy.
 async fn with_policy(
     engine: &Engine,
     image: &str,
@@ -129,22 +150,21 @@ async fn with_policy(
     credential: Option<&Credential>,
     trace: &Trace,
     progress: &JobProgress,
-) -> Result<(), (String, bool)> {
+) -> Result<(), PolicyFailure> {
     let present = match engine.client().inspect_image(reference).await {
         Ok(_) => true,
         Err(bollard::errors::Error::DockerResponseServerError {
             status_code: 404, ..
         }) => false,
-        Err(e) => return Err((e.to_string(), false)),
+        Err(e) => return Err(PolicyFailure::Inspect(e)),
     };
     match policy {
         "never" if present => return Ok(()),
         // The engine's answer, under the name the job gave.
         "never" => {
-            return Err((
-                format!("Error response from daemon: No such image: {image}"),
-                false,
-            ))
+            return Err(PolicyFailure::NotPresent {
+                image: image.to_string(),
+            })
         }
         "if-not-present" if present => {
             trace.line(&format!(
@@ -160,7 +180,7 @@ async fn with_policy(
     trace.line(&format!("Pulling docker image {image} ..."));
     pull(engine, image, reference, credential, progress)
         .await
-        .map_err(|e| (e, true))
+        .map_err(PolicyFailure::Pull)
 }
 
 /// Removes the engine's names for images pulled from `engine_address` (the loopback listener
@@ -198,7 +218,7 @@ async fn pull(
     reference: &str,
     credential: Option<&Credential>,
     progress: &JobProgress,
-) -> Result<(), String> {
+) -> Result<(), bollard::errors::Error> {
     // As the runner: a reference without tag or digest pulls `latest`, not every tag.
     let last = reference.rsplit('/').next().unwrap_or(reference);
     let reference = if last.contains(':') || last.contains('@') {
@@ -222,7 +242,7 @@ async fn pull(
         match stream.next().await {
             None => break Ok(()),
             Some(Ok(info)) => layers.heard(image, &info).into_iter().for_each(&mut report),
-            Some(Err(e)) => break Err(e.to_string()),
+            Some(Err(e)) => break Err(e),
         }
     };
     layers.end(image).into_iter().for_each(report);

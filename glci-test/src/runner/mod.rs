@@ -14,6 +14,7 @@ mod http_client;
 pub mod image_pull;
 pub mod job_variables;
 pub mod payload;
+pub mod privileges;
 pub mod progress;
 pub mod registry_access;
 pub mod registry_trust;

@@ -16,7 +16,6 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Deserializer};
 
-use super::executor::ExecutorOptions;
 use super::payload::{BuildsLocation, JobPayload, JobVariable};
 use super::socket::{self, SharedBuilds};
 
@@ -428,17 +427,34 @@ impl RunnerEntry {
     /// The builds directory jobs share with the host: one a volume mounts (the blog posts'
     /// `/builds:/builds`), else, when jobs get the engine's socket and their files are staged
     /// on this host, the run's staging directory at its own path.
-    pub fn shared_builds(&self, options: &ExecutorOptions) -> Option<SharedBuilds> {
+    pub fn shared_builds(&self, placement: &BuildsPlacement) -> Option<SharedBuilds> {
         let builds_dir = self.builds_dir.as_deref().unwrap_or("/builds");
         if let Some(shared) = SharedBuilds::from_volumes(builds_dir, &self.docker.volumes) {
             return Some(shared);
         }
-        let same_path = socket::mounts_socket(&self.docker.volumes, &options.socket_path)
-            && options.stage_files_by_mount
-            && !options.keep_failed;
-        let staging = options.staging_root.as_ref().filter(|_| same_path)?;
+        if !socket::mounts_socket(&self.docker.volumes, placement.socket_path) {
+            return None;
+        }
+        let staging = placement.host_staging?;
         Some(SharedBuilds::same_path(&staging.join("builds")))
     }
+}
+
+/// What of the executor's set-up decides where a configured runner's builds directory lives.
+/// The executor makes it from its options (`ExecutorOptions::builds_placement`) and passes it
+/// down: this file sits below the executor and does not import it.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildsPlacement<'a> {
+    /// Where a job given the engine's socket finds it (`[docker] socket_path`).
+    pub socket_path: &'a str,
+    /// Where this host stages the builds directories the engine mounts; `None` when jobs' files
+    /// go in as tars instead (not staged by mount, or failed jobs' containers kept) or no
+    /// staging root is set.
+    pub host_staging: Option<&'a Path>,
+    /// The runner's short token and the worker's concurrent id: they name the job's own
+    /// directory in a builds directory shared with the host.
+    pub short_token: &'a str,
+    pub concurrent_id: usize,
 }
 
 /// `payload` as this runner runs it: its builds directory (`CI_BUILDS_DIR`, `CI_PROJECT_DIR`)
@@ -447,10 +463,10 @@ impl RunnerEntry {
 pub fn configure_job(
     payload: &JobPayload,
     entry: &RunnerEntry,
-    options: &ExecutorOptions,
+    placement: &BuildsPlacement,
 ) -> JobPayload {
     let mut job = payload.clone();
-    let shared = entry.shared_builds(options);
+    let shared = entry.shared_builds(placement);
     let root = match (&shared, &entry.builds_dir) {
         (Some(shared), _) => shared.in_job.clone(),
         (None, Some(dir)) => dir.trim_end_matches('/').to_string(),
@@ -458,9 +474,8 @@ pub fn configure_job(
     };
     job.builds = Some(BuildsLocation {
         root,
-        unique: shared.map(|_| {
-            SharedBuilds::unique_dir(&options.identity.short_token, options.concurrent_id)
-        }),
+        unique: shared
+            .map(|_| SharedBuilds::unique_dir(placement.short_token, placement.concurrent_id)),
     });
     let environment = entry
         .environment_variables()

@@ -42,23 +42,20 @@ struct ApiIo<'a> {
 }
 
 impl JobIo for ApiIo<'_> {
-    async fn download_artifacts(&self, dependency: &Dependency) -> Result<Vec<u8>, String> {
+    async fn download_artifacts(&self, dependency: &Dependency) -> Result<Vec<u8>, ApiError> {
         let token = if dependency.token.is_empty() {
             &self.job.token
         } else {
             &dependency.token
         };
-        self.api
-            .download_artifacts(dependency.id, token)
-            .await
-            .map_err(|e| e.to_string())
+        self.api.download_artifacts(dependency.id, token).await
     }
 
     async fn download_artifacts_counting(
         &self,
         dependency: &Dependency,
         transfer: &mut Transfer,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, ApiError> {
         let token = if dependency.token.is_empty() {
             &self.job.token
         } else {
@@ -67,14 +64,10 @@ impl JobIo for ApiIo<'_> {
         self.api
             .download_artifacts_counting(dependency.id, token, Some(transfer))
             .await
-            .map_err(|e| e.to_string())
     }
 
-    async fn upload_artifacts(&self, artifact: &Artifact, zip: Vec<u8>) -> Result<(), String> {
-        self.api
-            .upload_artifacts(self.job, artifact, zip)
-            .await
-            .map_err(|e| e.to_string())
+    async fn upload_artifacts(&self, artifact: &Artifact, zip: Vec<u8>) -> Result<(), ApiError> {
+        self.api.upload_artifacts(self.job, artifact, zip).await
     }
 }
 

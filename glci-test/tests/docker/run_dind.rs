@@ -261,9 +261,11 @@ mod without_server {
     use std::time::Duration;
 
     use glci_test::docker::{count_labelled, Engine, Owner, LABEL_OWNER};
-    use glci_test::runner::dind::{forget_privileges, DindOptions, DindPrivileges};
+    use glci_test::runner::api::ApiError;
+    use glci_test::runner::dind::{DindOptions, DindPrivileges};
     use glci_test::runner::executor::{execute, ExecutorOptions, JobIo, JobOutcome};
     use glci_test::runner::payload::{Artifact, Dependency, JobPayload};
+    use glci_test::runner::privileges::forget_privileges;
     use glci_test::runner::trace::{Masker, Trace};
     use serde_json::json;
     use tokio_util::sync::CancellationToken;
@@ -271,10 +273,10 @@ mod without_server {
     struct NoIo;
 
     impl JobIo for NoIo {
-        async fn download_artifacts(&self, d: &Dependency) -> Result<Vec<u8>, String> {
+        async fn download_artifacts(&self, d: &Dependency) -> Result<Vec<u8>, ApiError> {
             panic!("unexpected artifact download for {}", d.name)
         }
-        async fn upload_artifacts(&self, a: &Artifact, _zip: Vec<u8>) -> Result<(), String> {
+        async fn upload_artifacts(&self, a: &Artifact, _zip: Vec<u8>) -> Result<(), ApiError> {
             panic!("unexpected artifact upload of {}", a.name)
         }
     }

@@ -4,6 +4,7 @@
 //! the mock GitLab.
 
 use glci_test::docker::{count_labelled, Engine, Owner, LABEL_OWNER};
+use glci_test::runner::api::ApiError;
 use glci_test::runner::executor::{execute, ExecutorOptions, JobIo, JobOutcome};
 use glci_test::runner::payload::{Artifact, Dependency, JobPayload};
 use glci_test::runner::trace::{Masker, Trace};
@@ -14,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 struct NoIo;
 
 impl JobIo for NoIo {
-    async fn download_artifacts(&self, d: &Dependency) -> Result<Vec<u8>, String> {
+    async fn download_artifacts(&self, d: &Dependency) -> Result<Vec<u8>, ApiError> {
         panic!("unexpected artifact download for {}", d.name)
     }
-    async fn upload_artifacts(&self, a: &Artifact, _zip: Vec<u8>) -> Result<(), String> {
+    async fn upload_artifacts(&self, a: &Artifact, _zip: Vec<u8>) -> Result<(), ApiError> {
         panic!("unexpected artifact upload of {}", a.name)
     }
 }

@@ -717,14 +717,14 @@ impl glci_test::runner::executor::JobIo for NoIo {
     async fn download_artifacts(
         &self,
         d: &glci_test::runner::payload::Dependency,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, glci_test::runner::api::ApiError> {
         panic!("unexpected artifact download for {}", d.name)
     }
     async fn upload_artifacts(
         &self,
         a: &glci_test::runner::payload::Artifact,
         _zip: Vec<u8>,
-    ) -> Result<(), String> {
+    ) -> Result<(), glci_test::runner::api::ApiError> {
         panic!("unexpected artifact upload of {}", a.name)
     }
 }
