@@ -3,103 +3,20 @@
 //! interpolated first), `extends`, `!reference`, `default:`/`inherit:`, hidden jobs dropped,
 //! command lists and rules flattened.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::defaults::apply_defaults;
 use super::error::ConfigError;
 use super::extends::apply_extends;
 use super::flatten::flatten_lists;
 use super::include::files::{self, ReadError};
-use super::include::{string_inputs, FetchSources, FileCtx, Includer, MAX_FILE_BYTES};
+use super::include::{string_inputs, FileCtx, Includer, MAX_FILE_BYTES};
 use super::jobs::drop_hidden;
+use super::load_options::{LoadOptions, SourceFile, SourceLocation};
 use super::reference::resolve_references;
 use super::value::{Node, Span};
 use super::yaml::{parse_documents, Documents, TOO_BIG};
-
-/// What to load and how to reach what it includes.
-#[derive(Debug, Clone)]
-pub struct LoadOptions {
-    /// The project's root directory (local includes are relative to it).
-    pub project_dir: PathBuf,
-    /// The configuration file, relative to `project_dir`.
-    pub file: String,
-    /// `group/project` → local checkout, for `include:project` and `include:component`.
-    pub project_map: BTreeMap<String, PathBuf>,
-    /// A directory holding GitLab's CI templates, for `include:template` (else they are
-    /// fetched from `sources`).
-    pub template_dir: Option<PathBuf>,
-    /// Where `include:template` and unmapped `include:component` are fetched from.
-    pub sources: FetchSources,
-    /// Variables for include paths, `include:rules` and `| expand_vars` (predefined and
-    /// CI/CD variables; YAML `variables:` never apply there).
-    pub variables: Vec<(String, String)>,
-    /// Pipeline inputs for the main file's `spec:inputs`, as strings (typed inputs are read
-    /// as JSON, as GitLab does).
-    pub inputs: Vec<(String, String)>,
-    /// Files the pipeline's push changed, for `include:rules:changes`; `None` (no diff
-    /// known) makes `changes` match, as GitLab does when it has no diff.
-    pub changed_files: Option<Vec<String>>,
-    /// Deadline for one `include:remote` fetch (GitLab: 30 s).
-    pub remote_timeout: Duration,
-    /// Let `include:remote` fetch from loopback, private and link-local addresses (GitLab's
-    /// `allow_local_requests_from_web_hooks_and_services`, off by default).
-    pub allow_private_remote: bool,
-    /// Where fetched includes (remote, template, component) are kept (`GLCI_HOME/includes`);
-    /// `None`: nowhere.
-    pub include_cache: Option<PathBuf>,
-    /// Read fetched includes only from `include_cache`, never from the network.
-    pub offline: bool,
-    /// The parent pipeline's jobs and their extracted artifacts, when the configuration is a
-    /// child pipeline's (`include:artifact` reads from them); `None` for a pipeline of its own.
-    pub parent_artifacts: Option<BTreeMap<String, PathBuf>>,
-}
-
-impl Default for LoadOptions {
-    fn default() -> Self {
-        LoadOptions {
-            project_dir: PathBuf::from("."),
-            file: ".gitlab-ci.yml".into(),
-            project_map: BTreeMap::new(),
-            template_dir: None,
-            sources: FetchSources::default(),
-            variables: Vec::new(),
-            inputs: Vec::new(),
-            changed_files: None,
-            remote_timeout: Duration::from_secs(30),
-            allow_private_remote: false,
-            include_cache: None,
-            offline: false,
-            parent_artifacts: None,
-        }
-    }
-}
-
-impl LoadOptions {
-    /// Options for the project in `project_dir`, everything else at its default.
-    pub fn new(project_dir: impl Into<PathBuf>) -> Self {
-        LoadOptions {
-            project_dir: project_dir.into(),
-            ..LoadOptions::default()
-        }
-    }
-}
-
-/// Where a file that was read came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SourceLocation {
-    Path(PathBuf),
-    Url(String),
-}
-
-/// A file that went into the configuration, under the name its spans use.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
-    pub name: String,
-    pub location: SourceLocation,
-}
 
 /// The resolved configuration and the files it was made from (main file first).
 #[derive(Debug, Clone)]

@@ -26,6 +26,7 @@ mod inputs;
 mod jobs;
 pub mod keywords;
 mod load;
+mod load_options;
 mod merge;
 mod reference;
 mod scalar;
@@ -38,12 +39,12 @@ pub use error::ConfigError;
 pub use expand::{expand, expand_existing};
 pub use extends::apply_extends;
 pub use flatten::flatten_lists;
-pub use include::{FetchSources, DEFAULT_TEMPLATE_REF, DEFAULT_TEMPLATE_URL};
 pub use inputs::{interpolate, ComponentInfo, Context as InputContext};
 pub use jobs::{drop_hidden, entry_kind, EntryKind};
-pub use load::{
-    load, load_child, load_main, read_main, resolve_tree, LoadOptions, MainFile, Resolved,
-    SourceFile, SourceLocation,
+pub use load::{load, load_child, load_main, read_main, resolve_tree, MainFile, Resolved};
+pub use load_options::{
+    FetchSources, LoadOptions, SourceFile, SourceLocation, DEFAULT_TEMPLATE_REF,
+    DEFAULT_TEMPLATE_URL,
 };
 pub use merge::deep_merge;
 pub use reference::resolve_references;

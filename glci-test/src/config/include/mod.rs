@@ -16,11 +16,10 @@ use std::path::{Path, PathBuf};
 use super::error::ConfigError;
 use super::expand::expand;
 use super::inputs::{interpolate, ComponentInfo, Context};
-use super::load::{LoadOptions, SourceFile, SourceLocation};
+use super::load_options::{LoadOptions, SourceFile, SourceLocation};
 use super::merge::deep_merge;
 use super::value::{Key, Mapping, Node, Span, Value};
 use super::yaml::{parse_documents, Documents, TOO_BIG};
-pub use fetched::{FetchSources, DEFAULT_TEMPLATE_REF, DEFAULT_TEMPLATE_URL};
 
 /// GitLab's `ci_max_includes` default: every included file counts, repeats too.
 pub const MAX_INCLUDES: usize = 150;
