@@ -56,12 +56,11 @@ pub use config::{
 pub use registry::admin as registry_admin;
 pub use registry::{PushThroughConfig, Upstream, UpstreamListError, DOCKER_HUB, UPSTREAMS_ENV};
 pub use runner_api::spec::{
-    ArtifactSpec, CacheSpec, DependencySpec, GitSpec, HookSpec, ImageSpec, JobSpec, JobVariable,
-    PortSpec, ProjectSpec, RefType, RegistryLogin, ServiceSpec, StepSpec, StepWhen,
+    ArtifactSpec, CacheSpec, DependencySpec, GitSpec, HookSpec, ImageSpec, JobId, JobSpec,
+    JobVariable, PortSpec, ProjectSpec, RefType, RegistryLogin, ServiceSpec, StepSpec, StepWhen,
 };
 pub use runner_api::state::{
-    JobEvent, JobId, JobState, PackageFile, Release, ReleaseAssetLink, RunnerCredentials,
-    StoredArtifact,
+    JobEvent, JobState, PackageFile, Release, ReleaseAssetLink, RunnerCredentials, StoredArtifact,
 };
 pub use s3::{clear_cache, ClearedCache};
 

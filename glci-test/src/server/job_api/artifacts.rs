@@ -5,60 +5,21 @@
 //!
 //! By ref and name, GitLab serves the newest successful job of that name on that ref. Here
 //! that is this pipeline's newest such job, else the newest one in an earlier run kept in
-//! `ApiConfig::earlier_runs`: each successful job with an archive leaves a small record
-//! (`artifacts/<job id>/job.json`) next to it for that lookup.
+//! `ApiConfig::earlier_runs`, found through the record each successful job's archive leaves
+//! next to it (see `runner_api::archive_record`).
 
 use std::io::{Read, Seek, Write};
 use std::path::{Component, Path, PathBuf};
 
 use http::StatusCode;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::{bad_request, not_found, project_job, Caller};
 use crate::server::http::{self as h, Response};
-use crate::server::runner_api::state::{Job, JobId, JobState};
-use crate::server::storage::write_atomic;
+use crate::server::runner_api::archive_record::{self, Archive};
+use crate::server::runner_api::spec::JobId;
+use crate::server::runner_api::state::{Job, JobState};
 use crate::server::Shared;
-
-/// The record of a successful job's archive, for runs after this one.
-const RECORD: &str = "job.json";
-
-/// Called when a job succeeds: records name, ref and project next to its archive.
-pub(crate) fn remember_finished(data_dir: &Path, job: &Job) {
-    let Some(archive) = job.artifacts.iter().find(|a| a.artifact_type == "archive") else {
-        return;
-    };
-    let record = json!({
-        "name": job.spec.name,
-        "ref": job.spec.git.ref_name,
-        "project": job.spec.project.path,
-        "pipeline_id": job.spec.pipeline_id,
-        "job_id": job.id.0,
-        "archive": archive.path.file_name().map(|n| n.to_string_lossy().into_owned()),
-        "filename": archive.filename,
-    });
-    let path = data_dir
-        .join("artifacts")
-        .join(job.id.0.to_string())
-        .join(RECORD);
-    let save = move || {
-        if let Err(e) = write_atomic(&path, record.to_string().as_bytes()) {
-            tracing::warn!("recording artifacts in {}: {e}", path.display());
-        }
-    };
-    match tokio::runtime::Handle::try_current() {
-        Ok(rt) => {
-            rt.spawn_blocking(save);
-        }
-        Err(_) => save(),
-    }
-}
-
-/// An archive to serve: where it is and the name it was uploaded under.
-struct Archive {
-    path: PathBuf,
-    filename: String,
-}
 
 fn archive_of(job: &Job) -> Option<Archive> {
     job.artifacts
@@ -98,8 +59,9 @@ pub(super) async fn by_ref(
             let data_dir = shared.config.data_dir.clone();
             let project = caller.project_path.clone();
             tokio::task::spawn_blocking(move || {
-                earlier
-                    .and_then(|dir| find_earlier(&dir, &data_dir, &project, &ref_name, &job_name))
+                earlier.and_then(|dir| {
+                    archive_record::find_earlier(&dir, &data_dir, &project, &ref_name, &job_name)
+                })
             })
             .await
             .ok()
@@ -124,69 +86,6 @@ pub(super) async fn by_id(shared: &Shared, caller: &Caller, id: JobId) -> Respon
         Some(a) => serve_archive(a).await,
         None => not_found(),
     }
-}
-
-/// The newest successful job named `job` on `ref_name` in an earlier pipeline directory
-/// under `runs` (numeric names; the current one and any later ones are skipped).
-fn find_earlier(
-    runs: &Path,
-    current: &Path,
-    project: &str,
-    ref_name: &str,
-    job: &str,
-) -> Option<Archive> {
-    let current_id: Option<u64> = current
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.parse().ok());
-    let mut ids: Vec<u64> = std::fs::read_dir(runs)
-        .ok()?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .filter(|id| current_id.is_none_or(|c| *id < c))
-        .collect();
-    ids.sort_unstable_by(|a, b| b.cmp(a));
-    for id in ids {
-        let dir = runs.join(id.to_string()).join("artifacts");
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        let mut best: Option<(u64, Archive)> = None;
-        for entry in entries.flatten() {
-            let Ok(text) = std::fs::read(entry.path().join(RECORD)) else {
-                continue;
-            };
-            let Ok(record) = serde_json::from_slice::<Value>(&text) else {
-                continue;
-            };
-            let field = |k: &str| record.get(k).and_then(Value::as_str);
-            if field("project") != Some(project)
-                || field("ref") != Some(ref_name)
-                || field("name") != Some(job)
-            {
-                continue;
-            }
-            let (Some(job_id), Some(archive)) = (
-                record.get("job_id").and_then(Value::as_u64),
-                field("archive"),
-            ) else {
-                continue;
-            };
-            if best.as_ref().is_some_and(|(b, _)| *b >= job_id) {
-                continue;
-            }
-            best = Some((
-                job_id,
-                Archive {
-                    path: entry.path().join(archive),
-                    filename: field("filename").unwrap_or("artifacts.zip").to_string(),
-                },
-            ));
-        }
-        if let Some((_, archive)) = best {
-            return Some(archive);
-        }
-    }
-    None
 }
 
 async fn serve_archive(archive: Archive) -> Response {

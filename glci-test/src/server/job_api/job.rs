@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use super::not_found;
 use crate::calendar::rfc3339;
 use crate::server::http::{self as h, Response};
+use crate::server::runner_api::spec::JobId;
 use crate::server::runner_api::spec::RefType;
-use crate::server::runner_api::state::{Job, JobId, JobState};
+use crate::server::runner_api::state::{Job, JobState};
 use crate::server::Shared;
 
 pub(super) fn current(shared: &Shared, id: JobId) -> Response {

@@ -20,7 +20,8 @@ use percent_encoding::percent_decode_str;
 use serde_json::Value;
 
 use super::http::{self as h, Request, Response};
-use super::runner_api::state::{ApiState, Inner, Job, JobId};
+use super::runner_api::spec::JobId;
+use super::runner_api::state::{ApiState, Inner, Job};
 use super::Shared;
 
 /// Routes one `/api/v4/...` request the runner API does not own.

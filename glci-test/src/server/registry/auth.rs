@@ -24,7 +24,8 @@ use sha2::Sha256;
 use super::error::ApiError;
 use crate::server::http::{self as h, Response};
 use crate::server::random_string;
-use crate::server::runner_api::state::{ApiState, JobId};
+use crate::server::runner_api::spec::JobId;
+use crate::server::runner_api::state::ApiState;
 use crate::server::sigv4::constant_time_eq;
 
 /// The user name GitLab gives job tokens (`CI_REGISTRY_USER`).

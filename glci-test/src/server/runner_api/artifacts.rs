@@ -8,7 +8,8 @@ use http::StatusCode;
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 
 use super::jobs::job_headers;
-use super::state::{ApiState, JobId, StoredArtifact};
+use super::spec::JobId;
+use super::state::{ApiState, StoredArtifact};
 use super::{dotenv, forbidden, job_token_from, not_found};
 use crate::server::http::{self as h, BodyError, Request, Response};
 use crate::server::params::{boundary_of, disposition_param};

@@ -7,7 +7,8 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::payload::{self, ServerUrls, FAILURE_REASONS};
-use super::state::{ApiState, Inner, JobId, JobState};
+use super::spec::JobId;
+use super::state::{ApiState, Inner, JobState};
 use super::{forbidden, params_of};
 use crate::server::http::{self as h, Request, Response};
 use crate::server::params;

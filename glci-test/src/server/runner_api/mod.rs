@@ -2,6 +2,7 @@
 //! it: registration, job requests, state updates, trace patches, artifacts. Status codes and
 //! headers follow `docs/runner-contract.md` §2; unknown JSON fields are ignored like GitLab does.
 
+pub(crate) mod archive_record;
 mod artifacts;
 mod dotenv;
 mod jobs;
@@ -57,8 +58,8 @@ pub(crate) async fn handle(shared: &Shared, req: Request) -> Response {
     }
 }
 
-fn parse_id(s: &str) -> Option<state::JobId> {
-    s.parse().ok().map(state::JobId)
+fn parse_id(s: &str) -> Option<spec::JobId> {
+    s.parse().ok().map(spec::JobId)
 }
 
 fn not_found() -> Response {

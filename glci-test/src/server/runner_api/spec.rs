@@ -2,6 +2,19 @@
 //! payload needs, already decided. The server adds only what it alone knows: ids, tokens,
 //! its own URLs and the artifacts and dotenv variables of finished jobs.
 
+/// The server's id of a queued job (GitLab's `CI_JOB_ID`): `ApiState::enqueue` hands it
+/// out, and the caller names a job's dependencies with it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct JobId(pub u64);
+
+impl std::fmt::Display for JobId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// One queued job.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct JobSpec {
@@ -199,6 +212,6 @@ pub struct GitSpec {
 /// A job whose artifacts (and dotenv variables) this job receives.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DependencySpec {
-    pub job: super::state::JobId,
+    pub job: JobId,
     pub name: String,
 }

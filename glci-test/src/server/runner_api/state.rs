@@ -11,19 +11,9 @@ use std::time::{Instant, SystemTime};
 use bytes::Bytes;
 use tokio::sync::{broadcast, watch, Notify};
 
-use super::spec::JobSpec;
+use super::archive_record::{self, ArchiveRecord};
+use super::spec::{JobId, JobSpec};
 use crate::server::random_string;
-
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
-pub struct JobId(pub u64);
-
-impl std::fmt::Display for JobId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.0)
-    }
-}
 
 /// Where a job is in its life, with GitLab's meaning.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -406,7 +396,9 @@ impl ApiState {
         if state.is_finished() {
             job.finished_at = Some(SystemTime::now());
             if state == JobState::Success {
-                crate::server::job_api::artifacts::remember_finished(&self.data_dir, job);
+                if let Some(record) = archive_record_of(job) {
+                    archive_record::save(&self.data_dir, record);
+                }
             }
             job.trace.archive();
         }
@@ -520,6 +512,27 @@ impl ApiState {
             .values()
             .find(|j| crate::server::sigv4::constant_time_eq(j.token.as_bytes(), token.as_bytes()))
     }
+}
+
+/// What a successful job's archive leaves for later runs' `jobs/artifacts/:ref_name` lookups
+/// (none without an archive).
+fn archive_record_of(job: &Job) -> Option<ArchiveRecord> {
+    let archive = job
+        .artifacts
+        .iter()
+        .find(|a| a.artifact_type == "archive")?;
+    Some(ArchiveRecord {
+        name: job.spec.name.clone(),
+        ref_name: job.spec.git.ref_name.clone(),
+        project: job.spec.project.path.clone(),
+        pipeline_id: job.spec.pipeline_id,
+        job_id: job.id.0,
+        archive: archive
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned()),
+        filename: archive.filename.clone(),
+    })
 }
 
 /// Refuses specs the runner would choke on after the job is already assigned.

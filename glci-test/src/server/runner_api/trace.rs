@@ -5,7 +5,8 @@ use bytes::Bytes;
 use http::StatusCode;
 
 use super::jobs::job_headers;
-use super::state::{JobEvent, JobId, JobState};
+use super::spec::JobId;
+use super::state::{JobEvent, JobState};
 use super::{forbidden, job_token_from, not_found};
 use crate::server::http::{self as h, BodyError, Request, Response};
 use crate::server::Shared;
