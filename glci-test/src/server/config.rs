@@ -164,6 +164,9 @@ pub enum ServerError {
     },
     #[error("invalid server configuration: {0}")]
     Config(String),
+    /// A job spec `RunningServer::enqueue` refused.
+    #[error("invalid server configuration: {0}")]
+    JobSpec(super::runner_api::state::JobSpecError),
     #[error(transparent)]
     RegistryTls(#[from] super::tls::TlsError),
     #[error("{0}")]

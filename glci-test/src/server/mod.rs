@@ -60,7 +60,8 @@ pub use runner_api::spec::{
     JobVariable, PortSpec, ProjectSpec, RefType, RegistryLogin, ServiceSpec, StepSpec, StepWhen,
 };
 pub use runner_api::state::{
-    JobEvent, JobState, PackageFile, Release, ReleaseAssetLink, RunnerCredentials, StoredArtifact,
+    JobEvent, JobSpecError, JobState, PackageFile, Release, ReleaseAssetLink, RunnerCredentials,
+    StoredArtifact,
 };
 pub use s3::{clear_cache, ClearedCache};
 
@@ -506,7 +507,7 @@ impl RunningServer {
 
     /// Queues a job; a runner whose tags fit picks it up on its next request.
     pub fn enqueue(&self, spec: JobSpec) -> Result<JobId, ServerError> {
-        self.shared.api.enqueue(spec).map_err(ServerError::Config)
+        self.shared.api.enqueue(spec).map_err(ServerError::JobSpec)
     }
 
     /// Every state change and trace append of every job, from now on.

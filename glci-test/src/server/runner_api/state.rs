@@ -334,15 +334,16 @@ impl ApiState {
         self.events.subscribe()
     }
 
-    pub(crate) fn enqueue(&self, spec: JobSpec) -> Result<JobId, String> {
+    pub(crate) fn enqueue(&self, spec: JobSpec) -> Result<JobId, JobSpecError> {
         validate_spec(&spec)?;
         let mut inner = self.lock();
         for dep in &spec.dependencies {
             if !inner.jobs.contains_key(&dep.job.0) {
-                return Err(format!(
-                    "job {:?}: dependency {:?} is job {}, which was never queued",
-                    spec.name, dep.name, dep.job
-                ));
+                return Err(JobSpecError::UnknownDependency {
+                    job: spec.name.clone(),
+                    dependency: dep.name.clone(),
+                    id: dep.job,
+                });
             }
         }
         let id = JobId(inner.next_job);
@@ -535,29 +536,50 @@ fn archive_record_of(job: &Job) -> Option<ArchiveRecord> {
     })
 }
 
+/// Why a job spec was refused at `enqueue`: what the runner would choke on after the job is
+/// already assigned, or a dependency the server never queued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JobSpecError {
+    #[error("job spec without a name")]
+    NoName,
+    #[error("job {job:?}: git sha {sha:?} is not a full commit id")]
+    NotACommitId { job: String, sha: String },
+    #[error("job {job:?}: project path {path:?} must look like `group/project`")]
+    ProjectPath { job: String, path: String },
+    #[error("job {job:?}: a variable has an empty name")]
+    EmptyVariableName { job: String },
+    #[error("job {job:?}: dependency {dependency:?} is job {id}, which was never queued")]
+    UnknownDependency {
+        job: String,
+        dependency: String,
+        id: JobId,
+    },
+}
+
 /// Refuses specs the runner would choke on after the job is already assigned.
-fn validate_spec(spec: &JobSpec) -> Result<(), String> {
+fn validate_spec(spec: &JobSpec) -> Result<(), JobSpecError> {
     let name = &spec.name;
     if name.is_empty() {
-        return Err("job spec without a name".to_string());
+        return Err(JobSpecError::NoName);
     }
     // The runner prints `sha[0:8]`; a shorter value panics the build (docs/runner-contract.md
     // §3.2).
     if spec.git.sha.len() < 8 || !spec.git.sha.bytes().all(|c| c.is_ascii_hexdigit()) {
-        return Err(format!(
-            "job {name:?}: git sha {:?} is not a full commit id",
-            spec.git.sha
-        ));
+        return Err(JobSpecError::NotACommitId {
+            job: name.clone(),
+            sha: spec.git.sha.clone(),
+        });
     }
     let path = &spec.project.path;
     if path.is_empty() || !path.contains('/') || path.starts_with('/') || path.ends_with('/') {
-        return Err(format!(
-            "job {name:?}: project path {path:?} must look like `group/project`"
-        ));
+        return Err(JobSpecError::ProjectPath {
+            job: name.clone(),
+            path: path.clone(),
+        });
     }
     for v in spec.variables.iter().chain(&spec.override_variables) {
         if v.key.is_empty() {
-            return Err(format!("job {name:?}: a variable has an empty name"));
+            return Err(JobSpecError::EmptyVariableName { job: name.clone() });
         }
     }
     Ok(())
