@@ -45,41 +45,46 @@ async fn find_in_file(
     }
 }
 
+/// Why the `file` part of an upload could not be found; the message goes into the 400 answer.
+#[derive(Debug, thiserror::Error)]
+enum MultipartError {
+    #[error("multipart body has no part named `file`")]
+    NoFilePart,
+    #[error("multipart part headers are not terminated")]
+    UnterminatedHeaders,
+    #[error("multipart body ends without its closing boundary")]
+    NoClosingBoundary,
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// The `file` part of a multipart body stored in `raw`: (data start, data end, filename).
 async fn locate_file_part(
     raw: &mut tokio::fs::File,
     boundary: &str,
-) -> Result<(u64, u64, String), String> {
+) -> Result<(u64, u64, String), MultipartError> {
     let delimiter = format!("--{boundary}");
     let mut offset = 0u64;
     loop {
-        let Some(start) = find_in_file(raw, offset, delimiter.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            return Err("multipart body has no part named `file`".to_string());
+        let Some(start) = find_in_file(raw, offset, delimiter.as_bytes()).await? else {
+            return Err(MultipartError::NoFilePart);
         };
         let after = start + delimiter.len() as u64;
-        raw.seek(SeekFrom::Start(after))
-            .await
-            .map_err(|e| e.to_string())?;
+        raw.seek(SeekFrom::Start(after)).await?;
         let mut head = vec![0u8; 8192];
-        let n = raw.read(&mut head).await.map_err(|e| e.to_string())?;
+        let n = raw.read(&mut head).await?;
         head.truncate(n);
         if head.starts_with(b"--") {
-            return Err("multipart body has no part named `file`".to_string());
+            return Err(MultipartError::NoFilePart);
         }
         let Some(end) = memchr::memmem::find(&head, b"\r\n\r\n") else {
-            return Err("multipart part headers are not terminated".to_string());
+            return Err(MultipartError::UnterminatedHeaders);
         };
         let headers = String::from_utf8_lossy(&head[..end]).to_string();
         let data_start = after + end as u64 + 4;
         let closing = format!("\r\n--{boundary}");
-        let Some(data_end) = find_in_file(raw, data_start, closing.as_bytes())
-            .await
-            .map_err(|e| e.to_string())?
-        else {
-            return Err("multipart body ends without its closing boundary".to_string());
+        let Some(data_end) = find_in_file(raw, data_start, closing.as_bytes()).await? else {
+            return Err(MultipartError::NoClosingBoundary);
         };
         if disposition_param(&headers, "name").as_deref() == Some("file") {
             let filename = disposition_param(&headers, "filename").unwrap_or_default();
@@ -173,7 +178,7 @@ pub(super) async fn upload(shared: &Shared, req: Request, id: JobId) -> Response
     }
     let (start, end, filename) = match locate_file_part(&mut raw.file, &boundary).await {
         Ok(p) => p,
-        Err(msg) => return bad_request(&msg),
+        Err(e) => return bad_request(&e.to_string()),
     };
     let size = end - start;
     if size > limit {
