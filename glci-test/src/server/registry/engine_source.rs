@@ -32,9 +32,50 @@ pub(super) enum EngineSourceError {
     #[error("the Docker engine: {0}")]
     Engine(#[from] crate::docker::DockerError),
     #[error("the Docker engine: reading `docker save` of {image}: {why}")]
-    Saved { image: String, why: String },
+    Saved { image: String, why: SavedImageError },
     #[error("the Docker engine: {0}")]
     Store(#[from] ApiError),
+}
+
+/// Why the image `docker save` wrote cannot be stored.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum SavedImageError {
+    #[error(transparent)]
+    Read(#[from] io::Error),
+    /// Storing a layer failed; the registry's message, without its code.
+    #[error("{}", .0.message)]
+    Layer(ApiError),
+    #[error("a layer symlink without a target")]
+    LinkWithoutTarget,
+    #[error("no manifest.json in the saved image")]
+    NoManifest,
+    #[error("manifest.json: {0}")]
+    ManifestNotJson(serde_json::Error),
+    #[error("manifest.json lists no image")]
+    NoImage,
+    #[error("manifest.json names no Config")]
+    NoConfig,
+    #[error("the saved image lacks its config {0}")]
+    MissingConfig(String),
+    #[error("manifest.json names no Layers")]
+    NoLayers,
+    #[error("a layer path is not text")]
+    LayerPathNotText,
+    #[error("the saved image lacks its layer {}", .0.display())]
+    MissingLayer(PathBuf),
+    #[error("the image config is not JSON: {0}")]
+    ConfigNotJson(serde_json::Error),
+    #[error("the saved layers hash to {layers:?}, the config's diff_ids are {diff_ids:?}")]
+    DiffIds {
+        layers: Vec<String>,
+        diff_ids: Vec<String>,
+    },
+    /// Writing the OCI manifest (cannot fail for a `serde_json::Value`).
+    #[error(transparent)]
+    Manifest(serde_json::Error),
+    /// The blocking task reading the tar panicked or was cancelled.
+    #[error(transparent)]
+    Task(tokio::task::JoinError),
 }
 
 /// Imports `name:tag` from the engine into `name`; `Ok(None)` when the engine has no such
@@ -56,7 +97,7 @@ pub(super) async fn import(
             return Err(crate::docker::DockerError::api(format!("inspect image {image}"), e).into())
         }
     }
-    let saved_err = |why: String| EngineSourceError::Saved {
+    let saved_err = |why: SavedImageError| EngineSourceError::Saved {
         image: image.clone(),
         why,
     };
@@ -70,22 +111,28 @@ pub(super) async fn import(
     let saved =
         tokio::task::spawn_blocking(move || read_saved(reader, &blobs_root, max_blob_bytes))
             .await
-            .map_err(|e| saved_err(e.to_string()))?
+            .map_err(|e| saved_err(SavedImageError::Task(e)))?
             .map_err(saved_err)?;
     let config = saved.config;
     let config_digest = Digest::of(&config);
     let parsed: serde_json::Value = serde_json::from_slice(&config)
-        .map_err(|e| saved_err(format!("the image config is not JSON: {e}")))?;
-    let diff_ids: Vec<&str> = parsed
+        .map_err(|e| saved_err(SavedImageError::ConfigNotJson(e)))?;
+    let diff_ids: Vec<String> = parsed
         .pointer("/rootfs/diff_ids")
         .and_then(|d| d.as_array())
-        .map(|a| a.iter().filter_map(|d| d.as_str()).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|d| d.as_str())
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default();
     let layer_ids: Vec<String> = saved.layers.iter().map(|(d, _)| d.to_string()).collect();
     if diff_ids != layer_ids {
-        return Err(saved_err(format!(
-            "the saved layers hash to {layer_ids:?}, the config's diff_ids are {diff_ids:?}"
-        )));
+        return Err(saved_err(SavedImageError::DiffIds {
+            layers: layer_ids,
+            diff_ids,
+        }));
     }
     // Marked first: a repository with content but no mark is a project's.
     store
@@ -117,7 +164,8 @@ pub(super) async fn import(
         },
         "layers": layers,
     });
-    let data = serde_json::to_vec(&manifest).map_err(|e| saved_err(e.to_string()))?;
+    let data =
+        serde_json::to_vec(&manifest).map_err(|e| saved_err(SavedImageError::Manifest(e)))?;
     let digest = store
         .put_manifest(name, data, manifest::OCI_MANIFEST, Some(tag))
         .await?;
@@ -133,26 +181,29 @@ struct Saved {
 
 /// Reads a `docker save` tar (`manifest.json`, `<id>.json`, `<dir>/layer.tar`, a layer
 /// saved twice being a symlink to the first), storing each layer as a blob on the way.
-fn read_saved(reader: impl Read, blobs_root: &Path, max_blob_bytes: u64) -> Result<Saved, String> {
+fn read_saved(
+    reader: impl Read,
+    blobs_root: &Path,
+    max_blob_bytes: u64,
+) -> Result<Saved, SavedImageError> {
     let mut archive = tar::Archive::new(reader);
     let mut layers: HashMap<PathBuf, (Digest, u64)> = HashMap::new();
     let mut links: HashMap<PathBuf, PathBuf> = HashMap::new();
     let mut jsons: HashMap<PathBuf, Vec<u8>> = HashMap::new();
-    for entry in archive.entries().map_err(|e| e.to_string())? {
-        let mut entry = entry.map_err(|e| e.to_string())?;
-        let path = normal(&entry.path().map_err(|e| e.to_string())?);
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = normal(&entry.path()?);
         let kind = entry.header().entry_type();
         if path.file_name().is_some_and(|f| f == "layer.tar") {
             if kind.is_symlink() {
                 let target = entry
-                    .link_name()
-                    .map_err(|e| e.to_string())?
-                    .ok_or("a layer symlink without a target")?;
+                    .link_name()?
+                    .ok_or(SavedImageError::LinkWithoutTarget)?;
                 let dir = path.parent().unwrap_or(Path::new(""));
                 links.insert(path.clone(), normal(&dir.join(target)));
             } else if kind.is_file() {
                 let stored = write_blob_sync(blobs_root, &mut entry, None, max_blob_bytes)
-                    .map_err(|e| e.message)?;
+                    .map_err(SavedImageError::Layer)?;
                 layers.insert(path, stored);
             }
         } else if kind.is_file()
@@ -160,35 +211,34 @@ fn read_saved(reader: impl Read, blobs_root: &Path, max_blob_bytes: u64) -> Resu
             && path.components().count() == 1
         {
             let mut data = Vec::new();
-            (&mut entry)
-                .take(MAX_JSON_BYTES)
-                .read_to_end(&mut data)
-                .map_err(|e| e.to_string())?;
+            (&mut entry).take(MAX_JSON_BYTES).read_to_end(&mut data)?;
             jsons.insert(path, data);
         }
     }
     let manifest: serde_json::Value = serde_json::from_slice(
         jsons
             .get(Path::new("manifest.json"))
-            .ok_or("no manifest.json in the saved image")?,
+            .ok_or(SavedImageError::NoManifest)?,
     )
-    .map_err(|e| format!("manifest.json: {e}"))?;
-    let entry = manifest.get(0).ok_or("manifest.json lists no image")?;
+    .map_err(SavedImageError::ManifestNotJson)?;
+    let entry = manifest.get(0).ok_or(SavedImageError::NoImage)?;
     let config_path = entry
         .get("Config")
         .and_then(|c| c.as_str())
-        .ok_or("manifest.json names no Config")?;
+        .ok_or(SavedImageError::NoConfig)?;
     let config = jsons
         .get(&normal(Path::new(config_path)))
-        .ok_or_else(|| format!("the saved image lacks its config {config_path}"))?
+        .ok_or_else(|| SavedImageError::MissingConfig(config_path.to_string()))?
         .clone();
     let mut ordered = Vec::new();
     for layer in entry
         .get("Layers")
         .and_then(|l| l.as_array())
-        .ok_or("manifest.json names no Layers")?
+        .ok_or(SavedImageError::NoLayers)?
     {
-        let mut path = normal(Path::new(layer.as_str().ok_or("a layer path is not text")?));
+        let mut path = normal(Path::new(
+            layer.as_str().ok_or(SavedImageError::LayerPathNotText)?,
+        ));
         for _ in 0..8 {
             match links.get(&path) {
                 Some(target) => path = target.clone(),
@@ -197,7 +247,7 @@ fn read_saved(reader: impl Read, blobs_root: &Path, max_blob_bytes: u64) -> Resu
         }
         let stored = layers
             .get(&path)
-            .ok_or_else(|| format!("the saved image lacks its layer {}", path.display()))?;
+            .ok_or_else(|| SavedImageError::MissingLayer(path.clone()))?;
         ordered.push(stored.clone());
     }
     Ok(Saved {
