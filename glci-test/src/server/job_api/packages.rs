@@ -26,10 +26,21 @@ pub(super) struct Coordinates<'a> {
     pub(super) file: &'a str,
 }
 
+/// A package path parameter GitLab's rules refuse; the message goes into the 400 answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum InvalidCoordinate {
+    #[error("package_name {0:?} is invalid")]
+    Name(String),
+    #[error("package_version {0:?} is invalid")]
+    Version(String),
+    #[error("file_name {0:?} is invalid")]
+    FileName(String),
+}
+
 /// GitLab's `generic_package_name_regex` / `generic_package_file_name_regex`
 /// (`[A-Za-z0-9._+~-]`, `~` only in file names) and its semver-like version rule, with `.`
 /// and `..` refused so no name climbs out of the package directory.
-fn validate(c: &Coordinates<'_>) -> Result<(), String> {
+fn validate(c: &Coordinates<'_>) -> Result<(), InvalidCoordinate> {
     let plain = |s: &str, extra: &[u8]| {
         !s.is_empty()
             && s.len() <= 255
@@ -40,13 +51,13 @@ fn validate(c: &Coordinates<'_>) -> Result<(), String> {
                 .all(|b| b.is_ascii_alphanumeric() || b"._-+".contains(&b) || extra.contains(&b))
     };
     if !plain(c.name, b"") {
-        return Err(format!("package_name {:?} is invalid", c.name));
+        return Err(InvalidCoordinate::Name(c.name.to_string()));
     }
     if !plain(c.version, b"") || c.version.starts_with('.') || c.version.ends_with('.') {
-        return Err(format!("package_version {:?} is invalid", c.version));
+        return Err(InvalidCoordinate::Version(c.version.to_string()));
     }
     if !plain(c.file, b"~") {
-        return Err(format!("file_name {:?} is invalid", c.file));
+        return Err(InvalidCoordinate::FileName(c.file.to_string()));
     }
     Ok(())
 }
@@ -68,8 +79,8 @@ pub(super) async fn upload(
     c: &Coordinates<'_>,
     req: Request,
 ) -> Response {
-    if let Err(msg) = validate(c) {
-        return bad_request(&msg);
+    if let Err(e) = validate(c) {
+        return bad_request(&e.to_string());
     }
     let dir = dir_of(shared, caller, c);
     let limit = shared.config.api.max_package_bytes;
@@ -107,8 +118,8 @@ pub(super) async fn upload(
 }
 
 pub(super) async fn download(shared: &Shared, caller: &Caller, c: &Coordinates<'_>) -> Response {
-    if let Err(msg) = validate(c) {
-        return bad_request(&msg);
+    if let Err(e) = validate(c) {
+        return bad_request(&e.to_string());
     }
     let path = dir_of(shared, caller, c).join(c.file);
     let file = match tokio::fs::File::open(&path).await {
