@@ -97,22 +97,45 @@ pub(crate) async fn handle(shared: &Shared, req: Request, repo: &str, rest: &str
     };
     match run_backend(req, &bare, rest).await {
         Ok(resp) => resp,
-        Err(msg) => {
-            tracing::error!("git http-backend for {repo} ({}): {msg}", bare.display());
+        Err(e) => {
+            tracing::error!("git http-backend for {repo} ({}): {e}", bare.display());
             h::text(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                &format!("git http-backend failed: {msg}"),
+                &format!("git http-backend failed: {e}"),
             )
         }
     }
 }
 
+/// Why `git http-backend` gave no usable answer; logged, and sent in the 500 answer.
+#[derive(Debug, thiserror::Error)]
+enum BackendError {
+    #[error("{} has no parent directory", .0.display())]
+    NoParent(PathBuf),
+    #[error("cannot start `git http-backend`: {0}")]
+    Spawn(std::io::Error),
+    #[error("no {0} pipe")]
+    NoPipe(&'static str),
+    #[error("reading CGI headers: {0}")]
+    ReadHeaders(std::io::Error),
+    #[error("git http-backend ended before sending headers")]
+    NoHeaders,
+    #[error("malformed CGI header line {0:?}")]
+    MalformedHeader(String),
+    #[error("bad CGI status {0:?}")]
+    BadStatus(String),
+}
+
 /// Runs `git http-backend` for one request: headers become CGI variables, the body goes to
 /// stdin, the CGI header block is parsed and the rest is streamed back.
-async fn run_backend(req: Request, bare: &std::path::Path, rest: &str) -> Result<Response, String> {
+async fn run_backend(
+    req: Request,
+    bare: &std::path::Path,
+    rest: &str,
+) -> Result<Response, BackendError> {
     let (root, name): (PathBuf, String) = match (bare.parent(), bare.file_name()) {
         (Some(p), Some(n)) => (p.to_path_buf(), n.to_string_lossy().into_owned()),
-        _ => return Err(format!("{} has no parent directory", bare.display())),
+        _ => return Err(BackendError::NoParent(bare.to_path_buf())),
     };
     let mut cmd = Command::new("git");
     cmd.arg("http-backend")
@@ -155,12 +178,10 @@ async fn run_backend(req: Request, bare: &std::path::Path, rest: &str) -> Result
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start `git http-backend`: {e}"))?;
-    let mut stdin = child.stdin.take().ok_or("no stdin pipe")?;
-    let stdout = child.stdout.take().ok_or("no stdout pipe")?;
-    let stderr = child.stderr.take().ok_or("no stderr pipe")?;
+    let mut child = cmd.spawn().map_err(BackendError::Spawn)?;
+    let mut stdin = child.stdin.take().ok_or(BackendError::NoPipe("stdin"))?;
+    let stdout = child.stdout.take().ok_or(BackendError::NoPipe("stdout"))?;
+    let stderr = child.stderr.take().ok_or(BackendError::NoPipe("stderr"))?;
     // Feed the body concurrently with reading the reply, so neither pipe can fill up and
     // block the other side.
     let mut body = req.into_body();
@@ -189,16 +210,16 @@ async fn run_backend(req: Request, bare: &std::path::Path, rest: &str) -> Result
         let n = reader
             .read_line(&mut line)
             .await
-            .map_err(|e| format!("reading CGI headers: {e}"))?;
+            .map_err(BackendError::ReadHeaders)?;
         if n == 0 {
-            return Err("git http-backend ended before sending headers".to_string());
+            return Err(BackendError::NoHeaders);
         }
         let line = line.trim_end_matches(['\r', '\n']);
         if line.is_empty() {
             break;
         }
         let Some((k, v)) = line.split_once(':') else {
-            return Err(format!("malformed CGI header line {line:?}"));
+            return Err(BackendError::MalformedHeader(line.to_string()));
         };
         let v = v.trim();
         if k.eq_ignore_ascii_case("status") {
@@ -208,7 +229,7 @@ async fn run_backend(req: Request, bare: &std::path::Path, rest: &str) -> Result
                 .and_then(|c| c.parse::<u16>().ok());
             status = code
                 .and_then(|c| StatusCode::from_u16(c).ok())
-                .ok_or_else(|| format!("bad CGI status {v:?}"))?;
+                .ok_or_else(|| BackendError::BadStatus(v.to_string()))?;
         } else {
             headers.push((k.to_string(), v.to_string()));
         }
