@@ -81,8 +81,10 @@ fn matches(
                 "include rule if should be a string",
             ));
         };
-        let ok = super::condition::evaluate_if(src, vars)
-            .map_err(|e| ConfigError::at(&cond.span, format!("include rule if {e}")))?;
+        // GitLab words every syntax error the same, without the parser's detail.
+        let ok = super::condition::evaluate_if(src, vars).map_err(|_| {
+            ConfigError::at(&cond.span, "include rule if invalid expression syntax")
+        })?;
         if !ok {
             return Ok(false);
         }
