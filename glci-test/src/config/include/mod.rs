@@ -408,7 +408,8 @@ impl<'a> Includer<'a> {
             )
         })?;
         if let Some(integrity) = integrity {
-            remote::check_integrity(url, &text, integrity).map_err(|e| ConfigError::at(at, e))?;
+            remote::check_integrity(url, &text, integrity)
+                .map_err(|e| ConfigError::at(at, e.to_string()))?;
         }
         if text.trim().is_empty() {
             return Err(ConfigError::at(

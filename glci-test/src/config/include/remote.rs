@@ -63,7 +63,7 @@ pub fn fetch(url: &str, timeout: Duration, allow_private: bool) -> Result<String
     let mut current = url.to_string();
     for _ in 0..=MAX_REDIRECTS {
         if !allow_private {
-            check_public(&current).map_err(FetchError::NotPublic)?;
+            check_public(&current).map_err(|e| FetchError::NotPublic(e.to_string()))?;
         }
         if Instant::now() >= deadline {
             return Err(FetchError::Timeout);
@@ -117,8 +117,8 @@ struct PublicOnly {
     inner: ureq::unversioned::resolver::DefaultResolver,
 }
 
-/// [`PublicOnly`]'s refusal, carried through the client's I/O error.
-#[derive(Debug, thiserror::Error)]
+/// [`PublicOnly`]'s refusal, carried through the client's I/O error, and [`check_public`]'s.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("`{host}` is a local or private address ({ip})")]
 struct NotPublicAddress {
     host: String,
@@ -173,14 +173,27 @@ fn join(base: &str, location: &str) -> String {
     }
 }
 
+/// Why [`check_public`] refused a URL (see [`FetchError::NotPublic`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+enum NotPublicUrl {
+    /// `reason` is the URL parser's message (its error type cannot be compared).
+    #[error("`{url}` is not a valid URL ({reason})")]
+    Invalid { url: String, reason: String },
+    #[error("`{0}` has no host")]
+    NoHost(String),
+    #[error(transparent)]
+    Address(#[from] NotPublicAddress),
+}
+
 /// Refuses a URL whose host is, or resolves to, a non-public address.
-fn check_public(url: &str) -> Result<(), String> {
-    let uri: ureq::http::Uri = url
-        .parse()
-        .map_err(|e| format!("`{url}` is not a valid URL ({e})"))?;
+fn check_public(url: &str) -> Result<(), NotPublicUrl> {
+    let uri: ureq::http::Uri = url.parse().map_err(|e| NotPublicUrl::Invalid {
+        url: url.to_string(),
+        reason: format!("{e}"),
+    })?;
     let host = uri
         .host()
-        .ok_or_else(|| format!("`{url}` has no host"))?
+        .ok_or_else(|| NotPublicUrl::NoHost(url.to_string()))?
         .trim_start_matches('[')
         .trim_end_matches(']');
     let port = uri
@@ -199,7 +212,11 @@ fn check_public(url: &str) -> Result<(), String> {
             .unwrap_or_default(),
     };
     match addresses.iter().find(|ip| !is_public(ip)) {
-        Some(ip) => Err(format!("`{host}` is a local or private address ({ip})")),
+        Some(ip) => Err(NotPublicAddress {
+            host: host.to_string(),
+            ip: *ip,
+        }
+        .into()),
         None => Ok(()),
     }
 }
@@ -236,18 +253,38 @@ fn is_local_v6(ip: &Ipv6Addr) -> bool {
         || (first & 0xffc0) == 0xfe80
 }
 
+/// Why an `include:remote` with `integrity:` is refused, worded as GitLab does.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum IntegrityError {
+    #[error(
+        "Remote file `{url}`: integrity `{integrity}` must be `sha256-` followed by a base64 digest"
+    )]
+    Malformed { url: String, integrity: String },
+    #[error(
+        "Remote file `{url}` failed integrity check: expected `sha256-{expected}`, got `sha256-{actual}`"
+    )]
+    Mismatch {
+        url: String,
+        expected: String,
+        actual: String,
+    },
+}
+
 /// Checks `integrity: sha256-<base64>` against the fetched text.
-pub fn check_integrity(url: &str, text: &str, integrity: &str) -> Result<(), String> {
+pub fn check_integrity(url: &str, text: &str, integrity: &str) -> Result<(), IntegrityError> {
     let Some(expected) = integrity.strip_prefix("sha256-") else {
-        return Err(format!(
-            "Remote file `{url}`: integrity `{integrity}` must be `sha256-` followed by a base64 digest"
-        ));
+        return Err(IntegrityError::Malformed {
+            url: url.to_string(),
+            integrity: integrity.to_string(),
+        });
     };
     let actual = base64::engine::general_purpose::STANDARD.encode(Sha256::digest(text.as_bytes()));
     if actual != expected {
-        return Err(format!(
-            "Remote file `{url}` failed integrity check: expected `sha256-{expected}`, got `sha256-{actual}`"
-        ));
+        return Err(IntegrityError::Mismatch {
+            url: url.to_string(),
+            expected: expected.to_string(),
+            actual,
+        });
     }
     Ok(())
 }
