@@ -193,19 +193,10 @@ fn sizes(u: Usage) -> String {
     )
 }
 
-async fn connect() -> Result<Engine, String> {
-    Engine::connect().await.map_err(|e| e.to_string())
-}
-
 async fn df(home: PathBuf, label: Option<String>, json: bool) -> Result<ExitCode> {
     let filter = label.as_deref().map(LabelFilter::parse);
-    let engine = connect().await;
-    let footprint = footprint::measure(
-        engine.as_ref().map_err(Clone::clone),
-        &home,
-        filter.as_ref(),
-    )
-    .await?;
+    let engine = Engine::connect().await;
+    let footprint = footprint::measure(engine.as_ref(), &home, filter.as_ref()).await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&footprint)?);
     } else {
@@ -343,10 +334,9 @@ async fn prune_cmd(home: PathBuf, options: PruneOptions, force: bool) -> Result<
     if !force && !std::io::stdin().is_terminal() {
         bail!("`cargo glci system prune` asks for confirmation, and stdin is not a terminal: pass --force to prune without asking");
     }
-    let engine = connect().await;
-    let (engine, engine_error) = match engine {
+    let (engine, engine_error) = match Engine::connect().await {
         Ok(e) => (Some(e), None),
-        Err(e) => (None, Some(e)),
+        Err(e) => (None, Some(e.to_string())),
     };
     let plan = prune::plan(engine.as_ref(), engine_error, &home, &options).await?;
     print!("{}", plan_text(&plan, &options));

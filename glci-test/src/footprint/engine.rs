@@ -164,8 +164,29 @@ pub enum UsageError {
     Df {
         endpoint: String,
         path: String,
-        reason: String,
+        reason: DfError,
     },
+}
+
+/// Why the `GET /system/df` behind [`UsageError::Df`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DfError {
+    #[error("{0}")]
+    Connect(std::io::Error),
+    #[error("{0}")]
+    Http(hyper::Error),
+    #[error("{0}")]
+    Request(http::Error),
+    #[error("{status}: {body}")]
+    Status {
+        status: http::StatusCode,
+        /// The engine's answer, trimmed.
+        body: String,
+    },
+    #[error("unexpected answer: {0}")]
+    Unexpected(serde_json::Error),
+    #[error("glci reads the engine's disk usage over a unix socket or plain tcp:// only")]
+    UnsupportedEndpoint,
 }
 
 /// glci's objects in `engine` with the engine's numbers, those also carrying `filter`'s
@@ -339,7 +360,7 @@ async fn system_df(engine: &Engine) -> Result<DfResponse, UsageError> {
     let mut df: DfResponse = serde_json::from_slice(&body).map_err(|e| UsageError::Df {
         endpoint: engine.endpoint().to_string(),
         path: path.clone(),
-        reason: format!("unexpected answer: {e}"),
+        reason: DfError::Unexpected(e),
     })?;
     if let Some(u) = df.image_usage.take() {
         df.images.extend(u.items);
@@ -355,7 +376,7 @@ async fn system_df(engine: &Engine) -> Result<DfResponse, UsageError> {
 
 /// One GET to the engine at `endpoint` (`unix://` or plain `tcp://`/`http://`), its body.
 async fn get(endpoint: &str, path: &str) -> Result<Vec<u8>, UsageError> {
-    let fail = |reason: String| UsageError::Df {
+    let fail = |reason: DfError| UsageError::Df {
         endpoint: endpoint.to_string(),
         path: path.to_string(),
         reason,
@@ -363,7 +384,7 @@ async fn get(endpoint: &str, path: &str) -> Result<Vec<u8>, UsageError> {
     if let Some(socket) = endpoint.strip_prefix("unix://") {
         let stream = tokio::net::UnixStream::connect(socket)
             .await
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail(DfError::Connect(e)))?;
         return request(stream, path).await.map_err(fail);
     }
     let address = endpoint
@@ -374,17 +395,14 @@ async fn get(endpoint: &str, path: &str) -> Result<Vec<u8>, UsageError> {
         Some(address) if !tls => {
             let stream = tokio::net::TcpStream::connect(address.trim_end_matches('/'))
                 .await
-                .map_err(|e| fail(e.to_string()))?;
+                .map_err(|e| fail(DfError::Connect(e)))?;
             request(stream, path).await.map_err(fail)
         }
-        _ => Err(fail(
-            "glci reads the engine's disk usage over a unix socket or plain tcp:// only"
-                .to_string(),
-        )),
+        _ => Err(fail(DfError::UnsupportedEndpoint)),
     }
 }
 
-async fn request<S>(stream: S, path: &str) -> Result<Vec<u8>, String>
+async fn request<S>(stream: S, path: &str) -> Result<Vec<u8>, DfError>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -392,29 +410,26 @@ where
     let io = hyper_util::rt::TokioIo::new(stream);
     let (mut sender, connection) = hyper::client::conn::http1::handshake(io)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(DfError::Http)?;
     let driver = tokio::spawn(connection);
     let request = http::Request::get(path)
         .header(http::header::HOST, "docker")
         .body(http_body_util::Empty::<bytes::Bytes>::new())
-        .map_err(|e| e.to_string())?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|e| e.to_string())?;
+        .map_err(DfError::Request)?;
+    let response = sender.send_request(request).await.map_err(DfError::Http)?;
     let status = response.status();
     let body = response
         .into_body()
         .collect()
         .await
-        .map_err(|e| e.to_string())?
+        .map_err(DfError::Http)?
         .to_bytes();
     driver.abort();
     if !status.is_success() {
-        return Err(format!(
-            "{status}: {}",
-            String::from_utf8_lossy(&body).trim()
-        ));
+        return Err(DfError::Status {
+            status,
+            body: String::from_utf8_lossy(&body).trim().to_string(),
+        });
     }
     Ok(body.to_vec())
 }

@@ -12,10 +12,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 pub use disk::{home_usage, HomeUsage, Usage};
-pub use engine::{engine_usage, EngineUsage, LabelFilter, UsageError};
+pub use engine::{engine_usage, DfError, EngineUsage, LabelFilter, UsageError};
 pub use prune::{PruneOptions, PrunePlan, PruneReport};
 
-use crate::docker::Engine;
+use crate::docker::{DockerError, Engine};
 
 /// `cargo glci system df`: the engine's part (when an engine answers) and the disk's.
 #[derive(Debug, Clone, Serialize)]
@@ -28,15 +28,15 @@ pub struct Footprint {
 }
 
 /// Measures glci's footprint in `engine` (objects also carrying `filter`'s label, when
-/// given) and in `home`.
+/// given; when no engine could be reached, why not) and in `home`.
 pub async fn measure(
-    engine: Result<&Engine, String>,
+    engine: Result<&Engine, &DockerError>,
     home: &Path,
     filter: Option<&LabelFilter>,
 ) -> Result<Footprint, UsageError> {
     let (engine, engine_error) = match engine {
         Ok(engine) => (Some(engine_usage(engine, filter).await?), None),
-        Err(e) => (None, Some(e)),
+        Err(e) => (None, Some(e.to_string())),
     };
     let home_dir = home.to_path_buf();
     let disk = tokio::task::spawn_blocking(move || home_usage(&home_dir))
