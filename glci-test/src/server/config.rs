@@ -162,8 +162,22 @@ pub enum ServerError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("invalid server configuration: {0}")]
-    Config(String),
+    #[error(
+        "invalid server configuration: S3 bucket name {0:?} must be one non-empty path segment"
+    )]
+    BucketName(String),
+    #[error("invalid server configuration: making the registry CA: {0}")]
+    RegistryCaTask(tokio::task::JoinError),
+    #[error("invalid server configuration: registry certificate validity: {0}")]
+    LeafValidity(time::error::ConversionRange),
+    /// `RunningServer::add_repository` with a path git clients could not address.
+    #[error(
+        "invalid server configuration: project path {path:?} must look like `group/project` \
+         and not start with the S3 bucket name {bucket:?}"
+    )]
+    ProjectPath { path: String, bucket: String },
+    #[error("invalid server configuration: repository for {project}: {} is not a directory", .path.display())]
+    NotARepository { project: String, path: PathBuf },
     /// A job spec `RunningServer::enqueue` refused.
     #[error("invalid server configuration: {0}")]
     JobSpec(super::runner_api::state::JobSpecError),
@@ -201,4 +215,33 @@ pub struct S3Credentials {
     pub region: String,
     pub access_key: String,
     pub secret_key: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::runner_api::state::JobSpecError;
+
+    /// The typed variants read as the strings they replaced did.
+    #[test]
+    fn refusals_keep_their_wording() {
+        let e = ServerError::ProjectPath {
+            path: "glci-cache/x".into(),
+            bucket: "glci-cache".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "invalid server configuration: project path \"glci-cache/x\" must look like \
+             `group/project` and not start with the S3 bucket name \"glci-cache\""
+        );
+        let e = ServerError::JobSpec(JobSpecError::NotACommitId {
+            job: "build".into(),
+            sha: "abc".into(),
+        });
+        assert_eq!(
+            e.to_string(),
+            "invalid server configuration: job \"build\": git sha \"abc\" is not a full commit id"
+        );
+        assert!(std::error::Error::source(&e).is_none(), "no repeated cause");
+    }
 }

@@ -95,10 +95,7 @@ impl Server {
     /// runner started afterwards never meets a refused connection (docs/runner-contract.md §1).
     pub async fn start(config: ServerConfig) -> Result<RunningServer, ServerError> {
         if config.s3.bucket.is_empty() || config.s3.bucket.contains('/') {
-            return Err(ServerError::Config(format!(
-                "S3 bucket name {:?} must be one non-empty path segment",
-                config.s3.bucket
-            )));
+            return Err(ServerError::BucketName(config.s3.bucket.clone()));
         }
         std::fs::create_dir_all(&config.data_dir).map_err(|source| ServerError::DataDir {
             path: config.data_dir.clone(),
@@ -258,11 +255,10 @@ async fn bind_registry_tls(
     // Making a CA the first time is file I/O and key generation: not on the async runtime.
     let ca = tokio::task::spawn_blocking(move || tls::RegistryCa::load_or_create(&ca_dir))
         .await
-        .map_err(|e| ServerError::Config(format!("making the registry CA: {e}")))??;
+        .map_err(ServerError::RegistryCaTask)??;
     let ca_pem = ca.cert_pem().to_string();
     let validity = match config.leaf_validity {
-        Some(validity) => time::Duration::try_from(validity)
-            .map_err(|e| ServerError::Config(format!("registry certificate validity: {e}")))?,
+        Some(validity) => time::Duration::try_from(validity).map_err(ServerError::LeafValidity)?,
         None => tls::LEAF_VALIDITY,
     };
     let resolver = tls::LeafResolver::new(ca, names, validity)?;
@@ -485,16 +481,16 @@ impl RunningServer {
                 .split('/')
                 .all(|seg| !seg.is_empty() && seg != "." && seg != ".." && !seg.ends_with(".git"));
         if !valid {
-            return Err(ServerError::Config(format!(
-                "project path {project_path:?} must look like `group/project` and not start \
-                 with the S3 bucket name {bucket:?}"
-            )));
+            return Err(ServerError::ProjectPath {
+                path: project_path.to_string(),
+                bucket: bucket.clone(),
+            });
         }
         if !bare_path.is_dir() {
-            return Err(ServerError::Config(format!(
-                "repository for {clean}: {} is not a directory",
-                bare_path.display()
-            )));
+            return Err(ServerError::NotARepository {
+                project: clean.to_string(),
+                path: bare_path.to_path_buf(),
+            });
         }
         let mut repos = self
             .shared
