@@ -9,7 +9,8 @@
 //! - The CA is trusted only inside job containers (the runner injects it); glci never puts it
 //!   into the host's trust stores or Docker configuration.
 //! - Leaf certificates live [`LEAF_VALIDITY`] (or the `[tls] validity` setting, within
-//!   [`MIN_LEAF_VALIDITY`]..=[`MAX_LEAF_VALIDITY`]) and are made in memory, never written: a
+//!   [`MIN_LEAF_VALIDITY`](crate::settings::checks::MIN_LEAF_VALIDITY)..=
+//!   [`MAX_LEAF_VALIDITY`](crate::settings::checks::MAX_LEAF_VALIDITY)) and are made in memory, never written: a
 //!   new one at every server start, and again on the first handshake once less than a
 //!   seventh of their validity is left ([`renew_before`]), so a server that runs for weeks
 //!   keeps a valid certificate. The CA's own validity (10 years) does not follow the leaf's.
@@ -40,13 +41,6 @@ const CA_COMMON_NAME: &str = "glci registry CA";
 const CA_VALIDITY: Duration = Duration::days(3650);
 /// How long a leaf certificate is valid unless configured (`[tls] validity`).
 pub const LEAF_VALIDITY: Duration = Duration::days(7);
-/// The shortest leaf validity accepted: renewal comes a seventh before the end, so shorter
-/// leaves would be reissued every few minutes, and clients' clocks need some slack.
-pub const MIN_LEAF_VALIDITY: std::time::Duration = std::time::Duration::from_secs(3600);
-/// The longest leaf validity accepted: 825 days, the CA/Browser Forum's limit that Apple's
-/// TLS clients (and others since) enforce on leaf certificates; a longer one is refused by
-/// them even under a trusted CA.
-pub const MAX_LEAF_VALIDITY: std::time::Duration = std::time::Duration::from_secs(825 * 24 * 3600);
 
 /// How close to its end a leaf of `validity` is replaced at the next handshake: a seventh
 /// of it (a day of the default week).

@@ -6,7 +6,13 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use crate::server::tls::{MAX_LEAF_VALIDITY, MIN_LEAF_VALIDITY};
+/// The shortest leaf validity accepted: renewal comes a seventh before the end, so shorter
+/// leaves would be reissued every few minutes, and clients' clocks need some slack.
+pub const MIN_LEAF_VALIDITY: Duration = Duration::from_secs(3600);
+/// The longest leaf validity accepted: 825 days, the CA/Browser Forum's limit that Apple's
+/// TLS clients (and others since) enforce on leaf certificates; a longer one is refused by
+/// them even under a trusted CA.
+pub const MAX_LEAF_VALIDITY: Duration = Duration::from_secs(825 * 24 * 3600);
 
 /// Why a value cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
