@@ -138,6 +138,30 @@ fn nextest_runs_each_job_once_and_cargo_test_still_works() {
     let home = tempfile::tempdir().unwrap();
     let home = home.path();
 
+    // Listing alone starts the run's session ahead (nextest's listing cannot tell a `list`
+    // from a `run`); no job is asked for, so it leaves no pipeline record.
+    let list = cargo(dir, home, &["nextest", "list", "--offline", "--test", "ci"]);
+    assert!(list.status.success(), "{}", both(&list));
+    assert!(
+        daemon_log(home).contains("while it is listed by pid"),
+        "{}",
+        daemon_log(home)
+    );
+    stop_daemon(dir, home);
+    assert!(
+        daemon_log(home).contains("no job was asked for: pipeline record"),
+        "{}",
+        daemon_log(home)
+    );
+    let records: Vec<_> = std::fs::read_dir(home.join("pipelines"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name())
+        .collect();
+    assert!(records.is_empty(), "{records:?}");
+    let listed = daemon_log(home).len();
+
     let nextest = cargo(
         dir,
         home,
@@ -156,8 +180,9 @@ fn nextest_runs_each_job_once_and_cargo_test_still_works() {
     for job in ["a", "b", "c", "d"] {
         assert_eq!(runs(home, job), 1, "{}", daemon_log(home));
     }
-    // One session, started while nextest listed the tests, before any job was asked for.
-    let log = daemon_log(home);
+    // One session for the run, started while nextest listed the tests, before any job was
+    // asked for (in the log of the daemon started since the listing's was stopped).
+    let log = daemon_log(home)[listed..].to_string();
     let starts: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("starting a session"))

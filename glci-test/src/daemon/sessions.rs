@@ -3,7 +3,7 @@
 //! its job's log.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
@@ -139,11 +139,16 @@ pub struct Hosted {
     pub observer: Arc<Observer>,
     clients: AtomicUsize,
     last_used: Mutex<Instant>,
+    /// A job was asked for. A session started ahead (while nextest listed the tests) that
+    /// none was asked for (`cargo nextest list`, a run that filtered this binary's tests out)
+    /// leaves no pipeline record behind.
+    asked: AtomicBool,
 }
 
 impl Hosted {
     /// Counts a waiting client until the guard is dropped.
     pub fn attach(self: &Arc<Self>) -> Attached {
+        self.asked.store(true, Ordering::SeqCst);
         self.clients.fetch_add(1, Ordering::SeqCst);
         self.touch();
         Attached(Arc::clone(self))
@@ -184,7 +189,8 @@ impl Hosted {
         }
     }
 
-    /// Shuts the session down and removes its marker.
+    /// Shuts the session down and removes its marker (and its pipeline's record when no job
+    /// was asked for).
     pub async fn shutdown(self) {
         let marker = self
             .observer
@@ -192,9 +198,21 @@ impl Hosted {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .take();
+        let unused = !self.asked.load(Ordering::SeqCst);
+        let dir = self.session.dir().to_path_buf();
         self.session.shutdown().await;
         if let Some(marker) = marker {
             marker.remove();
+        }
+        if unused {
+            match std::fs::remove_dir_all(&dir) {
+                Ok(()) => eprintln!(
+                    "[{}] no job was asked for: pipeline record {} removed",
+                    self.run,
+                    dir.display()
+                ),
+                Err(e) => eprintln!("[{}] cannot remove {}: {e}", self.run, dir.display()),
+            }
         }
     }
 }
@@ -268,6 +286,7 @@ impl Table {
                 observer,
                 clients: AtomicUsize::new(0),
                 last_used: Mutex::new(Instant::now()),
+                asked: AtomicBool::new(false),
             }))
         })
         .await
