@@ -16,6 +16,9 @@ use super::protocol::{build_id, encode, DaemonStatus, JobRequest, Reply, Request
 use super::sessions::{self, LogChunk, Table};
 use super::{recovery, DaemonError, DaemonSettings, Paths, SESSION_LINGER};
 
+/// How long a stopping daemon waits for sessions still starting, to shut them down properly.
+const SESSION_START_PATIENCE: Duration = Duration::from_secs(120);
+
 /// Serves until idle or stopped. Its output is the log the starter opened (see `spawn`).
 pub(super) fn run() -> Result<(), DaemonError> {
     let paths = Paths::from_env()?;
@@ -155,7 +158,7 @@ async fn serve(paths: Paths, settings: DaemonSettings) -> Result<(), DaemonError
     // New clients start a new daemon from here on.
     drop(listener);
     remove_socket_if_ours(&daemon.paths.socket);
-    let sessions = daemon.table.take(|_| true);
+    let sessions = daemon.table.take_all(SESSION_START_PATIENCE).await;
     if force {
         for hosted in &sessions {
             hosted.session.cancel();

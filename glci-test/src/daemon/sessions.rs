@@ -305,6 +305,26 @@ impl Table {
         self.slots().is_empty()
     }
 
+    /// Takes out every session for the daemon's shutdown, once those still starting have
+    /// started (or failed to): a session taken while it starts would never be shut down, and
+    /// its pipeline would be left half made. One that takes longer than `patience` is left
+    /// (its Docker objects are removed by its watchdog when the daemon exits).
+    pub async fn take_all(&self, patience: std::time::Duration) -> Vec<Arc<Hosted>> {
+        let deadline = Instant::now() + patience;
+        loop {
+            let starting = self.slots().values().filter(|s| s.get().is_none()).count();
+            if starting == 0 {
+                break;
+            }
+            if Instant::now() >= deadline {
+                eprintln!("{starting} session(s) still starting: not waited for");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.take(|_| true)
+    }
+
     /// Takes out the sessions `pick` chooses (and failed starts no client used since), for
     /// shutting down.
     pub fn take(&self, pick: impl Fn(&Hosted) -> bool) -> Vec<Arc<Hosted>> {
