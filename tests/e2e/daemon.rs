@@ -306,6 +306,22 @@ fn killed_clients_other_builds_and_stopping() {
     );
     assert!(text.contains("read other glci settings"), "{text}");
     assert!(text.contains("10.9.8.7\tsettings-probe.test"), "{text}");
+    // So does one whose Docker credentials are elsewhere (`DOCKER_CONFIG`), which the daemon
+    // reads from its own environment for the registry's upstreams.
+    let other_docker = command(&bin, dir, home)
+        .args(["--exact", "a", "--include-ignored"])
+        .env("GLCI_RUN_ID", "run-2b")
+        .env("GLCI_DAEMON_BUILD_TAG", "other")
+        .env("DOCKER_CONFIG", home.join("elsewhere"))
+        .output()
+        .unwrap();
+    let text = both(&other_docker);
+    assert!(
+        other_docker.status.success(),
+        "{text}\n{}",
+        daemon_log(home)
+    );
+    assert!(text.contains("read other glci settings"), "{text}");
 
     // `stop` waits for the running job, which passes.
     let waited = client(&bin, dir, home, "run-3", "slow", "other");

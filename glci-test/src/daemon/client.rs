@@ -7,7 +7,10 @@ use std::time::Duration;
 
 use crate::pipeline::JobReport;
 
-use super::protocol::{build_id, encode, DaemonStatus, JobRequest, Reply, Request, SessionRequest};
+use super::protocol::{
+    build_id, configuration_digest, encode, DaemonStatus, JobRequest, Reply, Request,
+    SessionRequest,
+};
 use super::recovery::process_alive;
 use super::server::STOPPING;
 use super::{spawn, DaemonError, Paths};
@@ -20,7 +23,7 @@ pub struct Client {
     pub pid: u32,
     /// The daemon's build id.
     pub build: String,
-    /// The daemon's settings digest (`Settings::digest`).
+    /// The daemon's configuration digest (`protocol::configuration_digest`).
     settings: String,
 }
 
@@ -73,9 +76,9 @@ impl Client {
     }
 
     /// Whether this daemon runs pipelines as this process would: the same build, read the
-    /// same settings.
+    /// same settings and environment.
     fn is_like_this_process(&self) -> bool {
-        self.build == build_id() && self.settings == crate::settings::current().digest()
+        self.build == build_id() && self.settings == configuration_digest()
     }
 
     /// A daemon of this build and settings: the one running, else a new one. One of another
@@ -92,7 +95,7 @@ impl Client {
                         );
                     } else {
                         eprintln!(
-                            "glci: the daemon (pid {}) read other glci settings (another project's .glci.toml or other GLCI_* variables): restarting it once its running jobs are done",
+                            "glci: the daemon (pid {}) read other glci settings (another project's .glci.toml, other GLCI_* or Docker variables): restarting it once its running jobs are done",
                             client.pid
                         );
                     }

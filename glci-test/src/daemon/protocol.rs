@@ -13,6 +13,34 @@ use crate::pipeline::{JobReport, PipelineOptions, RunOptions};
 /// serves only clients of the same build id.
 pub const BUILD_ID: &str = concat!(env!("CARGO_PKG_VERSION"), "+", env!("GLCI_BUILD_ID"));
 
+/// Variables the daemon reads from its own environment besides the settings: where Docker
+/// credentials are found (the registry's upstreams use them) and the home of its `git`.
+const READ_FROM_ENVIRONMENT: [&str; 4] = [
+    "DOCKER_CONFIG",
+    "HOME",
+    "DOCKER_CERT_PATH",
+    "DOCKER_TLS_VERIFY",
+];
+
+/// What a process runs pipelines with besides its build: a digest of its resolved settings
+/// (`Settings::digest`) and of [`READ_FROM_ENVIRONMENT`]. The daemon reads both once, when it
+/// starts, so it serves only clients of the same digest (another project's `.glci.toml`,
+/// other `GLCI_*` or Docker variables restart it). Never shown.
+pub fn configuration_digest() -> String {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    hash.update(crate::settings::current().digest().as_bytes());
+    for name in READ_FROM_ENVIRONMENT {
+        hash.update([0]);
+        hash.update(name.as_bytes());
+        if let Some(value) = std::env::var_os(name) {
+            hash.update([1]);
+            hash.update(value.as_encoded_bytes());
+        }
+    }
+    hash.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// [`BUILD_ID`], with `GLCI_DAEMON_BUILD_TAG` appended when set: two programs of one build
 /// told apart, so that tests can meet a daemon of "another build" without building twice.
 pub fn build_id() -> String {
@@ -65,7 +93,7 @@ pub enum Reply {
     Hello {
         build: String,
         pid: u32,
-        /// The daemon's `Settings::digest` (absent from daemons before it was sent).
+        /// The daemon's [`configuration_digest`] (absent from daemons before it was sent).
         #[serde(default)]
         settings: String,
     },

@@ -251,7 +251,7 @@ async fn handle(daemon: Arc<Daemon>, stream: UnixStream) {
     let hello = Reply::Hello {
         build: build_id(),
         pid: std::process::id(),
-        settings: crate::settings::current().digest(),
+        settings: super::protocol::configuration_digest(),
     };
     if send(&mut write, &hello).await.is_err() {
         return;
@@ -352,6 +352,18 @@ async fn serve_job(
     loop {
         tokio::select! {
             result = &mut job => {
+                // The job's last chunks were broadcast before it finished but may not have
+                // been sent yet: the log first, then the report, nothing lost.
+                if let Some(receiver) = logs.as_mut() {
+                    while let Ok(chunk) = receiver.try_recv() {
+                        if chunk.job == request.job {
+                            let log = Reply::Log { job: chunk.job, text: chunk.text };
+                            if send(write, &log).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                }
                 let reply = match result {
                     Ok(report) => Reply::Report {
                         report: Box::new(report),

@@ -179,10 +179,8 @@ impl Settings {
     }
 
     /// A digest of every resolved value (not where each came from): two processes with the
-    /// same digest run pipelines alike. The glci daemon serves only clients of its own digest
-    /// (another project's `.glci.toml` or other `GLCI_*` variables start another daemon), as
-    /// it reads the settings once, from its own directory and environment. Secrets go in
-    /// by value and the digest is never shown.
+    /// same digest run pipelines alike (the glci daemon compares them). Secrets go in by
+    /// value, so the digest is never shown.
     pub fn digest(&self) -> String {
         use sha2::{Digest, Sha256};
         let mut hash = Sha256::new();
