@@ -95,9 +95,12 @@ impl RunObserver for Observer {
         seen.logs.insert(job.to_string(), String::new());
         let runs = seen.runs.entry(job.to_string()).or_default();
         *runs += 1;
+        let runs = *runs;
+        // The crash marker first: once the log says a job started, a daemon killed from then
+        // on leaves it in the marker for the next one to fail.
+        self.update_marker(&seen);
         // The daemon's record of job runs (the log tests and the benchmark count).
         eprintln!("[{}] job `{job}` started (run {runs})", self.run);
-        self.update_marker(&seen);
     }
 
     fn job_log(&self, job: &str, chunk: &[u8]) {
@@ -120,11 +123,11 @@ impl RunObserver for Observer {
         seen.running.remove(&report.name);
         seen.logs.remove(&report.name);
         seen.reports.insert(report.name.clone(), report.clone());
+        self.update_marker(&seen);
         eprintln!(
             "[{}] job `{}` finished: {:?}",
             self.run, report.name, report.status
         );
-        self.update_marker(&seen);
     }
 
     fn warning(&self, message: &str) {
