@@ -171,15 +171,22 @@ pub fn plan_child(src: &ChildSource) -> Result<PlannedChild, ChildError> {
     let event = plan_ctx.event.clone();
     let planned =
         plan_in(plan_ctx, ctx, loaded, git).map_err(|e| ChildError::NotCreated(e.messages()))?;
-    if !planned.plan.created {
-        let why = planned
-            .plan
-            .reason
-            .clone()
-            .unwrap_or_else(|| "Pipeline filtered out by workflow rules.".to_string());
-        return Err(ChildError::NotCreated(vec![why]));
-    }
+    created(&planned)?;
     Ok(PlannedChild { planned, event })
+}
+
+/// A downstream pipeline that its `workflow:rules` (or having no job) keep from being created
+/// fails its trigger with GitLab's reason.
+fn created(planned: &Planned) -> Result<(), ChildError> {
+    if planned.plan.created {
+        return Ok(());
+    }
+    let why = planned
+        .plan
+        .reason
+        .clone()
+        .unwrap_or_else(|| "Pipeline filtered out by workflow rules.".to_string());
+    Err(ChildError::NotCreated(vec![why]))
 }
 
 /// GitLab expands what a trigger forwards against the trigger job's own variables
@@ -284,14 +291,7 @@ pub fn plan_project(src: &ChildSource) -> Result<PlannedProject, ChildError> {
     opts.pipeline_id = src.pipeline_id;
     opts.commit_sha = None;
     let planned = super::plan(&opts).map_err(|e| ChildError::NotCreated(e.messages()))?;
-    if !planned.plan.created {
-        let why = planned
-            .plan
-            .reason
-            .clone()
-            .unwrap_or_else(|| "Pipeline filtered out by workflow rules.".to_string());
-        return Err(ChildError::NotCreated(vec![why]));
-    }
+    created(&planned)?;
     Ok(PlannedProject { opts, planned })
 }
 

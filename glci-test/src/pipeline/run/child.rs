@@ -61,10 +61,15 @@ impl Downstream {
         planned: &Planned,
         facts: &PipelineFacts,
     ) -> Downstream {
+        let chain = vec![(planned.loaded.facts.project.path(), facts.ref_name.clone())];
+        Downstream::new(opts.clone(), 0, chain)
+    }
+
+    fn new(opts: PipelineOptions, depth: usize, chain: Vec<(String, String)>) -> Downstream {
         Downstream {
-            opts: opts.clone(),
-            depth: 0,
-            chain: vec![(planned.loaded.facts.project.path(), facts.ref_name.clone())],
+            opts,
+            depth,
+            chain,
             started: Mutex::new(Vec::new()),
         }
     }
@@ -306,13 +311,8 @@ async fn create(
         planned,
         facts,
         dir,
-        Downstream {
-            opts,
-            depth: depth + 1,
-            // A child runs its parent's project and ref, and GitLab's check leaves it out.
-            chain: parent.downstream.chain.clone(),
-            started: Mutex::new(Vec::new()),
-        },
+        // A child runs its parent's project and ref, and GitLab's loop check leaves it out.
+        Downstream::new(opts, depth + 1, parent.downstream.chain.clone()),
         seeded,
     ))
 }
@@ -341,12 +341,7 @@ async fn create_project(
         dir,
         // A project's pipeline starts a hierarchy of its own (the depth counts ancestors
         // of the same project).
-        Downstream {
-            opts,
-            depth: 0,
-            chain,
-            started: Mutex::new(Vec::new()),
-        },
+        Downstream::new(opts, 0, chain),
         HashMap::new(),
     ))
 }
