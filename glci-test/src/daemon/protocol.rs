@@ -25,8 +25,14 @@ const READ_FROM_ENVIRONMENT: [&str; 4] = [
 /// What a process runs pipelines with besides its build: a digest of its resolved settings
 /// (`Settings::digest`) and of [`READ_FROM_ENVIRONMENT`]. The daemon reads both once, when it
 /// starts, so it serves only clients of the same digest (another project's `.glci.toml`,
-/// other `GLCI_*` or Docker variables restart it). Never shown.
-pub fn configuration_digest() -> String {
+/// other `GLCI_*` or Docker variables restart it). Never shown. Computed once per process:
+/// what it is made of is read once too.
+pub fn configuration_digest() -> &'static str {
+    static DIGEST: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    DIGEST.get_or_init(compute_configuration_digest)
+}
+
+fn compute_configuration_digest() -> String {
     use sha2::{Digest, Sha256};
     let mut hash = Sha256::new();
     hash.update(crate::settings::current().digest().as_bytes());

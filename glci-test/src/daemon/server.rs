@@ -251,7 +251,7 @@ async fn handle(daemon: Arc<Daemon>, stream: UnixStream) {
     let hello = Reply::Hello {
         build: build_id(),
         pid: std::process::id(),
-        settings: super::protocol::configuration_digest(),
+        settings: super::protocol::configuration_digest().to_string(),
     };
     if send(&mut write, &hello).await.is_err() {
         return;
