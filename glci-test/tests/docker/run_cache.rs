@@ -1,9 +1,9 @@
 //! `cache:` across two pipelines of one repository: the second run restores what the first
 //! saved, through the S3 endpoint of a server that did not exist when it was saved.
 
-use std::process::Command;
 use std::sync::Arc;
 
+use crate::support::git;
 use glci_test::pipeline::{PipelineOptions, Quiet, RunOptions, Session};
 use glci_test::plan::status::Status;
 
@@ -18,17 +18,6 @@ build:
   script:
     - if test -f .deps/fetched; then echo "restored $(cat .deps/fetched)"; else mkdir -p .deps && echo "run-$CI_PIPELINE_ID" > .deps/fetched && echo fresh; fi
 "#;
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}");
-}
 
 async fn run_once(project: &std::path::Path, home: &std::path::Path) -> String {
     let options = RunOptions {

@@ -2,22 +2,11 @@
 //! running at once (the jobs' own timestamps must never overlap), environments with
 //! `on_stop`, and `release:` with asset links.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 
+use crate::support::git;
 use glci_test::pipeline::{PipelineOptions, RunObserver, RunOptions, RunReport, Session};
 use glci_test::plan::status::Status;
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}");
-}
 
 fn project(ci: &str) -> tempfile::TempDir {
     let project = tempfile::tempdir().unwrap();

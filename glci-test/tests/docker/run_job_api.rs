@@ -2,9 +2,9 @@
 //! real jobs: the current job, generic packages, artifacts of another job (this run's and an
 //! earlier run's), releases from the `release:` keyword, and the 401/404 answers.
 
-use std::process::Command;
 use std::sync::Arc;
 
+use crate::support::git;
 use glci_test::pipeline::{PipelineOptions, Quiet, RunOptions, Session};
 use glci_test::plan::status::Status;
 
@@ -60,17 +60,6 @@ later:
     - {API} "$CI_API_V4_URL/projects/$CI_PROJECT_ID/packages/generic/tool/1.0.0/pkg.txt" | grep -q hello-package && echo earlier-package-read
 "#
     )
-}
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}");
 }
 
 async fn run(project: &std::path::Path, home: &std::path::Path) -> glci_test::pipeline::RunReport {

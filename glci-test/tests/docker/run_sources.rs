@@ -2,9 +2,9 @@
 //! fetching again); the copy must behave exactly like a fresh fetch: same log lines, the job's
 //! own credentials in `origin`, a clean work tree, fetch working from inside the job.
 
-use std::process::Command;
 use std::sync::Arc;
 
+use crate::support::git;
 use glci_test::pipeline::{PipelineOptions, Quiet, RunOptions, Session};
 use glci_test::plan::status::Status;
 
@@ -23,17 +23,6 @@ second:
     - git remote get-url origin | grep -q "$CI_JOB_TOKEN" && echo own-token
     - git fetch -q origin "$CI_COMMIT_SHA" && echo fetch-works
 "#;
-
-fn git(dir: &std::path::Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["-c", "user.name=Dev", "-c", "user.email=dev@example.com"])
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "git {args:?}");
-}
 
 /// Commits everything in `dir` as the first commit of a new repository.
 fn commit_all(dir: &std::path::Path) {

@@ -4,10 +4,9 @@
 //! server and data directory, so caches never leak between tests, and checks that no Docker
 //! object of its owner is left behind.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
+use crate::support::git;
 use glci_test::docker::{count_labelled, Engine, Owner, LABEL_OWNER};
 use glci_test::git::{snapshot, Repo, SnapshotRequest};
 use glci_test::pipeline::run::runner_cache_config;
@@ -23,20 +22,6 @@ use tokio_util::sync::CancellationToken;
 
 /// The default identity's short token: objects live under `runner/<it>/project/3/`.
 const SHORT_TOKEN: &str = "glci00000";
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// One server with one project, a runner, a Docker engine and an owner for this test.
 struct Env {

@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
+use crate::support::git;
 use glci_test::docker::{Engine, Owner};
 use glci_test::git::{snapshot, Repo, SnapshotRequest};
 use glci_test::runner::api::RunnerApi;
@@ -15,20 +16,6 @@ use glci_test::server::{
     RunningServer, Server, ServerConfig, StepSpec,
 };
 use tokio_util::sync::CancellationToken;
-
-fn git(dir: &Path, args: &[&str]) {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A repository with one commit, an uncommitted edit and an untracked file.
 fn user_repo(dir: &Path) {
