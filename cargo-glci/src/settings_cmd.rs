@@ -30,7 +30,7 @@ fn render(settings: &Settings) -> String {
         out.push_str(&format!(
             "# {} file: {}{state}\n",
             scope.word(),
-            path.display()
+            glci_test::printable::printable(&path.display().to_string())
         ));
     }
     let mut section = "";

@@ -47,14 +47,18 @@ pub enum SettingsError {
         column: usize,
         message: String,
     },
-    #[error("{}:{line}: `{key}`: {message}", path.display())]
+    /// The message holds the value at fault: shown with its control characters escaped.
+    #[error("{}:{line}: `{key}`: {}", path.display(), crate::printable::printable(message))]
     Invalid {
         path: PathBuf,
         line: usize,
         key: String,
         message: String,
     },
-    #[error("environment variable {var} (setting `{key}`): {message}")]
+    #[error(
+        "environment variable {var} (setting `{key}`): {}",
+        crate::printable::printable(message)
+    )]
     Env {
         var: String,
         key: String,

@@ -134,10 +134,12 @@ impl Value {
         }
     }
 
-    /// The value as `config --show` prints it: secrets masked, sizes and durations in units.
+    /// The value as `config --show` and errors print it: secrets masked, sizes and durations
+    /// in units, control characters in text escaped (a value is user input).
     pub fn shown(&self) -> String {
+        use crate::printable::printable;
         match self {
-            Value::Text(s) => format!("\"{s}\""),
+            Value::Text(s) => format!("\"{}\"", printable(s)),
             Value::Secret(secret) => secret.shown(),
             Value::Bool(b) => b.to_string(),
             Value::Count(n) => n.to_string(),
@@ -148,7 +150,7 @@ impl Value {
                 "[{}]",
                 items
                     .iter()
-                    .map(|i| format!("\"{i}\""))
+                    .map(|i| format!("\"{}\"", printable(i)))
                     .collect::<Vec<_>>()
                     .join(", ")
             ),
