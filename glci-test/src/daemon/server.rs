@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader, Lines, Take};
 use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{broadcast, watch};
@@ -15,6 +15,11 @@ use tokio::sync::{broadcast, watch};
 use super::protocol::{build_id, encode, DaemonStatus, JobRequest, Reply, Request, SessionRequest};
 use super::sessions::{self, LogChunk, Table};
 use super::{recovery, DaemonError, DaemonSettings, Paths, SESSION_LINGER};
+
+/// What one connection may send in all (a hello and one request; a job request carries the
+/// pipeline's options and variables): a longer one is cut there, its request unreadable, so
+/// a runaway client cannot make the daemon hold an endless line.
+const MAX_CONNECTION_BYTES: u64 = 64 * 1024 * 1024;
 
 /// How long a stopping daemon waits for sessions still starting, to shut them down properly.
 const SESSION_START_PATIENCE: Duration = Duration::from_secs(120);
@@ -229,7 +234,7 @@ async fn send(write: &mut OwnedWriteHalf, reply: &Reply) -> std::io::Result<()> 
     write.flush().await
 }
 
-async fn read_request(lines: &mut Lines<BufReader<OwnedReadHalf>>) -> Option<Request> {
+async fn read_request(lines: &mut Lines<BufReader<Take<OwnedReadHalf>>>) -> Option<Request> {
     let line = lines.next_line().await.ok()??;
     serde_json::from_str(&line).ok()
 }
@@ -237,7 +242,7 @@ async fn read_request(lines: &mut Lines<BufReader<OwnedReadHalf>>) -> Option<Req
 async fn handle(daemon: Arc<Daemon>, stream: UnixStream) {
     let _open = Counted::new(&daemon.connections);
     let (read, mut write) = stream.into_split();
-    let mut lines = BufReader::new(read).lines();
+    let mut lines = BufReader::new(read.take(MAX_CONNECTION_BYTES)).lines();
     let Some(Request::Hello { build }) = read_request(&mut lines).await else {
         let _ = send(
             &mut write,
@@ -317,7 +322,7 @@ pub const STOPPING: &str = "the glci daemon is stopping";
 async fn serve_job(
     daemon: &Daemon,
     request: JobRequest,
-    lines: &mut Lines<BufReader<OwnedReadHalf>>,
+    lines: &mut Lines<BufReader<Take<OwnedReadHalf>>>,
     write: &mut OwnedWriteHalf,
 ) {
     let hosted = match daemon
